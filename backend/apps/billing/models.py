@@ -1,0 +1,1 @@
+"""Billing models live in `models/` (one module per model) once the domain lands."""

@@ -1,0 +1,115 @@
+"""Business hours (when a tenant may message its customers) and the chat history
+(every message sent or received lives in a conversation)."""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
+class BusinessHours(models.Model):
+    """One opening range on one weekday, in the tenant's time zone. Several rows per day make
+    a lunch break; `closes_at <= opens_at` means the range runs past midnight into the next day."""
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="business_hours")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    opens_at = models.TimeField()
+    closes_at = models.TimeField()
+
+    class Meta:
+        ordering = ["tenant", "weekday", "opens_at"]
+        verbose_name_plural = "business hours"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "weekday", "opens_at"], name="business_hours_unique_start"),
+            models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="business_hours_weekday_range"),
+            models.CheckConstraint(condition=~Q(opens_at=models.F("closes_at")), name="business_hours_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens_at:%H:%M}-{self.closes_at:%H:%M}"
+
+
+class ClosedDate(models.Model):
+    """A holiday or any day without opening: ranges that start on this date do not open."""
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="closed_dates")
+    date = models.DateField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "date"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "date"], name="closed_date_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.date:%d/%m/%Y} {self.reason}".strip()
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="conversations")
+    instance = models.ForeignKey(
+        "connections.WhatsAppInstance", on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations"
+    )
+    contact_phone = models.CharField(max_length=20, help_text="E.164")
+    contact_name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    closed_by = models.CharField(max_length=20, blank=True, help_text="who closed it: billing, agent, system")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-last_message_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "instance", "contact_phone"], name="conversation_unique_contact"),
+        ]
+        indexes = [models.Index(fields=["tenant", "status"], name="conversation_tenant_status")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_name or 'contact'} ({self.status})"
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "Inbound"
+        OUTBOUND = "outbound", "Outbound"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        READ = "read", "Read"
+        FAILED = "failed", "Failed"
+        RECEIVED = "received", "Received"
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    content = models.TextField()
+    provider_message_id = models.CharField(max_length=128, blank=True, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    source = models.CharField(max_length=30, blank=True, help_text="what produced it, e.g. billing")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="message_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.status}"

@@ -1,0 +1,3 @@
+from .business_hours import BusinessHoursService, WeeklySchedule
+
+__all__ = ["BusinessHoursService", "WeeklySchedule"]

@@ -1,0 +1,53 @@
+"""WhatsApp instances: how a tenant reaches its customers (one Evolution API instance each)."""
+from __future__ import annotations
+
+import secrets
+
+from django.core.validators import URLValidator
+from django.db import models
+
+
+def new_webhook_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class WhatsAppInstance(models.Model):
+    class Provider(models.TextChoices):
+        EVOLUTION = "evolution", "Evolution API"
+
+    class ApiVersion(models.TextChoices):
+        V2 = "v2", "v2 (2.3.x)"
+        V1 = "v1", "v1 (1.8.x)"
+
+    class HealthState(models.TextChoices):
+        UNKNOWN = "unknown", "Unknown"
+        OPEN = "open", "Open"
+        CONNECTING = "connecting", "Connecting"
+        CLOSE = "close", "Closed"
+        ERROR = "error", "Error"
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="whatsapp_instances")
+    name = models.CharField(max_length=100, help_text="Our name for it, used by API callers")
+    provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.EVOLUTION)
+    api_version = models.CharField(max_length=2, choices=ApiVersion.choices, default=ApiVersion.V2)
+    base_url = models.CharField(max_length=300, validators=[URLValidator(schemes=["http", "https"])])
+    # Needed in clear to call the provider; never rendered back (admin uses a write-only widget).
+    api_key = models.CharField(max_length=300)
+    instance_name = models.CharField(max_length=100, help_text="The instance name on the provider")
+    webhook_secret = models.CharField(max_length=100, default=new_webhook_secret, unique=True)
+    is_active = models.BooleanField(default=True)
+    health_state = models.CharField(max_length=12, choices=HealthState.choices, default=HealthState.UNKNOWN)
+    health_reason = models.CharField(max_length=300, blank=True)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="whatsapp_instance_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.instance_name})"
+
+    def __repr__(self) -> str:  # keeps api_key out of debug output
+        return f"<WhatsAppInstance {self.pk} {self.name!r}>"

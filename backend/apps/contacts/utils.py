@@ -1,0 +1,84 @@
+"""Phone numbers: the one normaliser (E.164 through `phonenumbers`, Brazil by default) and the
+one masker used in logs, API answers and admin lists."""
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+MAX_RAW_LENGTH = 40
+_ALLOWED_CHARS = re.compile(r"^[0-9+()\-.\s/]+$")
+_WHATSAPP_TYPES = {
+    PhoneNumberType.MOBILE,
+    PhoneNumberType.FIXED_LINE_OR_MOBILE,
+}
+
+
+class PhoneNumberError(ValueError):
+    """A phone number we cannot send to. `code` is machine-readable:
+    `empty_phone`, `invalid_phone`, `invalid_country`, `not_mobile`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _with_brazilian_ninth_digit(number: phonenumbers.PhoneNumber) -> phonenumbers.PhoneNumber:
+    """Brazilian mobiles gained a leading 9 (2012-2016). CRMs still hold the old 8-digit form
+    (`11 8765-4321`); like WhatsApp, treat an 8-digit subscriber number starting with 6-9 as
+    that mobile and put the 9 back."""
+    national = str(number.national_number)
+    if number.country_code == 55 and len(national) == 10 and national[2] in "6789":
+        fixed = phonenumbers.PhoneNumber(country_code=55, national_number=int(national[:2] + "9" + national[2:]))
+        if phonenumbers.is_valid_number(fixed):
+            return fixed
+    return number
+
+
+def normalize_phone(raw: str, default_region: str = "BR") -> str:
+    """Return the number in E.164 (`+5511999999999`) or raise `PhoneNumberError`.
+
+    Accepts the ways Brazilian systems write numbers: with or without country code, trunk
+    prefix 0 (and carrier code), punctuation, and mobiles without the ninth digit.
+    """
+    if raw is None or not str(raw).strip():
+        raise PhoneNumberError("empty_phone", "Phone number is empty.")
+    text = str(raw).strip()
+    if len(text) > MAX_RAW_LENGTH or not _ALLOWED_CHARS.match(text):
+        raise PhoneNumberError("invalid_phone", "Phone number has characters or a length that are not allowed.")
+    digits = re.sub(r"\D", "", text)
+    # `5511999999999` (country code without +) is how Evolution and most CRMs store numbers.
+    if not text.startswith("+") and digits.startswith("55") and len(digits) in (12, 13) and default_region == "BR":
+        text = "+" + digits
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise PhoneNumberError("invalid_phone", "Phone number could not be parsed.") from exc
+    number = _with_brazilian_ninth_digit(number)
+    if not phonenumbers.is_valid_number(number):
+        if phonenumbers.region_code_for_country_code(number.country_code) == "ZZ":
+            raise PhoneNumberError("invalid_country", "Phone number has an unknown country code.")
+        raise PhoneNumberError("invalid_phone", "Phone number is not a valid number.")
+    if phonenumbers.number_type(number) not in _WHATSAPP_TYPES:
+        raise PhoneNumberError("not_mobile", "Phone number is not a mobile number (WhatsApp needs a mobile).")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def e164_digits(e164: str) -> str:
+    """E.164 without the plus: the form the Evolution API expects in `number`."""
+    return e164.lstrip("+")
+
+
+def mask_phone(phone: str | None) -> str:
+    """`+5511998764321` → `+55 11 9****-4321`. Safe for logs and API answers."""
+    if not phone:
+        return ""
+    digits = re.sub(r"\D", "", str(phone))
+    if len(digits) < 6:
+        return "*" * len(digits)
+    if digits.startswith("55") and len(digits) in (12, 13):
+        subscriber = digits[4:]
+        return f"+55 {digits[2:4]} {subscriber[0]}{'*' * (len(subscriber) - 5)}-{subscriber[-4:]}"
+    return f"+{digits[:2]} {'*' * (len(digits) - 6)}{digits[-4:]}"

@@ -1,0 +1,38 @@
+from django.contrib import admin
+
+from apps.common.admin import tenant_of
+
+from .models import Membership, Tenant
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "timezone", "is_active", "created_at"]
+    list_filter = ["is_active", "timezone"]
+    search_fields = ["name", "slug"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        tenant = tenant_of(request)
+        return qs.filter(pk=tenant.pk) if tenant else qs.none()
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "tenant", "created_at"]
+    list_filter = ["tenant"]
+    search_fields = ["user__username", "tenant__name"]
+    readonly_fields = ["created_at"]
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
