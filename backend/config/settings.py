@@ -114,6 +114,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (the send worker needs SKIP LOCKED)")
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
+# Lets parallel test runs (or several checkouts) use separate test databases.
+if env_str("TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -214,3 +217,6 @@ LOGGING = {
         "aio_pika": {"level": "WARNING"},
     },
 }
+
+# --------------------------------------------------------------------------- feature settings
+# Each feature adds its own block below (Evolution API client, billing, ...).
