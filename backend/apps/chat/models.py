@@ -74,7 +74,9 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-last_message_at"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "instance", "contact_phone"], name="conversation_unique_contact"),
+            models.UniqueConstraint(
+                fields=["tenant", "instance", "contact_phone"], name="conversation_unique_contact", nulls_distinct=False
+            ),
         ]
         indexes = [models.Index(fields=["tenant", "status"], name="conversation_tenant_status")]
 

@@ -58,7 +58,20 @@ class TenantScopedAdmin(admin.ModelAdmin):
                 kwargs["queryset"] = related._default_manager.filter(tenant=tenant)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def _has_tenant_access(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser or tenant_of(request) is not None
+
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser or (
-            tenant_of(request) is not None and super().has_module_permission(request)
-        )
+        return self._has_tenant_access(request) and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._has_tenant_access(request) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._has_tenant_access(request) and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._has_tenant_access(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._has_tenant_access(request) and super().has_delete_permission(request, obj)

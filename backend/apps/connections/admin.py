@@ -30,6 +30,7 @@ class WhatsAppInstanceForm(forms.ModelForm):
 @admin.register(WhatsAppInstance)
 class WhatsAppInstanceAdmin(TenantScopedAdmin):
     form = WhatsAppInstanceForm
+    exclude = ["webhook_secret"]
     list_display = ["name", "tenant", "instance_name", "provider", "api_version", "is_active", "health_state", "health_checked_at"]
     list_filter = ["tenant", "provider", "is_active", "health_state"]
     search_fields = ["name", "instance_name"]

@@ -55,6 +55,8 @@ def normalize_phone(raw: str, default_region: str = "BR") -> str:
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            raise PhoneNumberError("invalid_country", "Phone number has an unknown country code.") from exc
         raise PhoneNumberError("invalid_phone", "Phone number could not be parsed.") from exc
     number = _with_brazilian_ninth_digit(number)
     if not phonenumbers.is_valid_number(number):

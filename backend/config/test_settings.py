@@ -1,0 +1,16 @@
+"""Settings for pytest: production settings, with defaults that point at the local services
+`scripts/services.sh up` starts. `scripts/test.sh` exports the same values; these let a bare
+`python -m pytest` work too. Nothing here loosens production behaviour."""
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://billing:billing@127.0.0.1:55432/billing")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:56379/0")
+os.environ.setdefault("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:55672/")
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+
+from .settings import *  # noqa: E402,F401,F403
+
+# The manifest needs `collectstatic`; tests render admin pages without it.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
