@@ -68,10 +68,12 @@ INSTALLED_APPS = [
     "apps.chat",
     "apps.campaigns",
     "apps.billing",
+    "apps.evolution_sandbox",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "apps.common.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -179,15 +181,20 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
+# Largest API request body (10,000 contacts with variables fit in a few MB).
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 8 * 1024 * 1024)
+# Proxies in front of the app that append to X-Forwarded-For (Railway: 1). 0 = trust REMOTE_ADDR only.
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 
 # --------------------------------------------------------------------------- DRF
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.common.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "apps.common.exceptions.api_exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -220,3 +227,36 @@ LOGGING = {
 
 # --------------------------------------------------------------------------- feature settings
 # Each feature adds its own block below (Evolution API client, billing, ...).
+
+# --------------------------------------------------------------------------- Evolution API client
+# apps/common/services/evolution_api_service.py reads these at call time (tests override them
+# with pytest-django's `settings` fixture). See docs/evolution.md.
+EVOLUTION_CONNECT_TIMEOUT = env_float("EVOLUTION_CONNECT_TIMEOUT", 5.0)  # seconds
+EVOLUTION_READ_TIMEOUT = env_float("EVOLUTION_READ_TIMEOUT", 30.0)  # seconds
+# Wait before retry 1, 2, 3, ... (the last value repeats); "0" disables waiting.
+EVOLUTION_RETRY_BACKOFF = [float(value) for value in env_list("EVOLUTION_RETRY_BACKOFF", "1,2,4")]
+EVOLUTION_RETRY_JITTER = env_float("EVOLUTION_RETRY_JITTER", 0.2)  # ± fraction of each wait
+# A 429 whose Retry-After is at most this is waited out inside send(); longer ones go to the caller.
+EVOLUTION_RETRY_AFTER_MAX = env_float("EVOLUTION_RETRY_AFTER_MAX", 10.0)
+EVOLUTION_BREAKER_THRESHOLD = env_int("EVOLUTION_BREAKER_THRESHOLD", 5)  # consecutive failures
+EVOLUTION_BREAKER_COOLDOWN = env_float("EVOLUTION_BREAKER_COOLDOWN", 30.0)  # seconds
+EVOLUTION_BREAKER_KEY_PREFIX = env_str("EVOLUTION_BREAKER_KEY_PREFIX", "evolution:breaker")
+EVOLUTION_USER_AGENT = env_str("EVOLUTION_USER_AGENT", "billing-messaging/1.0 (Evolution API client)")
+
+# --------------------------------------------------------------------------- billing API
+# Requests per minute from one client IP, counted before authentication (slows key guessing).
+BILLING_IP_RATE_LIMIT_PER_MINUTE = env_int("BILLING_IP_RATE_LIMIT_PER_MINUTE", 600)
+# Hostile-input limits (see docs/api.md).
+BILLING_MAX_STRING_LENGTH = env_int("BILLING_MAX_STRING_LENGTH", 1000)
+BILLING_MAX_VARIABLES_DEPTH = env_int("BILLING_MAX_VARIABLES_DEPTH", 3)
+BILLING_MAX_VARIABLES_BYTES = env_int("BILLING_MAX_VARIABLES_BYTES", 4096)
+BILLING_MAX_METADATA_BYTES = env_int("BILLING_MAX_METADATA_BYTES", 16384)
+
+# --------------------------------------------------------------------------- billing pipeline
+BILLING_PUBLISH_TIMEOUT = env_float("BILLING_PUBLISH_TIMEOUT", 3.0)  # seconds a publish may take
+BILLING_CONSUMER_CONCURRENCY = env_int("BILLING_CONSUMER_CONCURRENCY", 4)  # worker slots per consumer
+BILLING_HEARTBEAT_SECONDS = env_float("BILLING_HEARTBEAT_SECONDS", 30.0)
+# A pending queue whose last publish is older than this is published again by the periodic task.
+BILLING_REPUBLISH_AFTER_SECONDS = env_float("BILLING_REPUBLISH_AFTER_SECONDS", 120.0)
+BILLING_PERIODIC_INTERVAL = env_float("BILLING_PERIODIC_INTERVAL", 15.0)  # seconds between cycles
+BILLING_STALE_CHECK_EVERY = env_float("BILLING_STALE_CHECK_EVERY", 60.0)  # seconds between stale checks

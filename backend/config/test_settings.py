@@ -14,3 +14,8 @@ from .settings import *  # noqa: E402,F401,F403
 
 # The manifest needs `collectstatic`; tests render admin pages without it.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+
+# Every test client comes from 127.0.0.1: the per-IP throttle would otherwise couple unrelated
+# tests. The throttle's own tests lower it with the `settings` fixture.
+BILLING_IP_RATE_LIMIT_PER_MINUTE = 1_000_000
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]

@@ -9,3 +9,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/billing/", include("apps.billing.urls")),
 ]
+
+handler404 = "apps.common.views.api_not_found"
+handler500 = "apps.common.views.api_server_error"

@@ -18,7 +18,8 @@ class Weekday(models.IntegerChoices):
 
 class BusinessHours(models.Model):
     """One opening range on one weekday, in the tenant's time zone. Several rows per day make
-    a lunch break; `closes_at <= opens_at` means the range runs past midnight into the next day."""
+    a lunch break; `closes_at < opens_at` runs past midnight into the next day, and
+    `closes_at == opens_at` is a full 24 hours (00:00-00:00 every day = always open)."""
 
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="business_hours")
     weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
@@ -31,7 +32,6 @@ class BusinessHours(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "weekday", "opens_at"], name="business_hours_unique_start"),
             models.CheckConstraint(condition=Q(weekday__gte=0, weekday__lte=6), name="business_hours_weekday_range"),
-            models.CheckConstraint(condition=~Q(opens_at=models.F("closes_at")), name="business_hours_not_empty"),
         ]
 
     def __str__(self) -> str:

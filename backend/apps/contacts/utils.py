@@ -84,3 +84,14 @@ def mask_phone(phone: str | None) -> str:
         subscriber = digits[4:]
         return f"+55 {digits[2:4]} {subscriber[0]}{'*' * (len(subscriber) - 5)}-{subscriber[-4:]}"
     return f"+{digits[:2]} {'*' * (len(digits) - 6)}{digits[-4:]}"
+
+
+def mask_raw_phone(raw: object, default_region: str = "BR") -> str:
+    """Mask what a client sent, even when it is not a valid number (for refusal reports)."""
+    text = str(raw or "")[:MAX_RAW_LENGTH]
+    try:
+        number = phonenumbers.parse(text, default_region)
+        return mask_phone(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    except phonenumbers.NumberParseException:
+        digits = re.sub(r"\D", "", text)
+        return "*" * max(len(digits) - 2, 0) + digits[-2:] if len(digits) > 2 else "*" * len(digits)

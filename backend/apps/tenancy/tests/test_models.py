@@ -32,9 +32,15 @@ def test_tenant_timezone_is_validated():
         Tenant(name="X", slug="x", timezone="Mars/Olympus").full_clean()
 
 
-def test_business_hours_refuse_an_empty_range(tenant):
-    with pytest.raises(IntegrityError):
-        BusinessHours.objects.create(tenant=tenant, weekday=0, opens_at=time(8), closes_at=time(8))
+def test_business_hours_equal_open_and_close_is_a_full_day(tenant):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from apps.chat.services import BusinessHoursService
+
+    BusinessHours.objects.create(tenant=tenant, weekday=0, opens_at=time(0), closes_at=time(0))
+    monday_late = datetime(2026, 11, 23, 23, 59, tzinfo=ZoneInfo("America/Sao_Paulo"))
+    assert BusinessHoursService.is_open(tenant, monday_late)
 
 
 def test_business_hours_refuse_a_weekday_out_of_range(tenant):

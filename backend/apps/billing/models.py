@@ -1,1 +1,0 @@
-"""Billing models live in `models/` (one module per model) once the domain lands."""

@@ -1,0 +1,17 @@
+"""Billing models, one module per model (the seed's layout); import them from here."""
+from apps.billing.models.billing_api_key import BillingAPIKey
+from apps.billing.models.billing_campaign import BillingCampaign
+from apps.billing.models.billing_config import BillingConfig
+from apps.billing.models.billing_contact import BillingContact
+from apps.billing.models.billing_queue import BillingQueue
+from apps.billing.models.billing_template import BillingTemplate, BillingTemplateVariation
+
+__all__ = [
+    "BillingAPIKey",
+    "BillingCampaign",
+    "BillingConfig",
+    "BillingContact",
+    "BillingQueue",
+    "BillingTemplate",
+    "BillingTemplateVariation",
+]

@@ -1,0 +1,146 @@
+"""Publishing wake-up calls to RabbitMQ from synchronous code (Django views, the periodic task,
+the worker itself).
+
+Django views are synchronous, aio-pika is not: one daemon thread per process runs an event loop
+with one robust connection and one confirming channel, and `publish()` hands it coroutines. So a
+request reuses the connection instead of opening one per call, and a publish waits for the
+broker's confirm (with `mandatory` + `on_return_raises`, an unroutable message is an error).
+
+A broker failure never fails the caller: `publish_queue()` answers False, the queue stays
+`pending` with `last_published_at` unset, and the periodic task publishes it later. Never call
+`publish()` inside a transaction: use `publish_queue_on_commit()` (the row must be visible to a
+consumer before its wake-up call arrives).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+import aio_pika
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.billing.constants import TemplateType
+
+from .messages import BillingMessage
+from .topology import declare_topology, send_queue_for
+
+logger = logging.getLogger(__name__)
+
+
+class BillingQueuePublisher:
+    """Process-wide publisher; use `get_publisher()`."""
+
+    def __init__(self, url: str, *, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="billing-publisher", daemon=True)
+        self._thread.start()
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def publish(self, message: BillingMessage, routing_key: str, *, priority: int = 0) -> None:
+        """Publish and wait for the broker's confirm; raises on any failure."""
+        self._run(self._publish(message, routing_key, priority))
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._run(self._connection.close())
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
+                logger.debug("publisher close failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    # ------------------------------------------------------------------ internals
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(self.timeout + 1)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    async def _channel_ready(self) -> aio_pika.abc.AbstractChannel:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._channel is not None and not self._channel.is_closed:
+                return self._channel
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await aio_pika.connect_robust(
+                    self.url, timeout=self.timeout, client_properties={"connection_name": "billing-publisher"}
+                )
+            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            await declare_topology(channel)
+            self._channel = channel
+            return channel
+
+    async def _publish(self, message: BillingMessage, routing_key: str, priority: int) -> None:
+        # A first connect that fails leaves `_connection` unset, so the next call connects afresh;
+        # once up, the robust connection and channel restore themselves after a broker restart.
+        channel = await asyncio.wait_for(self._channel_ready(), self.timeout)
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                message.to_bytes(), content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, priority=priority,
+            ),
+            routing_key=routing_key, mandatory=True, timeout=self.timeout,
+        )
+
+
+_publisher: BillingQueuePublisher | None = None
+_publisher_pid: int | None = None
+_publisher_lock = threading.Lock()
+
+
+def get_publisher() -> BillingQueuePublisher:
+    """One publisher per process (re-created after a fork)."""
+    global _publisher, _publisher_pid
+    with _publisher_lock:
+        if _publisher is None or _publisher_pid != os.getpid():
+            _publisher = BillingQueuePublisher(settings.RABBITMQ_URL, timeout=settings.BILLING_PUBLISH_TIMEOUT)
+            _publisher_pid = os.getpid()
+        return _publisher
+
+
+def publish_queue(queue: Any, *, attempt: int = 1, request_id: str | None = None) -> bool:
+    """Wake a consumer for `queue`; record the publish. False (logged) when the broker failed."""
+    from apps.billing.models import BillingQueue
+
+    message = BillingMessage(
+        type=str(queue.template_type), queue_id=str(queue.pk), tenant_id=str(queue.tenant_id), attempt=attempt,
+        request_id=request_id,
+    )
+    try:
+        get_publisher().publish(message, send_queue_for(queue.template_type),
+                                priority=TemplateType.priority_of(queue.template_type))
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task republishes
+        logger.warning("billing publish failed; the periodic task will retry",
+                       extra={"queue_id": str(queue.pk), "error": type(exc).__name__})
+        return False
+    BillingQueue.objects.filter(pk=queue.pk).update(
+        last_published_at=timezone.now(), publish_count=F("publish_count") + 1
+    )
+    return True
+
+
+def publish_control(message: BillingMessage, routing_key: str) -> bool:
+    try:
+        get_publisher().publish(message, routing_key)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("billing control publish failed", extra={"routing_key": routing_key,
+                                                                 "error": type(exc).__name__})
+        return False
+    return True
+
+
+def publish_queue_on_commit(queue: Any, *, request_id: str | None = None) -> None:
+    transaction.on_commit(lambda: publish_queue(queue, request_id=request_id))

@@ -1,0 +1,1 @@
+"""Billing services: the operations other layers (admin, API, worker) call."""

@@ -1,0 +1,52 @@
+"""Pause, resume and cancel a queue on a client's request.
+
+Each action is one short transaction holding the queue row lock, so it cannot interleave with
+another action; the worker re-reads the status before every send, so a pause or cancel takes
+effect before the next message. Cancel marks every unsent contact cancelled in the same
+transaction (contacts already handed to the provider keep their outcome).
+"""
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.db.models import F
+
+from apps.billing.constants import ContactErrorCode, ContactStatus, QueueStatus
+from apps.billing.models import BillingContact, BillingQueue
+from apps.common.exceptions import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+ACTION_TARGET = {"pause": QueueStatus.PAUSED, "resume": QueueStatus.PENDING, "cancel": QueueStatus.CANCELLED}
+# Resume only undoes a manual pause: business-hours and instance-down pauses end by themselves.
+RESUMABLE = {QueueStatus.PAUSED}
+
+
+def queue_control(*, queue: BillingQueue, action: str) -> BillingQueue:
+    target = ACTION_TARGET[action]
+    with transaction.atomic():
+        locked = BillingQueue.objects.select_for_update().get(pk=queue.pk, tenant=queue.tenant)
+        allowed = QueueStatus.can_transition(locked.status, target) and (
+            action != "resume" or locked.status in RESUMABLE
+        )
+        if not allowed:
+            raise ApplicationError(
+                "invalid_transition", f"Cannot {action} a queue that is {locked.status}.", status=409,
+                details={"current_status": locked.status, "action": action},
+            )
+        if action == "pause":
+            locked.transition_to(QueueStatus.PAUSED, pause_reason="manual")
+        elif action == "resume":
+            locked.transition_to(QueueStatus.PENDING, last_published_at=None)
+        else:
+            cancelled = BillingContact.objects.filter(
+                queue=locked, status__in=ContactStatus.sources_for(ContactStatus.CANCELLED)
+            ).update(status=ContactStatus.CANCELLED, error_code=ContactErrorCode.CANCELLED,
+                     claim_token=None, claimed_at=None)
+            locked.transition_to(QueueStatus.CANCELLED)
+            BillingQueue.objects.filter(pk=locked.pk).update(cancelled_count=F("cancelled_count") + cancelled)
+            locked.refresh_from_db()
+    logger.info("billing queue %s", action, extra={"queue_id": str(locked.pk), "tenant_id": str(locked.tenant_id),
+                                                  "status": locked.status})
+    return locked

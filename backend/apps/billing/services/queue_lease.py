@@ -1,0 +1,199 @@
+"""Who holds a queue, and the fenced writes a holder may make.
+
+A worker holds a queue through a lease: `status = running`, `processing_by`, and a
+`lease_token` that is new on every claim. Every write the worker makes afterwards names the
+token in its WHERE clause (contacts carry it as `claim_token`), so a worker that lost its lease —
+released as stale while it was frozen, say — writes nothing: its statements match no row.
+
+Lock order is always queue row first, then contact rows (the stale release does the same), so a
+release racing an outcome write cannot deadlock.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
+
+from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus, QueueStatus
+from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """The queue is no longer ours (released, paused, cancelled): stop without writing."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    queue_id: uuid.UUID
+    token: uuid.UUID
+    worker_id: str
+
+    def queue_rows(self):
+        return BillingQueue.objects.filter(pk=self.queue_id, lease_token=self.token, status=QueueStatus.RUNNING)
+
+
+def claim_queue(queue_id: str | uuid.UUID, worker_id: str) -> Lease | None:
+    """pending → running for this worker, if the queue is due; None when someone else has it,
+    it is paused/finished, or its time has not come."""
+    token = uuid.uuid4()
+    claimed = BillingQueue.objects.filter(
+        Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=Now()),
+        Q(next_resume_at__isnull=True) | Q(next_resume_at__lte=Now()),
+        pk=queue_id, status=QueueStatus.PENDING,
+    ).update(
+        status=QueueStatus.RUNNING, processing_by=worker_id[:200], lease_token=token, last_heartbeat=Now(),
+        started_at=Coalesce(F("started_at"), Now()), pause_reason="", next_resume_at=None, updated_at=Now(),
+    )
+    return Lease(uuid.UUID(str(queue_id)), token, worker_id) if claimed else None
+
+
+def heartbeat(lease: Lease) -> None:
+    if not lease.queue_rows().update(last_heartbeat=Now()):
+        raise LeaseLost()
+
+
+def current_status(lease: Lease) -> str | None:
+    """The queue's status if we still hold it; None when the lease is gone."""
+    row = BillingQueue.objects.filter(pk=lease.queue_id).values_list("status", "lease_token").first()
+    if row is None or row[1] != lease.token:
+        return None
+    return row[0]
+
+
+def claim_contacts(lease: Lease, limit: int) -> list[BillingContact]:
+    """Up to `limit` unsent contacts that are due, marked with our token; locks held only for
+    this short transaction (never across an HTTP call). Other workers skip locked rows."""
+    now = timezone.now()
+    with transaction.atomic():
+        if not lease.queue_rows().select_for_update(no_key=True).exists():
+            raise LeaseLost()
+        ids = list(
+            BillingContact.objects.select_for_update(skip_locked=True)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), queue_id=lease.queue_id,
+                    status__in=UNSENT_CONTACT_STATUSES, claim_token__isnull=True)
+            .order_by("id").values_list("id", flat=True)[:limit]
+        )
+        if ids:
+            BillingContact.objects.filter(pk__in=ids).update(claim_token=lease.token, claimed_at=now)
+    return list(BillingContact.objects.filter(pk__in=ids).order_by("id")) if ids else []
+
+
+def start_sending(lease: Lease, contact: BillingContact) -> bool:
+    """pending/pending_retry → sending, only if the contact is still ours. The row says
+    'handed to the provider' from here on: a crash now ends as `interrupted`, never a resend."""
+    updated = BillingContact.objects.filter(
+        pk=contact.pk, claim_token=lease.token, status__in=ContactStatus.sources_for(ContactStatus.SENDING)
+    ).update(status=ContactStatus.SENDING, attempts=F("attempts") + 1, updated_at=Now())
+    if updated:
+        contact.status = ContactStatus.SENDING
+        contact.attempts += 1
+    return bool(updated)
+
+
+def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_counters: dict[str, int],
+            variation_counter: str | None, **contact_fields) -> bool:
+    with transaction.atomic():
+        updates = {name: F(name) + n for name, n in queue_counters.items()}
+        if not lease.queue_rows().update(last_heartbeat=Now(), updated_at=Now(), **updates):
+            raise LeaseLost()
+        done = BillingContact.objects.filter(
+            pk=contact.pk, claim_token=lease.token, status__in=from_statuses
+        ).update(updated_at=Now(), **contact_fields)
+        if not done:
+            transaction.set_rollback(True)
+            logger.warning("billing contact changed under us; outcome not recorded",
+                           extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})
+            return False
+        if variation_counter and contact.variation_id:
+            BillingTemplateVariation.objects.filter(pk=contact.variation_id).update(
+                **{variation_counter: F(variation_counter) + 1}
+            )
+    return True
+
+
+def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: str, rendered: str) -> bool:
+    return _finish(
+        lease, contact, from_statuses=[ContactStatus.SENDING], queue_counters={"sent_count": 1},
+        variation_counter="sent_count", status=ContactStatus.SENT, provider_message_id=provider_message_id[:128],
+        rendered_message=rendered, sent_at=Now(), claim_token=None, claimed_at=None, last_error="", error_code="",
+    )
+
+
+def record_failed(lease: Lease, contact: BillingContact, *, code: str, error: str, rendered: str = "") -> bool:
+    return _finish(
+        lease, contact, from_statuses=ContactStatus.sources_for(ContactStatus.FAILED),
+        queue_counters={"failed_count": 1}, variation_counter="failed_count", status=ContactStatus.FAILED,
+        error_code=code, last_error=error[:500], claim_token=None, claimed_at=None,
+        **({"rendered_message": rendered} if rendered else {}),
+    )
+
+
+def record_retry(lease: Lease, contact: BillingContact, *, at: datetime, code: str, error: str,
+                 refund_attempt: bool = False) -> bool:
+    """sending → pending_retry at `at`. `refund_attempt` when the provider refused before sending
+    (429, instance down): that try does not count toward max_attempts."""
+    extra = {"attempts": F("attempts") - 1} if refund_attempt else {}
+    return _finish(
+        lease, contact, from_statuses=[ContactStatus.SENDING], queue_counters={}, variation_counter=None,
+        status=ContactStatus.PENDING_RETRY, next_attempt_at=at, error_code=code, last_error=error[:500],
+        claim_token=None, claimed_at=None, **extra,
+    )
+
+
+def release(lease: Lease, to_status: str, **queue_fields) -> bool:
+    """Hand the queue back (pending, paused_business_hours, instance_down, completed): the queue
+    row first, then our claimed-but-unsent contacts. False when the lease was already gone."""
+    now = timezone.now()
+    fields = {"status": to_status, "processing_by": "", "lease_token": None, "updated_at": now, **queue_fields}
+    if to_status == QueueStatus.COMPLETED:
+        fields["completed_at"] = now
+    with transaction.atomic():
+        if not lease.queue_rows().update(**fields):
+            return False
+        BillingContact.objects.filter(
+            queue_id=lease.queue_id, claim_token=lease.token, status__in=UNSENT_CONTACT_STATUSES
+        ).update(claim_token=None, claimed_at=None)
+    return True
+
+
+def release_stale(queue_id: uuid.UUID, stale_before: datetime) -> bool:
+    """Free a running queue whose holder stopped heart-beating. Claimed-but-unsent contacts go
+    back to pending; a contact caught `sending` may have been delivered, so it ends `failed`
+    with `interrupted` instead of being sent again. Fenced: the new state carries no token."""
+    with transaction.atomic():
+        queue = (BillingQueue.objects.select_for_update(skip_locked=True)
+                 .filter(pk=queue_id, status=QueueStatus.RUNNING, last_heartbeat__lt=stale_before).first())
+        if queue is None:
+            return False
+        interrupted = BillingContact.objects.filter(queue_id=queue_id, status=ContactStatus.SENDING).update(
+            status=ContactStatus.FAILED, error_code=ContactErrorCode.INTERRUPTED, claim_token=None, claimed_at=None,
+            last_error="worker stopped while the provider call was in flight", updated_at=Now(),
+        )
+        BillingContact.objects.filter(queue_id=queue_id, status__in=UNSENT_CONTACT_STATUSES,
+                                      claim_token__isnull=False).update(claim_token=None, claimed_at=None)
+        BillingQueue.objects.filter(pk=queue_id).update(
+            status=QueueStatus.PENDING, processing_by="", lease_token=None, last_published_at=None,
+            failed_count=F("failed_count") + interrupted, updated_at=Now(),
+        )
+    logger.warning("billing queue released as stale",
+                   extra={"queue_id": str(queue_id), "holder": queue.processing_by, "interrupted": interrupted})
+    return True
+
+
+def unsent_summary(queue_id: uuid.UUID) -> tuple[int, datetime | None]:
+    """How many contacts are still to send, and when the earliest retry is due."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), min(next_attempt_at) FROM billing_billingcontact WHERE queue_id = %s AND status = ANY(%s)",
+            [queue_id, sorted(UNSENT_CONTACT_STATUSES)],
+        )
+        count, earliest = cursor.fetchone()
+    return int(count), earliest

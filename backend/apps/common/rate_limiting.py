@@ -1,0 +1,64 @@
+"""Atomic rate limits in Redis (GCRA), shared by every process.
+
+DRF's cache throttles read-modify-write and are not atomic (DRF issue #8127); a send quota or
+the per-instance pace needs one atomic step, so both primitives here are single Lua scripts that
+use Redis' clock (never the callers'), so processes with skewed clocks still share one pace.
+
+- `hit(key, limit, period)`: API politeness. Allows bursts up to `limit`, then one request per
+  `period/limit`; answers allowed/retry-after without reserving anything when refused.
+- `reserve_slot(key, interval)`: the send pace. Every caller gets its own future slot spaced
+  `interval` apart and is told how long to wait for it; no two slots overlap whatever the
+  number of workers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .redis_client import get_redis
+
+_HIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if now < tat - tolerance then
+  return {0, tat - tolerance - now}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return {1, 0}
+"""
+
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', math.ceil((tat + interval - now) / 1000) + 60000)
+return tat - now
+"""
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    allowed: bool
+    retry_after: float  # seconds; 0 when allowed
+
+
+def hit(key: str, limit: int, period_seconds: float = 60.0) -> RateLimitResult:
+    """Count one request against `limit` per `period_seconds` (bursts up to `limit`)."""
+    if limit <= 0:
+        return RateLimitResult(False, period_seconds)
+    interval_us = int(period_seconds * 1_000_000 / limit)
+    tolerance_us = interval_us * (limit - 1)
+    allowed, wait_us = get_redis().eval(_HIT, 1, f"ratelimit:{key}", interval_us, tolerance_us)
+    return RateLimitResult(bool(allowed), int(wait_us) / 1_000_000)
+
+
+def reserve_slot(key: str, interval_seconds: float) -> float:
+    """Reserve the next send slot for `key`; return how many seconds to wait before using it."""
+    wait_us = get_redis().eval(_RESERVE, 1, f"pace:{key}", int(interval_seconds * 1_000_000))
+    return int(wait_us) / 1_000_000

@@ -1,0 +1,1 @@
+"""Shared services used by several apps (the WhatsApp provider client lives here)."""

@@ -1,0 +1,209 @@
+"""Per-instance circuit breaker shared by every process through Redis.
+
+Why Redis: workers run in several processes (and hosts); when one of them learns that an
+instance is dead, all of them must stop hammering it. Each transition is one Lua script, so
+the read-modify-write is atomic, and the clock is Redis' own (`TIME`), so processes with
+skewed clocks still agree on when the cool-down ends.
+
+States: `closed` (calls flow; consecutive failures are counted) → `open` after `threshold`
+failures (calls fail fast for `cooldown` seconds) → `half_open` (exactly one probe call is let
+through, holding a lease) → `closed` if the probe succeeds, `open` again if it fails. A probe
+whose process died simply lets its lease expire, and the next caller probes.
+
+If Redis itself is unreachable the breaker fails open (allows the call) and logs: losing the
+breaker must not stop all sending.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+from redis.commands.core import Script
+
+from apps.common.metrics import EVOLUTION_BREAKER_STATE
+
+logger = logging.getLogger(__name__)
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+GAUGE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+# KEYS[1] = breaker hash. ARGV = op, threshold, cooldown_ms, probe_lease_ms, ttl_s.
+# Hash fields: state, failures, until (ms; end of cool-down when open, end of probe lease when
+# half-open). Returns {verdict_or_new_state, previous_state, remaining_ms, failures}.
+_SCRIPT = """
+local key = KEYS[1]
+local op = ARGV[1]
+local threshold = tonumber(ARGV[2])
+local cooldown = tonumber(ARGV[3])
+local lease = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HGET', key, 'state') or 'closed'
+local failures = tonumber(redis.call('HGET', key, 'failures') or '0')
+local untilms = tonumber(redis.call('HGET', key, 'until') or '0')
+
+if op == 'acquire' then
+  if state == 'closed' then
+    return {'allow', state, 0, failures}
+  end
+  if now < untilms then
+    return {'reject', state, untilms - now, failures}
+  end
+  redis.call('HSET', key, 'state', 'half_open', 'until', now + lease)
+  redis.call('EXPIRE', key, ttl)
+  return {'probe', state, 0, failures}
+elseif op == 'success' then
+  redis.call('DEL', key)
+  return {'closed', state, 0, 0}
+elseif op == 'failure' then
+  failures = failures + 1
+  if state == 'open' then
+    -- a late failure of a call admitted before the breaker opened: count it, keep the cool-down
+    redis.call('HSET', key, 'failures', failures)
+    redis.call('EXPIRE', key, ttl)
+    return {'open', state, math.max(untilms - now, 0), failures}
+  end
+  if state == 'half_open' or failures >= threshold then
+    redis.call('HSET', key, 'state', 'open', 'failures', failures, 'until', now + cooldown)
+    redis.call('EXPIRE', key, ttl)
+    return {'open', state, cooldown, failures}
+  end
+  redis.call('HSET', key, 'state', 'closed', 'failures', failures)
+  redis.call('EXPIRE', key, ttl)
+  return {'closed', state, 0, failures}
+elseif op == 'release' then
+  -- the probe ended without evidence either way: free the lease so the next call probes
+  if state == 'half_open' then
+    redis.call('HSET', key, 'until', 0)
+  end
+  return {state, state, 0, failures}
+end
+return redis.error_reply('unknown breaker op ' .. op)
+"""
+
+
+@dataclass(frozen=True)
+class BreakerDecision:
+    """The answer to "may I call the instance now?"."""
+
+    allowed: bool
+    probe: bool  # this call is the single half-open probe
+    state: str  # breaker state before this call
+    retry_after: float  # seconds until a probe is allowed, when not allowed
+
+
+@lru_cache(maxsize=4)
+def _redis(url: str) -> tuple[redis.Redis, Script]:
+    """One client (its own connection pool) and one registered script per Redis URL and
+    process. Short socket timeouts: the breaker sits on the hot path of every send."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0, health_check_interval=30)
+    return client, client.register_script(_SCRIPT)  # EVALSHA, reloading the script if needed
+
+
+class CircuitBreaker:
+    """The breaker of one WhatsApp instance. Cheap to create; all state lives in Redis."""
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = str(instance_id)
+
+    @property
+    def key(self) -> str:
+        return f"{settings.EVOLUTION_BREAKER_KEY_PREFIX}:{self.instance_id}"
+
+    # ------------------------------------------------------------------ public operations
+    def acquire(self) -> BreakerDecision:
+        """Ask before each call. Fails open (allows) when Redis is unreachable."""
+        result = self._run("acquire")
+        if result is None:
+            return BreakerDecision(allowed=True, probe=False, state=CLOSED, retry_after=0.0)
+        verdict, previous, remaining_ms, _failures = result
+        if verdict == "reject":
+            self._publish(previous)
+            return BreakerDecision(allowed=False, probe=False, state=previous, retry_after=remaining_ms / 1000)
+        if verdict == "probe":
+            self._publish(HALF_OPEN)
+            logger.info(
+                "evolution breaker half-open: letting one probe through",
+                extra={"instance_id": self.instance_id, "breaker_state": HALF_OPEN},
+            )
+            return BreakerDecision(allowed=True, probe=True, state=previous, retry_after=0.0)
+        return BreakerDecision(allowed=True, probe=False, state=previous, retry_after=0.0)
+
+    def record_success(self) -> None:
+        """The instance answered in a way that proves it works: close the breaker."""
+        result = self._run("success")
+        if result is None:
+            return
+        _state, previous, _remaining, _failures = result
+        self._publish(CLOSED)
+        if previous != CLOSED:
+            logger.info("evolution breaker closed", extra={"instance_id": self.instance_id, "breaker_state": CLOSED})
+
+    def record_failure(self) -> None:
+        """An availability failure (instance down, transient 5xx, connect timeout)."""
+        result = self._run("failure")
+        if result is None:
+            return
+        state, previous, remaining_ms, failures = result
+        self._publish(state)
+        if state == OPEN and previous != OPEN:
+            logger.warning(
+                "evolution breaker opened: failing fast for the cool-down",
+                extra={
+                    "instance_id": self.instance_id,
+                    "breaker_state": OPEN,
+                    "failures": failures,
+                    "cooldown_seconds": remaining_ms / 1000,
+                },
+            )
+
+    def release(self) -> None:
+        """End a half-open probe that proved nothing (e.g. a 429 or an ambiguous timeout)."""
+        self._run("release")
+
+    def state(self) -> str:
+        """The current state, for admin screens and tests (`closed` when unknown)."""
+        try:
+            raw = _redis(settings.REDIS_URL)[0].hget(self.key, "state")
+        except redis.RedisError:
+            return CLOSED
+        return raw.decode() if raw else CLOSED
+
+    def reset(self) -> None:
+        """Forget everything (an operator fixed the instance)."""
+        try:
+            _redis(settings.REDIS_URL)[0].delete(self.key)
+        except redis.RedisError:
+            logger.warning("evolution breaker reset failed: Redis unreachable", extra={"instance_id": self.instance_id})
+        self._publish(CLOSED)
+
+    # ------------------------------------------------------------------ internals
+    def _run(self, op: str) -> tuple[str, str, int, int] | None:
+        threshold = max(1, int(settings.EVOLUTION_BREAKER_THRESHOLD))
+        cooldown_ms = max(1, int(float(settings.EVOLUTION_BREAKER_COOLDOWN) * 1000))
+        # A probe may take as long as one request; after that its lease is considered lost.
+        lease_ms = int((float(settings.EVOLUTION_CONNECT_TIMEOUT) + float(settings.EVOLUTION_READ_TIMEOUT) + 1.0) * 1000)
+        ttl_s = max(3600, int(cooldown_ms / 1000) * 10)
+        try:
+            _client, script = _redis(settings.REDIS_URL)
+            verdict, previous, remaining, failures = script(keys=[self.key], args=[op, threshold, cooldown_ms, lease_ms, ttl_s])
+        except redis.RedisError as exc:
+            logger.warning(
+                "evolution breaker unavailable (Redis error); allowing the call",
+                extra={"instance_id": self.instance_id, "error": type(exc).__name__},
+            )
+            return None
+        return _text(verdict), _text(previous), int(remaining), int(failures)
+
+    def _publish(self, state: str) -> None:
+        EVOLUTION_BREAKER_STATE.labels(instance_id=self.instance_id).set(GAUGE_VALUES.get(state, 0))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

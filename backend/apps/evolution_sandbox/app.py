@@ -1,0 +1,36 @@
+"""The sandbox application: its state, its background work, and the split between the
+Evolution routes and the `/_sandbox/` control routes. No sockets here (see server.py)."""
+from __future__ import annotations
+
+import threading
+
+from . import control_api, provider_api
+from .events import EventSimulator
+from .http_handler import Request, Response
+from .scheduler import Scheduler
+from .state import SandboxConfig, SandboxState
+from .webhooks import WebhookEmitter
+
+
+class SandboxApp:
+    def __init__(self, config: SandboxConfig, initial_instances: list[tuple[str, str | None]] | None = None) -> None:
+        self.state = SandboxState(config, initial_instances)
+        # One worker: webhook deliveries reach the receiver in the order the events happened.
+        self.scheduler = Scheduler(workers=1, name="sandbox-events")
+        self.emitter = WebhookEmitter(self.state, self.scheduler)
+        self.events = EventSimulator(self.state, self.scheduler, self.emitter)
+        self._stopping = threading.Event()
+
+    def handle(self, request: Request) -> Response:
+        if request.path == control_api.PREFIX or request.path.startswith(control_api.PREFIX + "/"):
+            return control_api.handle(self, request)
+        return provider_api.handle(self, request)
+
+    def sleep(self, seconds: float) -> None:
+        """Simulated latency and hangs; cut short when the server stops."""
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.scheduler.stop()

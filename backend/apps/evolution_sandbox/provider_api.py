@@ -1,0 +1,274 @@
+"""The Evolution API routes, with the real server's guard order: unknown instance → 404 before
+the key is looked at, then a missing or wrong `apikey` → 401 (contract §1.1). The global key
+works everywhere; an instance token only on routes naming that instance (and fetchInstances).
+Every request is recorded (GET /_sandbox/requests), answered or not."""
+from __future__ import annotations
+
+import hmac
+import math
+import re
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import unquote, urlsplit
+
+from . import contract
+from .http_handler import BodyError, Request, Response
+from .state import SandboxInstance
+
+if TYPE_CHECKING:
+    from .app import SandboxApp
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _auth_kind(app: SandboxApp, request: Request, instance: SandboxInstance | None) -> str:
+    key = request.header("apikey")
+    if key is None:
+        return "missing"
+    if _same(key, app.state.config.api_key):
+        return "global"
+    if instance is not None and _same(key, instance.token):
+        return "instance"
+    return "invalid"
+
+
+def _reply(status_and_body: tuple[int, Any], headers: dict[str, str] | None = None) -> Response:
+    status, body = status_and_body
+    return Response(status, body, headers or {})
+
+
+# ----------------------------------------------------------------------------- routes
+def welcome(app: SandboxApp, request: Request) -> Response:
+    return Response(200, contract.welcome(app.state.config.version))
+
+
+def _validate_send_v2(body: Any) -> tuple[str, str] | Response:
+    if not isinstance(body, dict):
+        return _reply(contract.schema_error("instance is not of a type(s) object"))
+    missing = [name for name in ("number", "text") if name not in body]
+    if missing:
+        return _reply(contract.schema_error(*[f'instance requires property "{name}"' for name in missing]))
+    if not isinstance(body["number"], str):
+        return _reply(contract.schema_error("Invalid format"))
+    if not isinstance(body["text"], str):
+        return _reply(contract.schema_error("text is not of a type(s) string"))
+    if not body["number"]:
+        return _reply(contract.schema_error('The "number" cannot be empty'))
+    return body["number"], body["text"]
+
+
+def _validate_send_v1(body: Any) -> tuple[str, str] | Response:
+    if not isinstance(body, dict):
+        return _reply(contract.schema_error("instance is not of a type(s) object"))
+    missing = [name for name in ("textMessage", "number") if name not in body]
+    if missing:
+        return _reply(contract.schema_error(*[f'instance requires property "{name}"' for name in missing]))
+    if not isinstance(body["number"], str):
+        return _reply(contract.schema_error("Invalid format"))
+    text_message = body["textMessage"]
+    if not isinstance(text_message, dict) or "text" not in text_message:
+        return _reply(contract.schema_error('textMessage requires property "text"'))
+    if not isinstance(text_message["text"], str) or not text_message["text"]:
+        return _reply(contract.schema_error('The "text" cannot be empty'))
+    return body["number"], text_message["text"]
+
+
+def send_text(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
+    """`POST /message/sendText/{instance}` (§1.2-1.5; v1 body per §2 when the instance is v1)."""
+    faults = app.state.take_pre_send_faults(instance.name)
+    app.sleep(faults.latency)
+    if faults.retry_after is not None:
+        return _reply(contract.rate_limited(), {"Retry-After": str(int(math.ceil(faults.retry_after)))})
+    if faults.failure is not None:
+        status, message = faults.failure
+        return Response(status, contract.error_body(status, message))
+    try:
+        body = request.json()
+    except BodyError:
+        return _reply(contract.bad_request("Unexpected token in JSON body"))
+    v1 = instance.api_version == "v1"
+    validated = _validate_send_v1(body) if v1 else _validate_send_v2(body)
+    if isinstance(validated, Response):
+        return validated
+    number, text = validated
+    if not text.strip():
+        return _reply(contract.bad_request("Text is required"))
+    if not instance.loaded:
+        return _reply(contract.instance_not_loaded())
+    if instance.state != "open":
+        return _reply(contract.connection_closed())
+    jid = contract.create_jid(number)
+    if not app.state.is_on_whatsapp(number):
+        return _reply(contract.not_on_whatsapp(jid, number))
+    record = app.state.record_message(instance, number=number, jid=jid, text=text)
+    if v1:
+        payload = contract.send_response_v1(message_id=record["id"], jid=jid, text=text, timestamp=record["timestamp"])
+    else:
+        payload = contract.send_response_v2(
+            message_id=record["id"], jid=jid, text=text, timestamp=record["timestamp"], instance_id=instance.id
+        )
+    app.events.message_sent(instance, record, payload)
+    after = app.state.take_post_send_faults(instance.name)
+    app.sleep(after.hang)  # the message went out; the answer is late (or never arrives)
+    if after.ambiguous:
+        return _reply(contract.ambiguous_failure())
+    return Response(201, payload)
+
+
+def connection_state(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
+    """`GET /instance/connectionState/{instance}` (§3)."""
+    latency, hang = app.state.take_read_faults(instance.name)
+    app.sleep(latency + hang)
+    return Response(200, contract.connection_state(instance.name, instance.state if instance.loaded else None))
+
+
+def fetch_instances(app: SandboxApp, request: Request) -> Response:
+    """`GET /instance/fetchInstances[?instanceName=&instanceId=]` (§3): all with the global key,
+    only the token's own instance with an instance token."""
+    key = request.header("apikey")
+    name = request.param("instanceName")
+    instance_id = request.param("instanceId")
+    if _same(key, app.state.config.api_key):
+        instances = app.state.list_instances()
+        if name is not None:
+            instances = [instance for instance in instances if instance.name == name]
+            if not instances:
+                return Response(404, contract.error_body(404, [f'Instance "{name}" not found']))
+    elif key:
+        instances = [
+            instance for instance in app.state.find_by_token(key) if name is None or instance.name == name
+        ]
+        if not instances:
+            return _reply(contract.unauthorized())
+    else:
+        return _reply(contract.unauthorized())
+    if instance_id is not None:
+        instances = [instance for instance in instances if instance.id == instance_id]
+    rows = [
+        contract.fetch_instance_row(instance.public(), message_count=len(app.state.list_messages(instance.name)))
+        for instance in instances
+    ]
+    return Response(200, rows)
+
+
+def _validate_webhook(body: Any, v1: bool) -> dict[str, Any] | Response:
+    if v1 and isinstance(body, dict) and "webhook" not in body:  # 1.8: flat body, snake_case flags
+        body = {
+            "webhook": {
+                key: body[old]
+                for key, old in (("enabled", "enabled"), ("url", "url"), ("events", "events"),
+                                 ("byEvents", "webhook_by_events"), ("base64", "webhook_base64"))
+                if old in body
+            }
+        }
+    if not isinstance(body, dict) or "webhook" not in body:
+        return _reply(contract.schema_error('instance requires property "webhook"'))
+    hook = body["webhook"]
+    if not isinstance(hook, dict):
+        return _reply(contract.schema_error("webhook is not of a type(s) object"))
+    missing = [name for name in ("enabled", "url") if name not in hook]
+    if missing:
+        return _reply(contract.schema_error(*[f'webhook requires property "{name}"' for name in missing]))
+    for name, kind, label in (("enabled", bool, "boolean"), ("url", str, "string"), ("byEvents", bool, "boolean"),
+                              ("base64", bool, "boolean"), ("headers", dict, "object"), ("events", list, "array")):
+        if name in hook and hook[name] is not None and not isinstance(hook[name], kind):
+            return _reply(contract.schema_error(f"webhook.{name} is not of a type(s) {label}"))
+    events = list(hook.get("events") or [])
+    for index, event in enumerate(events):
+        if event not in contract.WEBHOOK_EVENTS:
+            return _reply(contract.schema_error(f"webhook.events[{index}] is not one of enum values: {', '.join(contract.WEBHOOK_EVENTS)}"))
+    url = urlsplit(hook["url"])
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return _reply(contract.bad_request('Invalid "url" property'))
+    enabled = hook["enabled"]
+    return {
+        "enabled": enabled,
+        "url": hook["url"],
+        "headers": hook.get("headers") or {},
+        "byEvents": bool(hook.get("byEvents")),
+        "base64": bool(hook.get("base64")),
+        # disabled: no events; enabled with an empty list: every event (webhook.controller.ts `set`)
+        "events": (events or list(contract.WEBHOOK_EVENTS)) if enabled else [],
+    }
+
+
+def webhook_set(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
+    """`POST /webhook/set/{instance}` (§4) → 201 with the stored row."""
+    try:
+        body = request.json()
+    except BodyError:
+        return _reply(contract.bad_request("Unexpected token in JSON body"))
+    webhook = _validate_webhook(body, instance.api_version == "v1")
+    if isinstance(webhook, Response):
+        return webhook
+    updated = app.state.set_webhook(instance.name, webhook)
+    if updated is None:
+        return _reply(contract.instance_not_found(instance.name))
+    return Response(201, contract.webhook_row(webhook=updated.webhook, instance_id=updated.id))
+
+
+def webhook_find(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
+    """`GET /webhook/find/{instance}` (§4) → the row, or null when none was set."""
+    if not instance.webhook:
+        return Response(200, None)
+    return Response(200, contract.webhook_row(webhook=instance.webhook, instance_id=instance.id))
+
+
+# ----------------------------------------------------------------------------- routing
+_GuardedView = Callable[["SandboxApp", Request, SandboxInstance], Response]
+_OpenView = Callable[["SandboxApp", Request], Response]
+
+_INSTANCE_ROUTES: list[tuple[str, re.Pattern[str], _GuardedView]] = [
+    ("POST", re.compile(r"^/message/sendText/(?P<instance>[^/]+)/?$"), send_text),
+    ("GET", re.compile(r"^/instance/connectionState/(?P<instance>[^/]+)/?$"), connection_state),
+    ("POST", re.compile(r"^/webhook/set/(?P<instance>[^/]+)/?$"), webhook_set),
+    ("GET", re.compile(r"^/webhook/find/(?P<instance>[^/]+)/?$"), webhook_find),
+]
+_OPEN_ROUTES: list[tuple[str, re.Pattern[str], _OpenView]] = [
+    ("GET", re.compile(r"^/$"), welcome),
+    ("GET", re.compile(r"^/instance/fetchInstances/?$"), fetch_instances),
+]
+
+
+def handle(app: SandboxApp, request: Request) -> Response:
+    for method, pattern, view in _INSTANCE_ROUTES:
+        match = pattern.match(request.path)
+        if match and request.method == method:
+            name = unquote(match["instance"])
+            instance = app.state.get_instance(name)
+            entry = _log(app, request, name, instance)
+            if instance is None:
+                response = _reply(contract.instance_not_found(name))
+            elif _auth_kind(app, request, instance) not in ("global", "instance"):
+                response = _reply(contract.unauthorized())
+            else:
+                response = view(app, request, instance)
+            app.state.finish_request(entry, response.status)
+            return response
+    for method, pattern, open_view in _OPEN_ROUTES:
+        if pattern.match(request.path) and request.method == method:
+            entry = _log(app, request, request.param("instanceName"), None)
+            response = open_view(app, request)
+            app.state.finish_request(entry, response.status)
+            return response
+    entry = _log(app, request, None, None)
+    response = _reply(contract.route_not_found(request.method, request.path))
+    app.state.finish_request(entry, response.status)
+    return response
+
+
+def _log(app: SandboxApp, request: Request, name: str | None, instance: SandboxInstance | None) -> dict[str, Any]:
+    try:
+        body = request.json() if request.body else None
+    except BodyError:
+        body = request.body.decode("utf-8", "replace")
+    return app.state.log_request(
+        method=request.method,
+        path=request.path,
+        instance=name,
+        body=body,
+        auth=_auth_kind(app, request, instance),
+        user_agent=request.header("user-agent") or "",
+        peer=request.peer,
+    )

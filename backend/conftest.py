@@ -1,0 +1,82 @@
+"""Fixtures shared by every app's tests.
+
+`evolution_sandbox`: the project's Evolution API sandbox, running as a real subprocess on a
+free loopback port (one process per test session, reset before each test). It yields a
+`SandboxClient` with `base_url`, `api_key` and helpers:
+
+    inst = evolution_sandbox.create_instance()              # name, token (unique)
+    evolution_sandbox.set_state(inst.name, "close")
+    evolution_sandbox.configure(inst.name, fail_next=2, failure_status=503)
+    evolution_sandbox.messages(instance=inst.name)          # accepted messages
+    evolution_sandbox.send_requests(inst.name)              # every sendText call received
+    evolution_sandbox.clear() / .reset()
+
+`webhook_receiver`: a local HTTP server recording the webhooks sent to `.url`
+(`.events("messages.update")`, `.wait_for(3, "messages.update")`).
+
+`sandbox_whatsapp_instance`: a saved Tenant + WhatsAppInstance whose provider is a fresh
+sandbox instance (`.sandbox` holds the sandbox side). `make_sandbox_whatsapp_instance(**options)`
+makes more, passing sandbox options (e.g. `api_version="v1"`).
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Callable
+
+import pytest
+
+from apps.evolution_sandbox.testing import SandboxClient, SandboxProcess, WebhookReceiver
+
+
+@pytest.fixture(scope="session")
+def evolution_sandbox_process(tmp_path_factory: pytest.TempPathFactory):
+    """The sandbox OS process for the whole session; killed by PID at the end."""
+    process = SandboxProcess(log_path=tmp_path_factory.mktemp("evolution-sandbox") / "sandbox.log").start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def evolution_sandbox(evolution_sandbox_process: SandboxProcess) -> SandboxClient:
+    """A clean sandbox for this test (reset: no instances, records or switches left over)."""
+    client = evolution_sandbox_process.client()
+    client.reset()
+    client.pid = evolution_sandbox_process.pid  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.fixture
+def make_sandbox_whatsapp_instance(db: None, evolution_sandbox: SandboxClient) -> Callable[..., Any]:
+    from apps.connections.models import WhatsAppInstance
+    from apps.tenancy.models import Tenant
+
+    def make(*, tenant: Tenant | None = None, api_version: str = "v2", **sandbox_options: Any) -> WhatsAppInstance:
+        if tenant is None:
+            slug = f"tenant-{uuid.uuid4().hex[:10]}"
+            tenant = Tenant.objects.create(name=slug, slug=slug)
+        sandbox = evolution_sandbox.create_instance(api_version=api_version, **sandbox_options)
+        instance = WhatsAppInstance.objects.create(
+            tenant=tenant,
+            name=f"wa-{sandbox.name}",
+            api_version=api_version,
+            base_url=evolution_sandbox.base_url,
+            api_key=sandbox.token,
+            instance_name=sandbox.name,
+        )
+        instance.sandbox = sandbox  # type: ignore[attr-defined]
+        return instance
+
+    return make
+
+
+@pytest.fixture
+def sandbox_whatsapp_instance(make_sandbox_whatsapp_instance: Callable[..., Any]):
+    return make_sandbox_whatsapp_instance()
+
+
+@pytest.fixture
+def webhook_receiver():
+    with WebhookReceiver() as receiver:
+        yield receiver
