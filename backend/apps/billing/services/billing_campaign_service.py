@@ -29,6 +29,7 @@ from apps.billing.models import (
     BillingQueue,
     BillingTemplate,
 )
+from apps.billing.rabbitmq.billing_publisher import publish_queue_on_commit
 from apps.billing.services.contact_validation import ContactValidator, Rejection, ValidContact
 from apps.billing.services.eta import estimate_completion
 from apps.billing.services.variation_rotation import (
@@ -266,6 +267,9 @@ class BillingCampaignService:
             batch_size=BULK_BATCH_SIZE,
         )
         record_variation_usage(chosen)
+        if scheduled_for is None or scheduled_for <= now:
+            # A scheduled queue is published by the periodic task when its time comes.
+            publish_queue_on_commit(queue)
         return queue
 
     def _eta(self, template_type: str, count: int, scheduled_for: datetime | None, now: datetime) -> str | None:

@@ -77,8 +77,11 @@ def claim_contacts(lease: Lease, limit: int) -> list[BillingContact]:
             raise LeaseLost()
         ids = list(
             BillingContact.objects.select_for_update(skip_locked=True)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), queue_id=lease.queue_id,
-                    status__in=UNSENT_CONTACT_STATUSES, claim_token__isnull=True)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+                    # A token other than ours is a leftover of an earlier lease: only one lease
+                    # exists at a time, and every send re-checks it (start_sending).
+                    Q(claim_token__isnull=True) | ~Q(claim_token=lease.token),
+                    queue_id=lease.queue_id, status__in=UNSENT_CONTACT_STATUSES)
             .order_by("id").values_list("id", flat=True)[:limit]
         )
         if ids:
@@ -90,7 +93,9 @@ def start_sending(lease: Lease, contact: BillingContact) -> bool:
     """pending/pending_retry → sending, only if the contact is still ours. The row says
     'handed to the provider' from here on: a crash now ends as `interrupted`, never a resend."""
     updated = BillingContact.objects.filter(
-        pk=contact.pk, claim_token=lease.token, status__in=ContactStatus.sources_for(ContactStatus.SENDING)
+        pk=contact.pk, claim_token=lease.token, status__in=ContactStatus.sources_for(ContactStatus.SENDING),
+        # the fence: the queue must still be ours in this very statement
+        queue__lease_token=lease.token, queue__status=QueueStatus.RUNNING,
     ).update(status=ContactStatus.SENDING, attempts=F("attempts") + 1, updated_at=Now())
     if updated:
         contact.status = ContactStatus.SENDING

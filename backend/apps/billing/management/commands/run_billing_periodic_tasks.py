@@ -1,0 +1,63 @@
+"""`manage.py run_billing_periodic_tasks [--once] [--interval S]` — replaces Celery Beat.
+
+Each cycle resumes queues whose business hours opened, recovers queues whose instance came
+back, releases stale queues (every BILLING_STALE_CHECK_EVERY seconds) and publishes pending
+queues the broker may never have got. Two replicas are safe: a cycle runs under a PostgreSQL
+advisory lock, so only one replica works at a time, and every step is idempotent anyway.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connection
+
+from apps.billing.services.periodic import run_cycle
+
+logger = logging.getLogger(__name__)
+ADVISORY_LOCK_KEY = 0x62696C6C  # "bill"
+
+
+class Command(BaseCommand):
+    help = "Run the billing periodic tasks (loop, or once)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--once", action="store_true", help="run one cycle and exit")
+        parser.add_argument("--interval", type=float, default=None, help="seconds between cycles")
+
+    def handle(self, *args, **options) -> None:
+        interval = options["interval"] or float(settings.BILLING_PERIODIC_INTERVAL)
+        stop = threading.Event()
+        if not options["once"]:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+        last_stale_check = 0.0
+        while True:
+            include_stale = time.monotonic() - last_stale_check >= float(settings.BILLING_STALE_CHECK_EVERY)
+            results = self._cycle(include_stale)
+            if results is not None and include_stale:
+                last_stale_check = time.monotonic()
+            if options["once"]:
+                self.stdout.write(str(results if results is not None else "skipped: another replica holds the lock"))
+                return
+            if stop.wait(interval):
+                logger.info("billing periodic tasks stopped")
+                return
+
+    def _cycle(self, include_stale: bool) -> dict[str, int] | None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                return None
+        try:
+            results = run_cycle(include_stale=include_stale)
+            if any(results.values()):
+                logger.info("billing periodic cycle", extra={"results": results})
+            return results
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])

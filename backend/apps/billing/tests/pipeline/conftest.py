@@ -1,0 +1,185 @@
+"""End-to-end fixtures: the real consumer as an OS process on the real broker, against the test
+database (transactional tests, so the subprocess sees committed rows) and the sandbox."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from apps.billing.models import BillingAPIKey, BillingConfig, BillingQueue
+from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
+
+REPO = Path(__file__).resolve().parents[5]
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, what: str = "",
+               alive: list | tuple = ()) -> Any:
+    """Poll `predicate`; fail early if one of the `alive` processes died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        for handle in alive:
+            if handle.process.poll() is not None:
+                raise AssertionError(f"process {handle.pid} exited ({handle.process.returncode}): "
+                                     + handle.log_path.read_text(errors="replace")[-3000:])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL, "RABBITMQ_URL": settings.RABBITMQ_URL,
+        "SECRET_KEY": "pipeline-test", "DEBUG": "0", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
+        "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1",
+        "EVOLUTION_RETRY_BACKOFF": "0", "EVOLUTION_CONNECT_TIMEOUT": "2", "EVOLUTION_READ_TIMEOUT": "3",
+        "BILLING_HEARTBEAT_SECONDS": "1",
+    })
+    env.pop("TEST_DATABASE_NAME", None)
+    env.update(overrides)
+    return env
+
+
+class ProcessHandle:
+    """A project process the test started; stopped by PID, never by name."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", *args], cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.process.pid
+
+    def signal(self, signum: int) -> None:
+        if self.process.poll() is None:
+            os.kill(self.pid, signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self._log.close()
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue
+        return lines
+
+
+@pytest.fixture
+def start_process(tmp_path) -> Iterator[Callable[..., ProcessHandle]]:
+    handles: list[ProcessHandle] = []
+
+    def start(*args: str, **env_overrides: str) -> ProcessHandle:
+        handle = ProcessHandle(list(args), subprocess_env(**env_overrides), tmp_path / f"proc-{len(handles)}.log")
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        handle.stop()
+
+
+@pytest.fixture
+def purge_broker() -> None:
+    """Wake-up calls left by earlier tests name queues this database never had: drop them."""
+    import asyncio
+
+    import aio_pika
+
+    from apps.billing.rabbitmq.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
+
+    async def purge() -> None:
+        conn = await aio_pika.connect(settings.RABBITMQ_URL)
+        async with conn:
+            channel = await conn.channel()
+            queues = await declare_topology(channel)
+            for name in ALL_QUEUES:
+                await queues[name].purge()
+            await (await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)).purge()
+
+    asyncio.run(purge())
+
+
+class PipelineTenant:
+    def __init__(self, instance, sandbox_client, *, messages_per_minute: int, hours=ALWAYS_OPEN) -> None:
+        result = setup_tenant(
+            name=instance.tenant.name, slug=instance.tenant.slug, evolution_url=instance.base_url,
+            evolution_api_key=instance.api_key, instance_name=instance.name,
+            messages_per_minute=messages_per_minute, business_hours=hours,
+        )
+        # setup_tenant names the provider instance after ours; point it at the sandbox instance
+        result.instance.instance_name = instance.instance_name
+        result.instance.save(update_fields=["instance_name"])
+        self.tenant = result.tenant
+        self.instance = result.instance
+        self.sandbox = sandbox_client
+        self.raw_key = result.raw_api_key
+        self.client = APIClient()
+
+    @property
+    def config(self) -> BillingConfig:
+        return BillingConfig.for_tenant(self.tenant)
+
+    def configure(self, **fields: Any) -> None:
+        BillingConfig.objects.filter(tenant=self.tenant).update(**fields)
+
+    def send(self, template_type: str, contacts: list[dict], external_id: str = "e2e", **body: Any) -> dict:
+        response = self.client.post(
+            f"/api/v1/billing/send/{template_type}",
+            data=json.dumps({"external_id": external_id, "contacts": contacts, **body}),
+            content_type="application/json", HTTP_X_BILLING_API_KEY=self.raw_key,
+        )
+        assert response.status_code == 202, response.content[:500]
+        return response.json()
+
+    def control(self, queue_id: str, action: str):
+        return self.client.post(f"/api/v1/billing/queue/{queue_id}/control", data={"action": action},
+                                format="json", HTTP_X_BILLING_API_KEY=self.raw_key)
+
+    def queue(self, queue_id: str) -> BillingQueue:
+        return BillingQueue.objects.get(pk=queue_id)
+
+    def messages(self) -> list[dict]:
+        """What the sandbox accepted for this tenant's instance."""
+        return self.sandbox.messages(instance=self.instance.instance_name)
+
+
+@pytest.fixture
+def pipeline_tenant(transactional_db, make_sandbox_whatsapp_instance, evolution_sandbox,
+                    purge_broker) -> Callable[..., PipelineTenant]:
+    def make(messages_per_minute: int = 600, **options: Any) -> PipelineTenant:
+        return PipelineTenant(make_sandbox_whatsapp_instance(), evolution_sandbox,
+                              messages_per_minute=messages_per_minute, **options)
+
+    return make
+
+
+def notification_contacts(n: int, start: int = 0) -> list[dict]:
+    return [{"phone": f"+55 11 9{6000_0000 + start + i:08d}", "name": f"Cliente {start + i}",
+             "external_id": f"c{start + i}", "variables": {"message": "Aviso de teste."}} for i in range(n)]
