@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's run command: services, migrations, demo tenant, and every process of the system
-# in the foreground. Ctrl-C stops the processes (the services keep running: `make stop`).
+# The README's run command: services, migrations, a demo tenant, and every process of the system
+# (web, consumer, periodic tasks, Evolution sandbox) in the foreground. Ctrl-C stops the
+# processes; the services keep running (`make stop` stops them).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -9,8 +10,18 @@ bash scripts/services.sh up
 source scripts/local_env.sh
 export DEBUG="${DEBUG:-1}" SECURE_SSL_REDIRECT="${SECURE_SSL_REDIRECT:-0}" LOG_FORMAT="${LOG_FORMAT:-text}"
 PY="$ROOT/.venv/bin/python"
+SANDBOX_KEY="${SANDBOX_API_KEY:-sandbox-global-key}"
+SANDBOX_TOKEN="${SANDBOX_INSTANCE_TOKEN:-demo-instance-token}"
+LOGS="$BILLING_LOCAL_DIR/logs"
+mkdir -p "$LOGS"
+
 "$PY" manage.py migrate --noinput >/dev/null
-"$PY" manage.py ensure_demo_tenant
+DJANGO_SUPERUSER_PASSWORD=admin "$PY" manage.py createsuperuser --noinput --username admin --email admin@example.com \
+  >/dev/null 2>&1 || true
+setup_json="$("$PY" manage.py billing_setup_tenant --tenant "Demo Clinic" --slug demo \
+  --evolution-url "http://127.0.0.1:$BILLING_SANDBOX_PORT" --evolution-api-key "$SANDBOX_TOKEN" --instance demo \
+  --business-hours "mon-fri 08:00-18:00; sat 08:00-12:00" --key-name "make run" --json)"
+API_KEY="$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$setup_json")"
 
 pids=()
 cleanup() {
@@ -20,18 +31,41 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-"$PY" -m uvicorn config.asgi:application --app-dir backend --host 127.0.0.1 --port "$BILLING_WEB_PORT" --log-level warning &
-pids+=($!)
+start() {  # start <name> <command...>: run in the background, log to .local/logs/<name>.log
+  local name="$1"; shift
+  "$@" >"$LOGS/$name.log" 2>&1 &
+  pids+=($!)
+}
 
-for _ in $(seq 1 60); do
+start sandbox "$PY" manage.py run_evolution_sandbox --port "$BILLING_SANDBOX_PORT" --api-key "$SANDBOX_KEY" \
+  --instance "demo:$SANDBOX_TOKEN"
+start web "$PY" -m uvicorn config.asgi:application --app-dir backend --host 127.0.0.1 --port "$BILLING_WEB_PORT"
+start consumer "$PY" manage.py run_billing_consumer
+start periodic "$PY" manage.py run_billing_periodic_tasks
+
+for _ in $(seq 1 120); do
   curl -fsS "http://127.0.0.1:$BILLING_WEB_PORT/healthz" >/dev/null 2>&1 && break
   sleep 0.5
 done
 cat <<MSG
 
-  Billing service is up.
-    web      http://127.0.0.1:$BILLING_WEB_PORT/   (health: /healthz, admin: /admin/ user admin / password admin)
+  The billing service is up (logs in $LOGS).
+    web       http://127.0.0.1:$BILLING_WEB_PORT/            health: /healthz
+    admin     http://127.0.0.1:$BILLING_WEB_PORT/admin/      user admin, password admin
+    API docs  http://127.0.0.1:$BILLING_WEB_PORT/api/v1/billing/docs/
+    sandbox   http://127.0.0.1:$BILLING_SANDBOX_PORT/        (fake WhatsApp provider; messages: /_sandbox/messages)
+
+  Send a first request (notifications go out 24/7; overdue/upcoming only in business hours):
+
+    curl -s -X POST http://127.0.0.1:$BILLING_WEB_PORT/api/v1/billing/send/notification \\
+      -H 'Content-Type: application/json' -H 'X-Billing-API-Key: $API_KEY' \\
+      -d '{"external_id": "first-1", "contacts": [{"phone": "(11) 99876-5432", "name": "Maria Silva",
+           "variables": {"message": "Sua consulta é amanhã às 14h."}}]}'
+
+  then follow it at the status_url it answers, and see the message at
+    curl -s http://127.0.0.1:$BILLING_SANDBOX_PORT/_sandbox/messages
 
   Ctrl-C stops the processes; 'make stop' stops PostgreSQL, Redis and RabbitMQ.
 MSG
 wait -n "${pids[@]}"
+echo "[run] a process exited; see $LOGS" >&2
