@@ -43,7 +43,6 @@ def evolution_sandbox(evolution_sandbox_process: SandboxProcess) -> SandboxClien
     """A clean sandbox for this test (reset: no instances, records or switches left over)."""
     client = evolution_sandbox_process.client()
     client.reset()
-    client.pid = evolution_sandbox_process.pid  # type: ignore[attr-defined]
     return client
 
 

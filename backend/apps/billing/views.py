@@ -51,7 +51,13 @@ class SendView(BillingAPIView):
 
 
 def _send_view(template_type: str, example: dict) -> type[SendView]:
-    decorated = extend_schema(
+    """One view class per type, each with its own documented `post` (a fresh function, since
+    extend_schema annotates the function object it decorates)."""
+
+    def post(self: SendView, request: Request) -> Response:
+        return SendView.post(self, request)
+
+    post = extend_schema(
         operation_id=f"send_{template_type}",
         summary=f"Queue {template_type} messages",
         description=api_docs.SEND_DESCRIPTION[template_type],
@@ -65,8 +71,8 @@ def _send_view(template_type: str, example: dict) -> type[SendView]:
             OpenApiExample("accepted", value=api_docs.SEND_RESPONSE_EXAMPLE, response_only=True, status_codes=["202"]),
         ],
         tags=["send"],
-    )(type(f"Send{template_type.title()}View", (SendView,), {"template_type": template_type}))
-    return decorated
+    )(post)
+    return type(f"Send{template_type.title()}View", (SendView,), {"template_type": template_type, "post": post})
 
 
 SendOverdueView = _send_view(TemplateType.OVERDUE, api_docs.OVERDUE_EXAMPLE)

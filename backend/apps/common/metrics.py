@@ -7,8 +7,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVOLUTION_REQUESTS = Counter(
     "evolution_requests_total",
-    "Calls to the WhatsApp provider, by operation (send_text, connection_state) and outcome "
-    "(ok, healthy, unhealthy, invalid_number, unavailable, rate_limited, auth, ambiguous, transient, circuit_open).",
+    "Attempts at a provider operation (send_text, connection_state) by outcome. send_text: ok, "
+    "invalid_number, unavailable, rate_limited, auth, ambiguous, transient, circuit_open (the last, and "
+    "invalid_number for unparseable phones, make no HTTP request). connection_state: healthy, "
+    "unhealthy, auth, timeout, unavailable.",
     ["operation", "outcome"],
 )
 

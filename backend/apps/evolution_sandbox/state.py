@@ -327,7 +327,9 @@ class SandboxState:
     def take_pre_send_faults(self, name: str) -> PreSendFaults:
         """Consume the one-shot counters that apply before validation (429 first, then failures)."""
         with self.lock:
-            instance = self.instances[name]
+            instance = self.instances.get(name)
+            if instance is None:  # deleted while this request was on its way
+                return PreSendFaults(0.0, None, None)
             latency = instance.latency_ms / 1000
             if instance.rate_limited or instance.rate_limit_next > 0:
                 instance.rate_limit_next = max(0, instance.rate_limit_next - 1)
@@ -354,7 +356,9 @@ class SandboxState:
     def take_read_faults(self, name: str) -> tuple[float, float]:
         """(latency, hang) for read routes such as connectionState."""
         with self.lock:
-            instance = self.instances[name]
+            instance = self.instances.get(name)
+            if instance is None:
+                return 0.0, 0.0
             return instance.latency_ms / 1000, self._take_hang(instance)
 
     @staticmethod

@@ -40,9 +40,10 @@ class SandboxInstanceInfo:
 class SandboxClient:
     """Small helpers over the `/_sandbox/` control endpoints of a running sandbox."""
 
-    def __init__(self, base_url: str, api_key: str = GLOBAL_API_KEY) -> None:
+    def __init__(self, base_url: str, api_key: str = GLOBAL_API_KEY, pid: int | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.pid = pid  # the sandbox process, when this client's owner started it
         self.http = requests.Session()
 
     # ------------------------------------------------------------------ raw access
@@ -180,7 +181,7 @@ class SandboxProcess:
             self.process.wait(timeout=timeout)
 
     def client(self) -> SandboxClient:
-        return SandboxClient(self.base_url, self.api_key)
+        return SandboxClient(self.base_url, self.api_key, pid=self.pid)
 
 
 class WebhookReceiver:
@@ -213,7 +214,7 @@ class WebhookReceiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> WebhookReceiver:
         self._thread.start()

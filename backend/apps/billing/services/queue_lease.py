@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, When
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
@@ -106,9 +106,14 @@ def start_sending(lease: Lease, contact: BillingContact) -> bool:
 def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_counters: dict[str, int],
             variation_counter: str | None, **contact_fields) -> bool:
     with transaction.atomic():
+        # Queue row first (lock order). The fence is the contact's claim token below: a pause or
+        # cancel from the API leaves our in-flight contact alone, so its real outcome is still
+        # recorded; a stale release cleared the token, so a frozen worker records nothing.
         updates = {name: F(name) + n for name, n in queue_counters.items()}
-        if not lease.queue_rows().update(last_heartbeat=Now(), updated_at=Now(), **updates):
-            raise LeaseLost()
+        BillingQueue.objects.filter(pk=lease.queue_id).update(
+            last_heartbeat=Case(When(lease_token=lease.token, then=Now()), default=F("last_heartbeat")),
+            updated_at=Now(), **updates,
+        )
         done = BillingContact.objects.filter(
             pk=contact.pk, claim_token=lease.token, status__in=from_statuses
         ).update(updated_at=Now(), **contact_fields)

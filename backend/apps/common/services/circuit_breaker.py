@@ -16,6 +16,7 @@ breaker must not stop all sending.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -77,6 +78,12 @@ elseif op == 'failure' then
   redis.call('HSET', key, 'state', 'closed', 'failures', failures)
   redis.call('EXPIRE', key, ttl)
   return {'closed', state, 0, failures}
+elseif op == 'probe_now' then
+  -- outside evidence (a healthy health check) that the instance is back: end the cool-down
+  if state == 'open' then
+    redis.call('HSET', key, 'until', 0)
+  end
+  return {state, state, 0, failures}
 elseif op == 'release' then
   -- the probe ended without evidence either way: free the lease so the next call probes
   if state == 'half_open' then
@@ -167,6 +174,12 @@ class CircuitBreaker:
         """End a half-open probe that proved nothing (e.g. a 429 or an ambiguous timeout)."""
         self._run("release")
 
+    def probe_now(self) -> None:
+        """End an open breaker's cool-down early: the next call is the single half-open probe.
+        Used when a health check says the instance is back; it does not close the breaker,
+        because `state: open` is no proof that sends work (upstream issues #2403, #1153)."""
+        self._run("probe_now")
+
     def state(self) -> str:
         """The current state, for admin screens and tests (`closed` when unknown)."""
         try:
@@ -194,15 +207,27 @@ class CircuitBreaker:
             _client, script = _redis(settings.REDIS_URL)
             verdict, previous, remaining, failures = script(keys=[self.key], args=[op, threshold, cooldown_ms, lease_ms, ttl_s])
         except redis.RedisError as exc:
-            logger.warning(
-                "evolution breaker unavailable (Redis error); allowing the call",
-                extra={"instance_id": self.instance_id, "error": type(exc).__name__},
-            )
+            _warn_redis_down(self.instance_id, exc)
             return None
         return _text(verdict), _text(previous), int(remaining), int(failures)
 
     def _publish(self, state: str) -> None:
         EVOLUTION_BREAKER_STATE.labels(instance_id=self.instance_id).set(GAUGE_VALUES.get(state, 0))
+
+
+_last_redis_warning = 0.0
+REDIS_WARNING_INTERVAL = 60.0  # seconds: one warning a minute per process, not one per send
+
+
+def _warn_redis_down(instance_id: str, exc: Exception) -> None:
+    global _last_redis_warning
+    now = time.monotonic()
+    if now - _last_redis_warning >= REDIS_WARNING_INTERVAL or _last_redis_warning == 0.0:
+        _last_redis_warning = now
+        logger.warning(
+            "evolution breaker unavailable (Redis error); allowing calls",
+            extra={"instance_id": instance_id, "error": type(exc).__name__},
+        )
 
 
 def _text(value: bytes | str) -> str:

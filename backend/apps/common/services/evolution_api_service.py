@@ -112,6 +112,7 @@ class EvolutionAPIService:
         url = self._url("message/sendText")
         max_attempts = 1 + max(0, int(max_retries))
         attempt = 0
+        last_error: EvolutionAPIError | None = None
         while True:
             attempt += 1
             decision = self.breaker.acquire()
@@ -122,7 +123,7 @@ class EvolutionAPIService:
                     details={"breaker_state": decision.state},
                 )
                 self._record(OPERATION_SEND, error.outcome, None, masked, attempt, error=error)
-                raise error
+                raise error from last_error  # the failure that opened it, when it opened mid-call
             try:
                 result = self._send_once(url, payload, masked, attempt)
             except EvolutionAPIError as error:
@@ -130,6 +131,7 @@ class EvolutionAPIService:
                 wait = self._retry_wait(error, attempt, max_attempts)
                 if wait is None:
                     raise
+                last_error = error
                 logger.info(
                     "evolution send retrying",
                     extra={**self._context(OPERATION_SEND), "phone": masked, "attempt": attempt, "wait_seconds": round(wait, 3), "error_code": error.code},
@@ -160,7 +162,8 @@ class EvolutionAPIService:
 
         Never raises for provider problems: a missing state, 404, 401, a timeout or a refused
         connection is an unhealthy result with the reason kept. Not gated by the circuit
-        breaker: health checks are how recovery is noticed.
+        breaker: health checks are how recovery is noticed, so a healthy answer ends an open
+        breaker's cool-down (the next send is its single probe).
         """
         url = self._url("instance/connectionState")
         started = time.monotonic()
@@ -186,6 +189,7 @@ class EvolutionAPIService:
         inner = body.get("instance") if isinstance(body, dict) else None
         provider_state = inner.get("state") if isinstance(inner, dict) else None
         if provider_state == "open":
+            self.breaker.probe_now()
             return self._health(True, HEALTH_OPEN, "connected", started, status, provider_state=provider_state, outcome="healthy")
         if not provider_state:
             return self._health(False, HEALTH_UNKNOWN, "the provider reported no state (instance not loaded)", started, status)

@@ -28,12 +28,14 @@ pytestmark = pytest.mark.django_db
 PHONE = "+5511998765432"
 TEXT = "Olá"
 WORKER = Path(__file__).with_name("breaker_worker.py")
+COOLDOWN = 1.0  # long enough that "still open" checks hold on a loaded machine
+AFTER_COOLDOWN = COOLDOWN + 0.05
 
 
 @pytest.fixture
 def breaker_settings(settings):
     settings.EVOLUTION_BREAKER_THRESHOLD = 3
-    settings.EVOLUTION_BREAKER_COOLDOWN = 0.4
+    settings.EVOLUTION_BREAKER_COOLDOWN = COOLDOWN
     return settings
 
 
@@ -57,17 +59,18 @@ def test_it_opens_after_the_threshold_and_then_fails_fast(evolution_sandbox, san
         service.send(PHONE, TEXT)
 
     assert isinstance(caught.value, InstanceUnavailableError)  # callers handling "down" need nothing new
-    assert 0 < caught.value.retry_after <= 0.4
+    assert 0 < caught.value.retry_after <= COOLDOWN
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 3  # the 4th never reached it
 
 
 def test_transient_failures_count_and_retries_stop_when_it_opens(evolution_sandbox, sandbox_whatsapp_instance, breaker_settings):
     evolution_sandbox.configure(sandbox_whatsapp_instance.instance_name, fail_next=10, failure_status=503)
 
-    with pytest.raises(CircuitOpenError):
+    with pytest.raises(CircuitOpenError) as caught:
         EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=5)
 
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 3
+    assert caught.value.__cause__.http_status == 503  # the failure that opened it
 
 
 def test_a_success_resets_the_consecutive_count(evolution_sandbox, sandbox_whatsapp_instance, breaker_settings):
@@ -106,7 +109,7 @@ def test_half_open_probe_success_closes_it(evolution_sandbox, sandbox_whatsapp_i
     for _ in range(3):
         fail(service)
     evolution_sandbox.set_state(name, "open")
-    time.sleep(0.45)
+    time.sleep(AFTER_COOLDOWN)
 
     result = service.send(PHONE, TEXT)
 
@@ -120,7 +123,7 @@ def test_half_open_probe_failure_reopens_it(evolution_sandbox, sandbox_whatsapp_
     evolution_sandbox.set_state(sandbox_whatsapp_instance.instance_name, "close")
     for _ in range(3):
         fail(service)
-    time.sleep(0.45)
+    time.sleep(AFTER_COOLDOWN)
 
     fail(service)  # the probe reaches the still-dead instance
     assert service.breaker.state() == "open"
@@ -130,12 +133,31 @@ def test_half_open_probe_failure_reopens_it(evolution_sandbox, sandbox_whatsapp_
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 4
 
 
+def test_a_healthy_check_ends_the_cool_down_and_the_next_send_probes(evolution_sandbox, sandbox_whatsapp_instance, breaker_settings):
+    breaker_settings.EVOLUTION_BREAKER_COOLDOWN = 30.0
+    name = sandbox_whatsapp_instance.instance_name
+    service = EvolutionAPIService(sandbox_whatsapp_instance)
+    evolution_sandbox.set_state(name, "close")
+    for _ in range(3):
+        fail(service)
+    assert service.check_health().healthy is False
+    with pytest.raises(CircuitOpenError):
+        service.send(PHONE, TEXT)  # an unhealthy check changes nothing
+
+    evolution_sandbox.set_state(name, "open")
+    assert service.check_health().healthy is True
+    assert service.breaker.state() == "open"  # "open" is no proof sends work: not closed yet
+
+    assert service.send(PHONE, TEXT).provider_message_id  # the probe, long before 30 s
+    assert service.breaker.state() == "closed"
+
+
 def test_only_one_probe_is_let_through_while_half_open(breaker_settings):
     breaker = CircuitBreaker("probe-test")
     for _ in range(3):
         breaker.record_failure()
     assert breaker.acquire().allowed is False
-    time.sleep(0.45)
+    time.sleep(AFTER_COOLDOWN)
 
     first, second = breaker.acquire(), breaker.acquire()
 
@@ -154,7 +176,7 @@ def test_the_state_gauge_follows_the_breaker(breaker_settings):
     for _ in range(3):
         breaker.record_failure()
     assert gauge() == 2
-    time.sleep(0.45)
+    time.sleep(AFTER_COOLDOWN)
     breaker.acquire()
     assert gauge() == 1
     breaker.record_success()
