@@ -14,6 +14,7 @@ from django.db.models import F
 
 from apps.billing.constants import ContactErrorCode, ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue
+from apps.billing.rabbitmq.billing_publisher import publish_queue_on_commit
 from apps.common.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def queue_control(*, queue: BillingQueue, action: str) -> BillingQueue:
             locked.transition_to(QueueStatus.PAUSED, pause_reason="manual")
         elif action == "resume":
             locked.transition_to(QueueStatus.PENDING, last_published_at=None)
+            publish_queue_on_commit(locked)
         else:
             cancelled = BillingContact.objects.filter(
                 queue=locked, status__in=ContactStatus.sources_for(ContactStatus.CANCELLED)

@@ -1,0 +1,189 @@
+"""The send pipeline's promises, proven with real processes: exactly once across consumers,
+the per-instance pace, business hours, instance outages, API control, provider errors."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as dtime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from apps.billing.models import BillingConfig, BillingContact
+from apps.chat.models import BusinessHours
+
+from .conftest import notification_contacts, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def sandbox_times(messages: list[dict]) -> list[datetime]:
+    return sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")) for m in messages)
+
+
+def completed(tenant, queue_id: str):
+    return lambda: (q := tenant.queue(queue_id)).status == "completed" and q
+
+
+def test_two_consumers_on_one_queue_send_every_contact_exactly_once(pipeline_tenant, start_process):
+    tenant = pipeline_tenant()
+    tenant.configure(messages_per_minute=6000, time_slice_seconds=1)  # the queue bounces between consumers
+    consumers = [start_process("run_billing_consumer", "--concurrency", "2") for _ in range(2)]
+    body = tenant.send("notification", notification_contacts(300))
+    queue = wait_until(completed(tenant, body["queue_id"]), timeout=120, what="queue completed", alive=consumers)
+    numbers = Counter(m["number"] for m in tenant.messages())
+    assert len(numbers) == 300 and set(numbers.values()) == {1}
+    assert queue.sent_count == 300
+    holders = {line.get("worker_id", "").rsplit(":", 1)[0] for c in consumers for line in c.log_lines()
+               if line.get("message") == "billing message sent"}
+    assert len(holders) == 2, "both consumer processes should have sent part of the queue"
+
+
+def test_pace_holds_across_two_consumer_processes(pipeline_tenant, start_process):
+    tenant = pipeline_tenant(messages_per_minute=120)  # one message every 0.5 s through this instance
+    consumers = [start_process("run_billing_consumer", "--concurrency", "1") for _ in range(2)]
+    first = tenant.send("notification", notification_contacts(11), external_id="pace-a")
+    second = tenant.send("notification", notification_contacts(11, start=100), external_id="pace-b")
+    for body in (first, second):
+        wait_until(completed(tenant, body["queue_id"]), timeout=60, what="queue completed", alive=consumers)
+    times = sandbox_times(tenant.messages())
+    assert len(times) == 22
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 0.9 * 0.5, gaps
+    rate = (len(times) - 1) / (times[-1] - times[0]).total_seconds()
+    assert abs(rate - 2.0) / 2.0 <= 0.05, rate
+    senders = {line.get("worker_id", "").rsplit(":", 1)[0] for c in consumers for line in c.log_lines()
+               if line.get("message") == "billing message sent"}
+    assert len(senders) == 2, "both processes must have been sending at the same time"
+
+
+def _zone_with_daytime_now() -> ZoneInfo:
+    """A fixed-offset zone where it is mid-day now, so test openings never cross midnight."""
+    now = datetime.now(timezone.utc)
+    for hours in range(-12, 13):
+        local = now + timedelta(hours=hours)
+        if 3 <= local.hour <= 20:
+            name = "Etc/GMT" + (f"-{hours}" if hours > 0 else f"+{-hours}" if hours < 0 else "")
+            return ZoneInfo(name)
+    raise AssertionError("no zone")
+
+
+def test_business_hours_end_mid_run_and_the_queue_resumes_by_itself(pipeline_tenant, start_process):
+    tz = _zone_with_daytime_now()
+    now_local = datetime.now(tz).replace(microsecond=0)
+    closes = now_local + timedelta(seconds=4)
+    reopens = now_local + timedelta(seconds=9)
+    tenant = pipeline_tenant(messages_per_minute=60)
+    tenant.tenant.timezone = tz.key
+    tenant.tenant.save(update_fields=["timezone"])
+    BusinessHours.objects.filter(tenant=tenant.tenant).delete()
+    weekday = now_local.weekday()
+    BusinessHours.objects.bulk_create([
+        BusinessHours(tenant=tenant.tenant, weekday=weekday, opens_at=(now_local - timedelta(hours=1)).time(),
+                      closes_at=closes.time()),
+        BusinessHours(tenant=tenant.tenant, weekday=weekday, opens_at=reopens.time(),
+                      closes_at=(now_local + timedelta(hours=1)).time()),
+    ])
+    consumer = start_process("run_billing_consumer", "--concurrency", "1")
+    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5")
+    due = (date.today() - timedelta(days=5)).isoformat()
+    overdue = [{"phone": f"+55 21 9{8100_0000 + i:08d}", "name": f"Devedor {i}", "due_date": due, "amount": "99.90"}
+               for i in range(10)]
+    body = tenant.send("overdue", overdue)
+    paused = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "paused_business_hours" and q,
+                        timeout=30, what="paused for business hours", alive=[consumer])
+    assert paused.next_resume_at == reopens.astimezone(timezone.utc)
+    assert paused.pause_reason
+    queue = wait_until(completed(tenant, body["queue_id"]), timeout=60, what="resumed and completed",
+                       alive=[consumer, periodic])
+    times = sandbox_times(tenant.messages())
+    assert len(times) == 10 and queue.sent_count == 10
+    assert not [t for t in times if closes <= t < reopens], "a message went out while closed"
+    assert any(t < closes for t in times) and any(t >= reopens for t in times)
+
+
+def test_instance_down_pauses_the_queue_and_it_resumes_on_recovery(pipeline_tenant, start_process):
+    tenant = pipeline_tenant(messages_per_minute=120)
+    tenant.configure(health_cache_seconds=0)
+    consumer = start_process("run_billing_consumer", "--concurrency", "1")
+    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5")
+    body = tenant.send("notification", notification_contacts(12))
+    wait_until(lambda: len(tenant.messages()) >= 3, timeout=30, what="first messages", alive=[consumer])
+    tenant.sandbox.set_state(tenant.instance.instance_name, "close")
+    down = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "instance_down" and q,
+                      timeout=30, what="instance_down", alive=[consumer])
+    assert down.pause_reason.startswith("instance_down")
+    sent_while_open = len(tenant.messages())
+    time.sleep(2)
+    assert len(tenant.messages()) == sent_while_open, "sent while the instance was down"
+    tenant.sandbox.set_state(tenant.instance.instance_name, "open")
+    queue = wait_until(completed(tenant, body["queue_id"]), timeout=60, what="recovered", alive=[consumer, periodic])
+    numbers = Counter(m["number"] for m in tenant.messages())
+    assert len(numbers) == 12 and set(numbers.values()) == {1}
+    assert queue.sent_count == 12 and queue.failed_count == 0
+
+
+def test_pause_resume_and_cancel_through_the_api_during_a_run(pipeline_tenant, start_process):
+    tenant = pipeline_tenant(messages_per_minute=60)
+    consumer = start_process("run_billing_consumer", "--concurrency", "1")
+    body = tenant.send("notification", notification_contacts(30))
+    queue_id = body["queue_id"]
+    wait_until(lambda: len(tenant.messages()) >= 2, timeout=30, what="first messages", alive=[consumer])
+    assert tenant.control(queue_id, "pause").status_code == 200
+    time.sleep(0.5)  # a message already handed to the provider may still land
+    paused_count = len(tenant.messages())
+    time.sleep(2.5)
+    assert len(tenant.messages()) == paused_count, "sent while paused"
+    assert tenant.queue(queue_id).status == "paused"
+    assert tenant.control(queue_id, "resume").status_code == 200
+    wait_until(lambda: len(tenant.messages()) >= paused_count + 2, timeout=30, what="sending again",
+               alive=[consumer])
+    response = tenant.control(queue_id, "cancel")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    time.sleep(0.5)
+    cancelled_count = len(tenant.messages())
+    time.sleep(2)
+    assert len(tenant.messages()) == cancelled_count, "sent after cancel"
+    statuses = Counter(BillingContact.objects.filter(queue_id=queue_id).values_list("status", flat=True))
+    assert statuses["sent"] == cancelled_count and statuses["cancelled"] == 30 - cancelled_count
+    assert not statuses.keys() - {"sent", "cancelled"}
+    queue = tenant.queue(queue_id)
+    assert queue.sent_count == cancelled_count and queue.cancelled_count == 30 - cancelled_count
+
+
+def test_invalid_numbers_fail_and_provider_errors_are_retried(pipeline_tenant, start_process):
+    tenant = pipeline_tenant()
+    tenant.configure(retry_backoff_seconds=1, max_attempts=3)
+    batch = notification_contacts(10)
+    invalid = ["5511960000003", "5511960000007"]
+    tenant.sandbox.set_not_on_whatsapp(*invalid)
+    tenant.sandbox.configure(tenant.instance.instance_name, fail_next=2, failure_status=503, rate_limit_next=1,
+                             retry_after=1)
+    consumer = start_process("run_billing_consumer", "--concurrency", "1")
+    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5",
+                             BILLING_REPUBLISH_AFTER_SECONDS="1")
+    body = tenant.send("notification", batch)
+    queue = wait_until(completed(tenant, body["queue_id"]), timeout=60, what="completed after retries",
+                       alive=[consumer, periodic])
+    contacts = {c.phone: c for c in BillingContact.objects.filter(queue_id=queue.pk)}
+    for number in invalid:
+        assert contacts["+" + number].status == "failed" and contacts["+" + number].error_code == "invalid_number"
+    sent = [c for c in contacts.values() if c.status == "sent"]
+    assert len(sent) == 8 and queue.sent_count == 8 and queue.failed_count == 2
+    assert any(c.attempts > 1 for c in sent), "a 503 should have been retried"
+    numbers = Counter(m["number"] for m in tenant.messages())
+    assert len(numbers) == 8 and set(numbers.values()) == {1}
+
+
+def test_a_run_never_exceeds_max_attempts(pipeline_tenant, start_process):
+    tenant = pipeline_tenant()
+    tenant.configure(retry_backoff_seconds=1, max_attempts=2)
+    tenant.sandbox.configure(tenant.instance.instance_name, failure_rate=1.0, failure_status=503)
+    consumer = start_process("run_billing_consumer", "--concurrency", "1")
+    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5", BILLING_REPUBLISH_AFTER_SECONDS="1")
+    body = tenant.send("notification", notification_contacts(2))
+    queue = wait_until(completed(tenant, body["queue_id"]), timeout=60, what="gave up", alive=[consumer, periodic])
+    assert queue.failed_count == 2
+    assert set(BillingContact.objects.filter(queue_id=queue.pk).values_list("error_code", "attempts")) == {
+        ("max_attempts", 2)}
