@@ -1,0 +1,88 @@
+"""The worker run in-process against the sandbox: statements per message, fencing, stale release."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from apps.billing.models import BillingContact, BillingQueue
+from apps.billing.services import queue_lease
+from apps.billing.workers.billing_sender_worker import BillingSenderWorker
+
+from ..pipeline.conftest import notification_contacts
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def tenant(pipeline_tenant):
+    t = pipeline_tenant()
+    t.configure(messages_per_minute=60000)  # no pacing wait: count statements, not time
+    return t
+
+
+def run_worker(queue_id: str) -> tuple[int, object]:
+    worker = BillingSenderWorker(queue_id, worker_id="test-worker")
+    with CaptureQueriesContext(connection) as ctx:
+        result = worker.run()
+    return len(ctx.captured_queries), result
+
+
+def test_statements_per_message_do_not_grow_with_the_queue(tenant):
+    small = tenant.send("notification", notification_contacts(5), external_id="small")
+    large = tenant.send("notification", notification_contacts(25, start=100), external_id="large")
+    small_count, small_result = run_worker(small["queue_id"])
+    large_count, large_result = run_worker(large["queue_id"])
+    assert small_result.outcome == large_result.outcome == "completed"
+    # 20 more messages cost at most 8 statements each (the cached health check may save one)
+    assert large_count - small_count <= 20 * 8, (small_count, large_count)
+    assert len(tenant.messages()) == 30
+
+
+def test_a_released_worker_cannot_start_a_send(tenant):
+    body = tenant.send("notification", notification_contacts(3))
+    lease = queue_lease.claim_queue(body["queue_id"], "zombie")
+    contacts = queue_lease.claim_contacts(lease, 10)
+    assert len(contacts) == 3
+    BillingQueue.objects.filter(pk=body["queue_id"]).update(last_heartbeat=timezone.now() - timedelta(hours=1))
+    assert queue_lease.release_stale(lease.queue_id, timezone.now() - timedelta(minutes=10))
+    assert not queue_lease.start_sending(lease, contacts[0])
+    new_lease = queue_lease.claim_queue(body["queue_id"], "successor")
+    assert new_lease is not None and new_lease.token != lease.token
+    assert not queue_lease.start_sending(lease, contacts[0]), "old token must stay fenced"
+    assert len(queue_lease.claim_contacts(new_lease, 10)) == 3
+
+
+def test_stale_release_fails_the_in_flight_contact_and_frees_the_rest(tenant):
+    body = tenant.send("notification", notification_contacts(3))
+    lease = queue_lease.claim_queue(body["queue_id"], "crashed")
+    first, *_ = queue_lease.claim_contacts(lease, 10)
+    assert queue_lease.start_sending(lease, first)
+    BillingQueue.objects.filter(pk=body["queue_id"]).update(last_heartbeat=timezone.now() - timedelta(hours=1))
+    assert queue_lease.release_stale(lease.queue_id, timezone.now() - timedelta(minutes=10))
+    first.refresh_from_db()
+    assert (first.status, first.error_code) == ("failed", "interrupted")
+    queue = BillingQueue.objects.get(pk=body["queue_id"])
+    assert queue.status == "pending" and queue.failed_count == 1 and queue.lease_token is None
+    assert set(BillingContact.objects.filter(queue_id=queue.pk, status="pending")
+               .values_list("claim_token", flat=True)) == {None}
+    assert not queue_lease.record_sent(lease, first, provider_message_id="x", rendered="y")
+
+
+def test_a_fresh_heartbeat_is_not_released(tenant):
+    body = tenant.send("notification", notification_contacts(1))
+    queue_lease.claim_queue(body["queue_id"], "alive")
+    assert not queue_lease.release_stale(body["queue_id"], timezone.now() - timedelta(minutes=10))
+
+
+def test_pause_from_the_api_stops_the_worker_before_the_next_send(tenant):
+    body = tenant.send("notification", notification_contacts(3))
+    worker = BillingSenderWorker(body["queue_id"], worker_id="w")
+    assert worker.claim()
+    assert tenant.control(body["queue_id"], "pause").status_code == 200
+    result = worker.run()
+    assert result.outcome == "stopped" and result.sent == 0
+    assert tenant.messages() == []
