@@ -6,6 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/bootstrap.sh
 bash scripts/services.sh up
+bash scripts/browser.sh ensure   # headless Chromium for the progress-page test
 source scripts/local_env.sh
 export DEBUG=0 SECRET_KEY="test-only-secret-key-$(hostname)" SECURE_SSL_REDIRECT=0 LOG_FORMAT=text
 PY="$ROOT/.venv/bin/python"

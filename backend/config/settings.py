@@ -72,7 +72,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.common.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "apps.common.middleware.ApiMetricsMiddleware",
     "apps.common.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -260,3 +262,53 @@ BILLING_HEARTBEAT_SECONDS = env_float("BILLING_HEARTBEAT_SECONDS", 30.0)
 BILLING_REPUBLISH_AFTER_SECONDS = env_float("BILLING_REPUBLISH_AFTER_SECONDS", 120.0)
 BILLING_PERIODIC_INTERVAL = env_float("BILLING_PERIODIC_INTERVAL", 15.0)  # seconds between cycles
 BILLING_STALE_CHECK_EVERY = env_float("BILLING_STALE_CHECK_EVERY", 60.0)  # seconds between stale checks
+
+# --------------------------------------------------------------------------- billing webhooks, opt-out, callbacks
+# See docs/webhooks.md. Provider webhooks (Evolution → us):
+BILLING_PUBLIC_BASE_URL = env_str("BILLING_PUBLIC_BASE_URL", "")  # e.g. https://billing.example.com
+BILLING_WEBHOOK_MAX_BODY_BYTES = env_int("BILLING_WEBHOOK_MAX_BODY_BYTES", 256 * 1024)
+# Require Evolution's `jwt_key` Bearer token on top of the URL secret (v2 servers only).
+BILLING_WEBHOOK_REQUIRE_JWT = env_bool("BILLING_WEBHOOK_REQUIRE_JWT", False)
+# A receipt for a provider id no contact carries yet is kept this long (the worker may not have
+# written the id yet) and applied when the worker records the sent message.
+BILLING_EARLY_RECEIPT_TTL = env_int("BILLING_EARLY_RECEIPT_TTL", 600)
+# A reply without a quoted message is credited to the last contact sent within this window.
+BILLING_REPLY_WINDOW_DAYS = env_float("BILLING_REPLY_WINDOW_DAYS", 7.0)
+# Open conversations with an unanswered customer reply are closed (closed_by "system") after this.
+BILLING_CONVERSATION_IDLE_HOURS = env_float("BILLING_CONVERSATION_IDLE_HOURS", 24.0)
+# Send the opt-out confirmation from a short thread after commit (off: inline, after commit).
+BILLING_OPT_OUT_CONFIRMATION_ASYNC = env_bool("BILLING_OPT_OUT_CONFIRMATION_ASYNC", True)
+# Client callbacks (us → the client's system), Standard Webhooks signed.
+BILLING_CALLBACK_ALLOW_PRIVATE = env_bool("BILLING_CALLBACK_ALLOW_PRIVATE", False)  # SSRF rules off: tests only
+BILLING_CALLBACK_CONNECT_TIMEOUT = env_float("BILLING_CALLBACK_CONNECT_TIMEOUT", 5.0)
+BILLING_CALLBACK_READ_TIMEOUT = env_float("BILLING_CALLBACK_READ_TIMEOUT", 10.0)
+BILLING_CALLBACK_RETRY_BASE_SECONDS = env_float("BILLING_CALLBACK_RETRY_BASE_SECONDS", 30.0)  # 30 s · 2^n
+BILLING_CALLBACK_RETRY_MAX_SECONDS = env_float("BILLING_CALLBACK_RETRY_MAX_SECONDS", 3600.0)  # cap per wait
+BILLING_CALLBACK_GIVE_UP_HOURS = env_float("BILLING_CALLBACK_GIVE_UP_HOURS", 24.0)
+BILLING_CALLBACK_BATCH_SECONDS = env_float("BILLING_CALLBACK_BATCH_SECONDS", 10.0)  # per-contact events gather
+BILLING_CALLBACK_BATCH_MAX = env_int("BILLING_CALLBACK_BATCH_MAX", 100)  # events per batch delivery
+BILLING_CALLBACK_USER_AGENT = env_str("BILLING_CALLBACK_USER_AGENT", "billing-messaging/1.0 (callbacks)")
+
+# --------------------------------------------------------------------------- observability
+# Metrics, health and real-time progress; see docs/operations.md ("Metrics", "Health").
+# /metrics (web) and each process's side exporter answer a request that has
+# `Authorization: Bearer <METRICS_TOKEN>` or comes from METRICS_ALLOWED_IPS (IPs/CIDRs).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1/32,::1/128")
+# Side exporter of run_billing_consumer / run_billing_periodic_tasks (0 = off) and its address
+# (0.0.0.0 or :: inside a container network; loopback by default).
+METRICS_PORT = env_int("METRICS_PORT", 0)
+METRICS_ADDR = env_str("METRICS_ADDR", "127.0.0.1")
+# Label billing metrics by tenant only while the number of tenants stays small (each tenant
+# multiplies the series); off: the tenant_id label is "all".
+BILLING_METRICS_TENANT_LABEL = env_bool("BILLING_METRICS_TENANT_LABEL", False)
+# Process heartbeats (consumer, periodic) reported by /readyz.
+BILLING_PROCESS_HEARTBEAT_SECONDS = env_float("BILLING_PROCESS_HEARTBEAT_SECONDS", 15.0)
+BILLING_PROCESS_STALE_SECONDS = env_float("BILLING_PROCESS_STALE_SECONDS", 90.0)
+BILLING_EXPECTED_PROCESSES = env_list("BILLING_EXPECTED_PROCESSES", "consumer,periodic")
+BILLING_HEARTBEAT_KEY = env_str("BILLING_HEARTBEAT_KEY", "billing:process-heartbeats")
+READINESS_AMQP_TIMEOUT = env_float("READINESS_AMQP_TIMEOUT", 3.0)  # seconds
+# WebSocket progress: lifetime of the signed browser token, and at most this many pushes per
+# second per queue (status changes always go out).
+BILLING_WS_TOKEN_MAX_AGE = env_int("BILLING_WS_TOKEN_MAX_AGE", 300)  # seconds
+BILLING_PROGRESS_MAX_PER_SECOND = env_float("BILLING_PROGRESS_MAX_PER_SECOND", 4.0)

@@ -2,10 +2,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from apps.common.views import healthz
+from apps.billing.progress_views import progress_page
+from apps.common.views import healthz, metrics, readyz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
+    path("billing/progress/<str:queue_id>/", progress_page, name="billing-progress-page"),
     path("admin/", admin.site.urls),
     path("api/v1/billing/", include("apps.billing.urls")),
 ]

@@ -126,6 +126,17 @@ class SendRequestSerializer(StrictSerializer):
     def validate_callback_url(self, value: str) -> str:
         if value and not value.lower().startswith(("http://", "https://")):
             raise serializers.ValidationError("callback_url must be http or https.", code="invalid")
+        if value:
+            # SSRF: refuse loopback/private/link-local/metadata targets now (checked again at send
+            # time). A name that does not resolve yet is accepted; delivery retries it.
+            from .services.url_safety import UnsafeCallbackURL, validate_callback_url
+
+            try:
+                validate_callback_url(value)
+            except UnsafeCallbackURL as exc:
+                if exc.code != "unresolvable_callback_url":
+                    raise ApplicationError("unsafe_callback_url", exc.message, status=400,
+                                           details={"field": "callback_url"}) from None
         return value
 
     def validate_metadata(self, value: Any) -> dict:

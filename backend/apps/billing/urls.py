@@ -1,8 +1,8 @@
 """Billing API routes (`/api/v1/billing/`)."""
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from . import views
+from . import progress_views, views, webhook_views
 
 app_name = "billing"
 urlpatterns = [
@@ -12,6 +12,11 @@ urlpatterns = [
     path("queue/<str:queue_id>/status", views.QueueStatusView.as_view(), name="queue-status"),
     path("queue/<str:queue_id>/control", views.QueueControlView.as_view(), name="queue-control"),
     path("queue/<str:queue_id>/contacts", views.QueueContactsView.as_view(), name="queue-contacts"),
+    path("queue/<str:queue_id>/ws-token", progress_views.QueueWsTokenView.as_view(), name="queue-ws-token"),
+    # Provider webhooks; the token is the instance's webhook secret. The optional last segment
+    # is the event, for Evolution's `byEvents` mode (`<url>/messages-update`).
+    re_path(r"^webhooks/evolution/(?P<token>[^/]+)/(?:/?(?P<event>[a-z0-9-]+)/?)?$",
+            webhook_views.EvolutionWebhookView.as_view(), name="evolution-webhook"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="billing:schema"), name="swagger"),
     path("redoc/", SpectacularRedocView.as_view(url_name="billing:schema"), name="redoc"),

@@ -26,3 +26,20 @@ EVOLUTION_BREAKER_STATE = Gauge(
     "Per-instance circuit breaker as last seen by this process: 0 closed, 1 half-open, 2 open.",
     ["instance_id"],
 )
+
+# --------------------------------------------------------------------------- public API requests
+# Counted by `apps.common.middleware.ApiMetricsMiddleware` for paths under /api/. `endpoint` is
+# the URL route's name (`billing:send-overdue`), never the raw path (which holds queue ids);
+# requests that match no route share `unmatched`.
+API_REQUESTS = Counter(
+    "billing_api_requests_total",
+    "Public API requests by route name and HTTP status code.",
+    ["endpoint", "method", "status"],
+)
+
+API_REQUEST_DURATION = Histogram(
+    "billing_api_request_duration_seconds",
+    "Wall time of one public API request, by route name.",
+    ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

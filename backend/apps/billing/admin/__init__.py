@@ -1,6 +1,7 @@
 """Billing admin: every billing model, scoped to the staff member's tenant (superusers see all).
 
 Split by subject: `api_keys` (issue once, revoke), `templates` (variations inline, preview),
-`operations` (config, campaigns, queues, contacts).
+`operations` (config, campaigns, queues, contacts), `callbacks` (suppression list, callback
+delivery log).
 """
-from apps.billing.admin import api_keys, operations, templates  # noqa: F401  (registers the admins)
+from apps.billing.admin import api_keys, callbacks, operations, templates  # noqa: F401  (registers the admins)

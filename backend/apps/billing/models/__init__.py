@@ -5,6 +5,8 @@ from apps.billing.models.billing_config import BillingConfig
 from apps.billing.models.billing_contact import BillingContact
 from apps.billing.models.billing_queue import BillingQueue
 from apps.billing.models.billing_template import BillingTemplate, BillingTemplateVariation
+from apps.billing.models.callback_delivery import CallbackDelivery, CallbackEvent
+from apps.billing.models.suppressed_phone import SuppressedPhone
 
 __all__ = [
     "BillingAPIKey",
@@ -14,4 +16,7 @@ __all__ = [
     "BillingQueue",
     "BillingTemplate",
     "BillingTemplateVariation",
+    "CallbackDelivery",
+    "CallbackEvent",
+    "SuppressedPhone",
 ]

@@ -1,6 +1,7 @@
 """Per-tenant billing settings: pace, retries, limits, business-hours switches, callbacks."""
 from __future__ import annotations
 
+import base64
 import secrets
 
 from django.core.exceptions import ValidationError
@@ -12,8 +13,16 @@ from apps.billing.constants import TemplateType
 
 
 def new_callback_secret() -> str:
-    """Signing secret for the client's callback webhook (HMAC); the client needs to know it."""
-    return secrets.token_urlsafe(32)
+    """Signing secret for the client's callback webhooks, in the Standard Webhooks form
+    `whsec_<base64 of 32 random bytes>`, so a client can verify with any Standard Webhooks
+    library. Older secrets (plain `token_urlsafe`) keep working: see services/callbacks.py."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+DEFAULT_OPT_OUT_CONFIRMATION = (
+    "Tudo certo: seu número foi removido da nossa lista e você não receberá mais mensagens "
+    "automáticas por aqui. Se foi um engano, é só nos avisar."
+)
 
 
 class BillingConfig(models.Model):
@@ -64,6 +73,16 @@ class BillingConfig(models.Model):
     # Client callback (delivery/read/queue events), signed with the secret.
     callback_url = models.URLField(max_length=500, blank=True)
     callback_secret = models.CharField(max_length=100, default=new_callback_secret)
+    callback_contact_events = models.BooleanField(
+        default=False,
+        help_text="Also send per-contact events (sent, failed, delivered, read, replied, opted out), batched per queue.",
+    )
+
+    # Opt-out (LGPD): the one answer to a customer who asks to stop; blank = do not answer.
+    opt_out_confirmation = models.CharField(
+        max_length=500, blank=True, default=DEFAULT_OPT_OUT_CONFIRMATION,
+        help_text="Sent once when a customer asks to stop receiving messages (blank: send nothing).",
+    )
 
     # Worker robustness.
     stale_threshold_seconds = models.PositiveIntegerField(

@@ -58,6 +58,11 @@ class BillingContact(StatusMachineMixin):
     last_error = models.CharField(max_length=LAST_ERROR_MAX_LENGTH, blank=True)
     error_code = models.CharField(max_length=32, choices=ContactErrorCode.choices, blank=True)
     provider_message_id = models.CharField(max_length=128, blank=True, db_index=True)
+    # The chat history row of the message sent to this contact (billing_send_service). The link
+    # lives here, not on chat.Message, so the host chat app does not depend on billing.
+    message = models.OneToOneField(
+        "chat.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="billing_contact",
+    )
 
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -78,6 +83,8 @@ class BillingContact(StatusMachineMixin):
             ),
             models.Index(fields=["queue", "status"], name="billing_contact_queue_status"),
             models.Index(fields=["external_id"], name="billing_contact_external_id"),
+            # Crediting a customer's reply to the last message sent to that phone.
+            models.Index(fields=["tenant", "phone", "-sent_at"], name="billing_contact_tenant_phone"),
             models.Index(fields=["created_at"], name="billing_contact_created"),
             models.Index(
                 fields=["claim_token"], name="billing_contact_claim_token", condition=Q(claim_token__isnull=False)

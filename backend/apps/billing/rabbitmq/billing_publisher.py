@@ -26,7 +26,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.billing import metrics
 from apps.billing.constants import TemplateType
+
+from apps.common.request_id import get_request_id
 
 from .messages import BillingMessage
 from .topology import declare_topology, send_queue_for
@@ -112,9 +115,11 @@ def get_publisher() -> BillingQueuePublisher:
 
 
 def publish_queue(queue: Any, *, attempt: int = 1, request_id: str | None = None) -> bool:
-    """Wake a consumer for `queue`; record the publish. False (logged) when the broker failed."""
+    """Wake a consumer for `queue`; record the publish. False (logged) when the broker failed.
+    The request id (the API call's, by default) travels to the worker's log lines."""
     from apps.billing.models import BillingQueue
 
+    request_id = request_id or get_request_id()
     message = BillingMessage(
         type=str(queue.template_type), queue_id=str(queue.pk), tenant_id=str(queue.tenant_id), attempt=attempt,
         request_id=request_id,
@@ -125,7 +130,9 @@ def publish_queue(queue: Any, *, attempt: int = 1, request_id: str | None = None
     except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task republishes
         logger.warning("billing publish failed; the periodic task will retry",
                        extra={"queue_id": str(queue.pk), "error": type(exc).__name__})
+        metrics.observe_publish("send", False)
         return False
+    metrics.observe_publish("send", True)
     BillingQueue.objects.filter(pk=queue.pk).update(
         last_published_at=timezone.now(), publish_count=F("publish_count") + 1
     )
@@ -138,9 +145,12 @@ def publish_control(message: BillingMessage, routing_key: str) -> bool:
     except Exception as exc:  # noqa: BLE001
         logger.warning("billing control publish failed", extra={"routing_key": routing_key,
                                                                  "error": type(exc).__name__})
+        metrics.observe_publish("control", False)
         return False
+    metrics.observe_publish("control", True)
     return True
 
 
 def publish_queue_on_commit(queue: Any, *, request_id: str | None = None) -> None:
+    request_id = request_id or get_request_id()  # captured now: on_commit may run elsewhere
     transaction.on_commit(lambda: publish_queue(queue, request_id=request_id))

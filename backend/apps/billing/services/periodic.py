@@ -13,6 +13,8 @@ from django.utils import timezone
 from apps.billing.constants import QueueStatus
 from apps.billing.models import BillingQueue
 from apps.billing.rabbitmq.billing_publisher import publish_queue
+from apps.billing.services import callbacks
+from apps.billing.services.billing_send_service import close_idle_billing_conversations
 from apps.billing.services.instance_checker import InstanceRecoveryService
 from apps.billing.services.queue_lease import release_stale
 from apps.connections.models import WhatsAppInstance
@@ -30,6 +32,7 @@ def resume_due_queues() -> int:
         )
         if moved:
             resumed += 1
+            callbacks.on_queue_resumed(queue)
             publish_queue(queue)
     return resumed
 
@@ -41,6 +44,7 @@ def recover_instances() -> int:
         "instance_id", flat=True).distinct()
     for instance in WhatsAppInstance.objects.filter(pk__in=list(instance_ids)):
         for queue in InstanceRecoveryService.recover(instance):
+            callbacks.on_queue_resumed(queue)
             publish_queue(queue)
             resumed += 1
     return resumed
@@ -93,6 +97,8 @@ STEPS = (
     ("recover_instances", recover_instances),
     ("release_stale_queues", release_stale_queues),
     ("publish_waiting_queues", publish_waiting_queues),
+    ("deliver_callbacks", callbacks.deliver_due),
+    ("close_idle_conversations", close_idle_billing_conversations),
 )
 
 

@@ -15,6 +15,7 @@ from django.db.models import F
 from apps.billing.constants import ContactErrorCode, ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.rabbitmq.billing_publisher import publish_queue_on_commit
+from apps.billing.services import callbacks
 from apps.common.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -38,9 +39,11 @@ def queue_control(*, queue: BillingQueue, action: str) -> BillingQueue:
             )
         if action == "pause":
             locked.transition_to(QueueStatus.PAUSED, pause_reason="manual")
+            callbacks.on_queue_paused(locked, "manual")
         elif action == "resume":
             locked.transition_to(QueueStatus.PENDING, last_published_at=None)
             publish_queue_on_commit(locked)
+            callbacks.on_queue_resumed(locked)
         else:
             cancelled = BillingContact.objects.filter(
                 queue=locked, status__in=ContactStatus.sources_for(ContactStatus.CANCELLED)
@@ -49,6 +52,7 @@ def queue_control(*, queue: BillingQueue, action: str) -> BillingQueue:
             locked.transition_to(QueueStatus.CANCELLED)
             BillingQueue.objects.filter(pk=locked.pk).update(cancelled_count=F("cancelled_count") + cancelled)
             locked.refresh_from_db()
+            callbacks.on_queue_cancelled(locked)
     logger.info("billing queue %s", action, extra={"queue_id": str(locked.pk), "tenant_id": str(locked.tenant_id),
                                                   "status": locked.status})
     return locked

@@ -13,15 +13,16 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, When
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Case, Exists, F, OuterRef, Q, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus, QueueStatus
-from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation
+from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation, SuppressedPhone
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Lease:
     queue_id: uuid.UUID
     token: uuid.UUID
     worker_id: str
+    first_start: bool = False
 
     def queue_rows(self):
         return BillingQueue.objects.filter(pk=self.queue_id, lease_token=self.token, status=QueueStatus.RUNNING)
@@ -42,17 +44,27 @@ class Lease:
 
 def claim_queue(queue_id: str | uuid.UUID, worker_id: str) -> Lease | None:
     """pending → running for this worker, if the queue is due; None when someone else has it,
-    it is paused/finished, or its time has not come."""
+    it is paused/finished, or its time has not come. `Lease.first_start` tells whether this is
+    the queue's first run (for the `queue.started` callback)."""
     token = uuid.uuid4()
-    claimed = BillingQueue.objects.filter(
-        Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=Now()),
-        Q(next_resume_at__isnull=True) | Q(next_resume_at__lte=Now()),
-        pk=queue_id, status=QueueStatus.PENDING,
-    ).update(
-        status=QueueStatus.RUNNING, processing_by=worker_id[:200], lease_token=token, last_heartbeat=Now(),
-        started_at=Coalesce(F("started_at"), Now()), pause_reason="", next_resume_at=None, updated_at=Now(),
-    )
-    return Lease(uuid.UUID(str(queue_id)), token, worker_id) if claimed else None
+    table = BillingQueue._meta.db_table
+    with connection.cursor() as cursor:
+        # now() is the statement's transaction time, so `started_at = now()` in RETURNING is
+        # true exactly when COALESCE filled it in: this claim is the first start.
+        cursor.execute(
+            f"""UPDATE {table} SET status = %s, processing_by = %s, lease_token = %s, last_heartbeat = now(),
+                       started_at = COALESCE(started_at, now()), pause_reason = '', next_resume_at = NULL,
+                       updated_at = now()
+                 WHERE id = %s AND status = %s
+                   AND (scheduled_for IS NULL OR scheduled_for <= now())
+                   AND (next_resume_at IS NULL OR next_resume_at <= now())
+             RETURNING started_at = now()""",
+            [QueueStatus.RUNNING, worker_id[:200], token, queue_id, QueueStatus.PENDING],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Lease(uuid.UUID(str(queue_id)), token, worker_id, first_start=bool(row[0]))
 
 
 def heartbeat(lease: Lease) -> None:
@@ -90,9 +102,11 @@ def claim_contacts(lease: Lease, limit: int) -> list[BillingContact]:
 
 
 def start_sending(lease: Lease, contact: BillingContact) -> bool:
-    """pending/pending_retry → sending, only if the contact is still ours. The row says
+    """pending/pending_retry → sending, only if the contact is still ours and its phone is not
+    on the tenant's suppression list (a reply can opt out while the queue runs). The row says
     'handed to the provider' from here on: a crash now ends as `interrupted`, never a resend."""
     updated = BillingContact.objects.filter(
+        ~Exists(SuppressedPhone.objects.filter(tenant_id=OuterRef("tenant_id"), phone=OuterRef("phone"))),
         pk=contact.pk, claim_token=lease.token, status__in=ContactStatus.sources_for(ContactStatus.SENDING),
         # the fence: the queue must still be ours in this very statement
         queue__lease_token=lease.token, queue__status=QueueStatus.RUNNING,
@@ -104,7 +118,8 @@ def start_sending(lease: Lease, contact: BillingContact) -> bool:
 
 
 def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_counters: dict[str, int],
-            variation_counter: str | None, **contact_fields) -> bool:
+            variation_counter: str | None, before_contact: Callable[[], dict] | None = None,
+            **contact_fields) -> bool:
     with transaction.atomic():
         # Queue row first (lock order). The fence is the contact's claim token below: a pause or
         # cancel from the API leaves our in-flight contact alone, so its real outcome is still
@@ -114,6 +129,8 @@ def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_count
             last_heartbeat=Case(When(lease_token=lease.token, then=Now()), default=F("last_heartbeat")),
             updated_at=Now(), **updates,
         )
+        if before_contact is not None:  # e.g. the chat history row, linked from the contact
+            contact_fields.update(before_contact())
         done = BillingContact.objects.filter(
             pk=contact.pk, claim_token=lease.token, status__in=from_statuses
         ).update(updated_at=Now(), **contact_fields)
@@ -129,10 +146,12 @@ def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_count
     return True
 
 
-def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: str, rendered: str) -> bool:
+def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: str, rendered: str,
+                before_contact: Callable[[], dict] | None = None) -> bool:
     return _finish(
         lease, contact, from_statuses=[ContactStatus.SENDING], queue_counters={"sent_count": 1},
-        variation_counter="sent_count", status=ContactStatus.SENT, provider_message_id=provider_message_id[:128],
+        variation_counter="sent_count", before_contact=before_contact,
+        status=ContactStatus.SENT, provider_message_id=provider_message_id[:128],
         rendered_message=rendered, sent_at=Now(), claim_token=None, claimed_at=None, last_error="", error_code="",
     )
 
@@ -143,6 +162,15 @@ def record_failed(lease: Lease, contact: BillingContact, *, code: str, error: st
         queue_counters={"failed_count": 1}, variation_counter="failed_count", status=ContactStatus.FAILED,
         error_code=code, last_error=error[:500], claim_token=None, claimed_at=None,
         **({"rendered_message": rendered} if rendered else {}),
+    )
+
+
+def record_skipped(lease: Lease, contact: BillingContact, *, code: str, reason: str) -> bool:
+    """An unsent contact that must not be sent (opted out while the queue ran)."""
+    return _finish(
+        lease, contact, from_statuses=ContactStatus.sources_for(ContactStatus.SKIPPED),
+        queue_counters={"skipped_count": 1}, variation_counter=None, status=ContactStatus.SKIPPED,
+        error_code=code, last_error=reason[:500], claim_token=None, claimed_at=None,
     )
 
 

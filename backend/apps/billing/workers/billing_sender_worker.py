@@ -31,8 +31,14 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from apps.billing import metrics
 from apps.billing.constants import ContactErrorCode, QueueStatus
 from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation
+from apps.billing.progress import publish_queue_progress
+from apps.billing.services import callbacks
+from apps.billing.services.billing_send_service import store_outbound_message
+from apps.billing.services.delivery_status import apply_early_receipt
+from apps.billing.services.opt_out import is_suppressed
 from apps.billing.services import queue_lease
 from apps.billing.services.eta import seconds_per_message
 from apps.billing.services.instance_checker import InstanceHealthChecker, InstanceRecoveryService
@@ -57,6 +63,7 @@ from apps.contacts.utils import mask_phone
 logger = logging.getLogger(__name__)
 
 _default_health = InstanceHealthChecker()
+PROGRESS_EVERY_SECONDS = 1.0
 
 
 def pace_key(instance) -> str:
@@ -97,6 +104,7 @@ class BillingSenderWorker:
         self.lease: Lease | None = None
         self.sent = 0
         self.failed = 0
+        self._last_progress = 0.0
 
     # ------------------------------------------------------------------ entry points
     def claim(self) -> bool:
@@ -153,16 +161,18 @@ class BillingSenderWorker:
 
     def _on_started(self) -> None:
         logger.info("billing worker started queue", extra=self._log_context())
+        if self.lease.first_start:
+            callbacks.on_queue_started(self.queue)
+        self._progress(force=True)
 
     # ------------------------------------------------------------------ the per-message checks
     def _before_each_message(self) -> None:
-        self._check_still_ours()
         now = timezone.now()
         self._check_business_hours(now)
         self._check_instance()
         self._check_shutdown_and_slice()
         self._wait_for_send_slot()
-        # The wait may have been long: the status and the hours get the last word.
+        # Right before the send (the wait may have been long): the status and the hours.
         self._check_still_ours()
         self._check_business_hours(timezone.now())
 
@@ -175,8 +185,9 @@ class BillingSenderWorker:
         if self.schedule is None or self.schedule.is_open(now):
             return
         resume_at = self.schedule.next_open_after(now)
-        queue_lease.release(self.lease, QueueStatus.PAUSED_BUSINESS_HOURS,
-                            pause_reason="outside business hours", next_resume_at=resume_at)
+        if queue_lease.release(self.lease, QueueStatus.PAUSED_BUSINESS_HOURS,
+                               pause_reason="outside business hours", next_resume_at=resume_at):
+            callbacks.on_queue_paused(self.queue, "business_hours")
         logger.info("billing queue paused outside business hours",
                     extra={**self._log_context(), "next_resume_at": resume_at.isoformat() if resume_at else None})
         raise _Stop(WorkerResult(QueueStatus.PAUSED_BUSINESS_HOURS, details={"next_resume_at": resume_at}))
@@ -187,7 +198,8 @@ class BillingSenderWorker:
             self._instance_down(health.reason)
 
     def _instance_down(self, reason: str) -> None:
-        InstanceRecoveryService.handle_instance_down(self.lease, reason)
+        if InstanceRecoveryService.handle_instance_down(self.lease, reason):
+            callbacks.on_queue_paused(self.queue, "instance_down")
         logger.warning("billing queue paused: instance down", extra={**self._log_context(), "reason": reason[:200]})
         raise _Stop(WorkerResult(QueueStatus.INSTANCE_DOWN, details={"reason": reason}))
 
@@ -206,6 +218,7 @@ class BillingSenderWorker:
         interval = self.interval + (random.uniform(0, float(self.config.jitter_seconds))
                                     if self.config.jitter_seconds else 0.0)
         wait = reserve_slot(self.pace_key, interval)
+        metrics.observe_throttle_wait(wait, self.template_type)
         deadline = time.monotonic() + wait
         while True:
             remaining = deadline - time.monotonic()
@@ -230,22 +243,39 @@ class BillingSenderWorker:
             if queue_lease.record_failed(self.lease, contact, code=ContactErrorCode.RENDER_ERROR,
                                          error=f"render: {getattr(exc, 'code', type(exc).__name__)}"):
                 self.failed += 1
+                callbacks.on_contact_outcome(contact, "contact.failed", config=self.config)
+            metrics.observe_send(self.tenant.pk, self.template_type, "failed")
             logger.warning("billing contact not rendered", extra={**context, "error": getattr(exc, "code", "")})
             return
         if not queue_lease.start_sending(self.lease, contact):
-            logger.info("billing contact no longer ours; skipped", extra=context)
+            if is_suppressed(tenant=self.tenant, phone=contact.phone):
+                # The customer asked to stop while the queue ran (LGPD): never send.
+                if queue_lease.record_skipped(self.lease, contact, code=ContactErrorCode.OPTED_OUT,
+                                              reason="opted out"):
+                    metrics.observe_send(self.tenant.pk, self.template_type, "skipped")
+            else:
+                logger.info("billing contact no longer ours; not sent", extra=context)
             return
         started = time.monotonic()
         try:
             result = self.client.send(contact.phone, text, max_retries=0)
         except EvolutionAPIError as error:
-            self._record_error(contact, error, text, context)
+            self._record_error(contact, error, text, context, seconds=time.monotonic() - started)
         else:
-            if queue_lease.record_sent(self.lease, contact, provider_message_id=result.provider_message_id,
-                                       rendered=text):
+            seconds = time.monotonic() - started
+            if queue_lease.record_sent(
+                self.lease, contact, provider_message_id=result.provider_message_id, rendered=text,
+                before_contact=lambda: {"message": store_outbound_message(
+                    tenant_id=self.tenant.pk, instance=self.instance, phone=contact.phone,
+                    contact_name=contact.name, text=text, provider_message_id=result.provider_message_id)},
+            ):
                 self.sent += 1
-            logger.info("billing message sent", extra={**context, "duration_ms": round(1000 * (time.monotonic() - started))})
+                apply_early_receipt(tenant_id=self.tenant.pk, provider_message_id=result.provider_message_id)
+                callbacks.on_contact_outcome(contact, "contact.sent", config=self.config)
+            metrics.observe_send(self.tenant.pk, self.template_type, "sent", seconds, instance_id=self.instance.pk)
+            logger.info("billing message sent", extra={**context, "duration_ms": round(1000 * seconds)})
         self.last_heartbeat = time.monotonic()  # the outcome write carries a heartbeat
+        self._progress()
 
     def _render(self, contact: BillingContact) -> str:
         variation = self.variations.get(contact.variation_id)
@@ -258,8 +288,13 @@ class BillingSenderWorker:
         variables.setdefault("company_name", self.tenant.name)
         return BillingTemplateEngine.compile(variation.content).render(variables)
 
-    def _record_error(self, contact: BillingContact, error: EvolutionAPIError, text: str, context: dict) -> None:
+    def _record_error(self, contact: BillingContact, error: EvolutionAPIError, text: str, context: dict,
+                      *, seconds: float) -> None:
         now = timezone.now()
+        failed = isinstance(error, (InvalidNumberError, AmbiguousSendError)) or (
+            isinstance(error, TransientProviderError) and contact.attempts >= self.config.max_attempts)
+        metrics.observe_send(self.tenant.pk, self.template_type, "failed" if failed else "retry", seconds,
+                             instance_id=self.instance.pk)
         reason = f"{error.code}: {str(error)[:200]}"
         if isinstance(error, InvalidNumberError):
             self._fail(contact, ContactErrorCode.INVALID_NUMBER, reason, text)
@@ -290,6 +325,7 @@ class BillingSenderWorker:
     def _fail(self, contact: BillingContact, code: str, reason: str, text: str) -> None:
         if queue_lease.record_failed(self.lease, contact, code=code, error=reason, rendered=text):
             self.failed += 1
+            callbacks.on_contact_outcome(contact, "contact.failed", config=self.config)
 
     def _release_unstarted(self, contacts: list[BillingContact]) -> None:
         """Contacts claimed in this batch but not attempted go back to the pool (best effort:
@@ -304,6 +340,7 @@ class BillingSenderWorker:
         if remaining == 0:
             if queue_lease.release(self.lease, QueueStatus.COMPLETED):
                 logger.info("billing queue completed", extra={**self._log_context(), "sent": self.sent})
+                callbacks.on_queue_completed(self.queue)
                 return self._with_counts(WorkerResult(QueueStatus.COMPLETED))
             return self._with_counts(WorkerResult("stopped", details={"reason": "lease_lost"}))
         # Only retries that are not due yet are left: hand the queue back until the earliest one.
@@ -312,7 +349,16 @@ class BillingSenderWorker:
 
     def _with_counts(self, result: WorkerResult) -> WorkerResult:
         result.sent, result.failed = self.sent, self.failed
+        self._progress(force=True)  # every ending is a status change watchers want at once
         return result
+
+    def _progress(self, *, force: bool = False) -> None:
+        """Push counters to WebSocket watchers: on status changes, else at most once a second
+        (so the per-message path does not pay a query for every message)."""
+        now = time.monotonic()
+        if force or now - self._last_progress >= PROGRESS_EVERY_SECONDS:
+            self._last_progress = now
+            publish_queue_progress(self.queue_id, force=True)
 
     def _log_context(self) -> dict:
         return {"queue_id": str(self.queue_id), "worker_id": self.worker_id,

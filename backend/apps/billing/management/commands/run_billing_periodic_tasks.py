@@ -16,7 +16,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
 
+from apps.billing.metrics import update_queue_gauges
 from apps.billing.services.periodic import run_cycle
+from apps.common.health import record_process_heartbeat
+from apps.common.metrics_exporter import start_metrics_server
 
 logger = logging.getLogger(__name__)
 ADVISORY_LOCK_KEY = 0x62696C6C  # "bill"
@@ -35,12 +38,16 @@ class Command(BaseCommand):
         if not options["once"]:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
+        if not options["once"]:
+            start_metrics_server("periodic")
         last_stale_check = 0.0
         while True:
+            record_process_heartbeat("periodic")
             include_stale = time.monotonic() - last_stale_check >= float(settings.BILLING_STALE_CHECK_EVERY)
             results = self._cycle(include_stale)
             if results is not None and include_stale:
                 last_stale_check = time.monotonic()
+            update_queue_gauges()
             if options["once"]:
                 self.stdout.write(str(results if results is not None else "skipped: another replica holds the lock"))
                 return

@@ -1,0 +1,44 @@
+"""The tenant's suppression list (LGPD opt-out): phones that asked not to be messaged.
+
+A row is written when a customer's reply asks to stop (services/opt_out.py) or by an admin.
+Ingest refuses these phones (`opted_out`) and the worker skips them at send time. Only an
+admin lifts a suppression (by deleting the row): a new request from the CRM never does.
+"""
+from __future__ import annotations
+
+from django.db import models
+
+from apps.contacts.utils import mask_phone
+
+
+class SuppressedPhone(models.Model):
+    class Source(models.TextChoices):
+        INBOUND_REPLY = "inbound_reply", "Customer reply"
+        ADMIN = "admin", "Admin"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="suppressed_phones")
+    phone = models.CharField(max_length=20, help_text="E.164, e.g. +5511998765432")
+    reason = models.CharField(max_length=200, blank=True, help_text="Why (never the customer's message text).")
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.ADMIN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "suppressed phone"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "phone"], name="suppressed_phone_unique_per_tenant"),
+            models.CheckConstraint(
+                condition=models.Q(source__in=["inbound_reply", "admin"]), name="suppressed_phone_source_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.masked_phone
+
+    def __repr__(self) -> str:  # no raw phone in debug output
+        return f"<SuppressedPhone {self.pk} {self.masked_phone}>"
+
+    @property
+    def masked_phone(self) -> str:
+        return mask_phone(self.phone)

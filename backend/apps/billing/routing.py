@@ -1,0 +1,9 @@
+"""WebSocket routes of the billing app (mounted by config/asgi.py)."""
+from django.urls import path
+
+from .consumers import QueueProgressConsumer
+
+# `str`, not `uuid`: a malformed id must reach the consumer and get its 4404, not a routing error.
+websocket_urlpatterns = [
+    path("ws/billing/queues/<str:queue_id>/", QueueProgressConsumer.as_asgi(), name="ws-queue-progress"),
+]

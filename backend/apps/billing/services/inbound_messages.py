@@ -1,0 +1,168 @@
+"""A customer writes back (`messages.upsert` with `fromMe: false`).
+
+The reply is stored in the chat history (reopening the conversation), credited to the billing
+contact it answers, and checked for an opt-out request:
+
+* Which contact: the message the customer quoted (`contextInfo.stanzaId` = our provider id),
+  else the most recent contact sent to that phone through this instance within
+  BILLING_REPLY_WINDOW_DAYS. The contact gets `replied_at` (its status stays in the delivery
+  chain) and the queue and variation `replied_count` go up — once per contact, whatever the
+  number of replies (compare-and-swap on `replied_at IS NULL`).
+* Opt-out: the phone goes on the tenant's suppression list; the first time only, the
+  confirmation is scheduled and a `contact.opted_out` callback recorded.
+
+Everything but the confirmation happens in one transaction; a retried webhook finds the message
+already stored and rolls back, so it changes nothing.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.billing.constants import SENT_CONTACT_STATUSES
+from apps.billing.models import (
+    BillingContact,
+    BillingQueue,
+    BillingTemplateVariation,
+    CallbackEvent,
+    SuppressedPhone,
+)
+from apps.billing.services import opt_out
+from apps.billing.services.billing_send_service import record_inbound_message
+from apps.billing.services.callbacks import enqueue_event, on_contact_outcome
+from apps.connections.models import WhatsAppInstance
+from apps.contacts.utils import PhoneNumberError, mask_phone, normalize_phone
+
+logger = logging.getLogger(__name__)
+
+_PERSON_SUFFIXES = ("@s.whatsapp.net", "@c.us")
+
+
+class _AlreadyReplied(Exception):
+    pass
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def message_text(message: Any) -> str:
+    """`message.conversation` (v2 folds extended text into it), else `extendedTextMessage.text`."""
+    if not isinstance(message, dict):
+        return ""
+    text = message.get("conversation")
+    if not text:
+        extended = message.get("extendedTextMessage")
+        text = extended.get("text") if isinstance(extended, dict) else ""
+    return str(text or "")
+
+
+def quoted_message_id(data: dict[str, Any]) -> str:
+    for context in (data.get("contextInfo"),
+                    ((data.get("message") or {}).get("extendedTextMessage") or {}).get("contextInfo")):
+        if isinstance(context, dict) and context.get("stanzaId"):
+            return str(context["stanzaId"])[:128]
+    return ""
+
+
+def sender_phone(key: dict[str, Any]) -> str | None:
+    """E.164 of a person's JID; None for groups, broadcasts and unresolved LIDs."""
+    jid = str(key.get("remoteJid") or "")
+    if jid.endswith("@lid"):  # 2.3.6 does not swap in the phone JID itself (contract §4)
+        jid = str(key.get("remoteJidAlt") or "")
+    if not jid.endswith(_PERSON_SUFFIXES):
+        return None
+    try:
+        return normalize_phone(jid.split("@", 1)[0].split(":", 1)[0])
+    except PhoneNumberError:
+        return None
+
+
+def handle_inbound(*, instance: WhatsAppInstance, data: dict[str, Any]) -> str:
+    """Process one `messages.upsert` item; returns a short outcome for the log."""
+    key = data.get("key")
+    if not isinstance(key, dict) or key.get("fromMe") is not False:
+        return "ignored_own_message"
+    phone = sender_phone(key)
+    message_id = str(key.get("id") or "")[:128]
+    if phone is None or not message_id:
+        return "ignored_not_a_person"
+    text = message_text(data.get("message"))
+    context = {"instance_id": instance.pk, "tenant_id": str(instance.tenant_id), "phone": mask_phone(phone)}
+    try:
+        with transaction.atomic():
+            # Lock order: queue row, contact row (crediting the reply), then the conversation row
+            # (storing it) — the order a worker holds them in, so the two cannot deadlock.
+            contact = _replied_contact(instance=instance, phone=phone, quoted_id=quoted_message_id(data))
+            if contact is not None:
+                _mark_replied(contact)
+            stored = record_inbound_message(instance=instance, phone=phone, text=text,
+                                            provider_message_id=message_id,
+                                            contact_name=str(data.get("pushName") or ""))
+            if stored is None:
+                raise _Duplicate()
+            opted_out = opt_out.is_opt_out_request(text) and _opt_out(instance=instance, phone=phone,
+                                                                        contact=contact)
+    except _Duplicate:
+        return "duplicate"  # a provider retry: everything above was rolled back
+    logger.info("billing inbound reply stored",
+                extra={**context, "contact_id": contact["pk"] if contact else None, "opted_out": opted_out})
+    return "opted_out" if opted_out else ("reply" if contact else "inbound")
+
+
+def _replied_contact(*, instance: WhatsAppInstance, phone: str, quoted_id: str) -> dict[str, Any] | None:
+    sent = BillingContact.objects.filter(tenant_id=instance.tenant_id, status__in=sorted(SENT_CONTACT_STATUSES))
+    fields = ("pk", "tenant_id", "queue_id", "variation_id", "replied_at")
+    if quoted_id:
+        row = sent.filter(provider_message_id=quoted_id).values(*fields).first()
+        if row is not None:
+            return row
+    since = timezone.now() - timedelta(days=float(settings.BILLING_REPLY_WINDOW_DAYS))
+    return (sent.filter(phone=phone, queue__instance=instance, sent_at__gte=since)
+            .order_by("-sent_at").values(*fields).first())
+
+
+def _mark_replied(contact: dict[str, Any]) -> None:
+    if contact["replied_at"] is not None:
+        return
+    try:
+        with transaction.atomic():  # queue row first, then the contact (queue_lease.py lock order)
+            BillingQueue.objects.filter(pk=contact["queue_id"]).update(replied_count=F("replied_count") + 1)
+            if not BillingContact.objects.filter(pk=contact["pk"], replied_at__isnull=True).update(
+                replied_at=timezone.now(), updated_at=timezone.now()
+            ):
+                raise _AlreadyReplied()
+            if contact["variation_id"]:
+                BillingTemplateVariation.objects.filter(pk=contact["variation_id"]).update(
+                    replied_count=F("replied_count") + 1
+                )
+            on_contact_outcome(_stub(contact), CallbackEvent.CONTACT_REPLIED)
+    except _AlreadyReplied:
+        pass
+
+
+def _opt_out(*, instance: WhatsAppInstance, phone: str, contact: dict[str, Any] | None) -> bool:
+    """Suppress the phone; True only the first time (the confirmation goes out once)."""
+    _, created = opt_out.suppress(tenant=instance.tenant, phone=phone, reason="customer asked to stop (reply)",
+                                  source=SuppressedPhone.Source.INBOUND_REPLY)
+    if not created:
+        return False
+    if contact is not None:
+        on_contact_outcome(_stub(contact), CallbackEvent.CONTACT_OPTED_OUT, phone=phone)
+    else:
+        enqueue_event(tenant=instance.tenant, queue=None, event=CallbackEvent.CONTACT_OPTED_OUT, data={"phone": phone})
+    opt_out.schedule_confirmation(tenant=instance.tenant, instance_id=instance.pk, phone=phone)
+    logger.info("billing phone opted out", extra={"instance_id": instance.pk, "tenant_id": str(instance.tenant_id),
+                                                  "phone": mask_phone(phone)})
+    return True
+
+
+def _stub(contact: dict[str, Any]) -> BillingContact:
+    """Enough of a contact for `on_contact_outcome`, which reads the fresh row itself."""
+    return BillingContact(pk=contact["pk"], tenant_id=contact["tenant_id"])

@@ -1,0 +1,95 @@
+"""Who is calling the provider webhook? Evolution signs nothing (contract §4), so:
+
+1. The URL path carries the instance's `webhook_secret` (256 random bits, unique). It is looked
+   up by equality on its unique index and then compared with `hmac.compare_digest`; a token of
+   the wrong shape is refused before any query.
+2. Optionally, Evolution's `jwt_key` header option: the configured key never travels, Evolution
+   sends `Authorization: Bearer <HS256 JWT>` (exp = iat + 600 s) instead. Our key is derived from
+   the instance secret *and* the server's SECRET_KEY, so a leaked URL (proxy logs, say) is not
+   enough to forge it. A bearer token, when present, must verify; with
+   BILLING_WEBHOOK_REQUIRE_JWT on, it must be present (v1 servers cannot send it).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import time
+from typing import Any
+
+from django.conf import settings
+
+from apps.connections.models import WhatsAppInstance
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{16,100}$")
+_JWT_LEEWAY_SECONDS = 60
+_JWT_MAX_LIFETIME = 3600
+
+
+class WebhookAuthError(Exception):
+    """Unknown or wrong credentials; the view answers 401 and writes nothing."""
+
+
+def webhook_jwt_key(instance: WhatsAppInstance) -> str:
+    """The `jwt_key` we configure on the provider for this instance."""
+    material = f"billing.evolution-webhook-jwt:{instance.webhook_secret}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), material, hashlib.sha256).hexdigest()
+
+
+def authenticate_webhook(*, token: str, authorization: str | None) -> WhatsAppInstance:
+    """The active instance this request is for, or `WebhookAuthError`."""
+    if not token or not _TOKEN.match(token):
+        raise WebhookAuthError("malformed token")
+    instance = (WhatsAppInstance.objects.select_related("tenant")
+                .filter(webhook_secret=token, is_active=True).first())
+    if instance is None or not hmac.compare_digest(instance.webhook_secret.encode(), token.encode()):
+        raise WebhookAuthError("unknown token")
+    bearer = _bearer(authorization)
+    if bearer is not None:
+        verify_jwt(bearer, webhook_jwt_key(instance))
+    elif settings.BILLING_WEBHOOK_REQUIRE_JWT:
+        raise WebhookAuthError("bearer token required")
+    return instance
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise WebhookAuthError("unsupported Authorization header")
+    return value.strip()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def verify_jwt(token: str, key: str, *, now: float | None = None) -> dict[str, Any]:
+    """Check an HS256 token as Evolution makes it (`generateJwtToken()`): signature, `exp`
+    (required), `iat` not in the future, lifetime at most an hour, `app`/`action` if present."""
+    try:
+        header_part, payload_part, signature_part = token.split(".")
+        header = json.loads(_b64decode(header_part))
+        payload = json.loads(_b64decode(payload_part))
+        signature = _b64decode(signature_part)
+    except (ValueError, TypeError) as exc:
+        raise WebhookAuthError("malformed bearer token") from exc
+    if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(payload, dict):
+        raise WebhookAuthError("bearer token is not HS256")
+    expected = hmac.new(key.encode(), f"{header_part}.{payload_part}".encode("ascii"), hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature):
+        raise WebhookAuthError("bad bearer signature")
+    current = time.time() if now is None else now
+    try:
+        exp = float(payload["exp"])
+        iat = float(payload.get("iat", current))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WebhookAuthError("bearer token without a valid exp") from exc
+    if current > exp + _JWT_LEEWAY_SECONDS or iat > current + _JWT_LEEWAY_SECONDS or exp - iat > _JWT_MAX_LIFETIME:
+        raise WebhookAuthError("bearer token expired or not yet valid")
+    if payload.get("app", "evolution") != "evolution" or payload.get("action", "webhook") != "webhook":
+        raise WebhookAuthError("bearer token is not for webhooks")
+    return payload

@@ -1,0 +1,130 @@
+"""Dispatch one authenticated Evolution webhook envelope (contract §4) to its handler.
+
+The envelope's `instance` must be the instance the URL secret belongs to; the provider's
+`apikey` field (an instance token when exposure is on) is dropped before anything else reads the
+payload, so it is never stored or logged. Events we do not use are acknowledged and ignored.
+
+Each event is small and processed synchronously in one short transaction (a handful of indexed
+statements), which answers well inside the provider's timeout; the slow parts — the opt-out
+confirmation (a provider call) and client callbacks (client HTTP) — run after the response,
+in a thread and in the periodic task respectively.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.billing.constants import QueueStatus
+from apps.billing.models import BillingQueue
+from apps.billing.services import queue_lease
+from apps.billing.services.callbacks import on_queue_paused
+from apps.billing.services.delivery_status import apply_provider_status
+from apps.billing.services.inbound_messages import handle_inbound
+from apps.connections.models import WhatsAppInstance
+
+logger = logging.getLogger(__name__)
+
+_HEALTH_BY_STATE = {
+    "open": WhatsAppInstance.HealthState.OPEN,
+    "connecting": WhatsAppInstance.HealthState.CONNECTING,
+    "close": WhatsAppInstance.HealthState.CLOSE,
+    "refused": WhatsAppInstance.HealthState.CLOSE,
+}
+PAUSE_REASON = "instance_down: connection closed (provider webhook)"
+
+
+class InstanceMismatch(Exception):
+    """The body names another instance than the one the secret belongs to (403)."""
+
+
+def event_name(raw: Any) -> str:
+    """`MESSAGES_UPDATE`, `messages-update` or `messages.update` → `messages.update`."""
+    return str(raw or "").strip().lower().replace("_", ".").replace("-", ".")
+
+
+def body_instance_name(payload: dict[str, Any]) -> str:
+    value = payload.get("instance")
+    if isinstance(value, dict):  # some builds nest it: {"instanceName": ...}
+        value = value.get("instanceName")
+    return str(value or "")
+
+
+def handle_event(*, instance: WhatsAppInstance, payload: dict[str, Any], path_event: str = "") -> str:
+    """Process one envelope; returns an outcome word for the response and the log."""
+    payload.pop("apikey", None)
+    if body_instance_name(payload) != instance.instance_name:
+        raise InstanceMismatch()
+    event = event_name(payload.get("event") or path_event)
+    handler = _HANDLERS.get(event)
+    if handler is None:
+        return "ignored"
+    data = payload.get("data")
+    items = data if isinstance(data, list) else [data]
+    outcomes = [handler(instance, item) for item in items if isinstance(item, dict)]
+    outcome = outcomes[0] if len(outcomes) == 1 else ",".join(sorted(set(outcomes))) or "ignored"
+    logger.info("evolution webhook processed", extra={"event": event, "outcome": outcome,
+                                                      "instance_id": instance.pk, "tenant_id": str(instance.tenant_id)})
+    return outcome
+
+
+def _status_update(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
+    """`messages.update` (v2 `keyId`, v1 `id`) and `send.message` (`key.id`)."""
+    if data.get("fromMe") is False:
+        return "ignored"  # a receipt for a message the customer sent us
+    key = data.get("key") if isinstance(data.get("key"), dict) else {}
+    message_id = str(data.get("keyId") or data.get("id") or key.get("id") or "")[:128]
+    return apply_provider_status(tenant_id=instance.tenant_id, provider_message_id=message_id,
+                                 provider_status=data.get("status"))
+
+
+def _inbound(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
+    return handle_inbound(instance=instance, data=data)
+
+
+def _connection_update(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
+    state = str(data.get("state") or "").lower()
+    health = _HEALTH_BY_STATE.get(state)
+    if health is None:
+        return "ignored"
+    reason = f"connection.update webhook: {state}"
+    if data.get("statusReason") is not None:
+        reason += f" (statusReason {str(data['statusReason'])[:20]})"
+    WhatsAppInstance.objects.filter(pk=instance.pk).update(
+        health_state=health, health_reason=reason[:300], health_checked_at=timezone.now()
+    )
+    if health != WhatsAppInstance.HealthState.CLOSE:
+        return "health_recorded"  # `open`: the recovery task resumes instance_down queues
+    paused = pause_instance_queues(instance=instance)
+    return f"paused_{paused}_queues"
+
+
+def pause_instance_queues(*, instance: WhatsAppInstance) -> int:
+    """Running queues of a closed instance → `instance_down`, through the lease helper so the
+    worker's claims are released exactly as when the worker itself sees the instance down; the
+    worker notices before its next message (it re-reads the status). Pending queues stay
+    pending: the state machine has no pending → instance_down, and a worker that claims one
+    checks the instance's health before its first send."""
+    paused = 0
+    rows = BillingQueue.objects.filter(instance=instance, status=QueueStatus.RUNNING, lease_token__isnull=False)
+    for queue in rows.only("pk", "tenant", "lease_token", "processing_by", "status"):
+        lease = queue_lease.Lease(queue.pk, queue.lease_token, queue.processing_by)
+        with transaction.atomic():
+            if queue_lease.release(lease, QueueStatus.INSTANCE_DOWN, pause_reason=PAUSE_REASON):
+                on_queue_paused(queue, "instance_down")
+                paused += 1
+    if paused:
+        logger.warning("billing queues paused: instance connection closed",
+                       extra={"instance_id": instance.pk, "tenant_id": str(instance.tenant_id), "queues": paused})
+    return paused
+
+
+_HANDLERS: dict[str, Callable[[WhatsAppInstance, dict[str, Any]], str]] = {
+    "messages.update": _status_update,
+    "send.message": _status_update,
+    "messages.upsert": _inbound,
+    "connection.update": _connection_update,
+}
