@@ -40,8 +40,8 @@ start() {  # start <name> <command...>: run in the background, log to .local/log
 start sandbox "$PY" manage.py run_evolution_sandbox --port "$BILLING_SANDBOX_PORT" --api-key "$SANDBOX_KEY" \
   --instance "demo:$SANDBOX_TOKEN"
 start web "$PY" -m uvicorn config.asgi:application --app-dir backend --host 127.0.0.1 --port "$BILLING_WEB_PORT"
-start consumer "$PY" manage.py run_billing_consumer
-start periodic "$PY" manage.py run_billing_periodic_tasks
+METRICS_PORT=9101 start consumer "$PY" manage.py run_billing_consumer
+METRICS_PORT=9102 start periodic "$PY" manage.py run_billing_periodic_tasks
 
 for _ in $(seq 1 120); do
   curl -fsS "http://127.0.0.1:$BILLING_WEB_PORT/healthz" >/dev/null 2>&1 && break
@@ -54,6 +54,8 @@ cat <<MSG
     admin     http://127.0.0.1:$BILLING_WEB_PORT/admin/      user admin, password admin
     API docs  http://127.0.0.1:$BILLING_WEB_PORT/api/v1/billing/docs/
     sandbox   http://127.0.0.1:$BILLING_SANDBOX_PORT/        (fake WhatsApp provider; messages: /_sandbox/messages)
+    metrics   http://127.0.0.1:$BILLING_WEB_PORT/metrics (web), :9101/metrics (consumer), :9102/metrics (periodic)
+    ready     http://127.0.0.1:$BILLING_WEB_PORT/readyz
 
   Send a first request (notifications go out 24/7; overdue/upcoming only in business hours):
 

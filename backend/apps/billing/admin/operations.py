@@ -27,7 +27,8 @@ class BillingConfigAdmin(BillingTenantAdmin):
                                            "api_rate_limit_per_minute"]}),
         ("Business hours", {"fields": ["business_hours_overdue", "business_hours_upcoming",
                                        "business_hours_notification"]}),
-        ("Callbacks", {"fields": ["callback_url", "callback_secret"]}),
+        ("Callbacks", {"fields": ["callback_url", "callback_secret", "callback_contact_events"]}),
+        ("Opt-out (LGPD)", {"fields": ["opt_out_confirmation"]}),
         ("Worker", {"fields": ["stale_threshold_seconds", "health_cache_seconds", "created_at", "updated_at"]}),
     ]
 
