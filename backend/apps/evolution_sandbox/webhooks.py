@@ -16,7 +16,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from . import contract, hs256
+from apps.common import hs256
+
+from . import contract
 from .scheduler import Scheduler
 from .state import SandboxState, now_iso
 

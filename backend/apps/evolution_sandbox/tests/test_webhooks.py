@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from apps.evolution_sandbox import hs256
+from apps.common import hs256
 from apps.evolution_sandbox.testing import WebhookReceiver
 
 NUMBER = "5511998765432"

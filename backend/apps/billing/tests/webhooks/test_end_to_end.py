@@ -50,8 +50,8 @@ def test_sandbox_webhooks_move_a_contact_and_an_inbound_sair_suppresses_it(
     record_outbound_message(contact=contact, instance=instance, text=text,
                             provider_message_id=result.provider_message_id)
 
-    wait_for(lambda: status_of(contact) == ContactStatus.DELIVERED, timeout=10, what="delivered")
-    wait_for(lambda: status_of(contact) == ContactStatus.READ, timeout=10, what="read")
+    wait_for(lambda: status_of(contact) == ContactStatus.DELIVERED, timeout=30, what="delivered")
+    wait_for(lambda: status_of(contact) == ContactStatus.READ, timeout=30, what="read")
     contact.refresh_from_db()
     assert contact.delivered_at <= contact.read_at
     queue.refresh_from_db()
@@ -60,10 +60,10 @@ def test_sandbox_webhooks_move_a_contact_and_an_inbound_sair_suppresses_it(
 
     evolution_sandbox.inbound(instance.instance_name, number=PHONE.lstrip("+"), text="SAIR",
                               reply_to=result.provider_message_id)
-    wait_for(lambda: SuppressedPhone.objects.filter(tenant=api.tenant, phone=PHONE).exists(), timeout=10,
+    wait_for(lambda: SuppressedPhone.objects.filter(tenant=api.tenant, phone=PHONE).exists(), timeout=30,
              what="suppressed")
     # The confirmation goes out once, from a thread after the webhook's commit; it is the last write.
-    wait_for(lambda: Message.objects.filter(source="opt_out").exists(), timeout=10, what="confirmation stored")
+    wait_for(lambda: Message.objects.filter(source="opt_out").exists(), timeout=30, what="confirmation stored")
     sent_texts = [m["text"] for m in evolution_sandbox.messages(instance=instance.instance_name)]
     assert sent_texts == [text, api.config.opt_out_confirmation]
     contact.refresh_from_db()

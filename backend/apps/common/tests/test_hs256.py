@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.evolution_sandbox import hs256
+from apps.common import hs256
 
 # The RFC 7519-style example published on jwt.io (HS256, secret "your-256-bit-secret").
 KNOWN_TOKEN = (
