@@ -7,10 +7,7 @@ because URLs end up in proxy and access logs.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-
 from django.conf import settings
-from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -25,8 +22,14 @@ logger = logging.getLogger(__name__)
 
 HEADER = "HTTP_X_BILLING_API_KEY"
 QUERY_NAMES = {"api_key", "apikey", "key", "x-billing-api-key", "token"}
-# Writing last_used_at on every request would turn reads into writes; a minute is precise enough.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
+# The model's reasons a key cannot be used → (HTTP status, API error code, message).
+REFUSALS = {
+    "key_revoked": (401, "api_key_inactive", "The API key has been revoked."),
+    "key_inactive": (401, "api_key_inactive", "The API key has been revoked."),
+    "key_expired": (401, "api_key_expired", "The API key has expired."),
+    "tenant_inactive": (401, "tenant_inactive", "The account is inactive."),
+    "ip_not_allowed": (403, "ip_not_allowed", "This API key may not be used from this address."),
+}
 
 
 class BillingAPIKeyAuthentication(BaseAuthentication):
@@ -46,19 +49,14 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         if key is None:
             logger.info("billing api: unknown key", extra={"client_ip": ip})
             raise exceptions.AuthenticationFailed("The API key is not valid.", code="invalid_api_key")
-        if not key.is_active:
-            raise exceptions.AuthenticationFailed("The API key has been revoked.", code="api_key_inactive")
-        now = timezone.now()
-        if key.is_expired(now):
-            raise exceptions.AuthenticationFailed("The API key has expired.", code="api_key_expired")
-        if not key.tenant.is_active:
-            raise exceptions.AuthenticationFailed("The account is inactive.", code="tenant_inactive")
-        if not key.allows_ip(ip):
-            logger.info("billing api: ip not allowed", extra={"client_ip": ip, "api_key_id": str(key.pk)})
-            raise ApplicationError("ip_not_allowed", "This API key may not be used from this address.", status=403)
-        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-            BillingAPIKey.objects.filter(pk=key.pk).update(last_used_at=now)
-            key.last_used_at = now
+        problem = key.usability_error(ip=ip)
+        if problem is not None:
+            status, code, message = REFUSALS[problem]
+            logger.info("billing api: key refused", extra={"client_ip": ip, "api_key_id": str(key.pk), "reason": problem})
+            if status == 401:
+                raise exceptions.AuthenticationFailed(message, code=code)
+            raise ApplicationError(code, message, status=status)
+        key.touch_last_used()
         return (None, key)
 
     def authenticate_header(self, request: Request) -> str:
