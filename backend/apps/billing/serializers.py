@@ -49,10 +49,29 @@ def refuse_unknown_keys(data: Mapping[str, Any], allowed: frozenset[str] | set[s
     )
 
 
+def contains_nul(value: Any) -> bool:
+    """PostgreSQL text and JSON cannot hold U+0000: find it anywhere before it reaches a query."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 class StrictSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             refuse_unknown_keys(data, set(self.fields), "request")
+        if contains_nul(data):
+            raise ApplicationError("invalid_characters", "Text may not contain NUL (\\u0000) characters.",
+                                   status=400)
         return super().to_internal_value(data)
 
 

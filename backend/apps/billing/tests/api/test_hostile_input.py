@@ -63,7 +63,7 @@ SEND = "/api/v1/billing/send/overdue"
          "application/json", 400, "forbidden_field"),
         ('{"external_id": "x", "contacts": [{"phone": "11999999999", "name": "a", "provider_message_id": "z"}]}',
          "application/json", 400, "forbidden_field"),
-        ('{"external_id": "\\u0000", "contacts": [{"phone": "1"}]}', "application/json", 400, "validation_error"),
+        ('{"external_id": "\\u0000", "contacts": [{"phone": "1"}]}', "application/json", 400, "invalid_characters"),
         ('{"external_id": "x", "contacts": [1, "two", null, [3]]}', "application/json", 422, "no_valid_contacts"),
         ('{"external_id": "x", "metadata": [1], "contacts": [{"phone": "1"}]}', "application/json", 400, None),
         ('{"external_id": "x", "callback_url": "javascript:alert(1)", "contacts": [{"phone": "1"}]}',
@@ -71,6 +71,12 @@ SEND = "/api/v1/billing/send/overdue"
         ('{"external_id": "' + "x" * 201 + '", "contacts": [{"phone": "1"}]}', "application/json", 400, None),
         ('{"external_id": "x", "strict": "maybe", "contacts": [{"phone": "1"}]}', "application/json", 400, None),
         ('{"a":' * 5000 + "1" + "}" * 5000, "application/json", 400, None),
+        ('{"external_id": "x", "contacts": [{"phone": "11999999999", "name": "a", "variables": {"v": "\\u0000"}}]}',
+         "application/json", 400, "invalid_characters"),
+        ('{"external_id": "x", "metadata": {"k": "a\\u0000b"}, "contacts": [{"phone": "1"}]}',
+         "application/json", 400, "invalid_characters"),
+        ('{"external_id": "x", "template": "\\u0000", "contacts": [{"phone": "1"}]}',
+         "application/json", 400, "invalid_characters"),
     ],
 )
 def test_hostile_bodies_get_a_clear_4xx(api, raw_body, content_type, status, code):

@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Where does an ingest request spend its time? cProfile around one POST, in-process.
+
+Companion to `ingest_bench.py` (same isolated database, vhost and Redis database; same
+payloads): when a target fails, this says which functions to look at. It drives the real
+middleware, DRF view and service through Django's test client, so only the HTTP server and
+the network are left out.
+
+    cd /work/main && source scripts/local_env.sh
+    .venv/bin/python bench/profile_ingest.py --contacts 10000 --top 30
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ingest_bench as bench  # noqa: E402  (the sibling script: one source of payloads and isolation)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="cProfile one ingest request.")
+    parser.add_argument("--contacts", type=int, default=10_000)
+    parser.add_argument("--top", type=int, default=30, help="Rows of the profile to print.")
+    parser.add_argument("--sort", default="cumulative", help="pstats sort key (cumulative, tottime, ...).")
+    parser.add_argument("--db-name", default="billing_bench")
+    parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--redis-db", type=int, default=15)
+    parser.add_argument("--dump", type=Path, help="Also write the raw profile here (for snakeviz & co).")
+    args = parser.parse_args(argv)
+    # WhiteNoise warns that collectstatic never ran: irrelevant to an API request.
+    warnings.filterwarnings("ignore", message="No directory at")
+
+    base_db = os.environ.get("DATABASE_URL")
+    if not base_db:
+        bench.log("DATABASE_URL is not set: run `source scripts/local_env.sh` first")
+        return 2
+    db_url = bench.bench_database_url(base_db, args.db_name)
+    cleanups: list[Callable[[], None]] = []
+    try:
+        vhost = bench.LocalVhost(bench.VHOST)
+        vhost.create()
+        cleanups.append(vhost.delete)
+        rabbitmq_url = bench.with_path(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:55672/"),
+                                       f"/{bench.VHOST}")
+        bench.ensure_database(db_url)
+        if not args.keep_db:
+            cleanups.append(lambda: bench.drop_database(db_url))
+        env = bench.bench_environment(
+            db_url=db_url, rabbitmq_url=rabbitmq_url, web_workers=1,
+            redis_url=bench.with_path(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), f"/{args.redis_db}"),
+        )
+        env["ALLOWED_HOSTS"] = "testserver"
+        bench.setup_django(env)
+        from django.core.management import call_command
+        from django.db import connection
+        from django.test import Client
+
+        call_command("migrate", verbosity=0, interactive=False)
+        cleanups.insert(0, connection.close)
+        cleanups.insert(0, _close_publisher)  # before its vhost goes away
+        ctx = bench.make_tenant(args.contacts)
+        client = Client()
+
+        def post(size: int) -> float:
+            body = bench.request_body(size, f"profile-{uuid.uuid4().hex}")
+            start = time.perf_counter()
+            response = client.post("/api/v1/billing/send/notification", data=body, content_type="application/json",
+                                   HTTP_X_BILLING_API_KEY=ctx["raw_key"])
+            elapsed = time.perf_counter() - start
+            if response.status_code != 202:
+                raise RuntimeError(f"{response.status_code}: {response.content[:300]!r}")
+            return elapsed
+
+        for _ in range(3):
+            post(1)  # warm-up: imports, connections, caches
+        post(min(args.contacts, 1000))
+        plain = post(args.contacts)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        profiled = post(args.contacts)
+        profiler.disable()
+        print(f"{args.contacts} contacts: {plain * 1000:.1f} ms unprofiled, {profiled * 1000:.1f} ms under cProfile")
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(args.sort).print_stats(args.top)
+        print(out.getvalue())
+        if args.dump:
+            profiler.dump_stats(args.dump)
+        return 0
+    finally:
+        for cleanup in cleanups:
+            try:
+                cleanup()
+            except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+                bench.log(f"cleanup failed: {exc}")
+
+
+def _close_publisher() -> None:
+    from apps.billing.rabbitmq import billing_publisher
+
+    if billing_publisher._publisher is not None:
+        billing_publisher._publisher.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
