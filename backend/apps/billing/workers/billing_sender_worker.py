@@ -64,6 +64,8 @@ logger = logging.getLogger(__name__)
 
 _default_health = InstanceHealthChecker()
 PROGRESS_EVERY_SECONDS = 1.0
+# How long before its send slot a worker wakes for the last checks, the render and start_sending.
+PREP_MARGIN = 0.25
 
 
 def pace_key(instance) -> str:
@@ -105,6 +107,7 @@ class BillingSenderWorker:
         self.sent = 0
         self.failed = 0
         self._last_progress = 0.0
+        self.slot_at = 0.0
 
     # ------------------------------------------------------------------ entry points
     def claim(self) -> bool:
@@ -215,13 +218,17 @@ class BillingSenderWorker:
         raise _Stop(WorkerResult("released", republish=True, details={"reason": reason}))
 
     def _wait_for_send_slot(self) -> None:
+        """Reserve this instance's next send slot and wait until just before it. The last
+        PREP_MARGIN is spent on the final checks, the render and `start_sending`, and
+        `_send_one` posts exactly at the slot: database latency does not blur the pace."""
         interval = self.interval + (random.uniform(0, float(self.config.jitter_seconds))
                                     if self.config.jitter_seconds else 0.0)
         wait = reserve_slot(self.pace_key, interval)
         metrics.observe_throttle_wait(wait, self.template_type)
-        deadline = time.monotonic() + wait
+        self.slot_at = time.monotonic() + wait
+        wake_at = self.slot_at - PREP_MARGIN
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = wake_at - time.monotonic()
             if remaining <= 0:
                 break
             if self.stop_event.wait(min(remaining, 1.0)):
@@ -256,6 +263,9 @@ class BillingSenderWorker:
             else:
                 logger.info("billing contact no longer ours; not sent", extra=context)
             return
+        early = self.slot_at - time.monotonic()
+        if early > 0:
+            time.sleep(early)
         started = time.monotonic()
         try:
             result = self.client.send(contact.phone, text, max_retries=0)

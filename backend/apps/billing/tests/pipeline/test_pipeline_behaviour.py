@@ -70,11 +70,17 @@ def _zone_with_daytime_now() -> ZoneInfo:
 
 
 def test_business_hours_end_mid_run_and_the_queue_resumes_by_itself(pipeline_tenant, start_process):
+    tenant = pipeline_tenant(messages_per_minute=60)
+    consumer = start_process("run_billing_consumer", "--concurrency", "1")
+    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5")
+    wait_until(lambda: any(line.get("message") == "billing consumer started" for line in consumer.log_lines()),
+               timeout=30, what="consumer ready", alive=[consumer])
+    # Open now, closed from +4 s to +9 s, open again: the hours are set once the consumer is
+    # ready, so the run really straddles the closing time.
     tz = _zone_with_daytime_now()
     now_local = datetime.now(tz).replace(microsecond=0)
     closes = now_local + timedelta(seconds=4)
     reopens = now_local + timedelta(seconds=9)
-    tenant = pipeline_tenant(messages_per_minute=60)
     tenant.tenant.timezone = tz.key
     tenant.tenant.save(update_fields=["timezone"])
     BusinessHours.objects.filter(tenant=tenant.tenant).delete()
@@ -85,8 +91,6 @@ def test_business_hours_end_mid_run_and_the_queue_resumes_by_itself(pipeline_ten
         BusinessHours(tenant=tenant.tenant, weekday=weekday, opens_at=reopens.time(),
                       closes_at=(now_local + timedelta(hours=1)).time()),
     ])
-    consumer = start_process("run_billing_consumer", "--concurrency", "1")
-    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5")
     due = (date.today() - timedelta(days=5)).isoformat()
     overdue = [{"phone": f"+55 21 9{8100_0000 + i:08d}", "name": f"Devedor {i}", "due_date": due, "amount": "99.90"}
                for i in range(10)]
