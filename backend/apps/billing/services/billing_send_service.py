@@ -78,6 +78,18 @@ def store_outbound_message(
     )
 
 
+def link_outbound_message(cursor, *, contact_id: int, tenant_id, instance_id: int | None, phone: str,
+                          contact_name: str, text: str, provider_message_id: str) -> None:
+    """The worker's hot path: conversation upsert, message insert and the contact's link to the
+    message in ONE statement, on the caller's cursor inside its outcome transaction. Same rules
+    as `store_outbound_message`."""
+    cursor.execute(_LINK_OUTBOUND, {
+        "tenant": tenant_id, "instance": instance_id, "phone": phone, "name": contact_name[:200],
+        "billing": CLOSED_BY_BILLING, "now": timezone.now(), "text": text, "pmid": provider_message_id[:128],
+        "contact": contact_id,
+    })
+
+
 def record_outbound_text(
     *, instance: WhatsAppInstance, phone: str, text: str, provider_message_id: str, source: str
 ) -> Message:
@@ -102,6 +114,18 @@ ON CONFLICT (tenant_id, instance_id, contact_phone) DO UPDATE SET
     closed_by = CASE WHEN {_TABLE}.status = 'closed' THEN EXCLUDED.closed_by ELSE {_TABLE}.closed_by END,
     closed_at = CASE WHEN {_TABLE}.status = 'closed' THEN EXCLUDED.closed_at ELSE {_TABLE}.closed_at END
 RETURNING id
+"""
+
+_LINK_OUTBOUND = f"""
+WITH conversation AS ({_UPSERT_CONVERSATION}),
+message AS (
+    INSERT INTO {Message._meta.db_table}
+        (tenant_id, conversation_id, direction, content, provider_message_id, status, source, created_at, sent_at)
+    SELECT %(tenant)s, conversation.id, 'outbound', %(text)s, %(pmid)s, 'sent', 'billing', %(now)s, %(now)s
+      FROM conversation
+    RETURNING id
+)
+UPDATE {BillingContact._meta.db_table} SET message_id = (SELECT id FROM message) WHERE id = %(contact)s
 """
 
 

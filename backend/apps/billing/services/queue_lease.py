@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, When
+from django.db.models import Case, F, Q, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -101,25 +101,77 @@ def claim_contacts(lease: Lease, limit: int) -> list[BillingContact]:
     return list(BillingContact.objects.filter(pk__in=ids).order_by("id")) if ids else []
 
 
+_CONTACT = BillingContact._meta.db_table
+_QUEUE = BillingQueue._meta.db_table
+_VARIATION = BillingTemplateVariation._meta.db_table
+_SUPPRESSED = SuppressedPhone._meta.db_table
+
+# The hot path is plain SQL: one round trip each, no ORM query building per message.
+_START_SENDING = f"""
+UPDATE {_CONTACT} c SET status = 'sending', attempts = c.attempts + 1, updated_at = now()
+  FROM {_QUEUE} q
+ WHERE c.id = %(contact)s AND c.claim_token = %(token)s AND c.status IN ('pending', 'pending_retry')
+   AND q.id = c.queue_id AND q.lease_token = %(token)s AND q.status = 'running'
+   AND NOT EXISTS (SELECT 1 FROM {_SUPPRESSED} s WHERE s.tenant_id = c.tenant_id AND s.phone = c.phone)
+"""
+_QUEUE_SENT = f"""
+UPDATE {_QUEUE} SET sent_count = sent_count + 1, updated_at = now(),
+       last_heartbeat = CASE WHEN lease_token = %(token)s THEN now() ELSE last_heartbeat END
+ WHERE id = %(queue)s
+"""
+_CONTACT_SENT = f"""
+WITH c AS (
+    UPDATE {_CONTACT} SET status = 'sent', provider_message_id = %(pmid)s, rendered_message = %(text)s,
+           sent_at = now(), claim_token = NULL, claimed_at = NULL, last_error = '', error_code = '',
+           updated_at = now()
+     WHERE id = %(contact)s AND claim_token = %(token)s AND status = 'sending'
+    RETURNING variation_id
+), v AS (
+    UPDATE {_VARIATION} SET sent_count = sent_count + 1 WHERE id IN (SELECT variation_id FROM c)
+)
+SELECT count(*) FROM c
+"""
+
+
 def start_sending(lease: Lease, contact: BillingContact) -> bool:
-    """pending/pending_retry → sending, only if the contact is still ours and its phone is not
-    on the tenant's suppression list (a reply can opt out while the queue runs). The row says
-    'handed to the provider' from here on: a crash now ends as `interrupted`, never a resend."""
-    updated = BillingContact.objects.filter(
-        ~Exists(SuppressedPhone.objects.filter(tenant_id=OuterRef("tenant_id"), phone=OuterRef("phone"))),
-        pk=contact.pk, claim_token=lease.token, status__in=ContactStatus.sources_for(ContactStatus.SENDING),
-        # the fence: the queue must still be ours in this very statement
-        queue__lease_token=lease.token, queue__status=QueueStatus.RUNNING,
-    ).update(status=ContactStatus.SENDING, attempts=F("attempts") + 1, updated_at=Now())
+    """pending/pending_retry → sending, in one statement that also checks the queue is still
+    ours and running (the fence) and that the phone is not on the tenant's suppression list (a
+    reply can opt out while the queue runs). From here the row says "handed to the provider": a
+    crash now ends as `interrupted`, never a resend. False: see `why_not_sending`."""
+    with connection.cursor() as cursor:
+        cursor.execute(_START_SENDING, {"contact": contact.pk, "token": lease.token})
+        updated = cursor.rowcount
     if updated:
         contact.status = ContactStatus.SENDING
         contact.attempts += 1
     return bool(updated)
 
 
+def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: str, rendered: str,
+                chat: Callable[[object], None] | None = None) -> bool:
+    """sending → sent with the counters and, through `chat(cursor)`, the chat history: one
+    transaction, queue row first (lock order), fenced by the contact's claim token (a stale
+    release cleared it: a frozen worker records nothing; a pause or cancel did not: the real
+    outcome of an in-flight message is kept)."""
+    params = {"token": lease.token, "queue": lease.queue_id, "contact": contact.pk,
+              "pmid": provider_message_id[:128], "text": rendered}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_QUEUE_SENT, params)
+        cursor.execute(_CONTACT_SENT, params)
+        if cursor.fetchone()[0] != 1:
+            transaction.set_rollback(True)
+            logger.warning("billing contact changed under us; outcome not recorded",
+                           extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})
+            return False
+        if chat is not None:
+            chat(cursor)
+    return True
+
+
 def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_counters: dict[str, int],
-            variation_counter: str | None, before_contact: Callable[[], dict] | None = None,
-            **contact_fields) -> bool:
+            variation_counter: str | None, **contact_fields) -> bool:
+    """The other outcomes (failed, retry, skipped): rarer, so plain ORM; same lock order and
+    fence as `record_sent`."""
     with transaction.atomic():
         # Queue row first (lock order). The fence is the contact's claim token below: a pause or
         # cancel from the API leaves our in-flight contact alone, so its real outcome is still
@@ -129,8 +181,6 @@ def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_count
             last_heartbeat=Case(When(lease_token=lease.token, then=Now()), default=F("last_heartbeat")),
             updated_at=Now(), **updates,
         )
-        if before_contact is not None:  # e.g. the chat history row, linked from the contact
-            contact_fields.update(before_contact())
         done = BillingContact.objects.filter(
             pk=contact.pk, claim_token=lease.token, status__in=from_statuses
         ).update(updated_at=Now(), **contact_fields)
@@ -144,16 +194,6 @@ def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_count
                 **{variation_counter: F(variation_counter) + 1}
             )
     return True
-
-
-def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: str, rendered: str,
-                before_contact: Callable[[], dict] | None = None) -> bool:
-    return _finish(
-        lease, contact, from_statuses=[ContactStatus.SENDING], queue_counters={"sent_count": 1},
-        variation_counter="sent_count", before_contact=before_contact,
-        status=ContactStatus.SENT, provider_message_id=provider_message_id[:128],
-        rendered_message=rendered, sent_at=Now(), claim_token=None, claimed_at=None, last_error="", error_code="",
-    )
 
 
 def record_failed(lease: Lease, contact: BillingContact, *, code: str, error: str, rendered: str = "") -> bool:

@@ -36,7 +36,7 @@ from apps.billing.constants import ContactErrorCode, QueueStatus
 from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation
 from apps.billing.progress import publish_queue_progress
 from apps.billing.services import callbacks
-from apps.billing.services.billing_send_service import store_outbound_message
+from apps.billing.services.billing_send_service import link_outbound_message
 from apps.billing.services.delivery_status import apply_early_receipt
 from apps.billing.services.opt_out import is_suppressed
 from apps.billing.services import queue_lease
@@ -66,6 +66,8 @@ _default_health = InstanceHealthChecker()
 PROGRESS_EVERY_SECONDS = 1.0
 # How long before its send slot a worker wakes for the last checks, the render and start_sending.
 PREP_MARGIN = 0.25
+# A message is only sent if the tenant is still open this long after its send slot.
+SEND_MARGIN = 1.0
 
 
 def pace_key(instance) -> str:
@@ -128,10 +130,10 @@ class BillingSenderWorker:
                 for index, contact in enumerate(batch):
                     try:
                         self._before_each_message()
+                        self._send_one(contact)
                     except _Stop:
                         self._release_unstarted(batch[index:])
                         raise
-                    self._send_one(contact)
         except _Stop as stop:
             return self._with_counts(stop.result)
         except LeaseLost:
@@ -166,7 +168,6 @@ class BillingSenderWorker:
         logger.info("billing worker started queue", extra=self._log_context())
         if self.lease.first_start:
             callbacks.on_queue_started(self.queue)
-        self._progress(force=True)
 
     # ------------------------------------------------------------------ the per-message checks
     def _before_each_message(self) -> None:
@@ -175,9 +176,11 @@ class BillingSenderWorker:
         self._check_instance()
         self._check_shutdown_and_slice()
         self._wait_for_send_slot()
-        # Right before the send (the wait may have been long): the status and the hours.
-        self._check_still_ours()
-        self._check_business_hours(timezone.now())
+        # The wait may have been long: the hours get the last word, judged at the instant the
+        # message will actually leave (plus a margin for the HTTP call), not at wake-up. The
+        # queue's status is checked by start_sending itself, in the statement that starts the send.
+        leaves_at = timezone.now() + timedelta(seconds=max(self.slot_at - time.monotonic(), 0.0) + SEND_MARGIN)
+        self._check_business_hours(leaves_at)
 
     def _check_still_ours(self) -> None:
         status = queue_lease.current_status(self.lease)
@@ -255,13 +258,7 @@ class BillingSenderWorker:
             logger.warning("billing contact not rendered", extra={**context, "error": getattr(exc, "code", "")})
             return
         if not queue_lease.start_sending(self.lease, contact):
-            if is_suppressed(tenant=self.tenant, phone=contact.phone):
-                # The customer asked to stop while the queue ran (LGPD): never send.
-                if queue_lease.record_skipped(self.lease, contact, code=ContactErrorCode.OPTED_OUT,
-                                              reason="opted out"):
-                    metrics.observe_send(self.tenant.pk, self.template_type, "skipped")
-            else:
-                logger.info("billing contact no longer ours; not sent", extra=context)
+            self._why_not_sending(contact, context)
             return
         early = self.slot_at - time.monotonic()
         if early > 0:
@@ -275,9 +272,10 @@ class BillingSenderWorker:
             seconds = time.monotonic() - started
             if queue_lease.record_sent(
                 self.lease, contact, provider_message_id=result.provider_message_id, rendered=text,
-                before_contact=lambda: {"message": store_outbound_message(
-                    tenant_id=self.tenant.pk, instance=self.instance, phone=contact.phone,
-                    contact_name=contact.name, text=text, provider_message_id=result.provider_message_id)},
+                chat=lambda cursor: link_outbound_message(
+                    cursor, contact_id=contact.pk, tenant_id=self.tenant.pk, instance_id=self.instance.pk,
+                    phone=contact.phone, contact_name=contact.name, text=text,
+                    provider_message_id=result.provider_message_id),
             ):
                 self.sent += 1
                 apply_early_receipt(tenant_id=self.tenant.pk, provider_message_id=result.provider_message_id)
@@ -286,6 +284,18 @@ class BillingSenderWorker:
             logger.info("billing message sent", extra={**context, "duration_ms": round(1000 * seconds)})
         self.last_heartbeat = time.monotonic()  # the outcome write carries a heartbeat
         self._progress()
+
+    def _why_not_sending(self, contact: BillingContact, context: dict) -> None:
+        """start_sending refused: the queue is no longer ours and running (a pause or cancel
+        from the API, a lost lease) → stop; or the phone opted out → skip; or the contact
+        changed under us → leave it."""
+        self._check_still_ours()
+        if is_suppressed(tenant=self.tenant, phone=contact.phone):
+            # The customer asked to stop while the queue ran (LGPD): never send.
+            if queue_lease.record_skipped(self.lease, contact, code=ContactErrorCode.OPTED_OUT, reason="opted out"):
+                metrics.observe_send(self.tenant.pk, self.template_type, "skipped")
+            return
+        logger.info("billing contact no longer ours; not sent", extra=context)
 
     def _render(self, contact: BillingContact) -> str:
         variation = self.variations.get(contact.variation_id)
