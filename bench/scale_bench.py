@@ -129,7 +129,8 @@ def setup_django(env: dict[str, str]) -> None:
     django.setup()
 
 
-def make_tenants(count: int, sandbox: Any, rate: int, stale_seconds: int) -> list[dict[str, Any]]:
+def make_tenants(count: int, sandbox: Any, rate: int, stale_seconds: int,
+                 health_cache: int | None) -> list[dict[str, Any]]:
     from apps.billing.models import BillingConfig
     from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
 
@@ -139,7 +140,10 @@ def make_tenants(count: int, sandbox: Any, rate: int, stale_seconds: int) -> lis
         result = setup_tenant(name=f"Bench {i:04d}", slug=f"bench-{i:04d}", evolution_url=sandbox.base_url,
                               evolution_api_key=info.token, instance_name=info.name, messages_per_minute=rate,
                               business_hours=ALWAYS_OPEN)
-        BillingConfig.objects.filter(tenant=result.tenant).update(stale_threshold_seconds=stale_seconds)
+        tuning = {"stale_threshold_seconds": stale_seconds}
+        if health_cache is not None:
+            tuning["health_cache_seconds"] = health_cache
+        BillingConfig.objects.filter(tenant=result.tenant).update(**tuning)
         tenants.append({"tenant": result.tenant, "instance": info.name})
     return tenants
 
@@ -271,6 +275,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=60, help="measuring window, seconds")
     parser.add_argument("--stale", type=int, default=20, help="stale threshold for the recovery part, seconds")
     parser.add_argument("--periodic-interval", type=float, default=5, help="periodic task cycle, seconds")
+    parser.add_argument("--health-cache", type=int, help="tenants' health_cache_seconds (default: the model's, 5)")
     parser.add_argument("--redis-db", type=int, default=7)
     parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument("--keep-logs", action="store_true", help="keep the process logs (printed path)")
@@ -311,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
         get_redis().flushdb()  # only our database number: the pace slots of earlier runs
         sandbox = sandbox_process.client()
-        tenants = make_tenants(args.queues, sandbox, args.rate, args.stale)
+        tenants = make_tenants(args.queues, sandbox, args.rate, args.stale, args.health_cache)
         contacts = int(args.rate * (args.warmup + args.duration + args.stale + args.periodic_interval + 90) / 60) + 5
         runs = 0
 
@@ -334,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_recovery:
             report["recovery"], consumer = measure_recovery(args, consumer, start_consumer, sandbox, tenants, queue_ids)
             log(json.dumps(report["recovery"]))
-        report["config"] = {"concurrency": args.concurrency, "max_queues": args.max_queues, "rate": args.rate}
+        report["config"] = {"concurrency": args.concurrency, "max_queues": args.max_queues, "rate": args.rate,
+                            "health_cache_seconds": args.health_cache or 5}
         report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                              "platform": platform.platform()}
         report["finished_at"] = datetime.now(timezone.utc).isoformat()

@@ -1,8 +1,15 @@
-"""Consume the billing queues: `manage.py run_billing_consumer [--queues ...] [--concurrency N]`.
+"""Consume the billing queues: `manage.py run_billing_consumer [--queues ...] [--concurrency N]
+[--max-queues M]`.
+
+`--concurrency` worker slots do database or provider work at once (the process opens at most
+that many database connections); `--max-queues` queues are held at once, each parked between
+its throttled sends (default: as many as worker slots). See rabbitmq/billing_consumer.py.
 
 SIGTERM or SIGINT (every deploy on Railway and docker compose): stop taking deliveries, let each
-worker finish the message in flight and hand its queue back (republished), then exit. A second
-signal exits at once.
+worker finish the message in flight and hand its queue back (republished), then exit 0 within
+`send timeout + publish timeout + a few seconds`. A second signal exits at once (code 1): the
+stale check frees whatever was held. Exit code 3: the consumers could not be restored after a
+broker reconnection; the platform's restart policy brings a fresh process.
 """
 from __future__ import annotations
 
@@ -10,8 +17,10 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from apps.billing.rabbitmq.billing_consumer import BillingConsumer
 from apps.billing.rabbitmq.topology import ALL_QUEUES
@@ -24,15 +33,37 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--queues", nargs="+", choices=ALL_QUEUES, help="default: all six")
-        parser.add_argument("--concurrency", type=int, help="worker slots (default BILLING_CONSUMER_CONCURRENCY)")
+        parser.add_argument("--concurrency", type=int,
+                            help="worker slots doing database/provider work at once (default BILLING_CONSUMER_CONCURRENCY)")
+        parser.add_argument("--max-queues", type=int, help="queues held at once (default: --concurrency)")
+        parser.add_argument("--watchdog-interval", type=float, help="seconds between consumer checks (default 15)")
+        parser.add_argument("--reconnect-interval", type=float, help="seconds between broker reconnections (default 5)")
+        parser.add_argument("--db-idle-seconds", type=float, help="close database connections idle this long (default 30)")
+        parser.add_argument("--shutdown-grace", type=float, help="seconds workers get to stop (default: send + publish timeouts + 3)")
 
     def handle(self, *args, **options) -> None:
-        if options["concurrency"] is not None and options["concurrency"] < 1:
-            raise CommandError("--concurrency must be at least 1")
-        consumer = BillingConsumer(queues=options["queues"], concurrency=options["concurrency"])
+        for name in ("concurrency", "max_queues"):
+            if options[name] is not None and options[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+        consumer = BillingConsumer(
+            queues=options["queues"], concurrency=options["concurrency"], max_queues=options["max_queues"],
+            watchdog_interval=options["watchdog_interval"], reconnect_interval=options["reconnect_interval"],
+            db_idle_seconds=options["db_idle_seconds"], shutdown_grace=options["shutdown_grace"],
+        )
+        connections.close_all()  # the main thread needs none: workers use the consumer's pool
+        self._start_metrics()
         code = asyncio.run(self._main(consumer))
+        if code == 1:
+            # A worker thread is still inside a provider call; the interpreter would wait for it.
+            _exit_now(code)
         if code:
             raise SystemExit(code)
+
+    @staticmethod
+    def _start_metrics() -> None:
+        from apps.common.metrics_exporter import start_metrics_server
+
+        start_metrics_server("consumer")
 
     async def _main(self, consumer: BillingConsumer) -> int:
         loop = asyncio.get_running_loop()
@@ -43,10 +74,18 @@ class Command(BaseCommand):
             signals_seen += 1
             if signals_seen > 1:
                 logger.warning("second signal: exiting now", extra={"signal": signum})
-                os._exit(1)
-            logger.info("shutdown requested", extra={"signal": signum})
+                _exit_now(1)
+            logger.info("shutdown requested", extra={"signal": signum, "grace_seconds": consumer.shutdown_grace})
             consumer.request_stop()
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
         return await consumer.run()
+
+
+def _exit_now(code: int) -> None:
+    """Leave without waiting for threads (their queues go back through the stale check)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,155 @@
+"""Crash-safety fixtures: the pipeline's (real consumer processes, sandbox, tenants) plus a
+RabbitMQ node of our own.
+
+Every test here runs against `crash_broker`, a second RabbitMQ started for the session
+(tests/crash/broker.py), never against the suite's shared broker on 55672: these tests stop and
+restart their broker, delete queues and count consumers, and other test runs (other checkouts,
+the pipeline tests' `purge_broker`) must neither disturb them nor be disturbed. The API side of
+the test process publishes there too: `settings.RABBITMQ_URL` points at it and the publisher
+singleton is rebuilt for each test.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+from django.db import connection
+
+from apps.billing.rabbitmq import billing_publisher
+from apps.billing.rabbitmq.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
+from apps.billing.tests.pipeline.conftest import (  # noqa: F401 - fixtures shared with the pipeline tests
+    notification_contacts,
+    pipeline_tenant,
+    purge_broker,
+    start_process,
+    subprocess_env,
+    wait_until,
+)
+
+from .broker import SecondBroker
+
+
+@pytest.fixture(scope="session")
+def crash_broker_node() -> Iterator[SecondBroker]:
+    broker = SecondBroker()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def _reset_publisher() -> None:
+    old = billing_publisher._publisher
+    billing_publisher._publisher = None
+    if old is not None:
+        old.close()
+
+
+@pytest.fixture(autouse=True)
+def _crash_broker_for_process_tests(request) -> None:
+    """Every process test (marked slow) runs against the second broker; unit tests need none."""
+    if request.node.get_closest_marker("slow"):
+        request.getfixturevalue("crash_broker")
+
+
+@pytest.fixture
+def crash_broker(crash_broker_node: SecondBroker, settings) -> Iterator[SecondBroker]:
+    """The second broker, running and empty, used by this test's API side and processes."""
+    if crash_broker_node.process is None or crash_broker_node.process.poll() is not None:
+        crash_broker_node.start()  # an earlier test stopped it
+    settings.RABBITMQ_URL = crash_broker_node.url
+    _reset_publisher()
+    asyncio.run(_purge(crash_broker_node.url))
+    yield crash_broker_node
+    _reset_publisher()
+
+
+async def _purge(url: str) -> None:
+    conn = await aio_pika.connect(url)
+    async with conn:
+        channel = await conn.channel()
+        queues = await declare_topology(channel)
+        for name in ALL_QUEUES:
+            await queues[name].purge()
+        await (await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)).purge()
+
+
+async def _queue_counts(url: str, names: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    conn = await aio_pika.connect(url, timeout=5)
+    counts = {}
+    async with conn:
+        channel = await conn.channel()
+        for name in names:
+            declared = await channel.declare_queue(name, passive=True)
+            counts[name] = (declared.declaration_result.consumer_count, declared.declaration_result.message_count)
+    return counts
+
+
+def queue_counts(url: str, names: tuple[str, ...] = ALL_QUEUES) -> dict[str, tuple[int, int]]:
+    """{queue: (consumers, ready messages)} as the broker reports them."""
+    return asyncio.run(_queue_counts(url, names))
+
+
+def publish_raw(url: str, routing_key: str, body: bytes) -> None:
+    async def publish() -> None:
+        conn = await aio_pika.connect(url)
+        async with conn:
+            channel = await conn.channel(publisher_confirms=True)
+            await channel.default_exchange.publish(aio_pika.Message(body), routing_key=routing_key)
+
+    asyncio.run(publish())
+
+
+def db_connections(pid: int | None = None) -> int:
+    """Sessions on the test database (other than the test's own), as pg_stat_activity lists
+    them; with `pid`, only those whose client socket belongs to that process (Linux /proc)."""
+    with connection.cursor() as cursor:
+        if pid is None:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid()")
+        else:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND client_port = ANY(%s)", [sorted(_local_tcp_ports(pid))])
+        return int(cursor.fetchone()[0])
+
+
+def _local_tcp_ports(pid: int) -> set[int]:
+    """Local ports of the TCP sockets process `pid` has open (matched by inode in /proc/net)."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def log_lines_after(handle: Any, offset: int = 0) -> list[dict]:
+    """A process's JSON log lines written after byte `offset` of its log."""
+    import json
+
+    lines = []
+    with open(handle.log_path, "rb") as log:
+        log.seek(offset)
+        for raw in log.read().decode(errors="replace").splitlines():
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            lines.append(line)
+    return lines

@@ -1,0 +1,175 @@
+"""Invariants 1-2 (no lost contact, no duplicate) while consumer processes are killed, frozen
+and stopped by the test, by PID. The sandbox's own record of what it received is the judge."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+
+import pytest
+from django.conf import settings
+
+from apps.billing.models import BillingContact
+
+from .conftest import log_lines_after, notification_contacts, wait_until
+
+pytestmark = pytest.mark.slow
+
+STALE_SECONDS = 3  # stale threshold of these tests' tenants (production: 10 min)
+PERIODIC = ("run_billing_periodic_tasks", "--interval", "0.5")
+PERIODIC_ENV = {"BILLING_STALE_CHECK_EVERY": "0.5", "BILLING_REPUBLISH_AFTER_SECONDS": "2"}
+
+
+def completed(tenant, queue_id: str):
+    return lambda: (q := tenant.queue(queue_id)).status == "completed" and q
+
+
+def statuses(queue_id: str) -> Counter:
+    return Counter(BillingContact.objects.filter(queue_id=queue_id).values_list("status", flat=True))
+
+
+def assert_each_number_handed_over_at_most_once(tenant) -> Counter:
+    requests = Counter((r.get("body") or {}).get("number") for r in tenant.sandbox.send_requests(tenant.instance.instance_name))
+    numbers = Counter(m["number"] for m in tenant.messages())
+    assert not [n for n, c in numbers.items() if c > 1], "a contact was delivered twice"
+    assert not [n for n, c in requests.items() if c > 1], "a contact was handed to the provider twice"
+    return numbers
+
+
+def test_sigkill_five_times_during_a_500_contact_queue_loses_and_duplicates_nothing(pipeline_tenant, start_process):
+    seed = int(os.environ.get("CRASH_SEED", time.time()))
+    rng = random.Random(seed)
+    tenant = pipeline_tenant()
+    tenant.configure(messages_per_minute=3000, stale_threshold_seconds=STALE_SECONDS)
+    tenant.sandbox.configure(tenant.instance.instance_name, latency_ms=15)
+    periodic = start_process(*PERIODIC, **PERIODIC_ENV)
+    consumer = start_process("run_billing_consumer", "--concurrency", "2")
+    body = tenant.send("notification", notification_contacts(500))
+    queue_id = body["queue_id"]
+    kills = 0
+    for _ in range(5):
+        before = len(tenant.messages())
+        wait_until(lambda: len(tenant.messages()) >= before + 10, timeout=30, what=f"progress (seed {seed})",
+                   alive=[consumer, periodic])
+        time.sleep(rng.uniform(0.0, 1.5))
+        consumer.signal(signal.SIGKILL)
+        consumer.wait(10)
+        kills += 1
+        consumer = start_process("run_billing_consumer", "--concurrency", "2")
+    queue = wait_until(completed(tenant, queue_id), timeout=120, what=f"queue completed (seed {seed})",
+                       alive=[consumer, periodic])
+    counts = statuses(queue_id)
+    assert set(counts) <= {"sent", "failed"}, counts
+    assert counts["sent"] + counts["failed"] == 500
+    interrupted = BillingContact.objects.filter(queue_id=queue_id, status="failed")
+    assert set(interrupted.values_list("error_code", flat=True)) <= {"interrupted"}
+    assert counts["failed"] <= kills, f"{counts['failed']} interrupted for {kills} kills (seed {seed})"
+    numbers = assert_each_number_handed_over_at_most_once(tenant)
+    sent_phones = {p.lstrip("+") for p in BillingContact.objects.filter(queue_id=queue_id, status="sent")
+                   .values_list("phone", flat=True)}
+    assert sent_phones <= set(numbers), "a contact marked sent never reached the provider"
+    assert queue.sent_count == counts["sent"] and queue.failed_count == counts["failed"]
+
+
+def test_a_frozen_consumer_that_wakes_after_release_sends_nothing_more(pipeline_tenant, start_process):
+    tenant = pipeline_tenant()
+    tenant.configure(messages_per_minute=240, stale_threshold_seconds=STALE_SECONDS)
+    periodic = start_process(*PERIODIC, **PERIODIC_ENV)
+    first = start_process("run_billing_consumer", "--concurrency", "1")
+    body = tenant.send("notification", notification_contacts(40))
+    queue_id = body["queue_id"]
+    wait_until(lambda: len(tenant.messages()) >= 5, timeout=30, what="first messages", alive=[first])
+    first.signal(signal.SIGSTOP)
+    try:
+        assert tenant.queue(queue_id).processing_by.split(":")[1] == str(first.pid)
+        second = start_process("run_billing_consumer", "--concurrency", "1")
+        # The stale check frees the queue (heartbeat older than the threshold) and republishes it.
+        wait_until(lambda: tenant.queue(queue_id).processing_by.split(":")[1:2] == [str(second.pid)],
+                   timeout=30, what="second consumer took over", alive=[second, periodic])
+        taken_over = len(tenant.messages())
+        wait_until(lambda: len(tenant.messages()) >= taken_over + 3, timeout=30, what="second consumer sends",
+                   alive=[second])
+        offset = first.log_path.stat().st_size
+    finally:
+        first.signal(signal.SIGCONT)
+    queue = wait_until(completed(tenant, queue_id), timeout=60, what="queue completed",
+                       alive=[first, second, periodic])
+    time.sleep(1.5)  # the woken worker's next step runs now: it must find the lease gone
+    woken = log_lines_after(first, offset)
+    interrupted = set(BillingContact.objects.filter(queue_id=queue_id, status="failed", error_code="interrupted")
+                      .values_list("pk", flat=True))
+    # A call already past `start_sending` when it froze may complete on waking (no HTTP call can
+    # be fenced); that contact was settled `interrupted` by the release and is never sent again.
+    # Anything else from the woken process is a send after losing the lease.
+    woken_sends = [line["contact_id"] for line in woken if line.get("message") == "billing message sent"]
+    assert set(woken_sends) <= interrupted and len(woken_sends) <= 1, (woken_sends, interrupted)
+    finished = [line for line in woken if line.get("message") == "billing worker finished"]
+    assert finished and finished[0]["outcome"] == "stopped", woken[-5:]
+    counts = statuses(queue_id)
+    numbers = assert_each_number_handed_over_at_most_once(tenant)
+    assert counts["sent"] + counts["failed"] == 40 and set(counts) <= {"sent", "failed"}
+    assert counts["failed"] == len(interrupted) <= 1  # at most the message in flight when it froze
+    assert len(numbers) >= counts["sent"] and queue.sent_count == counts["sent"]
+
+
+def test_sigterm_stops_within_the_bound_and_hands_the_queue_back(pipeline_tenant, start_process):
+    tenant = pipeline_tenant()
+    tenant.configure(messages_per_minute=600, stale_threshold_seconds=600)  # no stale release in this test
+    tenant.sandbox.configure(tenant.instance.instance_name, latency_ms=1000)  # a send is in flight at SIGTERM
+    first = start_process("run_billing_consumer", "--concurrency", "1")
+    body = tenant.send("notification", notification_contacts(30))
+    queue_id = body["queue_id"]
+    wait_until(lambda: len(tenant.messages()) >= 2, timeout=30, what="first messages", alive=[first])
+    time.sleep(0.3)
+    # send timeout (connect 2 s + read 3 s in these processes) + publish timeout + 3 s
+    bound = 2 + 3 + float(settings.BILLING_PUBLISH_TIMEOUT) + 3
+    started = time.monotonic()
+    first.signal(signal.SIGTERM)
+    code = first.wait(bound + 2)  # + the interpreter's own exit
+    elapsed = time.monotonic() - started
+    assert code == 0, first.log_path.read_text()[-2000:]
+    assert elapsed <= bound + 2, elapsed
+    announced = [line["grace_seconds"] for line in first.log_lines() if line.get("message") == "shutdown requested"]
+    assert announced == [bound]
+    queue = tenant.queue(queue_id)
+    assert queue.status == "pending" and queue.processing_by == "" and queue.lease_token is None
+    counts = statuses(queue_id)
+    assert counts["sending"] == 0 and not BillingContact.objects.filter(queue_id=queue_id,
+                                                                        claim_token__isnull=False).exists()
+    reasons = [line.get("reason") for line in first.log_lines() if line.get("message") == "billing queue released"]
+    assert reasons == ["shutdown"]
+    assert any(line.get("message") == "billing consumer stopped" for line in first.log_lines())
+    sent_before = counts["sent"]
+    tenant.sandbox.configure(tenant.instance.instance_name, latency_ms=0)
+    second = start_process("run_billing_consumer", "--concurrency", "1")  # the republished wake-up
+    queue = wait_until(completed(tenant, queue_id), timeout=60, what="completed by another consumer", alive=[second])
+    numbers = assert_each_number_handed_over_at_most_once(tenant)
+    assert len(numbers) == 30 and queue.sent_count == 30 and sent_before < 30
+
+
+def test_a_second_signal_exits_at_once_and_the_stale_check_cleans_up(pipeline_tenant, start_process):
+    tenant = pipeline_tenant()
+    tenant.configure(messages_per_minute=600, stale_threshold_seconds=STALE_SECONDS)
+    tenant.sandbox.configure(tenant.instance.instance_name, latency_ms=2500)  # stays in flight
+    first = start_process("run_billing_consumer", "--concurrency", "1")
+    body = tenant.send("notification", notification_contacts(6))
+    queue_id = body["queue_id"]
+    wait_until(lambda: statuses(queue_id)["sending"] == 1, timeout=30, what="a send in flight", alive=[first])
+    first.signal(signal.SIGINT)
+    time.sleep(0.2)
+    started = time.monotonic()
+    first.signal(signal.SIGINT)
+    assert first.wait(5) == 1
+    assert time.monotonic() - started < 1.0
+    tenant.sandbox.configure(tenant.instance.instance_name, latency_ms=0)
+    periodic = start_process(*PERIODIC, **PERIODIC_ENV)
+    second = start_process("run_billing_consumer", "--concurrency", "1")
+    wait_until(completed(tenant, queue_id), timeout=60, what="completed after the stale release",
+               alive=[second, periodic])
+    counts = statuses(queue_id)
+    assert counts["sent"] + counts["failed"] == 6 and counts["failed"] <= 1
+    assert set(BillingContact.objects.filter(queue_id=queue_id, status="failed")
+               .values_list("error_code", flat=True)) <= {"interrupted"}
+    assert_each_number_handed_over_at_most_once(tenant)
