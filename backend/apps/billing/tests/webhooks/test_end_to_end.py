@@ -71,6 +71,10 @@ def test_sandbox_webhooks_move_a_contact_and_an_inbound_sair_suppresses_it(
     assert BillingQueue.objects.get(pk=queue.pk).replied_count == 1
     assert Conversation.objects.get(tenant=api.tenant, contact_phone=PHONE).status == "open"
 
-    deliveries = evolution_sandbox.webhooks(instance=instance.instance_name)
+    # The confirmation's own send.message webhook may still be on its way: wait for every answer.
+    deliveries = wait_for(
+        lambda: (d := evolution_sandbox.webhooks(instance=instance.instance_name))
+        and all(x["status"] is not None for x in d) and d,
+        timeout=30, what="every webhook answered")
     assert deliveries and all(d["status"] == 200 for d in deliveries), [(d["event"], d["status"]) for d in deliveries]
     assert all(d["headers"].get("Authorization", "").startswith("Bearer ") for d in deliveries)
