@@ -45,7 +45,7 @@ ensure_packages() {
     local policy=/usr/sbin/policy-rc.d created_policy=0
     if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1; fi
     apt-get install -y -qq "${missing[@]}" >/dev/null
-    [ "$created_policy" = 1 ] && rm -f "$policy"
+    if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi  # not `[ ] && rm`: its status would end the function
   else
     die "missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]}) or run as root"
   fi

@@ -77,6 +77,7 @@ CONTROL_PRIORITY = 11  # control steps (stale release, resumes) go before any se
 OUTCOME_PRIORITY = 12  # recording what the provider answered goes before anything else
 HEALTH_CHECK_AFTER_IDLE = 5.0  # seconds a pooled connection may sit unused before a health check
 IDLE_IN_TRANSACTION_MS = 60_000  # the worker's transactions last milliseconds
+STARTUP_BATCH_SECONDS = 1.0  # after subscribing or reconnecting, grants wait to be ordered by priority
 EXIT_CONSUMERS_LOST = 3  # the watchdog could not restore our consumers: let the platform restart us
 
 
@@ -88,9 +89,11 @@ class SlotsClosed(Exception):
 class PrioritySlots:
     """Queue slots for the event loop, granted by priority, then arrival.
 
-    Grants are made a moment (`settle`) after a request or a release, so deliveries that
-    arrive together (a consumer starting on a backlog, or several waiting when a slot frees)
-    are ordered by priority instead of by which RabbitMQ queue answered first.
+    A free slot nobody else waits for is granted at once (a new queue starts without delay).
+    Otherwise grants are made a moment (`settle`) after a request or a release, so deliveries
+    that arrive together are ordered by priority instead of by which RabbitMQ queue answered
+    first: several waiting when a slot frees, or the burst a consumer receives when it starts
+    on a backlog or reconnects (`batch_for()` asks for that ordering for a while).
     """
 
     def __init__(self, size: int, *, settle: float = 0.05) -> None:
@@ -101,6 +104,11 @@ class PrioritySlots:
         self._seq = itertools.count()
         self._closed = False
         self._dispatch_handle: asyncio.TimerHandle | None = None
+        self._batch_until = 0.0
+
+    def batch_for(self, seconds: float) -> None:
+        """Order every grant by priority for the next `seconds` (a burst of deliveries comes)."""
+        self._batch_until = asyncio.get_running_loop().time() + seconds
 
     @property
     def waiting(self) -> int:
@@ -109,7 +117,11 @@ class PrioritySlots:
     async def acquire(self, priority: int) -> None:
         if self._closed:
             raise SlotsClosed()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self.free > 0 and not self._waiters and loop.time() >= self._batch_until:
+            self.free -= 1
+            return
+        future: asyncio.Future[None] = loop.create_future()
         entry = (-priority, next(self._seq), future)
         heapq.heappush(self._waiters, entry)
         self._schedule()
@@ -511,6 +523,7 @@ class BillingConsumer:
         self.channel = await self.connection.channel()
         await self.channel.set_qos(prefetch_count=self.prefetch)
         queues = await declare_topology(self.channel)
+        self._slots.batch_for(STARTUP_BATCH_SECONDS)  # a backlog arrives at once: overdue first
         for name in self.queue_names:
             self._queues[name] = queues[name]
             self._tags[name] = await queues[name].consume(self._on_message)
@@ -707,6 +720,7 @@ class BillingConsumer:
     # ------------------------------------------------------------------ watchdog
     async def _on_reconnect(self, *_: Any) -> None:
         logger.warning("billing consumer reconnected to RabbitMQ; checking its consumers")
+        self._slots.batch_for(STARTUP_BATCH_SECONDS)  # what was unacked comes again, at once
         self._reconnected.set()
 
     async def _watchdog(self) -> None:

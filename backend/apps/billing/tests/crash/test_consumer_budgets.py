@@ -34,6 +34,33 @@ def test_queue_slots_go_to_the_highest_priority_then_the_earliest():
     assert asyncio.run(scenario()) == ["overdue-1", "overdue-2", "upcoming", "notification"]
 
 
+def test_a_free_slot_is_granted_at_once_but_a_starting_burst_is_ordered_first():
+    async def scenario() -> tuple[float, list[str]]:
+        slots = PrioritySlots(2, settle=0.2)
+        started = asyncio.get_running_loop().time()
+        await slots.acquire(1)  # nobody waits: no settle delay
+        immediate = asyncio.get_running_loop().time() - started
+        slots.release()
+        slots.batch_for(1.0)  # a consumer subscribing on a backlog
+        order: list[str] = []
+
+        async def take(name: str, priority: int) -> None:
+            await slots.acquire(priority)
+            order.append(name)
+
+        tasks = [asyncio.create_task(take(name, priority))
+                 for name, priority in (("notification", 1), ("upcoming", 5), ("overdue", 10))]
+        await asyncio.wait(tasks, timeout=0.5)  # two slots: the third keeps waiting
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return immediate, order
+
+    immediate, order = asyncio.run(scenario())
+    assert immediate < 0.05
+    assert order == ["overdue", "upcoming"]
+
+
 def test_closing_the_slots_refuses_waiters_and_a_cancelled_waiter_leaves_no_trace():
     async def scenario() -> tuple[bool, int]:
         slots = PrioritySlots(1, settle=0.01)
