@@ -118,6 +118,16 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Only PostgreSQL is supported (the send worker needs SKIP LOCKED)")
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
+# Server-side prepared statements, for the send worker's fixed per-message statements only
+# (apps.common.prepared_sql asks for them explicitly). Django's own cursors bind on the client
+# and are never prepared, whatever this threshold; psycopg's default (None, set by Django)
+# would refuse even an explicit request. The statements look rows up by primary key, and
+# PostgreSQL's default plan cache mode would still re-plan them on every execution (planning
+# cost as much as running them): one generic plan instead.
+DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 1_000_000)
+DATABASES["default"]["OPTIONS"]["options"] = (
+    f"{DATABASES['default']['OPTIONS'].get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
+)
 # Lets parallel test runs (or several checkouts) use separate test databases.
 if env_str("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
@@ -243,6 +253,8 @@ EVOLUTION_RETRY_AFTER_MAX = env_float("EVOLUTION_RETRY_AFTER_MAX", 10.0)
 EVOLUTION_BREAKER_THRESHOLD = env_int("EVOLUTION_BREAKER_THRESHOLD", 5)  # consecutive failures
 EVOLUTION_BREAKER_COOLDOWN = env_float("EVOLUTION_BREAKER_COOLDOWN", 30.0)  # seconds
 EVOLUTION_BREAKER_KEY_PREFIX = env_str("EVOLUTION_BREAKER_KEY_PREFIX", "evolution:breaker")
+# seconds a "closed, no failures" answer is reused per process (0: ask Redis before every call)
+EVOLUTION_BREAKER_CACHE_SECONDS = env_float("EVOLUTION_BREAKER_CACHE_SECONDS", 1.0)
 EVOLUTION_USER_AGENT = env_str("EVOLUTION_USER_AGENT", "billing-messaging/1.0 (Evolution API client)")
 
 # --------------------------------------------------------------------------- billing API

@@ -97,11 +97,12 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
         RECEIVED = "received", "Received"
 
-    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="messages")
+    # tenant look-ups use (tenant, created_at); each index costs every insert (one per message sent)
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="messages", db_index=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     direction = models.CharField(max_length=10, choices=Direction.choices)
     content = models.TextField()
-    provider_message_id = models.CharField(max_length=128, blank=True, db_index=True)
+    provider_message_id = models.CharField(max_length=128, blank=True)  # indexed in Meta, without a LIKE twin
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     source = models.CharField(max_length=30, blank=True, help_text="what produced it, e.g. billing")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -111,7 +112,10 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at"]
-        indexes = [models.Index(fields=["tenant", "created_at"], name="message_tenant_created")]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="message_tenant_created"),
+            models.Index(fields=["provider_message_id"], name="message_provider_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.direction} {self.status}"

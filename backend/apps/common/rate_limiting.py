@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis.commands.core import Script
+
 from .redis_client import get_redis
 
 _HIT = """
@@ -42,6 +44,19 @@ return tat - now
 """
 
 
+_scripts: dict[tuple[str, int], Script] = {}
+
+
+def _run(source: str, key: str, *args: int) -> object:
+    """Run a script through EVALSHA on this process's client: the body travels only when Redis
+    does not know it yet (redis-py reloads it then), not on every call."""
+    client = get_redis()
+    script = _scripts.get((source, id(client)))
+    if script is None:
+        script = _scripts.setdefault((source, id(client)), client.register_script(source))
+    return script(keys=[key], args=list(args))
+
+
 @dataclass(frozen=True)
 class RateLimitResult:
     allowed: bool
@@ -54,11 +69,11 @@ def hit(key: str, limit: int, period_seconds: float = 60.0) -> RateLimitResult:
         return RateLimitResult(False, period_seconds)
     interval_us = int(period_seconds * 1_000_000 / limit)
     tolerance_us = interval_us * (limit - 1)
-    allowed, wait_us = get_redis().eval(_HIT, 1, f"ratelimit:{key}", interval_us, tolerance_us)
+    allowed, wait_us = _run(_HIT, f"ratelimit:{key}", interval_us, tolerance_us)
     return RateLimitResult(bool(allowed), int(wait_us) / 1_000_000)
 
 
 def reserve_slot(key: str, interval_seconds: float) -> float:
     """Reserve the next send slot for `key`; return how many seconds to wait before using it."""
-    wait_us = get_redis().eval(_RESERVE, 1, f"pace:{key}", int(interval_seconds * 1_000_000))
+    wait_us = _run(_RESERVE, f"pace:{key}", int(interval_seconds * 1_000_000))
     return int(wait_us) / 1_000_000

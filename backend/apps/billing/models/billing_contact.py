@@ -29,12 +29,17 @@ class BillingContact(StatusMachineMixin):
     status_kind = TransitionKind.CONTACT
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="billing_contacts")
+    # No single-column indexes on tenant and queue: (tenant, status), (tenant, phone, sent_at),
+    # (queue, status) serve those look-ups, and every index is written again each time a
+    # contact changes status (three times per message sent).
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="billing_contacts",
+                               db_index=False)
     billing_campaign = models.ForeignKey(
         "billing.BillingCampaign", on_delete=models.CASCADE, related_name="contacts"
     )
     # Denormalised from the campaign so the worker's claim query reads one table.
-    queue = models.ForeignKey("billing.BillingQueue", on_delete=models.CASCADE, related_name="contacts")
+    queue = models.ForeignKey("billing.BillingQueue", on_delete=models.CASCADE, related_name="contacts",
+                              db_index=False)
     campaign_contact = models.OneToOneField(
         "campaigns.CampaignContact", on_delete=models.CASCADE, related_name="billing"
     )
@@ -57,7 +62,8 @@ class BillingContact(StatusMachineMixin):
     claimed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=LAST_ERROR_MAX_LENGTH, blank=True)
     error_code = models.CharField(max_length=32, choices=ContactErrorCode.choices, blank=True)
-    provider_message_id = models.CharField(max_length=128, blank=True, db_index=True)
+    # Indexed in Meta (a plain btree: `db_index` would add a LIKE twin nothing uses).
+    provider_message_id = models.CharField(max_length=128, blank=True)
     # The chat history row of the message sent to this contact (billing_send_service). The link
     # lives here, not on chat.Message, so the host chat app does not depend on billing.
     message = models.OneToOneField(
@@ -83,6 +89,8 @@ class BillingContact(StatusMachineMixin):
             ),
             models.Index(fields=["queue", "status"], name="billing_contact_queue_status"),
             models.Index(fields=["external_id"], name="billing_contact_external_id"),
+            # Receipts from the provider name the message by its id.
+            models.Index(fields=["provider_message_id"], name="billing_contact_provider_msg"),
             # Crediting a customer's reply to the last message sent to that phone.
             models.Index(fields=["tenant", "phone", "-sent_at"], name="billing_contact_tenant_phone"),
             models.Index(fields=["created_at"], name="billing_contact_created"),

@@ -1,8 +1,9 @@
 """Chat history for billing: every message sent or received lands in a Conversation.
 
-The worker calls `record_outbound_message` right after `queue_lease.record_sent` for each
-accepted send; the provider webhooks call `record_inbound_message`; the periodic task calls
-`close_idle_billing_conversations`.
+The worker writes each accepted send's history in the outcome statement itself
+(`OutboundChat` + `outbound_chat_ctes`, through `queue_lease.record_sent`); other senders call
+`record_outbound_message` / `record_outbound_text`; the provider webhooks call
+`record_inbound_message`; the periodic task calls `close_idle_billing_conversations`.
 
 Conversation life (one per tenant + instance + phone):
 
@@ -18,8 +19,10 @@ Conversation life (one per tenant + instance + phone):
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -41,11 +44,30 @@ CLOSED_BY_BILLING = "billing"
 CLOSED_BY_SYSTEM = "system"
 
 
+# "Get or create, then touch", as one INSERT … ON CONFLICT: a new conversation starts closed by
+# billing; a closed one stays closed (now by billing); an open one stays open (someone may be
+# talking). Shared by `store_outbound_message` and the worker's outcome statement.
+_TABLE = Conversation._meta.db_table
+_CONVERSATION_COLUMNS = """(tenant_id, instance_id, contact_phone, contact_name, status, closed_by, closed_at,
+     last_message_at, created_at, updated_at)"""
+_TOUCH_ON_CONFLICT = f"""ON CONFLICT (tenant_id, instance_id, contact_phone) DO UPDATE SET
+    last_message_at = EXCLUDED.last_message_at,
+    updated_at = EXCLUDED.updated_at,
+    closed_by = CASE WHEN {_TABLE}.status = 'closed' THEN EXCLUDED.closed_by ELSE {_TABLE}.closed_by END,
+    closed_at = CASE WHEN {_TABLE}.status = 'closed' THEN EXCLUDED.closed_at ELSE {_TABLE}.closed_at END
+RETURNING id"""
+_UPSERT_CONVERSATION = f"""
+INSERT INTO {_TABLE} {_CONVERSATION_COLUMNS}
+VALUES (%(tenant)s, %(instance)s, %(phone)s, %(name)s, 'closed', %(billing)s, %(now)s, %(now)s, %(now)s, %(now)s)
+{_TOUCH_ON_CONFLICT}
+"""
+
+
 def record_outbound_message(
     *, contact: BillingContact, instance: WhatsAppInstance, text: str, provider_message_id: str
 ) -> Message:
     """Store a sent billing message for a contact that is already `sent` (its own transaction).
-    The worker instead calls `store_outbound_message` inside the outcome transaction, so the
+    The worker instead writes the history in its outcome statement (`OutboundChat`), so the
     message, the contact's link to it and the counters commit together."""
     from apps.billing.services.delivery_status import apply_early_receipt
 
@@ -78,16 +100,54 @@ def store_outbound_message(
     )
 
 
-def link_outbound_message(cursor, *, contact_id: int, tenant_id, instance_id: int | None, phone: str,
-                          contact_name: str, text: str, provider_message_id: str) -> None:
-    """The worker's hot path: conversation upsert, message insert and the contact's link to the
-    message in ONE statement, on the caller's cursor inside its outcome transaction. Same rules
-    as `store_outbound_message`."""
-    cursor.execute(_LINK_OUTBOUND, {
-        "tenant": tenant_id, "instance": instance_id, "phone": phone, "name": contact_name[:200],
-        "billing": CLOSED_BY_BILLING, "now": timezone.now(), "text": text, "pmid": provider_message_id[:128],
-        "contact": contact_id,
-    })
+@dataclass(frozen=True)
+class OutboundChat:
+    """Whose chat history a sent billing message joins. The worker hands it to
+    `queue_lease.record_sent`, which writes the conversation upsert and the message insert in
+    the same statement as the outcome (`outbound_chat_ctes`), so they commit together."""
+
+    tenant_id: Any
+    instance_id: int | None
+    phone: str
+    contact_name: str
+
+    def params(self, *, text: str, provider_message_id: str) -> dict[str, Any]:
+        return {"chat_tenant": self.tenant_id, "chat_instance": self.instance_id, "chat_phone": self.phone,
+                "chat_name": self.contact_name[:200], "chat_closed_by": CLOSED_BY_BILLING, "chat_text": text,
+                "chat_pmid": provider_message_id[:128]}
+
+
+def outbound_chat_ctes(*, rows: str, message_id: str) -> str:
+    """SQL for two CTEs, `conversation` and `message`: the same rules as
+    `store_outbound_message`, run once per row of the CTE `rows` (none when it is empty); the
+    message's id is the one the CTE `message_id` drew from its sequence, so the outcome's
+    UPDATE can link the contact to it in the same statement. Parameters: `OutboundChat.params`."""
+    return f"""
+conversation AS (
+    INSERT INTO {_TABLE} {_CONVERSATION_COLUMNS}
+    SELECT %(chat_tenant)s, %(chat_instance)s, %(chat_phone)s, %(chat_name)s, 'closed', %(chat_closed_by)s,
+           now(), now(), now(), now()
+      FROM {rows}
+    {_TOUCH_ON_CONFLICT}
+),
+message AS (
+    INSERT INTO {Message._meta.db_table}
+        (id, tenant_id, conversation_id, direction, content, provider_message_id, status, source, created_at,
+         sent_at)
+    SELECT (SELECT id FROM {message_id}), %(chat_tenant)s, conversation.id, 'outbound', %(chat_text)s,
+           %(chat_pmid)s, 'sent', '{SOURCE_BILLING}', now(), now()
+      FROM conversation
+)"""
+
+
+@functools.cache
+def next_message_id_sql() -> str:
+    """`nextval(...)` of chat_message's id sequence, its name looked up once per process (a
+    look-up in the statement itself would cost catalog reads on every message)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Message._meta.db_table])
+        name = cursor.fetchone()[0]
+    return "nextval('{}'::regclass)".format(name.replace("'", "''"))
 
 
 def record_outbound_text(
@@ -98,35 +158,6 @@ def record_outbound_text(
         return store_outbound_message(tenant_id=instance.tenant_id, instance=instance, phone=phone,
                                       contact_name="", text=text, provider_message_id=provider_message_id,
                                       source=source)
-
-
-# One statement for "get or create, then touch": a new conversation starts closed by billing;
-# a closed one stays closed (now by billing); an open one stays open (someone may be talking).
-_TABLE = Conversation._meta.db_table
-_UPSERT_CONVERSATION = f"""
-INSERT INTO {_TABLE}
-    (tenant_id, instance_id, contact_phone, contact_name, status, closed_by, closed_at, last_message_at,
-     created_at, updated_at)
-VALUES (%(tenant)s, %(instance)s, %(phone)s, %(name)s, 'closed', %(billing)s, %(now)s, %(now)s, %(now)s, %(now)s)
-ON CONFLICT (tenant_id, instance_id, contact_phone) DO UPDATE SET
-    last_message_at = EXCLUDED.last_message_at,
-    updated_at = EXCLUDED.updated_at,
-    closed_by = CASE WHEN {_TABLE}.status = 'closed' THEN EXCLUDED.closed_by ELSE {_TABLE}.closed_by END,
-    closed_at = CASE WHEN {_TABLE}.status = 'closed' THEN EXCLUDED.closed_at ELSE {_TABLE}.closed_at END
-RETURNING id
-"""
-
-_LINK_OUTBOUND = f"""
-WITH conversation AS ({_UPSERT_CONVERSATION}),
-message AS (
-    INSERT INTO {Message._meta.db_table}
-        (tenant_id, conversation_id, direction, content, provider_message_id, status, source, created_at, sent_at)
-    SELECT %(tenant)s, conversation.id, 'outbound', %(text)s, %(pmid)s, 'sent', 'billing', %(now)s, %(now)s
-      FROM conversation
-    RETURNING id
-)
-UPDATE {BillingContact._meta.db_table} SET message_id = (SELECT id FROM message) WHERE id = %(contact)s
-"""
 
 
 def record_inbound_message(

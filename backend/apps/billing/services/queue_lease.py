@@ -10,19 +10,21 @@ release racing an outcome write cannot deadlock.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
-from collections.abc import Callable
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, When
+from django.db.models import Case, F, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation, SuppressedPhone
+from apps.billing.services.billing_send_service import OutboundChat, next_message_id_sql, outbound_chat_ctes
+from apps.common import prepared_sql
 
 logger = logging.getLogger(__name__)
 
@@ -83,22 +85,12 @@ def current_status(lease: Lease) -> str | None:
 def claim_contacts(lease: Lease, limit: int) -> list[BillingContact]:
     """Up to `limit` unsent contacts that are due, marked with our token; locks held only for
     this short transaction (never across an HTTP call). Other workers skip locked rows."""
-    now = timezone.now()
     with transaction.atomic():
         if not lease.queue_rows().select_for_update(no_key=True).exists():
             raise LeaseLost()
-        ids = list(
-            BillingContact.objects.select_for_update(skip_locked=True)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
-                    # A token other than ours is a leftover of an earlier lease: only one lease
-                    # exists at a time, and every send re-checks it (start_sending).
-                    Q(claim_token__isnull=True) | ~Q(claim_token=lease.token),
-                    queue_id=lease.queue_id, status__in=UNSENT_CONTACT_STATUSES)
-            .order_by("id").values_list("id", flat=True)[:limit]
-        )
-        if ids:
-            BillingContact.objects.filter(pk__in=ids).update(claim_token=lease.token, claimed_at=now)
-    return list(BillingContact.objects.filter(pk__in=ids).order_by("id")) if ids else []
+        contacts = list(BillingContact.objects.raw(_CLAIM, {"queue": lease.queue_id, "token": lease.token,
+                                                            "limit": int(limit)}))
+    return sorted(contacts, key=lambda contact: contact.pk)
 
 
 _CONTACT = BillingContact._meta.db_table
@@ -106,7 +98,23 @@ _QUEUE = BillingQueue._meta.db_table
 _VARIATION = BillingTemplateVariation._meta.db_table
 _SUPPRESSED = SuppressedPhone._meta.db_table
 
-# The hot path is plain SQL: one round trip each, no ORM query building per message.
+# Pick and mark in one statement, returning the rows. A token other than ours is a leftover of
+# an earlier lease: only one lease exists at a time, and every send re-checks it (start_sending).
+_CLAIM = f"""
+WITH picked AS (
+    SELECT id FROM {_CONTACT}
+     WHERE queue_id = %(queue)s AND status IN ('pending', 'pending_retry')
+       AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+       AND (claim_token IS NULL OR claim_token <> %(token)s)
+     ORDER BY id LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE {_CONTACT} c SET claim_token = %(token)s, claimed_at = now() FROM picked WHERE c.id = picked.id
+RETURNING c.*
+"""
+
+# The hot path is plain SQL, one prepared statement each (apps.common.prepared_sql): planned
+# once per connection, no ORM query building per message.
 _START_SENDING = f"""
 UPDATE {_CONTACT} c SET status = 'sending', attempts = c.attempts + 1, updated_at = now()
   FROM {_QUEUE} q
@@ -114,22 +122,33 @@ UPDATE {_CONTACT} c SET status = 'sending', attempts = c.attempts + 1, updated_a
    AND q.id = c.queue_id AND q.lease_token = %(token)s AND q.status = 'running'
    AND NOT EXISTS (SELECT 1 FROM {_SUPPRESSED} s WHERE s.tenant_id = c.tenant_id AND s.phone = c.phone)
 """
-_QUEUE_SENT = f"""
-UPDATE {_QUEUE} SET sent_count = sent_count + 1, updated_at = now(),
-       last_heartbeat = CASE WHEN lease_token = %(token)s THEN now() ELSE last_heartbeat END
- WHERE id = %(queue)s
-"""
-_CONTACT_SENT = f"""
-WITH c AS (
+
+
+@functools.cache
+def _sent_statement(*, with_chat: bool) -> str:
+    """sending → sent as ONE statement (its own transaction in autocommit). Every part below
+    `done` runs only when `done` changed the contact, so a fenced-out outcome writes nothing.
+    Lock order as everywhere: `q` locks the queue row before `done` touches the contact (the
+    contact UPDATE reads `q`), then the variation and the chat rows."""
+    chat = outbound_chat_ctes(rows="done", message_id="message_id") if with_chat else ""
+    return f"""
+WITH q AS (
+    SELECT id, lease_token FROM {_QUEUE} WHERE id = %(queue)s FOR NO KEY UPDATE
+), {"message_id AS (SELECT " + next_message_id_sql() + " AS id)," if with_chat else ""}
+done AS (
     UPDATE {_CONTACT} SET status = 'sent', provider_message_id = %(pmid)s, rendered_message = %(text)s,
            sent_at = now(), claim_token = NULL, claimed_at = NULL, last_error = '', error_code = '',
-           updated_at = now()
-     WHERE id = %(contact)s AND claim_token = %(token)s AND status = 'sending'
+           {"message_id = (SELECT id FROM message_id)," if with_chat else ""} updated_at = now()
+     WHERE id = %(contact)s AND claim_token = %(token)s AND status = 'sending' AND EXISTS (SELECT 1 FROM q)
     RETURNING variation_id
-), v AS (
-    UPDATE {_VARIATION} SET sent_count = sent_count + 1 WHERE id IN (SELECT variation_id FROM c)
-)
-SELECT count(*) FROM c
+), counters AS (
+    UPDATE {_QUEUE} SET sent_count = sent_count + 1, updated_at = now(),
+           last_heartbeat = CASE WHEN lease_token = %(token)s THEN now() ELSE last_heartbeat END
+     WHERE id = (SELECT id FROM q) AND EXISTS (SELECT 1 FROM done)
+), variation AS (
+    UPDATE {_VARIATION} SET sent_count = sent_count + 1 WHERE id IN (SELECT variation_id FROM done)
+){"," + chat if chat else ""}
+SELECT count(*) FROM done
 """
 
 
@@ -138,9 +157,7 @@ def start_sending(lease: Lease, contact: BillingContact) -> bool:
     ours and running (the fence) and that the phone is not on the tenant's suppression list (a
     reply can opt out while the queue runs). From here the row says "handed to the provider": a
     crash now ends as `interrupted`, never a resend. False: see `why_not_sending`."""
-    with connection.cursor() as cursor:
-        cursor.execute(_START_SENDING, {"contact": contact.pk, "token": lease.token})
-        updated = cursor.rowcount
+    updated = prepared_sql.run(_START_SENDING, {"contact": contact.pk, "token": lease.token}).rowcount
     if updated:
         contact.status = ContactStatus.SENDING
         contact.attempts += 1
@@ -148,23 +165,22 @@ def start_sending(lease: Lease, contact: BillingContact) -> bool:
 
 
 def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: str, rendered: str,
-                chat: Callable[[object], None] | None = None) -> bool:
-    """sending → sent with the counters and, through `chat(cursor)`, the chat history: one
-    transaction, queue row first (lock order), fenced by the contact's claim token (a stale
-    release cleared it: a frozen worker records nothing; a pause or cancel did not: the real
-    outcome of an in-flight message is kept)."""
+                chat: OutboundChat | None = None) -> bool:
+    """sending → sent with the queue's and the variation's counters and, given `chat`, the
+    chat history (conversation, message, the contact's link to it): one statement, so one
+    round trip and one commit. Fenced by the contact's claim token: a stale release cleared it,
+    so a frozen worker records nothing; a pause or cancel did not, so the real outcome of an
+    in-flight message is kept."""
     params = {"token": lease.token, "queue": lease.queue_id, "contact": contact.pk,
               "pmid": provider_message_id[:128], "text": rendered}
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_QUEUE_SENT, params)
-        cursor.execute(_CONTACT_SENT, params)
-        if cursor.fetchone()[0] != 1:
-            transaction.set_rollback(True)
-            logger.warning("billing contact changed under us; outcome not recorded",
-                           extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})
-            return False
-        if chat is not None:
-            chat(cursor)
+    if chat is not None:
+        params.update(chat.params(text=rendered, provider_message_id=provider_message_id))
+    recorded = prepared_sql.run(_sent_statement(with_chat=chat is not None), params).rows[0][0]
+    if recorded != 1:
+        logger.warning("billing contact changed under us; outcome not recorded",
+                       extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})
+        return False
+    contact.status = ContactStatus.SENT
     return True
 
 

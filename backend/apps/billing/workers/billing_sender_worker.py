@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from django.conf import settings
+from redis.exceptions import RedisError
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -36,8 +37,8 @@ from apps.billing.constants import ContactErrorCode, QueueStatus
 from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation
 from apps.billing.progress import publish_queue_progress
 from apps.billing.services import callbacks
-from apps.billing.services.billing_send_service import link_outbound_message
-from apps.billing.services.delivery_status import apply_early_receipt
+from apps.billing.services.billing_send_service import OutboundChat
+from apps.billing.services.delivery_status import apply_early_receipts
 from apps.billing.services.opt_out import is_suppressed
 from apps.billing.services import queue_lease
 from apps.billing.services.eta import seconds_per_message
@@ -68,6 +69,10 @@ PROGRESS_EVERY_SECONDS = 1.0
 PREP_MARGIN = 0.25
 # A message is only sent if the tenant is still open this long after its send slot.
 SEND_MARGIN = 1.0
+# Receipts that beat the outcome write are looked up for the messages sent in the last half
+# second (or 50 messages) at once, and at every ending, not one Redis round trip per message.
+EARLY_RECEIPTS_EVERY_SECONDS = 0.5
+EARLY_RECEIPTS_BATCH = 50
 
 
 def pace_key(instance) -> str:
@@ -110,6 +115,8 @@ class BillingSenderWorker:
         self.failed = 0
         self._last_progress = 0.0
         self.slot_at = 0.0
+        self._sent_ids: list[str] = []  # provider ids whose early receipts are not looked up yet
+        self._receipts_checked = time.monotonic()
 
     # ------------------------------------------------------------------ entry points
     def claim(self) -> bool:
@@ -265,20 +272,19 @@ class BillingSenderWorker:
             time.sleep(early)
         started = time.monotonic()
         try:
-            result = self.client.send(contact.phone, text, max_retries=0)
+            result = self.client.send(contact.phone, text, max_retries=0, normalized=True)
         except EvolutionAPIError as error:
             self._record_error(contact, error, text, context, seconds=time.monotonic() - started)
         else:
             seconds = time.monotonic() - started
             if queue_lease.record_sent(
                 self.lease, contact, provider_message_id=result.provider_message_id, rendered=text,
-                chat=lambda cursor: link_outbound_message(
-                    cursor, contact_id=contact.pk, tenant_id=self.tenant.pk, instance_id=self.instance.pk,
-                    phone=contact.phone, contact_name=contact.name, text=text,
-                    provider_message_id=result.provider_message_id),
+                chat=OutboundChat(tenant_id=self.tenant.pk, instance_id=self.instance.pk, phone=contact.phone,
+                                  contact_name=contact.name),
             ):
                 self.sent += 1
-                apply_early_receipt(tenant_id=self.tenant.pk, provider_message_id=result.provider_message_id)
+                self._sent_ids.append(result.provider_message_id)
+                self._apply_early_receipts()
                 callbacks.on_contact_outcome(contact, "contact.sent", config=self.config)
             metrics.observe_send(self.tenant.pk, self.template_type, "sent", seconds, instance_id=self.instance.pk)
             logger.info("billing message sent", extra={**context, "duration_ms": round(1000 * seconds)})
@@ -367,7 +373,23 @@ class BillingSenderWorker:
         queue_lease.release(self.lease, QueueStatus.PENDING, next_resume_at=earliest_retry, last_published_at=None)
         return self._with_counts(WorkerResult("waiting_retry", details={"next_resume_at": earliest_retry}))
 
+    def _apply_early_receipts(self, *, now: bool = False) -> None:
+        if not self._sent_ids:
+            return
+        due = (now or len(self._sent_ids) >= EARLY_RECEIPTS_BATCH
+               or time.monotonic() - self._receipts_checked >= EARLY_RECEIPTS_EVERY_SECONDS)
+        if not due:
+            return
+        ids, self._sent_ids = self._sent_ids, []
+        self._receipts_checked = time.monotonic()
+        try:
+            apply_early_receipts(tenant_id=self.tenant.pk, provider_message_ids=ids)
+        except RedisError as exc:  # the receipts stay in Redis; the sending must not stop for them
+            logger.warning("billing early receipts not looked up",
+                           extra={**self._log_context(), "messages": len(ids), "error": type(exc).__name__})
+
     def _with_counts(self, result: WorkerResult) -> WorkerResult:
+        self._apply_early_receipts(now=True)
         result.sent, result.failed = self.sent, self.failed
         self._progress(force=True)  # every ending is a status change watchers want at once
         return result

@@ -12,6 +12,11 @@ whose process died simply lets its lease expire, and the next caller probes.
 
 If Redis itself is unreachable the breaker fails open (allows the call) and logs: losing the
 breaker must not stop all sending.
+
+A "closed, nothing counted" answer is reused in this process for EVOLUTION_BREAKER_CACHE_SECONDS
+(default 1 s), so a worker sending many messages a second does not ask Redis before each one.
+Anything else is never reused, and any failure this process sees forgets the cached answer at
+once; a breaker another process opened is seen here within that second.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ from redis.commands.core import Script
 from apps.common.metrics import EVOLUTION_BREAKER_STATE
 
 logger = logging.getLogger(__name__)
+
+_closed_until: dict[str, float] = {}  # breaker key -> monotonic time until "closed" is reused
 
 CLOSED = "closed"
 OPEN = "open"
@@ -103,6 +110,15 @@ class BreakerDecision:
     probe: bool  # this call is the single half-open probe
     state: str  # breaker state before this call
     retry_after: float  # seconds until a probe is allowed, when not allowed
+    failures: int = 0  # consecutive failures counted when asked
+
+    @property
+    def success_changes_state(self) -> bool:
+        """Whether a success after this call has anything to reset. A closed breaker with no
+        failure counted has nothing, so the caller saves a Redis round trip per call. Under
+        concurrency a failure another worker counts in between then waits for the next success
+        to be forgotten: one call later, which the threshold of consecutive failures tolerates."""
+        return self.probe or self.state != CLOSED or self.failures > 0
 
 
 @lru_cache(maxsize=4)
@@ -126,10 +142,13 @@ class CircuitBreaker:
     # ------------------------------------------------------------------ public operations
     def acquire(self) -> BreakerDecision:
         """Ask before each call. Fails open (allows) when Redis is unreachable."""
+        now = time.monotonic()
+        if _closed_until.get(self.key, 0.0) > now:
+            return BreakerDecision(allowed=True, probe=False, state=CLOSED, retry_after=0.0)
         result = self._run("acquire")
         if result is None:
             return BreakerDecision(allowed=True, probe=False, state=CLOSED, retry_after=0.0)
-        verdict, previous, remaining_ms, _failures = result
+        verdict, previous, remaining_ms, failures = result
         if verdict == "reject":
             self._publish(previous)
             return BreakerDecision(allowed=False, probe=False, state=previous, retry_after=remaining_ms / 1000)
@@ -139,8 +158,12 @@ class CircuitBreaker:
                 "evolution breaker half-open: letting one probe through",
                 extra={"instance_id": self.instance_id, "breaker_state": HALF_OPEN},
             )
-            return BreakerDecision(allowed=True, probe=True, state=previous, retry_after=0.0)
-        return BreakerDecision(allowed=True, probe=False, state=previous, retry_after=0.0)
+            return BreakerDecision(allowed=True, probe=True, state=previous, retry_after=0.0, failures=failures)
+        self._publish(previous)  # a success may skip its write (success_changes_state): the gauge is set here
+        cache_for = float(getattr(settings, "EVOLUTION_BREAKER_CACHE_SECONDS", 1.0))
+        if previous == CLOSED and not failures and cache_for > 0:
+            _closed_until[self.key] = now + cache_for
+        return BreakerDecision(allowed=True, probe=False, state=previous, retry_after=0.0, failures=failures)
 
     def record_success(self) -> None:
         """The instance answered in a way that proves it works: close the breaker."""
@@ -154,6 +177,7 @@ class CircuitBreaker:
 
     def record_failure(self) -> None:
         """An availability failure (instance down, transient 5xx, connect timeout)."""
+        self.forget_cached()
         result = self._run("failure")
         if result is None:
             return
@@ -172,7 +196,12 @@ class CircuitBreaker:
 
     def release(self) -> None:
         """End a half-open probe that proved nothing (e.g. a 429 or an ambiguous timeout)."""
+        self.forget_cached()
         self._run("release")
+
+    def forget_cached(self) -> None:
+        """Ask Redis on the next `acquire` (this process saw something go wrong)."""
+        _closed_until.pop(self.key, None)
 
     def probe_now(self) -> None:
         """End an open breaker's cool-down early: the next call is the single half-open probe.
@@ -190,6 +219,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Forget everything (an operator fixed the instance)."""
+        self.forget_cached()
         try:
             _redis(settings.REDIS_URL)[0].delete(self.key)
         except redis.RedisError:

@@ -97,16 +97,18 @@ class EvolutionAPIService:
         self.breaker = CircuitBreaker(self.instance_id)
 
     # ------------------------------------------------------------------ public API
-    def send(self, phone: str, message: str, *, max_retries: int = 3) -> SendResult:
+    def send(self, phone: str, message: str, *, max_retries: int = 3, normalized: bool = False) -> SendResult:
         """Send a text message; return the accepted message or raise an `EvolutionAPIError`.
 
         Only retryable errors (transient 5xx, connect timeout, short 429s) are retried, at most
         `max_retries` times, with exponential backoff and jitter (EVOLUTION_RETRY_BACKOFF).
-        Every attempt first asks the instance's circuit breaker.
+        Every attempt first asks the instance's circuit breaker. `normalized=True` says `phone`
+        is already what `normalize_phone` returned (billing contacts are normalised at ingest),
+        so it is not parsed a second time on the send path.
         """
         if not message or not message.strip():
             raise ValueError("message is empty: render the template before sending")
-        number = self._normalize(phone)
+        number = e164_digits(phone) if normalized and phone.startswith("+") else self._normalize(phone)
         masked = mask_phone(number)
         payload = self._send_payload(number, message)
         url = self._url("message/sendText")
@@ -139,7 +141,8 @@ class EvolutionAPIService:
                 if wait > 0:
                     time.sleep(wait)
                 continue
-            self.breaker.record_success()
+            if decision.success_changes_state:
+                self.breaker.record_success()
             return replace(result, attempts=attempt)
 
     def send_text_message(

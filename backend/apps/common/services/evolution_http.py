@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import urllib.request
 from http.cookiejar import DefaultCookiePolicy
 
 import requests
@@ -31,6 +32,14 @@ def _build_session() -> requests.Session:
     session.mount("https://", adapter)
     # Shared by every instance and thread: never let one provider's cookies leak into another call.
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    # `requests` reads the whole process environment for proxy settings on every call
+    # (`trust_env`): with a large environment that cost more than a local provider call. Read it
+    # once here instead. With no proxy variable set, the session ignores the environment (the CA
+    # bundle variables `requests` honours are read now); with one, it keeps `requests`' rules,
+    # NO_PROXY included.
+    if not urllib.request.getproxies_environment():
+        session.trust_env = False
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     return session
 
 

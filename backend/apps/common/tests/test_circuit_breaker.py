@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from prometheus_client import REGISTRY
 
 from apps.common.services.circuit_breaker import CircuitBreaker
@@ -181,6 +182,70 @@ def test_the_state_gauge_follows_the_breaker(breaker_settings):
     assert gauge() == 1
     breaker.record_success()
     assert gauge() == 0
+
+
+def _open_elsewhere(breaker: CircuitBreaker, settings) -> None:
+    """What another process's failures leave in Redis: the breaker open for a minute."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    seconds, micros = client.time()
+    client.hset(breaker.key, mapping={"state": "open", "failures": 3, "until": seconds * 1000 + micros // 1000 + 60_000})
+    client.close()
+
+
+def test_a_closed_answer_is_reused_within_the_cache_window_and_a_failure_forgets_it(breaker_settings):
+    breaker_settings.EVOLUTION_BREAKER_CACHE_SECONDS = 60.0
+    breaker = CircuitBreaker("cache-test")
+    assert breaker.acquire().allowed
+    _open_elsewhere(breaker, breaker_settings)
+
+    assert breaker.acquire().allowed, "inside the window the cached closed answer stands (no Redis call)"
+    breaker.record_failure()  # this process sees a failure: it asks Redis again at once
+    decision = breaker.acquire()
+    assert (decision.allowed, decision.state) == (False, "open")
+
+
+def test_the_cache_window_ends_and_zero_disables_it(breaker_settings):
+    breaker_settings.EVOLUTION_BREAKER_CACHE_SECONDS = 0.2
+    breaker = CircuitBreaker("cache-window-test")
+    assert breaker.acquire().allowed
+    _open_elsewhere(breaker, breaker_settings)
+    time.sleep(0.25)
+    assert breaker.acquire().allowed is False
+
+    breaker_settings.EVOLUTION_BREAKER_CACHE_SECONDS = 0
+    other = CircuitBreaker("cache-off-test")
+    assert other.acquire().allowed
+    _open_elsewhere(other, breaker_settings)
+    assert other.acquire().allowed is False
+
+
+def test_a_success_writes_to_redis_only_when_there_is_something_to_reset(
+        evolution_sandbox, sandbox_whatsapp_instance, breaker_settings, monkeypatch):
+    breaker_settings.EVOLUTION_BREAKER_CACHE_SECONDS = 0  # every call asks, so every success is judged
+    ops: list[str] = []
+    real_run = CircuitBreaker._run
+
+    def counting_run(self, op):
+        ops.append(op)
+        return real_run(self, op)
+
+    monkeypatch.setattr(CircuitBreaker, "_run", counting_run)
+    client = redis.Redis.from_url(breaker_settings.REDIS_URL)
+    service = EvolutionAPIService(sandbox_whatsapp_instance)
+    name = sandbox_whatsapp_instance.instance_name
+    try:
+        service.send(PHONE, TEXT)
+        assert ops == ["acquire"], "nothing was counted: the success is not written"
+        evolution_sandbox.set_state(name, "close")
+        fail(service)
+        assert client.hget(service.breaker.key, "failures") == b"1"
+        evolution_sandbox.set_state(name, "open")
+        ops.clear()
+        service.send(PHONE, TEXT)
+        assert ops == ["acquire", "success"]
+        assert not client.exists(service.breaker.key), "the success after a failure reset the count"
+    finally:
+        client.close()
 
 
 def test_it_fails_open_when_redis_is_unreachable(evolution_sandbox, sandbox_whatsapp_instance, breaker_settings, closed_port):
