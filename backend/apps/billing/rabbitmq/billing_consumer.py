@@ -78,6 +78,7 @@ OUTCOME_PRIORITY = 12  # recording what the provider answered goes before anythi
 HEALTH_CHECK_AFTER_IDLE = 5.0  # seconds a pooled connection may sit unused before a health check
 IDLE_IN_TRANSACTION_MS = 60_000  # the worker's transactions last milliseconds
 STARTUP_BATCH_SECONDS = 1.0  # after subscribing or reconnecting, grants wait to be ordered by priority
+PARK_AT_LEAST = 0.005  # seconds: a shorter wait for the send slot keeps its database permit
 EXIT_CONSUMERS_LOST = 3  # the watchdog could not restore our consumers: let the platform restart us
 
 
@@ -362,6 +363,13 @@ class ParkingWorker(BillingSenderWorker):
     def _wait_for_send_slot(self) -> None:
         with self._permits.idle():
             super()._wait_for_send_slot()
+
+    def _wait_until_slot(self) -> None:
+        if self.slot_at - time.monotonic() < PARK_AT_LEAST:
+            super()._wait_until_slot()  # a moment: not worth handing the connection over
+            return
+        with self._permits.idle():
+            super()._wait_until_slot()
 
     def _maybe_heartbeat(self) -> None:
         if time.monotonic() - self.last_heartbeat < float(settings.BILLING_HEARTBEAT_SECONDS):

@@ -65,7 +65,9 @@ logger = logging.getLogger(__name__)
 
 _default_health = InstanceHealthChecker()
 PROGRESS_EVERY_SECONDS = 1.0
-# How long before its send slot a worker wakes for the last checks, the render and start_sending.
+# How long before its send slot a worker wakes for the last checks and the render. The send
+# starts (contact `sending`) only at the slot itself, so a crash while waiting for it never
+# reports a contact that was not handed to the provider as `interrupted`.
 PREP_MARGIN = 0.25
 # A message is only sent if the tenant is still open this long after its send slot.
 SEND_MARGIN = 1.0
@@ -229,8 +231,8 @@ class BillingSenderWorker:
 
     def _wait_for_send_slot(self) -> None:
         """Reserve this instance's next send slot and wait until just before it. The last
-        PREP_MARGIN is spent on the final checks, the render and `start_sending`, and
-        `_send_one` posts exactly at the slot: database latency does not blur the pace."""
+        PREP_MARGIN is spent on the final checks and the render; `_send_one` then starts the
+        send at the slot and posts right away, so database latency barely blurs the pace."""
         interval = self.interval + (random.uniform(0, float(self.config.jitter_seconds))
                                     if self.config.jitter_seconds else 0.0)
         wait = reserve_slot(self.pace_key, interval)
@@ -245,6 +247,13 @@ class BillingSenderWorker:
                 self._release_to_pending("shutdown")
             self._maybe_heartbeat()
         self._maybe_heartbeat()
+
+    def _wait_until_slot(self) -> None:
+        """The rest of PREP_MARGIN, before the send starts: a shutdown now hands the contact
+        back unsent instead of sending it."""
+        remaining = self.slot_at - time.monotonic()
+        if remaining > 0 and self.stop_event.wait(remaining):
+            self._release_to_pending("shutdown")
 
     def _maybe_heartbeat(self) -> None:
         if time.monotonic() - self.last_heartbeat >= float(settings.BILLING_HEARTBEAT_SECONDS):
@@ -264,12 +273,10 @@ class BillingSenderWorker:
             metrics.observe_send(self.tenant.pk, self.template_type, "failed")
             logger.warning("billing contact not rendered", extra={**context, "error": getattr(exc, "code", "")})
             return
+        self._wait_until_slot()
         if not queue_lease.start_sending(self.lease, contact):
             self._why_not_sending(contact, context)
             return
-        early = self.slot_at - time.monotonic()
-        if early > 0:
-            time.sleep(early)
         started = time.monotonic()
         try:
             result = self.client.send(contact.phone, text, max_retries=0, normalized=True)

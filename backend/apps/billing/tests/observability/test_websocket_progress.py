@@ -221,3 +221,20 @@ def test_tokens_expire(ws_tenant, settings):
     assert read_ws_token(token).queue_id == str(queue.pk)
     with time_machine.travel(timezone.now() + timedelta(seconds=301)):
         assert read_ws_token(token) is None
+
+
+class TestPushConnections:
+    def test_pushes_reuse_one_loop_and_its_redis_connections(self, ws_tenant, settings):
+        """A push used to open new Redis connections each time (a new event loop per call)."""
+        import redis
+
+        settings.BILLING_PROGRESS_MAX_PER_SECOND = 0  # no throttle: every push goes out
+        queue = make_queue(ws_tenant, total=3, status="running")
+        assert publish_queue_progress(queue.pk, force=True)  # the loop and its connections exist now
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        before = int(client.info("stats")["total_connections_received"])
+        for _ in range(20):
+            assert publish_queue_progress(queue.pk, force=True)
+        opened = int(client.info("stats")["total_connections_received"]) - before
+        client.close()
+        assert opened <= 2, f"{opened} Redis connections opened for 20 pushes"

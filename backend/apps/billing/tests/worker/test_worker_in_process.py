@@ -1,6 +1,8 @@
 """The worker run in-process against the sandbox: statements per message, fencing, stale release."""
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -141,3 +143,48 @@ def test_receipts_that_beat_the_outcome_write_are_applied_by_the_worker(tenant, 
     assert statuses == ["delivered", "delivered", "read", "read"]
     queue = BillingQueue.objects.get(pk=body["queue_id"])
     assert (queue.sent_count, queue.delivered_count, queue.read_count) == (4, 4, 2)
+
+
+def test_a_send_starts_only_at_its_slot_so_a_crash_while_waiting_leaves_it_pending(pipeline_tenant, monkeypatch):
+    """The worker wakes PREP_MARGIN before its pace slot for the last checks and the render, but
+    marks the contact `sending` only at the slot: killed while waiting, the contact is still
+    `pending`, not `interrupted`."""
+    tenant = pipeline_tenant()
+    tenant.configure(messages_per_minute=120)  # a slot every 0.5 s: the wait before each is real
+    body = tenant.send("notification", notification_contacts(3))
+    worker = BillingSenderWorker(body["queue_id"], worker_id="slot-test")
+    real_start = queue_lease.start_sending
+    early_by: list[float] = []
+
+    def start_sending(lease, contact):
+        early_by.append(worker.slot_at - time.monotonic())
+        return real_start(lease, contact)
+
+    monkeypatch.setattr(queue_lease, "start_sending", start_sending)
+    result = worker.run()
+    assert result.outcome == "completed" and result.sent == 3
+    assert len(early_by) == 3 and max(early_by) <= 0.001, early_by
+
+
+def test_a_shutdown_in_the_last_moment_before_the_slot_hands_the_contact_back_unsent(pipeline_tenant, monkeypatch):
+    tenant = pipeline_tenant()
+    tenant.configure(messages_per_minute=120)
+    body = tenant.send("notification", notification_contacts(2))
+    stop = threading.Event()
+    worker = BillingSenderWorker(body["queue_id"], worker_id="stop-test", stop_event=stop)
+    real_wait = BillingSenderWorker._wait_until_slot
+    waits = []
+
+    def wait_then_signal(self):
+        waits.append(self.slot_at - time.monotonic())
+        if len(waits) == 2:
+            stop.set()  # SIGTERM after the render, before the second send started
+        real_wait(self)
+
+    monkeypatch.setattr(BillingSenderWorker, "_wait_until_slot", wait_then_signal)
+    result = worker.run()
+    assert (result.outcome, result.sent, result.republish) == ("released", 1, True)
+    assert waits[1] > 0, "the second message did wait for its slot"
+    statuses = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", flat=True))
+    assert statuses == ["pending", "sent"]
+    assert len(tenant.messages()) == 1
