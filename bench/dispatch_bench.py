@@ -378,6 +378,29 @@ def bare_loop(db_url: str, queue_id: str, url: str, api_key: str, text: str) -> 
             "postgres_cpu_ms_per_message": round(1000 * pg_cpu / sent, 3)}
 
 
+@contextmanager
+def timed_http_posts() -> Iterator[list[float]]:
+    """Seconds spent inside each HTTP POST of the process-wide provider session (the worker's
+    sends), measured in the run itself: what "beside the HTTP call" subtracts."""
+    from apps.common.services.evolution_http import get_session
+
+    session, durations = get_session(), []
+    real_post = session.post
+
+    def post(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return real_post(*args, **kwargs)
+        finally:
+            durations.append(time.perf_counter() - started)
+
+    session.post = post  # an instance attribute shadows the method; removed below
+    try:
+        yield durations
+    finally:
+        del session.post
+
+
 def run_worker(queue_id: str, *, capture: bool = False) -> dict[str, Any]:
     """`BillingSenderWorker(...).run()` in this process and thread, as the consumer's worker
     thread runs it minus the permit parking (see `run_parking_worker`)."""
@@ -395,12 +418,13 @@ def run_worker(queue_id: str, *, capture: bool = False) -> dict[str, Any]:
     queries: list[dict[str, Any]] = []
     trips = RoundTrips()
     pg0, py0, start = process_cpu(backend), time.process_time(), time.perf_counter()
-    if capture:
-        with CaptureQueriesContext(connection) as captured, trips:
+    with timed_http_posts() as posts:
+        if capture:
+            with CaptureQueriesContext(connection) as captured, trips:
+                result = worker.run()
+            queries = captured.captured_queries
+        else:
             result = worker.run()
-        queries = captured.captured_queries
-    else:
-        result = worker.run()
     elapsed = time.perf_counter() - start
     pg_cpu, py_cpu = process_cpu(backend) - pg0, time.process_time() - py0
     if result.outcome != "completed" or result.failed:
@@ -408,7 +432,8 @@ def run_worker(queue_id: str, *, capture: bool = False) -> dict[str, Any]:
     n = result.sent
     out = {"messages": n, "seconds": round(elapsed, 4), "ms_per_message": round(1000 * elapsed / n, 3),
            "messages_per_s": round(n / elapsed, 1), "python_cpu_ms_per_message": round(1000 * py_cpu / n, 3),
-           "postgres_cpu_ms_per_message": round(1000 * pg_cpu / n, 3)}
+           "postgres_cpu_ms_per_message": round(1000 * pg_cpu / n, 3),
+           "http_post_ms_per_message": round(1000 * sum(posts) / n, 3)}
     if capture:
         kinds = Counter(classify(q["sql"]) for q in queries)
         out["django_statements"] = len(queries)
@@ -497,6 +522,8 @@ def measure_in_process(ctx: dict[str, Any], args: argparse.Namespace) -> dict[st
         raws.append(loops["raw_ms_per_message"])
         clients.append(loops["client_ms_per_message"])
     worker_ms = statistics.median(w["ms_per_message"] for w in workers)
+    beside = statistics.median(w["ms_per_message"] - w["http_post_ms_per_message"] for w in workers)
+    in_run_http = statistics.median(w["http_post_ms_per_message"] for w in workers)
     raw_ms, client_ms = statistics.median(raws), statistics.median(clients)
     log("in-process: the consumer's worker path (ParkingWorker + DbPermits)")
     parking = run_parking_worker(ingest(entry, n))
@@ -508,6 +535,8 @@ def measure_in_process(ctx: dict[str, Any], args: argparse.Namespace) -> dict[st
         "worker_python_cpu_ms_per_message": statistics.median(w["python_cpu_ms_per_message"] for w in workers),
         "worker_postgres_cpu_ms_per_message": statistics.median(w["postgres_cpu_ms_per_message"] for w in workers),
         "http_raw_ms_per_message": round(raw_ms, 3), "http_client_ms_per_message": round(client_ms, 3),
+        "http_post_in_run_ms_per_message": round(in_run_http, 3),
+        "overhead_beside_own_http_ms": round(beside, 3),
         "overhead_vs_raw_http_ms": round(worker_ms - raw_ms, 3),
         "overhead_vs_client_ms": round(worker_ms - client_ms, 3),
         "client_overhead_ms": round(client_ms - raw_ms, 3),
@@ -670,11 +699,21 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     ratio = one["messages_per_s"] / report["bare_loop"]["messages_per_s"] if one else None
     latency = report.get("post_to_first_send")
     pace = report.get("pace") or []
+    bare = report["bare_loop"]["messages_per_s"]
     out = {
         "rate_vs_bare_loop": {"target": TARGET_RATIO_VS_BARE, "measured": round(ratio, 3) if ratio else None,
-                              "result": "PASS" if ratio and ratio >= TARGET_RATIO_VS_BARE else "FAIL"},
-        "worker_overhead_ms": {"target": TARGET_OVERHEAD_MS, "measured": inproc["overhead_vs_raw_http_ms"],
-                               "result": "PASS" if inproc["overhead_vs_raw_http_ms"] <= TARGET_OVERHEAD_MS else "FAIL"},
+                              "result": "PASS" if ratio and ratio >= TARGET_RATIO_VS_BARE else "FAIL",
+                              # the other runs, for reading: the deployed shape is a process with slots
+                              "other_runs": {label: round(r["messages_per_s"] / bare, 3)
+                                             for label, r in runs.items() if label != "1x1"}},
+        # The worker's time minus the time its own POSTs took, in the same run. The figure against a
+        # separate back-to-back POST loop is reported beside it: that loop keeps the sandbox hot,
+        # while the same POST interleaved with other work costs more on this VM (the bare loop
+        # pays that too), which is HTTP time, not worker overhead.
+        "worker_overhead_ms": {"target": TARGET_OVERHEAD_MS, "measured": inproc["overhead_beside_own_http_ms"],
+                               "vs_back_to_back_post_loop": inproc["overhead_vs_raw_http_ms"],
+                               "result": "PASS" if inproc["overhead_beside_own_http_ms"] <= TARGET_OVERHEAD_MS
+                               else "FAIL"},
     }
     if latency:
         out["post_to_first_send_p50_ms"] = {
@@ -732,10 +771,12 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  consumer path (ParkingWorker+DbPermits) .. {p['pg_round_trips']} PG round trips "
           f"({p['pg_statements']} statements), {p['pg_connects']} new connections, {p['redis_commands']} Redis, "
           f"{i['parking_worker']['ms_per_message']:.2f} ms/msg")
-    print(f"  time: worker {i['worker_ms_per_message']:.2f} ms, plain POST {i['http_raw_ms_per_message']:.2f} ms, "
-          f"EvolutionAPIService.send {i['http_client_ms_per_message']:.2f} ms → overhead beside the HTTP call "
-          f"{i['overhead_vs_raw_http_ms']:.2f} ms ({i['client_overhead_ms']:.2f} client + "
-          f"{i['overhead_vs_client_ms']:.2f} worker)")
+    print(f"  time: worker {i['worker_ms_per_message']:.2f} ms, of which its own POSTs "
+          f"{i['http_post_in_run_ms_per_message']:.2f} ms → overhead beside the HTTP call "
+          f"{i['overhead_beside_own_http_ms']:.2f} ms")
+    print(f"        back-to-back loops: plain POST {i['http_raw_ms_per_message']:.2f} ms, EvolutionAPIService.send "
+          f"{i['http_client_ms_per_message']:.2f} ms → worker − plain POST loop {i['overhead_vs_raw_http_ms']:.2f} ms "
+          f"({i['client_overhead_ms']:.2f} client + {i['overhead_vs_client_ms']:.2f} worker)")
     lat = report.get("post_to_first_send")
     if lat:
         print()
@@ -751,10 +792,13 @@ def print_report(report: dict[str, Any]) -> None:
                   f"{r['gap_min_s']:.3f}–{r['gap_max_s']:.3f} s  {r['result']}")
     v = report["targets"]
     print()
+    others = ", ".join(f"{label.replace('x', ' proc × ')} slots {value}×"
+                       for label, value in v["rate_vs_bare_loop"].get("other_runs", {}).items())
     print(f"target: consumer 1 proc × 1 slot ≥ {TARGET_RATIO_VS_BARE}× bare loop (1 thread) .... "
-          f"{v['rate_vs_bare_loop']['measured']}×  {v['rate_vs_bare_loop']['result']}")
+          f"{v['rate_vs_bare_loop']['measured']}×  {v['rate_vs_bare_loop']['result']}  ({others})")
     print(f"target: worker overhead beside the HTTP call ≤ {TARGET_OVERHEAD_MS} ms .......... "
-          f"{v['worker_overhead_ms']['measured']:.2f} ms  {v['worker_overhead_ms']['result']}")
+          f"{v['worker_overhead_ms']['measured']:.2f} ms  {v['worker_overhead_ms']['result']}  "
+          f"(vs a back-to-back POST loop: {v['worker_overhead_ms']['vs_back_to_back_post_loop']:.2f} ms)")
     if "post_to_first_send_p50_ms" in v:
         print(f"target: POST-to-first-send p50 ≤ {TARGET_FIRST_SEND_P50_MS:.0f} ms ..................... "
               f"{v['post_to_first_send_p50_ms']['measured']} ms  {v['post_to_first_send_p50_ms']['result']}")
