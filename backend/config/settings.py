@@ -269,6 +269,12 @@ BILLING_MAX_METADATA_BYTES = env_int("BILLING_MAX_METADATA_BYTES", 16384)
 # --------------------------------------------------------------------------- billing pipeline
 BILLING_PUBLISH_TIMEOUT = env_float("BILLING_PUBLISH_TIMEOUT", 3.0)  # seconds a publish may take
 BILLING_CONSUMER_CONCURRENCY = env_int("BILLING_CONSUMER_CONCURRENCY", 4)  # worker slots per consumer
+# Queues one consumer process holds at once (a parked thread each; a throttled queue mostly
+# waits for its pace). 0 = the concurrency. With throttled tenants, 64 or more.
+BILLING_CONSUMER_MAX_QUEUES = env_int("BILLING_CONSUMER_MAX_QUEUES", 0)
+BILLING_CONSUMER_WATCHDOG_SECONDS = env_float("BILLING_CONSUMER_WATCHDOG_SECONDS", 15.0)  # consumer checks
+BILLING_CONSUMER_RECONNECT_SECONDS = env_float("BILLING_CONSUMER_RECONNECT_SECONDS", 5.0)  # first-connect retries
+BILLING_CONSUMER_DB_IDLE_SECONDS = env_float("BILLING_CONSUMER_DB_IDLE_SECONDS", 30.0)  # idle DB connections closed
 BILLING_HEARTBEAT_SECONDS = env_float("BILLING_HEARTBEAT_SECONDS", 30.0)
 # A pending queue whose last publish is older than this is published again by the periodic task.
 BILLING_REPUBLISH_AFTER_SECONDS = env_float("BILLING_REPUBLISH_AFTER_SECONDS", 120.0)

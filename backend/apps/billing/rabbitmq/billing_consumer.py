@@ -434,7 +434,7 @@ class BillingConsumer:
                  db_idle_seconds: float | None = None, handback_after: float | None = None) -> None:
         self.queue_names = list(queues or ALL_QUEUES)
         self.concurrency = int(concurrency or settings.BILLING_CONSUMER_CONCURRENCY)
-        self.max_queues = int(max_queues or getattr(settings, "BILLING_CONSUMER_MAX_QUEUES", 0) or self.concurrency)
+        self.max_queues = int(max_queues or settings.BILLING_CONSUMER_MAX_QUEUES or self.concurrency)
         # Per consumer (one per RabbitMQ queue): a few deliveries beyond what can start now, so a
         # freed slot can pick the highest priority among them.
         self.prefetch = min(self.max_queues, self.concurrency) + 2
@@ -444,10 +444,10 @@ class BillingConsumer:
         self.shutdown_grace = shutdown_grace if shutdown_grace is not None else (
             float(settings.EVOLUTION_READ_TIMEOUT) + float(settings.EVOLUTION_CONNECT_TIMEOUT)
             + float(settings.BILLING_PUBLISH_TIMEOUT) + 3.0)
-        self.watchdog_interval = float(watchdog_interval or getattr(settings, "BILLING_CONSUMER_WATCHDOG_SECONDS", 15.0))
-        self.reconnect_interval = float(reconnect_interval or getattr(settings, "BILLING_CONSUMER_RECONNECT_SECONDS", 5.0))
+        self.watchdog_interval = float(watchdog_interval or settings.BILLING_CONSUMER_WATCHDOG_SECONDS)
+        self.reconnect_interval = float(reconnect_interval or settings.BILLING_CONSUMER_RECONNECT_SECONDS)
         self.db_idle_seconds = float(db_idle_seconds if db_idle_seconds is not None
-                                     else getattr(settings, "BILLING_CONSUMER_DB_IDLE_SECONDS", 30.0))
+                                     else settings.BILLING_CONSUMER_DB_IDLE_SECONDS)
         # A delivery that waited this long for a queue slot goes back to the broker, where
         # another consumer process with free slots may take it.
         self.handback_after = float(handback_after or 2.0)

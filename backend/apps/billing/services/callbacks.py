@@ -198,12 +198,19 @@ def _queue_data(queue: BillingQueue, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _queue_event(queue: BillingQueue, event: str, **extra: Any) -> CallbackDelivery | None:
-    return enqueue_event(tenant=queue.tenant, queue=queue, event=event, data=_queue_data(queue, **extra))
+def _queue_event(queue: BillingQueue, event: str, *, config: BillingConfig | None = None,
+                 **extra: Any) -> CallbackDelivery | None:
+    # Most tenants have no callback URL: find that out before reading fresh counters for a
+    # payload nobody will receive (the worker calls this when a queue starts and completes).
+    config = config or BillingConfig.for_tenant(queue.tenant)
+    if not _target_url(config, queue):
+        return None
+    return enqueue_event(tenant=queue.tenant, queue=queue, event=event, data=_queue_data(queue, **extra),
+                         config=config)
 
 
-def on_queue_started(queue: BillingQueue) -> CallbackDelivery | None:
-    return _queue_event(queue, CallbackEvent.QUEUE_STARTED)
+def on_queue_started(queue: BillingQueue, *, config: BillingConfig | None = None) -> CallbackDelivery | None:
+    return _queue_event(queue, CallbackEvent.QUEUE_STARTED, config=config)
 
 
 def on_queue_paused(queue: BillingQueue, reason: str) -> CallbackDelivery | None:
@@ -215,8 +222,8 @@ def on_queue_resumed(queue: BillingQueue) -> CallbackDelivery | None:
     return _queue_event(queue, CallbackEvent.QUEUE_RESUMED)
 
 
-def on_queue_completed(queue: BillingQueue) -> CallbackDelivery | None:
-    return _queue_event(queue, CallbackEvent.QUEUE_COMPLETED)
+def on_queue_completed(queue: BillingQueue, *, config: BillingConfig | None = None) -> CallbackDelivery | None:
+    return _queue_event(queue, CallbackEvent.QUEUE_COMPLETED, config=config)
 
 
 def on_queue_cancelled(queue: BillingQueue) -> CallbackDelivery | None:

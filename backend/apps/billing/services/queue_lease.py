@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +23,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus, QueueStatus
-from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation, SuppressedPhone
+from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation, SuppressedPhone
 from apps.billing.services.billing_send_service import OutboundChat, next_message_id_sql, outbound_chat_ctes
 from apps.common import prepared_sql
 
@@ -261,24 +262,37 @@ def release(lease: Lease, to_status: str, **queue_fields) -> bool:
 def release_stale(queue_id: uuid.UUID, stale_before: datetime) -> bool:
     """Free a running queue whose holder stopped heart-beating. Claimed-but-unsent contacts go
     back to pending; a contact caught `sending` may have been delivered, so it ends `failed`
-    with `interrupted` instead of being sent again. Fenced: the new state carries no token."""
+    with `interrupted` instead of being sent again, counted like any failure (queue, variation,
+    `contact.failed` callback). Fenced: the new state carries no token."""
+    from apps.billing.services import callbacks
+
     with transaction.atomic():
         queue = (BillingQueue.objects.select_for_update(skip_locked=True)
                  .filter(pk=queue_id, status=QueueStatus.RUNNING, last_heartbeat__lt=stale_before).first())
         if queue is None:
             return False
-        interrupted = BillingContact.objects.filter(queue_id=queue_id, status=ContactStatus.SENDING).update(
-            status=ContactStatus.FAILED, error_code=ContactErrorCode.INTERRUPTED, claim_token=None, claimed_at=None,
-            last_error="worker stopped while the provider call was in flight", updated_at=Now(),
-        )
+        caught = list(BillingContact.objects.select_for_update()
+                      .filter(queue_id=queue_id, status=ContactStatus.SENDING).values_list("pk", "variation_id"))
+        if caught:
+            BillingContact.objects.filter(pk__in=[pk for pk, _ in caught]).update(
+                status=ContactStatus.FAILED, error_code=ContactErrorCode.INTERRUPTED, claim_token=None,
+                claimed_at=None, last_error="worker stopped while the provider call was in flight", updated_at=Now(),
+            )
+            for variation_id, count in Counter(v for _, v in caught if v).items():
+                BillingTemplateVariation.objects.filter(pk=variation_id).update(failed_count=F("failed_count") + count)
         BillingContact.objects.filter(queue_id=queue_id, status__in=UNSENT_CONTACT_STATUSES,
                                       claim_token__isnull=False).update(claim_token=None, claimed_at=None)
         BillingQueue.objects.filter(pk=queue_id).update(
             status=QueueStatus.PENDING, processing_by="", lease_token=None, last_published_at=None,
-            failed_count=F("failed_count") + interrupted, updated_at=Now(),
+            failed_count=F("failed_count") + len(caught), updated_at=Now(),
         )
+        if caught:
+            config = BillingConfig.for_tenant(queue.tenant)
+            for pk, _ in caught:  # in this transaction: the callbacks commit with the failures
+                callbacks.on_contact_outcome(BillingContact(pk=pk, tenant_id=queue.tenant_id), "contact.failed",
+                                             config=config)
     logger.warning("billing queue released as stale",
-                   extra={"queue_id": str(queue_id), "holder": queue.processing_by, "interrupted": interrupted})
+                   extra={"queue_id": str(queue_id), "holder": queue.processing_by, "interrupted": len(caught)})
     return True
 
 

@@ -176,7 +176,7 @@ class BillingSenderWorker:
     def _on_started(self) -> None:
         logger.info("billing worker started queue", extra=self._log_context())
         if self.lease.first_start:
-            callbacks.on_queue_started(self.queue)
+            callbacks.on_queue_started(self.queue, config=self.config)
 
     # ------------------------------------------------------------------ the per-message checks
     def _before_each_message(self) -> None:
@@ -373,7 +373,7 @@ class BillingSenderWorker:
         if remaining == 0:
             if queue_lease.release(self.lease, QueueStatus.COMPLETED):
                 logger.info("billing queue completed", extra={**self._log_context(), "sent": self.sent})
-                callbacks.on_queue_completed(self.queue)
+                callbacks.on_queue_completed(self.queue, config=self.config)
                 return self._with_counts(WorkerResult(QueueStatus.COMPLETED))
             return self._with_counts(WorkerResult("stopped", details={"reason": "lease_lost"}))
         # Only retries that are not due yet are left: hand the queue back until the earliest one.

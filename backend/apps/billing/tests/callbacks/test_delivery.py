@@ -62,6 +62,15 @@ def test_no_url_no_callback(client_tenant):
     assert not CallbackDelivery.objects.exists()
 
 
+def test_without_a_url_a_queue_event_reads_only_the_url(client_tenant, django_assert_max_num_queries):
+    """The worker sends queue.started / queue.completed for every queue; most tenants have no
+    callback URL, so nothing else (fresh counters for the payload) is read."""
+    config = set_callback(client_tenant, "")
+    queue = queue_for(client_tenant)
+    with django_assert_max_num_queries(1):  # the request's own callback_url; the counters would be a 2nd
+        assert callbacks.on_queue_started(queue, config=config) is None
+
+
 def test_failures_are_retried_with_backoff_and_the_same_webhook_id(client_tenant, receiver, allow_loopback):
     endpoint = receiver([500, 503, 200])
     set_callback(client_tenant, endpoint.url)

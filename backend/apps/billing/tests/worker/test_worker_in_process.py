@@ -188,3 +188,27 @@ def test_a_shutdown_in_the_last_moment_before_the_slot_hands_the_contact_back_un
     statuses = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", flat=True))
     assert statuses == ["pending", "sent"]
     assert len(tenant.messages()) == 1
+
+
+def test_an_interrupted_contact_counts_as_a_failure_everywhere(tenant):
+    """The stale release fails the contact caught `sending`: the queue's and the variation's
+    failed counters and the tenant's `contact.failed` callback see it like any other failure."""
+    from apps.billing.models import BillingConfig, BillingTemplateVariation, CallbackDelivery
+
+    BillingConfig.objects.filter(tenant=tenant.tenant).update(
+        callback_url="https://erp.example.com/hooks/billing", callback_contact_events=True)
+    body = tenant.send("notification", notification_contacts(2))
+    lease = queue_lease.claim_queue(body["queue_id"], "crashed")
+    first, _ = queue_lease.claim_contacts(lease, 10)
+    assert queue_lease.start_sending(lease, first)
+    failed_before = BillingTemplateVariation.objects.get(pk=first.variation_id).failed_count
+    BillingQueue.objects.filter(pk=body["queue_id"]).update(last_heartbeat=timezone.now() - timedelta(hours=1))
+
+    assert queue_lease.release_stale(lease.queue_id, timezone.now() - timedelta(minutes=10))
+
+    assert BillingTemplateVariation.objects.get(pk=first.variation_id).failed_count == failed_before + 1
+    assert BillingQueue.objects.get(pk=body["queue_id"]).failed_count == 1
+    [batch] = CallbackDelivery.objects.filter(queue_id=body["queue_id"], event="contact.batch")
+    [item] = batch.payload["data"]["events"]
+    assert (item["type"], item["contact_id"], item["status"], item["error_code"]) == (
+        "contact.failed", first.pk, "failed", "interrupted")
