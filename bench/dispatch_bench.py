@@ -445,23 +445,25 @@ def run_worker(queue_id: str, *, capture: bool = False) -> dict[str, Any]:
 
 def run_parking_worker(queue_id: str) -> dict[str, Any]:
     """The consumer's exact worker path without RabbitMQ: `ParkingWorker` with a `DbPermits`
-    pool of one, claim and run in a pool thread through `_thread_body`, as `BillingConsumer`
+    pool of one, claim and run in a pool thread through `run_with_permit`, as `BillingConsumer`
     does. Counts driver round trips: the permit parking around the pace wait and the HTTP call
     is where this path differs from `run_worker`."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from apps.billing.rabbitmq import billing_consumer as bc
+    from apps.billing.workers.db_permits import DbPermits, run_with_permit
+    from apps.billing.workers.parking_worker import claim_worker
+    from apps.billing.workers.parking_worker import run_worker as run_parked
 
-    permits = bc.DbPermits(1, application_name="dispatch-bench parking")
+    permits = DbPermits(1, application_name="dispatch-bench parking")
     stop = threading.Event()
     trips = RoundTrips()
     with ThreadPoolExecutor(max_workers=1) as pool, trips:
         py0, start = time.process_time(), time.perf_counter()
-        worker = pool.submit(bc._thread_body, permits, 1, bc._claim, queue_id, "dispatch-bench:parking", stop,
+        worker = pool.submit(run_with_permit, permits, 1, claim_worker, queue_id, "dispatch-bench:parking", stop,
                              permits).result()
         if worker is None:
             raise RuntimeError("parking worker could not claim its queue")
-        result = pool.submit(bc._thread_body, permits, 1, bc._run_worker, worker).result()
+        result = pool.submit(run_with_permit, permits, 1, run_parked, worker).result()
         elapsed = time.perf_counter() - start
         py_cpu = time.process_time() - py0
         pool.submit(permits.close_all).result()

@@ -33,18 +33,13 @@ The ORM never runs on the event loop: every database call happens in the worker 
 from __future__ import annotations
 
 import asyncio
-import copy
-import heapq
-import itertools
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,14 +47,14 @@ import aio_pika
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aiormq.exceptions import ChannelInvalidStateError, ChannelNotFoundEntity
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.utils import load_backend
 
 from apps.billing import metrics
 from apps.billing.constants import TemplateType
-from apps.billing.workers.billing_sender_worker import BillingSenderWorker
+from apps.billing.workers.db_permits import DbPermits, run_with_permit
+from apps.billing.workers.parking_worker import ParkingWorker, claim_worker, run_worker
 
 from .messages import BillingMessage, PoisonMessage
+from .priority_slots import PrioritySlots, SlotsClosed
 from .topology import (
     ALL_QUEUES,
     CHECK_RECOVERY_QUEUE,
@@ -74,329 +69,8 @@ logger = logging.getLogger(__name__)
 
 SEND_QUEUE_NAMES = frozenset(SEND_QUEUES.values())
 CONTROL_PRIORITY = 11  # control steps (stale release, resumes) go before any send work
-OUTCOME_PRIORITY = 12  # recording what the provider answered goes before anything else
-HEALTH_CHECK_AFTER_IDLE = 5.0  # seconds a pooled connection may sit unused before a health check
-IDLE_IN_TRANSACTION_MS = 60_000  # the worker's transactions last milliseconds
 STARTUP_BATCH_SECONDS = 1.0  # after subscribing or reconnecting, grants wait to be ordered by priority
-PARK_AT_LEAST = 0.005  # seconds: a shorter wait for the send slot keeps its database permit
 EXIT_CONSUMERS_LOST = 3  # the watchdog could not restore our consumers: let the platform restart us
-
-
-class SlotsClosed(Exception):
-    """The consumer is stopping: no more slots are granted."""
-
-
-# ---------------------------------------------------------------------------------------- slots
-class PrioritySlots:
-    """Queue slots for the event loop, granted by priority, then arrival.
-
-    A free slot nobody else waits for is granted at once (a new queue starts without delay).
-    Otherwise grants are made a moment (`settle`) after a request or a release, so deliveries
-    that arrive together are ordered by priority instead of by which RabbitMQ queue answered
-    first: several waiting when a slot frees, or the burst a consumer receives when it starts
-    on a backlog or reconnects (`batch_for()` asks for that ordering for a while).
-    """
-
-    def __init__(self, size: int, *, settle: float = 0.05) -> None:
-        self.size = size
-        self.free = size
-        self.settle = settle
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-        self._closed = False
-        self._dispatch_handle: asyncio.TimerHandle | None = None
-        self._batch_until = 0.0
-
-    def batch_for(self, seconds: float) -> None:
-        """Order every grant by priority for the next `seconds` (a burst of deliveries comes)."""
-        self._batch_until = asyncio.get_running_loop().time() + seconds
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for *_, future in self._waiters if not future.done())
-
-    async def acquire(self, priority: int) -> None:
-        if self._closed:
-            raise SlotsClosed()
-        loop = asyncio.get_running_loop()
-        if self.free > 0 and not self._waiters and loop.time() >= self._batch_until:
-            self.free -= 1
-            return
-        future: asyncio.Future[None] = loop.create_future()
-        entry = (-priority, next(self._seq), future)
-        heapq.heappush(self._waiters, entry)
-        self._schedule()
-        try:
-            await future
-        except BaseException:
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self.release()  # granted in the same instant we were cancelled: give it back
-            else:
-                future.cancel()
-                self._forget(entry)
-            raise
-
-    def release(self) -> None:
-        self.free += 1
-        self._schedule()
-
-    def close(self) -> None:
-        """Refuse every waiter (they hand their delivery back) and every future request."""
-        self._closed = True
-        for *_, future in self._waiters:
-            if not future.done():
-                future.set_exception(SlotsClosed())
-        self._waiters.clear()
-
-    def _forget(self, entry: tuple[int, int, asyncio.Future[None]]) -> None:
-        try:
-            self._waiters.remove(entry)
-        except ValueError:
-            return
-        heapq.heapify(self._waiters)
-
-    def _schedule(self) -> None:
-        if self._dispatch_handle is None:
-            self._dispatch_handle = asyncio.get_running_loop().call_later(self.settle, self._dispatch)
-
-    def _dispatch(self) -> None:
-        self._dispatch_handle = None
-        while self.free > 0 and self._waiters:
-            *_, future = heapq.heappop(self._waiters)
-            if future.done():
-                continue
-            self.free -= 1
-            future.set_result(None)
-
-
-# ------------------------------------------------------------------------------- db connections
-@dataclass
-class _Pooled:
-    wrapper: Any  # a Django DatabaseWrapper shared between threads, one thread at a time
-    idle_since: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class _Ticket:
-    ready: threading.Event = field(default_factory=threading.Event)
-    pooled: _Pooled | None = None
-
-
-class DbPermits:
-    """The process's database connections: `size` Django connection objects, lent to one thread
-    at a time and installed as that thread's `default` connection while it holds a permit.
-
-    Django opens one connection per thread; a consumer holding 200 throttled queues has 200
-    threads, but only the few doing work at any instant need a connection. Permits are granted
-    by priority (overdue work first). A connection unused for `idle_seconds` is closed (it
-    reconnects on its next use), so an idle consumer holds none. Threads never hold a permit
-    inside a transaction while parked: `idle()` keeps it when an atomic block is open.
-    """
-
-    def __init__(self, size: int, *, application_name: str, alias: str = DEFAULT_DB_ALIAS) -> None:
-        self.size = size
-        self.alias = alias
-        self._lock = threading.Lock()
-        self._free = [_Pooled(self._new_wrapper(application_name)) for _ in range(size)]
-        self._all = list(self._free)
-        self._waiters: list[tuple[int, int, _Ticket]] = []
-        self._seq = itertools.count()
-        self._local = threading.local()
-
-    def _new_wrapper(self, application_name: str) -> Any:
-        settings_dict = copy.deepcopy(connections.settings[self.alias])
-        options = settings_dict.setdefault("OPTIONS", {})
-        # Visible in pg_stat_activity: operators can count a consumer's connections.
-        options["application_name"] = application_name[:63]
-        # A process frozen inside one of the worker's short transactions would keep its row locks
-        # (and the stale release, which skips locked queues, waiting): PostgreSQL ends it instead.
-        options["options"] = (f"{options.get('options', '')} "
-                              f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}").strip()
-        wrapper = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, self.alias)
-        wrapper.inc_thread_sharing()
-        return wrapper
-
-    @property
-    def held(self) -> bool:
-        return getattr(self._local, "pooled", None) is not None
-
-    def open_connections(self) -> int:
-        return sum(1 for pooled in self._all if pooled.wrapper.connection is not None)
-
-    def acquire(self, priority: int) -> None:
-        """Take a connection, waiting behind higher priorities. A release hands its connection
-        straight to the first waiter (one wake-up, not a stampede of hundreds of threads)."""
-        ticket = None
-        with self._lock:
-            if self._free and not self._waiters:
-                pooled = self._free.pop()
-            else:
-                ticket = _Ticket()
-                heapq.heappush(self._waiters, (-priority, next(self._seq), ticket))
-        if ticket is not None:
-            ticket.ready.wait()
-            pooled = ticket.pooled
-        if time.monotonic() - pooled.idle_since > HEALTH_CHECK_AFTER_IDLE:
-            pooled.wrapper.health_check_done = False  # unused for a while: check it on first use
-        connections[self.alias] = pooled.wrapper
-        self._local.pooled = pooled
-        self._local.priority = priority
-
-    def release(self) -> None:
-        pooled = self._local.pooled
-        self._local.pooled = None
-        wrapper = pooled.wrapper
-        try:
-            if wrapper.in_atomic_block:  # never hand on an open transaction
-                logger.error("billing consumer: connection returned inside a transaction; closing it")
-                wrapper.close()
-            elif wrapper.errors_occurred or (wrapper.close_at is not None and time.monotonic() >= wrapper.close_at):
-                # Broken or past CONN_MAX_AGE. Not on every hand-over: Django would then run its
-                # health check (SELECT 1) at each next use, two or three times per message.
-                wrapper.close_if_unusable_or_obsolete()
-        finally:
-            del connections[self.alias]
-            pooled.idle_since = time.monotonic()
-            self._give_back([pooled])
-
-    def _give_back(self, pooled_connections: list[_Pooled]) -> None:
-        with self._lock:
-            for pooled in pooled_connections:
-                if self._waiters:
-                    _, _, ticket = heapq.heappop(self._waiters)
-                    ticket.pooled = pooled
-                    ticket.ready.set()
-                else:
-                    self._free.append(pooled)  # a stack: hot connections are reused, cold ones age out
-
-    @contextmanager
-    def ensure(self, priority: int | None = None) -> Iterator[None]:
-        """Hold a permit for the block (no-op when this thread already holds one)."""
-        if self.held:
-            yield
-            return
-        self.acquire(priority if priority is not None else getattr(self._local, "priority", 0))
-        try:
-            yield
-        finally:
-            self.release()
-
-    @contextmanager
-    def idle(self, *, resume_first: bool = False) -> Iterator[None]:
-        """Give the permit back for the block (a wait that needs no database), then take one
-        again; `resume_first` takes it ahead of every other waiter (an outcome to record)."""
-        pooled = getattr(self._local, "pooled", None)
-        if pooled is None or pooled.wrapper.in_atomic_block:
-            yield
-            return
-        priority = self._local.priority
-        self.release()
-        try:
-            yield
-        finally:
-            self.acquire(OUTCOME_PRIORITY if resume_first else priority)
-            self._local.priority = priority
-
-    def close_idle(self, older_than: float) -> int:
-        """Close connections nobody used for `older_than` seconds; they reopen when needed."""
-        now = time.monotonic()
-        with self._lock:
-            stale = [p for p in self._free if p.wrapper.connection is not None and now - p.idle_since >= older_than]
-            for pooled in stale:
-                self._free.remove(pooled)
-        closed = 0
-        for pooled in stale:
-            try:
-                pooled.wrapper.close()
-                closed += 1
-            except Exception:  # noqa: BLE001 - a broken connection is gone either way
-                logger.debug("closing an idle connection failed", exc_info=True)
-        if stale:
-            self._give_back(stale)
-        return closed
-
-    def close_all(self) -> None:
-        """At exit: close every connection not lent to a thread."""
-        self.close_idle(0.0)
-
-
-def _thread_body(permits: DbPermits, priority: int, fn: Callable[..., Any], *args: Any) -> Any:
-    """What runs in a pool thread: `fn` holding a database permit, given back afterwards."""
-    with permits.ensure(priority):
-        return fn(*args)
-
-
-# ------------------------------------------------------------------------------------ the worker
-class _ParkedClient:
-    """The provider client, without the database permit during the HTTP call."""
-
-    def __init__(self, client: Any, permits: DbPermits) -> None:
-        self._client = client
-        self._permits = permits
-
-    def send(self, *args: Any, **kwargs: Any) -> Any:
-        # The contact is `sending` until its outcome is written: that write goes first, so the
-        # window in which a crash leaves it `interrupted` stays short even when slots are busy.
-        with self._permits.idle(resume_first=True):
-            return self._client.send(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
-class ParkingWorker(BillingSenderWorker):
-    """The sender worker, parked between messages: it holds a database permit only while it
-    reads or writes, not while it waits for its pace slot or for the provider.
-
-    These overrides wrap the worker's own steps without changing what they do; every database
-    call of the waits (heartbeat, release on shutdown) borrows a permit for its duration.
-    """
-
-    def __init__(self, queue_id: str, *, permits: DbPermits, **kwargs: Any) -> None:
-        super().__init__(queue_id, **kwargs)
-        self._permits = permits
-
-    def _load(self) -> None:
-        super()._load()
-        self.client = _ParkedClient(self.client, self._permits)
-
-    def _wait_for_send_slot(self) -> None:
-        with self._permits.idle():
-            super()._wait_for_send_slot()
-
-    def _wait_until_slot(self) -> None:
-        if self.slot_at - time.monotonic() < PARK_AT_LEAST:
-            super()._wait_until_slot()  # a moment: not worth handing the connection over
-            return
-        with self._permits.idle():
-            super()._wait_until_slot()
-
-    def _maybe_heartbeat(self) -> None:
-        if time.monotonic() - self.last_heartbeat < float(settings.BILLING_HEARTBEAT_SECONDS):
-            return  # nothing to write: no permit needed
-        with self._permits.ensure():
-            super()._maybe_heartbeat()
-
-    def _release_to_pending(self, reason: str) -> None:
-        with self._permits.ensure():
-            super()._release_to_pending(reason)
-
-
-def _claim(queue_id: str, worker_id: str, stop_event: threading.Event, permits: DbPermits) -> ParkingWorker | None:
-    worker = ParkingWorker(queue_id, worker_id=worker_id, stop_event=stop_event, permits=permits)
-    return worker if worker.claim() else None
-
-
-def _run_worker(worker: ParkingWorker) -> Any:
-    from apps.billing.models import BillingQueue
-    from apps.billing.rabbitmq.billing_publisher import publish_queue
-
-    result = worker.run()
-    if result.republish:
-        queue = BillingQueue.objects.filter(pk=worker.queue_id).first()
-        if queue is not None:
-            publish_queue(queue)
-    return result
 
 
 def _channel_alive(message: aio_pika.abc.AbstractIncomingMessage) -> bool:
@@ -666,8 +340,8 @@ class BillingConsumer:
         loop = asyncio.get_running_loop()
         worker_id = f"{self.process_id}:{uuid.uuid4().hex[:8]}"
         try:
-            worker = await loop.run_in_executor(self._executor, _thread_body, self.permits,
-                                                TemplateType.priority_of(parsed.type), _claim, parsed.queue_id,
+            worker = await loop.run_in_executor(self._executor, run_with_permit, self.permits,
+                                                TemplateType.priority_of(parsed.type), claim_worker, parsed.queue_id,
                                                 worker_id, self.stop_event, self.permits)
         except Exception:  # noqa: BLE001 - database trouble: give the message back, slowly
             logger.exception("billing consumer: claim failed", extra={"queue_id": parsed.queue_id})
@@ -687,8 +361,8 @@ class BillingConsumer:
     async def _work(self, worker: ParkingWorker, priority: int) -> None:
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._executor, _thread_body, self.permits, priority,
-                                                _run_worker, worker)
+            result = await loop.run_in_executor(self._executor, run_with_permit, self.permits, priority,
+                                                run_worker, worker)
         except Exception:  # noqa: BLE001 - a worker bug must not kill the consumer; the stale check recovers
             logger.exception("billing worker crashed", extra={"queue_id": str(worker.queue_id)})
             metrics.observe_worker_run("crashed")
@@ -718,7 +392,7 @@ class BillingConsumer:
         loop = asyncio.get_running_loop()
         outcome = "handled"
         try:
-            await loop.run_in_executor(self._executor, _thread_body, self.permits, CONTROL_PRIORITY, handler)
+            await loop.run_in_executor(self._executor, run_with_permit, self.permits, CONTROL_PRIORITY, handler)
         except Exception:  # noqa: BLE001 - the periodic task runs the same step again soon
             logger.exception("billing control message failed", extra={"routing_key": message.routing_key})
             outcome = "failed"

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.billing.models import BillingAPIKey, BillingContact
+from apps.billing.models import BillingContact
 
 from .conftest import contacts
 

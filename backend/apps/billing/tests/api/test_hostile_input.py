@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from apps.billing.models import BillingContact
 
-from .conftest import contacts, make_tenant
+from .conftest import make_tenant
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,8 @@ import time
 import pytest
 from django.db import connection, connections
 
-from apps.billing.rabbitmq.billing_consumer import DbPermits, PrioritySlots, SlotsClosed
+from apps.billing.rabbitmq.priority_slots import PrioritySlots, SlotsClosed
+from apps.billing.workers.db_permits import DbPermits
 
 
 def test_queue_slots_go_to_the_highest_priority_then_the_earliest():

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
-from apps.billing.models import BillingAPIKey, BillingConfig, BillingQueue
+from apps.billing.models import BillingConfig, BillingQueue
 from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
 
 REPO = Path(__file__).resolve().parents[5]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
-from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from apps.billing.models import BillingConfig, BillingContact
+from apps.billing.models import BillingContact
 from apps.chat.models import BusinessHours
 
 from .conftest import notification_contacts, wait_until
