@@ -12,8 +12,6 @@ Who does what:
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import os
 import threading
@@ -27,6 +25,7 @@ from django.conf import settings
 from django.core import signing
 
 from apps.billing.metrics import observe_progress_push
+from apps.common.background_loop import BackgroundLoop
 
 logger = logging.getLogger(__name__)
 
@@ -180,40 +179,20 @@ def publish_queue_progress(queue_id: object, *, force: bool = False) -> bool:
 PUSH_TIMEOUT = 2.0  # seconds a push may take before the worker gives up on it (logged, never raised)
 
 
-class _LayerLoop:
-    """One event loop thread per process for channel-layer sends.
-
-    `async_to_sync(layer.group_send)` starts a new event loop for every call, and the Redis
-    layer keeps its connections per loop, so each push paid a thread, a loop and new Redis
-    connections: about 7 ms of CPU, half of what a consumer spends at 20 msgs/min per queue
-    (docs/performance.md). Here one loop lives as long as the process and keeps its connections.
-    """
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="billing-progress", daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Any, timeout: float) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise
-
-
-_layer_loop: _LayerLoop | None = None
+# `async_to_sync(layer.group_send)` started a new event loop per push, and the Redis layer keeps
+# its connections per loop: a thread, a loop and new connections each time, ~5.5 ms of CPU,
+# about half of a consumer's at 20 msgs/min per queue. One loop per process keeps them open.
+_layer_loop: BackgroundLoop | None = None
 _layer_loop_pid: int | None = None
 _layer_loop_lock = threading.Lock()
 
 
-def _get_layer_loop() -> _LayerLoop:
+def _get_layer_loop() -> BackgroundLoop:
     """One per process (re-created after a fork: a child never shares the parent's sockets)."""
     global _layer_loop, _layer_loop_pid
     with _layer_loop_lock:
         if _layer_loop is None or _layer_loop_pid != os.getpid():
-            _layer_loop, _layer_loop_pid = _LayerLoop(), os.getpid()
+            _layer_loop, _layer_loop_pid = BackgroundLoop("billing-progress"), os.getpid()
         return _layer_loop
 
 

@@ -29,6 +29,7 @@ from django.utils import timezone
 from apps.billing import metrics
 from apps.billing.constants import TemplateType
 
+from apps.common.background_loop import BackgroundLoop
 from apps.common.request_id import get_request_id
 
 from .messages import BillingMessage
@@ -43,9 +44,7 @@ class BillingQueuePublisher:
     def __init__(self, url: str, *, timeout: float) -> None:
         self.url = url
         self.timeout = timeout
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="billing-publisher", daemon=True)
-        self._thread.start()
+        self._background = BackgroundLoop("billing-publisher")
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._lock: asyncio.Lock | None = None
@@ -60,16 +59,11 @@ class BillingQueuePublisher:
                 self._run(self._connection.close())
             except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
                 logger.debug("publisher close failed", exc_info=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._background.stop()
 
     # ------------------------------------------------------------------ internals
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result(self.timeout + 1)
-        except TimeoutError:
-            future.cancel()
-            raise
+        return self._background.run(coro, self.timeout + 1)
 
     async def _channel_ready(self) -> aio_pika.abc.AbstractChannel:
         if self._lock is None:

@@ -134,7 +134,7 @@ def _sent_statement(*, with_chat: bool) -> str:
     chat = outbound_chat_ctes(rows="done", message_id="message_id") if with_chat else ""
     return f"""
 WITH q AS (
-    SELECT id, lease_token FROM {_QUEUE} WHERE id = %(queue)s FOR NO KEY UPDATE
+    SELECT id FROM {_QUEUE} WHERE id = %(queue)s FOR NO KEY UPDATE
 ), {"message_id AS (SELECT " + next_message_id_sql() + " AS id)," if with_chat else ""}
 done AS (
     UPDATE {_CONTACT} SET status = 'sent', provider_message_id = %(pmid)s, rendered_message = %(text)s,

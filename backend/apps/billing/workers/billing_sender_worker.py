@@ -28,9 +28,9 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from django.conf import settings
-from redis.exceptions import RedisError
 from django.db import close_old_connections
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.billing import metrics
 from apps.billing.constants import ContactErrorCode, QueueStatus

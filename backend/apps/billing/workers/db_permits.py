@@ -2,7 +2,7 @@
 
 A consumer holding 200 throttled queues has 200 threads, but only the few doing database work
 at any instant need a connection; `DbPermits` lends `size` of them, by priority, so the process
-never opens more than its worker concurrency (docs/failure-modes.md, "Budgets").
+never opens more than its worker concurrency (docs/failure-modes.md, "More queues than a consumer can hold").
 """
 from __future__ import annotations
 
