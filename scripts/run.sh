@@ -44,9 +44,16 @@ METRICS_PORT=9101 start consumer "$PY" manage.py run_billing_consumer
 METRICS_PORT=9102 start periodic "$PY" manage.py run_billing_periodic_tasks
 
 for _ in $(seq 1 120); do
-  curl -fsS "http://127.0.0.1:$BILLING_WEB_PORT/healthz" >/dev/null 2>&1 && break
+  curl -fsS "http://127.0.0.1:$BILLING_WEB_PORT/healthz" >/dev/null 2>&1 \
+    && curl -fsS "http://127.0.0.1:$BILLING_SANDBOX_PORT/" >/dev/null 2>&1 && break
   sleep 0.5
 done
+# The sandbox keeps its webhook in memory: point it at us on every start, so delivery and read
+# receipts (and replies) come back to the demo tenant as they would from Evolution.
+if ! "$PY" manage.py configure_evolution_webhook --tenant demo --instance demo \
+  --base-url "http://127.0.0.1:$BILLING_WEB_PORT" >"$LOGS/webhook.log" 2>&1; then
+  echo "[run] the sandbox's webhook could not be set (see $LOGS/webhook.log): receipts will not come back" >&2
+fi
 cat <<MSG
 
   The billing service is up (logs in $LOGS).
@@ -64,7 +71,12 @@ cat <<MSG
       -d '{"external_id": "first-1", "contacts": [{"phone": "(11) 99876-5432", "name": "Maria Silva",
            "variables": {"message": "Sua consulta é amanhã às 14h."}}]}'
 
-  then follow it at the status_url it answers, and see the message at
+  then follow it at the status_url it answers (sent, then delivered and read as the sandbox's
+  receipts come back through the webhook):
+
+    curl -s http://127.0.0.1:$BILLING_WEB_PORT<status_url> -H 'X-Billing-API-Key: $API_KEY'
+
+  and see the message the sandbox received:
     curl -s http://127.0.0.1:$BILLING_SANDBOX_PORT/_sandbox/messages
 
   Ctrl-C stops the processes; 'make stop' stops PostgreSQL, Redis and RabbitMQ.

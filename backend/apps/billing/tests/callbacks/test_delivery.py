@@ -217,6 +217,8 @@ def test_webhook_driven_contact_events_are_recorded(client_tenant):
     [batch] = CallbackDelivery.objects.filter(event="contact.batch")
     assert [e["type"] for e in batch.payload["data"]["events"]] == ["contact.read"]
     assert batch.payload["data"]["events"][0]["status"] == "read"
+    contact.refresh_from_db()
+    assert contact.status == ContactStatus.READ
 
 
 # ----------------------------------------------------------------------------- hooks from queue control
