@@ -9,7 +9,8 @@ connection prepares the statement, later ones only bind parameters and run a cac
 
 It is Django's connection, so everything else holds: the same transaction as the ORM (inside
 `atomic()` or autocommit), Django's health checks and reconnection (`ensure_connection`), its
-error classes (`wrap_database_errors`), its broken-transaction guard, and its query log while
+error classes (`wrap_database_errors`), its health check of a reused connection
+(`CONN_HEALTH_CHECKS`), its broken-transaction guard, and its query log while
 `connection.queries_logged` (DEBUG, `CaptureQueriesContext`), so statement-count tests see these
 statements too.
 
@@ -39,6 +40,9 @@ def run(sql: str, params: Mapping[str, Any] | Sequence[Any] = (), *, alias: str 
     wrapper = connections[alias]
     wrapper.validate_no_broken_transaction()
     wrapper.validate_thread_sharing()
+    # As Django's own cursor() does: a connection that went unused for a while (the consumer's
+    # pooled ones, CONN_HEALTH_CHECKS) is checked and replaced if the server dropped it.
+    wrapper.close_if_health_check_failed()
     wrapper.ensure_connection()
     started = time.monotonic()
     with wrapper.wrap_database_errors, psycopg.Cursor(wrapper.connection) as cursor:

@@ -117,17 +117,24 @@ class OutboundChat:
                 "chat_pmid": provider_message_id[:128]}
 
 
-def outbound_chat_ctes(*, rows: str, message_id: str) -> str:
+def outbound_chat_ctes(*, rows: str, message_id: str, after: str | None = None) -> str:
     """SQL for two CTEs, `conversation` and `message`: the same rules as
     `store_outbound_message`, run once per row of the CTE `rows` (none when it is empty); the
     message's id is the one the CTE `message_id` drew from its sequence, so the outcome's
-    UPDATE can link the contact to it in the same statement. Parameters: `OutboundChat.params`."""
+    UPDATE can link the contact to it in the same statement. Parameters: `OutboundChat.params`.
+
+    `after` names a data-modifying CTE (with RETURNING) that must have run before the
+    conversation row is locked. PostgreSQL runs unreferenced write CTEs last, so without it a
+    statement could lock the conversation before, say, the variation row, the reverse of a
+    customer's reply (`inbound_messages`: variation, then conversation), and deadlock with it.
+    The one-time filter reads `after` to the end before the INSERT gets its first row."""
+    ordering = f"\n     WHERE (SELECT count(*) FROM {after}) >= 0" if after else ""
     return f"""
 conversation AS (
     INSERT INTO {_TABLE} {_CONVERSATION_COLUMNS}
     SELECT %(chat_tenant)s, %(chat_instance)s, %(chat_phone)s, %(chat_name)s, 'closed', %(chat_closed_by)s,
            now(), now(), now(), now()
-      FROM {rows}
+      FROM {rows}{ordering}
     {_TOUCH_ON_CONFLICT}
 ),
 message AS (

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation, CallbackEvent
@@ -163,8 +164,18 @@ def apply_early_receipts(*, tenant_id: Any, provider_message_ids: list[str]) -> 
     for pmid in ids:
         pipe.getdel(_early_key(tenant_id, pmid))
     waiting = [(pmid, target) for pmid, target in zip(ids, pipe.execute()) if target is not None]
-    for pmid, target in waiting:
-        _apply_early(tenant_id, pmid, target)
+    for index, (pmid, target) in enumerate(waiting):
+        try:
+            _apply_early(tenant_id, pmid, target)
+        except Exception:
+            # Taken out of Redis but not applied: put this one and the rest back, so a later
+            # look-up still finds them, then let the caller see the error.
+            for later_pmid, later_target in waiting[index:]:
+                try:
+                    _remember_early(tenant_id, later_pmid, later_target)
+                except RedisError:
+                    logger.warning("billing early receipt lost", extra={"tenant_id": str(tenant_id)})
+            raise
     return len(waiting)
 
 

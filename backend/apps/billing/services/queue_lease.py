@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Case, F, When
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -130,8 +130,9 @@ def _sent_statement(*, with_chat: bool) -> str:
     """sending → sent as ONE statement (its own transaction in autocommit). Every part below
     `done` runs only when `done` changed the contact, so a fenced-out outcome writes nothing.
     Lock order as everywhere: `q` locks the queue row before `done` touches the contact (the
-    contact UPDATE reads `q`), then the variation and the chat rows."""
-    chat = outbound_chat_ctes(rows="done", message_id="message_id") if with_chat else ""
+    contact UPDATE reads `q`), then the variation, then the chat rows (the conversation's
+    INSERT reads `variation` first: see `outbound_chat_ctes`)."""
+    chat = outbound_chat_ctes(rows="done", message_id="message_id", after="variation") if with_chat else ""
     return f"""
 WITH q AS (
     SELECT id FROM {_QUEUE} WHERE id = %(queue)s FOR NO KEY UPDATE
@@ -148,9 +149,32 @@ done AS (
      WHERE id = (SELECT id FROM q) AND EXISTS (SELECT 1 FROM done)
 ), variation AS (
     UPDATE {_VARIATION} SET sent_count = sent_count + 1 WHERE id IN (SELECT variation_id FROM done)
+    RETURNING id
 ){"," + chat if chat else ""}
 SELECT count(*) FROM done
 """
+
+
+# deadlock_detected, serialization_failure: PostgreSQL rolled the whole statement back.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+_OUTCOME_ATTEMPTS = 3
+
+
+def _run_retrying_conflicts(sql: str, params: dict) -> prepared_sql.Result:
+    """Run a one-statement outcome write, again if PostgreSQL chose it as a deadlock victim. The
+    failed attempt changed nothing and the statement is fenced, so running it again is exactly
+    the write that was meant; raising instead would leave a delivered message `sending` (later
+    `interrupted`). Not inside a transaction: there the error has already broken it."""
+    for attempt in range(1, _OUTCOME_ATTEMPTS + 1):
+        try:
+            return prepared_sql.run(sql, params)
+        except OperationalError as exc:
+            sqlstate = getattr(exc.__cause__, "sqlstate", None)
+            if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _OUTCOME_ATTEMPTS or connection.in_atomic_block:
+                raise
+            logger.warning("billing outcome write conflicted; running it again",
+                           extra={"sqlstate": sqlstate, "attempt": attempt})
+    raise AssertionError("unreachable")
 
 
 def start_sending(lease: Lease, contact: BillingContact) -> bool:
@@ -176,7 +200,7 @@ def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: s
               "pmid": provider_message_id[:128], "text": rendered}
     if chat is not None:
         params.update(chat.params(text=rendered, provider_message_id=provider_message_id))
-    recorded = prepared_sql.run(_sent_statement(with_chat=chat is not None), params).rows[0][0]
+    recorded = _run_retrying_conflicts(_sent_statement(with_chat=chat is not None), params).rows[0][0]
     if recorded != 1:
         logger.warning("billing contact changed under us; outcome not recorded",
                        extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})

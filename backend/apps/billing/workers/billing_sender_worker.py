@@ -75,6 +75,7 @@ SEND_MARGIN = 1.0
 # second (or 50 messages) at once, and at every ending, not one Redis round trip per message.
 EARLY_RECEIPTS_EVERY_SECONDS = 0.5
 EARLY_RECEIPTS_BATCH = 50
+EARLY_RECEIPTS_KEPT = 1000  # ids kept for another look-up while Redis fails
 
 
 def pace_key(instance) -> str:
@@ -150,6 +151,8 @@ class BillingSenderWorker:
                            extra=self._log_context())
             return self._with_counts(WorkerResult("stopped", details={"reason": "lease_lost"}))
         finally:
+            if self._sent_ids:  # an unexpected error: still apply what the receipts said
+                self._apply_early_receipts(now=True, quietly=True)
             close_old_connections()
 
     # ------------------------------------------------------------------ set-up (once per run)
@@ -274,6 +277,9 @@ class BillingSenderWorker:
             logger.warning("billing contact not rendered", extra={**context, "error": getattr(exc, "code", "")})
             return
         self._wait_until_slot()
+        # That wait (in the consumer, also the wait for a database permit) may have crossed the
+        # closing time: the hours are judged again at the instant the send starts.
+        self._check_business_hours(timezone.now() + timedelta(seconds=SEND_MARGIN))
         if not queue_lease.start_sending(self.lease, contact):
             self._why_not_sending(contact, context)
             return
@@ -380,7 +386,9 @@ class BillingSenderWorker:
         queue_lease.release(self.lease, QueueStatus.PENDING, next_resume_at=earliest_retry, last_published_at=None)
         return self._with_counts(WorkerResult("waiting_retry", details={"next_resume_at": earliest_retry}))
 
-    def _apply_early_receipts(self, *, now: bool = False) -> None:
+    def _apply_early_receipts(self, *, now: bool = False, quietly: bool = False) -> None:
+        """`quietly`: on the way out after an unexpected error, where a second error must not
+        replace the first."""
         if not self._sent_ids:
             return
         due = (now or len(self._sent_ids) >= EARLY_RECEIPTS_BATCH
@@ -391,7 +399,12 @@ class BillingSenderWorker:
         self._receipts_checked = time.monotonic()
         try:
             apply_early_receipts(tenant_id=self.tenant.pk, provider_message_ids=ids)
-        except RedisError as exc:  # the receipts stay in Redis; the sending must not stop for them
+        except Exception as exc:
+            if not (quietly or isinstance(exc, RedisError)):
+                raise
+            # The receipts not applied are back in Redis (apply_early_receipts); look them up
+            # again at the next check. The sending must not stop for them.
+            self._sent_ids = (ids + self._sent_ids)[-EARLY_RECEIPTS_KEPT:]
             logger.warning("billing early receipts not looked up",
                            extra={**self._log_context(), "messages": len(ids), "error": type(exc).__name__})
 

@@ -116,8 +116,12 @@ class BreakerDecision:
     def success_changes_state(self) -> bool:
         """Whether a success after this call has anything to reset. A closed breaker with no
         failure counted has nothing, so the caller saves a Redis round trip per call. Under
-        concurrency a failure another worker counts in between then waits for the next success
-        to be forgotten: one call later, which the threshold of consecutive failures tolerates."""
+        concurrency a failure another process counts in between then waits for a later success
+        to be forgotten: this process reuses its "closed, nothing counted" answer for up to
+        EVOLUTION_BREAKER_CACHE_SECONDS, so for that long its successes do not reset failures
+        counted elsewhere. Only consecutive failures reaching the threshold within that second,
+        while this process's own calls succeed, would open the breaker early; a failure here
+        drops the cached answer at once."""
         return self.probe or self.state != CLOSED or self.failures > 0
 
 

@@ -42,3 +42,22 @@ def test_django_error_classes_and_query_log():
     assert [q["sql"] for q in captured.captured_queries] == [RENAME]
     with pytest.raises(ProgrammingError):
         prepared_sql.run("SELECT no_such_column FROM tenancy_tenant")
+
+
+def test_a_connection_the_server_dropped_is_replaced_as_djangos_own_cursor_would():
+    """The consumer hands pooled connections between threads and asks for a health check after
+    an idle spell (`health_check_done = False`), as Django does per request: a prepared
+    statement must get the same check, not fail on a connection the server closed meanwhile."""
+    from django.db import connections
+
+    prepared_sql.run("SELECT 1")
+    dropped = connection.connection.info.backend_pid
+    killer = connections.create_connection("default")
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [dropped])
+    finally:
+        killer.close()
+    connection.health_check_done = False  # what the consumer's permit pool does after idling
+    assert prepared_sql.run("SELECT 1").rows == [(1,)]
+    assert connection.connection.info.backend_pid != dropped

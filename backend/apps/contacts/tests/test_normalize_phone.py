@@ -80,3 +80,62 @@ def test_e164_digits_strips_plus():
 )
 def test_mask_phone_hides_the_middle(phone, masked):
     assert mask_phone(phone) == masked
+
+
+# ----------------------------------------------------------------------------- the fast path
+# `normalize_phone` skips `phonenumbers.parse` for the common Brazilian shapes. It must never
+# answer differently from parse: generated inputs, Brazilian-looking and not, go both ways.
+from unittest import mock  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from apps.contacts import utils as phone_utils  # noqa: E402
+
+_PUNCTUATION = st.sampled_from(["", "", "", " ", "-", ".", "(", ")", "/", "  ", "\t"])
+
+
+@st.composite
+def phone_like(draw) -> str:
+    prefix = draw(st.sampled_from(["", "", "+", "+55", "55", "+55 ", "0", "0 21 ", "90", "+1 ", "+351 "]))
+    area = draw(st.sampled_from(["11", "21", "55", "85", "99", "10", "90", "01", "1", ""]))
+    subscriber = draw(st.text("0123456789", min_size=6, max_size=11))
+    cut = draw(st.integers(0, len(subscriber)))
+    parts = [prefix, draw(_PUNCTUATION), area, draw(_PUNCTUATION), subscriber[:cut], draw(_PUNCTUATION),
+             subscriber[cut:], draw(_PUNCTUATION)]
+    return "".join(parts)
+
+
+def _outcome(raw: str) -> str:
+    try:
+        return phone_utils.normalize_phone(raw)
+    except PhoneNumberError as exc:
+        return f"error:{exc.code}"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(phone_like())
+def test_the_fast_path_agrees_with_phonenumbers_parse(raw):
+    text = raw.strip()
+    digits = "".join(c for c in text if c.isdigit())
+    fast = phone_utils._brazilian_fast_path(text, digits)
+    if fast is not None:
+        import phonenumbers
+
+        parsed = phonenumbers.parse(text, "BR")
+        assert (fast.country_code, fast.national_number) == (parsed.country_code, parsed.national_number)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(phone_like())
+def test_normalize_phone_answers_the_same_without_the_fast_path(raw):
+    with_fast_path = _outcome(raw)
+    with mock.patch.object(phone_utils, "_brazilian_fast_path", return_value=None):
+        assert _outcome(raw) == with_fast_path
+
+
+def test_the_fast_path_takes_the_common_shapes_and_leaves_the_rest():
+    for raw in ("(11) 99876-5432", "11998765432", "+55 11 99876-5432", "21.98765.4321", "(21) 8765-4321"):
+        assert phone_utils._brazilian_fast_path(raw, "".join(c for c in raw if c.isdigit())) is not None, raw
+    for raw in ("011 99999 9999", "55 31 8765 4321", "+44 7911 123456", "0800 123 4567", "11\t99876-5432"):
+        assert phone_utils._brazilian_fast_path(raw, "".join(c for c in raw if c.isdigit())) is None, raw

@@ -162,6 +162,35 @@ def test_a_receipt_that_beats_the_worker_is_applied_when_the_send_is_recorded(ho
     assert counters(contact)["queue_delivered"] == 1
 
 
+def test_early_receipts_taken_but_not_applied_go_back_to_redis(hook, monkeypatch):
+    """The batch look-up takes every waiting receipt out of Redis at once; when applying one
+    fails, that one and the rest are put back for the next look-up instead of being lost."""
+    from apps.billing.services import delivery_status
+
+    ids = ["3EB0EARLYBATCH01", "3EB0EARLYBATCH02", "3EB0EARLYBATCH03"]
+    contacts = [hook.sent_contact(provider_message_id="") for _ in ids]
+    for pmid in ids:
+        response = hook.post(envelope(MESSAGES_UPDATE_V2, hook.instance, keyId=pmid, status="DELIVERY_ACK"))
+        assert response.json()["outcome"] == "unknown_message"
+    for contact, pmid in zip(contacts, ids):
+        BillingContact.objects.filter(pk=contact.pk).update(provider_message_id=pmid)  # record_sent
+    real_apply, applied = delivery_status._apply_early, []
+
+    def fails_on_the_second(tenant_id, provider_message_id, target):
+        if len(applied) == 1:
+            raise RuntimeError("database went away")
+        applied.append(provider_message_id)
+        return real_apply(tenant_id, provider_message_id, target)
+
+    monkeypatch.setattr(delivery_status, "_apply_early", fails_on_the_second)
+    with pytest.raises(RuntimeError):
+        delivery_status.apply_early_receipts(tenant_id=hook.instance.tenant_id, provider_message_ids=ids)
+    monkeypatch.setattr(delivery_status, "_apply_early", real_apply)
+    assert delivery_status.apply_early_receipts(tenant_id=hook.instance.tenant_id, provider_message_ids=ids) == 2
+    assert sorted(BillingContact.objects.filter(pk__in=[c.pk for c in contacts])
+                  .values_list("status", flat=True)) == [ContactStatus.DELIVERED] * 3
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_receipts_count_once(hook):
     """Eight threads deliver the same receipts at once (separate connections): one wins each

@@ -5,6 +5,7 @@ import threading
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -212,3 +213,186 @@ def test_an_interrupted_contact_counts_as_a_failure_everywhere(tenant):
     [item] = batch.payload["data"]["events"]
     assert (item["type"], item["contact_id"], item["status"], item["error_code"]) == (
         "contact.failed", first.pk, "failed", "interrupted")
+
+
+def _sending_contact(tenant, body) -> tuple:
+    from apps.billing.services.billing_send_service import OutboundChat
+
+    lease = queue_lease.claim_queue(body["queue_id"], "lock-order")
+    [contact] = queue_lease.claim_contacts(lease, 10)
+    assert queue_lease.start_sending(lease, contact)
+    chat = OutboundChat(tenant_id=tenant.tenant.pk, instance_id=tenant.instance.pk, phone=contact.phone,
+                        contact_name=contact.name)
+    return lease, contact, chat
+
+
+def _wait_for_a_lock_wait(session) -> None:
+    """Until some backend of this database waits for a row lock (the statement under test)."""
+    for _ in range(200):
+        session.execute("SELECT pg_stat_clear_snapshot()")  # inside a transaction it would not move
+        if session.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                           "AND datname = current_database()").fetchone()[0]:
+            return
+        time.sleep(0.01)
+    raise AssertionError("nothing waited for a lock")
+
+
+def test_the_outcome_write_takes_the_variation_before_the_conversation_like_a_reply_does(tenant):
+    """A customer's reply locks the variation (replied counter), then the conversation. The
+    outcome statement must take them in the same order, or the two can deadlock. Seen from a
+    session holding the conversation row: by the time the outcome statement waits for it, it
+    must already hold the variation row."""
+    from django.db import connections
+
+    from apps.chat.models import Conversation
+
+    body = tenant.send("notification", notification_contacts(1))
+    lease, contact, chat = _sending_contact(tenant, body)
+    conversation = Conversation.objects.create(tenant=tenant.tenant, instance=tenant.instance,
+                                               contact_phone=contact.phone)  # an earlier exchange
+    other = connections.create_connection("default")
+    other.ensure_connection()
+    session = other.connection
+    session.autocommit = False
+    outcome: dict = {}
+
+    def write() -> None:
+        try:
+            outcome["recorded"] = queue_lease.record_sent(lease, contact, provider_message_id="3EB0LOCKORDER",
+                                                         rendered="Olá", chat=chat)
+        except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    try:
+        session.execute("SELECT id FROM chat_conversation WHERE id = %s FOR UPDATE", [conversation.pk])
+        writer = threading.Thread(target=write)
+        writer.start()
+        _wait_for_a_lock_wait(session)
+        session.execute("SAVEPOINT probe")
+        try:
+            session.execute("SELECT id FROM billing_billingtemplatevariation WHERE id = %s FOR UPDATE NOWAIT",
+                            [contact.variation_id])
+            variation_taken_first = False
+        except psycopg.errors.LockNotAvailable:
+            variation_taken_first = True
+            session.execute("ROLLBACK TO SAVEPOINT probe")
+        session.commit()
+        writer.join(10)
+    finally:
+        other.close()
+    assert variation_taken_first, "the outcome statement waited for the conversation before locking the variation"
+    assert outcome == {"recorded": True}
+    contact.refresh_from_db()
+    assert contact.status == "sent" and contact.message.conversation_id == conversation.pk
+
+
+def test_an_outcome_write_chosen_as_deadlock_victim_runs_again(tenant, monkeypatch):
+    from django.db import OperationalError
+
+    from apps.common import prepared_sql
+
+    body = tenant.send("notification", notification_contacts(1))
+    lease, contact, chat = _sending_contact(tenant, body)
+    real_run, calls = prepared_sql.run, []
+
+    def deadlocked_once(sql, params=(), **kwargs):
+        calls.append(sql)
+        if len(calls) == 1:
+            raise OperationalError("deadlock detected") from psycopg.errors.DeadlockDetected("deadlock detected")
+        return real_run(sql, params, **kwargs)
+
+    monkeypatch.setattr(prepared_sql, "run", deadlocked_once)
+    assert queue_lease.record_sent(lease, contact, provider_message_id="3EB0RETRY", rendered="Olá", chat=chat)
+    assert len(calls) == 2
+    queue = BillingQueue.objects.get(pk=body["queue_id"])
+    assert queue.sent_count == 1, "the failed attempt changed nothing; the second wrote once"
+
+
+def test_any_other_database_error_in_the_outcome_write_is_not_retried(tenant, monkeypatch):
+    from django.db import OperationalError
+
+    from apps.common import prepared_sql
+
+    body = tenant.send("notification", notification_contacts(1))
+    lease, contact, chat = _sending_contact(tenant, body)
+    calls = []
+
+    def broken(sql, params=(), **kwargs):
+        calls.append(sql)
+        raise OperationalError("server closed") from psycopg.errors.AdminShutdown("terminating connection")
+
+    monkeypatch.setattr(prepared_sql, "run", broken)
+    with pytest.raises(OperationalError):
+        queue_lease.record_sent(lease, contact, provider_message_id="3EB0NORETRY", rendered="Olá", chat=chat)
+    assert len(calls) == 1
+
+
+def test_closing_time_reached_while_waiting_for_the_slot_stops_before_the_send(pipeline_tenant, monkeypatch):
+    """The last wait before a send (the slot; in the consumer also a database permit) can cross
+    the closing time: the hours are judged again at the instant the send starts."""
+    from datetime import date
+
+    tenant = pipeline_tenant()
+    tenant.configure(messages_per_minute=60000)
+    due = (date.today() - timedelta(days=3)).isoformat()
+    body = tenant.send("overdue", [{"phone": "+55 21 98100-0001", "name": "Devedor", "due_date": due,
+                                    "amount": "120.50"}])
+    worker = BillingSenderWorker(body["queue_id"], worker_id="closing-test")
+    real_load, real_wait = worker._load, worker._wait_until_slot
+    shop = {"closed": False}
+
+    class ClosesDuringTheWait:
+        def __init__(self, schedule) -> None:
+            self._schedule = schedule
+
+        def is_open(self, when) -> bool:
+            return not shop["closed"] and self._schedule.is_open(when)
+
+        def next_open_after(self, when):
+            return when + timedelta(hours=14)
+
+    def load() -> None:
+        real_load()
+        assert worker.schedule is not None, "overdue messages respect business hours"
+        worker.schedule = ClosesDuringTheWait(worker.schedule)
+
+    def wait_until_slot() -> None:
+        real_wait()
+        shop["closed"] = True  # the permit wait of a busy consumer ran past closing time
+
+    monkeypatch.setattr(worker, "_load", load)
+    monkeypatch.setattr(worker, "_wait_until_slot", wait_until_slot)
+    result = worker.run()
+    assert result.outcome == "paused_business_hours" and result.sent == 0
+    assert tenant.messages() == []
+    contact = BillingContact.objects.get(queue_id=body["queue_id"])
+    assert (contact.status, contact.claim_token, contact.attempts) == ("pending", None, 0)
+    assert BillingQueue.objects.get(pk=body["queue_id"]).status == "paused_business_hours"
+
+
+def test_receipts_waiting_in_redis_are_applied_even_when_the_run_ends_in_an_error(tenant, monkeypatch):
+    from apps.billing.services import callbacks, delivery_status
+
+    body = tenant.send("notification", notification_contacts(2))
+    real_record_sent = queue_lease.record_sent
+
+    def receipt_first(lease, contact, *, provider_message_id, **kwargs):
+        delivery_status.apply_provider_status(tenant_id=contact.tenant_id, provider_message_id=provider_message_id,
+                                              provider_status="DELIVERY_ACK")
+        return real_record_sent(lease, contact, provider_message_id=provider_message_id, **kwargs)
+
+    outcomes = []
+
+    def failing_callback(contact, event, **kwargs):
+        outcomes.append(event)
+        if len(outcomes) == 2:
+            raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(queue_lease, "record_sent", receipt_first)
+    monkeypatch.setattr(callbacks, "on_contact_outcome", failing_callback)
+    with pytest.raises(RuntimeError):
+        BillingSenderWorker(body["queue_id"], worker_id="error-test").run()
+    statuses = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", flat=True))
+    assert statuses == ["delivered", "delivered"]
