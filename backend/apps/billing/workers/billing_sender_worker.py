@@ -23,9 +23,10 @@ import logging
 import random
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -211,9 +212,14 @@ class BillingSenderWorker:
         raise _Stop(WorkerResult(QueueStatus.PAUSED_BUSINESS_HOURS, details={"next_resume_at": resume_at}))
 
     def _check_instance(self) -> None:
-        health = self.health.check(self.instance, max_age=float(self.config.health_cache_seconds))
+        health = self.health.check(self.instance, max_age=float(self.config.health_cache_seconds),
+                                   while_calling=self._calling_the_provider)
         if not health.healthy:
             self._instance_down(health.reason)
+
+    def _calling_the_provider(self) -> AbstractContextManager[Any]:
+        """Wraps a provider call that needs no database (the consumer parks its permit)."""
+        return nullcontext()
 
     def _instance_down(self, reason: str) -> None:
         if InstanceRecoveryService.handle_instance_down(self.lease, reason):

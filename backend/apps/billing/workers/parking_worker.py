@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.conf import settings
@@ -47,6 +48,9 @@ class ParkingWorker(BillingSenderWorker):
     def _load(self) -> None:
         super()._load()
         self.client = _ParkedClient(self.client, self._permits)
+
+    def _calling_the_provider(self) -> AbstractContextManager[Any]:
+        return self._permits.idle()  # the health check's HTTP call (up to the read timeout)
 
     def _wait_for_send_slot(self) -> None:
         with self._permits.idle():

@@ -396,3 +396,37 @@ def test_receipts_waiting_in_redis_are_applied_even_when_the_run_ends_in_an_erro
         BillingSenderWorker(body["queue_id"], worker_id="error-test").run()
     statuses = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", flat=True))
     assert statuses == ["delivered", "delivered"]
+
+
+def test_the_health_checks_provider_call_holds_no_database_permit(tenant, monkeypatch):
+    """A provider that hangs answers a health check only at the read timeout (30 s): meanwhile
+    the consumer's database connection must serve other queues, as during a send."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apps.billing.workers import billing_sender_worker
+    from apps.billing.workers.db_permits import DbPermits, run_with_permit
+    from apps.billing.workers.parking_worker import claim_worker
+    from apps.billing.workers.parking_worker import run_worker as run_parked
+    from apps.common.services.evolution_api_service import EvolutionAPIService
+
+    body = tenant.send("notification", notification_contacts(1))
+    billing_sender_worker._default_health.forget(tenant.instance.pk)
+    permits = DbPermits(1, application_name="test parked health check")
+    real_check, seen = EvolutionAPIService.check_health, []
+
+    def check_health(self):
+        seen.append(("permit held", permits.held))
+        other = threading.Thread(target=run_with_permit,
+                                 args=(permits, 0, lambda: seen.append(("another queue's work", "ran"))))
+        other.start()
+        other.join(5)  # it needs the only connection: it runs now only if we gave it back
+        return real_check(self)
+
+    monkeypatch.setattr(EvolutionAPIService, "check_health", check_health)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        worker = pool.submit(run_with_permit, permits, 1, claim_worker, body["queue_id"], "parked-health",
+                             threading.Event(), permits).result()
+        result = pool.submit(run_with_permit, permits, 1, run_parked, worker).result()
+        pool.submit(permits.close_all).result()
+    assert result.outcome == "completed" and result.sent == 1
+    assert seen[:2] == [("permit held", False), ("another queue's work", "ran")]
