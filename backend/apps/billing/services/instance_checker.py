@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,18 +35,15 @@ class InstanceHealthChecker:
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[float, InstanceHealth]] = {}
 
-    def check(self, instance: WhatsAppInstance, *, max_age: float,
-              while_calling: Callable[[], AbstractContextManager[Any]] = nullcontext) -> InstanceHealth:
-        """The cached answer, or a new one from the provider. `while_calling` wraps the HTTP call
-        alone: the consumer gives its database permit back for it, as for a send, so a provider
-        that hangs for the read timeout holds no connection other queues need."""
+    def check(self, instance: WhatsAppInstance, *, max_age: float, client: Any = None) -> InstanceHealth:
+        """The cached answer, or a new one from the provider through `client` (the worker's
+        own, which in the consumer holds no database permit during the call)."""
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(instance.pk)
         if cached and now - cached[0] <= max_age:
             return cached[1]
-        with while_calling():
-            result = EvolutionAPIService(instance).check_health()
+        result = (client or EvolutionAPIService(instance)).check_health()
         health = InstanceHealth(result.healthy, result.reason)
         with self._lock:
             self._cache[instance.pk] = (time.monotonic(), health)

@@ -23,10 +23,9 @@ import logging
 import random
 import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Callable
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -189,11 +188,8 @@ class BillingSenderWorker:
         self._check_instance()
         self._check_shutdown_and_slice()
         self._wait_for_send_slot()
-        # The wait may have been long: the hours get the last word, judged at the instant the
-        # message will actually leave (plus a margin for the HTTP call), not at wake-up. The
-        # queue's status is checked by start_sending itself, in the statement that starts the send.
-        leaves_at = timezone.now() + timedelta(seconds=max(self.slot_at - time.monotonic(), 0.0) + SEND_MARGIN)
-        self._check_business_hours(leaves_at)
+        # The hours get the last word in `_send_one`, at the instant the send starts; the
+        # queue's status is checked by start_sending itself, in the statement that starts it.
 
     def _check_still_ours(self) -> None:
         status = queue_lease.current_status(self.lease)
@@ -213,13 +209,9 @@ class BillingSenderWorker:
 
     def _check_instance(self) -> None:
         health = self.health.check(self.instance, max_age=float(self.config.health_cache_seconds),
-                                   while_calling=self._calling_the_provider)
+                                   client=self.client)
         if not health.healthy:
             self._instance_down(health.reason)
-
-    def _calling_the_provider(self) -> AbstractContextManager[Any]:
-        """Wraps a provider call that needs no database (the consumer parks its permit)."""
-        return nullcontext()
 
     def _instance_down(self, reason: str) -> None:
         if InstanceRecoveryService.handle_instance_down(self.lease, reason):
@@ -283,8 +275,9 @@ class BillingSenderWorker:
             logger.warning("billing contact not rendered", extra={**context, "error": getattr(exc, "code", "")})
             return
         self._wait_until_slot()
-        # That wait (in the consumer, also the wait for a database permit) may have crossed the
-        # closing time: the hours are judged again at the instant the send starts.
+        # The waits (for the slot; in the consumer, for a database permit) may have crossed the
+        # closing time: the hours are judged at the instant the send starts, plus a margin for
+        # the HTTP call.
         self._check_business_hours(timezone.now() + timedelta(seconds=SEND_MARGIN))
         if not queue_lease.start_sending(self.lease, contact):
             self._why_not_sending(contact, context)

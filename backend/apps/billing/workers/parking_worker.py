@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import AbstractContextManager
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +16,8 @@ PARK_AT_LEAST = 0.005  # seconds: a shorter wait for the send slot keeps its dat
 
 
 class _ParkedClient:
-    """The provider client, without the database permit during the HTTP call."""
+    """The provider client, without the database permit during its HTTP calls: the send, and
+    the health check (a hung provider answers it only at the read timeout)."""
 
     def __init__(self, client: Any, permits: DbPermits) -> None:
         self._client = client
@@ -28,6 +28,10 @@ class _ParkedClient:
         # window in which a crash leaves it `interrupted` stays short even when slots are busy.
         with self._permits.idle(resume_first=True):
             return self._client.send(*args, **kwargs)
+
+    def check_health(self) -> Any:
+        with self._permits.idle():
+            return self._client.check_health()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -48,9 +52,6 @@ class ParkingWorker(BillingSenderWorker):
     def _load(self) -> None:
         super()._load()
         self.client = _ParkedClient(self.client, self._permits)
-
-    def _calling_the_provider(self) -> AbstractContextManager[Any]:
-        return self._permits.idle()  # the health check's HTTP call (up to the read timeout)
 
     def _wait_for_send_slot(self) -> None:
         with self._permits.idle():
