@@ -120,6 +120,7 @@ _START_SENDING = f"""
 UPDATE {_CONTACT} c SET status = 'sending', attempts = c.attempts + 1, updated_at = now()
   FROM {_QUEUE} q
  WHERE c.id = %(contact)s AND c.claim_token = %(token)s AND c.status IN ('pending', 'pending_retry')
+   AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
    AND q.id = c.queue_id AND q.lease_token = %(token)s AND q.status = 'running'
    AND NOT EXISTS (SELECT 1 FROM {_SUPPRESSED} s WHERE s.tenant_id = c.tenant_id AND s.phone = c.phone)
 """
@@ -180,7 +181,8 @@ def _run_retrying_conflicts(sql: str, params: dict) -> prepared_sql.Result:
 def start_sending(lease: Lease, contact: BillingContact) -> bool:
     """pending/pending_retry → sending, in one statement that also checks the queue is still
     ours and running (the fence) and that the phone is not on the tenant's suppression list (a
-    reply can opt out while the queue runs). From here the row says "handed to the provider": a
+    reply can opt out while the queue runs), and that nobody postponed the contact after we
+    claimed it (a hold moves `next_attempt_at` forward). From here the row says "handed to the provider": a
     crash now ends as `interrupted`, never a resend. False: see `why_not_sending`."""
     updated = prepared_sql.run(_START_SENDING, {"contact": contact.pk, "token": lease.token}).rowcount
     if updated:
