@@ -128,6 +128,17 @@ DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 1_000_000)
 DATABASES["default"]["OPTIONS"]["options"] = (
     f"{DATABASES['default']['OPTIONS'].get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 )
+# Django's own psycopg pool (Django 5.1+): threads borrow a connection and give it back, so a
+# process never opens more than DB_POOL_MAX_SIZE connections whatever its thread count. The
+# consumer runs with it (Procfile, docker-compose.yml): its sender, claim and control threads
+# share a few connections. 0 = one persistent connection per thread (DB_CONN_MAX_AGE).
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django refuses both
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": min(2, DB_POOL_MAX_SIZE), "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env_float("DB_POOL_TIMEOUT", 10.0), "max_idle": 60.0,
+    }
 # Lets parallel test runs (or several checkouts) use separate test databases.
 if env_str("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
@@ -268,18 +279,28 @@ BILLING_MAX_METADATA_BYTES = env_int("BILLING_MAX_METADATA_BYTES", 16384)
 
 # --------------------------------------------------------------------------- billing pipeline
 BILLING_PUBLISH_TIMEOUT = env_float("BILLING_PUBLISH_TIMEOUT", 3.0)  # seconds a publish may take
-BILLING_CONSUMER_CONCURRENCY = env_int("BILLING_CONSUMER_CONCURRENCY", 4)  # worker slots per consumer
-# Queues one consumer process holds at once (a parked thread each; a throttled queue mostly
-# waits for its pace). 0 = the concurrency. With throttled tenants, 64 or more.
-BILLING_CONSUMER_MAX_QUEUES = env_int("BILLING_CONSUMER_MAX_QUEUES", 0)
+# Sender threads per consumer process: each does one step of one queue at a time (checks, one
+# send, its outcome); a queue that waits holds none (apps/billing/dispatch/).
+BILLING_CONSUMER_CONCURRENCY = env_int("BILLING_CONSUMER_CONCURRENCY", 6)
+# Queues one consumer process holds at most; deliveries beyond it go back to the broker for
+# another process. A held queue that waits costs a heap entry, not a thread.
+BILLING_CONSUMER_MAX_QUEUES = env_int("BILLING_CONSUMER_MAX_QUEUES", 5000)
 BILLING_CONSUMER_WATCHDOG_SECONDS = env_float("BILLING_CONSUMER_WATCHDOG_SECONDS", 15.0)  # consumer checks
 BILLING_CONSUMER_RECONNECT_SECONDS = env_float("BILLING_CONSUMER_RECONNECT_SECONDS", 5.0)  # first-connect retries
-BILLING_CONSUMER_DB_IDLE_SECONDS = env_float("BILLING_CONSUMER_DB_IDLE_SECONDS", 30.0)  # idle DB connections closed
-BILLING_HEARTBEAT_SECONDS = env_float("BILLING_HEARTBEAT_SECONDS", 30.0)
+# Each consumer process heartbeats its ConsumerProcess row (and the queues it holds) this often;
+# one silent for DEAD_AFTER (never less than three heartbeats) is dead and its queues are released.
+BILLING_CONSUMER_HEARTBEAT_SECONDS = env_float("BILLING_CONSUMER_HEARTBEAT_SECONDS", 5.0)
+BILLING_CONSUMER_DEAD_AFTER_SECONDS = env_float("BILLING_CONSUMER_DEAD_AFTER_SECONDS", 30.0)
+# A retry due within this stays in the consumer's scheduler; a later one hands the queue back.
+BILLING_KEEP_WAITING_SECONDS = env_float("BILLING_KEEP_WAITING_SECONDS", 900.0)
+# A provider's Retry-After is honoured for that number only, up to this many seconds.
+BILLING_RETRY_AFTER_CAP_SECONDS = env_float("BILLING_RETRY_AFTER_CAP_SECONDS", 900.0)
 # A pending queue whose last publish is older than this is published again by the periodic task.
 BILLING_REPUBLISH_AFTER_SECONDS = env_float("BILLING_REPUBLISH_AFTER_SECONDS", 120.0)
-BILLING_PERIODIC_INTERVAL = env_float("BILLING_PERIODIC_INTERVAL", 15.0)  # seconds between cycles
-BILLING_STALE_CHECK_EVERY = env_float("BILLING_STALE_CHECK_EVERY", 60.0)  # seconds between stale checks
+BILLING_PERIODIC_INTERVAL = env_float("BILLING_PERIODIC_INTERVAL", 5.0)  # seconds between cycles
+# A control check (recovery of one instance, release of one stale queue, one resume) is not
+# published again for the same object sooner than this while the first may still be in flight.
+BILLING_CONTROL_REPUBLISH_SECONDS = env_float("BILLING_CONTROL_REPUBLISH_SECONDS", 15.0)
 
 # --------------------------------------------------------------------------- billing webhooks, opt-out, callbacks
 # See docs/webhooks.md. Provider webhooks (Evolution → us):

@@ -107,6 +107,7 @@ class ContactErrorCode(models.TextChoices):
     OUTCOME_UNKNOWN = "outcome_unknown", "Outcome unknown (provider may have sent it)"
     INTERRUPTED = "interrupted", "Interrupted"
     MAX_ATTEMPTS = "max_attempts", "Max attempts reached"
+    PROVIDER_ERROR = "provider_error", "The provider kept failing while it reported the number connected"
     PROVIDER_AUTH = "provider_auth", "Provider rejected our credentials"
     RATE_LIMITED = "rate_limited", "Rate limited by the provider"
     RENDER_ERROR = "render_error", "Template could not be rendered"

@@ -92,9 +92,35 @@ CONSUMER_DELIVERIES = Counter(
 
 WORKER_RUNS = Counter(
     "billing_worker_runs_total",
-    "Worker runs by how they ended (completed, paused_business_hours, instance_down, released, "
-    "waiting_retry, stopped, not_claimed, crashed).",
+    "Queues leaving a consumer process, by how (completed, paused_business_hours, instance_down, "
+    "paused, released, waiting_retry, stopped, crashed).",
     ["outcome"],
+)
+
+DISPATCH_WAITS = Counter(
+    "billing_dispatch_waits_total",
+    "Steps that could not send because a dependency was unreachable (redis_unavailable, "
+    "database_unavailable): the queue keeps its lease and looks again seconds later.",
+    ["reason"],
+)
+
+HELD_QUEUES = Gauge(
+    "billing_consumer_held_queues",
+    "Queues this consumer process holds (waiting for their instant or being stepped).",
+    multiprocess_mode="livesum",
+)
+
+DISPATCH_STEP_LAG = Histogram(
+    "billing_dispatch_step_lag_seconds",
+    "How late a step started after its instant (the sender threads' backlog).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+
+FAILING_WHILE_OPEN = Counter(
+    "billing_instance_failing_while_open_total",
+    "Sends that failed as 'instance unavailable' while the provider reported the instance open "
+    "(a broken provider build or proxy): each counts toward the contact's max_attempts.",
+    ["instance_id"],
 )
 
 PUBLISHES = Counter(
@@ -169,8 +195,28 @@ def observe_delivery(queue: str, outcome: str) -> None:
 
 @_safe
 def observe_worker_run(outcome: str) -> None:
-    """A worker run ended (WorkerResult.outcome, or "crashed")."""
+    """A queue left this consumer process (its last step's outcome, or "crashed")."""
     WORKER_RUNS.labels(outcome=str(outcome)[:40]).inc()
+
+
+@_safe
+def observe_dispatch_wait(reason: str) -> None:
+    DISPATCH_WAITS.labels(reason=reason).inc()
+
+
+@_safe
+def observe_held_queues(count: int) -> None:
+    HELD_QUEUES.set(max(int(count), 0))
+
+
+@_safe
+def observe_step_lag(seconds: float) -> None:
+    DISPATCH_STEP_LAG.observe(max(seconds, 0.0))
+
+
+@_safe
+def observe_failing_while_open(instance_id: object) -> None:
+    FAILING_WHILE_OPEN.labels(instance_id=str(instance_id)).inc()
 
 
 @_safe

@@ -6,9 +6,13 @@ use Redis' clock (never the callers'), so processes with skewed clocks still sha
 
 - `hit(key, limit, period)`: API politeness. Allows bursts up to `limit`, then one request per
   `period/limit`; answers allowed/retry-after without reserving anything when refused.
-- `reserve_slot(key, interval)`: the send pace. Every caller gets its own future slot spaced
-  `interval` apart and is told how long to wait for it; no two slots overlap whatever the
-  number of workers.
+- `acquire_send_slot(key, interval, ...)`: the send pace of one WhatsApp number. It grants the
+  slot only when it has come (nothing is reserved ahead, so a queue that is paused or cancelled
+  while it waits wastes no one's slot) and otherwise says how long to wait; the caller waits as
+  data (dispatch/scheduler.py), not in a thread. Two grants are never closer than `interval`
+  whatever the number of processes, apart from a few milliseconds of `tolerance` that keep the
+  average exact when a waiting caller wakes a little early or late.
+- `hold_back(key, seconds)`: a provider's `Retry-After` for that number only.
 """
 from __future__ import annotations
 
@@ -33,28 +37,57 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 return {1, 0}
 """
 
-_RESERVE = """
+# KEYS: pace (the theoretical arrival time of the next send, µs on Redis' clock), hold (a
+# provider's Retry-After: no send before it). ARGV: interval, tolerance, seed (the next allowed
+# instant from PostgreSQL when the pace key is missing; -1 = not looked up yet).
+# Answers {granted, µs, reason}: granted 1 → µs until the next slot; 0 → µs to wait (reason
+# 1 = the provider's hold); 2 → the pace key is missing: look the last send up and ask again.
+_ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local tolerance = tonumber(ARGV[2])
+local hold = tonumber(redis.call('GET', KEYS[2]) or 0)
+if now < hold then
+  return {0, hold - now, 1}
+end
+local tat = tonumber(redis.call('GET', KEYS[1]) or -1)
+if tat < 0 then
+  tat = tonumber(ARGV[3])
+  if tat < 0 then return {2, 0, 0} end
+end
+if now + tolerance < tat then
+  return {0, tat - now, 0}
+end
 if tat < now then tat = now end
-redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', math.ceil((tat + interval - now) / 1000) + 60000)
-return tat - now
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 60000)
+return {1, next_tat - now, 0}
+"""
+
+_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local until_us = now + tonumber(ARGV[1])
+local hold = tonumber(redis.call('GET', KEYS[1]) or 0)
+if until_us > hold then
+  redis.call('SET', KEYS[1], string.format('%d', until_us), 'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
+end
+return 1
 """
 
 
 _scripts: dict[tuple[str, int], Script] = {}
 
 
-def _run(source: str, key: str, *args: int) -> object:
+def _run(source: str, key: str | list[str], *args: int) -> object:
     """Run a script through EVALSHA on this process's client: the body travels only when Redis
     does not know it yet (redis-py reloads it then), not on every call."""
     client = get_redis()
     script = _scripts.get((source, id(client)))
     if script is None:
         script = _scripts.setdefault((source, id(client)), client.register_script(source))
-    return script(keys=[key], args=list(args))
+    return script(keys=[key] if isinstance(key, str) else key, args=list(args))
 
 
 @dataclass(frozen=True)
@@ -73,7 +106,32 @@ def hit(key: str, limit: int, period_seconds: float = 60.0) -> RateLimitResult:
     return RateLimitResult(bool(allowed), int(wait_us) / 1_000_000)
 
 
-def reserve_slot(key: str, interval_seconds: float) -> float:
-    """Reserve the next send slot for `key`; return how many seconds to wait before using it."""
-    wait_us = _run(_RESERVE, f"pace:{key}", int(interval_seconds * 1_000_000))
-    return int(wait_us) / 1_000_000
+@dataclass(frozen=True)
+class SlotAnswer:
+    """`granted`: send now; `seconds` is then the time until the next slot, else the wait.
+    `held`: the wait is a provider's Retry-After, not the pace. `unknown`: Redis has no pace
+    for this number (first send, or Redis restarted or was flushed): ask again with a seed."""
+
+    granted: bool
+    seconds: float
+    held: bool = False
+    unknown: bool = False
+
+
+def acquire_send_slot(key: str, interval_seconds: float, *, tolerance_seconds: float = 0.0,
+                      seed_epoch_seconds: float | None = None) -> SlotAnswer:
+    """Take the send slot of the number `key` if it has come. `seed_epoch_seconds` is the next
+    allowed instant (Unix time) as PostgreSQL knows it, used only when Redis lost the pace, so a
+    Redis restart or flush never lets a number send faster than its pace."""
+    seed = -1 if seed_epoch_seconds is None else max(0, int(seed_epoch_seconds * 1_000_000))
+    granted, micros, reason = _run(_ACQUIRE, [f"pace:{key}", f"hold:{key}"], int(interval_seconds * 1_000_000),
+                                   int(tolerance_seconds * 1_000_000), seed)
+    if int(granted) == 2:
+        return SlotAnswer(False, 0.0, unknown=True)
+    return SlotAnswer(bool(int(granted)), int(micros) / 1_000_000, held=int(reason) == 1)
+
+
+def hold_back(key: str, seconds: float) -> None:
+    """No send through the number `key` for `seconds` (a provider's Retry-After, already capped
+    by the caller); a longer hold already in place is kept."""
+    _run(_HOLD, f"hold:{key}", max(1, int(seconds * 1_000_000)))

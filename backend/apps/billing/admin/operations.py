@@ -22,7 +22,7 @@ class BillingConfigAdmin(BillingTenantAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["tenant", "default_instance"]}),
-        ("Pace", {"fields": ["messages_per_minute", "jitter_seconds", "batch_size", "time_slice_seconds"]}),
+        ("Pace", {"fields": ["messages_per_minute", "jitter_seconds", "batch_size"]}),
         ("Retries and limits", {"fields": ["max_attempts", "retry_backoff_seconds", "max_contacts_per_request",
                                            "api_rate_limit_per_minute"]}),
         ("Business hours", {"fields": ["business_hours_overdue", "business_hours_upcoming",

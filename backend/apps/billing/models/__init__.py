@@ -6,6 +6,7 @@ from apps.billing.models.billing_contact import BillingContact
 from apps.billing.models.billing_queue import BillingQueue
 from apps.billing.models.billing_template import BillingTemplate, BillingTemplateVariation
 from apps.billing.models.callback_delivery import CallbackDelivery, CallbackEvent
+from apps.billing.models.consumer_process import ConsumerProcess
 from apps.billing.models.suppressed_phone import SuppressedPhone
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "BillingTemplateVariation",
     "CallbackDelivery",
     "CallbackEvent",
+    "ConsumerProcess",
     "SuppressedPhone",
 ]

@@ -87,14 +87,12 @@ class BillingConfig(models.Model):
     # Worker robustness.
     stale_threshold_seconds = models.PositiveIntegerField(
         default=600, validators=[MinValueValidator(30)],
-        help_text="A running queue without a heartbeat for this long is released to another worker.",
+        help_text="A running queue its consumer no longer tends (no heartbeat for this long) is released to "
+                  "another consumer. A consumer process that dies is noticed much sooner: see "
+                  "BILLING_CONSUMER_DEAD_AFTER_SECONDS.",
     )
     health_cache_seconds = models.PositiveIntegerField(
         default=5, help_text="How long an instance health check result is reused."
-    )
-    time_slice_seconds = models.PositiveIntegerField(
-        default=300, validators=[MinValueValidator(1)],
-        help_text="A worker releases a queue after this long so other queues get their turn.",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -106,7 +104,7 @@ class BillingConfig(models.Model):
             models.CheckConstraint(
                 condition=Q(messages_per_minute__gt=0, batch_size__gt=0, max_attempts__gt=0,
                             retry_backoff_seconds__gt=0, max_contacts_per_request__gt=0,
-                            api_rate_limit_per_minute__gt=0, time_slice_seconds__gt=0),
+                            api_rate_limit_per_minute__gt=0),
                 name="billing_config_positive_limits",
                 violation_error_message="Rates, sizes, attempts and limits must be greater than zero.",
             ),

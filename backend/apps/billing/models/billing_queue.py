@@ -37,9 +37,14 @@ class BillingQueue(StatusMachineMixin):
     scheduled_for = models.DateTimeField(null=True, blank=True, help_text="Do not start before this time.")
 
     # Ownership by a worker.
-    processing_by = models.CharField(max_length=200, blank=True, help_text="Worker id holding the queue.")
+    processing_by = models.CharField(max_length=200, blank=True,
+                                     help_text="The consumer process holding the queue (ConsumerProcess id).")
     lease_token = models.UUIDField(null=True, blank=True, help_text="Fencing token; new on every claim.")
     last_heartbeat = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When this queue last handed a message to the provider: the pace is recovered from it "
+                  "when Redis lost it.")
 
     # Broker outbox bookkeeping.
     last_published_at = models.DateTimeField(null=True, blank=True)

@@ -1,44 +1,32 @@
-"""The RabbitMQ side of `run_billing_consumer`: a thin asyncio shell around synchronous workers.
+"""The RabbitMQ side of `run_billing_consumer`: a thin asyncio shell around the dispatch engine.
 
-Acknowledgement follows the database claim, not the end of the work. A queue of 1,000
-contacts at 20 messages a minute runs for 50 minutes, longer than RabbitMQ's
-`consumer_timeout` (30 min) lets a delivery stay unacknowledged. So for a send message:
+A broker message is a wake-up call naming a queue; PostgreSQL decides who sends it. For a send
+message the consumer claims the queue (pending → running, a new lease token, `processing_by` =
+this process) in a claim thread and acknowledges the delivery whatever the claim said; a queue
+it claimed goes into the process's scheduler (apps/billing/dispatch/), where a bounded pool of
+sender threads steps it at its own instants. A delivery is never held for the length of the
+work (RabbitMQ's `consumer_timeout` is 30 minutes; a 1,000-contact queue at 20 a minute runs 50).
 
-    wait for a free queue slot, by priority (the delivery stays unacked meanwhile)
-    claim the queue in PostgreSQL (pending → running, lease token)   ─ in a worker thread
-    ack the delivery                       (whatever the claim said: the database decided)
-    run the worker in that thread, slot held, no delivery held
-    a worker that released its queue (shutdown, time slice) republishes it
+Control messages (billing.resume, billing.check_stale, billing.check_recovery) are published by
+the periodic process, one per thing to act on, and handled here by a small control pool
+(dispatch/control.py): exactly once, whichever consumer gets them.
 
-Two budgets, because a throttled queue spends almost all its time waiting for its next send
-slot (20 msgs/min = one HTTP call every 3 s):
-
-- **queue slots** (`max_queues`): queues this process holds at once, one parked thread each.
-  Deliveries wait for one by template priority (overdue 10 > upcoming 5 > notification 1,
-  then arrival), so when slots are scarce the overdue queues start first.
-- **worker slots** (`concurrency`): threads doing database or provider work at once. Each is a
-  pooled database connection (`DbPermits`), so the process never opens more than
-  `concurrency` connections, however many queues it holds, and closes them when idle. A worker
-  gives its permit back while it waits for the pace or for the provider's answer.
-
-Crash safety lives in the database (lease tokens, fenced writes, the stale release), so the
-broker side only has to keep consuming: a watchdog checks after every reconnection that each
-queue still has our consumer (aio-pika's robust connection does not always restore them:
-upstream issues #231, #563, #632) and re-subscribes, or exits non-zero so the platform restarts
-the process. A delivery fetched before a reconnection may arrive twice: the claim decides.
+Crash safety lives in the database (lease tokens, fenced writes, the process heartbeat of
+dispatch/consumer_registry.py), so the broker side only has to keep consuming: a watchdog checks
+after every reconnection that each queue still has our consumer (aio-pika's robust connection
+does not always restore them: upstream issues #231, #563, #632) and re-subscribes, or exits
+non-zero so the platform restarts the process. A delivery fetched before a reconnection may
+arrive twice: the claim decides.
 
 A body that cannot be parsed is rejected without requeue and dead-lettered to `billing.dead`.
-The ORM never runs on the event loop: every database call happens in the worker thread pool.
+The ORM never runs on the event loop: claims and control actions run in their thread pools.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,26 +38,21 @@ from django.conf import settings
 
 from apps.billing import metrics
 from apps.billing.constants import TemplateType
-from apps.billing.workers.db_permits import DbPermits, run_with_permit
-from apps.billing.workers.parking_worker import ParkingWorker, claim_worker, run_worker
+from apps.billing.dispatch import control
+from apps.billing.dispatch.consumer_registry import new_consumer_id
+from apps.billing.dispatch.engine import DispatchEngine, give_back_connection
+from apps.billing.dispatch.queue_runner import QueueRunner
 
+from .billing_publisher import publish_queue
 from .messages import BillingMessage, PoisonMessage
-from .priority_slots import PrioritySlots, SlotsClosed
-from .topology import (
-    ALL_QUEUES,
-    CHECK_RECOVERY_QUEUE,
-    CHECK_STALE_QUEUE,
-    QUEUE_ARGUMENTS,
-    RESUME_QUEUE,
-    SEND_QUEUES,
-    declare_topology,
-)
+from .topology import ALL_QUEUES, QUEUE_ARGUMENTS, SEND_QUEUES, declare_topology
 
 logger = logging.getLogger(__name__)
 
 SEND_QUEUE_NAMES = frozenset(SEND_QUEUES.values())
-CONTROL_PRIORITY = 11  # control steps (stale release, resumes) go before any send work
-STARTUP_BATCH_SECONDS = 1.0  # after subscribing or reconnecting, grants wait to be ordered by priority
+CLAIM_THREADS = 2  # claims are two short statements: a couple of threads keep up with any burst
+CONTROL_THREADS = 2  # a recovery check may wait for a provider's deadline: never on the claim threads
+FULL_BACKOFF_SECONDS = 1.0  # a process at max_queues hands a delivery back after this pause
 EXIT_CONSUMERS_LOST = 3  # the watchdog could not restore our consumers: let the platform restart us
 
 
@@ -93,6 +76,14 @@ async def _settle(message: aio_pika.abc.AbstractIncomingMessage, action: str, **
     return True
 
 
+def _in_thread(fn: Any, *args: Any) -> Any:
+    """Run `fn` in a pool thread and give its database connection back afterwards."""
+    try:
+        return fn(*args)
+    finally:
+        give_back_connection()
+
+
 # ---------------------------------------------------------------------------------- the consumer
 @dataclass
 class _WatchState:
@@ -104,37 +95,29 @@ class _WatchState:
 class BillingConsumer:
     def __init__(self, *, queues: list[str] | None = None, concurrency: int | None = None,
                  max_queues: int | None = None, url: str | None = None, shutdown_grace: float | None = None,
-                 watchdog_interval: float | None = None, reconnect_interval: float | None = None,
-                 db_idle_seconds: float | None = None, handback_after: float | None = None) -> None:
+                 watchdog_interval: float | None = None, reconnect_interval: float | None = None) -> None:
         self.queue_names = list(queues or ALL_QUEUES)
         self.concurrency = int(concurrency or settings.BILLING_CONSUMER_CONCURRENCY)
-        self.max_queues = int(max_queues or settings.BILLING_CONSUMER_MAX_QUEUES or self.concurrency)
-        # Per consumer (one per RabbitMQ queue): a few deliveries beyond what can start now, so a
-        # freed slot can pick the highest priority among them.
-        self.prefetch = min(self.max_queues, self.concurrency) + 2
+        self.max_queues = int(max_queues or settings.BILLING_CONSUMER_MAX_QUEUES)
+        # Handling a delivery is a claim, not the work: a modest prefetch keeps claims flowing.
+        self.prefetch = 4 * CLAIM_THREADS + CONTROL_THREADS
         self.url = url or settings.RABBITMQ_URL
-        # The message in flight may take one provider call (connect + read timeouts), its outcome
-        # write and a republish (publish timeout): that is how long a worker needs to stop.
+        # The step in flight may take one provider call (its deadline), its outcome write and a
+        # republish (publish timeout): that is how long the sender threads need to stop.
         self.shutdown_grace = shutdown_grace if shutdown_grace is not None else (
             float(settings.EVOLUTION_READ_TIMEOUT) + float(settings.EVOLUTION_CONNECT_TIMEOUT)
             + float(settings.BILLING_PUBLISH_TIMEOUT) + 3.0)
         self.watchdog_interval = float(watchdog_interval or settings.BILLING_CONSUMER_WATCHDOG_SECONDS)
         self.reconnect_interval = float(reconnect_interval or settings.BILLING_CONSUMER_RECONNECT_SECONDS)
-        self.db_idle_seconds = float(db_idle_seconds if db_idle_seconds is not None
-                                     else settings.BILLING_CONSUMER_DB_IDLE_SECONDS)
-        # A delivery that waited this long for a queue slot goes back to the broker, where
-        # another consumer process with free slots may take it.
-        self.handback_after = float(handback_after or 2.0)
-        self.process_id = f"{socket.gethostname()}:{os.getpid()}"
-        self.stop_event = threading.Event()  # read by workers between messages
+        self.process_id = new_consumer_id()
+        self.stop_event = threading.Event()  # read by the sender threads before each step
         self.exit_code = 0
-        self.permits = DbPermits(self.concurrency, application_name=f"billing-consumer {self.process_id}")
-        # One parked thread per held queue, plus room for claims and control steps.
-        self._executor = ThreadPoolExecutor(max_workers=self.max_queues + self.concurrency + 2,
-                                            thread_name_prefix="billing-worker")
+        self.engine = DispatchEngine(holder=self.process_id, threads=self.concurrency, max_queues=self.max_queues,
+                                     stop_event=self.stop_event, republish=publish_queue)
+        self._claims = ThreadPoolExecutor(max_workers=CLAIM_THREADS, thread_name_prefix="billing-claim")
+        self._control = ThreadPoolExecutor(max_workers=CONTROL_THREADS, thread_name_prefix="billing-control")
         self._stopping: asyncio.Event | None = None
-        self._slots: PrioritySlots | None = None
-        self._tasks: set[asyncio.Task] = set()  # deliveries being handled and workers running
+        self._tasks: set[asyncio.Task] = set()  # deliveries being handled
         self._background: list[asyncio.Task] = []
         self._queues: dict[str, aio_pika.abc.AbstractQueue] = {}
         self._tags: dict[str, str] = {}
@@ -151,10 +134,13 @@ class BillingConsumer:
         self._reconnected = asyncio.Event()
         if self.stop_event.is_set():
             self._stopping.set()
-        self._slots = PrioritySlots(self.max_queues)
+        loop = asyncio.get_running_loop()
+        # Registered (first heartbeat) before the first claim: a process is never a holder the
+        # database does not know.
+        await loop.run_in_executor(self._claims, _in_thread, self.engine.start)
         if await self._start():
             logger.info("billing consumer started", extra={
-                "queues": self.queue_names, "concurrency": self.concurrency, "max_queues": self.max_queues,
+                "queues": self.queue_names, "sender_threads": self.concurrency, "max_queues": self.max_queues,
                 "prefetch": self.prefetch, "consumer_id": self.process_id})
             self._background = [asyncio.create_task(self._watchdog(), name="billing-consumer-watchdog"),
                                 asyncio.create_task(self._beat(), name="billing-consumer-heartbeat")]
@@ -175,7 +161,8 @@ class BillingConsumer:
         self.request_stop()
 
     def request_stop(self) -> None:
-        """First signal: stop taking deliveries, let workers finish their message, release."""
+        """First signal: stop taking deliveries; every held queue is handed back after its
+        step in flight."""
         self.stop_event.set()
         if self._stopping is not None:
             self._stopping.set()
@@ -205,7 +192,6 @@ class BillingConsumer:
         self.channel = await self.connection.channel()
         await self.channel.set_qos(prefetch_count=self.prefetch)
         queues = await declare_topology(self.channel)
-        self._slots.batch_for(STARTUP_BATCH_SECONDS)  # a backlog arrives at once: overdue first
         for name in self.queue_names:
             self._queues[name] = queues[name]
             self._tags[name] = await queues[name].consume(self._on_message)
@@ -219,22 +205,21 @@ class BillingConsumer:
                 await asyncio.wait_for(self._queues[name].cancel(tag), 2.0)
             except (*CONNECTION_EXCEPTIONS, asyncio.TimeoutError):  # the broker may be gone: it requeues anyway
                 logger.debug("cancel consumer failed", exc_info=True)
-        if self._slots is not None:
-            self._slots.close()  # waiting deliveries go back to the broker
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self.shutdown_grace)
-            if pending:
-                logger.error("billing workers did not stop in time; their queues are released as stale later",
-                             extra={"still_running": len(pending), "grace_seconds": self.shutdown_grace})
-                if not self.exit_code:
-                    self.exit_code = 1
+        if self._tasks:  # claims in flight end in the scheduler, which the drain empties
+            await asyncio.wait(set(self._tasks), timeout=self.shutdown_grace)
+        loop = asyncio.get_running_loop()
+        drained = await loop.run_in_executor(self._claims, _in_thread, self.engine.drain, self.shutdown_grace)
+        if not drained:
+            logger.error("billing queues were not handed back in time; their consumer's silence releases them",
+                         extra={"still_held": len(self.engine.scheduler), "grace_seconds": self.shutdown_grace})
+            if not self.exit_code:
+                self.exit_code = 1
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._close_connection()
-        # Django refuses blocking database calls on the event loop's thread: close in the pool.
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.permits.close_all)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._claims.shutdown(wait=False, cancel_futures=True)
+        self._control.shutdown(wait=False, cancel_futures=True)
         logger.info("billing consumer stopped", extra={"consumer_id": self.process_id, "exit_code": self.exit_code,
                                                        "seconds": round(time.monotonic() - self._stopping_since, 2)})
         return self.exit_code
@@ -278,7 +263,7 @@ class BillingConsumer:
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         # aiormq runs this callback as a task of the channel and cancels it when the channel
         # closes (a broker restart): the handling runs in a task of ours instead, so a claim in
-        # flight always gets its worker.
+        # flight always reaches the scheduler.
         self._spawn(self._handle(message))
 
     async def _handle(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -302,85 +287,39 @@ class BillingConsumer:
             await _settle(message, "reject", requeue=False)
             metrics.observe_delivery(queue_name, "rejected")
             return
-        priority = TemplateType.priority_of(parsed.type)
-        if not await self._acquire_slot(message, priority):
-            return
-        try:
-            worker = await self._claim(message, parsed)
-        except BaseException:
-            self._slots.release()
-            raise
-        if worker is None:
-            self._slots.release()
-            return
-        try:
-            await self._work(worker, priority)
-        finally:
-            self._slots.release()
-
-    async def _acquire_slot(self, message: aio_pika.abc.AbstractIncomingMessage, priority: int) -> bool:
-        """Wait for a queue slot; False (delivery handed back) when stopping or when none came
-        within `handback_after`."""
-        try:
-            if self.stop_event.is_set():
-                raise SlotsClosed()
-            await asyncio.wait_for(self._slots.acquire(priority), self.handback_after)
-        except (SlotsClosed, asyncio.TimeoutError):
+        if self.stop_event.is_set() or not self.engine.has_room():
+            if not self.stop_event.is_set():
+                await self._sleep_unless_stopping(FULL_BACKOFF_SECONDS)  # full: let another process take it
             await _settle(message, "nack", requeue=True)
-            metrics.observe_delivery(message.routing_key, "requeued")
-            return False
+            metrics.observe_delivery(queue_name, "requeued")
+            return
         if not _channel_alive(message):
-            # The broker requeued this delivery when its channel closed; the copy it sends again
-            # is the one to handle.
-            self._slots.release()
-            return False
-        return True
-
-    async def _claim(self, message: aio_pika.abc.AbstractIncomingMessage, parsed: BillingMessage) -> ParkingWorker | None:
+            return  # the broker requeued it when its channel closed: the copy it sends again counts
         loop = asyncio.get_running_loop()
-        worker_id = f"{self.process_id}:{uuid.uuid4().hex[:8]}"
         try:
-            worker = await loop.run_in_executor(self._executor, run_with_permit, self.permits,
-                                                TemplateType.priority_of(parsed.type), claim_worker, parsed.queue_id,
-                                                worker_id, self.stop_event, self.permits)
+            runner = await loop.run_in_executor(self._claims, _in_thread, self.engine.claim, parsed.queue_id)
         except Exception:  # noqa: BLE001 - database trouble: give the message back, slowly
             logger.exception("billing consumer: claim failed", extra={"queue_id": parsed.queue_id})
             await asyncio.sleep(1)
             await _settle(message, "nack", requeue=True)
-            metrics.observe_delivery(message.routing_key, "requeued")
-            return None
+            metrics.observe_delivery(queue_name, "requeued")
+            return
         await _settle(message, "ack")
-        if worker is None:
+        if runner is None:
             logger.info("billing consumer: nothing to claim (duplicate, not due or finished)",
                         extra={"queue_id": parsed.queue_id})
-            metrics.observe_delivery(message.routing_key, "not_claimed")
-            return None
-        metrics.observe_delivery(message.routing_key, "claimed")
-        return worker
-
-    async def _work(self, worker: ParkingWorker, priority: int) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            result = await loop.run_in_executor(self._executor, run_with_permit, self.permits, priority,
-                                                run_worker, worker)
-        except Exception:  # noqa: BLE001 - a worker bug must not kill the consumer; the stale check recovers
-            logger.exception("billing worker crashed", extra={"queue_id": str(worker.queue_id)})
-            metrics.observe_worker_run("crashed")
+            metrics.observe_delivery(queue_name, "not_claimed")
             return
-        metrics.observe_worker_run(result.outcome)
-        logger.info("billing worker finished", extra={"queue_id": str(worker.queue_id), "outcome": result.outcome,
-                                                      "sent": result.sent, "failed": result.failed,
-                                                      "worker_id": worker.worker_id})
+        self._adopt(runner, parsed)
+        metrics.observe_delivery(queue_name, "claimed")
+
+    def _adopt(self, runner: QueueRunner, parsed: BillingMessage) -> None:
+        self.engine.adopt(runner)
+        logger.info("billing consumer: queue claimed", extra={"queue_id": parsed.queue_id,
+                                                              "request_id": parsed.request_id})
 
     async def _on_control(self, message: aio_pika.abc.AbstractIncomingMessage, parsed: BillingMessage) -> None:
-        from apps.billing.services import periodic
-
-        handlers = {
-            RESUME_QUEUE: periodic.resume_due_queues,
-            CHECK_STALE_QUEUE: periodic.release_stale_queues,
-            CHECK_RECOVERY_QUEUE: periodic.recover_instances,
-        }
-        handler = handlers.get(message.routing_key)
+        handler = control.HANDLERS.get(message.routing_key)
         if handler is None:
             await _settle(message, "reject", requeue=False)
             metrics.observe_delivery(message.routing_key, "rejected")
@@ -392,8 +331,8 @@ class BillingConsumer:
         loop = asyncio.get_running_loop()
         outcome = "handled"
         try:
-            await loop.run_in_executor(self._executor, run_with_permit, self.permits, CONTROL_PRIORITY, handler)
-        except Exception:  # noqa: BLE001 - the periodic task runs the same step again soon
+            await loop.run_in_executor(self._control, _in_thread, handler, parsed)
+        except Exception:  # noqa: BLE001 - the periodic process publishes the same check again soon
             logger.exception("billing control message failed", extra={"routing_key": message.routing_key})
             outcome = "failed"
         await _settle(message, "ack")
@@ -402,7 +341,6 @@ class BillingConsumer:
     # ------------------------------------------------------------------ watchdog
     async def _on_reconnect(self, *_: Any) -> None:
         logger.warning("billing consumer reconnected to RabbitMQ; checking its consumers")
-        self._slots.batch_for(STARTUP_BATCH_SECONDS)  # what was unacked comes again, at once
         self._reconnected.set()
 
     async def _watchdog(self) -> None:
@@ -410,7 +348,7 @@ class BillingConsumer:
         and does each of our queues have our consumer, on our channel and on the broker?
         A queue missing its consumer twice in a row is re-subscribed; if that fails, or the
         consumer is still missing afterwards, the process stops with EXIT_CONSUMERS_LOST so the
-        platform restarts it. Also closes database connections left idle."""
+        platform restarts it."""
         state = _WatchState()
         while not self._stopping.is_set():
             try:
@@ -427,8 +365,6 @@ class BillingConsumer:
                 logger.exception("billing consumer check failed")
 
     async def _watch_once(self, state: _WatchState) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.permits.close_idle,
-                                                         self.db_idle_seconds)
         if self.connection is None or self.connection.is_closed or not self.connection.connected.is_set():
             if state.down_since is None:
                 state.down_since = time.monotonic()

@@ -18,6 +18,7 @@ class BillingMessage:
     queue_id: str | None = None
     tenant_id: str | None = None
     instance_id: int | None = None
+    holder: str | None = None  # check_stale: the consumer process that held the queue
     attempt: int = 1
     request_id: str | None = None
     published_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
@@ -43,9 +44,12 @@ class BillingMessage:
         if instance_id is not None and (not isinstance(instance_id, int) or isinstance(instance_id, bool)):
             raise PoisonMessage("instance_id is not an integer")
         attempt = data.get("attempt", 1)
+        holder = data.get("holder")
+        if holder is not None and not isinstance(holder, str):
+            raise PoisonMessage("holder is not a string")
         return cls(
             type=data["type"], queue_id=queue_id, tenant_id=data.get("tenant_id") and str(data["tenant_id"]),
-            instance_id=instance_id, attempt=attempt if isinstance(attempt, int) else 1,
+            instance_id=instance_id, holder=holder, attempt=attempt if isinstance(attempt, int) else 1,
             request_id=data.get("request_id") if isinstance(data.get("request_id"), str) else None,
             published_at=str(data.get("published_at", "")),
         )

@@ -1,9 +1,10 @@
 """Is the tenant's WhatsApp instance able to send right now?
 
-The worker asks before every message, so answers are cached per process for a few seconds
-(BillingConfig.health_cache_seconds); a failed send that says the instance is down also counts
-(`mark_unhealthy`), because users see `state: open` while sends fail with "Connection Closed".
-Changes of state are written to the instance row, so the admin and /readyz see them.
+The queue runner asks before every message, so answers are cached per process for a few seconds
+(BillingConfig.health_cache_seconds); a send that fails as "instance unavailable" asks again at
+once, uncached, because users see `state: open` while sends fail (then the failure counts toward
+the contact's attempts instead of pausing the queue). Changes of state are written to the
+instance row, so the admin, /readyz and the other consumer processes see them.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -29,30 +31,40 @@ class InstanceHealth:
 
 
 class InstanceHealthChecker:
-    """Per-process cache of health answers, shared by the worker threads of one consumer."""
+    """Per-process cache of health answers, shared by the sender threads of one consumer."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[int, tuple[float, InstanceHealth]] = {}
+        self._cache: dict[int, tuple[float, datetime, InstanceHealth]] = {}  # pk → (monotonic, wall, answer)
 
     def check(self, instance: WhatsAppInstance, *, max_age: float, client: Any = None) -> InstanceHealth:
-        """The cached answer, or a new one from the provider through `client` (the worker's
-        own, which in the consumer holds no database permit during the call)."""
+        """The cached answer, or a new one from the provider through `client` (the runner's
+        own). The row, as the caller last read it, wins over the cache when it is fresher and
+        says `open`: another process checked the instance (a recovery check, say), so a queue
+        it just resumed is not sent back to instance_down on this process's older answer; and a
+        process's first question trusts an `open` checked within `max_age`."""
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(instance.pk)
-        if cached and now - cached[0] <= max_age:
-            return cached[1]
+        row_open_at = instance.health_checked_at if instance.health_state == WhatsAppInstance.HealthState.OPEN else None
+        if cached and now - cached[0] <= max_age and (
+                cached[2].healthy or row_open_at is None or row_open_at <= cached[1]):
+            return cached[2]
+        if max_age > 0 and row_open_at is not None:
+            age = (timezone.now() - row_open_at).total_seconds()
+            if 0 <= age <= max_age:
+                health = InstanceHealth(True, instance.health_reason or "connected")
+                self._remember(instance.pk, health, age=age)
+                return health
         result = (client or EvolutionAPIService(instance)).check_health()
         health = InstanceHealth(result.healthy, result.reason)
-        with self._lock:
-            self._cache[instance.pk] = (time.monotonic(), health)
+        self._remember(instance.pk, health)
         record_health(instance, result)
         return health
 
-    def mark_unhealthy(self, instance: WhatsAppInstance, reason: str) -> None:
+    def _remember(self, instance_id: int, health: InstanceHealth, *, age: float = 0.0) -> None:
         with self._lock:
-            self._cache[instance.pk] = (time.monotonic(), InstanceHealth(False, reason))
+            self._cache[instance_id] = (time.monotonic() - age, timezone.now() - timedelta(seconds=age), health)
 
     def forget(self, instance_id: int) -> None:
         with self._lock:
@@ -77,16 +89,24 @@ class InstanceRecoveryService:
     to `pending` (and the caller publishes them) once a health check says `open`."""
 
     @staticmethod
-    def handle_instance_down(lease, reason: str) -> bool:
+    def handle_instance_down(lease, reason: str, *, then: Any = None) -> bool:
         from apps.billing.services.queue_lease import release
 
-        return release(lease, QueueStatus.INSTANCE_DOWN, pause_reason=f"instance_down: {reason}"[:200])
+        return release(lease, QueueStatus.INSTANCE_DOWN, pause_reason=f"instance_down: {reason}"[:200], then=then)
 
     @staticmethod
     def recover(instance: WhatsAppInstance) -> list:
-        """If the instance answers `open`, move its instance_down queues to pending; return them."""
-        from apps.billing.models import BillingQueue
+        """If the instance is switched on and answers `open`, move its instance_down queues to
+        pending, each with its `queue.resumed` callback in the same transaction; return them (the
+        caller publishes them, after commit). Each move is a compare-and-swap on the status, so
+        two consumers checking the same instance resume each queue once."""
+        from django.db import transaction
 
+        from apps.billing.models import BillingQueue
+        from apps.billing.services import callbacks
+
+        if not instance.is_active or not instance.tenant.is_active:
+            return []
         result = EvolutionAPIService(instance).check_health()
         record_health(instance, result)
         if not result.healthy:
@@ -94,10 +114,13 @@ class InstanceRecoveryService:
         queues = list(BillingQueue.objects.filter(instance=instance, status=QueueStatus.INSTANCE_DOWN))
         resumed = []
         for queue in queues:
-            moved = BillingQueue.objects.filter(pk=queue.pk, status=QueueStatus.INSTANCE_DOWN).update(
-                status=QueueStatus.PENDING, pause_reason="", next_resume_at=None, last_published_at=None,
-                updated_at=timezone.now(),
-            )
+            with transaction.atomic():
+                moved = BillingQueue.objects.filter(pk=queue.pk, status=QueueStatus.INSTANCE_DOWN).update(
+                    status=QueueStatus.PENDING, pause_reason="", next_resume_at=None, last_published_at=None,
+                    updated_at=timezone.now(),
+                )
+                if moved:
+                    callbacks.on_queue_resumed(queue)
             if moved:
                 resumed.append(queue)
         if resumed:

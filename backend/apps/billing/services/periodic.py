@@ -1,9 +1,18 @@
-"""What `run_billing_periodic_tasks` does each cycle (it replaces Celery Beat). Every step is
-idempotent and finds its work in the database, so a lost broker message, a crashed worker or a
-second replica changes nothing but timing. Each step returns how much it did."""
+"""What `run_billing_periodic_tasks` does each cycle (it replaces Celery Beat).
+
+The periodic process only looks: cheap queries, never an HTTP call. For each thing to act on
+it publishes one control message (dispatch/control.py) that any consumer acts on exactly
+once, or a send wake-up for a queue the broker may never have got. So a slow provider or a
+slow client endpoint can never stall the schedule of resumes, recoveries and releases for
+everyone (callback delivery runs in its own process). Every step is idempotent and finds its
+work in the database: a lost message, a crashed consumer or a second replica changes nothing
+but timing. Each step returns how much it published or did.
+"""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Hashable
 from datetime import timedelta
 
 from django.conf import settings
@@ -11,64 +20,89 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.billing.constants import QueueStatus
+from apps.billing.dispatch import consumer_registry
 from apps.billing.models import BillingQueue
-from apps.billing.rabbitmq.billing_publisher import publish_queue
+from apps.billing.rabbitmq.billing_publisher import publish_control, publish_queue
+from apps.billing.rabbitmq.messages import BillingMessage
+from apps.billing.rabbitmq.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
 from apps.billing.services import callbacks
 from apps.billing.services.billing_send_service import close_idle_billing_conversations
-from apps.billing.services.instance_checker import InstanceRecoveryService
-from apps.billing.services.queue_lease import release_stale
-from apps.connections.models import WhatsAppInstance
 
 logger = logging.getLogger(__name__)
 
 
-def resume_due_queues() -> int:
-    """paused_business_hours whose next opening has come → pending, published."""
+class _RecentlyPublished:
+    """Control messages published in the last BILLING_CONTROL_REPUBLISH_SECONDS, per object:
+    a consumer that has not acted yet is not sent the same check every cycle."""
+
+    def __init__(self) -> None:
+        self._at: dict[Hashable, float] = {}
+
+    def due(self, key: Hashable) -> bool:
+        now = time.monotonic()
+        window = float(settings.BILLING_CONTROL_REPUBLISH_SECONDS)
+        if len(self._at) > 10_000:
+            self._at = {k: t for k, t in self._at.items() if now - t < window}
+        return now - self._at.get(key, float("-inf")) >= window
+
+    def mark(self, key: Hashable) -> None:
+        self._at[key] = time.monotonic()
+
+    def clear(self) -> None:
+        self._at.clear()
+
+
+recently_published = _RecentlyPublished()
+
+
+def _publish_control(key: Hashable, message: BillingMessage, routing_key: str) -> int:
+    if not recently_published.due(key):
+        return 0
+    if publish_control(message, routing_key):
+        recently_published.mark(key)
+        return 1
+    return 0
+
+
+def publish_due_resumes() -> int:
+    """paused_business_hours queues whose next opening has come: one billing.resume each."""
     now = timezone.now()
-    resumed = 0
-    for queue in BillingQueue.objects.filter(status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at__lte=now):
-        moved = BillingQueue.objects.filter(pk=queue.pk, status=QueueStatus.PAUSED_BUSINESS_HOURS).update(
-            status=QueueStatus.PENDING, pause_reason="", next_resume_at=None, last_published_at=None, updated_at=now
-        )
-        if moved:
-            resumed += 1
-            callbacks.on_queue_resumed(queue)
-            publish_queue(queue)
-    return resumed
+    due = BillingQueue.objects.filter(status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at__lte=now) \
+        .values_list("pk", "tenant_id")[:1000]
+    return sum(_publish_control(("resume", pk), BillingMessage(type="resume", queue_id=str(pk), tenant_id=str(tenant)),
+                                RESUME_QUEUE) for pk, tenant in due)
 
 
-def recover_instances() -> int:
-    """For each instance with instance_down queues: one health check; open → resume them."""
-    resumed = 0
-    instance_ids = BillingQueue.objects.filter(status=QueueStatus.INSTANCE_DOWN).values_list(
-        "instance_id", flat=True).distinct()
-    for instance in WhatsAppInstance.objects.filter(pk__in=list(instance_ids)):
-        for queue in InstanceRecoveryService.recover(instance):
-            callbacks.on_queue_resumed(queue)
-            publish_queue(queue)
-            resumed += 1
-    return resumed
+def publish_recovery_checks() -> int:
+    """Active instances with instance_down queues: one billing.check_recovery each."""
+    instances = (BillingQueue.objects.filter(status=QueueStatus.INSTANCE_DOWN, instance__is_active=True,
+                                             instance__tenant__is_active=True)
+                 .values_list("instance_id", "tenant_id").distinct())
+    return sum(_publish_control(("recovery", instance_id),
+                                BillingMessage(type="check_recovery", instance_id=instance_id, tenant_id=str(tenant)),
+                                CHECK_RECOVERY_QUEUE) for instance_id, tenant in instances)
 
 
-def release_stale_queues() -> int:
-    """Running queues whose worker stopped heart-beating for longer than the tenant's
-    stale threshold are handed back (see queue_lease.release_stale) and published."""
-    released = 0
-    candidates = BillingQueue.objects.filter(status=QueueStatus.RUNNING).select_related("tenant__billing_config")
+def publish_stale_checks() -> int:
+    """Running queues whose consumer process is dead (silent past the bound: seconds, see
+    dispatch/consumer_registry.py), and running queues a live holder stopped tending (their
+    heartbeat older than the tenant's stale threshold): one billing.check_stale each."""
+    published = 0
+    for queue_id, holder in consumer_registry.orphaned_queues():
+        published += _publish_control(("stale", queue_id), BillingMessage(type="check_stale", queue_id=queue_id,
+                                                                          holder=holder), CHECK_STALE_QUEUE)
     now = timezone.now()
-    for queue in candidates.only("id", "last_heartbeat", "template_type", "tenant_id", "tenant__billing_config"):
-        threshold = timedelta(seconds=_stale_threshold(queue))
-        if queue.last_heartbeat is not None and now - queue.last_heartbeat < threshold:
-            continue
-        if release_stale(queue.pk, now - threshold):
-            publish_queue(queue)
-            released += 1
-    return released
+    running = BillingQueue.objects.filter(status=QueueStatus.RUNNING).values_list(
+        "pk", "last_heartbeat", "tenant__billing_config__stale_threshold_seconds")
+    for queue_id, beat, threshold in running:
+        if beat is None or now - beat >= timedelta(seconds=float(threshold or 600)):
+            published += _publish_control(("stale", str(queue_id)),
+                                          BillingMessage(type="check_stale", queue_id=str(queue_id)), CHECK_STALE_QUEUE)
+    return published
 
 
-def _stale_threshold(queue: BillingQueue) -> float:
-    config = getattr(queue.tenant, "billing_config", None)
-    return float(config.stale_threshold_seconds if config else 600)
+def forget_dead_consumers() -> int:
+    return consumer_registry.forget_dead_consumers()
 
 
 def publish_waiting_queues() -> int:
@@ -93,21 +127,20 @@ def publish_waiting_queues() -> int:
 
 
 STEPS = (
-    ("resume_due_queues", resume_due_queues),
-    ("recover_instances", recover_instances),
-    ("release_stale_queues", release_stale_queues),
+    ("publish_due_resumes", publish_due_resumes),
+    ("publish_recovery_checks", publish_recovery_checks),
+    ("publish_stale_checks", publish_stale_checks),
     ("publish_waiting_queues", publish_waiting_queues),
+    ("forget_dead_consumers", forget_dead_consumers),
     ("deliver_callbacks", callbacks.deliver_due),
     ("close_idle_conversations", close_idle_billing_conversations),
 )
 
 
-def run_cycle(*, include_stale: bool = True) -> dict[str, int]:
+def run_cycle() -> dict[str, int]:
     """One cycle; a failing step is logged and the others still run."""
     results: dict[str, int] = {}
     for name, step in STEPS:
-        if name == "release_stale_queues" and not include_stale:
-            continue
         try:
             results[name] = step()
         except Exception:  # noqa: BLE001 - one broken step must not stop the others

@@ -14,8 +14,10 @@ import functools
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import Case, F, When
@@ -28,6 +30,7 @@ from apps.billing.services.billing_send_service import OutboundChat, next_messag
 from apps.common import prepared_sql
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LeaseLost(Exception):
@@ -68,11 +71,6 @@ def claim_queue(queue_id: str | uuid.UUID, worker_id: str) -> Lease | None:
     if row is None:
         return None
     return Lease(uuid.UUID(str(queue_id)), token, worker_id, first_start=bool(row[0]))
-
-
-def heartbeat(lease: Lease) -> None:
-    if not lease.queue_rows().update(last_heartbeat=Now()):
-        raise LeaseLost()
 
 
 def current_status(lease: Lease) -> str | None:
@@ -145,7 +143,7 @@ done AS (
      WHERE id = %(contact)s AND claim_token = %(token)s AND status = 'sending' AND EXISTS (SELECT 1 FROM q)
     RETURNING variation_id
 ), counters AS (
-    UPDATE {_QUEUE} SET sent_count = sent_count + 1, updated_at = now(),
+    UPDATE {_QUEUE} SET sent_count = sent_count + 1, updated_at = now(), last_sent_at = now(),
            last_heartbeat = CASE WHEN lease_token = %(token)s THEN now() ELSE last_heartbeat END
      WHERE id = (SELECT id FROM q) AND EXISTS (SELECT 1 FROM done)
 ), variation AS (
@@ -161,14 +159,26 @@ _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 _OUTCOME_ATTEMPTS = 3
 
 
-def _run_retrying_conflicts(sql: str, params: dict) -> prepared_sql.Result:
-    """Run a one-statement outcome write, again if PostgreSQL chose it as a deadlock victim. The
-    failed attempt changed nothing and the statement is fenced, so running it again is exactly
-    the write that was meant; raising instead would leave a delivered message `sending` (later
-    `interrupted`). Not inside a transaction: there the error has already broken it."""
+def _then(then: Callable[[], object]) -> None:
+    """The callbacks reporting an outcome, inside the outcome's transaction but under a savepoint:
+    if writing them fails, the outcome still commits (a message the provider accepted must never
+    stay `sending` for want of its callback); the loss is logged for a person."""
+    try:
+        with transaction.atomic():
+            then()
+    except Exception:
+        logger.exception("billing outcome callback not written; the outcome is kept")
+
+
+def retrying_conflicts(write: Callable[[], T]) -> T:
+    """Run an outcome write (one statement, or one `atomic()` block with its callbacks) again if
+    PostgreSQL chose it as a deadlock victim. The failed attempt changed nothing and the write is
+    fenced, so running it again is exactly the write that was meant; raising instead would leave
+    a delivered message `sending` (later `interrupted`). Not inside a caller's transaction:
+    there the error has already broken it."""
     for attempt in range(1, _OUTCOME_ATTEMPTS + 1):
         try:
-            return prepared_sql.run(sql, params)
+            return write()
         except OperationalError as exc:
             sqlstate = getattr(exc.__cause__, "sqlstate", None)
             if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _OUTCOME_ATTEMPTS or connection.in_atomic_block:
@@ -192,17 +202,30 @@ def start_sending(lease: Lease, contact: BillingContact) -> bool:
 
 
 def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: str, rendered: str,
-                chat: OutboundChat | None = None) -> bool:
+                chat: OutboundChat | None = None, then: Callable[[], object] | None = None) -> bool:
     """sending → sent with the queue's and the variation's counters and, given `chat`, the
     chat history (conversation, message, the contact's link to it): one statement, so one
     round trip and one commit. Fenced by the contact's claim token: a stale release cleared it,
     so a frozen worker records nothing; a pause or cancel did not, so the real outcome of an
-    in-flight message is kept."""
+    in-flight message is kept. `then` runs in the same transaction when the outcome was
+    recorded (the callbacks that report it: they commit together or not at all)."""
     params = {"token": lease.token, "queue": lease.queue_id, "contact": contact.pk,
               "pmid": provider_message_id[:128], "text": rendered}
     if chat is not None:
         params.update(chat.params(text=rendered, provider_message_id=provider_message_id))
-    recorded = _run_retrying_conflicts(_sent_statement(with_chat=chat is not None), params).rows[0][0]
+    sql = _sent_statement(with_chat=chat is not None)
+
+    def write() -> int:
+        if then is None:
+            return prepared_sql.run(sql, params).rows[0][0]
+        with transaction.atomic():
+            count = prepared_sql.run(sql, params).rows[0][0]
+            if count == 1:
+                contact.status = ContactStatus.SENT
+                _then(then)
+            return count
+
+    recorded = retrying_conflicts(write)
     if recorded != 1:
         logger.warning("billing contact changed under us; outcome not recorded",
                        extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})
@@ -212,9 +235,17 @@ def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: s
 
 
 def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_counters: dict[str, int],
-            variation_counter: str | None, **contact_fields) -> bool:
+            variation_counter: str | None, then: Callable[[], object] | None = None, **contact_fields) -> bool:
     """The other outcomes (failed, retry, skipped): rarer, so plain ORM; same lock order and
-    fence as `record_sent`."""
+    fence as `record_sent`; `then` (the callbacks) commits with the outcome."""
+    return retrying_conflicts(lambda: _finish_once(lease, contact, from_statuses=from_statuses,
+                                                   queue_counters=queue_counters,
+                                                   variation_counter=variation_counter, then=then,
+                                                   **contact_fields))
+
+
+def _finish_once(lease: Lease, contact: BillingContact, *, from_statuses, queue_counters: dict[str, int],
+                 variation_counter: str | None, then: Callable[[], object] | None, **contact_fields) -> bool:
     with transaction.atomic():
         # Queue row first (lock order). The fence is the contact's claim token below: a pause or
         # cancel from the API leaves our in-flight contact alone, so its real outcome is still
@@ -236,12 +267,17 @@ def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_count
             BillingTemplateVariation.objects.filter(pk=contact.variation_id).update(
                 **{variation_counter: F(variation_counter) + 1}
             )
+        if "status" in contact_fields:
+            contact.status = contact_fields["status"]
+        if then is not None:
+            _then(then)
     return True
 
 
-def record_failed(lease: Lease, contact: BillingContact, *, code: str, error: str, rendered: str = "") -> bool:
+def record_failed(lease: Lease, contact: BillingContact, *, code: str, error: str, rendered: str = "",
+                  then: Callable[[], object] | None = None) -> bool:
     return _finish(
-        lease, contact, from_statuses=ContactStatus.sources_for(ContactStatus.FAILED),
+        lease, contact, from_statuses=ContactStatus.sources_for(ContactStatus.FAILED), then=then,
         queue_counters={"failed_count": 1}, variation_counter="failed_count", status=ContactStatus.FAILED,
         error_code=code, last_error=error[:500], claim_token=None, claimed_at=None,
         **({"rendered_message": rendered} if rendered else {}),
@@ -259,9 +295,12 @@ def record_skipped(lease: Lease, contact: BillingContact, *, code: str, reason: 
 
 def record_retry(lease: Lease, contact: BillingContact, *, at: datetime, code: str, error: str,
                  refund_attempt: bool = False) -> bool:
-    """sending → pending_retry at `at`. `refund_attempt` when the provider refused before sending
-    (429, instance down): that try does not count toward max_attempts."""
+    """sending → pending_retry at `at`. `refund_attempt` when provably nothing left our process
+    (circuit open, connection refused): that try does not count toward max_attempts. Any
+    answer from the provider counts, so every contact ends within max_attempts."""
     extra = {"attempts": F("attempts") - 1} if refund_attempt else {}
+    if refund_attempt:
+        contact.attempts -= 1
     return _finish(
         lease, contact, from_statuses=[ContactStatus.SENDING], queue_counters={}, variation_counter=None,
         status=ContactStatus.PENDING_RETRY, next_attempt_at=at, error_code=code, last_error=error[:500],
@@ -269,9 +308,10 @@ def record_retry(lease: Lease, contact: BillingContact, *, at: datetime, code: s
     )
 
 
-def release(lease: Lease, to_status: str, **queue_fields) -> bool:
+def release(lease: Lease, to_status: str, *, then: Callable[[], object] | None = None, **queue_fields) -> bool:
     """Hand the queue back (pending, paused_business_hours, instance_down, completed): the queue
-    row first, then our claimed-but-unsent contacts. False when the lease was already gone."""
+    row first, then our claimed-but-unsent contacts. False when the lease was already gone.
+    `then` (the callback reporting the change) commits with it."""
     now = timezone.now()
     fields = {"status": to_status, "processing_by": "", "lease_token": None, "updated_at": now, **queue_fields}
     if to_status == QueueStatus.COMPLETED:
@@ -282,19 +322,45 @@ def release(lease: Lease, to_status: str, **queue_fields) -> bool:
         BillingContact.objects.filter(
             queue_id=lease.queue_id, claim_token=lease.token, status__in=UNSENT_CONTACT_STATUSES
         ).update(claim_token=None, claimed_at=None)
+        if then is not None:
+            _then(then)
     return True
 
 
-def release_stale(queue_id: uuid.UUID, stale_before: datetime) -> bool:
-    """Free a running queue whose holder stopped heart-beating. Claimed-but-unsent contacts go
-    back to pending; a contact caught `sending` may have been delivered, so it ends `failed`
-    with `interrupted` instead of being sent again, counted like any failure (queue, variation,
-    `contact.failed` callback). Fenced: the new state carries no token."""
+def forget_claims(lease: Lease, contact_ids: list[int]) -> None:
+    """Our claimed contacts go back to the pool unsent (the queue left us, or one was postponed
+    after we claimed it): a later claim, ours or another lease's, takes them again."""
+    if contact_ids:
+        BillingContact.objects.filter(pk__in=contact_ids, claim_token=lease.token,
+                                      status__in=UNSENT_CONTACT_STATUSES).update(claim_token=None, claimed_at=None)
+
+
+def show_hold(lease: Lease, *, reason: str, until: datetime | None) -> None:
+    """A running queue that waits (a provider's Retry-After on its number) says why and until
+    when, without changing status: it still holds its place and resumes by itself."""
+    lease.queue_rows().update(pause_reason=reason[:200], next_resume_at=until, updated_at=Now())
+
+
+def last_sent_at(instance_ids: list[int]) -> datetime | None:
+    """When a number last sent, as PostgreSQL knows it (`BillingQueue.last_sent_at` of the queues
+    of every instance row pointing at that number): the pace's memory when Redis lost it."""
+    return (BillingQueue.objects.filter(instance_id__in=instance_ids, last_sent_at__isnull=False)
+            .order_by("-last_sent_at").values_list("last_sent_at", flat=True).first())
+
+
+def release_stale(queue_id: uuid.UUID, stale_before: datetime, *, holder: str | None = None) -> bool:
+    """Free a running queue whose holder stopped tending it (heartbeat before `stale_before`),
+    or, given `holder`, that a dead consumer process held. Claimed-but-unsent contacts go back
+    to pending; a contact caught `sending` may have been delivered, so it ends `failed` with
+    `interrupted` instead of being sent again, counted like any failure (queue, variation,
+    `contact.failed` callback) until reconciliation tells what happened. Fenced: the new state
+    carries no token."""
     from apps.billing.services import callbacks
 
     with transaction.atomic():
-        queue = (BillingQueue.objects.select_for_update(skip_locked=True)
-                 .filter(pk=queue_id, status=QueueStatus.RUNNING, last_heartbeat__lt=stale_before).first())
+        rows = BillingQueue.objects.select_for_update(skip_locked=True).filter(pk=queue_id, status=QueueStatus.RUNNING)
+        rows = rows.filter(processing_by=holder) if holder is not None else rows.filter(last_heartbeat__lt=stale_before)
+        queue = rows.first()
         if queue is None:
             return False
         caught = list(BillingContact.objects.select_for_update()
@@ -323,11 +389,12 @@ def release_stale(queue_id: uuid.UUID, stale_before: datetime) -> bool:
 
 
 def unsent_summary(queue_id: uuid.UUID) -> tuple[int, datetime | None]:
-    """How many contacts are still to send, and when the earliest retry is due."""
+    """How many contacts are not finished (to send, or `sending`: a queue never completes around
+    a message in flight), and when the earliest retry is due."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), min(next_attempt_at) FROM billing_billingcontact WHERE queue_id = %s AND status = ANY(%s)",
-            [queue_id, sorted(UNSENT_CONTACT_STATUSES)],
+            [queue_id, sorted(UNSENT_CONTACT_STATUSES | {ContactStatus.SENDING})],
         )
         count, earliest = cursor.fetchone()
     return int(count), earliest

@@ -21,7 +21,7 @@ def _instance(tenant, name="main"):
 def test_config_defaults_and_business_hours_switches(tenant):
     config = BillingConfig.for_tenant(tenant)
     assert (config.messages_per_minute, config.batch_size, config.max_attempts) == (20, 100, 3)
-    assert (config.stale_threshold_seconds, config.time_slice_seconds, config.health_cache_seconds) == (600, 300, 5)
+    assert (config.stale_threshold_seconds, config.health_cache_seconds) == (600, 5)
     assert config.max_contacts_per_request == 10000 and config.api_rate_limit_per_minute == 60
     assert config.respects_business_hours(TemplateType.OVERDUE)
     assert config.respects_business_hours("upcoming")

@@ -1,15 +1,17 @@
 """Consume the billing queues: `manage.py run_billing_consumer [--queues ...] [--concurrency N]
 [--max-queues M]`.
 
-`--concurrency` worker slots do database or provider work at once (the process opens at most
-that many database connections); `--max-queues` queues are held at once, each parked between
-its throttled sends (default: as many as worker slots). See rabbitmq/billing_consumer.py.
+`--concurrency` sender threads step the queues this process holds, one step (one send) at a
+time each; `--max-queues` bounds how many queues it holds (a waiting queue is a heap entry, not
+a thread). Database connections come from Django's pool (DB_POOL_MAX_SIZE). See
+apps/billing/dispatch/ and rabbitmq/billing_consumer.py.
 
 SIGTERM or SIGINT (every deploy on Railway and docker compose): stop taking deliveries, let each
-worker finish the message in flight and hand its queue back (republished), then exit 0 within
+sender thread finish its step and hand every held queue back (republished), then exit 0 within
 `send timeout + publish timeout + a few seconds`. A second signal exits at once (code 1): the
-stale check frees whatever was held. Exit code 3: the consumers could not be restored after a
-broker reconnection; the platform's restart policy brings a fresh process.
+process's silence frees whatever it held within BILLING_CONSUMER_DEAD_AFTER_SECONDS. Exit code
+3: the consumers could not be restored after a broker reconnection; the platform's restart
+policy brings a fresh process.
 """
 from __future__ import annotations
 
@@ -34,11 +36,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--queues", nargs="+", choices=ALL_QUEUES, help="default: all six")
         parser.add_argument("--concurrency", type=int,
-                            help="worker slots doing database/provider work at once (default BILLING_CONSUMER_CONCURRENCY)")
-        parser.add_argument("--max-queues", type=int, help="queues held at once (default: --concurrency)")
+                            help="sender threads (default BILLING_CONSUMER_CONCURRENCY)")
+        parser.add_argument("--max-queues", type=int, help="queues held at most (default BILLING_CONSUMER_MAX_QUEUES)")
         parser.add_argument("--watchdog-interval", type=float, help="seconds between consumer checks (default 15)")
         parser.add_argument("--reconnect-interval", type=float, help="seconds between broker reconnections (default 5)")
-        parser.add_argument("--db-idle-seconds", type=float, help="close database connections idle this long (default 30)")
         parser.add_argument("--shutdown-grace", type=float, help="seconds workers get to stop (default: send + publish timeouts + 3)")
 
     def handle(self, *args, **options) -> None:
@@ -48,9 +49,9 @@ class Command(BaseCommand):
         consumer = BillingConsumer(
             queues=options["queues"], concurrency=options["concurrency"], max_queues=options["max_queues"],
             watchdog_interval=options["watchdog_interval"], reconnect_interval=options["reconnect_interval"],
-            db_idle_seconds=options["db_idle_seconds"], shutdown_grace=options["shutdown_grace"],
+            shutdown_grace=options["shutdown_grace"],
         )
-        connections.close_all()  # the main thread needs none: workers use the consumer's pool
+        connections.close_all()  # the main thread needs none: the threads borrow from the pool
         self._start_metrics()
         code = asyncio.run(self._main(consumer))
         if code == 1:

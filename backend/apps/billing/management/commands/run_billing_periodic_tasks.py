@@ -1,16 +1,18 @@
 """`manage.py run_billing_periodic_tasks [--once] [--interval S]` — replaces Celery Beat.
 
-Each cycle resumes queues whose business hours opened, recovers queues whose instance came
-back, releases stale queues (every BILLING_STALE_CHECK_EVERY seconds) and publishes pending
-queues the broker may never have got. Two replicas are safe: a cycle runs under a PostgreSQL
-advisory lock, so only one replica works at a time, and every step is idempotent anyway.
+Each cycle (every BILLING_PERIODIC_INTERVAL seconds) looks for queues whose business hours
+opened, instances to check for recovery and queues whose consumer died or stopped tending
+them, and publishes one control message each for the consumers to act on
+(apps/billing/dispatch/control.py); it also publishes pending queues the broker may never have
+got. It makes no HTTP call itself, so no provider or client endpoint can stall it. Two replicas
+are safe: a cycle runs under a PostgreSQL advisory lock, so only one replica works at a time,
+and every step is idempotent anyway.
 """
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -40,13 +42,9 @@ class Command(BaseCommand):
                 signal.signal(signum, lambda *_: stop.set())
         if not options["once"]:
             start_metrics_server("periodic")
-        last_stale_check = 0.0
         while True:
             record_process_heartbeat("periodic")
-            include_stale = time.monotonic() - last_stale_check >= float(settings.BILLING_STALE_CHECK_EVERY)
-            results = self._cycle(include_stale)
-            if results is not None and include_stale:
-                last_stale_check = time.monotonic()
+            results = self._cycle()
             update_queue_gauges()
             if options["once"]:
                 self.stdout.write(str(results if results is not None else "skipped: another replica holds the lock"))
@@ -55,13 +53,13 @@ class Command(BaseCommand):
                 logger.info("billing periodic tasks stopped")
                 return
 
-    def _cycle(self, include_stale: bool) -> dict[str, int] | None:
+    def _cycle(self) -> dict[str, int] | None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
             if not cursor.fetchone()[0]:
                 return None
         try:
-            results = run_cycle(include_stale=include_stale)
+            results = run_cycle()
             if any(results.values()):
                 logger.info("billing periodic cycle", extra={"results": results})
             return results

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 STALE_SECONDS = 3  # stale threshold of these tests' tenants (production: 10 min)
 PERIODIC = ("run_billing_periodic_tasks", "--interval", "0.5")
-PERIODIC_ENV = {"BILLING_STALE_CHECK_EVERY": "0.5", "BILLING_REPUBLISH_AFTER_SECONDS": "2"}
+# A consumer silent for 3 s (three of its 1 s heartbeats) is dead here (production: 30 s).
+PERIODIC_ENV = {"BILLING_CONSUMER_DEAD_AFTER_SECONDS": "3", "BILLING_REPUBLISH_AFTER_SECONDS": "2",
+                "BILLING_CONTROL_REPUBLISH_SECONDS": "1"}
 
 
 def completed(tenant, queue_id: str):
@@ -85,7 +87,7 @@ def test_a_frozen_consumer_that_wakes_after_release_sends_nothing_more(pipeline_
     try:
         assert tenant.queue(queue_id).processing_by.split(":")[1] == str(first.pid)
         second = start_process("run_billing_consumer", "--concurrency", "1")
-        # The stale check frees the queue (heartbeat older than the threshold) and republishes it.
+        # The frozen process stops heart-beating: its queue is released and republished.
         wait_until(lambda: tenant.queue(queue_id).processing_by.split(":")[1:2] == [str(second.pid)],
                    timeout=30, what="second consumer took over", alive=[second, periodic])
         taken_over = len(tenant.messages())
@@ -105,7 +107,7 @@ def test_a_frozen_consumer_that_wakes_after_release_sends_nothing_more(pipeline_
     # Anything else from the woken process is a send after losing the lease.
     woken_sends = [line["contact_id"] for line in woken if line.get("message") == "billing message sent"]
     assert set(woken_sends) <= interrupted and len(woken_sends) <= 1, (woken_sends, interrupted)
-    finished = [line for line in woken if line.get("message") == "billing worker finished"]
+    finished = [line for line in woken if line.get("message") == "billing queue left the consumer"]
     assert finished and finished[0]["outcome"] == "stopped", woken[-5:]
     counts = statuses(queue_id)
     numbers = assert_each_number_handed_over_at_most_once(tenant)
@@ -172,4 +174,30 @@ def test_a_second_signal_exits_at_once_and_the_stale_check_cleans_up(pipeline_te
     assert counts["sent"] + counts["failed"] == 6 and counts["failed"] <= 1
     assert set(BillingContact.objects.filter(queue_id=queue_id, status="failed")
                .values_list("error_code", flat=True)) <= {"interrupted"}
+    assert_each_number_handed_over_at_most_once(tenant)
+
+
+def test_after_a_sigkill_a_new_consumer_sends_again_within_a_minute_with_the_default_settings(
+        pipeline_tenant, start_process):
+    """Issue 14's recovery target, with production timings (5 s heartbeats, dead after 30 s, a
+    periodic cycle every 5 s): SIGKILL the only consumer mid-queue, start a new one at once, and
+    the queue sends again in at most 60 s, with nothing sent twice."""
+    defaults = {"BILLING_CONSUMER_HEARTBEAT_SECONDS": "5"}
+    tenant = pipeline_tenant()
+    tenant.configure(messages_per_minute=600)
+    periodic = start_process("run_billing_periodic_tasks", **defaults)
+    consumer = start_process("run_billing_consumer", "--concurrency", "2", **defaults)
+    body = tenant.send("notification", notification_contacts(200))
+    wait_until(lambda: len(tenant.messages()) >= 20, timeout=30, what="first messages", alive=[consumer])
+    consumer.signal(signal.SIGKILL)
+    consumer.wait(10)
+    killed_at = time.monotonic()
+    before = len(tenant.messages())
+    successor = start_process("run_billing_consumer", "--concurrency", "2", **defaults)
+    wait_until(lambda: len(tenant.messages()) > before, timeout=75, what="sending again", alive=[successor, periodic])
+    recovered_in = time.monotonic() - killed_at
+    assert recovered_in <= 60, f"sending again {recovered_in:.1f}s after the kill"
+    wait_until(completed(tenant, body["queue_id"]), timeout=90, what="queue completed", alive=[successor])
+    counts = statuses(body["queue_id"])
+    assert counts["sent"] + counts["failed"] == 200 and counts["failed"] <= 1
     assert_each_number_handed_over_at_most_once(tenant)

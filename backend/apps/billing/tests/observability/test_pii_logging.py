@@ -18,7 +18,7 @@ import pytest
 from apps.billing.constants import API_KEY_PREFIX, QueueStatus
 from apps.billing.models import BillingContact
 from apps.billing.tests.pipeline.conftest import PipelineTenant
-from apps.billing.workers.billing_sender_worker import BillingSenderWorker
+from apps.billing.dispatch.engine import run_queue_here
 from apps.common.logging import JsonFormatter
 from apps.common.request_id import bind_request_id
 from apps.contacts.utils import normalize_phone
@@ -118,7 +118,7 @@ def test_the_whole_flow_logs_no_phone_name_text_or_key(pipeline_tenant, evolutio
 
     # What the consumer does with the broker message's request_id (BillingMessage.request_id).
     with bind_request_id(REQUEST_ID):
-        result = BillingSenderWorker(body["queue_id"], worker_id="t").run()
+        result = run_queue_here(body["queue_id"], holder="t")
     assert result.outcome == QueueStatus.COMPLETED, result
     statuses = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", flat=True))
     assert statuses == ["failed", "sent", "sent"]
@@ -130,7 +130,7 @@ def test_the_whole_flow_logs_no_phone_name_text_or_key(pipeline_tenant, evolutio
     assert leaks(raw.lines, forbidden) == [], "the code logs PII/secrets; only the formatter's safety net hid it"
 
     parsed = [json.loads(line) for line in shipped.lines]
-    worker_lines = [line for line in parsed if line["logger"].startswith("apps.billing.workers")]
+    worker_lines = [line for line in parsed if line["logger"].startswith("apps.billing.dispatch")]
     assert worker_lines and all(line.get("request_id") == REQUEST_ID for line in worker_lines)
     ingest = [line for line in parsed if line["message"] == "billing ingest accepted"]
     assert ingest and ingest[0]["request_id"] == REQUEST_ID

@@ -160,7 +160,7 @@ def test_the_progress_bar_moves_as_the_sandbox_receives_messages(pipeline_tenant
                                                                  monkeypatch):
     from apps.billing.progress import publish_queue_progress
     from apps.billing.services import queue_lease
-    from apps.billing.workers.billing_sender_worker import BillingSenderWorker
+    from apps.billing.dispatch.engine import run_queue_here
 
     tenant = pipeline_tenant(messages_per_minute=120)  # one message every 0.5 s
     body = tenant.send("notification", notification_contacts(6), external_id="browser-1")
@@ -179,8 +179,8 @@ def test_the_progress_bar_moves_as_the_sandbox_receives_messages(pipeline_tenant
     assert first["bar"] == 0 and first["connection"] == "open"
     assert "token=" not in first["address"]  # the page drops it from the address bar
 
-    # The worker publishes after each outcome (as the consumer's worker does), through the same
-    # function, from its own thread.
+    # The runner publishes after each outcome (as in the consumer), through the same function,
+    # from its own thread.
     real_record_sent = queue_lease.record_sent
 
     def record_sent_and_publish(lease, contact, **kwargs):
@@ -195,7 +195,7 @@ def test_the_progress_bar_moves_as_the_sandbox_receives_messages(pipeline_tenant
         from django.db import connection
 
         try:
-            outcome["result"] = BillingSenderWorker(queue_id, worker_id="browser-test").run()
+            outcome["result"] = run_queue_here(queue_id, holder="browser-test")
             publish_queue_progress(queue_id, force=True)
         finally:
             connection.close()

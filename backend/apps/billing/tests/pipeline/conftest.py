@@ -40,6 +40,13 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, interval:
         time.sleep(interval)
 
 
+def wait_started(*handles: "ProcessHandle", timeout: float = 30.0) -> None:
+    """Until each consumer process has subscribed (its 'billing consumer started' line)."""
+    for handle in handles:
+        wait_until(lambda: any(line.get("message") == "billing consumer started" for line in handle.log_lines()),
+                   timeout=timeout, what="consumer started", alive=[handle])
+
+
 def subprocess_env(**overrides: str) -> dict[str, str]:
     db = connection.settings_dict
     env = dict(os.environ)
@@ -49,7 +56,7 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
         "SECRET_KEY": "pipeline-test", "DEBUG": "0", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
         "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1",
         "EVOLUTION_RETRY_BACKOFF": "0", "EVOLUTION_CONNECT_TIMEOUT": "2", "EVOLUTION_READ_TIMEOUT": "3",
-        "BILLING_HEARTBEAT_SECONDS": "1",
+        "BILLING_CONSUMER_HEARTBEAT_SECONDS": "1", "DB_POOL_MAX_SIZE": "10",
     })
     env.pop("TEST_DATABASE_NAME", None)
     env.update(overrides)

@@ -2,6 +2,8 @@
 the per-instance pace, business hours, instance outages, API control, provider errors."""
 from __future__ import annotations
 
+import signal
+
 import time
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
@@ -12,7 +14,7 @@ import pytest
 from apps.billing.models import BillingContact
 from apps.chat.models import BusinessHours
 
-from .conftest import notification_contacts, wait_until
+from .conftest import notification_contacts, wait_started, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -25,23 +27,39 @@ def completed(tenant, queue_id: str):
     return lambda: (q := tenant.queue(queue_id)).status == "completed" and q
 
 
-def test_two_consumers_on_one_queue_send_every_contact_exactly_once(pipeline_tenant, start_process):
+def holder_pid(queue) -> int:
+    """The pid inside a ConsumerProcess id (host:pid:random)."""
+    return int(queue.processing_by.split(":")[-2])
+
+
+def test_a_queue_handed_over_between_two_consumers_sends_every_contact_exactly_once(pipeline_tenant, start_process):
     tenant = pipeline_tenant()
-    tenant.configure(messages_per_minute=6000, time_slice_seconds=1)  # the queue bounces between consumers
-    consumers = [start_process("run_billing_consumer", "--concurrency", "2") for _ in range(2)]
+    tenant.configure(messages_per_minute=3000)
+    consumers = {}
+    for _ in range(2):
+        handle = start_process("run_billing_consumer", "--concurrency", "2")
+        consumers[handle.pid] = handle
     body = tenant.send("notification", notification_contacts(300))
-    queue = wait_until(completed(tenant, body["queue_id"]), timeout=120, what="queue completed", alive=consumers)
+    running = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "running" and q.sent_count >= 30
+                         and q, timeout=60, what="first sends", alive=list(consumers.values()))
+    first = consumers[holder_pid(running)]
+    first.signal(signal.SIGTERM)  # a deploy: the holder hands the queue back, the other takes it
+    assert first.wait(30) == 0
+    queue = wait_until(completed(tenant, body["queue_id"]), timeout=120, what="queue completed",
+                       alive=[h for h in consumers.values() if h is not first])
     numbers = Counter(m["number"] for m in tenant.messages())
     assert len(numbers) == 300 and set(numbers.values()) == {1}
     assert queue.sent_count == 300
-    holders = {line.get("worker_id", "").rsplit(":", 1)[0] for c in consumers for line in c.log_lines()
-               if line.get("message") == "billing message sent"}
-    assert len(holders) == 2, "both consumer processes should have sent part of the queue"
+    senders = {pid for pid, handle in consumers.items()
+               if any(line.get("message") == "billing message sent" for line in handle.log_lines())}
+    assert len(senders) == 2, "both consumer processes should have sent part of the queue"
 
 
 def test_pace_holds_across_two_consumer_processes(pipeline_tenant, start_process):
     tenant = pipeline_tenant(messages_per_minute=120)  # one message every 0.5 s through this instance
-    consumers = [start_process("run_billing_consumer", "--concurrency", "1") for _ in range(2)]
+    # one queue per process: both send through the one number at the same time
+    consumers = [start_process("run_billing_consumer", "--concurrency", "1", "--max-queues", "1") for _ in range(2)]
+    wait_started(*consumers)
     first = tenant.send("notification", notification_contacts(11), external_id="pace-a")
     second = tenant.send("notification", notification_contacts(11, start=100), external_id="pace-b")
     for body in (first, second):
@@ -52,7 +70,7 @@ def test_pace_holds_across_two_consumer_processes(pipeline_tenant, start_process
     assert min(gaps) >= 0.9 * 0.5, gaps
     rate = (len(times) - 1) / (times[-1] - times[0]).total_seconds()
     assert abs(rate - 2.0) / 2.0 <= 0.05, rate
-    senders = {line.get("worker_id", "").rsplit(":", 1)[0] for c in consumers for line in c.log_lines()
+    senders = {line.get("holder") for c in consumers for line in c.log_lines()
                if line.get("message") == "billing message sent"}
     assert len(senders) == 2, "both processes must have been sending at the same time"
 

@@ -1,9 +1,10 @@
-"""The worker run in-process against the sandbox: statements per message, fencing, stale release."""
+"""The queue runner stepped in-process against the sandbox: statements per message, fencing,
+stale release, waits that hold nothing, outcomes written with their callbacks."""
 from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -13,24 +14,16 @@ from django.utils import timezone
 
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.services import queue_lease
-from apps.billing.workers.billing_sender_worker import BillingSenderWorker
 
 from ..pipeline.conftest import notification_contacts
+from .conftest import finish, make_engine, run_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def tenant(pipeline_tenant):
-    t = pipeline_tenant()
-    t.configure(messages_per_minute=60000)  # no pacing wait: count statements, not time
-    return t
-
-
 def run_worker(queue_id: str) -> tuple[int, object]:
-    worker = BillingSenderWorker(queue_id, worker_id="test-worker")
     with CaptureQueriesContext(connection) as ctx:
-        result = worker.run()
+        result = run_queue(queue_id)
     return len(ctx.captured_queries), result
 
 
@@ -82,14 +75,17 @@ def test_a_fresh_heartbeat_is_not_released(tenant):
     assert not queue_lease.release_stale(body["queue_id"], timezone.now() - timedelta(minutes=10))
 
 
-def test_pause_from_the_api_stops_the_worker_before_the_next_send(tenant):
+def test_pause_from_the_api_stops_the_runner_before_the_next_send(tenant):
     body = tenant.send("notification", notification_contacts(3))
-    worker = BillingSenderWorker(body["queue_id"], worker_id="w")
-    assert worker.claim()
+    engine = make_engine()
+    runner = engine.claim(body["queue_id"])
+    engine.adopt(runner)
     assert tenant.control(body["queue_id"], "pause").status_code == 200
-    result = worker.run()
+    result = finish(engine, runner)
     assert result.outcome == "stopped" and result.sent == 0
     assert tenant.messages() == []
+    assert set(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", "claim_token")) == {
+        ("pending", None)}, "the claimed contacts went back unsent"
 
 
 def test_a_phone_opted_out_while_the_queue_runs_is_skipped_not_sent(tenant):
@@ -97,7 +93,7 @@ def test_a_phone_opted_out_while_the_queue_runs_is_skipped_not_sent(tenant):
 
     body = tenant.send("notification", notification_contacts(3))
     suppress(tenant=tenant.tenant, phone="+5511960000001", reason="SAIR")
-    result = BillingSenderWorker(body["queue_id"], worker_id="w").run()
+    result = run_queue(body["queue_id"])
     assert result.outcome == "completed"
     skipped = BillingContact.objects.get(queue_id=body["queue_id"], phone="+5511960000001")
     assert (skipped.status, skipped.error_code) == ("skipped", "opted_out")
@@ -111,7 +107,7 @@ def test_sent_messages_land_in_the_chat_history_and_callbacks_are_queued(tenant)
     from apps.chat.models import Conversation
 
     body = tenant.send("notification", notification_contacts(2), callback_url="https://crm.example.com/hook")
-    BillingSenderWorker(body["queue_id"], worker_id="w").run()
+    run_queue(body["queue_id"])
     contact = BillingContact.objects.select_related("message__conversation").filter(queue_id=body["queue_id"]).first()
     assert contact.message.provider_message_id == contact.provider_message_id
     assert contact.message.conversation.status == Conversation.Status.CLOSED
@@ -146,48 +142,46 @@ def test_receipts_that_beat_the_outcome_write_are_applied_by_the_worker(tenant, 
     assert (queue.sent_count, queue.delivered_count, queue.read_count) == (4, 4, 2)
 
 
-def test_a_send_starts_only_at_its_slot_so_a_crash_while_waiting_leaves_it_pending(pipeline_tenant, monkeypatch):
-    """The worker wakes PREP_MARGIN before its pace slot for the last checks and the render, but
-    marks the contact `sending` only at the slot: killed while waiting, the contact is still
-    `pending`, not `interrupted`."""
+def test_a_queue_waiting_for_its_slot_holds_nothing_and_its_next_contact_stays_pending(pipeline_tenant):
+    """A step never waits: after a send the queue goes back to the scheduler with the instant of
+    its number's next slot. Meanwhile the next contact is `pending` (a crash now leaves nothing
+    `interrupted`), and the sends reach the provider spaced by the pace."""
     tenant = pipeline_tenant()
-    tenant.configure(messages_per_minute=120)  # a slot every 0.5 s: the wait before each is real
+    tenant.configure(messages_per_minute=120)  # a slot every 0.5 s
     body = tenant.send("notification", notification_contacts(3))
-    worker = BillingSenderWorker(body["queue_id"], worker_id="slot-test")
-    real_start = queue_lease.start_sending
-    early_by: list[float] = []
+    engine = make_engine()
+    runner = engine.claim(body["queue_id"])
+    engine.adopt(runner)
+    entry = engine.scheduler.take(timeout=5)
+    step = engine.step(entry)
+    assert step.outcome == "sent"
+    assert 0.4 <= step.at - time.monotonic() <= 0.5, "the next step is due at the next slot"
+    statuses = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", flat=True))
+    assert statuses == ["pending", "pending", "sent"]
+    assert engine.scheduler.take(timeout=0) is None, "not due yet: no thread is given to it"
+    assert finish(engine, runner).outcome == "completed"
+    sent_at = sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")) for m in tenant.messages())
+    gaps = [(b - a).total_seconds() for a, b in zip(sent_at, sent_at[1:])]
+    assert len(sent_at) == 3 and min(gaps) >= 0.48, gaps
 
-    def start_sending(lease, contact):
-        early_by.append(worker.slot_at - time.monotonic())
-        return real_start(lease, contact)
 
-    monkeypatch.setattr(queue_lease, "start_sending", start_sending)
-    result = worker.run()
-    assert result.outcome == "completed" and result.sent == 3
-    assert len(early_by) == 3 and max(early_by) <= 0.001, early_by
-
-
-def test_a_shutdown_in_the_last_moment_before_the_slot_hands_the_contact_back_unsent(pipeline_tenant, monkeypatch):
+def test_a_shutdown_between_two_steps_hands_the_queue_back_with_its_contacts_unsent(pipeline_tenant):
     tenant = pipeline_tenant()
     tenant.configure(messages_per_minute=120)
     body = tenant.send("notification", notification_contacts(2))
-    stop = threading.Event()
-    worker = BillingSenderWorker(body["queue_id"], worker_id="stop-test", stop_event=stop)
-    real_wait = BillingSenderWorker._wait_until_slot
-    waits = []
-
-    def wait_then_signal(self):
-        waits.append(self.slot_at - time.monotonic())
-        if len(waits) == 2:
-            stop.set()  # SIGTERM after the render, before the second send started
-        real_wait(self)
-
-    monkeypatch.setattr(BillingSenderWorker, "_wait_until_slot", wait_then_signal)
-    result = worker.run()
-    assert (result.outcome, result.sent, result.republish) == ("released", 1, True)
-    assert waits[1] > 0, "the second message did wait for its slot"
-    statuses = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", flat=True))
-    assert statuses == ["pending", "sent"]
+    stop, republished = threading.Event(), []
+    engine = make_engine(stop_event=stop, republished=republished)
+    runner = engine.claim(body["queue_id"])
+    engine.adopt(runner)
+    assert engine.step(engine.scheduler.take(timeout=5)).outcome == "sent"
+    stop.set()  # SIGTERM while the queue waits for its next slot
+    engine.scheduler.reschedule(body["queue_id"], time.monotonic())
+    assert engine.step(engine.scheduler.take(timeout=5)).outcome == "released"
+    rows = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", "claim_token"))
+    assert rows == [("pending", None), ("sent", None)]
+    queue = BillingQueue.objects.get(pk=body["queue_id"])
+    assert (queue.status, queue.lease_token) == ("pending", None)
+    assert [str(q.pk) for q in republished] == [body["queue_id"]]
     assert len(tenant.messages()) == 1
 
 
@@ -329,42 +323,33 @@ def test_any_other_database_error_in_the_outcome_write_is_not_retried(tenant, mo
     assert len(calls) == 1
 
 
-def test_closing_time_reached_while_waiting_for_the_slot_stops_before_the_send(pipeline_tenant, monkeypatch):
-    """The last wait before a send (the slot; in the consumer also a database permit) can cross
-    the closing time: the hours are judged again at the instant the send starts."""
+def test_the_hours_are_judged_for_the_instant_the_message_leaves(pipeline_tenant):
+    """A step that starts just before closing time (less than the send margin) does not send:
+    the queue pauses until the next opening with its contact untouched."""
     from datetime import date
+
+    from apps.billing.dispatch import queue_runner
 
     tenant = pipeline_tenant()
     tenant.configure(messages_per_minute=60000)
     due = (date.today() - timedelta(days=3)).isoformat()
     body = tenant.send("overdue", [{"phone": "+55 21 98100-0001", "name": "Devedor", "due_date": due,
                                     "amount": "120.50"}])
-    worker = BillingSenderWorker(body["queue_id"], worker_id="closing-test")
-    real_load, real_wait = worker._load, worker._wait_until_slot
-    shop = {"closed": False}
+    engine = make_engine()
+    runner = engine.claim(body["queue_id"])
+    closing = timezone.now() + timedelta(seconds=queue_runner.SEND_MARGIN / 2)
 
-    class ClosesDuringTheWait:
-        def __init__(self, schedule) -> None:
-            self._schedule = schedule
-
+    class ClosesInAMoment:
         def is_open(self, when) -> bool:
-            return not shop["closed"] and self._schedule.is_open(when)
+            return when < closing
 
         def next_open_after(self, when):
             return when + timedelta(hours=14)
 
-    def load() -> None:
-        real_load()
-        assert worker.schedule is not None, "overdue messages respect business hours"
-        worker.schedule = ClosesDuringTheWait(worker.schedule)
-
-    def wait_until_slot() -> None:
-        real_wait()
-        shop["closed"] = True  # the permit wait of a busy consumer ran past closing time
-
-    monkeypatch.setattr(worker, "_load", load)
-    monkeypatch.setattr(worker, "_wait_until_slot", wait_until_slot)
-    result = worker.run()
+    assert runner.schedule is not None, "overdue messages respect business hours"
+    runner.schedule = ClosesInAMoment()
+    engine.adopt(runner)
+    result = finish(engine, runner)
     assert result.outcome == "paused_business_hours" and result.sent == 0
     assert tenant.messages() == []
     contact = BillingContact.objects.get(queue_id=body["queue_id"])
@@ -372,9 +357,15 @@ def test_closing_time_reached_while_waiting_for_the_slot_stops_before_the_send(p
     assert BillingQueue.objects.get(pk=body["queue_id"]).status == "paused_business_hours"
 
 
-def test_receipts_waiting_in_redis_are_applied_even_when_the_run_ends_in_an_error(tenant, monkeypatch):
+def test_a_callback_that_cannot_be_written_never_costs_the_outcome(tenant, monkeypatch, caplog):
+    """The outcome's callback is written in the outcome's transaction; if writing it fails, the
+    outcome is still recorded (the callback is lost, and logged), so a sent message is never
+    left `sending`, and the receipts waiting in Redis are applied."""
+    from apps.billing.models import BillingConfig
     from apps.billing.services import callbacks, delivery_status
 
+    BillingConfig.objects.filter(tenant=tenant.tenant).update(
+        callback_url="https://erp.example.com/hooks/billing", callback_contact_events=True)
     body = tenant.send("notification", notification_contacts(2))
     real_record_sent = queue_lease.record_sent
 
@@ -387,46 +378,12 @@ def test_receipts_waiting_in_redis_are_applied_even_when_the_run_ends_in_an_erro
 
     def failing_callback(contact, event, **kwargs):
         outcomes.append(event)
-        if len(outcomes) == 2:
+        if outcomes.count("contact.sent") == 2 and event == "contact.sent":
             raise RuntimeError("unexpected")
 
     monkeypatch.setattr(queue_lease, "record_sent", receipt_first)
     monkeypatch.setattr(callbacks, "on_contact_outcome", failing_callback)
-    with pytest.raises(RuntimeError):
-        BillingSenderWorker(body["queue_id"], worker_id="error-test").run()
+    assert run_queue(body["queue_id"]).outcome == "completed"
     statuses = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", flat=True))
     assert statuses == ["delivered", "delivered"]
-
-
-def test_the_health_checks_provider_call_holds_no_database_permit(tenant, monkeypatch):
-    """A provider that hangs answers a health check only at the read timeout (30 s): meanwhile
-    the consumer's database connection must serve other queues, as during a send."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from apps.billing.workers import billing_sender_worker
-    from apps.billing.workers.db_permits import DbPermits, run_with_permit
-    from apps.billing.workers.parking_worker import claim_worker
-    from apps.billing.workers.parking_worker import run_worker as run_parked
-    from apps.common.services.evolution_api_service import EvolutionAPIService
-
-    body = tenant.send("notification", notification_contacts(1))
-    billing_sender_worker._default_health.forget(tenant.instance.pk)
-    permits = DbPermits(1, application_name="test parked health check")
-    real_check, seen = EvolutionAPIService.check_health, []
-
-    def check_health(self):
-        seen.append(("permit held", permits.held))
-        other = threading.Thread(target=run_with_permit,
-                                 args=(permits, 0, lambda: seen.append(("another queue's work", "ran"))))
-        other.start()
-        other.join(5)  # it needs the only connection: it runs now only if we gave it back
-        return real_check(self)
-
-    monkeypatch.setattr(EvolutionAPIService, "check_health", check_health)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        worker = pool.submit(run_with_permit, permits, 1, claim_worker, body["queue_id"], "parked-health",
-                             threading.Event(), permits).result()
-        result = pool.submit(run_with_permit, permits, 1, run_parked, worker).result()
-        pool.submit(permits.close_all).result()
-    assert result.outcome == "completed" and result.sent == 1
-    assert seen[:2] == [("permit held", False), ("another queue's work", "ran")]
+    assert any("callback" in record.message for record in caplog.records if record.levelname == "ERROR")

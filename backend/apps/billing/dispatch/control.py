@@ -1,0 +1,85 @@
+"""What a control message does — exactly once, whichever consumer process receives it.
+
+The periodic process only looks (cheap queries, no HTTP) and publishes one control message per
+thing to act on; the consumers act. So a provider that hangs on a health check, or a slow
+database step, delays that one check and never the periodic schedule of everything else, and
+the work spreads over every consumer process. Each action is a compare-and-swap on the row's
+status, so a duplicate message (a republish, a redelivery) changes nothing:
+
+    billing.resume          {queue_id}               paused_business_hours & due → pending, published
+    billing.check_recovery  {instance_id}            one health check; open → its instance_down queues
+                                                     → pending, published
+    billing.check_stale     {queue_id, holder?}      the holder is dead (holder given) or stopped tending
+                                                     the queue (its heartbeat is older than the tenant's
+                                                     stale threshold) → released, published
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.billing.constants import QueueStatus
+from apps.billing.models import BillingConfig, BillingQueue
+from apps.billing.rabbitmq.billing_publisher import publish_queue
+from apps.billing.rabbitmq.messages import BillingMessage
+from apps.billing.rabbitmq.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
+from apps.billing.services import callbacks
+from apps.billing.services.instance_checker import InstanceRecoveryService
+from apps.billing.services.queue_lease import release_stale
+from apps.connections.models import WhatsAppInstance
+
+logger = logging.getLogger(__name__)
+
+
+def resume(message: BillingMessage) -> int:
+    """A queue whose business hours opened goes back to pending and to the broker."""
+    now = timezone.now()
+    with transaction.atomic():
+        moved = BillingQueue.objects.filter(pk=message.queue_id, status=QueueStatus.PAUSED_BUSINESS_HOURS,
+                                            next_resume_at__lte=now).update(
+            status=QueueStatus.PENDING, pause_reason="", next_resume_at=None, last_published_at=None, updated_at=now)
+        queue = BillingQueue.objects.select_related("tenant").filter(pk=message.queue_id).first() if moved else None
+        if queue is not None:
+            callbacks.on_queue_resumed(queue)
+    if queue is None:
+        return 0
+    publish_queue(queue)
+    return 1
+
+
+def check_recovery(message: BillingMessage) -> int:
+    """One health check of the instance; if it answers `open`, its queues resume."""
+    instance = WhatsAppInstance.objects.select_related("tenant").filter(pk=message.instance_id).first()
+    if instance is None:
+        return 0
+    resumed = InstanceRecoveryService.recover(instance)
+    for queue in resumed:
+        publish_queue(queue)
+    return len(resumed)
+
+
+def check_stale(message: BillingMessage) -> int:
+    """Release a queue its holder no longer tends: fenced (a frozen holder that wakes writes
+    nothing), `sending` contacts end `interrupted` until reconciliation says what happened."""
+    queue = BillingQueue.objects.select_related("tenant").filter(pk=message.queue_id).first()
+    if queue is None:
+        return 0
+    if message.holder:
+        released = release_stale(queue.pk, timezone.now(), holder=message.holder)
+    else:
+        config = BillingConfig.for_tenant(queue.tenant)
+        released = release_stale(queue.pk, timezone.now() - timedelta(seconds=float(config.stale_threshold_seconds)))
+    if released:
+        publish_queue(queue)
+    return int(released)
+
+
+HANDLERS: dict[str, Callable[[BillingMessage], int]] = {
+    RESUME_QUEUE: resume,
+    CHECK_RECOVERY_QUEUE: check_recovery,
+    CHECK_STALE_QUEUE: check_stale,
+}

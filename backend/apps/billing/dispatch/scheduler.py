@@ -1,0 +1,222 @@
+"""Which leased queue acts next, and when: waiting is data, not a blocked thread.
+
+The consumer process holds many queues; a throttled one acts once every few seconds (20
+messages a minute is one send every 3 s) and may wait minutes for a provider's `Retry-After`.
+Each queue is an entry with the instant it may next act, in a heap. A bounded pool of sender
+threads asks `take()` for the next entry that is due, does one step with it and gives it back
+with `done(entry, next_at)`. An entry that waits holds no thread, no database connection and no
+slot: it is a tuple in a heap.
+
+Who goes first when more entries are due than threads are free:
+
+1. **one in flight per lane** — a lane is the WhatsApp number (the pace key): its sends are
+   serialised, so the pace limits real sends, and a provider that hangs holds one thread, not
+   one per queue of that number;
+2. **fair share** — a tenant already running its share of the threads (threads ÷ tenants with
+   work) waits while another tenant has a due entry;
+3. **priority** — overdue 10 > upcoming 5 > notification 1;
+4. **least recently served tenant**, then the earliest due entry.
+
+Pure and in memory: no database, no Redis, the clock injected, so the rules are tested without
+threads or sleeps. Thread-safe: every method takes the one lock.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(eq=False)
+class Entry:
+    """One queue this process holds. `payload` is the caller's (the queue runner)."""
+
+    key: Hashable  # the queue id: a queue is held once
+    tenant: Hashable
+    lane: Hashable  # the WhatsApp number: one step in flight per lane
+    priority: int
+    payload: Any = None
+    due_at: float = 0.0
+    seq: int = 0
+    removed: bool = field(default=False, repr=False)
+    in_flight: bool = field(default=False, repr=False)
+
+
+class Scheduler:
+    def __init__(self, *, threads: int, clock: Callable[[], float] = time.monotonic, gather: float = 0.0025) -> None:
+        self.threads = max(1, int(threads))
+        self.clock = clock
+        # Entries due within `gather` seconds count as due together: queues waiting for the same
+        # slot of a shared number wake as one group, and priority, not a microsecond, decides.
+        self.gather = gather
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._seq = itertools.count()
+        self._timed: list[tuple[float, int, Entry]] = []  # not yet due, by instant
+        self._ready: dict[Hashable, list[tuple[int, float, int, Entry]]] = {}  # tenant → due entries, lane free
+        self._blocked: dict[Hashable, list[Entry]] = {}  # lane → due entries waiting for their lane
+        self._entries: dict[Hashable, Entry] = {}
+        self._busy_lanes: set[Hashable] = set()
+        self._in_flight: dict[Hashable, int] = {}  # tenant → steps running
+        self._served: dict[Hashable, int] = {}  # tenant → when last served (a counter, not a clock)
+        self._serve_clock = itertools.count(1)
+        self._closed = False
+
+    # ------------------------------------------------------------------ holding entries
+    def add(self, entry: Entry, *, at: float | None = None) -> Entry | None:
+        """Hold `entry`, due at `at` (now by default). A queue held already is replaced (a new
+        lease of the same queue); the old entry is returned so the caller can drop its state."""
+        with self._lock:
+            old = self._entries.pop(entry.key, None)
+            if old is not None:
+                old.removed = True
+            self._entries[entry.key] = entry
+            self._schedule(entry, self.clock() if at is None else at)
+            self._changed.notify()
+            return old
+
+    def remove(self, key: Hashable) -> Entry | None:
+        """Forget a queue (it left this process). An entry in flight is dropped at `done()`."""
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                entry.removed = True
+            return entry
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._entries)
+
+    def waiting(self) -> list[Entry]:
+        with self._lock:
+            return list(self._entries.values())
+
+    # ------------------------------------------------------------------ the sender threads' side
+    def take(self, timeout: float | None = None) -> Entry | None:
+        """The next entry to step, marked in flight; None after `timeout` seconds with nothing
+        due (0: do not wait) or once closed."""
+        deadline = None if timeout is None else self.clock() + timeout
+        with self._lock:
+            while not self._closed:
+                self._promote_due()
+                entry = self._pick()
+                if entry is not None:
+                    entry.in_flight = True
+                    self._busy_lanes.add(entry.lane)
+                    self._in_flight[entry.tenant] = self._in_flight.get(entry.tenant, 0) + 1
+                    self._served[entry.tenant] = next(self._serve_clock)
+                    return entry
+                now = self.clock()
+                wait = self._timed[0][0] - self.gather - now if self._timed else None
+                if deadline is not None:
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        return None
+                    wait = remaining if wait is None else min(wait, remaining)
+                self._changed.wait(None if wait is None else max(wait, 0.0005))
+            return None
+
+    def done(self, entry: Entry, next_at: float | None) -> None:
+        """The step is over: `next_at` is when the queue may act again, None when it left."""
+        with self._lock:
+            entry.in_flight = False
+            self._busy_lanes.discard(entry.lane)
+            left = self._in_flight.get(entry.tenant, 1) - 1
+            if left:
+                self._in_flight[entry.tenant] = left
+            else:
+                self._in_flight.pop(entry.tenant, None)
+            for waiting in self._blocked.pop(entry.lane, []):
+                if not waiting.removed:
+                    self._make_ready(waiting)
+            if next_at is None or entry.removed:
+                if self._entries.get(entry.key) is entry:
+                    del self._entries[entry.key]
+            else:
+                self._schedule(entry, next_at)
+            self._changed.notify_all()
+
+    def reschedule(self, key: Hashable, at: float) -> bool:
+        """Bring a waiting queue's next step forward (or back), e.g. when a control message says
+        its state changed. False when it is not held or is in flight."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.in_flight:
+                return False
+            entry.removed = True  # its heap/ready slot is now stale
+            fresh = Entry(entry.key, entry.tenant, entry.lane, entry.priority, entry.payload)
+            self._entries[key] = fresh
+            self._schedule(fresh, at)
+            self._changed.notify()
+            return True
+
+    def close(self) -> None:
+        """Wake every waiting thread; `take()` answers None from now on."""
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def wake(self) -> None:
+        with self._lock:
+            self._changed.notify_all()
+
+    # ------------------------------------------------------------------ inside the lock
+    def _schedule(self, entry: Entry, at: float) -> None:
+        entry.due_at = at
+        entry.seq = next(self._seq)
+        heapq.heappush(self._timed, (at, entry.seq, entry))
+
+    def _promote_due(self) -> None:
+        now = self.clock() + self.gather
+        while self._timed and self._timed[0][0] <= now:
+            due_at, seq, entry = heapq.heappop(self._timed)
+            if entry.removed or seq != entry.seq:
+                continue
+            if entry.lane in self._busy_lanes:
+                self._blocked.setdefault(entry.lane, []).append(entry)
+            else:
+                self._make_ready(entry)
+
+    def _make_ready(self, entry: Entry) -> None:
+        heapq.heappush(self._ready.setdefault(entry.tenant, []), (-entry.priority, entry.due_at, entry.seq, entry))
+
+    def _pick(self) -> Entry | None:
+        """Fair share, then priority, then the least recently served tenant."""
+        candidates: list[tuple[Hashable, tuple[int, float, int, Entry]]] = []
+        for tenant in list(self._ready):
+            heap = self._ready[tenant]
+            while heap:
+                _, _, seq, head = heap[0]
+                if head.removed or seq != head.seq:
+                    heapq.heappop(heap)  # a stale slot: the entry was rescheduled or dropped
+                elif head.lane in self._busy_lanes:
+                    heapq.heappop(heap)  # its lane got busy since it became due: wait for the lane
+                    self._blocked.setdefault(head.lane, []).append(head)
+                else:
+                    break
+            if not heap:
+                del self._ready[tenant]
+                continue
+            candidates.append((tenant, heap[0]))
+        if not candidates:
+            return None
+        active = len(set(self._ready) | set(self._in_flight))
+        share = max(1, math.ceil(self.threads / max(active, 1)))
+        under = [c for c in candidates if self._in_flight.get(c[0], 0) < share]
+        pool = under or candidates
+        tenant, _ = min(pool, key=lambda c: (c[1][0], self._served.get(c[0], 0), c[1][1], c[1][2]))
+        return heapq.heappop(self._ready[tenant])[3]
+

@@ -1,0 +1,96 @@
+"""The three control queues carry real work: the periodic process publishes one message per thing
+to act on, a real consumer acts on it, and a duplicate message changes nothing."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.billing.constants import QueueStatus
+from apps.billing.models import BillingConfig, BillingContact, BillingQueue, CallbackDelivery, ConsumerProcess
+from apps.billing.services import periodic
+
+from .conftest import notification_contacts, wait_started, wait_until
+
+pytestmark = pytest.mark.slow
+
+HOOK = "https://crm.example.com/hooks/billing"
+
+
+def completed(tenant, queue_id: str):
+    return lambda: (q := tenant.queue(queue_id)).status == "completed" and q
+
+
+def later() -> str:
+    """A schedule far enough ahead that the live consumer leaves the new queue alone."""
+    return (timezone.now() + timedelta(days=1)).isoformat()
+
+
+def publish_twice(step) -> int:
+    """Publish a check, forget it was published, publish the same check again."""
+    first = step()
+    periodic.recently_published.clear()
+    return first + step()
+
+
+@pytest.fixture
+def consumer(start_process):
+    handle = start_process("run_billing_consumer", "--concurrency", "2")
+    wait_started(handle)
+    periodic.recently_published.clear()
+    return handle
+
+
+def test_a_resume_message_resumes_the_queue_once_and_it_is_sent(pipeline_tenant, consumer):
+    tenant = pipeline_tenant()
+    BillingConfig.objects.filter(tenant=tenant.tenant).update(callback_url=HOOK)
+    body = tenant.send("notification", notification_contacts(3), scheduled_for=later())
+    # As if it had paused at closing time and its next opening has come.
+    BillingQueue.objects.filter(pk=body["queue_id"]).update(
+        status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at=timezone.now() - timedelta(seconds=1),
+        scheduled_for=None)
+    assert publish_twice(periodic.publish_due_resumes) == 2
+    wait_until(completed(tenant, body["queue_id"]), timeout=30, what="resumed and sent", alive=[consumer])
+    assert len(tenant.messages()) == 3
+    assert CallbackDelivery.objects.filter(queue_id=body["queue_id"], event="queue.resumed").count() == 1
+    handled = [line for line in consumer.log_lines() if line.get("routing_key") == "billing.resume"]
+    assert not [line for line in handled if line.get("level") == "ERROR"]
+
+
+def test_a_recovery_message_checks_the_instance_and_resumes_its_queues_once(pipeline_tenant, consumer):
+    tenant = pipeline_tenant()
+    BillingConfig.objects.filter(tenant=tenant.tenant).update(callback_url=HOOK)
+    tenant.sandbox.set_state(tenant.instance.instance_name, "close")
+    body = tenant.send("notification", notification_contacts(2))
+    wait_until(lambda: tenant.queue(body["queue_id"]).status == "instance_down", timeout=30,
+               what="instance down", alive=[consumer])
+    assert publish_twice(periodic.publish_recovery_checks) == 2
+    wait_until(lambda: len(tenant.sandbox.requests(tenant.instance.instance_name, path="connectionState")) >= 3,
+               timeout=30, what="both checks ran", alive=[consumer])
+    assert tenant.queue(body["queue_id"]).status == "instance_down", "still closed: nothing resumes"
+    tenant.sandbox.set_state(tenant.instance.instance_name, "open")
+    periodic.recently_published.clear()
+    assert publish_twice(periodic.publish_recovery_checks) == 2
+    wait_until(completed(tenant, body["queue_id"]), timeout=30, what="recovered and sent", alive=[consumer])
+    assert len(tenant.messages()) == 2
+    assert CallbackDelivery.objects.filter(queue_id=body["queue_id"], event="queue.resumed").count() == 1
+
+
+def test_a_stale_message_releases_a_dead_consumers_queue_once(pipeline_tenant, consumer, settings):
+    tenant = pipeline_tenant()
+    body = tenant.send("notification", notification_contacts(4), scheduled_for=later())
+    gone = "dead-host:4242:abcdef"
+    ConsumerProcess.objects.create(id=gone, hostname="dead-host", pid=4242, started_at=timezone.now(),
+                                   last_seen_at=timezone.now() - timedelta(minutes=5))
+    BillingQueue.objects.filter(pk=body["queue_id"]).update(
+        status=QueueStatus.RUNNING, processing_by=gone, lease_token="00000000-0000-0000-0000-000000000001",
+        last_heartbeat=timezone.now(), scheduled_for=None)
+    contact = BillingContact.objects.filter(queue_id=body["queue_id"]).order_by("pk").first()
+    BillingContact.objects.filter(pk=contact.pk).update(status="sending", attempts=1)  # in flight when it died
+    assert publish_twice(periodic.publish_stale_checks) == 2
+    wait_until(completed(tenant, body["queue_id"]), timeout=30, what="released and sent", alive=[consumer])
+    queue = tenant.queue(body["queue_id"])
+    assert (queue.sent_count, queue.failed_count) == (3, 1), "the in-flight contact counted once, as interrupted"
+    assert len(tenant.messages()) == 3
+    assert periodic.forget_dead_consumers() == 1 and not ConsumerProcess.objects.filter(pk=gone).exists()

@@ -1,1 +1,0 @@
-from ..pipeline.conftest import pipeline_tenant, purge_broker  # noqa: F401  (shared fixtures)
