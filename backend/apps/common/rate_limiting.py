@@ -39,7 +39,10 @@ return {1, 0}
 
 # KEYS: pace (the theoretical arrival time of the next send, µs on Redis' clock), hold (a
 # provider's Retry-After: no send before it). ARGV: interval, tolerance, seed (the next allowed
-# instant from PostgreSQL when the pace key is missing; -1 = not looked up yet).
+# instant from PostgreSQL when the pace key is missing; -1 = not looked up yet), catch-up (how
+# much of a late grant's lateness the next slot may win back: a send a few milliseconds late
+# does not push every later one back, so the average pace stays exact, while no two sends are
+# ever closer than interval − catch-up).
 # Answers {granted, µs, reason}: granted 1 → µs until the next slot; 0 → µs to wait (reason
 # 1 = the provider's hold); 2 → the pace key is missing: look the last send up and ask again.
 _ACQUIRE = """
@@ -55,12 +58,19 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or -1)
 if tat < 0 then
   tat = tonumber(ARGV[3])
   if tat < 0 then return {2, 0, 0} end
+  if tat > now then
+    redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 60000)
+  end
 end
 if now + tolerance < tat then
   return {0, tat - now, 0}
 end
-if tat < now then tat = now end
 local next_tat = tat + interval
+if tat < now then
+  local late = now - tat
+  if late >= interval then late = 0 end  -- idle, not late: nothing to win back
+  next_tat = now + interval - math.min(late, tonumber(ARGV[4]))
+end
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 60000)
 return {1, next_tat - now, 0}
 """
@@ -118,14 +128,18 @@ class SlotAnswer:
     unknown: bool = False
 
 
+CATCH_UP_SHARE = 0.1  # a late grant wins back at most a tenth of an interval
+
+
 def acquire_send_slot(key: str, interval_seconds: float, *, tolerance_seconds: float = 0.0,
                       seed_epoch_seconds: float | None = None) -> SlotAnswer:
     """Take the send slot of the number `key` if it has come. `seed_epoch_seconds` is the next
     allowed instant (Unix time) as PostgreSQL knows it, used only when Redis lost the pace, so a
     Redis restart or flush never lets a number send faster than its pace."""
     seed = -1 if seed_epoch_seconds is None else max(0, int(seed_epoch_seconds * 1_000_000))
-    granted, micros, reason = _run(_ACQUIRE, [f"pace:{key}", f"hold:{key}"], int(interval_seconds * 1_000_000),
-                                   int(tolerance_seconds * 1_000_000), seed)
+    interval_us = int(interval_seconds * 1_000_000)
+    granted, micros, reason = _run(_ACQUIRE, [f"pace:{key}", f"hold:{key}"], interval_us,
+                                   int(tolerance_seconds * 1_000_000), seed, int(interval_us * CATCH_UP_SHARE))
     if int(granted) == 2:
         return SlotAnswer(False, 0.0, unknown=True)
     return SlotAnswer(bool(int(granted)), int(micros) / 1_000_000, held=int(reason) == 1)

@@ -1,0 +1,64 @@
+"""The send pace and the API limits, as atomic scripts on the real Redis."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from apps.common.rate_limiting import acquire_send_slot, hit, hold_back
+from apps.common.redis_client import get_redis
+
+
+@pytest.fixture
+def key() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+def test_a_slot_is_granted_once_and_the_next_caller_is_told_how_long_to_wait(key):
+    first = acquire_send_slot(key, 2.0, seed_epoch_seconds=0)
+    assert first.granted and 1.9 <= first.seconds <= 2.0
+    second = acquire_send_slot(key, 2.0)
+    assert not second.granted and not second.held and 1.8 <= second.seconds <= 2.0
+
+
+def test_a_number_redis_does_not_know_is_reported_so_postgresql_can_seed_it(key):
+    unknown = acquire_send_slot(key, 2.0)
+    assert unknown.unknown and not unknown.granted
+    # PostgreSQL says the number last sent a moment ago: its next slot is about an interval away.
+    seeded = acquire_send_slot(key, 2.0, seed_epoch_seconds=time.time() + 1.5)
+    assert not seeded.granted and 1.3 <= seeded.seconds <= 1.5
+    assert acquire_send_slot(key, 2.0).seconds > 1.0, "the seed is now the pace"
+
+
+def test_a_grant_up_to_the_tolerance_early_is_allowed(key):
+    acquire_send_slot(key, 0.2, seed_epoch_seconds=0)
+    time.sleep(0.19)
+    assert acquire_send_slot(key, 0.2, tolerance_seconds=0.02).granted
+
+
+def test_a_late_grant_wins_back_at_most_a_tenth_of_an_interval(key):
+    acquire_send_slot(key, 1.0, seed_epoch_seconds=0)
+    time.sleep(1.05)  # 50 ms late
+    late = acquire_send_slot(key, 1.0)
+    assert late.granted and 0.93 <= late.seconds <= 0.96, "the next slot stays on the original grid"
+    time.sleep(late.seconds + 0.5)  # 500 ms late: more than the tenth it may win back
+    very_late = acquire_send_slot(key, 1.0)
+    assert very_late.granted and 0.89 <= very_late.seconds <= 0.91
+
+
+def test_a_providers_hold_stops_that_number_only_and_says_so(key):
+    other = f"{key}-other"
+    hold_back(key, 60)
+    held = acquire_send_slot(key, 1.0, seed_epoch_seconds=0)
+    assert held.held and not held.granted and 59 <= held.seconds <= 60
+    assert acquire_send_slot(other, 1.0, seed_epoch_seconds=0).granted
+    hold_back(key, 5)  # a shorter hold never shortens a longer one
+    assert acquire_send_slot(key, 1.0).seconds > 50
+    assert get_redis().pttl(f"hold:{key}") > 55_000
+
+
+def test_the_api_limit_allows_a_burst_then_refuses_with_a_wait(key):
+    assert all(hit(key, 3, 60).allowed for _ in range(3))
+    refused = hit(key, 3, 60)
+    assert not refused.allowed and 19 <= refused.retry_after <= 20
