@@ -162,7 +162,7 @@ def test_a_queue_waiting_for_its_slot_holds_nothing_and_its_next_contact_stays_p
     assert finish(engine, runner).outcome == "completed"
     sent_at = sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")) for m in tenant.messages())
     gaps = [(b - a).total_seconds() for a, b in zip(sent_at, sent_at[1:])]
-    assert len(sent_at) == 3 and min(gaps) >= 0.48, gaps
+    assert len(sent_at) == 3 and min(gaps) >= 0.9 * 0.5 - 0.01, gaps  # a late send wins back <= 10 %
 
 
 def test_a_shutdown_between_two_steps_hands_the_queue_back_with_its_contacts_unsent(pipeline_tenant):
