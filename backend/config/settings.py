@@ -243,8 +243,15 @@ LOGGING = {
 # --------------------------------------------------------------------------- Evolution API client
 # apps/common/services/evolution_api_service.py reads these at call time (tests override them
 # with pytest-django's `settings` fixture). See docs/evolution.md.
-EVOLUTION_CONNECT_TIMEOUT = env_float("EVOLUTION_CONNECT_TIMEOUT", 5.0)  # seconds
-EVOLUTION_READ_TIMEOUT = env_float("EVOLUTION_READ_TIMEOUT", 30.0)  # seconds
+# Total wall-clock deadline of one call (DNS, connect, request, the whole answer), in seconds.
+# A send past its deadline has an unknown outcome, so keep it above the provider's worst latency.
+EVOLUTION_SEND_DEADLINE = env_float("EVOLUTION_SEND_DEADLINE", 30.0)
+EVOLUTION_HEALTH_DEADLINE = env_float("EVOLUTION_HEALTH_DEADLINE", 10.0)
+EVOLUTION_LOOKUP_DEADLINE = env_float("EVOLUTION_LOOKUP_DEADLINE", 15.0)  # findMessages (reconciliation)
+EVOLUTION_CONNECT_TIMEOUT = env_float("EVOLUTION_CONNECT_TIMEOUT", 5.0)  # DNS + TCP + TLS, inside the deadline
+# Private networks (CIDRs) where the operator runs self-hosted Evolution servers; provider URLs
+# elsewhere must resolve to public addresses (SSRF guard, docs/security.md). Local runs: 127.0.0.0/8.
+EVOLUTION_ALLOWED_NETWORKS = env_list("EVOLUTION_ALLOWED_NETWORKS", "")
 # Wait before retry 1, 2, 3, ... (the last value repeats); "0" disables waiting.
 EVOLUTION_RETRY_BACKOFF = [float(value) for value in env_list("EVOLUTION_RETRY_BACKOFF", "1,2,4")]
 EVOLUTION_RETRY_JITTER = env_float("EVOLUTION_RETRY_JITTER", 0.2)  # ± fraction of each wait
@@ -298,8 +305,9 @@ BILLING_CONVERSATION_IDLE_HOURS = env_float("BILLING_CONVERSATION_IDLE_HOURS", 2
 BILLING_OPT_OUT_CONFIRMATION_ASYNC = env_bool("BILLING_OPT_OUT_CONFIRMATION_ASYNC", True)
 # Client callbacks (us → the client's system), Standard Webhooks signed.
 BILLING_CALLBACK_ALLOW_PRIVATE = env_bool("BILLING_CALLBACK_ALLOW_PRIVATE", False)  # SSRF rules off: tests only
-BILLING_CALLBACK_CONNECT_TIMEOUT = env_float("BILLING_CALLBACK_CONNECT_TIMEOUT", 5.0)
-BILLING_CALLBACK_READ_TIMEOUT = env_float("BILLING_CALLBACK_READ_TIMEOUT", 10.0)
+# Total wall-clock deadline of one callback attempt (DNS, connect, request, the answer), seconds.
+BILLING_CALLBACK_DEADLINE = env_float("BILLING_CALLBACK_DEADLINE", 10.0)
+BILLING_CALLBACK_CONNECT_TIMEOUT = env_float("BILLING_CALLBACK_CONNECT_TIMEOUT", 5.0)  # inside the deadline
 BILLING_CALLBACK_RETRY_BASE_SECONDS = env_float("BILLING_CALLBACK_RETRY_BASE_SECONDS", 30.0)  # 30 s · 2^n
 BILLING_CALLBACK_RETRY_MAX_SECONDS = env_float("BILLING_CALLBACK_RETRY_MAX_SECONDS", 3600.0)  # cap per wait
 BILLING_CALLBACK_GIVE_UP_HOURS = env_float("BILLING_CALLBACK_GIVE_UP_HOURS", 24.0)

@@ -113,11 +113,10 @@ class BillingConsumer:
         # freed slot can pick the highest priority among them.
         self.prefetch = min(self.max_queues, self.concurrency) + 2
         self.url = url or settings.RABBITMQ_URL
-        # The message in flight may take one provider call (connect + read timeouts), its outcome
+        # The message in flight may take one provider call (its total deadline), its outcome
         # write and a republish (publish timeout): that is how long a worker needs to stop.
         self.shutdown_grace = shutdown_grace if shutdown_grace is not None else (
-            float(settings.EVOLUTION_READ_TIMEOUT) + float(settings.EVOLUTION_CONNECT_TIMEOUT)
-            + float(settings.BILLING_PUBLISH_TIMEOUT) + 3.0)
+            float(settings.EVOLUTION_SEND_DEADLINE) + float(settings.BILLING_PUBLISH_TIMEOUT) + 3.0)
         self.watchdog_interval = float(watchdog_interval or settings.BILLING_CONSUMER_WATCHDOG_SECONDS)
         self.reconnect_interval = float(reconnect_interval or settings.BILLING_CONSUMER_RECONNECT_SECONDS)
         self.db_idle_seconds = float(db_idle_seconds if db_idle_seconds is not None

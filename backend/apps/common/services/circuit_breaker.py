@@ -235,7 +235,7 @@ class CircuitBreaker:
         threshold = max(1, int(settings.EVOLUTION_BREAKER_THRESHOLD))
         cooldown_ms = max(1, int(float(settings.EVOLUTION_BREAKER_COOLDOWN) * 1000))
         # A probe may take as long as one request; after that its lease is considered lost.
-        lease_ms = int((float(settings.EVOLUTION_CONNECT_TIMEOUT) + float(settings.EVOLUTION_READ_TIMEOUT) + 1.0) * 1000)
+        lease_ms = int((float(settings.EVOLUTION_SEND_DEADLINE) + 1.0) * 1000)
         ttl_s = max(3600, int(cooldown_ms / 1000) * 10)
         try:
             _client, script = _redis(settings.REDIS_URL)
