@@ -226,11 +226,18 @@ LOGGING = {
         "json": {"()": "apps.common.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    # URL secrets (webhook path secret, userinfo, query strings) never reach a line:
+    # apps/common/http_log_redaction.py.
+    "filters": {"url_secrets": {"()": "apps.common.http_log_redaction.URLSecretsFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["url_secrets"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        "django.request": {"filters": ["url_secrets"]},
+        "django.server": {"filters": ["url_secrets"]},
+        "uvicorn.access": {"filters": ["url_secrets"]},
+        "uvicorn.error": {"filters": ["url_secrets"]},
         "django.db.backends": {"level": "WARNING"},
         "aiormq": {"level": "WARNING"},
         "aio_pika": {"level": "WARNING"},
@@ -308,6 +315,15 @@ BILLING_CALLBACK_ALLOW_PRIVATE = env_bool("BILLING_CALLBACK_ALLOW_PRIVATE", Fals
 # Total wall-clock deadline of one callback attempt (DNS, connect, request, the answer), seconds.
 BILLING_CALLBACK_DEADLINE = env_float("BILLING_CALLBACK_DEADLINE", 10.0)
 BILLING_CALLBACK_CONNECT_TIMEOUT = env_float("BILLING_CALLBACK_CONNECT_TIMEOUT", 5.0)  # inside the deadline
+# run_billing_callbacks: attempts in flight per process, and per tenant (a slow endpoint holds
+# only its tenant's share); seconds between looks for due deliveries when idle.
+BILLING_CALLBACK_WORKERS = env_int("BILLING_CALLBACK_WORKERS", 8)
+BILLING_CALLBACK_PER_TENANT = env_int("BILLING_CALLBACK_PER_TENANT", 2)
+BILLING_CALLBACK_POLL_SECONDS = env_float("BILLING_CALLBACK_POLL_SECONDS", 1.0)
+# Circuit per tenant endpoint: consecutive failures (5xx, no answer) that open it, seconds open.
+BILLING_CALLBACK_BREAKER_THRESHOLD = env_int("BILLING_CALLBACK_BREAKER_THRESHOLD", 5)
+BILLING_CALLBACK_BREAKER_COOLDOWN = env_float("BILLING_CALLBACK_BREAKER_COOLDOWN", 60.0)
+BILLING_CALLBACK_BREAKER_KEY_PREFIX = env_str("BILLING_CALLBACK_BREAKER_KEY_PREFIX", "billing:callback-breaker")
 BILLING_CALLBACK_RETRY_BASE_SECONDS = env_float("BILLING_CALLBACK_RETRY_BASE_SECONDS", 30.0)  # 30 s · 2^n
 BILLING_CALLBACK_RETRY_MAX_SECONDS = env_float("BILLING_CALLBACK_RETRY_MAX_SECONDS", 3600.0)  # cap per wait
 BILLING_CALLBACK_GIVE_UP_HOURS = env_float("BILLING_CALLBACK_GIVE_UP_HOURS", 24.0)

@@ -115,6 +115,8 @@ class _CallState:
 
     policy: AddressPolicy
     max_bytes: int
+    read_body: bool = True
+    body_skipped: bool = False
     request_started: bool = False
     refused_because: str | None = None
     too_large: bool = False
@@ -150,6 +152,9 @@ class _CallState:
             self.headers[name.strip().lower()] = value.strip()
 
     def write(self, chunk: bytes) -> int | None:
+        if not self.read_body:
+            self.body_skipped = True
+            return 0  # the status and headers are in: stop here, the body is not wanted
         if self.body.tell() + len(chunk) > self.max_bytes:
             self.too_large = True
             return 0  # anything but len(chunk) makes libcurl abort the transfer
@@ -206,9 +211,12 @@ class DeadlineHTTPClient:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         reuse_connection: bool = True,
+        read_body: bool = True,
     ) -> HTTPResponse:
-        """Make one call; return the full answer (any status) or raise `HTTPCallError`."""
-        state = _CallState(policy=self._policy(), max_bytes=self.max_response_bytes)
+        """Make one call; return the answer (any status) or raise `HTTPCallError`.
+        `read_body=False` returns once the status and headers are in, with an empty body
+        (a peer's answer we have no use for is never read)."""
+        state = _CallState(policy=self._policy(), max_bytes=self.max_response_bytes, read_body=read_body)
         curl = self._handle()
         curl.reset()  # options only: the connection and DNS caches stay
         curl.setopt(pycurl.URL, url)
@@ -242,6 +250,9 @@ class DeadlineHTTPClient:
             curl.perform()
         except pycurl.error as exc:
             code = int(exc.args[0]) if exc.args else -1
+            if code == pycurl.E_WRITE_ERROR and state.body_skipped:
+                return HTTPResponse(status=int(curl.getinfo(pycurl.RESPONSE_CODE)), headers=dict(state.headers),
+                                    body=b"", elapsed=time.monotonic() - started)
             kind, nothing_sent = classify_failure(code, request_started=state.request_started,
                                                   refused_because=state.refused_because, too_large=state.too_large)
             raise HTTPCallError(

@@ -97,7 +97,6 @@ STEPS = (
     ("recover_instances", recover_instances),
     ("release_stale_queues", release_stale_queues),
     ("publish_waiting_queues", publish_waiting_queues),
-    ("deliver_callbacks", callbacks.deliver_due),
     ("close_idle_conversations", close_idle_billing_conversations),
 )
 
