@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -124,8 +125,6 @@ class _CallState:
     body: io.BytesIO = field(default_factory=io.BytesIO)
 
     def open_socket(self, purpose: int, address: Any) -> Any:
-        import socket
-
         problem = self.policy.problem(address.addr[0])
         if problem:
             self.refused_because = problem
