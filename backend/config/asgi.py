@@ -1,5 +1,8 @@
 """ASGI entry point: HTTP through Django, WebSocket through Channels.
 
+Every HTTP request first meets `RequestBodyLimit` (apps/common/asgi_body_limit.py): a body over
+API_MAX_BODY_BYTES is refused with 413 before it is read, chunked or not, on every route.
+
 WebSocket authentication is by API key header or signed token (apps/billing/consumers.py), never
 by cookie, so cross-site WebSocket hijacking has nothing to ride on; the Origin check below is
 defence in depth: a browser's Origin must be one of ALLOWED_HOSTS, while server-to-server
@@ -17,6 +20,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from apps.billing.routing import websocket_urlpatterns  # noqa: E402
+from apps.common.asgi_body_limit import RequestBodyLimit  # noqa: E402
 
 
 class BrowserOriginValidator(OriginValidator):
@@ -32,6 +36,6 @@ def _allowed_origins() -> list[str]:
 
 
 application = ProtocolTypeRouter({
-    "http": django_asgi_app,
+    "http": RequestBodyLimit(django_asgi_app),
     "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), _allowed_origins()),
 })

@@ -237,11 +237,18 @@ LOGGING = {
         "json": {"()": "apps.common.logging.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    # URL secrets (webhook path secret, userinfo, query strings) never reach a line:
+    # apps/common/http_log_redaction.py.
+    "filters": {"url_secrets": {"()": "apps.common.http_log_redaction.URLSecretsFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["url_secrets"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        "django.request": {"filters": ["url_secrets"]},
+        "django.server": {"filters": ["url_secrets"]},
+        "uvicorn.access": {"filters": ["url_secrets"]},
+        "uvicorn.error": {"filters": ["url_secrets"]},
         "django.db.backends": {"level": "WARNING"},
         "aiormq": {"level": "WARNING"},
         "aio_pika": {"level": "WARNING"},
@@ -254,8 +261,15 @@ LOGGING = {
 # --------------------------------------------------------------------------- Evolution API client
 # apps/common/services/evolution_api_service.py reads these at call time (tests override them
 # with pytest-django's `settings` fixture). See docs/evolution.md.
-EVOLUTION_CONNECT_TIMEOUT = env_float("EVOLUTION_CONNECT_TIMEOUT", 5.0)  # seconds
-EVOLUTION_READ_TIMEOUT = env_float("EVOLUTION_READ_TIMEOUT", 30.0)  # seconds
+# Total wall-clock deadline of one call (DNS, connect, request, the whole answer), in seconds.
+# A send past its deadline has an unknown outcome, so keep it above the provider's worst latency.
+EVOLUTION_SEND_DEADLINE = env_float("EVOLUTION_SEND_DEADLINE", 30.0)
+EVOLUTION_HEALTH_DEADLINE = env_float("EVOLUTION_HEALTH_DEADLINE", 10.0)
+EVOLUTION_LOOKUP_DEADLINE = env_float("EVOLUTION_LOOKUP_DEADLINE", 15.0)  # findMessages (reconciliation)
+EVOLUTION_CONNECT_TIMEOUT = env_float("EVOLUTION_CONNECT_TIMEOUT", 5.0)  # DNS + TCP + TLS, inside the deadline
+# Private networks (CIDRs) where the operator runs self-hosted Evolution servers; provider URLs
+# elsewhere must resolve to public addresses (SSRF guard, docs/security.md). Local runs: 127.0.0.0/8.
+EVOLUTION_ALLOWED_NETWORKS = env_list("EVOLUTION_ALLOWED_NETWORKS", "")
 # Wait before retry 1, 2, 3, ... (the last value repeats); "0" disables waiting.
 EVOLUTION_RETRY_BACKOFF = [float(value) for value in env_list("EVOLUTION_RETRY_BACKOFF", "1,2,4")]
 EVOLUTION_RETRY_JITTER = env_float("EVOLUTION_RETRY_JITTER", 0.2)  # ± fraction of each wait
@@ -319,8 +333,18 @@ BILLING_CONVERSATION_IDLE_HOURS = env_float("BILLING_CONVERSATION_IDLE_HOURS", 2
 BILLING_OPT_OUT_CONFIRMATION_ASYNC = env_bool("BILLING_OPT_OUT_CONFIRMATION_ASYNC", True)
 # Client callbacks (us → the client's system), Standard Webhooks signed.
 BILLING_CALLBACK_ALLOW_PRIVATE = env_bool("BILLING_CALLBACK_ALLOW_PRIVATE", False)  # SSRF rules off: tests only
-BILLING_CALLBACK_CONNECT_TIMEOUT = env_float("BILLING_CALLBACK_CONNECT_TIMEOUT", 5.0)
-BILLING_CALLBACK_READ_TIMEOUT = env_float("BILLING_CALLBACK_READ_TIMEOUT", 10.0)
+# Total wall-clock deadline of one callback attempt (DNS, connect, request, the answer), seconds.
+BILLING_CALLBACK_DEADLINE = env_float("BILLING_CALLBACK_DEADLINE", 10.0)
+BILLING_CALLBACK_CONNECT_TIMEOUT = env_float("BILLING_CALLBACK_CONNECT_TIMEOUT", 5.0)  # inside the deadline
+# run_billing_callbacks: attempts in flight per process, and per tenant (a slow endpoint holds
+# only its tenant's share); seconds between looks for due deliveries when idle.
+BILLING_CALLBACK_WORKERS = env_int("BILLING_CALLBACK_WORKERS", 8)
+BILLING_CALLBACK_PER_TENANT = env_int("BILLING_CALLBACK_PER_TENANT", 2)
+BILLING_CALLBACK_POLL_SECONDS = env_float("BILLING_CALLBACK_POLL_SECONDS", 1.0)
+# Circuit per tenant endpoint: consecutive failures (5xx, no answer) that open it, seconds open.
+BILLING_CALLBACK_BREAKER_THRESHOLD = env_int("BILLING_CALLBACK_BREAKER_THRESHOLD", 5)
+BILLING_CALLBACK_BREAKER_COOLDOWN = env_float("BILLING_CALLBACK_BREAKER_COOLDOWN", 60.0)
+BILLING_CALLBACK_BREAKER_KEY_PREFIX = env_str("BILLING_CALLBACK_BREAKER_KEY_PREFIX", "billing:callback-breaker")
 BILLING_CALLBACK_RETRY_BASE_SECONDS = env_float("BILLING_CALLBACK_RETRY_BASE_SECONDS", 30.0)  # 30 s · 2^n
 BILLING_CALLBACK_RETRY_MAX_SECONDS = env_float("BILLING_CALLBACK_RETRY_MAX_SECONDS", 3600.0)  # cap per wait
 BILLING_CALLBACK_GIVE_UP_HOURS = env_float("BILLING_CALLBACK_GIVE_UP_HOURS", 24.0)

@@ -9,6 +9,10 @@ os.environ.setdefault("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:55672/")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+# The Evolution sandbox the tests start listens on loopback: the operator's allow-list for
+# private provider hosts (EVOLUTION_ALLOWED_NETWORKS) names it, as a local run does. Set in the
+# environment so the consumer and periodic processes the tests start inherit it.
+os.environ.setdefault("EVOLUTION_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 
 from .settings import *  # noqa: E402,F401,F403
 

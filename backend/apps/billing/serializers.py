@@ -148,11 +148,11 @@ class SendRequestSerializer(StrictSerializer):
         if value:
             # SSRF: refuse loopback/private/link-local/metadata targets now (checked again at send
             # time). A name that does not resolve yet is accepted; delivery retries it.
-            from .services.url_safety import UnsafeCallbackURL, validate_callback_url
+            from apps.common.url_safety import UnsafeURL, validate_callback_url
 
             try:
                 validate_callback_url(value)
-            except UnsafeCallbackURL as exc:
+            except UnsafeURL as exc:
                 if exc.code != "unresolvable_callback_url":
                     raise ApplicationError("unsafe_callback_url", exc.message, status=400,
                                            details={"field": "callback_url"}) from None

@@ -1,13 +1,19 @@
+from typing import Any
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from apps.common.admin import TenantScopedAdmin
 
 from .models import WhatsAppInstance
+from .services import clear_attention, open_queue_count
 
 
 class WhatsAppInstanceForm(forms.ModelForm):
-    """The provider key is write-only: never rendered back; left blank on edit keeps the old one."""
+    """The provider key is write-only: never rendered back; left blank on edit keeps the old one.
+    `base_url` passes the provider address guard (WhatsAppInstance.clean)."""
 
     api_key = forms.CharField(
         widget=forms.PasswordInput(render_value=False), required=False,
@@ -29,9 +35,38 @@ class WhatsAppInstanceForm(forms.ModelForm):
 
 @admin.register(WhatsAppInstance)
 class WhatsAppInstanceAdmin(TenantScopedAdmin):
+    """Tenant staff see and edit their instances, but the provider URL (where our servers
+    connect) is the operator's: only superusers set it, so only they add instances. An instance
+    that open queues still send through cannot be deleted."""
+
     form = WhatsAppInstanceForm
     exclude = ["webhook_secret"]
-    list_display = ["name", "tenant", "instance_name", "provider", "api_version", "is_active", "health_state", "health_checked_at"]
+    list_display = ["name", "tenant", "instance_name", "provider", "api_version", "is_active", "health_state",
+                    "health_checked_at", "attention_since"]
     list_filter = ["tenant", "provider", "is_active", "health_state"]
     search_fields = ["name", "instance_name"]
-    readonly_fields = ["health_state", "health_reason", "health_checked_at", "created_at", "updated_at"]
+    readonly_fields = ["health_state", "health_reason", "health_checked_at", "attention_reason", "attention_since",
+                       "created_at", "updated_at"]
+    actions = ["clear_attention_flag"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else [*fields, "base_url"]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request, *args)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, list[str]]:
+        """Shown and refused like a PROTECT relation: the queues still sending through it."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for instance in objs:
+            count = open_queue_count(instance=instance)
+            if count:
+                protected = [*protected, f"{instance}: {count} billing queue(s) not finished yet "
+                                         "(finish or cancel them first)"]
+        return deleted, counts, perms_needed, protected
+
+    @admin.action(description="Clear the attention flag (a person has looked)")
+    def clear_attention_flag(self, request: HttpRequest, queryset: QuerySet) -> None:
+        cleared = clear_attention(instances=queryset)
+        self.message_user(request, f"Attention flag cleared on {cleared} instance(s).", messages.SUCCESS)

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import secrets
 
+from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
+
+from apps.common.url_safety import UnsafeURL, validate_provider_url
 
 
 def new_webhook_secret() -> str:
@@ -39,6 +42,10 @@ class WhatsAppInstance(models.Model):
     health_state = models.CharField(max_length=12, choices=HealthState.choices, default=HealthState.UNKNOWN)
     health_reason = models.CharField(max_length=300, blank=True)
     health_checked_at = models.DateTimeField(null=True, blank=True)
+    # Set by the send worker when the instance needs a person (it answers "instance unavailable"
+    # to every send while saying `open`, its key is refused...); cleared by a person in the admin.
+    attention_reason = models.CharField(max_length=300, blank=True)
+    attention_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -48,6 +55,16 @@ class WhatsAppInstance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.instance_name})"
+
+    def clean(self) -> None:
+        """The provider URL goes through the address guard (checked again on every connection)."""
+        super().clean()
+        if self.base_url:
+            try:
+                validate_provider_url(self.base_url)
+            except UnsafeURL as exc:
+                if exc.code != "unresolvable_provider_url":  # a name not live yet is not unsafe
+                    raise ValidationError({"base_url": exc.message}, code=exc.code) from None
 
     def __repr__(self) -> str:  # keeps api_key out of debug output
         return f"<WhatsAppInstance {self.pk} {self.name!r}>"

@@ -31,6 +31,10 @@ class SandboxApp:
         if seconds > 0:
             self._stopping.wait(seconds)
 
+    def stopping(self, wait: float) -> bool:
+        """Wait up to `wait` seconds; True when the server is stopping (give up the answer)."""
+        return self._stopping.wait(wait)
+
     def close(self) -> None:
         self._stopping.set()
         self.scheduler.stop()

@@ -6,9 +6,11 @@ sends is built here, so the contract test can pin this module to
 """
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -200,6 +202,76 @@ def fetch_instance_row(instance: dict[str, Any], *, message_count: int) -> dict[
         "Setting": None,
         "_count": {"Message": message_count, "Contact": 0, "Chat": 0},
     }
+
+
+# ----------------------------------------------------------------------------- findMessages
+@dataclass(frozen=True)
+class FindMessagesQuery:
+    remote_jid: str | None
+    message_id: str | None
+    since: int | None  # Unix seconds; both bounds or neither (the real server ignores one alone)
+    until: int | None
+    page: int
+    page_size: int
+
+
+def _unix_seconds(value: Any) -> int | None:
+    """`Math.floor(new Date(value).getTime() / 1000)` for the ISO strings and epoch-ms numbers we send."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value // 1000)
+    if isinstance(value, str):
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            return None
+    return None
+
+
+def parse_find_messages_query(body: Any) -> FindMessagesQuery | str:
+    """The query of `POST /chat/findMessages/{instance}`, or the schema error to answer."""
+    if not isinstance(body, dict):
+        return "instance is not of a type(s) object"
+    where = body.get("where") or {}
+    if not isinstance(where, dict):
+        return "where is not of a type(s) object"
+    key = where.get("key") or {}
+    if not isinstance(key, dict):
+        return "where.key is not of a type(s) object"
+    page, page_size = body.get("page") or 1, body.get("offset") or 50
+    if isinstance(page, bool) or not isinstance(page, int) or isinstance(page_size, bool) or not isinstance(page_size, int):
+        return "page and offset must be integers"
+    bounds = where.get("messageTimestamp") or {}
+    since = _unix_seconds(bounds.get("gte")) if isinstance(bounds, dict) else None
+    until = _unix_seconds(bounds.get("lte")) if isinstance(bounds, dict) else None
+    both = since is not None and until is not None
+    return FindMessagesQuery(
+        remote_jid=key.get("remoteJid") or None, message_id=key.get("id") or None,
+        since=since if both else None, until=until if both else None, page=max(1, page), page_size=max(1, page_size),
+    )
+
+
+def find_messages_page(records: list[dict[str, Any]], *, page: int, page_size: int, instance_id: str) -> dict[str, Any]:
+    """`{"messages": {total, pages, currentPage, records}}` with Prisma `Message` rows, newest first."""
+    chunk = records[(page - 1) * page_size: page * page_size]
+    rows = []
+    for record in chunk:
+        reached = ACK_STATUSES[: ACK_STATUSES.index(record["status"]) + 1] if record["status"] in ACK_STATUSES else []
+        rows.append({
+            "id": record["db_id"],
+            "key": {"remoteJid": record["remote_jid"], "fromMe": True, "id": record["id"]},
+            "pushName": "Você",
+            "messageType": "conversation",
+            "message": {"conversation": record["text"]},
+            "messageTimestamp": record["timestamp"],
+            "instanceId": instance_id,
+            "source": "web",
+            "contextInfo": None,
+            "MessageUpdate": [{"status": status} for status in reached],
+        })
+    return {"messages": {"total": len(records), "pages": math.ceil(len(records) / page_size),
+                         "currentPage": page, "records": rows}}
 
 
 # ----------------------------------------------------------------------------- §4 webhooks

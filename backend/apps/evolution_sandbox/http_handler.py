@@ -52,6 +52,7 @@ class Response:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    drip: float = 0.0  # > 0: the answer is written one byte every `drip` seconds (a dying proxy)
 
 
 class SandboxRequestHandler(BaseHTTPRequestHandler):
@@ -102,6 +103,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def _write(self, response: Response) -> None:
         payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+        if response.drip > 0:
+            self._drip(response, payload)
+            return
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -113,6 +117,24 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             # the client gave up (e.g. its read timeout hit during a simulated hang)
             self.close_connection = True
+
+    def _drip(self, response: Response, payload: bytes) -> None:
+        """Status line, headers and body, one byte at a time: every read the client makes gets
+        something, so only a total deadline ends the call. The connection is closed afterwards."""
+        app: SandboxApp = self.server.app  # type: ignore[attr-defined]
+        head = [f"HTTP/1.1 {response.status} {self.responses.get(response.status, ('',))[0]}",
+                "Content-Type: application/json; charset=utf-8", f"Content-Length: {len(payload)}", "Connection: close",
+                *[f"{name}: {value}" for name, value in response.headers.items()]]
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
+        self.close_connection = True
+        try:
+            for index in range(len(raw)):
+                self.wfile.write(raw[index:index + 1])
+                self.wfile.flush()
+                if app.stopping(response.drip):
+                    return
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client's deadline cut the call
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (signature of the base class)
         logger.debug("sandbox %s %s", self.address_string(), format % args)

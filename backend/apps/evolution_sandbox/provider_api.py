@@ -112,15 +112,34 @@ def send_text(app: SandboxApp, request: Request, instance: SandboxInstance) -> R
     after = app.state.take_post_send_faults(instance.name)
     app.sleep(after.hang)  # the message went out; the answer is late (or never arrives)
     if after.ambiguous:
-        return _reply(contract.ambiguous_failure())
-    return Response(201, payload)
+        return Response(*contract.ambiguous_failure(), drip=after.drip)
+    return Response(201, payload, drip=after.drip)
 
 
 def connection_state(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
     """`GET /instance/connectionState/{instance}` (§3)."""
-    latency, hang = app.state.take_read_faults(instance.name)
+    latency, hang, drip = app.state.take_read_faults(instance.name)
     app.sleep(latency + hang)
-    return Response(200, contract.connection_state(instance.name, instance.state if instance.loaded else None))
+    return Response(200, contract.connection_state(instance.name, instance.state if instance.loaded else None), drip=drip)
+
+
+def find_messages(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
+    """`POST /chat/findMessages/{instance}`: what the sandbox recorded, in v2's paged shape
+    (`fetchMessages` of the channel service; docs/evolution.md, "Reconciliation")."""
+    latency, hang, drip = app.state.take_read_faults(instance.name)
+    app.sleep(latency + hang)
+    try:
+        body = request.json()
+    except BodyError:
+        return _reply(contract.bad_request("Unexpected token in JSON body"))
+    query = contract.parse_find_messages_query(body)
+    if isinstance(query, str):
+        return _reply(contract.schema_error(query))
+    # The sandbox holds only messages it sent (fromMe): a `fromMe` filter keeps them all.
+    records = app.state.find_messages(instance.name, remote_jid=query.remote_jid, message_id=query.message_id,
+                                      since=query.since, until=query.until)
+    return Response(200, contract.find_messages_page(records, page=query.page, page_size=query.page_size,
+                                                     instance_id=instance.id), drip=drip)
 
 
 def fetch_instances(app: SandboxApp, request: Request) -> Response:
@@ -224,6 +243,7 @@ _INSTANCE_ROUTES: list[tuple[str, re.Pattern[str], _GuardedView]] = [
     ("GET", re.compile(r"^/instance/connectionState/(?P<instance>[^/]+)/?$"), connection_state),
     ("POST", re.compile(r"^/webhook/set/(?P<instance>[^/]+)/?$"), webhook_set),
     ("GET", re.compile(r"^/webhook/find/(?P<instance>[^/]+)/?$"), webhook_find),
+    ("POST", re.compile(r"^/chat/findMessages/(?P<instance>[^/]+)/?$"), find_messages),
 ]
 _OPEN_ROUTES: list[tuple[str, re.Pattern[str], _OpenView]] = [
     ("GET", re.compile(r"^/$"), welcome),

@@ -103,6 +103,9 @@ INSTANCE_OPTIONS = {
     "hang": _boolean,
     "hang_next": _integer,
     "hang_seconds": lambda v, n: _number(v, n, maximum=3600),
+    "drip": _boolean,
+    "drip_next": _integer,
+    "drip_interval": lambda v, n: _number(v, n, minimum=0.001, maximum=60),
     "ambiguous_next": _integer,
     "ack_delays": _ack_delays,
     "seed": _optional_int,
@@ -141,6 +144,9 @@ class SandboxInstance:
     hang: bool = False
     hang_next: int = 0
     hang_seconds: float = 30.0
+    drip: bool = False
+    drip_next: int = 0
+    drip_interval: float = 2.0
     ambiguous_next: int = 0
     ack_delays: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_ACK_DELAYS))
     seed: int | None = None
@@ -189,6 +195,7 @@ class PostSendFaults:
 
     ambiguous: bool  # answer 400 although the message was sent (issue #1247)
     hang: float  # seconds to hold the answer back
+    drip: float  # > 0: write the answer one byte every `drip` seconds
 
 
 def _default_failure_message(status: int) -> Any:
@@ -348,18 +355,25 @@ class SandboxState:
         with self.lock:
             instance = self.instances.get(name)
             if instance is None:  # deleted meanwhile
-                return PostSendFaults(False, 0.0)
+                return PostSendFaults(False, 0.0, 0.0)
             ambiguous = instance.ambiguous_next > 0
             instance.ambiguous_next = max(0, instance.ambiguous_next - 1)
-            return PostSendFaults(ambiguous, self._take_hang(instance))
+            return PostSendFaults(ambiguous, self._take_hang(instance), self._take_drip(instance))
 
-    def take_read_faults(self, name: str) -> tuple[float, float]:
-        """(latency, hang) for read routes such as connectionState."""
+    def take_read_faults(self, name: str) -> tuple[float, float, float]:
+        """(latency, hang, drip interval) for read routes such as connectionState."""
         with self.lock:
             instance = self.instances.get(name)
             if instance is None:
-                return 0.0, 0.0
-            return instance.latency_ms / 1000, self._take_hang(instance)
+                return 0.0, 0.0, 0.0
+            return instance.latency_ms / 1000, self._take_hang(instance), self._take_drip(instance)
+
+    @staticmethod
+    def _take_drip(instance: SandboxInstance) -> float:
+        if instance.drip or instance.drip_next > 0:
+            instance.drip_next = max(0, instance.drip_next - 1)
+            return instance.drip_interval
+        return 0.0
 
     @staticmethod
     def _take_hang(instance: SandboxInstance) -> float:
@@ -400,6 +414,19 @@ class SandboxState:
                     record["status"] = status
                     return dict(record)
             return None
+
+    def find_messages(self, instance: str, *, remote_jid: str | None, message_id: str | None,
+                      since: int | None, until: int | None) -> list[dict[str, Any]]:
+        """Records of `instance` matching a findMessages filter, newest first."""
+        with self.lock:
+            found = [
+                dict(record) for record in self.messages
+                if record["instance"] == instance
+                and (remote_jid is None or record["remote_jid"] == remote_jid)
+                and (message_id is None or record["id"] == message_id)
+                and (since is None or until is None or since <= record["timestamp"] <= until)
+            ]
+        return sorted(found, key=lambda record: (record["timestamp"], record["seq"]), reverse=True)
 
     def list_messages(self, instance: str | None = None, number: str | None = None) -> list[dict[str, Any]]:
         digits = contract.number_digits(number) if number else None

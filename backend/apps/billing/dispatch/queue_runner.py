@@ -57,7 +57,6 @@ from apps.common.rate_limiting import SlotAnswer, acquire_send_slot, hold_back
 from apps.common.services.evolution_api_service import EvolutionAPIService
 from apps.common.services.evolution_errors import (
     AmbiguousSendError,
-    CircuitOpenError,
     EvolutionAPIError,
     InstanceUnavailableError,
     InvalidNumberError,
@@ -379,7 +378,7 @@ class QueueRunner:
         contact ends within max_attempts whatever the provider does. Only a call that provably
         sent nothing (circuit open, connection refused) is refunded."""
         now = self.ctx.now()
-        refund = bool(getattr(error, "nothing_sent", isinstance(error, CircuitOpenError)))
+        refund = error.nothing_sent
         attempts_used = contact.attempts - (1 if refund else 0)
         exhausted = attempts_used >= self.config.max_attempts
         reason = f"{error.code}: {str(error)[:200]}"

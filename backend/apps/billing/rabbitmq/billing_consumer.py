@@ -102,11 +102,10 @@ class BillingConsumer:
         # Handling a delivery is a claim, not the work: a modest prefetch keeps claims flowing.
         self.prefetch = 4 * CLAIM_THREADS + CONTROL_THREADS
         self.url = url or settings.RABBITMQ_URL
-        # The step in flight may take one provider call (its deadline), its outcome write and a
-        # republish (publish timeout): that is how long the sender threads need to stop.
+        # The step in flight may take one provider call (its total deadline), its outcome write
+        # and a republish (publish timeout): that is how long the sender threads need to stop.
         self.shutdown_grace = shutdown_grace if shutdown_grace is not None else (
-            float(settings.EVOLUTION_READ_TIMEOUT) + float(settings.EVOLUTION_CONNECT_TIMEOUT)
-            + float(settings.BILLING_PUBLISH_TIMEOUT) + 3.0)
+            float(settings.EVOLUTION_SEND_DEADLINE) + float(settings.BILLING_PUBLISH_TIMEOUT) + 3.0)
         self.watchdog_interval = float(watchdog_interval or settings.BILLING_CONSUMER_WATCHDOG_SECONDS)
         self.reconnect_interval = float(reconnect_interval or settings.BILLING_CONSUMER_RECONNECT_SECONDS)
         self.process_id = new_consumer_id()

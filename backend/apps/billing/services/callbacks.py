@@ -2,11 +2,11 @@
 
     enqueue_event(...)  writes a CallbackDelivery row in the caller's transaction (the event and
                         the change it reports commit together, or neither does)
-    deliver_due()       called by the periodic task: POSTs due rows, retries with backoff
 
-Never called from an API request: a slow or hostile client endpoint can only slow the periodic
-task, whose every request has a timeout, follows no redirect and may only reach public
-addresses (services/url_safety.py).
+Delivery is services/callback_delivery.py, in its own process (`run_billing_callbacks`): a
+slow or hostile client endpoint can only slow its own tenant's callbacks. Every attempt has a
+total deadline, follows no redirect and may only reach public addresses
+(apps/common/url_safety.py).
 
 Signing follows https://www.standardwebhooks.com: headers `webhook-id`, `webhook-timestamp`
 (Unix seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`. The key
@@ -28,18 +28,14 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from apps.billing.models import (
@@ -49,7 +45,6 @@ from apps.billing.models import (
     CallbackDelivery,
     CallbackEvent,
 )
-from apps.billing.services.url_safety import UnsafeCallbackURL, guarded_session, validate_callback_url
 from apps.tenancy.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -63,13 +58,10 @@ CONTACT_EVENTS = frozenset({
     CallbackEvent.CONTACT_READ, CallbackEvent.CONTACT_REPLIED, CallbackEvent.CONTACT_OPTED_OUT,
 })
 SECRET_PREFIX = "whsec_"
-#: How long a claimed delivery is hidden from other runs while its request is in flight.
-CLAIM_LEASE = timedelta(minutes=5)
 
 __all__ = [
-    "UnsafeCallbackURL", "deliver_due", "enqueue_event", "on_contact_outcome", "on_queue_cancelled",
-    "on_queue_completed", "on_queue_paused", "on_queue_resumed", "on_queue_started", "send_again", "sign",
-    "signing_key", "validate_callback_url",
+    "enqueue_event", "on_contact_outcome", "on_queue_cancelled", "on_queue_completed", "on_queue_paused",
+    "on_queue_resumed", "on_queue_started", "retry_delay", "send_again", "sign", "signature_headers", "signing_key",
 ]
 
 
@@ -253,103 +245,12 @@ def on_contact_outcome(
     return enqueue_event(tenant=queue.tenant, queue=queue, event=event, data=data, config=config)
 
 
-# ----------------------------------------------------------------------------- delivery
-def deliver_due(now: datetime | None = None, limit: int = 100) -> int:
-    """Send up to `limit` due deliveries; return how many were attempted. Safe to run from
-    several processes: rows are claimed with SKIP LOCKED and hidden for CLAIM_LEASE."""
-    now = now or timezone.now()
-    claimed = _claim_due(now, limit)
-    secrets_by_tenant: dict[Any, str] = {}
-    for delivery in claimed:
-        if delivery.tenant_id not in secrets_by_tenant:
-            secrets_by_tenant[delivery.tenant_id] = BillingConfig.for_tenant(delivery.tenant).callback_secret
-        _attempt(delivery, secrets_by_tenant[delivery.tenant_id], now)
-    return len(claimed)
-
-
-def _claim_due(now: datetime, limit: int) -> list[CallbackDelivery]:
-    with transaction.atomic():
-        ids = list(
-            CallbackDelivery.objects.select_for_update(skip_locked=True)
-            .filter(status=CallbackDelivery.Status.PENDING, next_attempt_at__lte=now)
-            .order_by("next_attempt_at").values_list("id", flat=True)[:limit]
-        )
-        if ids:
-            CallbackDelivery.objects.filter(pk__in=ids).update(
-                attempts=F("attempts") + 1, next_attempt_at=now + CLAIM_LEASE, updated_at=timezone.now()
-            )
-    return list(CallbackDelivery.objects.select_related("tenant").filter(pk__in=ids).order_by("id")) if ids else []
-
-
-def _attempt(delivery: CallbackDelivery, secret: str, now: datetime) -> None:
-    host = urlsplit(delivery.url).hostname or ""
-    context = {"callback_id": delivery.pk, "webhook_id": delivery.webhook_id, "event": delivery.event,
-               "tenant_id": str(delivery.tenant_id), "host": host, "attempt": delivery.attempts}
-    try:
-        validate_callback_url(delivery.url)
-    except UnsafeCallbackURL as exc:
-        if exc.code == "unresolvable_callback_url":  # DNS trouble may pass: retry
-            _retry_or_fail(delivery, now, status_code=None, error=exc.code, context=context)
-        else:
-            _record(delivery, status=CallbackDelivery.Status.FAILED, status_code=None, error=exc.code)
-            logger.warning("billing callback refused: unsafe URL", extra=context)
-        return
-    body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    headers = {
-        **signature_headers(secret=secret, msg_id=delivery.webhook_id, timestamp=int(time.time()), body=body),
-        "Content-Type": "application/json",
-        "User-Agent": settings.BILLING_CALLBACK_USER_AGENT,
-    }
-    status_code: int | None = None
-    error = ""
-    try:
-        response = guarded_session().post(
-            delivery.url, data=body, headers=headers, allow_redirects=False, stream=True,
-            timeout=(float(settings.BILLING_CALLBACK_CONNECT_TIMEOUT), float(settings.BILLING_CALLBACK_READ_TIMEOUT)),
-        )
-        status_code = response.status_code
-        response.close()  # the body is not needed: never read what a client sends back
-    except UnsafeCallbackURL as exc:  # the name re-resolved to a refused address (DNS rebinding)
-        _record(delivery, status=CallbackDelivery.Status.FAILED, status_code=None, error=exc.code)
-        logger.warning("billing callback refused at connect: unsafe address", extra=context)
-        return
-    except requests.RequestException as exc:
-        error = f"transport: {type(exc).__name__}"
-    if status_code is not None and 200 <= status_code < 300:
-        _record(delivery, status=CallbackDelivery.Status.DELIVERED, status_code=status_code, error="",
-                delivered_at=timezone.now())
-        logger.info("billing callback delivered", extra={**context, "http_status": status_code})
-        return
-    if status_code is not None:
-        error = f"HTTP {status_code}" + (" (redirects are not followed)" if 300 <= status_code < 400 else "")
-    _retry_or_fail(delivery, now, status_code=status_code, error=error, context=context)
-
-
+# ----------------------------------------------------------------------------- retries
 def retry_delay(attempts: int) -> float:
     """Seconds before the next try after `attempts` failed ones: base·2^(n-1), capped."""
     base = float(settings.BILLING_CALLBACK_RETRY_BASE_SECONDS)
     cap = float(settings.BILLING_CALLBACK_RETRY_MAX_SECONDS)
     return min(base * (2 ** max(attempts - 1, 0)), cap)
-
-
-def _retry_or_fail(delivery: CallbackDelivery, now: datetime, *, status_code: int | None, error: str,
-                   context: dict[str, Any]) -> None:
-    next_at = now + timedelta(seconds=retry_delay(delivery.attempts))
-    if next_at > delivery.give_up_at:
-        _record(delivery, status=CallbackDelivery.Status.FAILED, status_code=status_code, error=error)
-        logger.warning("billing callback failed: gave up", extra={**context, "http_status": status_code, "error": error})
-        return
-    _record(delivery, status=CallbackDelivery.Status.PENDING, status_code=status_code, error=error, next_attempt_at=next_at)
-    logger.info("billing callback will be retried",
-                extra={**context, "http_status": status_code, "error": error, "next_attempt_at": next_at.isoformat()})
-
-
-def _record(delivery: CallbackDelivery, *, status: str, status_code: int | None, error: str, **fields: Any) -> None:
-    """Write the outcome, fenced on the attempt number we claimed (a run that overran its lease
-    cannot overwrite a newer attempt's result)."""
-    CallbackDelivery.objects.filter(pk=delivery.pk, attempts=delivery.attempts).update(
-        status=status, last_status_code=status_code, last_error=error[:300], updated_at=timezone.now(), **fields
-    )
 
 
 def send_again(deliveries: Iterable[CallbackDelivery]) -> int:

@@ -36,6 +36,7 @@ from apps.billing.models import (
 from apps.billing.services import opt_out
 from apps.billing.services.billing_send_service import record_inbound_message
 from apps.billing.services.callbacks import enqueue_event, on_contact_outcome
+from apps.common.services.evolution_lookup import message_text
 from apps.connections.models import WhatsAppInstance
 from apps.contacts.utils import PhoneNumberError, mask_phone, normalize_phone
 
@@ -50,17 +51,6 @@ class _AlreadyReplied(Exception):
 
 class _Duplicate(Exception):
     pass
-
-
-def message_text(message: Any) -> str:
-    """`message.conversation` (v2 folds extended text into it), else `extendedTextMessage.text`."""
-    if not isinstance(message, dict):
-        return ""
-    text = message.get("conversation")
-    if not text:
-        extended = message.get("extendedTextMessage")
-        text = extended.get("text") if isinstance(extended, dict) else ""
-    return str(text or "")
 
 
 def quoted_message_id(data: dict[str, Any]) -> str:

@@ -25,7 +25,6 @@ from apps.billing.models import BillingQueue
 from apps.billing.rabbitmq.billing_publisher import publish_control, publish_queue
 from apps.billing.rabbitmq.messages import BillingMessage
 from apps.billing.rabbitmq.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
-from apps.billing.services import callbacks
 from apps.billing.services.billing_send_service import close_idle_billing_conversations
 
 logger = logging.getLogger(__name__)
@@ -132,7 +131,6 @@ STEPS = (
     ("publish_stale_checks", publish_stale_checks),
     ("publish_waiting_queues", publish_waiting_queues),
     ("forget_dead_consumers", forget_dead_consumers),
-    ("deliver_callbacks", callbacks.deliver_due),
     ("close_idle_conversations", close_idle_billing_conversations),
 )
 

@@ -1,9 +1,7 @@
 """Point a provider instance's webhook at us: `POST /webhook/set/{instance}` (contract §4).
 
-The HTTP call is made here rather than in apps/common/services/evolution_api_service.py because
-that client belongs to another part of the project; it follows the same conventions (the
-`apikey` header, connect/read timeouts, no redirects, the shared pooled session) and should
-move into that client as `set_webhook()` when its owner is ready.
+The HTTP call goes through the provider client (`EvolutionAPIService.set_webhook`: total
+deadline, address guard, no redirects).
 
 v2 body: `{"webhook": {enabled, url, headers, byEvents: false, base64: false, events}}`, with
 `headers: {"jwt_key": ...}` so Evolution adds `Authorization: Bearer <JWT>` (the path secret
@@ -14,13 +12,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
-
-import requests
 from django.urls import reverse
 
 from apps.billing.services.webhook_auth import webhook_jwt_key
-from apps.common.services.evolution_http import default_headers, get_session, timeouts
+from apps.common.services.evolution_api_service import EvolutionAPIError, EvolutionAPIService
 from apps.connections.models import WhatsAppInstance
 
 logger = logging.getLogger(__name__)
@@ -71,16 +66,14 @@ def configure_instance_webhook(
         raise WebhookSetupError("The public base URL must start with http:// or https://.")
     url = webhook_url(instance=instance, public_base_url=public_base_url)
     body = webhook_body(instance=instance, url=url, use_jwt=use_jwt)
-    endpoint = f"{instance.base_url.rstrip('/')}/webhook/set/{quote(instance.instance_name, safe='')}"
     try:
-        response = get_session().post(endpoint, json=body, headers=default_headers(instance.api_key),
-                                      timeout=timeouts(), allow_redirects=False)
-    except requests.RequestException as exc:
-        raise WebhookSetupError(f"The provider could not be reached: {type(exc).__name__}.") from exc
-    if not 200 <= response.status_code < 300:
-        raise WebhookSetupError(f"The provider answered HTTP {response.status_code}.", http_status=response.status_code)
+        status = EvolutionAPIService(instance).set_webhook(body)
+    except EvolutionAPIError as exc:
+        raise WebhookSetupError(f"The provider could not be reached: {exc.code}.") from exc
+    if not 200 <= status < 300:
+        raise WebhookSetupError(f"The provider answered HTTP {status}.", http_status=status)
     jwt = use_jwt and instance.api_version != WhatsAppInstance.ApiVersion.V1
     logger.info("evolution webhook configured", extra={"instance_id": instance.pk, "jwt": jwt,
-                                                       "http_status": response.status_code})
+                                                       "http_status": status})
     return WebhookSetupResult(url=url, masked_url=_masked(url, instance.webhook_secret), events=list(WEBHOOK_EVENTS),
-                              jwt=jwt, http_status=response.status_code)
+                              jwt=jwt, http_status=status)

@@ -95,7 +95,8 @@ def test_new_business_hours_replace_the_old_ones():
     assert hours() == {(5, time(9), time(13))}
 
 
-def test_a_rerun_changes_the_settings_it_is_given_in_place():
+def test_a_rerun_changes_the_settings_it_is_given_in_place(settings):
+    settings.EVOLUTION_ALLOWED_NETWORKS = ["127.0.0.0/8", "10.0.0.0/24"]  # the operator's self-hosted Evolution networks
     run(*BASE, "--messages-per-minute", "20")
     summary = run_json("--tenant", "Clínica Sorriso", "--evolution-url", "http://10.0.0.5:8080",
                        "--instance", "clinica", "--messages-per-minute", "12", "--timezone", "America/Manaus")
@@ -193,3 +194,10 @@ def test_an_unknown_time_zone_is_refused_and_leaves_nothing_behind():
         run(*BASE, "--timezone", "Mars/Olympus_Mons")
     assert not Tenant.objects.exists()
     assert not BillingAPIKey.objects.exists()
+
+
+def test_a_provider_url_inside_our_network_is_refused_unless_the_operator_allows_it():
+    with pytest.raises(CommandError, match="private address"):
+        run("--tenant", "Clínica Interna", "--slug", "interna", "--evolution-url", "http://10.9.8.7:8080",
+            "--evolution-api-key", "KEY", "--instance", "interna")
+    assert not Tenant.objects.filter(slug="interna").exists()  # nothing partial

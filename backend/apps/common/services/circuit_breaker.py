@@ -1,4 +1,5 @@
-"""Per-instance circuit breaker shared by every process through Redis.
+"""Circuit breaker shared by every process through Redis: one per WhatsApp instance, and one
+per client callback endpoint (each kind with its own `BreakerPolicy`).
 
 Why Redis: workers run in several processes (and hosts); when one of them learns that an
 instance is dead, all of them must stop hammering it. Each transition is one Lua script, so
@@ -103,6 +104,29 @@ return redis.error_reply('unknown breaker op ' .. op)
 
 
 @dataclass(frozen=True)
+class BreakerPolicy:
+    """Thresholds of one kind of breaker. `gauge`: publish the state per breaker (bounded label
+    values only: WhatsApp instances yes, client endpoints no)."""
+
+    key_prefix: str
+    threshold: int
+    cooldown: float  # seconds open before a probe
+    probe_lease: float  # seconds a probe may take (one call) before its lease is considered lost
+    gauge: bool = False
+
+
+def provider_breaker_policy() -> BreakerPolicy:
+    """WhatsApp instances (EVOLUTION_BREAKER_*); a probe is one send, bounded by its deadline."""
+    return BreakerPolicy(
+        key_prefix=settings.EVOLUTION_BREAKER_KEY_PREFIX,
+        threshold=int(settings.EVOLUTION_BREAKER_THRESHOLD),
+        cooldown=float(settings.EVOLUTION_BREAKER_COOLDOWN),
+        probe_lease=float(settings.EVOLUTION_SEND_DEADLINE) + 1.0,
+        gauge=True,
+    )
+
+
+@dataclass(frozen=True)
 class BreakerDecision:
     """The answer to "may I call the instance now?"."""
 
@@ -134,14 +158,16 @@ def _redis(url: str) -> tuple[redis.Redis, Script]:
 
 
 class CircuitBreaker:
-    """The breaker of one WhatsApp instance. Cheap to create; all state lives in Redis."""
+    """The breaker of one WhatsApp instance (or, with another policy, one callback endpoint).
+    Cheap to create; all state lives in Redis."""
 
-    def __init__(self, instance_id: str) -> None:
+    def __init__(self, instance_id: str, policy: BreakerPolicy | None = None) -> None:
         self.instance_id = str(instance_id)
+        self.policy = policy or provider_breaker_policy()
 
     @property
     def key(self) -> str:
-        return f"{settings.EVOLUTION_BREAKER_KEY_PREFIX}:{self.instance_id}"
+        return f"{self.policy.key_prefix}:{self.instance_id}"
 
     # ------------------------------------------------------------------ public operations
     def acquire(self) -> BreakerDecision:
@@ -164,7 +190,7 @@ class CircuitBreaker:
             )
             return BreakerDecision(allowed=True, probe=True, state=previous, retry_after=0.0, failures=failures)
         self._publish(previous)  # a success may skip its write (success_changes_state): the gauge is set here
-        cache_for = float(getattr(settings, "EVOLUTION_BREAKER_CACHE_SECONDS", 1.0))
+        cache_for = float(settings.EVOLUTION_BREAKER_CACHE_SECONDS)
         if previous == CLOSED and not failures and cache_for > 0:
             _closed_until[self.key] = now + cache_for
         return BreakerDecision(allowed=True, probe=False, state=previous, retry_after=0.0, failures=failures)
@@ -232,10 +258,9 @@ class CircuitBreaker:
 
     # ------------------------------------------------------------------ internals
     def _run(self, op: str) -> tuple[str, str, int, int] | None:
-        threshold = max(1, int(settings.EVOLUTION_BREAKER_THRESHOLD))
-        cooldown_ms = max(1, int(float(settings.EVOLUTION_BREAKER_COOLDOWN) * 1000))
-        # A probe may take as long as one request; after that its lease is considered lost.
-        lease_ms = int((float(settings.EVOLUTION_CONNECT_TIMEOUT) + float(settings.EVOLUTION_READ_TIMEOUT) + 1.0) * 1000)
+        threshold = max(1, self.policy.threshold)
+        cooldown_ms = max(1, int(self.policy.cooldown * 1000))
+        lease_ms = int(self.policy.probe_lease * 1000)
         ttl_s = max(3600, int(cooldown_ms / 1000) * 10)
         try:
             _client, script = _redis(settings.REDIS_URL)
@@ -246,6 +271,8 @@ class CircuitBreaker:
         return _text(verdict), _text(previous), int(remaining), int(failures)
 
     def _publish(self, state: str) -> None:
+        if not self.policy.gauge:
+            return
         EVOLUTION_BREAKER_STATE.labels(instance_id=self.instance_id).set(GAUGE_VALUES.get(state, 0))
 
 

@@ -1,11 +1,13 @@
 """EvolutionAPIService: the one place that talks to a WhatsApp provider (Evolution API v2/v1).
 
-Billing (and later campaigns and chat) call `send()` / `send_text_message()` and
-`check_health()`; nothing else in the project builds provider URLs or reads provider bodies.
+Billing (and later campaigns and chat) call `send()` / `send_text_message()`,
+`check_health()` and `find_messages()`; nothing else in the project builds provider URLs or
+reads provider bodies. Every call has a total deadline (apps/common/http_client.py).
 
     service = EvolutionAPIService(instance)
     result = service.send("+55 11 99876-5432", "Sua fatura vence amanhã.")   # SendResult
     result.provider_message_id                                                 # key.id
+    service.find_messages("+55 11 99876-5432", sent_after=..., sent_before=...)  # reconciliation
 
 Failures are the typed errors of `evolution_errors` (re-exported here). The contract this
 client follows is /work/shared/evolution-api-contract.md; docs/evolution.md explains retries,
@@ -13,6 +15,7 @@ the circuit breaker and what a caller does with each error.
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -21,9 +24,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import requests
 from django.conf import settings
 
+from apps.common.http_client import HTTPCallError, HTTPStatusError
 from apps.common.metrics import EVOLUTION_REQUEST_DURATION, EVOLUTION_REQUESTS
 from apps.contacts.utils import PhoneNumberError, e164_digits, mask_phone, normalize_phone
 
@@ -36,10 +39,18 @@ from .evolution_errors import (
     InvalidNumberError,
     ProviderAuthError,
     ProviderRateLimitedError,
+    ProviderLookupError,
     TransientProviderError,
+    UnsafeProviderAddressError,
 )
-from .evolution_http import default_headers, get_session, timeouts
-from .evolution_responses import error_for_send_response, error_for_transport, response_json
+from .evolution_http import HEALTH, LOOKUP, SEND, connect_timeout, deadline, default_headers, json_headers, provider_client
+from .evolution_lookup import MessageLookup, ProviderMessage, find_messages_body, jid_candidates, parse_find_messages
+from .evolution_responses import (
+    error_for_lookup_response,
+    error_for_lookup_transport,
+    error_for_send_response,
+    error_for_transport,
+)
 
 if TYPE_CHECKING:
     from apps.connections.models import WhatsAppInstance
@@ -48,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 OPERATION_SEND = "send_text"
 OPERATION_HEALTH = "connection_state"
+OPERATION_LOOKUP = "find_messages"
 
 # WhatsAppInstance.HealthState values (strings, so importing this module needs no app registry).
 HEALTH_OPEN = "open"
@@ -171,24 +183,27 @@ class EvolutionAPIService:
         url = self._url("instance/connectionState")
         started = time.monotonic()
         try:
-            response = get_session().get(
-                url, headers=default_headers(self.instance.api_key), timeout=timeouts(), allow_redirects=False
+            response = provider_client.request(
+                "GET", url, headers=default_headers(self.instance.api_key),
+                deadline=deadline(HEALTH), connect_timeout=connect_timeout(),
             )
-        except requests.Timeout as exc:
-            return self._health(False, HEALTH_ERROR, f"timeout: {type(exc).__name__}", started, outcome="timeout")
-        except requests.ConnectionError:
-            return self._health(False, HEALTH_ERROR, "connection refused or unreachable", started, outcome="unavailable")
-        except requests.RequestException as exc:
-            return self._health(False, HEALTH_ERROR, f"transport error: {type(exc).__name__}", started, outcome="unavailable")
+        except HTTPCallError as exc:
+            error = error_for_transport(exc)
+            if isinstance(error, UnsafeProviderAddressError):
+                return self._health(False, HEALTH_ERROR, error.message, started, outcome="auth")
+            if exc.kind in ("deadline", "connect_timeout"):
+                return self._health(False, HEALTH_ERROR, f"no answer within {deadline(HEALTH):g}s ({exc.kind})",
+                                    started, outcome="timeout")
+            return self._health(False, HEALTH_ERROR, f"{error.code}: {error.message}", started, outcome="unavailable")
 
-        status = response.status_code
+        status = response.status
         if status in (401, 403):
             return self._health(False, HEALTH_ERROR, f"unauthorized ({status}): check the instance API key", started, status, outcome="auth")
         if status == 404:
             return self._health(False, HEALTH_ERROR, "instance not found on the provider (404)", started, status, outcome="auth")
         if status != 200:
             return self._health(False, HEALTH_ERROR, f"unexpected HTTP {status} from the provider", started, status)
-        body = response_json(response)
+        body = response.json()
         inner = body.get("instance") if isinstance(body, dict) else None
         provider_state = inner.get("state") if isinstance(inner, dict) else None
         if provider_state == "open":
@@ -199,38 +214,115 @@ class EvolutionAPIService:
         health = _PROVIDER_STATE_TO_HEALTH.get(str(provider_state), HEALTH_ERROR)
         return self._health(False, health, f"provider state is {provider_state!r}", started, status, provider_state=str(provider_state))
 
-    # ------------------------------------------------------------------ one send attempt
-    def _send_once(self, url: str, payload: dict[str, Any], masked: str, attempt: int) -> SendResult:
+    def find_messages(
+        self,
+        phone: str,
+        *,
+        sent_after: datetime | None = None,
+        sent_before: datetime | None = None,
+        from_me: bool = True,
+        page_size: int = 50,
+        max_pages: int = 4,
+    ) -> MessageLookup:
+        """The messages the provider holds for the chat with `phone` (ours only, by default),
+        newest first, optionally within [sent_after, sent_before]: what reconciliation asks
+        before deciding an `interrupted` or `outcome_unknown` contact. Each page is one call
+        within EVOLUTION_LOOKUP_DEADLINE; both JID forms of a Brazilian mobile are asked.
+
+        Raises `ProviderAuthError` (including `UnsafeProviderAddressError`),
+        `ProviderRateLimitedError` or `ProviderLookupError`; never retries, never touches the
+        circuit breaker (a read says nothing about sending)."""
+        digits = self._normalize(phone)
+        masked = mask_phone(digits)
+        url = self._url("chat/findMessages")
+        found: dict[str, ProviderMessage] = {}
+        total, complete = 0, True
+        for remote_jid in jid_candidates(digits):
+            page, pages = 1, 1
+            while page <= pages:
+                if page > max_pages:
+                    complete = False
+                    break
+                body = find_messages_body(remote_jid=remote_jid, from_me=from_me, sent_after=sent_after,
+                                          sent_before=sent_before, page=page, page_size=page_size)
+                messages, page_total, pages = self._lookup_page(url, body, masked)
+                if page == 1:
+                    total += page_total
+                for message in messages:
+                    found.setdefault(message.provider_message_id, message)
+                page += 1
+        ordered = sorted(found.values(), key=lambda m: m.timestamp or datetime.min.replace(tzinfo=timezone.utc),
+                         reverse=True)
+        return MessageLookup(messages=ordered, total=total, complete=complete)
+
+    def _lookup_page(self, url: str, body: dict[str, Any], masked: str) -> tuple[list[ProviderMessage], int, int]:
         started = time.monotonic()
         try:
-            response = get_session().post(
-                url,
-                json=payload,
-                headers=default_headers(self.instance.api_key),
-                timeout=timeouts(),
-                allow_redirects=False,
+            response = provider_client.request(
+                "POST", url, body=json.dumps(body).encode("utf-8"), headers=json_headers(self.instance.api_key),
+                deadline=deadline(LOOKUP), connect_timeout=connect_timeout(),
             )
-        except requests.RequestException as exc:
+        except HTTPCallError as exc:
+            error = error_for_lookup_transport(exc)
+            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
+            raise error from exc
+        if response.status != 200:
+            error = error_for_lookup_response(response)
+            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
+            raise error from HTTPStatusError(response)
+        try:
+            parsed = parse_find_messages(response.json())
+        except ValueError as exc:
+            error = ProviderLookupError("The provider's findMessages answer has an unknown shape.",
+                                        code="lookup_bad_answer", http_status=response.status)
+            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
+            raise error from exc
+        self._record(OPERATION_LOOKUP, "ok", started, masked, 1, http_status=response.status)
+        return parsed
+
+    def set_webhook(self, config: dict[str, Any]) -> int:
+        """`POST /webhook/set/{instance}` with `config` (contract §4); returns the answer's
+        status (the caller judges it). Raises the lookup errors when no answer came."""
+        try:
+            response = provider_client.request(
+                "POST", self._url("webhook/set"), body=json.dumps(config).encode("utf-8"),
+                headers=json_headers(self.instance.api_key), deadline=deadline(LOOKUP), connect_timeout=connect_timeout(),
+            )
+        except HTTPCallError as exc:
+            raise error_for_lookup_transport(exc) from exc
+        return response.status
+
+    # ------------------------------------------------------------------ one send attempt
+    def _send_once(self, url: str, payload: dict[str, Any], masked: str, attempt: int) -> SendResult:
+        """One POST on a fresh connection (never a reused one: libcurl would silently re-send a
+        request whose reused connection died before answering), within EVOLUTION_SEND_DEADLINE."""
+        started = time.monotonic()
+        try:
+            response = provider_client.request(
+                "POST", url, body=json.dumps(payload).encode("utf-8"), headers=json_headers(self.instance.api_key),
+                deadline=deadline(SEND), connect_timeout=connect_timeout(), reuse_connection=False,
+            )
+        except HTTPCallError as exc:
             error = error_for_transport(exc)
             self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
             raise error from exc
 
-        if not 200 <= response.status_code < 300:
+        if not 200 <= response.status < 300:
             error = error_for_send_response(response)
             self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
-            raise error from requests.HTTPError(f"HTTP {response.status_code} from the provider", response=response)
+            raise error from HTTPStatusError(response)
 
-        body = response_json(response)
+        body = response.json()
         key = body.get("key") if isinstance(body, dict) else None
         message_id = key.get("id") if isinstance(key, dict) else None
         if not message_id:
             error = AmbiguousSendError(
                 "The provider accepted the request but returned no key.id; the message may have been sent.",
                 code="missing_message_id",
-                http_status=response.status_code,
+                http_status=response.status,
             )
             self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
-            raise error from ValueError("response without key.id")
+            raise error from HTTPStatusError(response)
         result = SendResult(
             provider_message_id=str(message_id),
             status=str(body.get("status") or "PENDING"),
@@ -238,7 +330,7 @@ class EvolutionAPIService:
             attempts=attempt,
             response=body,
         )
-        self._record(OPERATION_SEND, "ok", started, masked, attempt, http_status=response.status_code, message_id=result.provider_message_id)
+        self._record(OPERATION_SEND, "ok", started, masked, attempt, http_status=response.status, message_id=result.provider_message_id)
         return result
 
     # ------------------------------------------------------------------ helpers
@@ -250,7 +342,8 @@ class EvolutionAPIService:
         try:
             return e164_digits(normalize_phone(phone))
         except PhoneNumberError as exc:
-            error = InvalidNumberError(f"The phone number cannot be used: {exc.message}", details={"reason": exc.code})
+            error = InvalidNumberError(f"The phone number cannot be used: {exc.message}", details={"reason": exc.code},
+                                       nothing_sent=True)
             self._record(OPERATION_SEND, error.outcome, None, mask_phone(str(phone or "")), 0, error=error)
             raise error from exc
 
@@ -302,12 +395,14 @@ class EvolutionAPIService:
             duration = time.monotonic() - started
             EVOLUTION_REQUEST_DURATION.labels(operation=operation).observe(duration)
             extra["duration_ms"] = round(duration * 1000, 1)
+        verb = "lookup" if operation == OPERATION_LOOKUP else "send"
         if error is None:
             extra.update(http_status=http_status, provider_message_id=message_id)
-            logger.info("evolution send accepted", extra=extra)
+            logger.info("evolution %s %s", verb, "accepted" if verb == "send" else "answered", extra=extra)
             return
-        extra.update(error_code=error.code, http_status=error.http_status, permanent=error.permanent)
-        logger.warning("evolution send failed: %s", error.code, extra=extra)
+        extra.update(error_code=error.code, http_status=error.http_status, permanent=error.permanent,
+                     nothing_sent=error.nothing_sent)
+        logger.warning("evolution %s failed: %s", verb, error.code, extra=extra)
 
     def _health(
         self,
@@ -367,9 +462,13 @@ __all__ = [
     "HealthResult",
     "InstanceUnavailableError",
     "InvalidNumberError",
+    "MessageLookup",
     "ProviderAuthError",
+    "ProviderLookupError",
+    "ProviderMessage",
     "ProviderRateLimitedError",
     "SendResult",
     "TransientProviderError",
+    "UnsafeProviderAddressError",
     "backoff_delay",
 ]

@@ -1,9 +1,10 @@
 """The one error vocabulary for talking to a WhatsApp provider.
 
 Every failure of `EvolutionAPIService` is an `EvolutionAPIError` subclass, so callers decide
-what to do from the class (or `code` / `permanent` / `retryable`) and never from HTTP details.
-The original cause (an HTTP response or a `requests` exception) is always chained with
-`raise ... from`. See docs/evolution.md for what a caller should do with each one.
+what to do from the class (or `code` / `permanent` / `retryable` / `nothing_sent`) and never
+from HTTP details. The original cause (an `HTTPCallError`, or an `HTTPStatusError` carrying the
+answer) is always chained with `raise ... from`. See docs/evolution.md for what a caller should
+do with each one, and for the full `nothing_sent` table.
 """
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ from typing import Any
 
 class EvolutionAPIError(Exception):
     """Base class. `permanent` means retrying the same message can never succeed;
-    `retryable` means the service itself may retry it (with backoff) inside one call."""
+    `retryable` means the service itself may retry it (with backoff) inside one call.
+
+    `nothing_sent` is True only when provably no byte of the request left our process (the
+    circuit was open, DNS failed, the connection was refused or timed out before the request,
+    the address guard refused the peer, the phone could not be normalised): the one case where
+    the worker may give the attempt back. Any HTTP answer, a deadline after the request was
+    written, or a connection dropped after it is `nothing_sent = False`."""
 
     code: str = "provider_error"
     outcome: str = "error"  # the metrics label for this failure
     permanent: bool = False
     retryable: bool = False
+    nothing_sent: bool = False
 
     def __init__(
         self,
@@ -26,11 +34,14 @@ class EvolutionAPIError(Exception):
         code: str | None = None,
         http_status: int | None = None,
         details: dict[str, Any] | None = None,
+        nothing_sent: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if nothing_sent is not None:
+            self.nothing_sent = nothing_sent
         self.http_status = http_status
         self.details = details or {}
 
@@ -41,6 +52,7 @@ class EvolutionAPIError(Exception):
             "error_class": type(self).__name__,
             "message": self.message,
             "permanent": self.permanent,
+            "nothing_sent": self.nothing_sent,
             "http_status": self.http_status,
             "details": self.details,
         }
@@ -56,8 +68,10 @@ class InvalidNumberError(EvolutionAPIError):
 
 
 class InstanceUnavailableError(EvolutionAPIError):
-    """The instance cannot send right now: 500, "Connection Closed", connection refused.
-    Not retried inside the call; the worker pauses the queue until the instance recovers."""
+    """The instance cannot send right now: a 500 (a broken build, "Connection Closed" in the
+    number lookup, before the send), DNS failure, connection refused, TLS failure. Not retried
+    inside the call. `nothing_sent` tells an answer (counts as an attempt) from a connection
+    that never carried the request (does not)."""
 
     code = "instance_unavailable"
     outcome = "unavailable"
@@ -69,6 +83,7 @@ class CircuitOpenError(InstanceUnavailableError):
 
     code = "circuit_open"
     outcome = "circuit_open"
+    nothing_sent = True
 
     def __init__(self, message: str, *, retry_after: float, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -99,22 +114,41 @@ class ProviderAuthError(EvolutionAPIError):
     permanent = True
 
 
+class UnsafeProviderAddressError(ProviderAuthError):
+    """The instance's base URL resolved to an address the provider policy refuses (loopback,
+    private, metadata... outside EVOLUTION_ALLOWED_NETWORKS): no socket was opened."""
+
+    code = "unsafe_provider_address"
+    nothing_sent = True
+
+
 class AmbiguousSendError(EvolutionAPIError):
-    """The message may or may not have gone out: a read timeout after the request was sent,
-    or a 400 that is not `exists: false` (upstream issue #1247: delivered, then a 400).
-    Never retried blindly: reconcile (webhooks, manual review) before sending again."""
+    """The message may or may not have gone out: the deadline ran out after the request was
+    written, the connection dropped after it, a "Connection Closed" raised inside the send
+    (400/500 `["Error: Connection Closed"]`), or a 400 that is not `exists: false` (upstream
+    issue #1247: delivered, then a 400). Never retried blindly: reconcile (the `send.message`
+    webhook, `find_messages`) before sending again."""
 
     code = "ambiguous_send"
     outcome = "ambiguous"
 
 
 class TransientProviderError(EvolutionAPIError):
-    """A passing failure that provably did not send: 5xx other than 500, connect timeout.
-    Retried with backoff inside the call, a bounded number of times."""
+    """A passing failure: 5xx other than 500 (an answer: `nothing_sent = False`), a connect
+    timeout (`nothing_sent = True`). Retried with backoff inside the call, a bounded number
+    of times."""
 
     code = "transient"
     outcome = "transient"
     retryable = True
+
+
+class ProviderLookupError(EvolutionAPIError):
+    """A read (`find_messages`) got no usable answer: the deadline, a dropped connection, an
+    unexpected status or shape. Proves nothing about any message: ask again later."""
+
+    code = "lookup_failed"
+    outcome = "lookup_failed"
 
 
 __all__ = [
@@ -124,6 +158,8 @@ __all__ = [
     "InstanceUnavailableError",
     "InvalidNumberError",
     "ProviderAuthError",
+    "ProviderLookupError",
     "ProviderRateLimitedError",
     "TransientProviderError",
+    "UnsafeProviderAddressError",
 ]

@@ -1,7 +1,13 @@
-"""Turns what the provider did (an HTTP response or a transport exception) into our vocabulary.
+"""Turns what the provider did (an HTTP answer or a failed call) into our vocabulary.
 
 Pure functions, no I/O: the whole mapping table of docs/evolution.md lives here, so it is read
 and tested in one place. The rules follow /work/shared/evolution-api-contract.md §1.5 and §7.
+
+"Connection Closed" has two meanings (§1.5). Raised in the number lookup, *before* the send,
+it is a 500 whose message is the bare string `"Connection Closed"`: the instance is unusable,
+nothing was relayed, and the answer counts as an attempt. Raised *inside* the send's try
+block, the catch wraps `Error.toString()`: `["Error: Connection Closed"]` (400, or 500 in
+2.3.0, #1772), and by then the message may already be on its way (#1247): outcome unknown.
 """
 from __future__ import annotations
 
@@ -10,8 +16,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import requests
-from urllib3.exceptions import MaxRetryError
+from apps.common import http_client
+from apps.common.http_client import HTTPCallError, HTTPResponse
 
 from .evolution_errors import (
     AmbiguousSendError,
@@ -19,21 +25,16 @@ from .evolution_errors import (
     InstanceUnavailableError,
     InvalidNumberError,
     ProviderAuthError,
+    ProviderLookupError,
     ProviderRateLimitedError,
     TransientProviderError,
+    UnsafeProviderAddressError,
 )
 
 CONNECTION_CLOSED = "connection closed"
+CLOSED_DURING_SEND = "error: connection closed"  # `Error.toString()`, wrapped by the send's catch
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 carries no usable Retry-After
 _MAX_DETAIL_CHARS = 200
-
-
-def response_json(response: requests.Response) -> Any:
-    """The decoded body, or None when it is not JSON."""
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def provider_message(body: Any) -> Any:
@@ -45,9 +46,9 @@ def provider_message(body: Any) -> Any:
     return None
 
 
-def _message_text(body: Any, response: requests.Response) -> str:
+def _message_text(body: Any, response: HTTPResponse) -> str:
     message = provider_message(body)
-    text = str(message) if message is not None else (response.text or "")
+    text = str(message) if message is not None else response.text
     return text[:_MAX_DETAIL_CHARS]
 
 
@@ -55,6 +56,12 @@ def _is_not_on_whatsapp(body: Any) -> bool:
     message = provider_message(body)
     items = message if isinstance(message, list) else [message]
     return any(isinstance(item, dict) and item.get("exists") is False for item in items)
+
+
+def _closed_during_send(body: Any) -> bool:
+    message = provider_message(body)
+    items = message if isinstance(message, list) else [message]
+    return any(isinstance(item, str) and item.strip().lower().startswith(CLOSED_DURING_SEND) for item in items)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float:
@@ -77,18 +84,22 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, seconds)
 
 
-def error_for_send_response(response: requests.Response) -> EvolutionAPIError:
-    """Classify a non-success answer to `POST /message/sendText/{instance}`."""
-    status = response.status_code
-    body = response_json(response)
+def error_for_send_response(response: HTTPResponse) -> EvolutionAPIError:
+    """Classify a non-success answer to `POST /message/sendText/{instance}`. Every answer is
+    `nothing_sent = False`: the request reached the provider."""
+    status = response.status
+    body = response.json()
     text = _message_text(body, response)
     details = {"provider_message": text}
+    if status == 400 and _is_not_on_whatsapp(body):
+        # the body echoes the number: keep it out of details (they end up in logs)
+        return InvalidNumberError("The number is not on WhatsApp.", http_status=status)
+    if _closed_during_send(body):
+        return AmbiguousSendError(
+            "The provider's WhatsApp connection closed during the send; the message may have been sent.",
+            code="connection_closed_during_send", http_status=status, details=details,
+        )
     if status == 400:
-        if _is_not_on_whatsapp(body):
-            # the body echoes the number: keep it out of details (they end up in logs)
-            return InvalidNumberError("The number is not on WhatsApp.", http_status=status)
-        if CONNECTION_CLOSED in text.lower():
-            return InstanceUnavailableError("The instance's WhatsApp connection is closed.", http_status=status, details=details)
         return AmbiguousSendError(
             "The provider answered 400 after accepting the request; the message may have been sent.",
             http_status=status,
@@ -104,7 +115,7 @@ def error_for_send_response(response: requests.Response) -> EvolutionAPIError:
             details=details,
         )
     if status == 429:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(response.header("Retry-After"))
         return ProviderRateLimitedError("The provider is rate limiting this instance.", retry_after=retry_after, http_status=status, details=details)
     if status == 500 or CONNECTION_CLOSED in text.lower():
         return InstanceUnavailableError("The instance cannot send right now.", http_status=status, details=details)
@@ -113,27 +124,54 @@ def error_for_send_response(response: requests.Response) -> EvolutionAPIError:
     return AmbiguousSendError(f"Unexpected answer {status} from the provider; the message may have been sent.", http_status=status, details=details)
 
 
-def _never_reached_server(exc: requests.ConnectionError) -> bool:
-    """True when the request provably never left: the TCP/TLS connection was not established.
-
-    With urllib3 retries off, connect-phase failures arrive wrapped in `MaxRetryError`; a
-    connection dropped after the request was written arrives as a bare `ProtocolError`.
-    """
-    if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ProxyError)):
-        return True
-    return bool(exc.args) and isinstance(exc.args[0], MaxRetryError)
-
-
-def error_for_transport(exc: requests.RequestException) -> EvolutionAPIError:
-    """Classify a `requests` exception raised while sending a message."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return TransientProviderError("Timed out connecting to the provider.", code="connect_timeout")
-    if isinstance(exc, requests.ReadTimeout):
-        return AmbiguousSendError(
-            "Timed out waiting for the provider's answer; the message may have been sent.", code="read_timeout"
+def error_for_transport(exc: HTTPCallError) -> EvolutionAPIError:
+    """Classify a call that produced no answer. `nothing_sent` comes from the HTTP client,
+    which knows whether the request was written (apps/common/http_client.py)."""
+    kind = exc.kind
+    if kind == http_client.REFUSED_ADDRESS:
+        return UnsafeProviderAddressError(
+            f"The provider URL resolved to a {exc.refused_because}, which EVOLUTION_ALLOWED_NETWORKS does not allow.",
         )
-    if isinstance(exc, requests.ConnectionError):
-        if _never_reached_server(exc):
-            return InstanceUnavailableError("Could not connect to the provider (connection refused or unreachable).", code="connection_refused")
-        return AmbiguousSendError("The connection dropped after the request was sent; the message may have been sent.", code="connection_dropped")
-    return AmbiguousSendError(f"Unexpected transport error ({type(exc).__name__}); the message may have been sent.", code="transport_error")
+    if kind == http_client.BAD_URL:
+        return ProviderAuthError("The provider URL cannot be used (not http or https).", code="provider_url_invalid",
+                                 nothing_sent=True)
+    if kind == http_client.CONNECT_TIMEOUT:
+        return TransientProviderError("Timed out connecting to the provider.", code="connect_timeout", nothing_sent=True)
+    if kind == http_client.DNS:
+        return InstanceUnavailableError("The provider's host name does not resolve.", code="dns_failure", nothing_sent=True)
+    if kind == http_client.TLS:
+        return InstanceUnavailableError("The TLS handshake with the provider failed.", code="tls_error", nothing_sent=True)
+    if kind == http_client.CONNECT:
+        return InstanceUnavailableError("Could not connect to the provider (connection refused or unreachable).",
+                                        code="connection_refused", nothing_sent=True)
+    if kind == http_client.DEADLINE:
+        return AmbiguousSendError("The provider did not answer within the deadline; the message may have been sent.",
+                                  code="deadline_exceeded")
+    if kind == http_client.TOO_LARGE:
+        return AmbiguousSendError("The provider's answer was too large to read; the message may have been sent.",
+                                  code="response_too_large")
+    return AmbiguousSendError("The connection dropped after the request was sent; the message may have been sent.",
+                              code="connection_dropped")
+
+
+def error_for_lookup_response(response: HTTPResponse) -> EvolutionAPIError:
+    """Classify a non-success answer to a read (`POST /chat/findMessages/{instance}`)."""
+    status = response.status
+    details = {"provider_message": _message_text(response.json(), response)}
+    if status in (401, 403):
+        return ProviderAuthError("The provider rejected the API key.", code="provider_unauthorized", http_status=status, details=details)
+    if status == 404:
+        return ProviderAuthError("The provider does not know this instance or route (404).",
+                                 code="provider_instance_not_found", http_status=status, details=details)
+    if status == 429:
+        return ProviderRateLimitedError("The provider is rate limiting this instance.",
+                                        retry_after=parse_retry_after(response.header("Retry-After")), http_status=status, details=details)
+    return ProviderLookupError(f"The provider answered {status} to a lookup.", http_status=status, details=details)
+
+
+def error_for_lookup_transport(exc: HTTPCallError) -> EvolutionAPIError:
+    """A read that got no answer: a configuration problem stays one; anything else is a failed lookup."""
+    if exc.kind in (http_client.REFUSED_ADDRESS, http_client.BAD_URL):
+        return error_for_transport(exc)
+    return ProviderLookupError(f"The lookup got no answer ({exc.kind}).", code=f"lookup_{exc.kind}",
+                               nothing_sent=exc.nothing_sent)

@@ -18,7 +18,9 @@ def evolution_test_settings(settings):
     settings.EVOLUTION_RETRY_JITTER = 0.0
     settings.EVOLUTION_RETRY_AFTER_MAX = 10.0
     settings.EVOLUTION_CONNECT_TIMEOUT = 1.0
-    settings.EVOLUTION_READ_TIMEOUT = 1.0
+    settings.EVOLUTION_SEND_DEADLINE = 2.0
+    settings.EVOLUTION_HEALTH_DEADLINE = 1.0
+    settings.EVOLUTION_LOOKUP_DEADLINE = 2.0
     settings.EVOLUTION_BREAKER_THRESHOLD = 100
     settings.EVOLUTION_BREAKER_COOLDOWN = 30.0
     settings.EVOLUTION_BREAKER_KEY_PREFIX = prefix

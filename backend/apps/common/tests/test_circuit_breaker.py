@@ -271,7 +271,7 @@ class Worker:
             "EVOLUTION_BREAKER_THRESHOLD": str(settings.EVOLUTION_BREAKER_THRESHOLD),
             "EVOLUTION_BREAKER_COOLDOWN": str(settings.EVOLUTION_BREAKER_COOLDOWN),
             "EVOLUTION_RETRY_BACKOFF": "0",
-            "EVOLUTION_READ_TIMEOUT": "2",
+            "EVOLUTION_SEND_DEADLINE": "2",
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "text",
         }

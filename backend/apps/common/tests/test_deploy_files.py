@@ -14,8 +14,8 @@ import yaml
 from django.urls import resolve
 
 REPO = Path(__file__).resolve().parents[4]
-APP_SERVICES = ("migrate", "evolution_sandbox", "web", "billing_consumer", "billing_periodic")
-PROCESS_SERVICES = ("web", "billing_consumer", "billing_periodic")
+APP_SERVICES = ("migrate", "evolution_sandbox", "web", "billing_consumer", "billing_periodic", "billing_callbacks")
+PROCESS_SERVICES = ("web", "billing_consumer", "billing_periodic", "billing_callbacks")
 BACKING = ("postgres", "redis", "rabbitmq")
 
 
@@ -72,6 +72,7 @@ class TestCompose:
         assert command_text(services["web"]) == "gunicorn --config deploy/gunicorn.conf.py"
         assert command_text(services["billing_consumer"]) == "python manage.py run_billing_consumer"
         assert command_text(services["billing_periodic"]) == "python manage.py run_billing_periodic_tasks"
+        assert command_text(services["billing_callbacks"]) == "python manage.py run_billing_callbacks"
         sandbox = command_text(services["evolution_sandbox"])
         assert "manage.py run_evolution_sandbox --host 0.0.0.0 --port 8081" in sandbox
         assert services["migrate"]["restart"] == "no"
@@ -92,7 +93,7 @@ class TestCompose:
             check = service.get("healthcheck")
             assert check and check.get("test"), f"{name} has no health check"
         assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
-        for name in ("billing_consumer", "billing_periodic"):
+        for name in ("billing_consumer", "billing_periodic", "billing_callbacks"):
             port = services[name]["environment"]["METRICS_PORT"]
             assert f"127.0.0.1:{port}/healthz" in " ".join(services[name]["healthcheck"]["test"]), name
             assert services[name]["environment"]["METRICS_ADDR"] == "0.0.0.0"
@@ -113,7 +114,7 @@ class TestPrometheus:
     def test_it_scrapes_every_process_kind_where_it_serves_metrics(self, prometheus, services):
         jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
         expected_ports = {"web": "8000"}
-        for name in ("billing_consumer", "billing_periodic"):
+        for name in ("billing_consumer", "billing_periodic", "billing_callbacks"):
             expected_ports[name] = services[name]["environment"]["METRICS_PORT"]
         for name, port in expected_ports.items():
             job = jobs[name]
@@ -163,11 +164,12 @@ class TestGrafana:
 class TestProcfileAndRailway:
     def test_procfile_names_every_process(self):
         entries = procfile()
-        assert set(entries) == {"release", "web", "billing_consumer", "billing_periodic"}
+        assert set(entries) == {"release", "web", "billing_consumer", "billing_periodic", "billing_callbacks"}
         assert entries["release"] == "python manage.py migrate --noinput"
         assert entries["web"] == "gunicorn --config deploy/gunicorn.conf.py"
         assert entries["billing_consumer"] == "python manage.py run_billing_consumer"
         assert entries["billing_periodic"] == "python manage.py run_billing_periodic_tasks"
+        assert entries["billing_callbacks"] == "python manage.py run_billing_callbacks"
 
     def test_railway_builds_the_dockerfile_and_checks_readiness(self):
         config = tomllib.loads((REPO / "railway.toml").read_text())
@@ -179,7 +181,7 @@ class TestProcfileAndRailway:
         assert deploy["healthcheckPath"] == "/readyz" and resolve("/readyz").url_name == "readyz"
         assert deploy["restartPolicyType"] in {"ON_FAILURE", "ALWAYS"} and deploy["restartPolicyMaxRetries"] > 0
 
-    @pytest.mark.parametrize("process", ["billing_consumer", "billing_periodic"])
+    @pytest.mark.parametrize("process", ["billing_consumer", "billing_periodic", "billing_callbacks"])
     def test_each_background_process_has_its_railway_service_file(self, process):
         config = tomllib.loads((REPO / f"deploy/railway/{process}.toml").read_text())
         assert config["build"]["builder"] == "DOCKERFILE"

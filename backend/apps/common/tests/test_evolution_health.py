@@ -2,6 +2,8 @@
 answer (or no answer) is unhealthy with the reason kept, and never raises."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -63,13 +65,46 @@ def test_the_global_key_works_for_health_too(evolution_sandbox, sandbox_whatsapp
 
 
 def test_a_timeout_is_unhealthy(evolution_sandbox, sandbox_whatsapp_instance, settings):
-    settings.EVOLUTION_READ_TIMEOUT = 0.3
+    settings.EVOLUTION_HEALTH_DEADLINE = 0.3
     evolution_sandbox.configure(sandbox_whatsapp_instance.instance_name, hang_next=1, hang_seconds=3)
 
     result = EvolutionAPIService(sandbox_whatsapp_instance).check_health()
 
     assert (result.healthy, result.state, result.http_status) == (False, "error", None)
-    assert result.reason.startswith("timeout")
+    assert result.reason.startswith("no answer within 0.3s")
+
+
+def test_a_dripping_answer_is_cut_at_the_health_deadline(evolution_sandbox, sandbox_whatsapp_instance, settings):
+    """One byte every 0.2 s keeps every read busy: only a total deadline ends the call."""
+    settings.EVOLUTION_HEALTH_DEADLINE = 1.0
+    evolution_sandbox.configure(sandbox_whatsapp_instance.instance_name, drip_next=1, drip_interval=0.2)
+
+    started = time.monotonic()
+    result = EvolutionAPIService(sandbox_whatsapp_instance).check_health()
+    elapsed = time.monotonic() - started
+
+    assert (result.healthy, result.state) == (False, "error")
+    assert "deadline" in result.reason
+    assert 0.9 <= elapsed < 2.5  # the answer alone would take ~30 s at that pace
+
+
+def test_health_checks_reuse_one_connection(evolution_sandbox, sandbox_whatsapp_instance):
+    service = EvolutionAPIService(sandbox_whatsapp_instance)
+    assert service.check_health().healthy and service.check_health().healthy
+
+    peers = {request["peer"] for request in evolution_sandbox.requests(instance=sandbox_whatsapp_instance.instance_name)}
+    assert len(peers) == 1  # a read may ride a kept-alive connection
+
+
+def test_an_address_outside_the_allow_list_is_unhealthy_without_a_request(evolution_sandbox, sandbox_whatsapp_instance,
+                                                                            settings):
+    settings.EVOLUTION_ALLOWED_NETWORKS = []
+
+    result = EvolutionAPIService(sandbox_whatsapp_instance).check_health()
+
+    assert (result.healthy, result.state) == (False, "error")
+    assert "loopback address" in result.reason
+    assert evolution_sandbox.requests(instance=sandbox_whatsapp_instance.instance_name) == []
 
 
 def test_a_refused_connection_is_unhealthy(sandbox_whatsapp_instance, closed_port):

@@ -6,11 +6,10 @@ import logging
 import time
 
 import pytest
-import requests
 from prometheus_client import REGISTRY
 
+from apps.common.http_client import HTTPCallError, HTTPStatusError
 from apps.common.logging import JsonFormatter
-from apps.common.services import evolution_http
 from apps.common.services.evolution_api_service import (
     AmbiguousSendError,
     EvolutionAPIError,
@@ -21,6 +20,7 @@ from apps.common.services.evolution_api_service import (
     ProviderRateLimitedError,
     SendResult,
     TransientProviderError,
+    UnsafeProviderAddressError,
     backoff_delay,
 )
 
@@ -101,7 +101,8 @@ def test_not_on_whatsapp_is_a_permanent_invalid_number_never_retried(evolution_s
 
     assert caught.value.permanent is True
     assert caught.value.http_status == 400
-    assert isinstance(caught.value.__cause__, requests.HTTPError)
+    assert caught.value.nothing_sent is False
+    assert isinstance(caught.value.__cause__, HTTPStatusError)
     assert caught.value.__cause__.response.json()["response"]["message"][0]["exists"] is False
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 1
 
@@ -111,30 +112,36 @@ def test_an_unparseable_phone_is_invalid_number_without_a_request(evolution_sand
         EvolutionAPIService(sandbox_whatsapp_instance).send("12345", TEXT)
 
     assert caught.value.details == {"reason": "invalid_phone"}
+    assert caught.value.nothing_sent is True
     assert type(caught.value.__cause__).__name__ == "PhoneNumberError"
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 0
 
 
-def test_a_closed_instance_is_unavailable_and_not_retried(evolution_sandbox, sandbox_whatsapp_instance):
+def test_a_closed_instance_is_unavailable_not_retried_and_counts_as_an_attempt(evolution_sandbox, sandbox_whatsapp_instance):
+    """500 "Connection Closed" (the number lookup, before the send): an answer, so it counts."""
     evolution_sandbox.set_state(sandbox_whatsapp_instance.instance_name, "close")
 
     with pytest.raises(InstanceUnavailableError) as caught:
         EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=3)
 
     assert caught.value.http_status == 500
-    assert caught.value.permanent is False
+    assert (caught.value.permanent, caught.value.nothing_sent) == (False, False)
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 1
 
 
-def test_a_400_connection_closed_is_unavailable_too(evolution_sandbox, sandbox_whatsapp_instance):
+@pytest.mark.parametrize("status", [400, 500])
+def test_a_connection_closed_inside_the_send_is_ambiguous(evolution_sandbox, sandbox_whatsapp_instance, status):
+    """`["Error: Connection Closed"]` is the send's own catch: the message may be out (#1247)."""
     evolution_sandbox.configure(
-        sandbox_whatsapp_instance.instance_name, fail_next=1, failure_status=400, failure_message=["Error: Connection Closed"]
+        sandbox_whatsapp_instance.instance_name, fail_next=1, failure_status=status, failure_message=["Error: Connection Closed"]
     )
 
-    with pytest.raises(InstanceUnavailableError) as caught:
-        EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT)
+    with pytest.raises(AmbiguousSendError) as caught:
+        EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=3)
 
-    assert caught.value.http_status == 400
+    assert (caught.value.code, caught.value.http_status, caught.value.nothing_sent) == (
+        "connection_closed_during_send", status, False)
+    assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 1
 
 
 def test_connection_refused_is_unavailable(sandbox_whatsapp_instance, closed_port):
@@ -144,7 +151,8 @@ def test_connection_refused_is_unavailable(sandbox_whatsapp_instance, closed_por
         EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=3)
 
     assert caught.value.code == "connection_refused"
-    assert isinstance(caught.value.__cause__, requests.ConnectionError)
+    assert caught.value.nothing_sent is True
+    assert isinstance(caught.value.__cause__, HTTPCallError)
 
 
 def test_a_wrong_api_key_is_a_permanent_auth_error(evolution_sandbox, sandbox_whatsapp_instance):
@@ -187,15 +195,16 @@ def test_a_429_with_a_short_retry_after_is_waited_out_and_retried(evolution_sand
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 2
 
 
-def test_a_read_timeout_is_ambiguous_and_never_retried(evolution_sandbox, sandbox_whatsapp_instance, settings):
-    settings.EVOLUTION_READ_TIMEOUT = 0.5
+def test_a_provider_that_hangs_is_ambiguous_at_the_deadline_and_never_retried(evolution_sandbox, sandbox_whatsapp_instance,
+                                                                               settings):
+    settings.EVOLUTION_SEND_DEADLINE = 0.5
     evolution_sandbox.configure(sandbox_whatsapp_instance.instance_name, hang_next=1, hang_seconds=3)
 
     with pytest.raises(AmbiguousSendError) as caught:
         EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=3)
 
-    assert caught.value.code == "read_timeout"
-    assert isinstance(caught.value.__cause__, requests.ReadTimeout)
+    assert (caught.value.code, caught.value.nothing_sent) == ("deadline_exceeded", False)
+    assert isinstance(caught.value.__cause__, HTTPCallError)
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 1
     # ...and indeed the message went out: this is why it must not be resent blindly
     assert len(evolution_sandbox.messages(instance=sandbox_whatsapp_instance.instance_name)) == 1
@@ -260,8 +269,8 @@ def test_a_connect_timeout_is_transient_and_retried(sandbox_whatsapp_instance, u
     with pytest.raises(TransientProviderError) as caught:
         EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=1)
 
-    assert caught.value.code == "connect_timeout"
-    assert isinstance(caught.value.__cause__, requests.ConnectTimeout)
+    assert (caught.value.code, caught.value.nothing_sent) == ("connect_timeout", True)
+    assert isinstance(caught.value.__cause__, HTTPCallError)
     assert time.monotonic() - started >= 0.4  # two attempts, each waiting the connect timeout
 
 
@@ -340,12 +349,44 @@ def test_metrics_count_each_attempt_by_outcome(evolution_sandbox, sandbox_whatsa
     assert (sample("ok") - ok, sample("transient") - transient, observations() - timed) == (1, 1, 2)
 
 
-def test_one_pooled_session_reuses_the_connection(evolution_sandbox, sandbox_whatsapp_instance):
+def test_every_send_has_its_own_connection(evolution_sandbox, sandbox_whatsapp_instance):
+    """libcurl re-sends a request whose reused connection died before answering: a send never
+    rides a reused connection, so it can never be sent twice behind our back."""
     service = EvolutionAPIService(sandbox_whatsapp_instance)
     service.send(PHONE, TEXT)
     service.send(PHONE, TEXT)
     EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT)
 
-    assert evolution_http.get_session() is evolution_http.get_session()
     peers = {request["peer"] for request in evolution_sandbox.send_requests(sandbox_whatsapp_instance.instance_name)}
-    assert len(peers) == 1  # keep-alive: three sends, one TCP connection (one client port)
+    assert len(peers) == 3
+
+
+# ----------------------------------------------------------------------------- total deadline, address guard
+def test_a_dripping_answer_is_cut_at_the_send_deadline(evolution_sandbox, sandbox_whatsapp_instance, settings):
+    """The provider accepts the message, then answers one byte every 0.2 s: every read gets a
+    byte, so only a total deadline ends the call; the outcome is unknown (it went out)."""
+    settings.EVOLUTION_SEND_DEADLINE = 1.5
+    evolution_sandbox.configure(sandbox_whatsapp_instance.instance_name, drip_next=1, drip_interval=0.2)
+
+    started = time.monotonic()
+    with pytest.raises(AmbiguousSendError) as caught:
+        EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=3)
+    elapsed = time.monotonic() - started
+
+    assert (caught.value.code, caught.value.nothing_sent) == ("deadline_exceeded", False)
+    assert 1.4 <= elapsed < 3.5  # the whole answer would take ~100 s at that pace
+    assert len(evolution_sandbox.messages(instance=sandbox_whatsapp_instance.instance_name)) == 1
+    assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 1
+
+
+def test_a_base_url_outside_the_allow_list_is_refused_before_any_packet(evolution_sandbox, sandbox_whatsapp_instance,
+                                                                       settings):
+    settings.EVOLUTION_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+
+    with pytest.raises(UnsafeProviderAddressError) as caught:
+        EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=3)
+
+    assert (caught.value.code, caught.value.permanent, caught.value.nothing_sent) == (
+        "unsafe_provider_address", True, True)
+    assert "loopback address" in caught.value.message
+    assert evolution_sandbox.requests(instance=sandbox_whatsapp_instance.instance_name) == []

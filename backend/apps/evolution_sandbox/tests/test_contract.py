@@ -3,6 +3,8 @@
 to behave differently, fix the contract document first, then this test, then the sandbox."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
@@ -278,3 +280,68 @@ def test_webhook_routes_have_the_same_guards(evolution_sandbox, inst):
     assert post(evolution_sandbox, "/webhook/set/nope", {}).status_code == 404
     assert post(evolution_sandbox, "/webhook/set/billing-bot", {}, "bad").status_code == 401
     assert get(evolution_sandbox, "/webhook/find/billing-bot").status_code == 401
+
+
+# ----------------------------------------------------------------------------- findMessages
+def find(sandbox, body, key="INSTANCE-TOKEN", instance="billing-bot"):
+    return post(sandbox, f"/chat/findMessages/{instance}", body, key)
+
+
+def test_find_messages_answers_what_was_sent_in_the_paged_v2_shape(evolution_sandbox, inst):
+    first = send(evolution_sandbox).json()
+    second = send(evolution_sandbox).json()
+    send(evolution_sandbox, {"number": "5521987651234", "text": "outro"})
+
+    response = find(evolution_sandbox, {"where": {"key": {"remoteJid": f"{NUMBER}@s.whatsapp.net"}}, "page": 1,
+                                        "offset": 50})
+
+    assert response.status_code == 200
+    page = response.json()["messages"]
+    assert (page["total"], page["pages"], page["currentPage"]) == (2, 1, 1)
+    assert [record["key"]["id"] for record in page["records"]] == [second["key"]["id"], first["key"]["id"]]
+    record = page["records"][0]
+    assert set(record) == {"id", "key", "pushName", "messageType", "message", "messageTimestamp", "instanceId",
+                           "source", "contextInfo", "MessageUpdate"}
+    assert record["key"] == second["key"] and record["message"] == {"conversation": TEXT}
+    assert record["messageTimestamp"] == second["messageTimestamp"] and record["instanceId"] == inst.data["id"]
+
+
+def test_find_messages_pages_and_filters_by_id_and_time(evolution_sandbox, inst):
+    ids = [send(evolution_sandbox).json()["key"]["id"] for _ in range(3)]
+
+    page2 = find(evolution_sandbox, {"where": {"key": {"remoteJid": f"{NUMBER}@s.whatsapp.net"}}, "page": 2,
+                                     "offset": 2}).json()["messages"]
+    assert (page2["total"], page2["pages"], len(page2["records"])) == (3, 2, 1)
+    by_id = find(evolution_sandbox, {"where": {"key": {"id": ids[1]}}}).json()["messages"]
+    assert [record["key"]["id"] for record in by_id["records"]] == [ids[1]]
+    past = find(evolution_sandbox, {"where": {"messageTimestamp": {"gte": "2020-01-01T00:00:00Z",
+                                                                   "lte": "2020-01-02T00:00:00Z"}}}).json()
+    assert past["messages"]["total"] == 0
+
+
+def test_find_messages_follows_the_guard_order(evolution_sandbox, inst):
+    assert find(evolution_sandbox, {}, instance="nope").status_code == 404
+    assert find(evolution_sandbox, {}, key="wrong").status_code == 401
+
+
+def test_a_sent_message_is_still_echoed_as_send_message(evolution_sandbox, inst, webhook_receiver):
+    post(evolution_sandbox, "/webhook/set/billing-bot", {"webhook": {"enabled": True, "url": webhook_receiver.url,
+                                                                     "events": ["SEND_MESSAGE"]}}, "INSTANCE-TOKEN")
+    sent = send(evolution_sandbox).json()
+
+    [event] = webhook_receiver.wait_for(1, "send.message")
+    assert event["data"]["key"] == sent["key"] and event["data"]["key"]["fromMe"] is True
+    record = find(evolution_sandbox, {"where": {"key": {"id": sent["key"]["id"]}}}).json()["messages"]["records"][0]
+    assert record["key"] == event["data"]["key"]
+
+
+# ----------------------------------------------------------------------------- drip (not part of the contract)
+def test_drip_writes_the_answer_one_byte_at_a_time(evolution_sandbox, inst):
+    evolution_sandbox.configure("billing-bot", drip_next=1, drip_interval=0.005)
+
+    started = time.monotonic()
+    response = send(evolution_sandbox)
+
+    assert response.status_code == 201 and response.json()["key"]["fromMe"] is True
+    assert time.monotonic() - started > 0.005 * 200  # hundreds of bytes, one every 5 ms
+    assert evolution_sandbox.messages(instance="billing-bot")  # it went out before the answer

@@ -63,12 +63,11 @@ def test_tenant_staff_sees_only_their_tenant(staff_of_alpha, tenants):
     assert b"Alpha Clinic" in tenant_list.content and b"Beta Clinic" not in tenant_list.content
 
 
-def test_tenant_staff_creates_rows_in_their_own_tenant(staff_of_alpha, tenants):
-    response = staff_of_alpha.post(
-        reverse("admin:connections_whatsappinstance_add"),
-        {"name": "second", "provider": "evolution", "api_version": "v2", "base_url": "http://127.0.0.1:8081",
-         "api_key": "new-key", "instance_name": "second", "is_active": "on"},
-    )
+def test_tenant_staff_cannot_add_instances_the_provider_url_is_the_operators(staff_of_alpha, admin_client, tenants):
+    form = {"name": "second", "provider": "evolution", "api_version": "v2", "base_url": "http://127.0.0.1:8081",
+            "api_key": "new-key", "instance_name": "second", "is_active": "on"}
+    assert staff_of_alpha.post(reverse("admin:connections_whatsappinstance_add"), form).status_code == 403
+    response = admin_client.post(reverse("admin:connections_whatsappinstance_add"), {**form, "tenant": tenants[0].pk})
     assert response.status_code == 302, response.content[:2000]
     assert WhatsAppInstance.objects.get(name="second").tenant == tenants[0]
 

@@ -8,10 +8,12 @@ import hmac
 import json
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import redis
 
 from apps.billing.models import BillingConfig
 from apps.billing.tests.api.conftest import ApiTenant, make_tenant
@@ -89,6 +91,23 @@ def receiver():
     yield make
     for item in made:
         item.close()
+
+
+@pytest.fixture(autouse=True)
+def callback_breakers(settings):
+    """Each test its own endpoint circuits (a unique Redis prefix, deleted afterwards), and a
+    threshold high enough not to interfere; the circuit's own tests lower it."""
+    prefix = f"test:callback-breaker:{uuid.uuid4().hex}"
+    settings.BILLING_CALLBACK_BREAKER_KEY_PREFIX = prefix
+    settings.BILLING_CALLBACK_BREAKER_THRESHOLD = 1000
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.ping()  # connect now: a test may replace DNS resolution (monkeypatched getaddrinfo)
+    yield
+    try:
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 @pytest.fixture

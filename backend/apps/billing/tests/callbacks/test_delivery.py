@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingConfig, CallbackDelivery
-from apps.billing.services import callbacks
+from apps.billing.services import callback_delivery, callbacks
 from apps.billing.services.queue_control import queue_control
 from apps.billing.tests.conftest import build_contact
 
@@ -29,7 +29,7 @@ def test_a_queue_event_reaches_the_client_signed(client_tenant, receiver, allow_
     delivery = callbacks.on_queue_started(queue)
     assert delivery is not None and delivery.status == "pending"
 
-    assert callbacks.deliver_due() == 1
+    assert callback_delivery.deliver_due() == 1
     [request] = endpoint.requests
     payload = verify_standard_webhook(secret_of(client_tenant), request["headers"], request["body"])
     assert request["headers"]["webhook-id"] == delivery.webhook_id
@@ -42,7 +42,7 @@ def test_a_queue_event_reaches_the_client_signed(client_tenant, receiver, allow_
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 1, 200)
     assert delivery.delivered_at is not None
-    assert callbacks.deliver_due() == 0  # nothing left
+    assert callback_delivery.deliver_due() == 0  # nothing left
 
 
 def test_the_requests_callback_url_wins_over_the_tenant_default(client_tenant, receiver, allow_loopback):
@@ -52,7 +52,7 @@ def test_the_requests_callback_url_wins_over_the_tenant_default(client_tenant, r
     queue.billing_campaign.callback_url = specific.url
     queue.billing_campaign.save()
     callbacks.on_queue_completed(queue)
-    callbacks.deliver_due()
+    callback_delivery.deliver_due()
     assert len(specific.requests) == 1 and not default.requests
 
 
@@ -77,18 +77,18 @@ def test_failures_are_retried_with_backoff_and_the_same_webhook_id(client_tenant
     delivery = callbacks.on_queue_paused(queue_for(client_tenant), "manual")
     now = timezone.now()
 
-    assert callbacks.deliver_due(now=now) == 1
+    assert callback_delivery.deliver_due(now=now) == 1
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
         "pending", 1, 500, "HTTP 500")
     assert delivery.next_attempt_at == now + timedelta(seconds=30)
-    assert callbacks.deliver_due(now=now + timedelta(seconds=29)) == 0  # not due yet
+    assert callback_delivery.deliver_due(now=now + timedelta(seconds=29)) == 0  # not due yet
 
-    callbacks.deliver_due(now=now + timedelta(seconds=30))
+    callback_delivery.deliver_due(now=now + timedelta(seconds=30))
     delivery.refresh_from_db()
     assert delivery.attempts == 2 and delivery.next_attempt_at == now + timedelta(seconds=30 + 60)
 
-    callbacks.deliver_due(now=now + timedelta(seconds=90))
+    callback_delivery.deliver_due(now=now + timedelta(seconds=90))
     delivery.refresh_from_db()
     assert delivery.status == "delivered" and delivery.attempts == 3
     ids = {request["headers"]["webhook-id"] for request in endpoint.requests}
@@ -112,7 +112,7 @@ def test_it_gives_up_after_a_day(client_tenant, receiver, allow_loopback):
         if delivery.status != "pending":
             break
         now = max(now, delivery.next_attempt_at)
-        callbacks.deliver_due(now=now)
+        callback_delivery.deliver_due(now=now)
     delivery.refresh_from_db()
     assert delivery.status == "failed"
     assert now - delivery.created_at <= timedelta(hours=24)
@@ -124,29 +124,29 @@ def test_redirects_are_not_followed(client_tenant, receiver, allow_loopback):
     endpoint = receiver([302])
     set_callback(client_tenant, endpoint.url)
     delivery = callbacks.on_queue_started(queue_for(client_tenant))
-    callbacks.deliver_due()
+    callback_delivery.deliver_due()
     assert [request["path"] for request in endpoint.requests] == ["/hooks/billing"]  # never /elsewhere
     delivery.refresh_from_db()
     assert delivery.status == "pending" and "redirects are not followed" in delivery.last_error
 
 
 def test_a_slow_client_times_out_and_is_retried(client_tenant, receiver, allow_loopback, settings):
-    settings.BILLING_CALLBACK_READ_TIMEOUT = 0.3
+    settings.BILLING_CALLBACK_DEADLINE = 0.3
     endpoint = receiver([200], delay=1.5)
     set_callback(client_tenant, endpoint.url)
     delivery = callbacks.on_queue_started(queue_for(client_tenant))
     started = time.monotonic()
-    callbacks.deliver_due()
+    callback_delivery.deliver_due()
     assert time.monotonic() - started < 1.4
     delivery.refresh_from_db()
-    assert delivery.status == "pending" and delivery.last_error.startswith("transport:")
+    assert (delivery.status, delivery.last_error) == ("pending", "transport: deadline")
 
 
 def test_an_unsafe_url_at_send_time_fails_without_a_request(client_tenant, receiver):
     endpoint = receiver()  # on 127.0.0.1, and BILLING_CALLBACK_ALLOW_PRIVATE stays off
     set_callback(client_tenant, endpoint.url)
     delivery = callbacks.on_queue_started(queue_for(client_tenant))
-    callbacks.deliver_due()
+    callback_delivery.deliver_due()
     delivery.refresh_from_db()
     assert (delivery.status, delivery.last_error) == ("failed", "unsafe_callback_url")
     assert endpoint.requests == []
@@ -160,7 +160,7 @@ def test_payloads_carry_ids_and_statuses_never_message_texts(client_tenant, rece
                             provider_message_id="3EB0TEXTLESS0001", external_id="crm-42")
     callbacks.on_contact_outcome(contact, "contact.sent")
     CallbackDelivery.objects.update(next_attempt_at=timezone.now())
-    callbacks.deliver_due()
+    callback_delivery.deliver_due()
     body = endpoint.requests[0]["body"].decode()
     assert "fatura" not in body and contact.phone not in body
     event = json.loads(body)["data"]["events"][0]
@@ -188,9 +188,9 @@ def test_per_contact_events_are_batched_per_queue_until_the_first_attempt(client
     assert batches.count() == 2
     batch = batches.get(queue=queue)
     assert batch.item_count == 3 and [e["contact_id"] for e in batch.payload["data"]["events"]] == [c.pk for c in contacts]
-    assert callbacks.deliver_due() == 0  # a batch waits BILLING_CALLBACK_BATCH_SECONDS to gather events
+    assert callback_delivery.deliver_due() == 0  # a batch waits BILLING_CALLBACK_BATCH_SECONDS to gather events
 
-    callbacks.deliver_due(now=timezone.now() + timedelta(seconds=11))
+    callback_delivery.deliver_due(now=timezone.now() + timedelta(seconds=11))
     assert len(endpoint.requests) == 2
     callbacks.on_contact_outcome(contacts[0], "contact.delivered")  # after the flush: a new batch
     assert CallbackDelivery.objects.filter(event="contact.batch", queue=queue).count() == 2

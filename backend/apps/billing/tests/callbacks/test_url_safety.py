@@ -4,12 +4,13 @@ from __future__ import annotations
 import socket
 
 import pytest
-import requests
 
 from apps.billing.models import BillingCampaign
-from apps.billing.services import url_safety
-from apps.billing.services.url_safety import UnsafeCallbackURL, guarded_session, validate_callback_url
+from apps.billing.services.callback_delivery import callback_client
 from apps.billing.tests.api.conftest import contacts
+from apps.common import http_client, url_safety
+from apps.common.http_client import HTTPCallError
+from apps.common.url_safety import UnsafeURL, validate_callback_url
 
 REFUSED = [
     "http://127.0.0.1/hook",
@@ -40,7 +41,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("url", REFUSED)
 def test_internal_targets_are_refused(url):
-    with pytest.raises(UnsafeCallbackURL) as info:
+    with pytest.raises(UnsafeURL) as info:
         validate_callback_url(url)
     assert info.value.code == "unsafe_callback_url"
 
@@ -51,7 +52,7 @@ def test_a_name_that_resolves_to_a_private_address_is_refused(monkeypatch):
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.20.30.40", port))]
 
     monkeypatch.setattr(url_safety.socket, "getaddrinfo", fake_getaddrinfo)
-    with pytest.raises(UnsafeCallbackURL, match="private"):
+    with pytest.raises(UnsafeURL, match="private"):
         validate_callback_url("https://erp.internal.example/hooks")
 
 
@@ -60,7 +61,7 @@ def test_one_bad_address_among_good_ones_refuses_the_name(monkeypatch):
         (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port)),
         (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
     ])
-    with pytest.raises(UnsafeCallbackURL, match="loopback"):
+    with pytest.raises(UnsafeURL, match="loopback"):
         validate_callback_url("https://mixed.example/hooks")
 
 
@@ -74,7 +75,7 @@ def test_a_name_that_does_not_resolve_is_reported_as_such(monkeypatch):
         raise socket.gaierror(-2, "Name or service not known")
 
     monkeypatch.setattr(url_safety.socket, "getaddrinfo", fail)
-    with pytest.raises(UnsafeCallbackURL) as info:
+    with pytest.raises(UnsafeURL) as info:
         validate_callback_url("https://not-yet-live.example/hooks")
     assert info.value.code == "unresolvable_callback_url"
 
@@ -82,25 +83,33 @@ def test_a_name_that_does_not_resolve_is_reported_as_such(monkeypatch):
 def test_the_setting_lifts_the_address_rules_but_not_the_scheme(settings):
     settings.BILLING_CALLBACK_ALLOW_PRIVATE = True
     validate_callback_url("http://127.0.0.1:9/hook")
-    with pytest.raises(UnsafeCallbackURL):
+    with pytest.raises(UnsafeURL):
         validate_callback_url("file:///etc/passwd")
 
 
+def post(url: str) -> http_client.HTTPResponse:
+    return callback_client.request("POST", url, body=b"{}", deadline=2, connect_timeout=1, read_body=False)
+
+
 def test_the_connection_itself_is_checked_against_dns_rebinding(receiver):
-    """Even if a name passed the check a moment ago, the socket's peer is checked again."""
+    """Even if a name passed the check a moment ago, the resolved address is checked again
+    before the socket is opened: not one packet reaches it."""
     endpoint = receiver()
-    with pytest.raises(UnsafeCallbackURL):
-        guarded_session().post(endpoint.url, data=b"{}", timeout=(2, 2), allow_redirects=False)
+    with pytest.raises(HTTPCallError) as caught:
+        post(endpoint.url)
+    assert (caught.value.kind, caught.value.nothing_sent, caught.value.refused_because) == (
+        http_client.REFUSED_ADDRESS, True, "loopback address")
     assert endpoint.requests == []
 
 
-def test_the_guarded_session_ignores_proxy_settings(monkeypatch):
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+def test_the_callback_client_ignores_proxy_settings(receiver, monkeypatch, settings):
+    """A proxy would be the peer the guard checks: the environment's proxy is never used."""
+    settings.BILLING_CALLBACK_ALLOW_PRIVATE = True
+    endpoint = receiver()
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    session = guarded_session()
-    assert session.trust_env is False
-    with pytest.raises((UnsafeCallbackURL, requests.RequestException)):
-        session.post("http://127.0.0.1:9/", data=b"{}", timeout=(1, 1))
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    assert post(endpoint.url).status == 200
+    assert len(endpoint.requests) == 1
 
 
 # ----------------------------------------------------------------------------- registration (API)
