@@ -307,6 +307,10 @@ BILLING_CONSUMER_HEARTBEAT_SECONDS = env_float("BILLING_CONSUMER_HEARTBEAT_SECON
 BILLING_CONSUMER_DEAD_AFTER_SECONDS = env_float("BILLING_CONSUMER_DEAD_AFTER_SECONDS", 30.0)
 # A retry due within this stays in the consumer's scheduler; a later one hands the queue back.
 BILLING_KEEP_WAITING_SECONDS = env_float("BILLING_KEEP_WAITING_SECONDS", 900.0)
+# Unconfirmed contacts (the provider may have them) are looked up again this often, and failed
+# as outcome_unknown when nothing proves what happened within the window.
+BILLING_RECONCILE_EVERY_SECONDS = env_float("BILLING_RECONCILE_EVERY_SECONDS", 30.0)
+BILLING_RECONCILE_WINDOW_SECONDS = env_float("BILLING_RECONCILE_WINDOW_SECONDS", 900.0)
 # A provider's Retry-After is honoured for that number only, up to this many seconds.
 BILLING_RETRY_AFTER_CAP_SECONDS = env_float("BILLING_RETRY_AFTER_CAP_SECONDS", 900.0)
 # A pending queue whose last publish is older than this is published again by the periodic task.

@@ -91,6 +91,7 @@ class ContactStatus(_StatusChoices):
     DELIVERED = "delivered", "Delivered"
     READ = "read", "Read"
     PENDING_RETRY = "pending_retry", "Pending retry"
+    UNCONFIRMED = "unconfirmed", "Unconfirmed (being reconciled with the provider)"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
     SKIPPED = "skipped", "Skipped"
@@ -133,8 +134,12 @@ QUEUE_TRANSITIONS: Mapping[str, frozenset[str]] = {
 _C = ContactStatus
 CONTACT_TRANSITIONS: Mapping[str, frozenset[str]] = {
     _C.PENDING: frozenset({_C.SENDING, _C.FAILED, _C.CANCELLED, _C.SKIPPED}),
-    _C.SENDING: frozenset({_C.SENT, _C.PENDING_RETRY, _C.FAILED}),
+    _C.SENDING: frozenset({_C.SENT, _C.PENDING_RETRY, _C.FAILED, _C.UNCONFIRMED}),
     _C.PENDING_RETRY: frozenset({_C.SENDING, _C.FAILED, _C.CANCELLED, _C.SKIPPED}),
+    # The provider may have it (a crash after the call started, an answer that may mean "sent"):
+    # reconciliation decides — found → sent, provably never received → retried (or cancelled,
+    # if the queue was), still unknown when the window closes → failed/outcome_unknown.
+    _C.UNCONFIRMED: frozenset({_C.SENT, _C.PENDING_RETRY, _C.FAILED, _C.CANCELLED}),
     _C.SENT: frozenset({_C.DELIVERED, _C.READ}),
     _C.DELIVERED: frozenset({_C.READ}),
     _C.READ: frozenset(),
@@ -151,6 +156,8 @@ OPEN_QUEUE_STATUSES = frozenset(set(QueueStatus.values) - FINAL_QUEUE_STATUSES)
 TERMINAL_CONTACT_STATUSES = frozenset({_C.SENT, _C.DELIVERED, _C.READ, _C.FAILED, _C.CANCELLED, _C.SKIPPED})
 #: Contacts still waiting for a send attempt.
 UNSENT_CONTACT_STATUSES = frozenset({_C.PENDING, _C.PENDING_RETRY})
+#: Contacts not yet in a terminal state: a queue never completes around one of them.
+UNFINISHED_CONTACT_STATUSES = frozenset({_C.PENDING, _C.PENDING_RETRY, _C.SENDING, _C.UNCONFIRMED})
 #: Contacts the provider accepted (delivered and read are subsets of sent).
 SENT_CONTACT_STATUSES = frozenset({_C.SENT, _C.DELIVERED, _C.READ})
 

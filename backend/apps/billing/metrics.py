@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 ALL_TENANTS = "all"
 
 # Outcome of one send attempt, as the worker recorded it.
-SEND_STATUSES = frozenset({"sent", "failed", "retry", "skipped"})
+SEND_STATUSES = frozenset({"sent", "failed", "retry", "skipped", "unconfirmed"})
 # What the consumer did with one delivery.
 DELIVERY_OUTCOMES = frozenset({
     "claimed",       # the queue was claimed: a worker runs it
@@ -45,7 +45,7 @@ DELIVERY_OUTCOMES = frozenset({
 MESSAGES_SENT = Counter(
     "billing_messages_sent_total",
     "Send attempts by outcome: sent (provider accepted), failed (final), retry (will be tried "
-    "again), skipped.",
+    "again), skipped, unconfirmed (may have gone out: reconciliation decides).",
     ["tenant_id", "template_type", "status"],
 )
 
@@ -114,6 +114,15 @@ DISPATCH_STEP_LAG = Histogram(
     "billing_dispatch_step_lag_seconds",
     "How late a step started after its instant (the sender threads' backlog).",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+
+RECONCILIATIONS = Counter(
+    "billing_reconciliations_total",
+    "Unconfirmed contacts settled, by outcome (sent: the provider had it; resent: provably never "
+    "received, tried again; cancelled / failed: never received and not to be retried; "
+    "still_unknown: no evidence within the window, failed/outcome_unknown) and by evidence "
+    "(echo, provider_lookup, window).",
+    ["outcome", "evidence"],
 )
 
 FAILING_WHILE_OPEN = Counter(
@@ -212,6 +221,11 @@ def observe_held_queues(count: int) -> None:
 @_safe
 def observe_step_lag(seconds: float) -> None:
     DISPATCH_STEP_LAG.observe(max(seconds, 0.0))
+
+
+@_safe
+def observe_reconciliation(outcome: str, evidence: str) -> None:
+    RECONCILIATIONS.labels(outcome=outcome, evidence=evidence).inc()
 
 
 @_safe

@@ -11,7 +11,9 @@ status, so a duplicate message (a republish, a redelivery) changes nothing:
                                                      → pending, published
     billing.check_stale     {queue_id, holder?}      the holder is dead (holder given) or stopped tending
                                                      the queue (its heartbeat is older than the tenant's
-                                                     stale threshold) → released, published
+                                                     stale threshold) → released, published; a queue no
+                                                     runner holds → its due `unconfirmed` contacts
+                                                     reconciled (services/reconciliation.py)
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from apps.billing.models import BillingConfig, BillingQueue
 from apps.billing.rabbitmq.billing_publisher import publish_queue
 from apps.billing.rabbitmq.messages import BillingMessage
 from apps.billing.rabbitmq.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
-from apps.billing.services import callbacks
+from apps.billing.services import callbacks, reconciliation
 from apps.billing.services.instance_checker import InstanceRecoveryService
 from apps.billing.services.queue_lease import release_stale
 from apps.connections.models import WhatsAppInstance
@@ -64,18 +66,25 @@ def check_recovery(message: BillingMessage) -> int:
 
 def check_stale(message: BillingMessage) -> int:
     """Release a queue its holder no longer tends: fenced (a frozen holder that wakes writes
-    nothing), `sending` contacts end `interrupted` until reconciliation says what happened."""
+    nothing), `sending` contacts become `unconfirmed` until reconciliation says what happened.
+    A queue nobody runs (paused, cancelled, waiting) gets its due `unconfirmed` contacts settled
+    here; one whose contacts go back to sending is published."""
     queue = BillingQueue.objects.select_related("tenant").filter(pk=message.queue_id).first()
     if queue is None:
         return 0
-    if message.holder:
-        released = release_stale(queue.pk, timezone.now(), holder=message.holder)
-    else:
-        config = BillingConfig.for_tenant(queue.tenant)
-        released = release_stale(queue.pk, timezone.now() - timedelta(seconds=float(config.stale_threshold_seconds)))
-    if released:
+    if queue.status == QueueStatus.RUNNING:
+        if message.holder:
+            released = release_stale(queue.pk, timezone.now(), holder=message.holder)
+        else:
+            config = BillingConfig.for_tenant(queue.tenant)
+            released = release_stale(queue.pk, timezone.now() - timedelta(seconds=float(config.stale_threshold_seconds)))
+        if released:
+            publish_queue(queue)
+        return int(released)
+    summary = reconciliation.reconcile_due(queue_id=queue.pk)
+    if summary.retried and queue.status == QueueStatus.PENDING:
         publish_queue(queue)
-    return int(released)
+    return summary.settled
 
 
 HANDLERS: dict[str, Callable[[BillingMessage], int]] = {

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from apps.billing import metrics
@@ -129,15 +129,12 @@ class DispatchEngine:
     def claim(self, queue_id: str) -> QueueRunner | None:
         """pending → running for this process, and the runner loaded; None when the queue is
         someone else's, not due, or finished (the database decided: the delivery is acked)."""
-        lease = queue_lease.claim_queue(queue_id, self.holder)
-        if lease is None:
-            return None
-        runner = QueueRunner(lease, context=self.context)
-        try:
+        with transaction.atomic():  # the claim and its queue.started callback commit together
+            lease = queue_lease.claim_queue(queue_id, self.holder)
+            if lease is None:
+                return None
+            runner = QueueRunner(lease, context=self.context)
             runner.load()
-        except Exception:
-            queue_lease.release(lease, QueueStatus.PENDING, last_published_at=None)
-            raise
         return runner
 
     # ------------------------------------------------------------------ stepping

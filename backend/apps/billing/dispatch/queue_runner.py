@@ -42,7 +42,7 @@ from apps.billing import metrics
 from apps.billing.constants import ContactErrorCode, QueueStatus
 from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation
 from apps.billing.progress import publish_queue_progress
-from apps.billing.services import callbacks, queue_lease
+from apps.billing.services import callbacks, queue_lease, reconciliation
 from apps.billing.services.billing_send_service import OutboundChat
 from apps.billing.services.delivery_status import apply_early_receipts
 from apps.billing.services.eta import seconds_per_message
@@ -64,6 +64,7 @@ from apps.common.services.evolution_errors import (
     ProviderRateLimitedError,
 )
 from apps.connections.models import WhatsAppInstance
+from apps.connections.services import flag_for_attention
 from apps.contacts.utils import mask_phone
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,14 @@ EARLY_RECEIPTS_EVERY_SECONDS = 0.5
 EARLY_RECEIPTS_BATCH = 50
 EARLY_RECEIPTS_KEPT = 1000  # ids kept for another look-up while Redis fails
 HOLD_REASON = "provider_rate_limited"
+# An answer that may mean "sent" is reconciled this long after it: the provider's echo usually
+# arrives first and settles it without asking.
+ECHO_GRACE_SECONDS = 5.0
+RECONCILE_PER_STEP = 5  # provider look-ups one step may make
+# A call is started only this soon after its contact became `sending`: a process frozen in
+# between (SIGSTOP, a long GC pause, a VM migration) must not send after reconciliation may have
+# concluded "never received" (services/reconciliation.py, settled_after).
+START_BOUND = 2.0
 
 
 def pace_key(instance: WhatsAppInstance) -> str:
@@ -132,6 +141,7 @@ class QueueRunner:
         self._hold_shown_until: datetime | None = None
         self._switches: tuple[bool, bool] = (True, True)  # (instance active, tenant active)
         self._switches_read_at = float("-inf")
+        self._reconcile_at = float("inf")  # monotonic instant the next unconfirmed contact is due
         self._last_progress = 0.0
         self._sent_ids: list[str] = []  # provider ids whose early receipts are not looked up yet
         self._receipts_checked = 0.0
@@ -163,6 +173,9 @@ class QueueRunner:
             self.pace_key = f"queue:{self.queue_id}"  # a lane of its own; the first step stops it
             self.lane_instances = []
         self.loaded = True
+        _, unconfirmed, earliest = queue_lease.unsent_summary(self.queue_id)
+        if unconfirmed:  # left by an earlier lease (interrupted) or an answer that may mean "sent"
+            self._reconcile_at = self.ctx.monotonic()
         logger.info("billing queue taken", extra=self._log_context())
         if self.lease.first_start:
             callbacks.on_queue_started(self.queue, config=self.config)
@@ -200,6 +213,8 @@ class QueueRunner:
                                        client=self.client)
         if not health.healthy:
             return self._instance_down(health.reason)
+        if self.ctx.monotonic() >= self._reconcile_at:
+            return self._reconcile()
         contact = self._next_contact()
         if contact is None:
             return self._finish_or_wait()
@@ -266,8 +281,21 @@ class QueueRunner:
             self.batch.extend(queue_lease.claim_contacts(self.lease, self.config.batch_size))
         return self.batch[0] if self.batch else None
 
+    def _reconcile(self) -> Step:
+        """Settle this queue's `unconfirmed` contacts that are due (services/reconciliation.py),
+        in the queue's own lane: a provider look-up is a provider call like a send."""
+        summary = reconciliation.reconcile_due(queue_id=self.queue_id, client=self.client, limit=RECONCILE_PER_STEP)
+        _, unconfirmed, earliest = queue_lease.unsent_summary(self.queue_id)
+        self._reconcile_at = float("inf")
+        if unconfirmed and earliest is not None:
+            self._reconcile_at = self.ctx.monotonic() + max((earliest - self.ctx.now()).total_seconds(), 0.0)
+        if summary.settled:
+            self.sent += summary.sent
+            self._progress(force=True)
+        return Step(self.ctx.monotonic(), "reconciled")
+
     def _finish_or_wait(self) -> Step:
-        remaining, earliest_retry = queue_lease.unsent_summary(self.lease.queue_id)
+        remaining, unconfirmed, earliest_retry = queue_lease.unsent_summary(self.lease.queue_id)
         if remaining == 0:
             if not queue_lease.release(self.lease, QueueStatus.COMPLETED,
                                        then=lambda: callbacks.on_queue_completed(self.queue, config=self.config)):
@@ -277,6 +305,8 @@ class QueueRunner:
         now = self.ctx.now()
         wait = (earliest_retry - now).total_seconds() if earliest_retry is not None else float(
             settings.BILLING_CONSUMER_HEARTBEAT_SECONDS)  # a message in flight elsewhere: look again soon
+        if unconfirmed:
+            self._reconcile_at = self.ctx.monotonic() + max(wait, 0.0)
         if wait <= float(settings.BILLING_KEEP_WAITING_SECONDS):
             return Step(self.ctx.monotonic() + max(wait, 0.0), "waiting_retry")
         # A retry far away: hand the queue back until then (the periodic task republishes it).
@@ -321,9 +351,17 @@ class QueueRunner:
             metrics.observe_send(self.tenant.pk, self.template_type, "failed")
             logger.warning("billing contact not rendered", extra={**context, "error": code})
             return None
-        if not queue_lease.start_sending(self.lease, contact):
+        sending_at = self.ctx.monotonic()
+        if not queue_lease.start_sending(self.lease, contact, text=text):
             return self._not_started(contact, context)
         started = self.ctx.monotonic()
+        if started - sending_at > START_BOUND:
+            # Frozen between the two: the queue may be someone else's by now. Not sent; if the
+            # lease still holds, the contact is simply tried again.
+            queue_lease.record_retry(self.lease, contact, at=self.ctx.now(), code="", error="start delayed",
+                                     refund_attempt=True)
+            logger.warning("billing send not started: delayed past its bound", extra=context)
+            return None
         try:
             result = self.client.send(contact.phone, text, max_retries=0, normalized=True)
         except EvolutionAPIError as error:
@@ -388,13 +426,21 @@ class QueueRunner:
             outcome = "failed"
         elif isinstance(error, AmbiguousSendError):
             # It may have gone out (upstream #1247): never re-send blindly; reconciliation decides.
-            self._fail(contact, ContactErrorCode.OUTCOME_UNKNOWN, reason, text)
-            outcome = "failed"
+            reconcile_at = now + timedelta(seconds=ECHO_GRACE_SECONDS)
+            queue_lease.record_unconfirmed(self.lease, contact, code=ContactErrorCode.OUTCOME_UNKNOWN, error=reason,
+                                           reconcile_at=reconcile_at)
+            self._reconcile_at = min(self._reconcile_at, self.ctx.monotonic() + ECHO_GRACE_SECONDS)
+            outcome = "unconfirmed"
         elif exhausted:
             code = (ContactErrorCode.PROVIDER_AUTH if isinstance(error, ProviderAuthError)
                     else ContactErrorCode.PROVIDER_ERROR if isinstance(error, InstanceUnavailableError)
                     else ContactErrorCode.MAX_ATTEMPTS)
             self._fail(contact, code, reason, text)
+            if code == ContactErrorCode.PROVIDER_ERROR:
+                # The provider kept failing while it said the number was connected: a person
+                # has to look (a broken build, a misrouted proxy); the admin shows the flag.
+                flag_for_attention(instance_id=self.instance.pk,
+                                   reason=f"sends fail ({error.code}) while the provider reports the number connected")
             outcome = "failed"
         else:
             outcome = "retry"

@@ -13,7 +13,9 @@ Who goes first when more entries are due than threads are free:
    serialised, so the pace limits real sends, and a provider that hangs holds one thread, not
    one per queue of that number;
 2. **fair share** — a tenant already running its share of the threads (threads ÷ tenants with
-   work) waits while another tenant has a due entry;
+   work) waits while another tenant has a due entry; and no tenant ever holds more than half
+   the threads, even alone: a tenant arriving while another's provider hangs finds threads free
+   at once, instead of waiting for a deadline to end;
 3. **priority** — overdue 10 > upcoming 5 > notification 1;
 4. **least recently served tenant**, then the earliest due entry.
 
@@ -215,8 +217,12 @@ class Scheduler:
             return None
         active = len(set(self._ready) | set(self._in_flight))
         share = max(1, math.ceil(self.threads / max(active, 1)))
-        under = [c for c in candidates if self._in_flight.get(c[0], 0) < share]
-        pool = under or candidates
+        cap = max(1, self.threads // 2)
+        allowed = [c for c in candidates if self._in_flight.get(c[0], 0) < cap]
+        under = [c for c in allowed if self._in_flight.get(c[0], 0) < share]
+        pool = under or allowed
+        if not pool:
+            return None
         tenant, _ = min(pool, key=lambda c: (c[1][0], self._served.get(c[0], 0), c[1][1], c[1][2]))
         return heapq.heappop(self._ready[tenant])[3]
 

@@ -2,7 +2,8 @@
 
 A worker claims a contact by setting `claim_token`/`claimed_at` while it stays `pending`
 (claimed but not yet handed to the provider); `sending` means the provider call has started,
-which is what crash recovery needs to tell "never sent" from "outcome unknown".
+which is what crash recovery needs to tell "never sent" from "outcome unknown"; `unconfirmed`
+means the call may have delivered it and reconciliation (services/reconciliation.py) decides.
 `last_error` holds a short technical reason only: never the message text or a raw phone.
 """
 from __future__ import annotations
@@ -70,6 +71,9 @@ class BillingContact(StatusMachineMixin):
         "chat.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="billing_contact",
     )
 
+    send_started_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the provider call started (start_sending): the window reconciliation searches.")
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
@@ -97,6 +101,11 @@ class BillingContact(StatusMachineMixin):
             models.Index(
                 fields=["claim_token"], name="billing_contact_claim_token", condition=Q(claim_token__isnull=False)
             ),
+            # The sweep for calls stranded in flight, and reconciliation's due contacts: both tiny.
+            models.Index(fields=["send_started_at"], name="billing_contact_in_flight",
+                         condition=Q(status=ContactStatus.SENDING)),
+            models.Index(fields=["next_attempt_at"], name="billing_contact_unconfirmed",
+                         condition=Q(status=ContactStatus.UNCONFIRMED)),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=ContactStatus.values), name="billing_contact_status_valid"),

@@ -25,6 +25,7 @@ from apps.billing.models import BillingQueue
 from apps.billing.rabbitmq.billing_publisher import publish_control, publish_queue
 from apps.billing.rabbitmq.messages import BillingMessage
 from apps.billing.rabbitmq.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
+from apps.billing.services import reconciliation
 from apps.billing.services.billing_send_service import close_idle_billing_conversations
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,17 @@ def publish_stale_checks() -> int:
     return published
 
 
+def sweep_stranded_sends() -> int:
+    """`sending` contacts whose call nobody will finish → `unconfirmed` (services/reconciliation.py)."""
+    return reconciliation.sweep_stranded()
+
+
+def publish_reconcile_checks() -> int:
+    """Queues no runner holds with `unconfirmed` contacts due: one billing.check_stale each."""
+    return sum(_publish_control(("stale", queue_id), BillingMessage(type="check_stale", queue_id=queue_id),
+                                CHECK_STALE_QUEUE) for queue_id in reconciliation.queues_to_reconcile())
+
+
 def forget_dead_consumers() -> int:
     return consumer_registry.forget_dead_consumers()
 
@@ -129,6 +141,8 @@ STEPS = (
     ("publish_due_resumes", publish_due_resumes),
     ("publish_recovery_checks", publish_recovery_checks),
     ("publish_stale_checks", publish_stale_checks),
+    ("sweep_stranded_sends", sweep_stranded_sends),
+    ("publish_reconcile_checks", publish_reconcile_checks),
     ("publish_waiting_queues", publish_waiting_queues),
     ("forget_dead_consumers", forget_dead_consumers),
     ("close_idle_conversations", close_idle_billing_conversations),

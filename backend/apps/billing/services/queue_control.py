@@ -12,7 +12,7 @@ import logging
 from django.db import transaction
 from django.db.models import F
 
-from apps.billing.constants import ContactErrorCode, ContactStatus, QueueStatus
+from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.rabbitmq.billing_publisher import publish_queue_on_commit
 from apps.billing.services import callbacks
@@ -45,8 +45,10 @@ def queue_control(*, queue: BillingQueue, action: str) -> BillingQueue:
             publish_queue_on_commit(locked)
             callbacks.on_queue_resumed(locked)
         else:
+            # Only what was never handed to the provider: an `unconfirmed` contact may have gone
+            # out, and reconciliation settles it (as cancelled if the provider never got it).
             cancelled = BillingContact.objects.filter(
-                queue=locked, status__in=ContactStatus.sources_for(ContactStatus.CANCELLED)
+                queue=locked, status__in=sorted(UNSENT_CONTACT_STATUSES)
             ).update(status=ContactStatus.CANCELLED, error_code=ContactErrorCode.CANCELLED,
                      claim_token=None, claimed_at=None)
             locked.transition_to(QueueStatus.CANCELLED)

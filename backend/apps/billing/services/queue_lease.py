@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +23,14 @@ from django.db.models import Case, F, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus, QueueStatus
-from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation, SuppressedPhone
+from apps.billing.constants import (
+    UNFINISHED_CONTACT_STATUSES,
+    UNSENT_CONTACT_STATUSES,
+    ContactErrorCode,
+    ContactStatus,
+    QueueStatus,
+)
+from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation, SuppressedPhone
 from apps.billing.services.billing_send_service import OutboundChat, next_message_id_sql, outbound_chat_ctes
 from apps.common import prepared_sql
 
@@ -115,7 +120,8 @@ RETURNING c.*
 # The hot path is plain SQL, one prepared statement each (apps.common.prepared_sql): planned
 # once per connection, no ORM query building per message.
 _START_SENDING = f"""
-UPDATE {_CONTACT} c SET status = 'sending', attempts = c.attempts + 1, updated_at = now()
+UPDATE {_CONTACT} c SET status = 'sending', attempts = c.attempts + 1, updated_at = now(),
+       send_started_at = now(), rendered_message = %(text)s
   FROM {_QUEUE} q
  WHERE c.id = %(contact)s AND c.claim_token = %(token)s AND c.status IN ('pending', 'pending_retry')
    AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
@@ -188,13 +194,14 @@ def retrying_conflicts(write: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def start_sending(lease: Lease, contact: BillingContact) -> bool:
+def start_sending(lease: Lease, contact: BillingContact, *, text: str) -> bool:
     """pending/pending_retry → sending, in one statement that also checks the queue is still
     ours and running (the fence) and that the phone is not on the tenant's suppression list (a
     reply can opt out while the queue runs), and that nobody postponed the contact after we
-    claimed it (a hold moves `next_attempt_at` forward). From here the row says "handed to the provider": a
-    crash now ends as `interrupted`, never a resend. False: see `why_not_sending`."""
-    updated = prepared_sql.run(_START_SENDING, {"contact": contact.pk, "token": lease.token}).rowcount
+    claimed it (a hold moves `next_attempt_at` forward). From here the row says "handed to the
+    provider", with the text and the instant reconciliation needs: a crash now ends
+    `unconfirmed`, never a blind resend. False: see the runner's `_not_started`."""
+    updated = prepared_sql.run(_START_SENDING, {"contact": contact.pk, "token": lease.token, "text": text}).rowcount
     if updated:
         contact.status = ContactStatus.SENDING
         contact.attempts += 1
@@ -247,22 +254,24 @@ def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_count
 def _finish_once(lease: Lease, contact: BillingContact, *, from_statuses, queue_counters: dict[str, int],
                  variation_counter: str | None, then: Callable[[], object] | None, **contact_fields) -> bool:
     with transaction.atomic():
-        # Queue row first (lock order). The fence is the contact's claim token below: a pause or
-        # cancel from the API leaves our in-flight contact alone, so its real outcome is still
-        # recorded; a stale release cleared the token, so a frozen worker records nothing.
+        # Queue row locked first (lock order), counted only once the contact really moved: the
+        # fence is the contact's claim token. A pause or cancel from the API leaves our in-flight
+        # contact alone, so its real outcome is still recorded; a stale release cleared the token
+        # and a paid charge or a hold changed the status, so nothing is written (not even a
+        # counter that would then break the queue's processed-within-total check).
+        BillingQueue.objects.select_for_update(no_key=True).filter(pk=lease.queue_id).exists()
+        done = BillingContact.objects.filter(
+            pk=contact.pk, claim_token=lease.token, status__in=from_statuses
+        ).update(updated_at=Now(), **contact_fields)
+        if not done:
+            logger.warning("billing contact changed under us; outcome not recorded",
+                           extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})
+            return False
         updates = {name: F(name) + n for name, n in queue_counters.items()}
         BillingQueue.objects.filter(pk=lease.queue_id).update(
             last_heartbeat=Case(When(lease_token=lease.token, then=Now()), default=F("last_heartbeat")),
             updated_at=Now(), **updates,
         )
-        done = BillingContact.objects.filter(
-            pk=contact.pk, claim_token=lease.token, status__in=from_statuses
-        ).update(updated_at=Now(), **contact_fields)
-        if not done:
-            transaction.set_rollback(True)
-            logger.warning("billing contact changed under us; outcome not recorded",
-                           extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})
-            return False
         if variation_counter and contact.variation_id:
             BillingTemplateVariation.objects.filter(pk=contact.variation_id).update(
                 **{variation_counter: F(variation_counter) + 1}
@@ -281,6 +290,18 @@ def record_failed(lease: Lease, contact: BillingContact, *, code: str, error: st
         queue_counters={"failed_count": 1}, variation_counter="failed_count", status=ContactStatus.FAILED,
         error_code=code, last_error=error[:500], claim_token=None, claimed_at=None,
         **({"rendered_message": rendered} if rendered else {}),
+    )
+
+
+def record_unconfirmed(lease: Lease, contact: BillingContact, *, code: str, error: str, reconcile_at: datetime,
+                       then: Callable[[], object] | None = None) -> bool:
+    """sending → unconfirmed: the provider may have it (a deadline passed after the request was
+    written, an answer that may mean "sent"). Never re-sent blindly: reconciliation decides
+    from `reconcile_at` on (services/reconciliation.py); counted nowhere until it has."""
+    return _finish(
+        lease, contact, from_statuses=[ContactStatus.SENDING], queue_counters={}, variation_counter=None, then=then,
+        status=ContactStatus.UNCONFIRMED, error_code=code, last_error=error[:500], next_attempt_at=reconcile_at,
+        claim_token=None, claimed_at=None,
     )
 
 
@@ -351,50 +372,45 @@ def last_sent_at(instance_ids: list[int]) -> datetime | None:
 def release_stale(queue_id: uuid.UUID, stale_before: datetime, *, holder: str | None = None) -> bool:
     """Free a running queue whose holder stopped tending it (heartbeat before `stale_before`),
     or, given `holder`, that a dead consumer process held. Claimed-but-unsent contacts go back
-    to pending; a contact caught `sending` may have been delivered, so it ends `failed` with
-    `interrupted` instead of being sent again, counted like any failure (queue, variation,
-    `contact.failed` callback) until reconciliation tells what happened. Fenced: the new state
-    carries no token."""
-    from apps.billing.services import callbacks
-
+    to pending; a contact caught `sending` may have been delivered, so it becomes `unconfirmed`
+    (`interrupted`), for reconciliation to settle, instead of being sent again. Fenced: the new
+    state carries no token."""
     with transaction.atomic():
         rows = BillingQueue.objects.select_for_update(skip_locked=True).filter(pk=queue_id, status=QueueStatus.RUNNING)
         rows = rows.filter(processing_by=holder) if holder is not None else rows.filter(last_heartbeat__lt=stale_before)
         queue = rows.first()
         if queue is None:
             return False
-        caught = list(BillingContact.objects.select_for_update()
-                      .filter(queue_id=queue_id, status=ContactStatus.SENDING).values_list("pk", "variation_id"))
-        if caught:
-            BillingContact.objects.filter(pk__in=[pk for pk, _ in caught]).update(
-                status=ContactStatus.FAILED, error_code=ContactErrorCode.INTERRUPTED, claim_token=None,
-                claimed_at=None, last_error="worker stopped while the provider call was in flight", updated_at=Now(),
-            )
-            for variation_id, count in Counter(v for _, v in caught if v).items():
-                BillingTemplateVariation.objects.filter(pk=variation_id).update(failed_count=F("failed_count") + count)
+        caught = mark_interrupted(BillingContact.objects.filter(queue_id=queue_id, status=ContactStatus.SENDING))
         BillingContact.objects.filter(queue_id=queue_id, status__in=UNSENT_CONTACT_STATUSES,
                                       claim_token__isnull=False).update(claim_token=None, claimed_at=None)
         BillingQueue.objects.filter(pk=queue_id).update(
-            status=QueueStatus.PENDING, processing_by="", lease_token=None, last_published_at=None,
-            failed_count=F("failed_count") + len(caught), updated_at=Now(),
+            status=QueueStatus.PENDING, processing_by="", lease_token=None, last_published_at=None, updated_at=Now(),
         )
-        if caught:
-            config = BillingConfig.for_tenant(queue.tenant)
-            for pk, _ in caught:  # in this transaction: the callbacks commit with the failures
-                callbacks.on_contact_outcome(BillingContact(pk=pk, tenant_id=queue.tenant_id), "contact.failed",
-                                             config=config)
     logger.warning("billing queue released as stale",
-                   extra={"queue_id": str(queue_id), "holder": queue.processing_by, "interrupted": len(caught)})
+                   extra={"queue_id": str(queue_id), "holder": queue.processing_by, "interrupted": caught})
     return True
 
 
-def unsent_summary(queue_id: uuid.UUID) -> tuple[int, datetime | None]:
-    """How many contacts are not finished (to send, or `sending`: a queue never completes around
-    a message in flight), and when the earliest retry is due."""
+def mark_interrupted(contacts) -> int:
+    """`sending` contacts whose call nobody will finish (their holder died or lost the queue) →
+    `unconfirmed` (`interrupted`), due for reconciliation now. `contacts` is a queryset of
+    `sending` rows; the status in the UPDATE's WHERE makes a concurrent outcome write win."""
+    return contacts.filter(status=ContactStatus.SENDING).update(
+        status=ContactStatus.UNCONFIRMED, error_code=ContactErrorCode.INTERRUPTED, claim_token=None, claimed_at=None,
+        last_error="the call was in flight when its worker stopped", next_attempt_at=Now(), updated_at=Now(),
+    )
+
+
+def unsent_summary(queue_id: uuid.UUID) -> tuple[int, int, datetime | None]:
+    """How many contacts are not finished (to send, `sending` or `unconfirmed`: a queue never
+    completes around a message whose outcome is not settled), how many of those are
+    `unconfirmed`, and when the earliest retry or reconciliation is due."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*), min(next_attempt_at) FROM billing_billingcontact WHERE queue_id = %s AND status = ANY(%s)",
-            [queue_id, sorted(UNSENT_CONTACT_STATUSES | {ContactStatus.SENDING})],
+            "SELECT count(*), count(*) FILTER (WHERE status = %s), min(next_attempt_at) "
+            "FROM billing_billingcontact WHERE queue_id = %s AND status = ANY(%s)",
+            [ContactStatus.UNCONFIRMED, queue_id, sorted(UNFINISHED_CONTACT_STATUSES)],
         )
-        count, earliest = cursor.fetchone()
-    return int(count), earliest
+        count, unconfirmed, earliest = cursor.fetchone()
+    return int(count), int(unconfirmed), earliest

@@ -15,15 +15,19 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
 from django.db import transaction
 from django.utils import timezone
 
 from apps.billing.constants import QueueStatus
 from apps.billing.models import BillingQueue
-from apps.billing.services import queue_lease
+from apps.billing.services import queue_lease, reconciliation
 from apps.billing.services.callbacks import on_queue_paused
 from apps.billing.services.delivery_status import apply_provider_status
 from apps.billing.services.inbound_messages import handle_inbound
+from apps.common.services.evolution_lookup import message_text
 from apps.connections.models import WhatsAppInstance
 
 logger = logging.getLogger(__name__)
@@ -122,9 +126,40 @@ def pause_instance_queues(*, instance: WhatsAppInstance) -> int:
     return paused
 
 
+def _echo(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
+    """The provider says it sent one of our messages: settle the `unconfirmed` contact it proves
+    sent (services/reconciliation.py), or remember it for one that becomes unconfirmed later."""
+    key = data.get("key") if isinstance(data.get("key"), dict) else {}
+    if key.get("fromMe") is not True:
+        return "ignored"
+    settled = reconciliation.settle_from_echo(
+        instance=instance, remote_jid=str(key.get("remoteJid") or ""), text=message_text(data.get("message")),
+        provider_message_id=str(key.get("id") or "")[:128], at=_timestamp(data.get("messageTimestamp")))
+    return "reconciled" if settled == "reconciled" else "ignored"
+
+
+def _sent(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
+    """`send.message`: its receipt status as before, and the echo."""
+    status = _status_update(instance, data)
+    return "reconciled" if _echo(instance, data) == "reconciled" else status
+
+
+def _upsert(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
+    """`messages.upsert`: a customer's message, or (some builds) the echo of one of ours."""
+    key = data.get("key") if isinstance(data.get("key"), dict) else {}
+    return _echo(instance, data) if key.get("fromMe") is True else _inbound(instance, data)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), tz=dt_timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 _HANDLERS: dict[str, Callable[[WhatsAppInstance, dict[str, Any]], str]] = {
     "messages.update": _status_update,
-    "send.message": _status_update,
-    "messages.upsert": _inbound,
+    "send.message": _sent,
+    "messages.upsert": _upsert,
     "connection.update": _connection_update,
 }

@@ -32,7 +32,7 @@ def _ids(pairs):
 
 def test_the_tables_split_every_pair():
     assert len(LEGAL_QUEUE) == 17 and len(ILLEGAL_QUEUE) == 49 - 17
-    assert len(LEGAL_CONTACT) == 14 and len(ILLEGAL_CONTACT) == 81 - 14
+    assert len(LEGAL_CONTACT) == 19 and len(ILLEGAL_CONTACT) == 100 - 19
 
 
 @pytest.mark.django_db

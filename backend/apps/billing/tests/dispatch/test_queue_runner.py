@@ -46,24 +46,25 @@ def test_a_released_worker_cannot_start_a_send(tenant):
     assert len(contacts) == 3
     BillingQueue.objects.filter(pk=body["queue_id"]).update(last_heartbeat=timezone.now() - timedelta(hours=1))
     assert queue_lease.release_stale(lease.queue_id, timezone.now() - timedelta(minutes=10))
-    assert not queue_lease.start_sending(lease, contacts[0])
+    assert not queue_lease.start_sending(lease, contacts[0], text="Olá")
     new_lease = queue_lease.claim_queue(body["queue_id"], "successor")
     assert new_lease is not None and new_lease.token != lease.token
-    assert not queue_lease.start_sending(lease, contacts[0]), "old token must stay fenced"
+    assert not queue_lease.start_sending(lease, contacts[0], text="Olá"), "old token must stay fenced"
     assert len(queue_lease.claim_contacts(new_lease, 10)) == 3
 
 
-def test_stale_release_fails_the_in_flight_contact_and_frees_the_rest(tenant):
+def test_stale_release_leaves_the_in_flight_contact_unconfirmed_and_frees_the_rest(tenant):
     body = tenant.send("notification", notification_contacts(3))
     lease = queue_lease.claim_queue(body["queue_id"], "crashed")
     first, *_ = queue_lease.claim_contacts(lease, 10)
-    assert queue_lease.start_sending(lease, first)
+    assert queue_lease.start_sending(lease, first, text="Olá")
     BillingQueue.objects.filter(pk=body["queue_id"]).update(last_heartbeat=timezone.now() - timedelta(hours=1))
     assert queue_lease.release_stale(lease.queue_id, timezone.now() - timedelta(minutes=10))
     first.refresh_from_db()
-    assert (first.status, first.error_code) == ("failed", "interrupted")
+    assert (first.status, first.error_code) == ("unconfirmed", "interrupted")
+    assert first.rendered_message == "Olá" and first.send_started_at is not None, "what reconciliation searches for"
     queue = BillingQueue.objects.get(pk=body["queue_id"])
-    assert queue.status == "pending" and queue.failed_count == 1 and queue.lease_token is None
+    assert queue.status == "pending" and queue.failed_count == 0 and queue.lease_token is None
     assert set(BillingContact.objects.filter(queue_id=queue.pk, status="pending")
                .values_list("claim_token", flat=True)) == {None}
     assert not queue_lease.record_sent(lease, first, provider_message_id="x", rendered="y")
@@ -185,9 +186,10 @@ def test_a_shutdown_between_two_steps_hands_the_queue_back_with_its_contacts_uns
     assert len(tenant.messages()) == 1
 
 
-def test_an_interrupted_contact_counts_as_a_failure_everywhere(tenant):
-    """The stale release fails the contact caught `sending`: the queue's and the variation's
-    failed counters and the tenant's `contact.failed` callback see it like any other failure."""
+def test_an_interrupted_contact_counts_nowhere_until_it_is_settled(tenant):
+    """The stale release makes the contact caught `sending` `unconfirmed`: not a failure, not a
+    success, no callback, until reconciliation (tests/dispatch/test_reconciliation.py) settles
+    it; the queue cannot complete around it."""
     from apps.billing.models import BillingConfig, BillingTemplateVariation, CallbackDelivery
 
     BillingConfig.objects.filter(tenant=tenant.tenant).update(
@@ -195,18 +197,16 @@ def test_an_interrupted_contact_counts_as_a_failure_everywhere(tenant):
     body = tenant.send("notification", notification_contacts(2))
     lease = queue_lease.claim_queue(body["queue_id"], "crashed")
     first, _ = queue_lease.claim_contacts(lease, 10)
-    assert queue_lease.start_sending(lease, first)
+    assert queue_lease.start_sending(lease, first, text="Olá")
     failed_before = BillingTemplateVariation.objects.get(pk=first.variation_id).failed_count
     BillingQueue.objects.filter(pk=body["queue_id"]).update(last_heartbeat=timezone.now() - timedelta(hours=1))
 
     assert queue_lease.release_stale(lease.queue_id, timezone.now() - timedelta(minutes=10))
 
-    assert BillingTemplateVariation.objects.get(pk=first.variation_id).failed_count == failed_before + 1
-    assert BillingQueue.objects.get(pk=body["queue_id"]).failed_count == 1
-    [batch] = CallbackDelivery.objects.filter(queue_id=body["queue_id"], event="contact.batch")
-    [item] = batch.payload["data"]["events"]
-    assert (item["type"], item["contact_id"], item["status"], item["error_code"]) == (
-        "contact.failed", first.pk, "failed", "interrupted")
+    assert BillingTemplateVariation.objects.get(pk=first.variation_id).failed_count == failed_before
+    assert BillingQueue.objects.get(pk=body["queue_id"]).failed_count == 0
+    assert not CallbackDelivery.objects.filter(queue_id=body["queue_id"], event="contact.batch").exists()
+    assert queue_lease.unsent_summary(lease.queue_id)[:2] == (2, 1)
 
 
 def _sending_contact(tenant, body) -> tuple:
@@ -214,7 +214,7 @@ def _sending_contact(tenant, body) -> tuple:
 
     lease = queue_lease.claim_queue(body["queue_id"], "lock-order")
     [contact] = queue_lease.claim_contacts(lease, 10)
-    assert queue_lease.start_sending(lease, contact)
+    assert queue_lease.start_sending(lease, contact, text="Olá")
     chat = OutboundChat(tenant_id=tenant.tenant.pk, instance_id=tenant.instance.pk, phone=contact.phone,
                         contact_name=contact.name)
     return lease, contact, chat

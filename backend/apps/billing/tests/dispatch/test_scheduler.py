@@ -97,6 +97,17 @@ def test_a_tenant_over_its_fair_share_waits_while_another_tenant_has_work(clock)
     assert tenants == ["A", "A", "B", "B"], "A holds its share (2 of 4 threads), B gets the rest"
 
 
+def test_a_tenant_alone_never_holds_more_than_half_the_threads(clock):
+    """So a tenant that arrives while another's provider hangs finds threads free at once."""
+    scheduler = Scheduler(threads=6, clock=clock)
+    for index in range(6):
+        scheduler.add(entry(f"a{index}", tenant="A"))
+    taken = [scheduler.take(timeout=0) for _ in range(4)]
+    assert [t is not None for t in taken] == [True, True, True, False]
+    scheduler.add(entry("b0", tenant="B"))
+    assert scheduler.take(timeout=0).tenant == "B"
+
+
 def test_the_least_recently_served_tenant_goes_first_at_equal_priority(clock):
     scheduler = Scheduler(threads=1, clock=clock)
     for index in range(3):
@@ -151,7 +162,7 @@ def test_an_entry_removed_while_in_flight_is_dropped_when_done(clock):
 
 
 def test_reschedule_brings_a_waiting_queue_forward_but_not_one_in_flight(clock):
-    scheduler = Scheduler(threads=2, clock=clock)
+    scheduler = Scheduler(threads=4, clock=clock)
     scheduler.add(entry("waiting"), at=clock.now + 900)
     scheduler.add(entry("busy"))
     busy = scheduler.take(timeout=0)

@@ -108,3 +108,5 @@ def test_a_provider_failing_while_it_says_open_ends_every_contact_within_max_att
     assert {(c.status, c.error_code, c.attempts) for c in contacts} == {("failed", "provider_error", 3)}
     assert len(tenant.sandbox.send_requests(tenant.instance.instance_name)) == 6, "3 attempts per contact, no more"
     assert BillingQueue.objects.get(pk=body["queue_id"]).failed_count == 2
+    tenant.instance.refresh_from_db()
+    assert tenant.instance.attention_since is not None and "connected" in tenant.instance.attention_reason

@@ -28,7 +28,7 @@ def test_close_records_health_and_pauses_running_queues_releasing_claims(hook):
     hook.api.config.save()
     queue, lease = running_queue(hook)
     claimed = queue_lease.claim_contacts(lease, 2)
-    assert queue_lease.start_sending(lease, claimed[0])  # one in flight at the provider
+    assert queue_lease.start_sending(lease, claimed[0], text="Olá")  # one in flight at the provider
     pending_queue = build_queue(hook.tenant, template=hook.template(), total=1, instance=hook.instance)
 
     response = hook.post(envelope(CONNECTION_UPDATE_V2, hook.instance))
