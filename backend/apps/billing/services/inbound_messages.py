@@ -36,6 +36,7 @@ from apps.billing.models import (
 from apps.billing.services import opt_out
 from apps.billing.services.billing_send_service import record_inbound_message
 from apps.billing.services.callbacks import enqueue_event, on_contact_outcome
+from apps.chat.services.reply_intents import OPT_OUT, classify
 from apps.connections.models import WhatsAppInstance
 from apps.contacts.utils import PhoneNumberError, mask_phone, normalize_phone
 
@@ -107,7 +108,7 @@ def handle_inbound(*, instance: WhatsAppInstance, data: dict[str, Any]) -> str:
                                             contact_name=str(data.get("pushName") or ""))
             if stored is None:
                 raise _Duplicate()
-            opted_out = opt_out.is_opt_out_request(text) and _opt_out(instance=instance, phone=phone,
+            opted_out = classify(text).intent == OPT_OUT and _opt_out(instance=instance, phone=phone,
                                                                         contact=contact)
     except _Duplicate:
         return "duplicate"  # a provider retry: everything above was rolled back
