@@ -1,0 +1,84 @@
+"""Holding and stopping one debtor's collection messages (services/debtor_holds.py), and the
+contract with the dispatch core: a held contact is never started, even one already claimed."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.billing.constants import ContactErrorCode, ContactStatus, QueueStatus
+from apps.billing.models import BillingContact, BillingQueue
+from apps.billing.services import queue_lease
+from apps.billing.services.debtor_holds import hold_debtor, stop_debtor
+from apps.billing.services.reply_sending import send_staff_reply
+from apps.chat.models import Conversation
+
+from .conftest import PHONE, pending_collection, queue_of, sent_collection, status_of
+
+OTHER_PHONE = "+5511998760000"
+
+
+def test_a_hold_postpones_every_unsent_collection_message_of_that_phone_only(hook):
+    until = timezone.now() + timedelta(days=3)
+    pending = pending_collection(hook)
+    retrying = pending_collection(hook, status=ContactStatus.PENDING_RETRY, next_attempt_at=timezone.now())
+    later = pending_collection(hook, status=ContactStatus.PENDING_RETRY, next_attempt_at=until + timedelta(days=1))
+    in_flight = pending_collection(hook, status=ContactStatus.SENDING)
+    sent = sent_collection(hook)
+    stranger = pending_collection(hook, phone=OTHER_PHONE)
+
+    assert hold_debtor(tenant=hook.tenant, phone=PHONE, until=until, reason="held") == 3
+
+    for contact in (pending, retrying):
+        contact.refresh_from_db()
+        assert (contact.status, contact.next_attempt_at, contact.claim_token) == (ContactStatus.PENDING_RETRY, until, None)
+    later.refresh_from_db()
+    assert later.next_attempt_at == until + timedelta(days=1)  # a hold never brings a contact forward
+    assert (status_of(in_flight), status_of(sent), status_of(stranger)) == ("sending", "sent", "pending")
+
+
+def test_a_held_contact_already_claimed_by_a_running_queue_is_not_started(hook):
+    contact = pending_collection(hook)
+    lease = queue_lease.claim_queue(contact.queue_id, "worker-1")
+    [claimed] = queue_lease.claim_contacts(lease, 10)
+
+    hold_debtor(tenant=hook.tenant, phone=PHONE, until=timezone.now() + timedelta(days=3), reason="held")
+
+    assert queue_lease.start_sending(lease, claimed) is False
+    assert status_of(contact) == ContactStatus.PENDING_RETRY
+    # The worker then sees only a retry that is not due: the queue waits for it.
+    remaining, earliest = queue_lease.unsent_summary(lease.queue_id)
+    assert remaining == 1 and earliest > timezone.now() + timedelta(days=2)
+
+
+def test_a_hold_never_delays_an_answer_in_the_conversation(hook):
+    sent_collection(hook)
+    conversation = Conversation.objects.get(tenant=hook.tenant, contact_phone=PHONE)
+    queued = send_staff_reply(conversation=conversation, text="Olá! Recebemos sua mensagem.")
+    assert hold_debtor(tenant=hook.tenant, phone=PHONE, until=timezone.now() + timedelta(days=3), reason="x") == 0
+    assert queued.reply.contact.status == ContactStatus.PENDING
+
+
+def test_stopping_a_debtor_skips_their_unsent_messages_and_counts_them_per_queue(hook):
+    first = pending_collection(hook, queue_status=QueueStatus.RUNNING)
+    second = pending_collection(hook, status=ContactStatus.PENDING_RETRY)
+    in_flight = pending_collection(hook, status=ContactStatus.SENDING)
+
+    assert stop_debtor(tenant=hook.tenant, phone=PHONE, reason="wrong person (reply)") == 2
+
+    for contact in (first, second):
+        contact.refresh_from_db()
+        assert (contact.status, contact.error_code) == (ContactStatus.SKIPPED, ContactErrorCode.OPTED_OUT)
+        assert queue_of(contact).skipped_count == 1
+    assert status_of(in_flight) == "sending" and queue_of(in_flight).skipped_count == 0
+    assert stop_debtor(tenant=hook.tenant, phone=PHONE, reason="again") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_contact_the_worker_started_meanwhile_is_not_counted_as_skipped(hook):
+    """The count comes from the UPDATE itself, not from a read before it."""
+    contact = pending_collection(hook, queue_status=QueueStatus.RUNNING)
+    BillingContact.objects.filter(pk=contact.pk).update(status=ContactStatus.SENDING)
+    assert stop_debtor(tenant=hook.tenant, phone=PHONE, reason="x") == 0
+    assert BillingQueue.objects.get(pk=contact.queue_id).skipped_count == 0
