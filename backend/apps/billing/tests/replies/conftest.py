@@ -69,3 +69,13 @@ def queue_of(contact: BillingContact) -> BillingQueue:
 
 def soon(**delta: float):
     return timezone.now() + timezone.timedelta(**delta)
+
+
+@pytest.fixture
+def other_hook(db) -> Hook:
+    """Tenant B: sees nothing of `hook`'s tenant."""
+    from django.test import Client
+
+    from apps.billing.tests.api.conftest import make_tenant
+
+    return Hook(make_tenant(f"other{next(_ids)}"), Client())
