@@ -6,9 +6,11 @@
   due contacts, and `start_sending` refuses one postponed after its claim, so a hold takes
   effect mid-queue, before the next message. A queue left with only held contacts goes back to
   `pending` until the earliest one is due (the worker's "waiting for retries").
-* `stop_debtor` — "número errado": the debtor's unsent messages end `skipped/opted_out` (the
-  phone is suppressed in the same transaction; the worker would skip them at send time anyway,
-  this makes it visible at once), counted in each queue's `skipped_count`.
+* `stop_debtor` — "número errado": the debtor's unsent messages end `skipped/opted_out`, counted
+  in each queue's `skipped_count`, so the API shows it at once. The phone is suppressed in the
+  same transaction, and a contact a running worker has already claimed is left to it: its
+  `start_sending` refuses a suppressed phone and the worker records the skip (and counts it)
+  itself — skipping it here too would count it twice.
 
 A contact already `sending` is in the provider's hands and is left alone. Lock order, as
 everywhere (queue_lease.py): the queue rows first, in id order, then the contacts.
@@ -63,9 +65,9 @@ def stop_debtor(*, tenant: Tenant, phone: str, reason: str) -> int:
     stoppable = sorted(ContactStatus.sources_for(ContactStatus.SKIPPED))
     stopped = 0
     with transaction.atomic():
-        contacts = pending_collection(tenant=tenant, phone=phone).filter(status__in=stoppable)
+        contacts = pending_collection(tenant=tenant, phone=phone).filter(status__in=stoppable, claim_token__isnull=True)
         for queue_id in _lock_queues(contacts):
-            # Counted from the UPDATE itself: a contact the worker started meanwhile is not skipped.
+            # Counted from the UPDATE itself: a contact a worker claimed meanwhile is not skipped.
             skipped = contacts.filter(queue_id=queue_id).update(
                 status=ContactStatus.SKIPPED, error_code=ContactErrorCode.OPTED_OUT, last_error=reason[:500],
                 claim_token=None, claimed_at=None, updated_at=Now())

@@ -75,10 +75,18 @@ def test_stopping_a_debtor_skips_their_unsent_messages_and_counts_them_per_queue
     assert stop_debtor(tenant=hook.tenant, phone=PHONE, reason="again") == 0
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_contact_the_worker_started_meanwhile_is_not_counted_as_skipped(hook):
-    """The count comes from the UPDATE itself, not from a read before it."""
-    contact = pending_collection(hook, queue_status=QueueStatus.RUNNING)
-    BillingContact.objects.filter(pk=contact.pk).update(status=ContactStatus.SENDING)
-    assert stop_debtor(tenant=hook.tenant, phone=PHONE, reason="x") == 0
-    assert BillingQueue.objects.get(pk=contact.queue_id).skipped_count == 0
+def test_a_contact_a_running_worker_claimed_is_left_to_it_and_counted_once(hook):
+    """The worker refuses to start a suppressed phone and records the skip itself; skipping it
+    here as well would count it twice (and break the queue's processed <= total rule)."""
+    from apps.billing.services.opt_out import suppress
+
+    contact = pending_collection(hook)
+    lease = queue_lease.claim_queue(contact.queue_id, "worker-1")
+    [claimed] = queue_lease.claim_contacts(lease, 10)
+    suppress(tenant=hook.tenant, phone=PHONE, reason="wrong person (reply)")
+
+    assert stop_debtor(tenant=hook.tenant, phone=PHONE, reason="wrong person (reply)") == 0
+    assert queue_lease.start_sending(lease, claimed) is False
+    assert queue_lease.record_skipped(lease, claimed, code=ContactErrorCode.OPTED_OUT, reason="opted out")
+    queue = BillingQueue.objects.get(pk=contact.queue_id)
+    assert (status_of(contact), queue.skipped_count) == (ContactStatus.SKIPPED, 1)
