@@ -87,7 +87,8 @@ def main() -> int:
         lines += table(name, report) + [""]
     speed = results["corpora"]["all"]
     lines += [f"Time per message (all): {speed['cold_us_per_message_median']} µs cold caches "
-              f"(worst pass {speed['cold_us_per_message_max']} µs), {speed['warm_us_per_message_median']} µs warm.", ""]
+              f"(worst pass {speed['cold_us_per_message_max']} µs), "
+              f"{speed['warm_us_per_message_median']} µs warm.", ""]
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "reply_intents.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")

@@ -24,8 +24,8 @@ class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = ["direction", "status", "intent", "content", "provider_message_id", "created_at", "sent_at", "delivered_at",
-              "read_at"]
+    fields = ["direction", "status", "intent", "content", "provider_message_id", "created_at", "sent_at",
+              "delivered_at", "read_at"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):

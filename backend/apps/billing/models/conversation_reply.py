@@ -21,7 +21,8 @@ class ConversationReply(models.Model):
     id = models.BigAutoField(primary_key=True)
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="conversation_replies")
     conversation = models.ForeignKey("chat.Conversation", on_delete=models.CASCADE, related_name="billing_replies")
-    contact = models.OneToOneField("billing.BillingContact", on_delete=models.CASCADE, related_name="conversation_reply")
+    contact = models.OneToOneField("billing.BillingContact", on_delete=models.CASCADE,
+                                   related_name="conversation_reply")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     intent = models.CharField(max_length=20, blank=True, help_text="The intent an automatic answer answers.")
     local_date = models.DateField(help_text="The tenant's date when it was queued.")

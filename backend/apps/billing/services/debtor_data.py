@@ -72,6 +72,7 @@ def open_debts(*, tenant: Tenant, phone: str, limit: int = 20) -> list[OpenDebt]
     statuses = sorted(UNSENT_CONTACT_STATUSES | SENT_CONTACT_STATUSES)
     rows = (BillingContact.objects.filter(tenant=tenant, phone=phone, status__in=statuses,
                                           conversation_reply__isnull=True)
-            .order_by("-id").values("pk", "external_id", "queue__template_type", "amount", "due_date", "status")[:limit])
+            .order_by("-id")
+            .values("pk", "external_id", "queue__template_type", "amount", "due_date", "status")[:limit])
     return [OpenDebt(row["pk"], row["external_id"], row["queue__template_type"], row["amount"], row["due_date"],
                      row["status"]) for row in rows]

@@ -114,7 +114,8 @@ def _suppress(plan: ReplyPlan) -> None:
 def _answer(plan: ReplyPlan, settings: ReplySettings) -> bool:
     """Queue the automatic answer; False when a person has to answer instead."""
     conversation = (Conversation.objects.select_related("tenant", "instance")
-                    .filter(tenant_id=plan.instance.tenant_id, instance=plan.instance, contact_phone=plan.phone).first())
+                    .filter(tenant_id=plan.instance.tenant_id, instance=plan.instance, contact_phone=plan.phone)
+                    .first())
     if conversation is None:
         return False
     try:

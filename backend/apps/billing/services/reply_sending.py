@@ -113,6 +113,6 @@ def _queue(*, conversation: Conversation, template: BillingTemplate, contact: di
                       "author_api_key": author_api_key},
         )
     logger.info("billing conversation reply queued",
-                extra={"tenant_id": str(conversation.tenant_id), "conversation_id": conversation.pk, "reply_kind": str(kind),
-                       "intent": intent, "queue_id": queue_id, "new_queue": result.created})
+                extra={"tenant_id": str(conversation.tenant_id), "conversation_id": conversation.pk,
+                       "reply_kind": str(kind), "intent": intent, "queue_id": queue_id, "new_queue": result.created})
     return QueuedReply(reply, result.created, queue_id)

@@ -124,8 +124,8 @@ def test_the_answer_names_the_rules_that_fired_and_never_the_text():
 
 
 def test_any_size_or_script_is_safe_and_fast():
-    for text in ("😀" * 10_000, "пожалуйста остановите", "支払い済み", "\x00\u202e\ufeff", "a" * 1_000_000,
-                 "sair " * 10_000, "?" * 5000):
+    for text in ("😀" * 10_000, "пожалуйста остановите", "支払い済み", "\x00\u202e\ufeff",
+                 "a" * 1_000_000, "sair " * 10_000, "?" * 5000):
         assert classify(text).intent in INTENTS
     started = time.perf_counter()
     classify("x " * 1_000_000)

@@ -14,7 +14,8 @@ def test_one_json_object_per_line_in_order(monkeypatch):
     call_command("billing_classify_replies", stdout=out)
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(row["text"], row["intent"]) for row in rows] == [
-        ("Já paguei", "claims_paid"), ("me manda o pix", "payment_info"), ("", "other"), ("não sou eu", "wrong_person")]
+        ("Já paguei", "claims_paid"), ("me manda o pix", "payment_info"), ("", "other"),
+        ("não sou eu", "wrong_person")]
     assert all(set(row) == {"text", "intent", "confidence"} and 0 <= row["confidence"] <= 1 for row in rows)
 
 

@@ -93,19 +93,20 @@ def test_without_a_key_nothing_is_readable(client, talk):
 
 # ----------------------------------------------------------------------------- reply
 def test_a_persons_reply_is_queued_through_the_send_pipeline(hook, talk):
-    response = hook.api.post(f"{API}/{talk.pk}/messages", {"text": "Olá! Podemos parcelar em 3x.", "external_id": "r1"})
+    text = "Olá! Podemos parcelar em 3x."
+    response = hook.api.post(f"{API}/{talk.pk}/messages", {"text": text, "external_id": "r1"})
     assert response.status_code == 202, response.content
     body = response.json()
     reply = ConversationReply.objects.get(pk=body["reply_id"])
     assert (reply.kind, reply.author_api_key, reply.conversation_id) == ("staff", hook.api.key, talk.pk)
-    assert reply.contact.variables == {"message": "Olá! Podemos parcelar em 3x."}
+    assert reply.contact.variables == {"message": text}
     assert str(reply.contact.queue_id) == body["queue_id"]
     assert hook.api.get(body["status_url"]).json()["status"] == "pending"  # the queue's usual tracking
 
     queued = hook.api.get(f"{API}/{talk.pk}").json()["queued_replies"]
     assert [(item["reply_id"], item["kind"], item["status"]) for item in queued] == [(reply.pk, "staff", "pending")]
 
-    again = hook.api.post(f"{API}/{talk.pk}/messages", {"text": "Olá! Podemos parcelar em 3x.", "external_id": "r1"})
+    again = hook.api.post(f"{API}/{talk.pk}/messages", {"text": text, "external_id": "r1"})
     assert again.status_code == 200 and again.json()["reply_id"] == reply.pk  # a retry is not sent twice
     changed = hook.api.post(f"{API}/{talk.pk}/messages", {"text": "Outro texto", "external_id": "r1"})
     assert changed.status_code == 409 and error_code(changed) == "idempotency_conflict"

@@ -102,7 +102,8 @@ def test_a_staff_member_sees_quero_parcelar_live_replies_and_the_debtor_gets_it(
     wait_until(lambda: any("Resposta enviada" in n for n in page_state(browser)["notices"]), timeout=30,
                what="the reply accepted")
 
-    sent = wait_until(lambda: [m for m in tenant.messages() if m["number"] == DEBTOR_DIGITS and m["text"] != first["text"]],
+    sent = wait_until(lambda: [m for m in tenant.messages()
+                               if m["number"] == DEBTOR_DIGITS and m["text"] != first["text"]],
                       timeout=60, what="the reply at the debtor", alive=[consumer])
     assert [m["text"] for m in sent] == ["Olá, Maria! Podemos parcelar em 3x de R$ 50,00 ."]  # plain text: no markup
 

@@ -78,7 +78,8 @@ def test_a_receipt_image_holds_too_but_a_lower_confidence_than_the_tenant_wants_
     pending = pending_collection(hook)
     ReplySettings.objects.filter(pk=settings_of(hook).pk).update(min_confidence=0.72)
 
-    post_reply(hook, message={"imageMessage": {"mimetype": "image/jpeg", "caption": ""}}, quoted=sent.provider_message_id)
+    image = {"imageMessage": {"mimetype": "image/jpeg", "caption": ""}}
+    post_reply(hook, message=image, quoted=sent.provider_message_id)
 
     assert status_of(pending) == ContactStatus.PENDING  # 0.7 < 0.72: nobody is held on a guess
     stored = Message.objects.get(conversation=conversation(hook), direction="inbound")

@@ -165,8 +165,8 @@ RULES: tuple[Rule, ...] = (
           r"|me (?:atende|atenda)|o responsavel"),
     _rule("a_call", TALK_TO_HUMAN, 60, 0.85,
           r"me (?:liga|ligue|liguem|ligar)|(?:liga|ligue|liguem) (?:para|pra) mim|para eu ligar"
-          r"|(?:qual|tem) (?:o |um |algum )?(?:telefone|numero|contato|whatsapp) (?:de voces|para (?:eu )?(?:ligar|contato)|"
-          r"de contato|do financeiro)"),
+          r"|(?:qual|tem) (?:o |um |algum )?(?:telefone|numero|contato|whatsapp) "
+          r"(?:de voces|para (?:eu )?(?:ligar|contato)|de contato|do financeiro)"),
     _rule("dispute", TALK_TO_HUMAN, 60, 0.8,
           r"(?:valor|cobranca|conta|divida|fatura) (?:esta |ta |e |veio )?(?:errad[oa]|indevid[oa]|incorret[oa])"
           r"|cobranca indevida|nao reconheco|(?:desconheco|nao conheco) (?:essa|esta|a|esse|este|o) "
