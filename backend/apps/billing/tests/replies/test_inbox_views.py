@@ -142,3 +142,14 @@ def test_pushes_reach_the_watchers_of_that_tenant_only(hook, other_hook):
     seen, quiet, refused = async_to_sync(run)()
     assert seen == [{"type": "ready"}, {"type": "conversation", "conversation_id": 42}]
     assert quiet and (refused["type"], refused.get("code")) == ("websocket.close", 4401)
+
+
+def test_a_failed_push_is_logged_and_never_raised(monkeypatch, caplog):
+    from apps.billing.conversations import live
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(live, "_group_send", broken)
+    assert publish_conversation_update(tenant_id="t", conversation_id=1) is False
+    assert "billing inbox update not published" in caplog.text
