@@ -133,12 +133,15 @@ def _answer(plan: ReplyPlan, settings: ReplySettings) -> bool:
 
 
 def record_after_store(*, plan: ReplyPlan, message: Message) -> None:
-    conversations.record_reply_intent(message=message, intent=plan.result.intent,
-                                      confidence=plan.result.confidence, attention_reason=plan.attention_reason)
+    waiting = conversations.record_reply_intent(message=message, intent=plan.result.intent,
+                                                confidence=plan.result.confidence,
+                                                attention_reason=plan.attention_reason)
     if plan.contact is not None:
         _tell_the_crm(plan, message)
-    tenant_id, conversation_id = plan.instance.tenant_id, message.conversation_id
-    transaction.on_commit(lambda: publish_conversation_update(tenant_id=tenant_id, conversation_id=conversation_id))
+    if waiting:  # the staff inbox shows conversations waiting for a person: tell its open pages
+        tenant_id, conversation_id = plan.instance.tenant_id, message.conversation_id
+        transaction.on_commit(lambda: publish_conversation_update(tenant_id=tenant_id,
+                                                                  conversation_id=conversation_id))
 
 
 def _tell_the_crm(plan: ReplyPlan, message: Message) -> None:

@@ -83,9 +83,10 @@ def _local_midnight(tenant: Tenant, day: date) -> datetime:
 
 
 # ----------------------------------------------------------------------------- writes
-def record_reply_intent(*, message: Message, intent: str, confidence: float, attention_reason: str = "") -> None:
+def record_reply_intent(*, message: Message, intent: str, confidence: float, attention_reason: str = "") -> bool:
     """Store the classifier's answer and, with `attention_reason`, ask for a person. A flag
-    already raised stays (with its first reason) until someone resolves the conversation."""
+    already raised stays (with its first reason) until someone resolves the conversation.
+    Returns whether the conversation now waits for a person."""
     now = timezone.now()
     Message.objects.filter(pk=message.pk).update(intent=intent, intent_confidence=confidence)
     changes: dict = {"last_intent": intent, "last_inbound_at": now, "updated_at": now}
@@ -94,6 +95,8 @@ def record_reply_intent(*, message: Message, intent: str, confidence: float, att
         changes["attention_reason"] = Case(When(needs_attention=True, then=F("attention_reason")),
                                            default=Value(attention_reason[:20]))
     Conversation.objects.filter(pk=message.conversation_id).update(**changes)
+    return bool(attention_reason) or Conversation.objects.filter(pk=message.conversation_id,
+                                                                 needs_attention=True).exists()
 
 
 def resolve(*, conversation: Conversation) -> Conversation:

@@ -234,3 +234,19 @@ def test_a_reply_updates_queue_state_nowhere_else(hook):
     post_reply(hook, "já paguei", quoted=sent.provider_message_id)
     assert BillingQueue.objects.get(pk=pending.queue_id).status == QueueStatus.RUNNING
     assert BillingContact.objects.get(pk=pending.pk).status == ContactStatus.PENDING_RETRY
+
+
+def test_the_inbox_is_told_only_about_conversations_waiting_for_a_person(hook, monkeypatch,
+                                                                          django_capture_on_commit_callbacks):
+    from apps.billing.services import reply_actions
+
+    pushed = []
+    monkeypatch.setattr(reply_actions, "publish_conversation_update", lambda **kwargs: pushed.append(kwargs))
+    sent = sent_collection(hook)
+    with django_capture_on_commit_callbacks(execute=True):
+        post_reply(hook, "ok, obrigado", quoted=sent.provider_message_id)
+    assert pushed == []
+    with django_capture_on_commit_callbacks(execute=True):
+        post_reply(hook, "quero parcelar", quoted=sent.provider_message_id)
+        post_reply(hook, "oi?", quoted=sent.provider_message_id)  # still waiting: the open thread refreshes
+    assert pushed == [{"tenant_id": hook.tenant.pk, "conversation_id": conversation(hook).pk}] * 2
