@@ -41,6 +41,15 @@ from .thread import build_thread
 LIST_LIMIT = 100
 LOGIN_URL = reverse_lazy("billing-inbox:login")
 
+# What staff read when a reply is refused (the API answers with the codes themselves).
+_REFUSALS = {
+    "empty_text": "A resposta está vazia.",
+    "text_too_long": f"A resposta passa de {MAX_REPLY_LENGTH} caracteres.",
+    "opted_out": "Este número pediu para não receber mensagens: a resposta não foi enviada.",
+    "no_instance": "Esta conversa não tem uma instância de WhatsApp para responder.",
+    "unknown_instance": "A instância de WhatsApp desta conversa está desativada.",
+}
+
 
 class InboxLoginView(LoginView):
     template_name = "billing/inbox/login.html"
@@ -151,12 +160,3 @@ def resolve(request: HttpRequest, tenant, conversation_id: str) -> HttpResponse:
 def ws_token(request: HttpRequest, tenant) -> HttpResponse:
     return JsonResponse({**_socket(request, tenant), "expires_in": int(settings.BILLING_WS_TOKEN_MAX_AGE)})
 
-
-# What staff read when a reply is refused (the API answers with the codes themselves).
-_REFUSALS = {
-    "empty_text": "A resposta está vazia.",
-    "text_too_long": f"A resposta passa de {MAX_REPLY_LENGTH} caracteres.",
-    "opted_out": "Este número pediu para não receber mensagens: a resposta não foi enviada.",
-    "no_instance": "Esta conversa não tem uma instância de WhatsApp para responder.",
-    "unknown_instance": "A instância de WhatsApp desta conversa está desativada.",
-}

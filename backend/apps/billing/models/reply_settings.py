@@ -61,9 +61,11 @@ class ReplySettings(models.Model):
     @classmethod
     def for_tenant(cls, tenant) -> ReplySettings:
         """The tenant's settings, created with the defaults the first time (race-safe)."""
+        settings = cls.objects.filter(tenant=tenant).first()
+        if settings is not None:
+            return settings
         try:
             with transaction.atomic():
-                settings, _ = cls.objects.get_or_create(tenant=tenant)
+                return cls.objects.create(tenant=tenant)
         except IntegrityError:  # a concurrent first reply created it
-            settings = cls.objects.get(tenant=tenant)
-        return settings
+            return cls.objects.get(tenant=tenant)

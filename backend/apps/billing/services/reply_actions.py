@@ -8,9 +8,9 @@
     talk_to_human  flag the conversation for a person
     opt_out        as before: suppress and confirm (inbound_messages)
 
-Holding, suppressing and answering are acted on only at `min_confidence` or above; below it, or
-when there is nothing to act with (no payment data, no conversation yet), the conversation is
-flagged for a person instead. Only replies to our messages act: a number we never wrote to (or
+Holding, suppressing and answering are acted on only at `min_confidence` or above; below it,
+when the tenant turned that action off, or when there is nothing to act with (no payment data,
+no conversation yet), the conversation is flagged for a person instead. Only replies to our messages act: a number we never wrote to (or
 not within BILLING_REPLY_WINDOW_DAYS) is stored and changes nothing else.
 
 Two steps, because of the lock order (queue rows, contacts, variation, then the conversation —
@@ -65,6 +65,7 @@ class ReplyPlan:
     result: IntentResult
     attention_reason: str = ""
     actions: dict[str, Any] = field(default_factory=dict)
+    settings: ReplySettings | None = None  # read once, for a reply to one of our messages
 
     def flag(self) -> None:
         self.attention_reason = self.result.intent
@@ -76,21 +77,21 @@ def act_before_store(*, instance: WhatsAppInstance, phone: str, contact: dict[st
     plan = ReplyPlan(instance, phone, contact, result)
     if contact is None:
         return plan
-    settings = ReplySettings.for_tenant(instance.tenant)
+    settings = plan.settings = ReplySettings.for_tenant(instance.tenant)
     sure = result.confidence >= settings.min_confidence
     intent = result.intent
-    if intent == CLAIMS_PAID and settings.hold_days_on_claims_paid:
-        if sure:
+    if intent == CLAIMS_PAID:
+        if sure and settings.hold_days_on_claims_paid:
             _hold(plan, settings)
         else:
             plan.flag()
-    elif intent == WRONG_PERSON and settings.suppress_wrong_person:
-        if sure:
+    elif intent == WRONG_PERSON:
+        if sure and settings.suppress_wrong_person:
             _suppress(plan)
         else:
             plan.flag()
     elif intent == PAYMENT_INFO:
-        if not (settings.answer_payment_info and sure and _answer(plan, settings)):
+        if not (sure and settings.answer_payment_info and _answer(plan, settings)):
             plan.flag()
     elif (intent == NEGOTIATE and settings.flag_negotiate) or (intent == TALK_TO_HUMAN and settings.flag_talk_to_human):
         plan.flag()
@@ -145,7 +146,6 @@ def record_after_store(*, plan: ReplyPlan, message: Message) -> None:
 
 
 def _tell_the_crm(plan: ReplyPlan, message: Message) -> None:
-    settings = ReplySettings.for_tenant(plan.instance.tenant)
     contact = (BillingContact.objects.filter(pk=plan.contact["pk"])
                .values("external_id", "queue_id", "billing_campaign_id", "billing_campaign__external_id",
                        "billing_campaign__metadata").first())
@@ -158,7 +158,7 @@ def _tell_the_crm(plan: ReplyPlan, message: Message) -> None:
         "intent": plan.result.intent, "confidence": plan.result.confidence, "actions": plan.actions,
         "received_at": message.created_at,
     }
-    if settings.callback_include_text:
+    if plan.settings.callback_include_text:
         data["text"] = message.content
     enqueue_event(tenant=plan.instance.tenant, queue=queue, event=CallbackEvent.REPLY_RECEIVED, data=data)
 

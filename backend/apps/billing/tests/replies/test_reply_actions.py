@@ -66,6 +66,7 @@ def test_the_hold_lasts_the_tenants_number_of_days_and_zero_days_holds_nothing(h
     ReplySettings.objects.filter(pk=settings_of(hook).pk).update(hold_days_on_claims_paid=0)
     post_reply(hook, "já paguei", quoted=sent.provider_message_id)
     assert status_of(pending) == ContactStatus.PENDING
+    assert conversation(hook).attention_reason == "claims_paid"  # no hold: a person checks the payment
 
     ReplySettings.objects.filter(tenant=hook.tenant).update(hold_days_on_claims_paid=7)
     post_reply(hook, "já paguei ontem", quoted=sent.provider_message_id)
@@ -111,7 +112,7 @@ def test_the_tenant_can_keep_wrong_numbers_and_have_a_person_look(hook):
     ReplySettings.objects.filter(pk=settings_of(hook).pk).update(suppress_wrong_person=False)
     post_reply(hook, "número errado", quoted=sent.provider_message_id)
     assert not SuppressedPhone.objects.exists()
-    assert not conversation(hook).needs_attention
+    assert (conversation(hook).needs_attention, conversation(hook).attention_reason) == (True, "wrong_person")
 
 
 # ----------------------------------------------------------------------------- payment_info
