@@ -114,6 +114,8 @@ def _suppress(plan: ReplyPlan) -> None:
 
 def _answer(plan: ReplyPlan, settings: ReplySettings) -> bool:
     """Queue the automatic answer; False when a person has to answer instead."""
+    if opt_out.is_suppressed(tenant=plan.instance.tenant, phone=plan.phone):
+        return True  # nobody may write to this phone: nothing to send, no one to ask
     conversation = (Conversation.objects.select_related("tenant", "instance")
                     .filter(tenant_id=plan.instance.tenant_id, instance=plan.instance, contact_phone=plan.phone)
                     .first())

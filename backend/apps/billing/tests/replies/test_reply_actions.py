@@ -154,6 +154,7 @@ def test_never_an_automatic_answer_to_a_suppressed_phone(hook):
     SuppressedPhone.objects.create(tenant=hook.tenant, phone=PHONE, source="admin")
     post_reply(hook, "me manda o pix", quoted=sent.provider_message_id)
     assert not ConversationReply.objects.exists()
+    assert not conversation(hook).needs_attention  # nobody may write to it: no one is asked to
 
 
 # ----------------------------------------------------------------------------- a person
