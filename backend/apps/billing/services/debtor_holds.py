@@ -18,7 +18,9 @@ everywhere (queue_lease.py): the queue rows first, in id order, then the contact
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Value
@@ -34,12 +36,20 @@ from apps.tenancy.models import Tenant
 logger = logging.getLogger(__name__)
 
 
-def _lock_queues(contacts) -> list:
-    queue_ids = sorted(set(contacts.values_list("queue_id", flat=True)))
+def _lock_queues(contacts, also: Iterable[Any] = ()) -> list:
+    queue_ids = sorted(set(contacts.values_list("queue_id", flat=True)) | set(also))
     if queue_ids:
         list(BillingQueue.objects.select_for_update(no_key=True).filter(pk__in=queue_ids).order_by("pk")
              .values_list("pk", flat=True))
     return queue_ids
+
+
+def lock_debtor_queues(*, tenant: Tenant, phone: str, also: Iterable[Any] = ()) -> None:
+    """Lock, in id order, the queues of the debtor's pending collection and `also`: for a
+    transaction that touches several queues — a reply credited in one queue (which locks it)
+    that holds or stops the debtor in others. Taken in one ordered step, two debtors answering at
+    once, each credited where the other is held, cannot deadlock."""
+    _lock_queues(pending_collection(tenant=tenant, phone=phone), also)
 
 
 def hold_debtor(*, tenant: Tenant, phone: str, until: datetime, reason: str) -> int:

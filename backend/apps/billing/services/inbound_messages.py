@@ -142,10 +142,12 @@ def handle_inbound(*, instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     context = {"instance_id": instance.pk, "tenant_id": str(instance.tenant_id), "phone": mask_phone(phone)}
     try:
         with transaction.atomic():
-            # Lock order: queue rows, contact rows (crediting the reply, holding the debtor), the
-            # template variation (an automatic answer), then the conversation row (storing the
-            # reply) — the order a worker holds them in, so the two cannot deadlock.
+            # Lock order: queue rows (in id order, all at once when a hold or a stop will need
+            # several), contact rows (crediting the reply, holding the debtor), the template
+            # variation (an automatic answer), then the conversation row (storing the reply) — the
+            # order a worker holds them in, so the two cannot deadlock.
             contact = _replied_contact(instance=instance, phone=phone, quoted_id=quoted_message_id(data))
+            reply_actions.lock_before_credit(instance=instance, phone=phone, contact=contact, result=result)
             if contact is not None:
                 _mark_replied(contact)
             plan = reply_actions.act_before_store(instance=instance, phone=phone, contact=contact, result=result)

@@ -13,9 +13,10 @@ when the tenant turned that action off, or when there is nothing to act with (no
 no conversation yet), the conversation is flagged for a person instead. Only replies to our messages act: a number we never wrote to (or
 not within BILLING_REPLY_WINDOW_DAYS) is stored and changes nothing else.
 
-Two steps, because of the lock order (queue rows, contacts, variation, then the conversation —
-the worker's): `act_before_store` runs before the inbound message is stored (it locks queue and
-contact rows, and an automatic answer's ingest the template variation); `record_after_store`
+Three steps, because of the lock order (queue rows in id order, contacts, variation, then the
+conversation — the worker's): `lock_before_credit` takes the queue locks a hold or a stop needs
+before the reply is credited; `act_before_store` runs before the inbound message is stored (it
+locks contact rows, and an automatic answer's ingest the template variation); `record_after_store`
 runs after, with the conversation row locked: the intent and the flag on the conversation, and
 the `reply.received` callback. Both run in the webhook's transaction: a retried webhook rolls
 all of it back.
@@ -34,7 +35,7 @@ from apps.billing.conversations.live import publish_conversation_update
 from apps.billing.models import BillingContact, BillingQueue, CallbackEvent, ReplySettings, SuppressedPhone
 from apps.billing.services import opt_out
 from apps.billing.services.callbacks import enqueue_event
-from apps.billing.services.debtor_holds import hold_debtor, stop_debtor
+from apps.billing.services.debtor_holds import hold_debtor, lock_debtor_queues, stop_debtor
 from apps.billing.services.reply_sending import answer_automatically
 from apps.chat.models import Conversation, Message
 from apps.chat.services import conversations
@@ -70,6 +71,14 @@ class ReplyPlan:
     def flag(self) -> None:
         self.attention_reason = self.result.intent
         self.actions["needs_attention"] = True
+
+
+def lock_before_credit(*, instance: WhatsAppInstance, phone: str, contact: dict[str, Any] | None,
+                       result: IntentResult) -> None:
+    """Before crediting the reply (which locks the queue of the contact it answers), take every
+    queue lock a hold or a stop may need, in id order (debtor_holds.lock_debtor_queues)."""
+    if contact is not None and result.intent in (CLAIMS_PAID, WRONG_PERSON):
+        lock_debtor_queues(tenant=instance.tenant, phone=phone, also=[contact["queue_id"]])
 
 
 def act_before_store(*, instance: WhatsAppInstance, phone: str, contact: dict[str, Any] | None,

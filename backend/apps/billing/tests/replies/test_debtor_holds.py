@@ -91,3 +91,54 @@ def test_a_contact_a_running_worker_claimed_is_left_to_it_and_counted_once(hook)
     assert queue_lease.record_skipped(lease, claimed, code=ContactErrorCode.OPTED_OUT, reason="opted out")
     queue = BillingQueue.objects.get(pk=contact.queue_id)
     assert (status_of(contact), queue.skipped_count) == (ContactStatus.SKIPPED, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_debtors_paying_at_once_each_held_where_the_other_is_credited_do_not_deadlock(hook, monkeypatch):
+    """A is credited in queue X and held in Y; B credited in Y, held in X. Both replies wait for
+    each other after crediting (a barrier) before holding: without the up-front ordered lock each
+    would hold one queue and wait for the other, and PostgreSQL would kill one (a 500)."""
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    from apps.billing.services import reply_actions
+    from apps.billing.tests.conftest import build_contact
+
+    from .conftest import Hook, post_reply
+
+    phone_a, phone_b = "+5511998760101", "+5511998760202"
+    credited = {phone_a: hook.sent_contact(phone=phone_a), phone_b: hook.sent_contact(phone=phone_b)}
+    variation = hook.template().variations.first()
+    build_contact(credited[phone_b].queue, phone=phone_a, variation=variation)  # A pending in B's queue
+    build_contact(credited[phone_a].queue, phone=phone_b, variation=variation)  # B pending in A's queue
+    barrier = threading.Barrier(2, timeout=3)
+    real_hold = reply_actions.hold_debtor
+
+    def hold_after_both_credited(**kwargs):
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other reply waits for our locks: the two are serialised, go on
+        return real_hold(**kwargs)
+
+    monkeypatch.setattr(reply_actions, "hold_debtor", hold_after_both_credited)
+    outcomes: dict[str, int] = {}
+
+    def answer(phone: str) -> None:
+        try:
+            response = post_reply(Hook(hook.api, Client()), "já paguei", phone_jid=f"{phone[1:]}@s.whatsapp.net",
+                                  quoted=credited[phone].provider_message_id)
+            outcomes[phone] = response.status_code
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=answer, args=(phone,)) for phone in (phone_a, phone_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == {phone_a: 200, phone_b: 200}
+    held = BillingContact.objects.filter(tenant=hook.tenant, status=ContactStatus.PENDING_RETRY)
+    assert sorted(held.values_list("phone", flat=True)) == [phone_a, phone_b]
