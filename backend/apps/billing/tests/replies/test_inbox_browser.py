@@ -67,11 +67,13 @@ def test_a_staff_member_sees_quero_parcelar_live_replies_and_the_debtor_gets_it(
 
     # The staff member logs in and leaves the inbox open.
     navigate(browser, f"{inbox_server}/inbox/")
-    wait_until(lambda: page_state(browser)["path"] == "/inbox/login/", timeout=20, what="the login page")
+    wait_until(lambda: page_state(browser)["path"] == "/inbox/login/" and read(
+        browser, "document.readyState === 'complete' && !!document.getElementById('id_username')"),
+        timeout=20, what="the login page, loaded")
     browser.evaluate("""document.getElementById('id_username').value = 'ana';
                         document.getElementById('id_password').value = 'pw';
                         document.querySelector('form.card').submit(); true""")
-    wait_until(lambda: (s := page_state(browser))["path"] == "/inbox/" and s["live"] == "open", timeout=30,
+    wait_until(lambda: (s := page_state(browser))["path"] == "/inbox/" and s["live"] == "open", timeout=60,
                what="the inbox, live")
     assert page_state(browser)["rows"] == []
     browser.evaluate("window.__stillTheSamePage = 'yes'")
