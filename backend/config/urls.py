@@ -10,6 +10,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
     path("billing/progress/<str:queue_id>/", progress_page, name="billing-progress-page"),
+    path("inbox/", include("apps.billing.conversations.inbox_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/billing/", include("apps.billing.urls")),
 ]

@@ -133,7 +133,8 @@ QUEUE_TRANSITIONS: Mapping[str, frozenset[str]] = {
 
 _C = ContactStatus
 CONTACT_TRANSITIONS: Mapping[str, frozenset[str]] = {
-    _C.PENDING: frozenset({_C.SENDING, _C.FAILED, _C.CANCELLED, _C.SKIPPED}),
+    # pending → pending_retry: a hold (services/debtor_holds.py) postpones a contact not yet sent.
+    _C.PENDING: frozenset({_C.SENDING, _C.PENDING_RETRY, _C.FAILED, _C.CANCELLED, _C.SKIPPED}),
     _C.SENDING: frozenset({_C.SENT, _C.PENDING_RETRY, _C.FAILED, _C.UNCONFIRMED}),
     _C.PENDING_RETRY: frozenset({_C.SENDING, _C.FAILED, _C.CANCELLED, _C.SKIPPED}),
     # The provider may have it (a crash after the call started, an answer that may mean "sent"):

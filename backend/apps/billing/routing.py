@@ -2,8 +2,10 @@
 from django.urls import path
 
 from .consumers import QueueProgressConsumer
+from .conversations.consumers import InboxConsumer
 
 # `str`, not `uuid`: a malformed id must reach the consumer and get its 4404, not a routing error.
 websocket_urlpatterns = [
     path("ws/billing/queues/<str:queue_id>/", QueueProgressConsumer.as_asgi(), name="ws-queue-progress"),
+    path("ws/billing/inbox/", InboxConsumer.as_asgi(), name="ws-inbox"),
 ]

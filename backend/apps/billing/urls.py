@@ -3,6 +3,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from . import progress_views, views, webhook_views
+from .conversations import api as conversations_api
 
 app_name = "billing"
 urlpatterns = [
@@ -13,6 +14,13 @@ urlpatterns = [
     path("queue/<str:queue_id>/control", views.QueueControlView.as_view(), name="queue-control"),
     path("queue/<str:queue_id>/contacts", views.QueueContactsView.as_view(), name="queue-contacts"),
     path("queue/<str:queue_id>/ws-token", progress_views.QueueWsTokenView.as_view(), name="queue-ws-token"),
+    path("conversations", conversations_api.ConversationListView.as_view(), name="conversations"),
+    path("conversations/<str:conversation_id>", conversations_api.ConversationDetailView.as_view(),
+         name="conversation-detail"),
+    path("conversations/<str:conversation_id>/messages", conversations_api.ConversationMessagesView.as_view(),
+         name="conversation-messages"),
+    path("conversations/<str:conversation_id>/resolve", conversations_api.ConversationResolveView.as_view(),
+         name="conversation-resolve"),
     # Provider webhooks; the token is the instance's webhook secret. The optional last segment
     # is the event, for Evolution's `byEvents` mode (`<url>/messages-update`).
     re_path(r"^webhooks/evolution/(?P<token>[^/]+)/(?:/?(?P<event>[a-z0-9-]+)/?)?$",

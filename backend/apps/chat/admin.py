@@ -24,7 +24,8 @@ class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = ["direction", "status", "content", "provider_message_id", "created_at", "sent_at", "delivered_at", "read_at"]
+    fields = ["direction", "status", "intent", "content", "provider_message_id", "created_at", "sent_at",
+              "delivered_at", "read_at"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -33,10 +34,11 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(TenantScopedAdmin):
-    list_display = ["masked_phone", "contact_name", "tenant", "instance", "status", "closed_by", "last_message_at"]
-    list_filter = ["tenant", "status", "closed_by"]
+    list_display = ["masked_phone", "contact_name", "tenant", "instance", "status", "needs_attention", "last_intent",
+                    "closed_by", "last_message_at"]
+    list_filter = ["tenant", "status", "needs_attention", "last_intent", "closed_by"]
     search_fields = ["contact_name", "contact_phone"]
-    readonly_fields = ["created_at", "updated_at", "closed_at", "last_message_at"]
+    readonly_fields = ["created_at", "updated_at", "closed_at", "last_message_at", "last_inbound_at", "last_intent"]
     inlines = [MessageInline]
 
     @admin.display(description="phone")
@@ -46,8 +48,8 @@ class ConversationAdmin(TenantScopedAdmin):
 
 @admin.register(Message)
 class MessageAdmin(TenantScopedAdmin):
-    list_display = ["id", "tenant", "direction", "status", "source", "provider_message_id", "created_at"]
-    list_filter = ["tenant", "direction", "status", "source"]
+    list_display = ["id", "tenant", "direction", "status", "source", "intent", "provider_message_id", "created_at"]
+    list_filter = ["tenant", "direction", "status", "source", "intent"]
     search_fields = ["provider_message_id"]
-    readonly_fields = ["created_at", "sent_at", "delivered_at", "read_at"]
+    readonly_fields = ["created_at", "sent_at", "delivered_at", "read_at", "intent", "intent_confidence"]
     raw_id_fields = ["conversation"]

@@ -68,6 +68,15 @@ class Conversation(models.Model):
     closed_by = models.CharField(max_length=20, blank=True, help_text="who closed it: billing, agent, system")
     closed_at = models.DateTimeField(null=True, blank=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
+    # What the customer's replies said (services/conversations.py). Database defaults: the send
+    # worker inserts conversations with an explicit column list (billing_send_service).
+    needs_attention = models.BooleanField(default=False, db_default=False,
+                                          help_text="A person should answer (negotiation, a request for one).")
+    attention_reason = models.CharField(max_length=20, blank=True, default="", db_default="",
+                                        help_text="The intent that asked for a person.")
+    last_intent = models.CharField(max_length=20, blank=True, default="", db_default="",
+                                   help_text="Intent of the customer's latest message.")
+    last_inbound_at = models.DateTimeField(null=True, blank=True, help_text="When the customer last wrote.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -78,7 +87,13 @@ class Conversation(models.Model):
                 fields=["tenant", "instance", "contact_phone"], name="conversation_unique_contact", nulls_distinct=False
             ),
         ]
-        indexes = [models.Index(fields=["tenant", "status"], name="conversation_tenant_status")]
+        indexes = [
+            models.Index(fields=["tenant", "status"], name="conversation_tenant_status"),
+            # The staff inbox: conversations waiting for a person, the latest customer message first.
+            # Not on last_message_at: every message sent moves it (the index would cost each send).
+            models.Index(fields=["tenant", "-last_inbound_at"], name="conversation_attention",
+                         condition=Q(needs_attention=True)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.contact_name or 'contact'} ({self.status})"
@@ -105,6 +120,9 @@ class Message(models.Model):
     provider_message_id = models.CharField(max_length=128, blank=True)  # indexed in Meta, without a LIKE twin
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     source = models.CharField(max_length=30, blank=True, help_text="what produced it, e.g. billing")
+    # Inbound only: the reply classifier's answer (apps.chat.services.reply_intents).
+    intent = models.CharField(max_length=20, blank=True, default="", db_default="")
+    intent_confidence = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

@@ -7,6 +7,8 @@ from apps.billing.models.billing_queue import BillingQueue
 from apps.billing.models.billing_template import BillingTemplate, BillingTemplateVariation
 from apps.billing.models.callback_delivery import CallbackDelivery, CallbackEvent
 from apps.billing.models.consumer_process import ConsumerProcess
+from apps.billing.models.conversation_reply import ConversationReply
+from apps.billing.models.reply_settings import ReplySettings
 from apps.billing.models.suppressed_phone import SuppressedPhone
 
 __all__ = [
@@ -20,5 +22,7 @@ __all__ = [
     "CallbackDelivery",
     "CallbackEvent",
     "ConsumerProcess",
+    "ConversationReply",
+    "ReplySettings",
     "SuppressedPhone",
 ]

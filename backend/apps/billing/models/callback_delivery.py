@@ -3,7 +3,8 @@
 Rows are written in the same transaction as the change they report (services/callbacks.py) and
 sent later by the periodic task, never from an API request. `webhook_id` is fixed at creation:
 every retry carries the same `webhook-id` header, so the client can de-duplicate. The payload
-holds ids and statuses only, never message texts.
+holds ids and statuses only, never message texts — except `reply.received`, whose `text` the
+tenant may opt into (ReplySettings.callback_include_text).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class CallbackEvent(models.TextChoices):
     CONTACT_READ = "contact.read", "Contact read"
     CONTACT_REPLIED = "contact.replied", "Contact replied"
     CONTACT_OPTED_OUT = "contact.opted_out", "Contact opted out"
+    #: A customer wrote back: the intent, what the service did and, if the tenant opts in, the text.
+    REPLY_RECEIVED = "reply.received", "Reply received"
     #: Several per-contact events of one queue, sent as one delivery.
     CONTACT_BATCH = "contact.batch", "Per-contact events (batch)"
 

@@ -57,6 +57,8 @@ CONTACT_EVENTS = frozenset({
     CallbackEvent.CONTACT_SENT, CallbackEvent.CONTACT_FAILED, CallbackEvent.CONTACT_DELIVERED,
     CallbackEvent.CONTACT_READ, CallbackEvent.CONTACT_REPLIED, CallbackEvent.CONTACT_OPTED_OUT,
 })
+#: Sent as they happen, one delivery each, whatever `callback_contact_events` says (reply_actions.py).
+REPLY_EVENTS = frozenset({CallbackEvent.REPLY_RECEIVED})
 SECRET_PREFIX = "whsec_"
 
 __all__ = [
@@ -114,7 +116,7 @@ def enqueue_event(
     """Record `event` for delivery to the tenant's callback URL; None when nothing is to be sent
     (no URL, or a per-contact event while the tenant has them off). Call it inside the
     transaction that makes the change, so both commit together."""
-    if event not in QUEUE_EVENTS and event not in CONTACT_EVENTS:
+    if event not in QUEUE_EVENTS and event not in CONTACT_EVENTS and event not in REPLY_EVENTS:
         raise ValueError(f"unknown callback event {event!r}")
     config = config or BillingConfig.for_tenant(tenant)
     if event in CONTACT_EVENTS and not config.callback_contact_events:

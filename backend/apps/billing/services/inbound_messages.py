@@ -1,13 +1,17 @@
 """A customer writes back (`messages.upsert` with `fromMe: false`).
 
 The reply is stored in the chat history (reopening the conversation), credited to the billing
-contact it answers, and checked for an opt-out request:
+contact it answers, classified (`apps.chat.services.reply_intents`) and acted on
+(`reply_actions`: hold, suppress, answer, flag for a person, tell the CRM):
 
 * Which contact: the message the customer quoted (`contextInfo.stanzaId` = our provider id),
   else the most recent contact sent to that phone through this instance within
   BILLING_REPLY_WINDOW_DAYS. The contact gets `replied_at` (its status stays in the delivery
   chain) and the queue and variation `replied_count` go up — once per contact, whatever the
-  number of replies (compare-and-swap on `replied_at IS NULL`).
+  number of replies (compare-and-swap on `replied_at IS NULL`). No contact (a number we never
+  wrote to): the message is stored and nothing else happens, but for an opt-out.
+* Text: the message's text, or an image's or document's caption (an image or a document is a
+  likely payment receipt for the classifier); media is stored as `[imagem] caption`.
 * Opt-out: the phone goes on the tenant's suppression list; the first time only, the
   confirmation is scheduled and a `contact.opted_out` callback recorded.
 
@@ -17,6 +21,7 @@ already stored and rolls back, so it changes nothing.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -33,10 +38,11 @@ from apps.billing.models import (
     CallbackEvent,
     SuppressedPhone,
 )
-from apps.billing.services import opt_out
+from apps.billing.services import opt_out, reply_actions
 from apps.billing.services.billing_send_service import record_inbound_message
 from apps.billing.services.callbacks import enqueue_event, on_contact_outcome
 from apps.common.services.evolution_lookup import message_text
+from apps.chat.services.reply_intents import OPT_OUT, classify
 from apps.connections.models import WhatsAppInstance
 from apps.contacts.utils import PhoneNumberError, mask_phone, normalize_phone
 
@@ -51,6 +57,45 @@ class _AlreadyReplied(Exception):
 
 class _Duplicate(Exception):
     pass
+
+
+# Evolution's media message keys → the label stored in the chat history; receipts are likely
+# in the first two. `documentWithCaptionMessage` wraps a documentMessage (WhatsApp's newer shape).
+_MEDIA = {"imageMessage": "imagem", "documentMessage": "documento", "audioMessage": "áudio",
+          "videoMessage": "vídeo", "stickerMessage": "figurinha"}
+_RECEIPT_MEDIA = frozenset({"imageMessage", "documentMessage"})
+
+
+@dataclass(frozen=True)
+class InboundContent:
+    text: str  # what the customer wrote (a caption for media)
+    media: str = ""  # the Evolution key of the media, if any
+
+    @property
+    def maybe_receipt(self) -> bool:
+        return self.media in _RECEIPT_MEDIA
+
+    @property
+    def stored_text(self) -> str:
+        if not self.media:
+            return self.text
+        return f"[{_MEDIA[self.media]}] {self.text}".strip()
+
+
+
+def inbound_content(message: Any) -> InboundContent:
+    """The text of a message, or the caption and kind of its media."""
+    text = message_text(message)
+    if text or not isinstance(message, dict):
+        return InboundContent(text)
+    wrapped = message.get("documentWithCaptionMessage")
+    if isinstance(wrapped, dict) and isinstance(wrapped.get("message"), dict):
+        message = wrapped["message"]
+    for key in _MEDIA:
+        media = message.get(key)
+        if isinstance(media, dict):
+            return InboundContent(str(media.get("caption") or "")[:4096], key)
+    return InboundContent("")
 
 
 def quoted_message_id(data: dict[str, Any]) -> str:
@@ -83,26 +128,33 @@ def handle_inbound(*, instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     message_id = str(key.get("id") or "")[:128]
     if phone is None or not message_id:
         return "ignored_not_a_person"
-    text = message_text(data.get("message"))
+    content = inbound_content(data.get("message"))
+    result = classify(content.text, has_media=content.maybe_receipt)
     context = {"instance_id": instance.pk, "tenant_id": str(instance.tenant_id), "phone": mask_phone(phone)}
     try:
         with transaction.atomic():
-            # Lock order: queue row, contact row (crediting the reply), then the conversation row
-            # (storing it) — the order a worker holds them in, so the two cannot deadlock.
+            # Lock order: queue rows (in id order, all at once when a hold or a stop will need
+            # several), contact rows (crediting the reply, holding the debtor), the template
+            # variation (an automatic answer), then the conversation row (storing the reply) — the
+            # order a worker holds them in, so the two cannot deadlock.
             contact = _replied_contact(instance=instance, phone=phone, quoted_id=quoted_message_id(data))
+            reply_actions.lock_before_credit(instance=instance, phone=phone, contact=contact, result=result)
             if contact is not None:
                 _mark_replied(contact)
-            stored = record_inbound_message(instance=instance, phone=phone, text=text,
+            plan = reply_actions.act_before_store(instance=instance, phone=phone, contact=contact, result=result)
+            stored = record_inbound_message(instance=instance, phone=phone, text=content.stored_text,
                                             provider_message_id=message_id,
                                             contact_name=str(data.get("pushName") or ""))
             if stored is None:
                 raise _Duplicate()
-            opted_out = opt_out.is_opt_out_request(text) and _opt_out(instance=instance, phone=phone,
-                                                                        contact=contact)
+            reply_actions.record_after_store(plan=plan, message=stored)
+            opted_out = result.intent == OPT_OUT and _opt_out(instance=instance, phone=phone, contact=contact)
     except _Duplicate:
         return "duplicate"  # a provider retry: everything above was rolled back
     logger.info("billing inbound reply stored",
-                extra={**context, "contact_id": contact["pk"] if contact else None, "opted_out": opted_out})
+                extra={**context, "contact_id": contact["pk"] if contact else None, "opted_out": opted_out,
+                       "intent": result.intent, "confidence": result.confidence,
+                       "needs_attention": bool(plan.attention_reason), "actions": sorted(plan.actions)})
     return "opted_out" if opted_out else ("reply" if contact else "inbound")
 
 

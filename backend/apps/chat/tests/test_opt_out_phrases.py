@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from apps.billing.services.opt_out import is_opt_out_request, normalize_text
+from apps.chat.services.reply_intents import OPT_OUT, classify
+from apps.chat.services.reply_intents.normalize import plain_text
+
+
+def is_opt_out_request(text: str) -> bool:
+    return classify(text).intent == OPT_OUT
+
 
 OPT_OUTS = [
     "SAIR", "sair", "Sair.", "  sair  ", "PARAR!!!", "Pare", "Parem", "STOP", "Stop please", "stop 🛑",
@@ -17,6 +23,9 @@ OPT_OUTS = [
     "gostaria de sair da lista de contatos", "quero cancelar o recebimento", "sair, obrigado", "Ok, pode parar",
     "Chega de mensagens", "please stop messaging me", "remove me from your list", "I don't want any more messages",
     "Do not contact me again", "no more messages",
+    # WhatsApp spellings: abbreviations and stretched letters.
+    "naum quero mais receber msg", "SAIRRRR", "nao qro mais receber mensagem", "pode me tirar da lista?",
+    "parem de me ligar e de mandar mensagem", "SAIR DA LISTA",
 ]
 
 LOOK_ALIKES = [
@@ -57,4 +66,4 @@ def test_long_messages_are_conversations_not_stop_requests():
     ("🛑 STOP 🛑", "stop"),
 ])
 def test_normalisation(raw, normalized):
-    assert normalize_text(raw) == normalized
+    assert plain_text(raw) == normalized

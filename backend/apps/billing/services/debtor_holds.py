@@ -1,0 +1,91 @@
+"""Stop or postpone the collection messages of one debtor, from a reply (services/reply_actions.py).
+
+* `hold_debtor` — "já paguei": the debtor's unsent messages wait until `until`. A `pending`
+  contact becomes `pending_retry` at `until` (the transition table's `pending → pending_retry`);
+  one already `pending_retry` is pushed to `until` if it was due sooner. The worker claims only
+  due contacts, and `start_sending` refuses one postponed after its claim, so a hold takes
+  effect mid-queue, before the next message. A queue left with only held contacts goes back to
+  `pending` until the earliest one is due (the worker's "waiting for retries").
+* `stop_debtor` — "número errado": the debtor's unsent messages end `skipped/opted_out`, counted
+  in each queue's `skipped_count`, so the API shows it at once. The phone is suppressed in the
+  same transaction, and a contact a running worker has already claimed is left to it: its
+  `start_sending` refuses a suppressed phone and the worker records the skip (and counts it)
+  itself — skipping it here too would count it twice.
+
+A contact already `sending` is in the provider's hands and is left alone. Lock order, as
+everywhere (queue_lease.py): the queue rows first, in id order, then the contacts.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest, Now
+
+from apps.billing.constants import ContactErrorCode, ContactStatus
+from apps.billing.models import BillingContact, BillingQueue
+from apps.billing.progress import publish_queue_progress
+from apps.billing.services.debtor_data import pending_collection
+from apps.contacts.utils import mask_phone
+from apps.tenancy.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+
+def _lock_queues(contacts, also: Iterable[Any] = ()) -> list:
+    queue_ids = sorted(set(contacts.values_list("queue_id", flat=True)) | set(also))
+    if queue_ids:
+        list(BillingQueue.objects.select_for_update(no_key=True).filter(pk__in=queue_ids).order_by("pk")
+             .values_list("pk", flat=True))
+    return queue_ids
+
+
+def lock_debtor_queues(*, tenant: Tenant, phone: str, also: Iterable[Any] = ()) -> None:
+    """Lock, in id order, the queues of the debtor's pending collection and `also`: for a
+    transaction that touches several queues — a reply credited in one queue (which locks it)
+    that holds or stops the debtor in others. Taken in one ordered step, two debtors answering at
+    once, each credited where the other is held, cannot deadlock."""
+    _lock_queues(pending_collection(tenant=tenant, phone=phone), also)
+
+
+def hold_debtor(*, tenant: Tenant, phone: str, until: datetime, reason: str) -> int:
+    """Postpone the debtor's unsent collection messages to `until`; how many were held."""
+    holdable = {ContactStatus.PENDING_RETRY} | (
+        ContactStatus.sources_for(ContactStatus.PENDING_RETRY) & {ContactStatus.PENDING})
+    with transaction.atomic():
+        contacts = pending_collection(tenant=tenant, phone=phone).filter(status__in=sorted(holdable))
+        if not _lock_queues(contacts):
+            return 0
+        held = contacts.update(
+            status=ContactStatus.PENDING_RETRY, next_attempt_at=Greatest(Coalesce("next_attempt_at", Value(until)),
+                                                                         Value(until)),
+            claim_token=None, claimed_at=None, last_error=reason[:500], updated_at=Now(),
+        )
+    logger.info("billing debtor held", extra={"tenant_id": str(tenant.pk), "phone": mask_phone(phone),
+                                              "contacts": held, "until": until.isoformat()})
+    return held
+
+
+def stop_debtor(*, tenant: Tenant, phone: str, reason: str) -> int:
+    """End the debtor's unsent collection messages as skipped; how many were stopped."""
+    stoppable = sorted(ContactStatus.sources_for(ContactStatus.SKIPPED))
+    stopped = 0
+    with transaction.atomic():
+        contacts = pending_collection(tenant=tenant, phone=phone).filter(status__in=stoppable, claim_token__isnull=True)
+        for queue_id in _lock_queues(contacts):
+            # Counted from the UPDATE itself: a contact a worker claimed meanwhile is not skipped.
+            skipped = contacts.filter(queue_id=queue_id).update(
+                status=ContactStatus.SKIPPED, error_code=ContactErrorCode.OPTED_OUT, last_error=reason[:500],
+                claim_token=None, claimed_at=None, updated_at=Now())
+            if skipped:
+                BillingQueue.objects.filter(pk=queue_id).update(skipped_count=F("skipped_count") + skipped,
+                                                                updated_at=Now())
+                transaction.on_commit(lambda pk=queue_id: publish_queue_progress(pk))
+                stopped += skipped
+    logger.info("billing debtor stopped", extra={"tenant_id": str(tenant.pk), "phone": mask_phone(phone),
+                                                 "contacts": stopped})
+    return stopped
