@@ -49,7 +49,7 @@ def test_a_held_contact_already_claimed_by_a_running_queue_is_not_started(hook):
     assert queue_lease.start_sending(lease, claimed, text="Olá") is False
     assert status_of(contact) == ContactStatus.PENDING_RETRY
     # The worker then sees only a retry that is not due: the queue waits for it.
-    remaining, earliest = queue_lease.unsent_summary(lease.queue_id)
+    remaining, _, earliest = queue_lease.unsent_summary(lease.queue_id)
     assert remaining == 1 and earliest > timezone.now() + timedelta(days=2)
 
 
