@@ -23,6 +23,11 @@ class CallbackEvent(models.TextChoices):
     CONTACT_READ = "contact.read", "Contact read"
     CONTACT_REPLIED = "contact.replied", "Contact replied"
     CONTACT_OPTED_OUT = "contact.opted_out", "Contact opted out"
+    # A debt and its dunning cadence (apps.charges).
+    CHARGE_PAID = "charge.paid", "Charge paid"
+    CHARGE_REOPENED = "charge.reopened", "Charge reopened"
+    CHARGE_ESCALATED = "charge.escalated", "Charge escalated"
+    CADENCE_STEP_SKIPPED = "cadence.step_skipped", "Cadence step skipped"
     #: Several per-contact events of one queue, sent as one delivery.
     CONTACT_BATCH = "contact.batch", "Per-contact events (batch)"
 

@@ -62,6 +62,11 @@ CONTACT_EVENTS = frozenset({
     CallbackEvent.CONTACT_SENT, CallbackEvent.CONTACT_FAILED, CallbackEvent.CONTACT_DELIVERED,
     CallbackEvent.CONTACT_READ, CallbackEvent.CONTACT_REPLIED, CallbackEvent.CONTACT_OPTED_OUT,
 })
+#: Events of apps above billing (charges), sent like queue events: one delivery each.
+CHARGE_EVENTS = frozenset({
+    CallbackEvent.CHARGE_PAID, CallbackEvent.CHARGE_REOPENED, CallbackEvent.CHARGE_ESCALATED,
+    CallbackEvent.CADENCE_STEP_SKIPPED,
+})
 SECRET_PREFIX = "whsec_"
 #: How long a claimed delivery is hidden from other runs while its request is in flight.
 CLAIM_LEASE = timedelta(minutes=5)
@@ -122,7 +127,7 @@ def enqueue_event(
     """Record `event` for delivery to the tenant's callback URL; None when nothing is to be sent
     (no URL, or a per-contact event while the tenant has them off). Call it inside the
     transaction that makes the change, so both commit together."""
-    if event not in QUEUE_EVENTS and event not in CONTACT_EVENTS:
+    if event not in QUEUE_EVENTS and event not in CONTACT_EVENTS and event not in CHARGE_EVENTS:
         raise ValueError(f"unknown callback event {event!r}")
     config = config or BillingConfig.for_tenant(tenant)
     if event in CONTACT_EVENTS and not config.callback_contact_events:
