@@ -12,6 +12,7 @@ urlpatterns = [
     path("billing/progress/<str:queue_id>/", progress_page, name="billing-progress-page"),
     path("admin/", admin.site.urls),
     path("api/v1/billing/", include("apps.billing.urls")),
+    path("api/v1/billing/", include("apps.charges.urls")),
 ]
 
 handler404 = "apps.common.views.api_not_found"

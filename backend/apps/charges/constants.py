@@ -37,8 +37,9 @@ CHARGE_TRANSITIONS: Mapping[str, frozenset[str]] = {
     _S.OPEN: frozenset({_S.PAID, _S.CANCELLED, _S.WRITTEN_OFF}),
     # A refund, chargeback, undone cash receipt or restored payment opens the debt again.
     _S.PAID: frozenset({_S.OPEN}),
-    _S.CANCELLED: frozenset({_S.OPEN}),
-    _S.WRITTEN_OFF: frozenset({_S.OPEN}),
+    # A payment always counts, even for a debt given up on.
+    _S.CANCELLED: frozenset({_S.OPEN, _S.PAID}),
+    _S.WRITTEN_OFF: frozenset({_S.OPEN, _S.PAID}),
 }
 del _S
 register_transitions(CHARGE_KIND, CHARGE_TRANSITIONS)

@@ -2,9 +2,9 @@
 
 `external_id` (the client's invoice or installment id) is unique per tenant: upserts match on
 it. `debtor_key` groups a debtor's charges for the per-debtor daily cap: the client's
-`debtor_external_id` when given, else the phone. `status_changed_at` is the instant of the
-newest status fact applied (an API action, or a provider event's own timestamp), so a provider
-event older than it can never undo it (out-of-order delivery).
+`debtor_external_id` when given, else the phone. `last_event_at` is the instant of the
+newest fact applied (an API action, or a provider event's own timestamp), so a provider event
+older than it can never undo it (out-of-order delivery).
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Charge(StatusMachineMixin):
     asaas_payment_id = models.CharField(max_length=100, blank=True)
 
     status = models.CharField(max_length=20, choices=ChargeStatus.choices, default=ChargeStatus.OPEN)
-    status_changed_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="Newest status/payment fact applied.")
     paid_at = models.DateTimeField(null=True, blank=True)
     paid_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     payment_source = models.CharField(max_length=10, choices=ChangeSource.choices, blank=True)
