@@ -73,8 +73,8 @@ def upsert_charges(*, tenant: Tenant, charges: list[Any], strict: bool = False,
     with transaction.atomic():
         result = _write(tenant, kept, cadences, source)
     result.rejected = rejected
-    logger.info("charges upserted", extra={"tenant_id": str(tenant.pk), "created": result.created,
-                                           "updated": result.updated, "unchanged": result.unchanged,
+    logger.info("charges upserted", extra={"tenant_id": str(tenant.pk), "charges_created": result.created,
+                                           "charges_updated": result.updated, "charges_unchanged": result.unchanged,
                                            "rejected": len(rejected), "source": source})
     return result
 
@@ -109,7 +109,7 @@ def _write(tenant: Tenant, charges: list[ValidCharge], cadences: dict[str, int],
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor  # psycopg's, for COPY
         columns = ", ".join(f"{name} {kind}" for name, kind in zip(_COLUMNS, _TYPES, strict=True))
-        cursor.execute(f"CREATE TEMPORARY TABLE charge_upsert ({columns}) ON COMMIT DROP")
+        cursor.execute(f"CREATE TEMPORARY TABLE charge_upsert ({columns})")
         with cursor.copy(f"COPY charge_upsert ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
             for c in charges:
                 copy.write_row((c.external_id, c.phone, c.name, c.document, c.debtor_external_id, c.debtor_key,
@@ -135,6 +135,7 @@ def _write(tenant: Tenant, charges: list[ValidCharge], cadences: dict[str, int],
             [tenant.pk, ChargeStatus.OPEN],
         )
         written = cursor.fetchall()
+        cursor.execute("DROP TABLE charge_upsert")  # a failure rolls its creation back instead
     result = UpsertResult()
     changes = []
     for pk, inserted, amount, due_date in written:

@@ -122,7 +122,8 @@ class ChargeValidator:
         if not isinstance(value, str):
             raise _Refused("invalid_document", "document must be a CPF or CNPJ string.")
         digits = "".join(ch for ch in value if ch.isdigit())
-        if not (len(digits) == 11 and cpf.is_valid(digits)) and not (len(digits) == 14 and cnpj.is_valid(digits)):
+        # Repeated digits pass the check-digit test but are never issued ("111.111.111-11").
+        if len(set(digits)) <= 1 or not (len(digits) == 11 and cpf.is_valid(digits)) and not (len(digits) == 14 and cnpj.is_valid(digits)):
             raise _Refused("invalid_document", "document is not a valid CPF or CNPJ.")
         return digits
 
