@@ -35,7 +35,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from apps.billing.constants import TemplateType
+from apps.billing.constants import ContactStatus, TemplateType
 from apps.billing.models import BillingConfig, BillingContact
 from apps.billing.services.billing_campaign_service import BillingCampaignService, copy_insert
 from apps.billing.services.opt_out import suppressed_phones
@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 _CHARGE_FIELDS = ("id", "external_id", "phone", "name", "debtor_key", "amount", "due_date", "variables",
                   "description", "payment_link", "pix_code", "boleto_line")
 _PAYMENT_VARIABLES = ("description", "payment_link", "pix_code", "boleto_line")
+_NEVER_SENT = (ContactStatus.SKIPPED, ContactStatus.CANCELLED)
 
 
 @dataclass
@@ -189,10 +190,12 @@ class _Run:
 
     def _apply_daily_cap(self, items: list[Due]) -> list[Due]:
         """At most `debtor_daily_cap` messages a day per debtor and per phone, across charges
-        and cadences (CDC art. 42); the oldest debts go first."""
+        and cadences (CDC art. 42); the oldest debts go first. A message skipped or cancelled
+        before it went out (the charge was paid or changed) does not count."""
         cap = self.settings.debtor_daily_cap
-        sent_today = ChargeStepRun.objects.filter(tenant=self.tenant, scheduled_date=self.today,
-                                                  status=StepRunStatus.QUEUED)
+        sent_today = (ChargeStepRun.objects.filter(tenant=self.tenant, scheduled_date=self.today,
+                                                   status=StepRunStatus.QUEUED)
+                      .exclude(billing_contact__status__in=_NEVER_SENT))
         by_debtor: Counter = Counter()
         by_phone: Counter = Counter()
         for debtor_key, phone in sent_today.values_list("charge__debtor_key", "charge__phone"):
