@@ -86,7 +86,7 @@ def parse_notification(payload: Any) -> AsaasNotification:
     if not _text(payment_id, 100):
         raise MalformedAsaasEvent("payment.id is missing")
     reference = payment.get("externalReference")
-    if reference is not None and not _text(reference, 200):
+    if reference not in (None, "") and not _text(reference, 200):
         raise MalformedAsaasEvent("payment.externalReference must be a string")
     occurred_at = _asaas_datetime(payload.get("dateCreated"))
     value = parse_amount(payment["value"]) if payment.get("value") is not None else None
