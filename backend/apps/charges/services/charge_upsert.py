@@ -54,16 +54,7 @@ def upsert_charges(*, tenant: Tenant, charges: list[Any], strict: bool = False,
         raise ApplicationError("too_many_charges",
                                f"At most {MAX_CHARGES_PER_REQUEST} charges per request; got {len(charges)}.",
                                status=413, details={"max_charges": MAX_CHARGES_PER_REQUEST})
-    accepted, rejected = _validate(tenant, charges)
-    cadences = _cadence_ids(tenant, accepted)
-    kept = []
-    for charge in accepted:
-        if charge.cadence and charge.cadence not in cadences:
-            rejected.append(ChargeRejection(charge.index, charge.external_id, "", "unknown_cadence",
-                                            f"No cadence named {charge.cadence!r}."))
-        else:
-            kept.append(charge)
-    rejected.sort(key=lambda r: r.index)
+    kept, rejected, cadences = validate_charges(tenant=tenant, charges=charges)
     if strict and rejected:
         raise ApplicationError("charges_rejected", "strict mode: the request has invalid charges; nothing was stored.",
                                status=422, details={"rejected": [r.as_dict() for r in rejected]})
@@ -79,7 +70,24 @@ def upsert_charges(*, tenant: Tenant, charges: list[Any], strict: bool = False,
     return result
 
 
-def _validate(tenant: Tenant, charges: list[Any]) -> tuple[list[ValidCharge], list[ChargeRejection]]:
+def validate_charges(*, tenant: Tenant, charges: list[Any]
+                     ) -> tuple[list[ValidCharge], list[ChargeRejection], dict[str, int]]:
+    """Check every charge without writing (the upsert, and the import's preview): the valid
+    ones, the refusals sorted by index, and the named cadences' ids."""
+    accepted, rejected = _validate_each(tenant, charges)
+    cadences = _cadence_ids(tenant, accepted)
+    kept = []
+    for charge in accepted:
+        if charge.cadence and charge.cadence not in cadences:
+            rejected.append(ChargeRejection(charge.index, charge.external_id, "", "unknown_cadence",
+                                            f"No cadence named {charge.cadence!r}."))
+        else:
+            kept.append(charge)
+    rejected.sort(key=lambda r: r.index)
+    return kept, rejected, cadences
+
+
+def _validate_each(tenant: Tenant, charges: list[Any]) -> tuple[list[ValidCharge], list[ChargeRejection]]:
     validator = ChargeValidator(today=today_in(tenant.timezone))
     accepted: list[ValidCharge] = []
     rejected: list[ChargeRejection] = []
