@@ -13,7 +13,7 @@ import pytest
 import time_machine
 from django.test import Client
 
-from apps.billing.models import BillingContact
+from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.utils.date_calculator import today_in
 from apps.charges.asaas_sandbox import asaas_event
 from apps.charges.models import Charge, ChargeStepRun
@@ -50,8 +50,6 @@ def job_on(day_offset: int) -> dict:
 
 
 def queues_done(tenant):
-    from apps.billing.models import BillingQueue
-
     return lambda: not BillingQueue.objects.filter(tenant=tenant.tenant).exclude(status="completed").exists()
 
 
@@ -168,3 +166,18 @@ def test_the_daily_cap_holds_across_two_charges_of_the_same_debtor(pipeline_tena
     wait_until(queues_done(tenant), timeout=60, what="sent", alive=[consumer])
     assert Counter(m["number"] for m in tenant.messages()) == Counter({e164(1): 1, e164(3): 1})
     assert ChargeStepRun.objects.get(status="skipped").skip_reason == "daily_cap"
+
+
+def test_a_queue_whose_every_contact_was_skipped_still_completes(pipeline_tenant, start_process):
+    tenant = pipeline_tenant()
+    zone, _, _ = open_around_now(tenant)
+    api_post(tenant, "cadences", {"name": "Régua", "default": True, "steps": [{"offset_days": 0}]})
+    api_post(tenant, "charges", {"charges": charges((1, today_in(zone)), (2, today_in(zone)))})
+    job_on(0)
+    for n in (1, 2):  # paid before any consumer runs the queue
+        api_post(tenant, f"charges/CH-{n}/pay", {})
+    consumer = start_process("run_billing_consumer", "--concurrency", "1")
+    wait_until(queues_done(tenant), timeout=60, what="queue completed", alive=[consumer])
+    queue = BillingQueue.objects.get(tenant=tenant.tenant)
+    assert (queue.status, queue.skipped_count, queue.sent_count) == ("completed", 2, 0)
+    assert tenant.messages() == []
