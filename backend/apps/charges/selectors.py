@@ -6,6 +6,7 @@ from datetime import date
 from django.db.models import Q, QuerySet
 
 from apps.charges.models import Cadence, Charge
+from apps.charges.models.charge import debtor_key_for
 from apps.common.exceptions import ApplicationError
 from apps.contacts.utils import PhoneNumberError, normalize_phone
 from apps.tenancy.models import Tenant
@@ -29,7 +30,7 @@ def charges_list(*, tenant: Tenant, status: str | None = None, due_from: date | 
     if due_to:
         charges = charges.filter(due_date__lte=due_to)
     if debtor:
-        match = Q(debtor_external_id=debtor)
+        match = Q(debtor_key=debtor_key_for(debtor_external_id=debtor, phone=""))
         try:
             match |= Q(phone=normalize_phone(debtor))
         except PhoneNumberError:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.billing.constants import TemplateType
 from apps.billing.views import BillingAPIView
+from apps.billing.views import ContactPagination as ChargePagination  # by id, 100 a page, up to 1000
 from apps.charges import api_docs
 from apps.charges.constants import ChangeSource
 from apps.charges.models import ChargeSettings
@@ -41,13 +41,6 @@ def require_collection_key(request: Request) -> None:
     if not (key.allows_type(TemplateType.OVERDUE) and key.allows_type(TemplateType.UPCOMING)):
         raise ApplicationError("template_type_not_allowed",
                                "This API key may not send overdue and upcoming messages.", status=403)
-
-
-class ChargePagination(CursorPagination):
-    ordering = "id"
-    page_size = 100
-    page_size_query_param = "page_size"
-    max_page_size = 1000
 
 
 class ChargesView(BillingAPIView):

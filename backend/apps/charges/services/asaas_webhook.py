@@ -37,7 +37,7 @@ from apps.charges.constants import (
 from apps.charges.metrics import observe_asaas_event
 from apps.charges.models import AsaasEvent, Charge, ChargeSettings
 from apps.charges.services.charge_changes import record_amount_or_due_change
-from apps.charges.services.charge_status import change_charge_status
+from apps.charges.services.charge_status import change_locked_charge_status
 from apps.common.exceptions import ApplicationError
 from apps.tenancy.models import Tenant
 
@@ -160,24 +160,23 @@ def _find_charge(tenant: Tenant, notification: AsaasNotification) -> Charge | No
 def _apply(charge: Charge, action: str, notification: AsaasNotification) -> str:
     if charge.last_event_at is not None and notification.occurred_at < charge.last_event_at:
         return AsaasOutcome.STALE
-    if not charge.asaas_payment_id:
-        Charge.objects.filter(pk=charge.pk).update(asaas_payment_id=notification.payment_id)
+    learnt = {} if charge.asaas_payment_id else {"asaas_payment_id": notification.payment_id}
     if action == AsaasAction.UPDATE:
         changed = record_amount_or_due_change(
             charge=charge, amount=notification.value, due_date=notification.due_date, source=ChangeSource.ASAAS,
-            occurred_at=notification.occurred_at)
+            occurred_at=notification.occurred_at, **learnt)
         return AsaasOutcome.APPLIED if changed else AsaasOutcome.UNCHANGED
     target = _TARGETS[action]
     try:
-        change = change_charge_status(
-            charge=charge, target=target, source=ChangeSource.ASAAS, occurred_at=notification.occurred_at,
+        change = change_locked_charge_status(
+            locked=charge, target=target, source=ChangeSource.ASAAS, occurred_at=notification.occurred_at,
             paid_amount=notification.value if target == ChargeStatus.PAID else None,
-            reference=notification.payment_id, reason=notification.event,
+            reference=notification.payment_id, reason=notification.event, **learnt,
         )
     except ApplicationError:
         return AsaasOutcome.REFUSED
     if not change.changed:
-        Charge.objects.filter(pk=charge.pk).update(last_event_at=notification.occurred_at)
+        Charge.objects.filter(pk=charge.pk).update(last_event_at=notification.occurred_at, **learnt)
         return AsaasOutcome.UNCHANGED
     return AsaasOutcome.APPLIED
 

@@ -48,14 +48,15 @@ def record_changes(*, tenant: Tenant, changes: list[AmountOrDueChange], source: 
 
 
 def record_amount_or_due_change(*, charge: Charge, amount: Decimal | None, due_date: date | None, source: str,
-                                occurred_at: datetime) -> bool:
-    """Write a provider's new amount/due date on a locked charge; False when nothing changed."""
+                                occurred_at: datetime, **fields: object) -> bool:
+    """Write a provider's new amount/due date on a locked charge (with `fields` in the same
+    UPDATE); False when nothing changed."""
     change = AmountOrDueChange(charge.pk, charge.amount, amount if amount is not None else charge.amount,
                                charge.due_date, due_date or charge.due_date)
     if not change.as_data():
-        Charge.objects.filter(pk=charge.pk).update(last_event_at=occurred_at)
+        Charge.objects.filter(pk=charge.pk).update(last_event_at=occurred_at, **fields)
         return False
     Charge.objects.filter(pk=charge.pk).update(amount=change.new_amount, due_date=change.new_due_date,
-                                               last_event_at=occurred_at, updated_at=timezone.now())
+                                               last_event_at=occurred_at, updated_at=timezone.now(), **fields)
     record_changes(tenant=charge.tenant, changes=[change], source=source, occurred_at=occurred_at)
     return True

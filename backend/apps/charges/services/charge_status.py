@@ -47,35 +47,45 @@ def change_charge_status(
     *, charge: Charge, target: str, source: str, occurred_at: datetime | None = None,
     paid_amount: Decimal | None = None, reference: str = "", reason: str = "",
 ) -> StatusChange:
-    """Move `charge` to `target`; `InvalidTransition`-style refusals are a 409 ApplicationError."""
-    occurred_at = occurred_at or timezone.now()
+    """Move `charge` to `target`; a move the table refuses is a 409 ApplicationError."""
     with transaction.atomic():
         locked = Charge.objects.select_for_update().select_related("tenant").get(pk=charge.pk, tenant_id=charge.tenant_id)
-        if locked.status == target:
-            return StatusChange(locked, changed=False)
-        if not ChargeStatus.can_transition(locked.status, target):
-            raise ApplicationError(
-                "invalid_transition", f"A {locked.status} charge cannot become {target}.", status=409,
-                details={"current_status": locked.status, "target_status": target},
-            )
-        fields: dict = {"last_event_at": max(filter(None, [locked.last_event_at, occurred_at]))}
-        if target == ChargeStatus.PAID:
-            fields.update(paid_at=occurred_at, paid_amount=paid_amount if paid_amount is not None else locked.amount,
-                          payment_source=source, payment_reference=reference[:200])
-        previous = locked.status
-        locked.transition_to(target, **fields)
-        ChargeEvent.objects.create(
-            tenant_id=locked.tenant_id, charge=locked, kind=EVENT_FOR_STATUS[target], source=source,
-            occurred_at=occurred_at,
-            data={"from": previous, "reason": reason[:200], "reference": reference[:200],
-                  **({"paid_amount": str(fields["paid_amount"])} if target == ChargeStatus.PAID else {})},
+        return change_locked_charge_status(locked=locked, target=target, source=source, occurred_at=occurred_at,
+                                           paid_amount=paid_amount, reference=reference, reason=reason)
+
+
+def change_locked_charge_status(
+    *, locked: Charge, target: str, source: str, occurred_at: datetime | None = None,
+    paid_amount: Decimal | None = None, reference: str = "", reason: str = "", **fields: object,
+) -> StatusChange:
+    """The same, for a caller already holding the charge's row lock in its transaction (the
+    Asaas webhook); `fields` are more columns written in the same UPDATE."""
+    occurred_at = occurred_at or timezone.now()
+    if locked.status == target:
+        return StatusChange(locked, changed=False)
+    if not ChargeStatus.can_transition(locked.status, target):
+        raise ApplicationError(
+            "invalid_transition", f"A {locked.status} charge cannot become {target}.", status=409,
+            details={"current_status": locked.status, "target_status": target},
         )
-        silenced = 0
-        if target in CLOSED_STATUSES:
-            silenced = silence_charges(tenant=locked.tenant, charge_ids=[locked.pk],
-                                       code=ContactErrorCode.CHARGE_CLOSED, reason=str(target))
-        if target in _CALLBACK_FOR_STATUS:
-            on_charge_event(locked, _CALLBACK_FOR_STATUS[target], source=source)
+    fields["last_event_at"] = max(filter(None, [locked.last_event_at, occurred_at]))
+    if target == ChargeStatus.PAID:
+        fields.update(paid_at=occurred_at, paid_amount=paid_amount if paid_amount is not None else locked.amount,
+                      payment_source=source, payment_reference=reference[:200])
+    previous = locked.status
+    locked.transition_to(target, **fields)
+    ChargeEvent.objects.create(
+        tenant_id=locked.tenant_id, charge=locked, kind=EVENT_FOR_STATUS[target], source=source,
+        occurred_at=occurred_at,
+        data={"from": previous, "reason": reason[:200], "reference": reference[:200],
+              **({"paid_amount": str(fields["paid_amount"])} if target == ChargeStatus.PAID else {})},
+    )
+    silenced = 0
+    if target in CLOSED_STATUSES:
+        silenced = silence_charges(tenant=locked.tenant, charge_ids=[locked.pk],
+                                   code=ContactErrorCode.CHARGE_CLOSED, reason=str(target))
+    if target in _CALLBACK_FOR_STATUS:
+        on_charge_event(locked, _CALLBACK_FOR_STATUS[target], source=source)
     logger.info("charge status changed", extra={"tenant_id": str(locked.tenant_id), "charge_id": locked.pk,
                                                 "from": previous, "to": target, "source": source,
                                                 "silenced": silenced})

@@ -123,6 +123,7 @@ def _write(tenant: Tenant, charges: list[ValidCharge], cadences: dict[str, int],
                 copy.write_row((c.external_id, c.phone, c.name, c.document, c.debtor_external_id, c.debtor_key,
                                 c.amount, c.due_date, c.description, c.payment_link, c.pix_code, c.boleto_line,
                                 Jsonb(c.variables), cadences.get(c.cadence), c.asaas_payment_id))
+        cursor.execute("ANALYZE charge_upsert")  # so the join below probes the unique index
         cursor.execute(
             f"SELECT c.id, c.amount, c.due_date FROM {table} c JOIN charge_upsert u ON u.external_id = c.external_id"
             f" WHERE c.tenant_id = %s FOR UPDATE OF c", [tenant.pk])

@@ -5,19 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-import pytest
-
-from apps.billing.tests.api.conftest import ApiTenant, make_tenant
-
-
-@pytest.fixture
-def api(db) -> ApiTenant:
-    return make_tenant("alpha")
-
-
-@pytest.fixture
-def other_api(db) -> ApiTenant:
-    return make_tenant("beta")
+from apps.billing.tests.api.conftest import ApiTenant, api, other_api  # noqa: F401 - fixtures (tenants A and B)
 
 
 def charge(n: int = 0, **fields: Any) -> dict[str, Any]:
