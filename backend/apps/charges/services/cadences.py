@@ -1,4 +1,5 @@
-"""Create, replace and delete a tenant's cadences (the API and the admin use the same rules).
+"""Create, replace and delete a tenant's cadences through the API. (The admin edits the same
+rows with model validation: the same unique offset, range and template-type rules.)
 
 A cadence's steps are replaced whole on every save: runs remember (cadence, offset), not step
 rows, so a step that keeps its offset keeps its history. A step's template must be an active
