@@ -2,15 +2,17 @@
 
 A plain Django view (not DRF): Asaas authenticates with the `asaas-access-token` header, not
 our API keys. Answers: 401 unknown URL token or wrong header token · 400 a body that is not an
-Asaas payment event · 200 everything else, quickly (an unknown charge and an event we ignore
-included: Asaas pauses a webhook queue after 15 failed answers). Nothing is written before
-authentication and parsing succeed. See services/asaas_webhook.py.
+Asaas payment event · 413 a body over BILLING_WEBHOOK_MAX_BODY_BYTES · 200 everything else,
+quickly (an unknown charge and an event we ignore included: Asaas pauses a webhook queue after
+15 failed answers). Nothing is written before authentication and parsing succeed. See
+services/asaas_webhook.py.
 """
 from __future__ import annotations
 
 import json
 import logging
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -40,6 +42,11 @@ class AsaasWebhookView(View):
             logger.warning("asaas webhook refused: bad credentials")
             observe_asaas_event("unauthorized")
             return JsonResponse(error_body("unauthorized", "Unknown or invalid webhook credentials."), status=401)
+        limit = int(settings.BILLING_WEBHOOK_MAX_BODY_BYTES)
+        if len(request.body) > limit:
+            observe_asaas_event("malformed")
+            return JsonResponse(error_body("payload_too_large", f"Webhook bodies are limited to {limit} bytes."),
+                                status=413)
         try:
             notification = parse_notification(json.loads(request.body))
         except (ValueError, RecursionError, MalformedAsaasEvent) as exc:

@@ -96,11 +96,15 @@ def materialise_due_steps(*, tenant: Tenant, now: datetime | None = None) -> Mat
     return result
 
 
+def tenant_lock_key(tenant: Tenant) -> int:
+    digest = hashlib.sha256(f"charges.materialise:{tenant.pk}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 @contextmanager
 def _tenant_lock(tenant: Tenant) -> Iterator[bool]:
     """A session advisory lock per tenant: two job processes never materialise one tenant at once."""
-    digest = hashlib.sha256(f"charges.materialise:{tenant.pk}".encode()).digest()
-    key = int.from_bytes(digest[:8], "big", signed=True)
+    key = tenant_lock_key(tenant)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         acquired = bool(cursor.fetchone()[0])

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 def run_cycle(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
-    totals = {"tenants": 0, "escalated": 0, "queued": 0, "skipped": 0, "failed": 0}
+    totals = {"tenants": 0, "escalated": 0, "queued": 0, "skipped": 0, "busy": 0, "failed": 0}
     tenant_ids = Cadence.objects.values_list("tenant_id", flat=True).distinct()
     for tenant in Tenant.objects.filter(pk__in=tenant_ids, is_active=True).order_by("pk"):
         totals["tenants"] += 1
@@ -29,6 +29,7 @@ def run_cycle(*, now: datetime | None = None) -> dict[str, int]:
             logger.exception("charges cycle failed for a tenant", extra={"tenant_id": str(tenant.pk)})
             totals["failed"] += 1
             continue
+        totals["busy"] += result.locked_out  # another process was materialising this tenant
         totals["queued"] += result.queued
         totals["skipped"] += sum(result.skipped.values())
     return totals

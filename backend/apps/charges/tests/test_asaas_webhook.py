@@ -167,3 +167,12 @@ def test_setup_command_sets_the_token_and_prints_the_url(db, settings):
         call_command("billing_setup_tenant", "--tenant", "Clínica Asaas", "--asaas-webhook-token", "short",
                      stdout=io.StringIO())
     assert ChargeSettings.objects.get(tenant__slug="clinica-asaas").asaas_token_matches(TOKEN)
+
+
+def test_an_oversized_body_is_413_and_changes_nothing(api, hook):
+    upsert(api, [charge(1)])
+    payload = event("PAYMENT_RECEIVED")
+    payload["payment"]["description"] = "x" * 300_000
+    response = hook(payload)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert status() == "open" and not AsaasEvent.objects.exists()

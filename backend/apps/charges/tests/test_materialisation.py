@@ -168,3 +168,38 @@ def test_a_step_without_a_usable_template_is_skipped_with_ingest_code(api):
         BillingTemplate.objects.filter(tenant=api.tenant, template_type="overdue").update(is_default=False)
         run_cycle()
     assert runs() == Counter({("INV-1", 1, "skipped", "no_default_template"): 1})
+
+
+def test_a_tenant_another_process_is_materialising_is_left_to_it(api):
+    import psycopg
+    from django.db import connection
+
+    from apps.charges.services.materialisation import tenant_lock_key
+
+    settings_dict = connection.settings_dict
+    with time_machine.travel(at(MONDAY), tick=False):
+        make_cadence(api, offsets=(0,))
+        upsert(api, [charge(1, due_date=MONDAY.isoformat())])
+        with psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"], user=settings_dict["USER"],
+                             password=settings_dict["PASSWORD"], dbname=settings_dict["NAME"],
+                             autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", [tenant_lock_key(api.tenant)])
+            busy = run_cycle()
+        free = run_cycle()
+    assert (busy["busy"], busy["queued"]) == (1, 0)
+    assert (free["busy"], free["queued"]) == (0, 1)
+
+
+def test_the_command_runs_one_cycle_and_prints_its_counts(api):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    with time_machine.travel(at(MONDAY), tick=False):
+        make_cadence(api, offsets=(0,))
+        upsert(api, [charge(1, due_date=MONDAY.isoformat())])
+        out = io.StringIO()
+        call_command("run_charges_periodic", "--once", stdout=out)
+    assert json.loads(out.getvalue()) == {"tenants": 1, "escalated": 0, "queued": 1, "skipped": 0, "busy": 0,
+                                          "failed": 0}
