@@ -17,9 +17,10 @@ from django.core.management.base import BaseCommand
 
 from apps.charges.services.periodic import run_cycle
 from apps.common.health import record_process_heartbeat
+from apps.common.metrics_exporter import start_metrics_server
 
 logger = logging.getLogger(__name__)
-DEFAULT_INTERVAL = 120.0
+DEFAULT_INTERVAL = 60.0  # beats the process heartbeat's 90 s stale period
 
 
 class Command(BaseCommand):
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         if not options["once"]:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
+            start_metrics_server("charges")  # METRICS_PORT: one port per process on a host
         while True:
             record_process_heartbeat("charges")
             results = run_cycle()
