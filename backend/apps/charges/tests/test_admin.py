@@ -97,3 +97,28 @@ def test_recovery_report_page_and_tenant_scoping(staff, api, other_api):
     assert "INV-1" in listing and "INV-2" not in listing
     other = Charge.objects.get(external_id="INV-2")
     assert staff.get(f"/admin/charges/charge/{other.pk}/change/").status_code in (302, 404)
+
+
+def test_mark_paid_action_uses_the_status_service(staff, api):
+    upsert(api, [charge(1), charge(2)])
+    api.post("/api/v1/billing/charges/INV-2/cancel", {})
+    ids = [c.pk for c in Charge.objects.order_by("external_id")]
+    response = staff.post("/admin/charges/charge/", {"action": "mark_paid", "_selected_action": ids})
+    assert response.status_code == 302
+    assert dict(Charge.objects.values_list("external_id", "status")) == {"INV-1": "paid", "INV-2": "paid"}
+    assert Charge.objects.get(external_id="INV-1").payment_source == "admin"
+
+
+def test_settings_page_takes_a_write_only_asaas_token_and_shows_the_url(staff, api):
+    from apps.charges.models import ChargeSettings
+
+    settings_row = ChargeSettings.for_tenant(api.tenant)
+    url = f"/admin/charges/chargesettings/{settings_row.pk}/change/"
+    assert settings_row.asaas_url_token in staff.get(url).content.decode()
+    form = {"debtor_daily_cap": 2, "escalation_age_days": 60, "conversion_window_days": 7, "default_cadence": "",
+            "new_asaas_token": "t" * 20}
+    assert "32 to 255" in staff.post(url, form).content.decode()  # refused, shown on the form
+    form["new_asaas_token"] = "admin-token-" + "a" * 30
+    assert staff.post(url, form).status_code == 302
+    settings_row.refresh_from_db()
+    assert settings_row.debtor_daily_cap == 2 and settings_row.asaas_token_matches("admin-token-" + "a" * 30)
