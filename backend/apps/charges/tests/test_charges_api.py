@@ -135,3 +135,19 @@ def test_tenant_b_gets_404_for_tenant_a_charge(api, other_api):
 def test_without_a_key_it_is_401(api):
     response = api.client.get("/api/v1/billing/charges")
     assert response.status_code == 401 and response.json()["error"]["code"] == "missing_api_key"
+
+
+def test_the_recovery_report_counts_only_the_keys_tenant_and_checks_its_period(api, other_api):
+    from datetime import date
+
+    upsert(api, [charge(1, due_date=date.today().isoformat())])
+    api.post("/api/v1/billing/charges/INV-1/pay", {"paid_amount": "99,90"})
+    today = date.today().isoformat()
+    mine = api.get("/api/v1/billing/reports/recovery", date_from=today, date_to=today).json()
+    theirs = other_api.get("/api/v1/billing/reports/recovery", date_from=today, date_to=today).json()
+    assert (mine["charges_paid"], mine["amount_recovered"], mine["charges_due"]["paid"]) == (1, "99.90", 1)
+    assert (theirs["charges_paid"], theirs["amount_recovered"], theirs["charges_due"]["total"]) == (0, "0.00", 0)
+    assert mine["median_days_to_payment"] is None and mine["conversion_by_step"] == []  # no message was sent
+    bad = api.get("/api/v1/billing/reports/recovery", date_from=today, date_to="2000-01-01")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "validation_error"
+    assert api.get("/api/v1/billing/reports/recovery", date_from=today).status_code == 400
