@@ -108,6 +108,7 @@ def test_paying_while_the_steps_queue_runs_stops_its_message_and_every_later_ste
     skipped = BillingContact.objects.get(external_id="CH-5")
     assert (skipped.status, skipped.error_code) == ("skipped", "charge_closed")
     assert skipped.queue.skipped_count == 1 and skipped.queue.sent_count == 4
+    consumer.stop()  # the next step is only queued, so the report below counts the first step's messages
     job_on(1)  # the next step: the paid charge gets none
     assert not ChargeStepRun.objects.filter(charge__external_id="CH-5", offset_days=1).exists()
     assert ChargeStepRun.objects.filter(offset_days=1, status="queued").count() == 4
