@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "apps.connections",
     "apps.chat",
     "apps.campaigns",
+    "apps.charges",  # before billing: its billing_setup_tenant extends billing's
     "apps.billing",
     "apps.evolution_sandbox",
 ]

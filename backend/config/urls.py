@@ -13,6 +13,7 @@ urlpatterns = [
     path("inbox/", include("apps.billing.conversations.inbox_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/billing/", include("apps.billing.urls")),
+    path("api/v1/billing/", include("apps.charges.urls")),
 ]
 
 handler404 = "apps.common.views.api_not_found"

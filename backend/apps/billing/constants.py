@@ -115,6 +115,10 @@ class ContactErrorCode(models.TextChoices):
     OPTED_OUT = "opted_out", "Opted out"
     DUPLICATE = "duplicate", "Duplicate"
     CANCELLED = "cancelled", "Cancelled"
+    #: Skipped because the debt it collects was paid, cancelled, written off or escalated (apps.charges).
+    CHARGE_CLOSED = "charge_closed", "Charge closed (paid, cancelled, written off, escalated)"
+    #: Skipped because the debt's amount or due date changed after the message was queued.
+    CHARGE_CHANGED = "charge_changed", "Charge changed (amount or due date)"
 
 
 _Q = QueueStatus
@@ -197,6 +201,24 @@ class InvalidTransition(Exception):
         self.to_status = str(to_status)
         self.code = code
         super().__init__(f"{self.kind} status cannot go from {self.from_status!r} to {self.to_status!r} ({code})")
+
+
+#: The base of every status enum with a transition table (`sources_for`, `can_transition`).
+StatusChoices = _StatusChoices
+
+
+def register_transitions(kind: str, table: Mapping[str, frozenset[str]]) -> None:
+    """Put an app's own status table under the same checks (`check_transition`,
+    `StatusMachineMixin`, `StatusChoices` look-ups), so apps above billing (charges) change
+    statuses the same way without billing knowing their statuses. Registering a kind twice
+    with the same table is a no-op (module reloads); another table is an error."""
+    kind = str(kind)
+    if kind in _TABLES:
+        if _TABLES[kind] != table:
+            raise ValueError(f"transition kind {kind!r} is already registered")
+        return
+    _TABLES[kind] = table
+    _SOURCES[kind] = _invert(table, table.keys())
 
 
 def check_transition(kind: str, from_status: str, to_status: str) -> None:

@@ -26,6 +26,11 @@ class CallbackEvent(models.TextChoices):
     CONTACT_OPTED_OUT = "contact.opted_out", "Contact opted out"
     #: A customer wrote back: the intent, what the service did and, if the tenant opts in, the text.
     REPLY_RECEIVED = "reply.received", "Reply received"
+    # A debt and its dunning cadence (apps.charges).
+    CHARGE_PAID = "charge.paid", "Charge paid"
+    CHARGE_REOPENED = "charge.reopened", "Charge reopened"
+    CHARGE_ESCALATED = "charge.escalated", "Charge escalated"
+    CADENCE_STEP_SKIPPED = "cadence.step_skipped", "Cadence step skipped"
     #: Several per-contact events of one queue, sent as one delivery.
     CONTACT_BATCH = "contact.batch", "Per-contact events (batch)"
 

@@ -59,6 +59,11 @@ CONTACT_EVENTS = frozenset({
 })
 #: Sent as they happen, one delivery each, whatever `callback_contact_events` says (reply_actions.py).
 REPLY_EVENTS = frozenset({CallbackEvent.REPLY_RECEIVED})
+#: Events of apps above billing (charges), sent like queue events: one delivery each.
+CHARGE_EVENTS = frozenset({
+    CallbackEvent.CHARGE_PAID, CallbackEvent.CHARGE_REOPENED, CallbackEvent.CHARGE_ESCALATED,
+    CallbackEvent.CADENCE_STEP_SKIPPED,
+})
 SECRET_PREFIX = "whsec_"
 
 __all__ = [
@@ -116,7 +121,8 @@ def enqueue_event(
     """Record `event` for delivery to the tenant's callback URL; None when nothing is to be sent
     (no URL, or a per-contact event while the tenant has them off). Call it inside the
     transaction that makes the change, so both commit together."""
-    if event not in QUEUE_EVENTS and event not in CONTACT_EVENTS and event not in REPLY_EVENTS:
+    if event not in QUEUE_EVENTS and event not in CONTACT_EVENTS and event not in REPLY_EVENTS \
+            and event not in CHARGE_EVENTS:
         raise ValueError(f"unknown callback event {event!r}")
     config = config or BillingConfig.for_tenant(tenant)
     if event in CONTACT_EVENTS and not config.callback_contact_events:

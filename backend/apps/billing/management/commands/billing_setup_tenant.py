@@ -12,7 +12,13 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.billing.services.tenant_setup import ALWAYS_OPEN, BusinessHoursSpecError, parse_business_hours, setup_tenant
+from apps.billing.services.tenant_setup import (
+    ALWAYS_OPEN,
+    BusinessHoursSpecError,
+    TenantSetupResult,
+    parse_business_hours,
+    setup_tenant,
+)
 
 
 class Command(BaseCommand):
@@ -51,8 +57,18 @@ class Command(BaseCommand):
             "instance": result.instance.name if result.instance else None,
             "messages_per_minute": result.config.messages_per_minute, "api_key": result.raw_api_key,
         }
+        extras = self.extend_setup(result=result, options=options)
+        summary.update(extras)
         if options["json"]:
             self.stdout.write(json.dumps(summary))
             return
         self.stdout.write(f"Tenant {result.tenant.name} ({result.tenant.slug}) {'created' if result.created else 'updated'}")
         self.stdout.write(f"API key (shown once, store it now): {result.raw_api_key}")
+        for name, value in extras.items():
+            self.stdout.write(f"{name}: {value}")
+
+    def extend_setup(self, *, result: TenantSetupResult, options: dict) -> dict:
+        """The seam for apps above billing: a subclass of this command (an app listed before
+        billing in INSTALLED_APPS, e.g. apps.charges) adds its own options and set-up here,
+        after the tenant exists, and returns what it adds to the summary."""
+        return {}

@@ -1,0 +1,1 @@
+"""Charges services: typed, keyword-only functions named for what they do."""
