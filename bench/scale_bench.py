@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                "REDIS_URL": with_redis_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), args.redis_db),
                "SECRET_KEY": "scale-bench-only", "DEBUG": "0", "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
                "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1", "EVOLUTION_RETRY_BACKOFF": "0",
-               "EVOLUTION_SEND_DEADLINE": "5"}
+               "EVOLUTION_SEND_DEADLINE": "5", "EVOLUTION_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
         env.pop("TEST_DATABASE_NAME", None)
         consumer_env = {**env, "DB_POOL_MAX_SIZE": str(args.pool)}
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)

@@ -11,7 +11,7 @@ source scripts/local_env.sh
 export DEBUG="${DEBUG:-1}" SECURE_SSL_REDIRECT="${SECURE_SSL_REDIRECT:-0}" LOG_FORMAT="${LOG_FORMAT:-text}"
 # The sandbox listens on loopback: allow it as a private provider host (docs/security.md).
 export EVOLUTION_ALLOWED_NETWORKS="${EVOLUTION_ALLOWED_NETWORKS:-127.0.0.0/8,::1/128}"
-export BILLING_EXPECTED_PROCESSES="${BILLING_EXPECTED_PROCESSES:-consumer,periodic,callbacks}"
+export BILLING_EXPECTED_PROCESSES="${BILLING_EXPECTED_PROCESSES:-consumer,periodic,callbacks,charges}"
 PY="$ROOT/.venv/bin/python"
 SANDBOX_KEY="${SANDBOX_API_KEY:-sandbox-global-key}"
 SANDBOX_TOKEN="${SANDBOX_INSTANCE_TOKEN:-demo-instance-token}"
@@ -46,6 +46,7 @@ start web "$PY" -m uvicorn config.asgi:application --app-dir backend --host 127.
 METRICS_PORT=9101 start consumer "$PY" manage.py run_billing_consumer
 METRICS_PORT=9102 start periodic "$PY" manage.py run_billing_periodic_tasks
 METRICS_PORT=9103 start callbacks "$PY" manage.py run_billing_callbacks
+METRICS_PORT=9104 start charges "$PY" manage.py run_charges_periodic
 
 for _ in $(seq 1 120); do
   curl -fsS "http://127.0.0.1:$BILLING_WEB_PORT/healthz" >/dev/null 2>&1 \
@@ -65,7 +66,7 @@ cat <<MSG
     admin     http://127.0.0.1:$BILLING_WEB_PORT/admin/      user admin, password admin
     API docs  http://127.0.0.1:$BILLING_WEB_PORT/api/v1/billing/docs/
     sandbox   http://127.0.0.1:$BILLING_SANDBOX_PORT/        (fake WhatsApp provider; messages: /_sandbox/messages)
-    metrics   http://127.0.0.1:$BILLING_WEB_PORT/metrics (web), :9101/metrics (consumer), :9102/metrics (periodic), :9103/metrics (callbacks)
+    metrics   http://127.0.0.1:$BILLING_WEB_PORT/metrics (web), :9101/metrics (consumer), :9102/metrics (periodic), :9103/metrics (callbacks), :9104/metrics (charges)
     ready     http://127.0.0.1:$BILLING_WEB_PORT/readyz
 
   Send a first request (notifications go out 24/7; overdue/upcoming only in business hours):

@@ -6,6 +6,7 @@ PostgreSQL is accepted (the worker relies on SELECT ... FOR UPDATE SKIP LOCKED).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -131,9 +132,11 @@ DATABASES["default"]["OPTIONS"]["options"] = (
 )
 # Django's own psycopg pool (Django 5.1+): threads borrow a connection and give it back, so a
 # process never opens more than DB_POOL_MAX_SIZE connections whatever its thread count. The
-# consumer runs with it (Procfile, docker-compose.yml): its sender, claim and control threads
-# share a few connections. 0 = one persistent connection per thread (DB_CONN_MAX_AGE).
-DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+# consumer (`manage.py run_billing_consumer`) pools by default: its sender, claim and control
+# threads share 10 connections, whatever the deployment (Procfile, compose, Railway) says. Other
+# processes keep one persistent connection per thread (DB_CONN_MAX_AGE) unless told (0 = off).
+_RUNS_THE_CONSUMER = len(sys.argv) > 1 and sys.argv[1] == "run_billing_consumer"
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10 if _RUNS_THE_CONSUMER else 0)
 if DB_POOL_MAX_SIZE > 0:
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django refuses both
     DATABASES["default"]["OPTIONS"]["pool"] = {

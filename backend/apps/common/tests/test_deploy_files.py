@@ -14,8 +14,9 @@ import yaml
 from django.urls import resolve
 
 REPO = Path(__file__).resolve().parents[4]
-APP_SERVICES = ("migrate", "evolution_sandbox", "web", "billing_consumer", "billing_periodic", "billing_callbacks")
-PROCESS_SERVICES = ("web", "billing_consumer", "billing_periodic", "billing_callbacks")
+APP_SERVICES = ("migrate", "evolution_sandbox", "web", "billing_consumer", "billing_periodic", "billing_callbacks",
+                "charges_periodic")
+PROCESS_SERVICES = ("web", "billing_consumer", "billing_periodic", "billing_callbacks", "charges_periodic")
 BACKING = ("postgres", "redis", "rabbitmq")
 
 
@@ -93,7 +94,7 @@ class TestCompose:
             check = service.get("healthcheck")
             assert check and check.get("test"), f"{name} has no health check"
         assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
-        for name in ("billing_consumer", "billing_periodic", "billing_callbacks"):
+        for name in ("billing_consumer", "billing_periodic", "billing_callbacks", "charges_periodic"):
             port = services[name]["environment"]["METRICS_PORT"]
             assert f"127.0.0.1:{port}/healthz" in " ".join(services[name]["healthcheck"]["test"]), name
             assert services[name]["environment"]["METRICS_ADDR"] == "0.0.0.0"
@@ -114,7 +115,7 @@ class TestPrometheus:
     def test_it_scrapes_every_process_kind_where_it_serves_metrics(self, prometheus, services):
         jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
         expected_ports = {"web": "8000"}
-        for name in ("billing_consumer", "billing_periodic", "billing_callbacks"):
+        for name in ("billing_consumer", "billing_periodic", "billing_callbacks", "charges_periodic"):
             expected_ports[name] = services[name]["environment"]["METRICS_PORT"]
         for name, port in expected_ports.items():
             job = jobs[name]
@@ -164,7 +165,8 @@ class TestGrafana:
 class TestProcfileAndRailway:
     def test_procfile_names_every_process(self):
         entries = procfile()
-        assert set(entries) == {"release", "web", "billing_consumer", "billing_periodic", "billing_callbacks"}
+        assert set(entries) == {"release", "web", "billing_consumer", "billing_periodic", "billing_callbacks",
+                                "charges_periodic"}
         assert entries["release"] == "python manage.py migrate --noinput"
         assert entries["web"] == "gunicorn --config deploy/gunicorn.conf.py"
         assert entries["billing_consumer"] == "python manage.py run_billing_consumer"
@@ -181,7 +183,8 @@ class TestProcfileAndRailway:
         assert deploy["healthcheckPath"] == "/readyz" and resolve("/readyz").url_name == "readyz"
         assert deploy["restartPolicyType"] in {"ON_FAILURE", "ALWAYS"} and deploy["restartPolicyMaxRetries"] > 0
 
-    @pytest.mark.parametrize("process", ["billing_consumer", "billing_periodic", "billing_callbacks"])
+    @pytest.mark.parametrize("process", ["billing_consumer", "billing_periodic", "billing_callbacks",
+                                         "charges_periodic"])
     def test_each_background_process_has_its_railway_service_file(self, process):
         config = tomllib.loads((REPO / f"deploy/railway/{process}.toml").read_text())
         assert config["build"]["builder"] == "DOCKERFILE"

@@ -56,7 +56,7 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
         "SECRET_KEY": "pipeline-test", "DEBUG": "0", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
         "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1",
         "EVOLUTION_RETRY_BACKOFF": "0", "EVOLUTION_CONNECT_TIMEOUT": "2", "EVOLUTION_SEND_DEADLINE": "5",
-        "BILLING_CONSUMER_HEARTBEAT_SECONDS": "1", "DB_POOL_MAX_SIZE": "10",
+        "BILLING_CONSUMER_HEARTBEAT_SECONDS": "1",
     })
     env.pop("TEST_DATABASE_NAME", None)
     env.update(overrides)
