@@ -18,14 +18,16 @@ issued to a caller that passed it and is meant for a browser somewhere else.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from apps.billing.progress import group_name, queue_snapshot, read_ws_token
+from apps.billing.progress import WATCH_SECONDS, group_name, mark_watched, queue_snapshot, read_ws_token
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ API_KEY_HEADER = b"x-billing-api-key"
 
 class QueueProgressConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    _lease: asyncio.Task | None = None
 
     async def connect(self) -> None:
         await self.accept()
@@ -48,11 +51,28 @@ class QueueProgressConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = group_name(snapshot["queue_id"])
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._renew(snapshot["queue_id"])
+        self._lease = asyncio.create_task(self._keep_watching(snapshot["queue_id"]))
         await self.send_json(snapshot)
 
     async def disconnect(self, code: int) -> None:
+        if self._lease is not None:
+            self._lease.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _keep_watching(self, queue_id: str) -> None:
+        """Progress is pushed only for watched queues: renew this socket's lease while it is open."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS / 2)
+            await self._renew(queue_id)
+
+    @staticmethod
+    async def _renew(queue_id: str) -> None:
+        try:
+            await sync_to_async(mark_watched, thread_sensitive=False)(queue_id)
+        except Exception:  # noqa: BLE001 - Redis down: publishers then push as if watched
+            logger.warning("billing progress watch not recorded", extra={"queue_id": queue_id})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Read-only stream: `{"type": "refresh"}` asks for a fresh snapshot; anything else is ignored."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.billing import metrics
@@ -33,6 +33,7 @@ from apps.billing.dispatch import consumer_registry
 from apps.billing.dispatch.queue_runner import DispatchContext, QueueRunner, Step
 from apps.billing.dispatch.scheduler import Entry, Scheduler
 from apps.billing.services import queue_lease
+from apps.common.db_connections import release_connection
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +59,6 @@ def run_queue_here(queue_id: str, *, holder: str = "in-process", timeout: float 
     engine.adopt(runner)
     [ending] = engine.run_until_empty(timeout=timeout)
     return QueueRun(ending.outcome, runner.sent, runner.failed)
-
-
-def give_back_connection() -> None:
-    """Return this thread's database connection to the pool (or, without a pool, close it only
-    if it is too old or broken, as Django does between requests)."""
-    if getattr(connection, "pool", None) is not None:
-        connection.close()
-    else:
-        close_old_connections()
 
 
 class DispatchEngine:
@@ -111,7 +103,7 @@ class DispatchEngine:
             try:
                 consumer_registry.unregister(self.holder)
             finally:
-                give_back_connection()
+                release_connection()
         return drained
 
     # ------------------------------------------------------------------ queues
@@ -203,7 +195,7 @@ class DispatchEngine:
         while True:
             entry = self.scheduler.take(timeout=0)
             if entry is None:
-                give_back_connection()  # nothing due now: hold no connection while idle
+                release_connection()  # nothing due now: hold no connection while idle
                 entry = self.scheduler.take(timeout=IDLE_WAIT_SECONDS)
                 if entry is None:
                     if self.scheduler.closed:
@@ -223,5 +215,5 @@ class DispatchEngine:
             except Exception:  # noqa: BLE001 - a database blip: the next beat tries again
                 logger.warning("billing consumer heartbeat failed", exc_info=True)
             finally:
-                give_back_connection()
+                release_connection()
         connection.close()

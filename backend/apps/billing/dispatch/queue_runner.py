@@ -65,6 +65,7 @@ from apps.common.services.evolution_errors import (
 )
 from apps.connections.models import WhatsAppInstance
 from apps.connections.services import flag_for_attention
+from apps.common.db_connections import release_connection
 from apps.contacts.utils import mask_phone
 
 logger = logging.getLogger(__name__)
@@ -362,11 +363,13 @@ class QueueRunner:
                                      refund_attempt=True)
             logger.warning("billing send not started: delayed past its bound", extra=context)
             return None
+        release_connection()  # a provider that hangs holds this thread, never a connection
         try:
             result = self.client.send(contact.phone, text, max_retries=0, normalized=True)
         except EvolutionAPIError as error:
             return self._record_error(contact, error, text, context, seconds=self.ctx.monotonic() - started)
         seconds = self.ctx.monotonic() - started
+        self.ctx.health.send_accepted(self.instance.pk)
         recorded = queue_lease.record_sent(
             self.lease, contact, provider_message_id=result.provider_message_id, rendered=text,
             chat=OutboundChat(tenant_id=self.tenant.pk, instance_id=self.instance.pk, phone=contact.phone,

@@ -40,8 +40,9 @@ from apps.billing import metrics
 from apps.billing.constants import TemplateType
 from apps.billing.dispatch import control
 from apps.billing.dispatch.consumer_registry import new_consumer_id
-from apps.billing.dispatch.engine import DispatchEngine, give_back_connection
+from apps.billing.dispatch.engine import DispatchEngine
 from apps.billing.dispatch.queue_runner import QueueRunner
+from apps.common.db_connections import release_connection
 
 from .billing_publisher import publish_queue
 from .messages import BillingMessage, PoisonMessage
@@ -81,7 +82,7 @@ def _in_thread(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     finally:
-        give_back_connection()
+        release_connection()
 
 
 # ---------------------------------------------------------------------------------- the consumer

@@ -18,6 +18,7 @@ from typing import Any
 from django.utils import timezone
 
 from apps.billing.constants import QueueStatus
+from apps.common.db_connections import release_connection
 from apps.common.services.evolution_api_service import EvolutionAPIService, HealthResult
 from apps.connections.models import WhatsAppInstance
 
@@ -30,12 +31,19 @@ class InstanceHealth:
     reason: str
 
 
+# An accepted send proves the number works at least as well as a health check would: for this
+# long after one, no health check is made (a busy number is never checked between its sends;
+# 1,000 numbers at 6 a minute would otherwise cost as many health calls as sends).
+SEND_PROVES_HEALTH_SECONDS = 60.0
+
+
 class InstanceHealthChecker:
     """Per-process cache of health answers, shared by the sender threads of one consumer."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[float, datetime, InstanceHealth]] = {}  # pk → (monotonic, wall, answer)
+        self._sent_ok: dict[int, float] = {}  # pk → monotonic time of the last accepted send
 
     def check(self, instance: WhatsAppInstance, *, max_age: float, client: Any = None) -> InstanceHealth:
         """The cached answer, or a new one from the provider through `client` (the runner's
@@ -46,6 +54,9 @@ class InstanceHealthChecker:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(instance.pk)
+            proved_at = self._sent_ok.get(instance.pk)
+        if proved_at is not None and now - proved_at <= max(max_age, SEND_PROVES_HEALTH_SECONDS):
+            return InstanceHealth(True, "a send was accepted")
         row_open_at = instance.health_checked_at if instance.health_state == WhatsAppInstance.HealthState.OPEN else None
         if cached and now - cached[0] <= max_age and (
                 cached[2].healthy or row_open_at is None or row_open_at <= cached[1]):
@@ -56,6 +67,7 @@ class InstanceHealthChecker:
                 health = InstanceHealth(True, instance.health_reason or "connected")
                 self._remember(instance.pk, health, age=age)
                 return health
+        release_connection()  # no connection held through the provider's deadline
         result = (client or EvolutionAPIService(instance)).check_health()
         health = InstanceHealth(result.healthy, result.reason)
         self._remember(instance.pk, health)
@@ -66,9 +78,14 @@ class InstanceHealthChecker:
         with self._lock:
             self._cache[instance_id] = (time.monotonic() - age, timezone.now() - timedelta(seconds=age), health)
 
+    def send_accepted(self, instance_id: int) -> None:
+        with self._lock:
+            self._sent_ok[instance_id] = time.monotonic()
+
     def forget(self, instance_id: int) -> None:
         with self._lock:
             self._cache.pop(instance_id, None)
+            self._sent_ok.pop(instance_id, None)
 
 
 def record_health(instance: WhatsAppInstance, result: HealthResult) -> None:
@@ -107,6 +124,7 @@ class InstanceRecoveryService:
 
         if not instance.is_active or not instance.tenant.is_active:
             return []
+        release_connection()
         result = EvolutionAPIService(instance).check_health()
         record_health(instance, result)
         if not result.healthy:

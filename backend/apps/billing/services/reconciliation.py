@@ -51,6 +51,7 @@ from apps.billing.constants import ContactErrorCode, ContactStatus, QueueStatus
 from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation
 from apps.billing.services import callbacks
 from apps.billing.services.billing_send_service import store_outbound_message
+from apps.common.db_connections import release_connection
 from apps.common.redis_client import get_redis
 from apps.common.services.evolution_api_service import EvolutionAPIService
 from apps.common.services.evolution_errors import EvolutionAPIError
@@ -156,6 +157,7 @@ def provider_keeps_history(instance: WhatsAppInstance, client: EvolutionAPIServi
              .first())
     if known is None:
         return False  # nothing to prove it with yet (not cached: the next sent message will do)
+    release_connection()
     try:
         lookup = client.find_messages(known["phone"], sent_after=known["sent_at"] - LOOKUP_MARGIN,
                                       sent_before=known["sent_at"] + LOOKUP_MARGIN)
@@ -185,6 +187,7 @@ def find_evidence(contact: BillingContact, instance: WhatsAppInstance, client: E
         logger.warning("billing echo look-up failed (Redis)", extra={"contact_id": contact.pk})
     if echo is not None:
         return Evidence("sent", echo[0], echo[1], "echo")
+    release_connection()
     try:
         lookup = client.find_messages(contact.phone, sent_after=started - LOOKUP_MARGIN, sent_before=now + LOOKUP_MARGIN)
     except EvolutionAPIError as error:

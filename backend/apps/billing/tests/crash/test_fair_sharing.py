@@ -78,9 +78,14 @@ def _tenant_a_with_six_numbers(pipeline_tenant, make_sandbox_whatsapp_instance):
 
 def _tenant_b_sends_ten_in_time(tenant_b, limit: float) -> float:
     started = time.monotonic()
+    wall = time.time()
     body = tenant_b.send("notification", notification_contacts(10, start=9000), external_id="b")
     wait_until(completed(tenant_b, body["queue_id"]), timeout=60, what="tenant B's ten messages")
     took = time.monotonic() - started
+    import os
+    if os.environ.get("DEBUG_ISOLATION"):
+        print("B sends at", [round(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")).timestamp() - wall, 2)
+                             for m in tenant_b.messages()])
     assert len(tenant_b.messages()) == 10
     assert took <= limit, f"tenant B waited {took:.1f}s behind tenant A"
     return took

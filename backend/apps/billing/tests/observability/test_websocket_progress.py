@@ -162,9 +162,32 @@ class TestPushes:
 
 
 class TestPublishThrottle:
+    @pytest.fixture(autouse=True)
+    def fresh_watch_list(self):
+        from apps.billing import progress
+
+        progress.watched.clear()
+        yield
+        progress.watched.clear()
+
+    def test_nothing_is_read_or_pushed_while_nobody_watches(self, ws_tenant, django_assert_num_queries):
+        from apps.billing.progress import mark_watched
+
+        queue = make_queue(ws_tenant, total=3, status="running")
+        with django_assert_num_queries(0):
+            assert publish_queue_progress(queue.pk, force=True) is False
+        mark_watched(queue.pk)
+        from apps.billing import progress
+
+        progress.watched.clear()  # this process rereads the watch list (at most once a second)
+        assert publish_queue_progress(queue.pk, force=True) is True
+
     def test_counter_updates_are_throttled_but_status_changes_always_go_out(self, ws_tenant, settings):
+        from apps.billing.progress import mark_watched
+
         settings.BILLING_PROGRESS_MAX_PER_SECOND = 1
         queue = make_queue(ws_tenant, total=3, status="running")
+        mark_watched(queue.pk)
         assert publish_queue_progress(queue.pk) is True
         BillingQueue.objects.filter(pk=queue.pk).update(sent_count=1)
         assert publish_queue_progress(queue.pk) is False  # same status, within the second
@@ -182,6 +205,7 @@ class TestPublishThrottle:
             raise ConnectionError("redis gone")
 
         monkeypatch.setattr(progress, "_group_send", broken)
+        progress.mark_watched(queue.pk)
         assert publish_queue_progress(queue.pk) is False
         assert publish_queue_progress(uuid.uuid4()) is False
         assert publish_queue_progress("junk") is False
