@@ -1,7 +1,8 @@
 """Per-API-key throttle: the key's own limit, else the tenant's `api_rate_limit_per_minute`.
 
 The per-IP throttle (the wider net that also counts failed authentication) runs inside the
-authentication class, before the key is known.
+authentication class, before the key is known. Both limits come from the tenant context the
+authentication loaded: no query here.
 """
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from apps.common.rate_limiting import hit
-
-from .models import BillingConfig
 
 
 class BillingAPIKeyThrottle(BaseThrottle):
@@ -21,7 +20,7 @@ class BillingAPIKeyThrottle(BaseThrottle):
         key = request.auth
         if key is None:
             return True
-        limit = key.rate_limit_per_minute or BillingConfig.for_tenant(key.tenant).api_rate_limit_per_minute
+        limit = key.rate_limit_per_minute or request.tenant_context.config.api_rate_limit_per_minute
         result = hit(f"billing-key:{key.pk}", int(limit), 60)
         self._wait = result.retry_after
         return result.allowed

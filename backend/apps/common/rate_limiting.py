@@ -5,13 +5,16 @@ the per-instance pace needs one atomic step, so both primitives here are single 
 use Redis' clock (never the callers'), so processes with skewed clocks still share one pace.
 
 - `hit(key, limit, period)`: API politeness. Allows bursts up to `limit`, then one request per
-  `period/limit`; answers allowed/retry-after without reserving anything when refused.
+  `period/limit`; answers allowed/retry-after without reserving anything when refused. It can
+  read a few other keys in the same round trip (`read=`): the API reads the tenant's
+  configuration version with the per-IP throttle, so checking its cache costs no extra look-up.
 - `reserve_slot(key, interval)`: the send pace. Every caller gets its own future slot spaced
   `interval` apart and is told how long to wait for it; no two slots overlap whatever the
   number of workers.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.commands.core import Script
@@ -30,7 +33,11 @@ if now < tat - tolerance then
 end
 local new_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, 0}
+local answer = {1, 0}
+for i = 2, #KEYS do
+  answer[i + 1] = redis.call('GET', KEYS[i])
+end
+return answer
 """
 
 _RESERVE = """
@@ -47,30 +54,34 @@ return tat - now
 _scripts: dict[tuple[str, int], Script] = {}
 
 
-def _run(source: str, key: str, *args: int) -> object:
+def _run(source: str, key: str, *args: int, extra_keys: Sequence[str] = ()) -> object:
     """Run a script through EVALSHA on this process's client: the body travels only when Redis
     does not know it yet (redis-py reloads it then), not on every call."""
     client = get_redis()
     script = _scripts.get((source, id(client)))
     if script is None:
         script = _scripts.setdefault((source, id(client)), client.register_script(source))
-    return script(keys=[key], args=list(args))
+    return script(keys=[key, *extra_keys], args=list(args))
 
 
 @dataclass(frozen=True)
 class RateLimitResult:
     allowed: bool
     retry_after: float  # seconds; 0 when allowed
+    values: tuple[str | None, ...] = ()  # the `read=` keys' values when allowed, in order
 
 
-def hit(key: str, limit: int, period_seconds: float = 60.0) -> RateLimitResult:
-    """Count one request against `limit` per `period_seconds` (bursts up to `limit`)."""
+def hit(key: str, limit: int, period_seconds: float = 60.0, *, read: Sequence[str] = ()) -> RateLimitResult:
+    """Count one request against `limit` per `period_seconds` (bursts up to `limit`); when it
+    is allowed, also answer the values of the `read` keys (None for a missing one)."""
     if limit <= 0:
         return RateLimitResult(False, period_seconds)
     interval_us = int(period_seconds * 1_000_000 / limit)
     tolerance_us = interval_us * (limit - 1)
-    allowed, wait_us = _run(_HIT, f"ratelimit:{key}", interval_us, tolerance_us)
-    return RateLimitResult(bool(allowed), int(wait_us) / 1_000_000)
+    allowed, wait_us, *values = _run(_HIT, f"ratelimit:{key}", interval_us, tolerance_us, extra_keys=read)
+    if not allowed:
+        return RateLimitResult(False, int(wait_us) / 1_000_000)
+    return RateLimitResult(True, 0.0, tuple(values) + (None,) * (len(read) - len(values)))
 
 
 def reserve_slot(key: str, interval_seconds: float) -> float:
