@@ -30,6 +30,8 @@ import ingest_bench as bench  # noqa: E402  (the sibling script: one source of p
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="cProfile one ingest request.")
     parser.add_argument("--contacts", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=1,
+                        help="Profile this many requests in a row (e.g. 500 one-contact requests).")
     parser.add_argument("--top", type=int, default=30, help="Rows of the profile to print.")
     parser.add_argument("--sort", default="cumulative", help="pstats sort key (cumulative, tottime, ...).")
     parser.add_argument("--db-name", default="billing_bench")
@@ -64,12 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         from django.core.management import call_command
         from django.db import connection
         from django.test import Client
+        from django.test.utils import CaptureQueriesContext
 
         call_command("migrate", verbosity=0, interactive=False)
         cleanups.insert(0, connection.close)
         cleanups.insert(0, _close_publisher)  # before its vhost goes away
         ctx = bench.make_tenant(args.contacts)
         client = Client()
+        from django.core.signals import request_started
+        from django.db import reset_queries
+
+        request_started.disconnect(reset_queries)  # so CaptureQueriesContext sees a request's statements
 
         def post(size: int) -> float:
             body = bench.request_body(size, f"profile-{uuid.uuid4().hex}")
@@ -84,12 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(3):
             post(1)  # warm-up: imports, connections, caches
         post(min(args.contacts, 1000))
-        plain = post(args.contacts)
+        plain = sorted(post(args.contacts) for _ in range(args.requests))[args.requests // 2]
+        with CaptureQueriesContext(connection) as statements:
+            post(args.contacts)
         profiler = cProfile.Profile()
         profiler.enable()
-        profiled = post(args.contacts)
+        profiled = sum(post(args.contacts) for _ in range(args.requests)) / args.requests
         profiler.disable()
-        print(f"{args.contacts} contacts: {plain * 1000:.1f} ms unprofiled, {profiled * 1000:.1f} ms under cProfile")
+        print(f"{args.contacts} contacts × {args.requests} request(s): {plain * 1000:.2f} ms unprofiled (median), "
+              f"{profiled * 1000:.2f} ms under cProfile (mean); {len(statements.captured_queries)} SQL statement(s) "
+              "per request:")
+        for query in statements.captured_queries:
+            print(f"  {query['sql'][:150]!r}")
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(args.sort).print_stats(args.top)
         print(out.getvalue())

@@ -6,7 +6,7 @@ tenant's templates, instances, config and hours come from the process's tenant c
 written by one SQL statement (`ingest_statement.py`), which is its own transaction and also
 holds the idempotency check (the request's `external_id` is unique per tenant and type: a
 repeat writes nothing and gets the first answer) and the opt-out check. The broker is told
-after that statement committed.
+after that statement committed, without the request waiting for its confirm.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from django.utils import timezone
 from apps.billing import tenant_context
 from apps.billing.constants import RotationStrategy, TemplateType
 from apps.billing.metrics import observe_ingest
-from apps.billing.models import BillingAPIKey, BillingCampaign, BillingQueue
-from apps.billing.rabbitmq.billing_publisher import publish_queue_on_commit
+from apps.billing.models import BillingAPIKey, BillingCampaign
+from apps.billing.rabbitmq.billing_publisher import publish_stamped_queue_on_commit
 from apps.billing.services.contact_validation import ContactValidator, Rejection, ValidContact
 from apps.billing.services.eta import estimate_completion
 from apps.billing.services.ingest_statement import IngestRows, write_request
@@ -132,9 +132,9 @@ class BillingCampaignService:
         raise RuntimeError("ingest: phones kept being opted out while the request was written")
 
     def _accepted(self, rows: IngestRows, template_type: str, rejected: int, duplicates: int) -> IngestResult:
-        if rows.scheduled_for is None or rows.scheduled_for <= rows.now:
-            # A scheduled queue is published by the periodic task when its time comes.
-            publish_queue_on_commit(BillingQueue(id=rows.queue_id, tenant_id=rows.tenant_id, template_type=template_type))
+        if rows.publish_now:  # a scheduled queue is published by the periodic task when its time comes
+            publish_stamped_queue_on_commit(queue_id=rows.queue_id, tenant_id=rows.tenant_id,
+                                            template_type=template_type)
         logger.info(
             "billing ingest accepted",
             extra={"tenant_id": str(rows.tenant_id), "queue_id": str(rows.queue_id), "template_type": template_type,
@@ -264,7 +264,7 @@ class BillingCampaignService:
             campaign_name=f"{template_type} {data['external_id']}"[:200], external_id=data["external_id"],
             fingerprint=fingerprint, response_snapshot=body, callback_url=data.get("callback_url") or "",
             metadata=data.get("metadata") or {}, priority=TemplateType.priority_of(template_type),
-            scheduled_for=scheduled_for, now=now,
+            scheduled_for=scheduled_for, now=now, publish_now=scheduled_for is None or scheduled_for <= now,
             phones=[c.phone for c in accepted], names=[c.name for c in accepted],
             contact_external_ids=[c.external_id for c in accepted], due_dates=[c.due_date for c in accepted],
             amounts=[c.amount for c in accepted], variables=[c.variables for c in accepted],
