@@ -32,7 +32,7 @@ from apps.billing.utils.date_calculator import BillingDateCalculator
 from apps.billing.utils.template_engine import BillingTemplateEngine
 from apps.chat.services import BusinessHoursService
 from apps.chat.services.business_hours import WeeklySchedule
-from apps.common.config_version import bump_config_version, version_key
+from apps.common.config_version import bump_config_version, ensure_config_version, version_key
 from apps.common.redis_client import get_redis
 from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Tenant
@@ -55,7 +55,7 @@ class TemplateEntry:
 class TenantContext:
     tenant: Tenant
     config: BillingConfig
-    version: str | None
+    version: str
     built_at: float
     keys: Mapping[str, BillingAPIKey]  # by public id (prefix)
     templates_by_id: Mapping[uuid.UUID, TemplateEntry]
@@ -105,10 +105,18 @@ def read_version(tenant_id: Any) -> str | None:
     return get_redis().get(version_key(tenant_id))
 
 
+def forget_all() -> None:
+    """Redis failed under this process: a version bump may have been lost with it, so nothing
+    built before may be trusted once it is back."""
+    with _lock:
+        _contexts.clear()
+
+
 def context_for(tenant_id: Any, version: str | None, *, rebuild: bool = False) -> TenantContext | None:
-    """The tenant's context at `version` (read from Redis before calling): the process's copy
-    if it was built at that version and is younger than the TTL, else a fresh one from the
-    database. None when the tenant does not exist."""
+    """The tenant's context at `version` (read from Redis before calling; None when Redis holds
+    none): the process's copy if it was built at that version and is younger than the TTL, else
+    a fresh one from the database. None when the tenant does not exist."""
+    version = ensure_config_version(tenant_id, version)
     context = _contexts.get(tenant_id)
     ttl = float(settings.BILLING_TENANT_CACHE_SECONDS)
     if (not rebuild and context is not None and context.version == version
@@ -128,11 +136,10 @@ def current_context(tenant_id: Any) -> TenantContext:
     Without Redis they get a context built from the database (the API answers 503 then, but
     a service called by a worker need not fail for a cache)."""
     try:
-        version = read_version(tenant_id)
+        context = context_for(tenant_id, read_version(tenant_id))
     except redis.RedisError:
-        context = build_context(tenant_id, None)
-    else:
-        context = context_for(tenant_id, version)
+        forget_all()
+        context = build_context(tenant_id, "")
     if context is None:
         raise Tenant.DoesNotExist(f"Tenant {tenant_id} does not exist.")
     return context
@@ -146,7 +153,7 @@ def invalidate(tenant_id: Any) -> None:
     bump_config_version(tenant_id)
 
 
-def build_context(tenant_id: Any, version: str | None) -> TenantContext | None:
+def build_context(tenant_id: Any, version: str) -> TenantContext | None:
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
         return None

@@ -29,9 +29,10 @@ def version_key(tenant_id: Any) -> str:
 
 
 def bump_config_version(tenant_id: Any) -> None:
-    """After the current transaction commits (at once outside one), give the tenant a new
-    version. A random token rather than a counter: a flushed Redis can never hand back a
-    version a reader already holds."""
+    """Give the tenant a new version now and again once the current transaction commits: the
+    first makes every process drop what it holds at once, the second what some process rebuilt
+    from the database before the change was visible. A random token rather than a counter: a
+    flushed Redis can never hand back a version a reader already holds."""
 
     def bump() -> None:
         try:
@@ -40,4 +41,18 @@ def bump_config_version(tenant_id: Any) -> None:
             logger.warning("tenant config version not bumped", extra={"tenant_id": str(tenant_id),
                                                                        "error": type(exc).__name__})
 
+    if transaction.get_connection().in_atomic_block:
+        bump()
     transaction.on_commit(bump)
+
+
+def ensure_config_version(tenant_id: Any, version: str | None) -> str:
+    """`version` as read, or — when Redis holds none (never bumped, or flushed since) — the
+    one set now. Readers never cache at "no version": after a flush that would let a copy
+    built before it pass for current."""
+    if version is not None:
+        return version
+    client = get_redis()
+    key = version_key(tenant_id)
+    created, current = client.pipeline(transaction=False).set(key, uuid.uuid4().hex, nx=True).get(key).execute()
+    return current

@@ -15,7 +15,6 @@ import json
 import logging
 import random
 import uuid
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -109,8 +108,7 @@ class BillingCampaignService:
             rows = self._rows(entry, instance_id, template_type, data, fingerprint, accepted, rejected,
                               duplicates, now)
             try:
-                with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                    outcome = write_request(rows)  # a savepoint only inside a caller's transaction
+                outcome = self._write(rows)
             except IntegrityError:
                 if fresh:
                     raise
@@ -130,6 +128,19 @@ class BillingCampaignService:
                 return self._replay(existing, fingerprint)
             return self._accepted(rows, template_type, len(rejected), duplicates)
         raise RuntimeError("ingest: phones kept being opted out while the request was written")
+
+    @staticmethod
+    def _write(rows: IngestRows):
+        """Alone, the statement is its own transaction. Inside a caller's transaction it runs in a
+        savepoint with its foreign keys checked at its end (Django declares them deferred), so a
+        stale cache fails here, where it is retried, not at the caller's commit."""
+        if not connection.in_atomic_block:
+            return write_request(rows)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            outcome = write_request(rows)
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")  # a failure rolls the savepoint back, this too
+            return outcome
 
     def _accepted(self, rows: IngestRows, template_type: str, rejected: int, duplicates: int) -> IngestResult:
         if rows.publish_now:  # a scheduled queue is published by the periodic task when its time comes
