@@ -24,9 +24,10 @@ from rest_framework.request import Request
 from apps.common.config_version import version_key
 from apps.common.exceptions import ApplicationError
 from apps.common.http import client_ip
-from apps.common.rate_limiting import hit
+from apps.common.rate_limiting import hit_all
 
 from . import tenant_context
+from .throttling import key_limit, key_throttle_name
 from .models import BillingAPIKey
 from .models.billing_api_key import hash_raw_key, parse_raw_key
 
@@ -61,10 +62,20 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         request._request.client_ip = ip
         raw = request.META.get(HEADER, "").strip()
         parsed = parse_raw_key(raw)
+        # A key this process already holds, valid and usable in its tenant's cached context, has
+        # its own limit counted in the same round trip as the IP's, with the version read that
+        # tells whether the cached context is still current (checked right after).
+        held = self._held_key(parsed, raw, ip)
         # Only a public id this process has seen is resolved before the throttle: an unknown one
         # costs a query, which a throttled guesser must not get.
-        tenant_id = tenant_context.known_tenant_for_key(parsed[0]) if parsed else None
-        version = self._throttle_ip(ip, tenant_id)
+        tenant_id = held.tenant_id if held is not None else (
+            tenant_context.known_tenant_for_key(parsed[0]) if parsed else None)
+        ip_limit = (f"billing-ip:{ip}", int(settings.BILLING_IP_RATE_LIMIT_PER_MINUTE))
+        limits = [ip_limit] if held is None else [ip_limit, (key_throttle_name(held), key_limit(held))]
+        reads = [version_key(tenant_id)] if tenant_id is not None else []
+        result = hit_all(limits, 60, read=reads)
+        if not result.allowed and result.refused_by == ip_limit[0]:
+            raise exceptions.Throttled(wait=result.retry_after)
         if QUERY_NAMES & {name.lower() for name in request.query_params}:
             raise ApplicationError(
                 "api_key_in_query_string", "Send the API key in the X-Billing-API-Key header, never in the URL.",
@@ -72,10 +83,11 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
             )
         if not raw:
             return None  # DRF answers 401 missing_api_key through the permission check
-        if parsed is not None and tenant_id is None:  # not looked up before the throttle: unknown here
+        version = result.values[0] if result.allowed and reads else None
+        if tenant_id is None and parsed is not None:  # first sight of this public id in this process
             tenant_id = tenant_context.tenant_id_for_key(parsed[0])
-            if tenant_id is not None:
-                version = tenant_context.read_version(tenant_id)
+        if tenant_id is not None and version is None:
+            version = tenant_context.read_version(tenant_id)
         key, context = self._key(parsed, raw, tenant_id, version)
         if key is None:
             logger.info("billing api: unknown key", extra={"client_ip": ip})
@@ -89,7 +101,21 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
             raise ApplicationError(code, message, status=status)
         key.touch_last_used()
         request._request.tenant_context = context
+        if held is not None and held.pk == key.pk:
+            request._request.key_throttle = result  # BillingAPIKeyThrottle answers from it
         return (None, key)
+
+    @staticmethod
+    def _held_key(parsed: tuple[str, str] | None, raw: str, ip: str) -> BillingAPIKey | None:
+        """The key, if this process holds it in a cached context in which it is valid and usable
+        from `ip` (memory only: the context may be stale, which the caller checks next)."""
+        if parsed is None:
+            return None
+        context = tenant_context.cached_context(tenant_context.known_tenant_for_key(parsed[0]))
+        key = context.keys.get(parsed[0]) if context is not None else None
+        if key is None or not hmac.compare_digest(hash_raw_key(raw), key.key_hash):
+            return None
+        return key if key.usability_error(ip=ip) is None else None
 
     def authenticate_header(self, request: Request) -> str:
         return 'ApiKey header="X-Billing-API-Key"'
@@ -111,13 +137,4 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
             return None, None
         return key, context
 
-    @staticmethod
-    def _throttle_ip(ip: str, tenant_id) -> str | None:
-        """Count the request against the client's IP; answer the tenant's configuration version
-        (read in the same round trip) when the tenant is already known."""
-        reads = [version_key(tenant_id)] if tenant_id is not None else []
-        result = hit(f"billing-ip:{ip}", int(settings.BILLING_IP_RATE_LIMIT_PER_MINUTE), 60, read=reads)
-        if not result.allowed:
-            raise exceptions.Throttled(wait=result.retry_after)
-        return result.values[0] if reads else None
 

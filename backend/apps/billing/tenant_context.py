@@ -105,6 +105,15 @@ def read_version(tenant_id: Any) -> str | None:
     return get_redis().get(version_key(tenant_id))
 
 
+def cached_context(tenant_id: Any | None) -> TenantContext | None:
+    """The process's copy, if any and younger than the TTL, without asking whether it is current
+    (the caller reads the version next and checks with `context_for`)."""
+    context = _contexts.get(tenant_id) if tenant_id is not None else None
+    if context is None or time.monotonic() - context.built_at >= float(settings.BILLING_TENANT_CACHE_SECONDS):
+        return None
+    return context
+
+
 def forget_all() -> None:
     """Redis failed under this process: a version bump may have been lost with it, so nothing
     built before may be trusted once it is back."""
@@ -158,6 +167,7 @@ def build_context(tenant_id: Any, version: str) -> TenantContext | None:
     if tenant is None:
         return None
     config = BillingConfig.for_tenant(tenant)
+    tenant.billing_config = config  # the reverse one-to-one, cached: key.tenant.billing_config reads no row
     keys = {}
     for key in BillingAPIKey.objects.filter(tenant=tenant):
         key.tenant = tenant
