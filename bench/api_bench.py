@@ -95,11 +95,19 @@ class Client:
         self.headers = {"X-Billing-API-Key": raw_key, "Content-Type": "application/json"}
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes, float]:
-        start = time.perf_counter()
-        self.connection.request(method, path, body=body, headers=self.headers)
-        response = self.connection.getresponse()
-        data = response.read()
-        return response.status, data, time.perf_counter() - start
+        for attempt in (1, 2):  # the server closes a keep-alive connection idle for 5 s: reconnect once
+            start = time.perf_counter()
+            try:
+                self.connection.request(method, path, body=body, headers=self.headers)
+                response = self.connection.getresponse()
+                data = response.read()
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                self.connection.close()
+                if attempt == 2:
+                    raise
+                continue
+            return response.status, data, time.perf_counter() - start
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.connection.close()
@@ -312,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-name", default="billing_api_bench")
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--db-pool", type=int, default=4,
+                        help="Django connection pool size per web worker (DB_POOL_MAX_SIZE); 0: none.")
     parser.add_argument("--output", type=Path, default=RESULTS_PATH)
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -335,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             cleanups.append(lambda: bench.drop_database(db_url))
         env = bench.bench_environment(db_url=db_url, redis_url=redis_url, rabbitmq_url=rabbitmq_url,
                                       web_workers=args.web_workers)
-        env.update(DJANGO_SETTINGS_MODULE="bench_site.settings", PYTHONPATH=str(ROOT / "bench"))
+        env.update(DJANGO_SETTINGS_MODULE="bench_site.settings", PYTHONPATH=str(ROOT / "bench"),
+                   DB_POOL_MAX_SIZE=str(args.db_pool))
         bench.setup_django(env)
         from django.core.management import call_command
         from django.db import connection
@@ -356,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "benchmark": "api", "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "commit": bench.git_commit(), "machine": bench.machine_info(),
-            "server": f"gunicorn + {args.web_workers} uvicorn workers (config.asgi, DEBUG=0)",
+            "server": f"gunicorn + {args.web_workers} uvicorn workers (config.asgi, DEBUG=0, "
+                      f"DB_POOL_MAX_SIZE={args.db_pool})",
             "load_generator": "wrk 4.1 (2 threads, Lua script), same machine",
             "one_contact": one, "ten_thousand": big, "big_queue": reads,
         }
