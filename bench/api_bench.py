@@ -85,6 +85,26 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def cpu_seconds(markers: tuple[str, ...]) -> float:
+    """User + system CPU of every process whose command line contains one of `markers` (the
+    web server's workers by their port, PostgreSQL backends by their database name): CPU per
+    request moves much less than wall time when other work shares the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not any(marker in cmdline for marker in markers):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
 # --------------------------------------------------------------------------- HTTP helpers
 class Client:
     """One keep-alive connection with http.client (the lightest client the stdlib has)."""
@@ -136,11 +156,13 @@ def summary_ms(timings: list[float]) -> dict[str, float]:
             "p99_ms": round(bench.percentile(timings, 99) * 1000, 2)}
 
 
-def wrk(url: str, *, raw_key: str, clients: int, seconds: int, threads: int = 2) -> dict[str, Any]:
+def wrk(url: str, *, raw_key: str, clients: int, seconds: int, threads: int = 2,
+        cpu_markers: tuple[str, ...] = ()) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
     env = {**os.environ, "BENCH_RUN": uuid.uuid4().hex[:10], "BENCH_KEY": raw_key, "BENCH_NOTICE": NOTICE}
     before = load()
+    cpu_before = cpu_seconds(cpu_markers)
     try:
         done = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{seconds}s", "--latency",
                                "-s", script.name, url], capture_output=True, text=True, env=env, timeout=seconds + 60)
@@ -151,6 +173,7 @@ def wrk(url: str, *, raw_key: str, clients: int, seconds: int, threads: int = 2)
         raise RuntimeError(f"wrk printed no summary: {done.stdout[-500:]} {done.stderr[-500:]}")
     raw = json.loads(line.removeprefix("WRKJSON "))
     seconds_run = raw["duration_us"] / 1e6
+    cpu = cpu_seconds(cpu_markers) - cpu_before
     return {
         "clients": clients, "threads": threads, "seconds": round(seconds_run, 2), "requests": raw["requests"],
         "non_2xx": raw["non_2xx"], "socket_errors": raw["socket_errors"],
@@ -158,6 +181,7 @@ def wrk(url: str, *, raw_key: str, clients: int, seconds: int, threads: int = 2)
         "p50_ms": round(raw["p50_us"] / 1000, 2), "p90_ms": round(raw["p90_us"] / 1000, 2),
         "p99_ms": round(raw["p99_us"] / 1000, 2), "max_ms": round(raw["max_us"] / 1000, 2),
         "load_before": before, "load_after": load(),
+        "cpu_ms_per_request": round(cpu * 1000 / max(raw["requests"], 1), 2),
     }
 
 
@@ -177,13 +201,16 @@ def one_contact(base: str, ctx: dict[str, Any], *, rounds: int, seconds: int, cl
     bare_client.close()
     result: dict[str, Any] = {"server_time": {**summary_ms(server), "load_before": before, "load_after": load()},
                               "bare_server_time": summary_ms(bare_server), "rounds": []}
+    markers = (f"127.0.0.1:{urlsplit(base).port}", f"{ctx['db_name']} 127.0.0.1")  # web workers, their backends
     for round_number in range(1, rounds + 1):  # API and bare view seconds apart, alternating
-        api = wrk(base + path, raw_key=ctx["raw_key"], clients=clients, seconds=seconds)
-        bare = wrk(base + "/bench/bare-insert", raw_key=ctx["raw_key"], clients=clients, seconds=seconds)
+        api = wrk(base + path, raw_key=ctx["raw_key"], clients=clients, seconds=seconds, cpu_markers=markers)
+        bare = wrk(base + "/bench/bare-insert", raw_key=ctx["raw_key"], clients=clients, seconds=seconds,
+                   cpu_markers=markers)
         ratio = round(api["requests_per_s"] / bare["requests_per_s"], 3)
         result["rounds"].append({"round": round_number, "api": api, "bare": bare, "ratio": ratio})
         bench.log(f"round {round_number}: API {api['requests_per_s']} req/s (p50 {api['p50_ms']} ms, p99 "
-                  f"{api['p99_ms']} ms), bare view {bare['requests_per_s']} req/s → {ratio}x, "
+                  f"{api['p99_ms']} ms, {api['cpu_ms_per_request']} ms CPU), bare view {bare['requests_per_s']} "
+                  f"req/s ({bare['cpu_ms_per_request']} ms CPU) → {ratio}x, "
                   f"load {api['load_before']}→{bare['load_after']}")
     ordered = sorted(result["rounds"], key=lambda r: r["ratio"])
     result["median_round"] = ordered[len(ordered) // 2]
@@ -283,8 +310,8 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"one contact, 1 client, {st['n']} requests: API p50 {st['p50_ms']} ms, p90 {st['p90_ms']} ms, "
           f"p99 {st['p99_ms']} ms | bare view p50 {bst['p50_ms']} ms (load {st['load_before']}→{st['load_after']})")
     print()
-    header = (f"{'round':>5} | {'API req/s':>9} | {'p50':>7} | {'p99':>8} | {'non-2xx':>7} | {'bare req/s':>10} | "
-              f"{'bare p50':>8} | {'ratio':>6} | {'load':>11}")
+    header = (f"{'round':>5} | {'API req/s':>9} | {'p50':>7} | {'p99':>8} | {'non-2xx':>7} | {'CPU/req':>7} | "
+              f"{'bare req/s':>10} | {'bare p50':>8} | {'CPU/req':>7} | {'ratio':>6} | {'load':>11}")
     print(f"one contact, {one['rounds'][0]['api']['clients']} concurrent clients, "
           f"{one['rounds'][0]['api']['seconds']:.0f} s each:")
     print(header)
@@ -292,8 +319,10 @@ def print_report(report: dict[str, Any]) -> None:
     for r in one["rounds"]:
         a, b = r["api"], r["bare"]
         print(f"{r['round']:>5} | {a['requests_per_s']:>9.1f} | {a['p50_ms']:>5.1f}ms | {a['p99_ms']:>6.1f}ms | "
-              f"{a['non_2xx'] + a['socket_errors']:>7} | {b['requests_per_s']:>10.1f} | {b['p50_ms']:>6.1f}ms | "
+              f"{a['non_2xx'] + a['socket_errors']:>7} | {a['cpu_ms_per_request']:>5.2f}ms | "
+              f"{b['requests_per_s']:>10.1f} | {b['p50_ms']:>6.1f}ms | {b['cpu_ms_per_request']:>5.2f}ms | "
               f"{r['ratio']:>5.2f}x | {a['load_before']:>4}→{b['load_after']:<5}")
+    print("(CPU/req: the web workers' and their PostgreSQL backends' CPU per request, from /proc)")
     print()
     print(f"10,000 contacts (median of {big['repeat']}): API {big['api_s'] * 1000:.0f} ms "
           f"(runs {', '.join(f'{x * 1000:.0f}' for x in big['api_runs_s'])}), bare COPY {big['copy_s'] * 1000:.0f} ms "
@@ -358,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         get_redis().flushdb()
         ctx = bench.make_tenant(10_000)
         ctx["variations"] = list(ctx["template"].active_variations())
+        ctx["db_name"] = args.db_name
         env.update(BENCH_TENANT_ID=str(ctx["tenant"].pk), BENCH_INSTANCE_ID=str(ctx["instance"].pk),
                    BENCH_TEMPLATE_ID=str(ctx["template"].pk), BENCH_VARIATION_ID=str(ctx["variations"][0].pk))
         with bench.web_server(env, "gunicorn", args.web_workers) as base:

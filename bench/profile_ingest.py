@@ -8,6 +8,9 @@ the network are left out.
 
     cd /work/main && source scripts/local_env.sh
     .venv/bin/python bench/profile_ingest.py --contacts 10000 --top 30
+    .venv/bin/python bench/profile_ingest.py --contacts 1 --requests 300 --sort tottime   # the one-contact path
+
+It also prints the SQL statements one request makes.
 """
 from __future__ import annotations
 
