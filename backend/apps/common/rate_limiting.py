@@ -58,14 +58,14 @@ return tat - now
 _scripts: dict[tuple[str, int], Script] = {}
 
 
-def _run(source: str, key: str, *args: int, extra_keys: Sequence[str] = ()) -> object:
+def _run(source: str, key: str | list[str], *args: int) -> object:
     """Run a script through EVALSHA on this process's client: the body travels only when Redis
     does not know it yet (redis-py reloads it then), not on every call."""
     client = get_redis()
     script = _scripts.get((source, id(client)))
     if script is None:
         script = _scripts.setdefault((source, id(client)), client.register_script(source))
-    return script(keys=[key, *extra_keys], args=list(args))
+    return script(keys=[key] if isinstance(key, str) else key, args=list(args))
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def hit_all(limits: Sequence[tuple[str, int]], period_seconds: float = 60.0, *,
         interval_us = int(period_seconds * 1_000_000 / limit)
         args += [interval_us, interval_us * (limit - 1)]
     keys = [f"ratelimit:{key}" for key, _ in limits] + list(read)
-    allowed, wait_us, refused, *values = _run(_HIT, keys[0], *args, extra_keys=keys[1:])
+    allowed, wait_us, refused, *values = _run(_HIT, keys, *args)
     if not allowed:
         return RateLimitResult(False, int(wait_us) / 1_000_000, refused_by=limits[int(refused) - 1][0])
     return RateLimitResult(True, 0.0, tuple(values) + (None,) * (len(read) - len(values)))
