@@ -157,17 +157,18 @@ def summary_ms(timings: list[float]) -> dict[str, float]:
 
 
 def wrk(url: str, *, raw_key: str, clients: int, seconds: int, threads: int = 2,
-        cpu_markers: tuple[str, ...] = ()) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT)
+        cpu_markers: tuple[str, ...] = (), script: bool = True) -> dict[str, Any]:
+    """`script=False`: plain GETs (the Lua script still reports the figures, without `request`)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(WRK_SCRIPT if script else WRK_SCRIPT[WRK_SCRIPT.index("function done"):])
     env = {**os.environ, "BENCH_RUN": uuid.uuid4().hex[:10], "BENCH_KEY": raw_key, "BENCH_NOTICE": NOTICE}
     before = load()
     cpu_before = cpu_seconds(cpu_markers)
     try:
         done = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{seconds}s", "--latency",
-                               "-s", script.name, url], capture_output=True, text=True, env=env, timeout=seconds + 60)
+                               "-s", lua.name, url], capture_output=True, text=True, env=env, timeout=seconds + 60)
     finally:
-        Path(script.name).unlink(missing_ok=True)
+        Path(lua.name).unlink(missing_ok=True)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary: {done.stdout[-500:]} {done.stderr[-500:]}")
@@ -214,6 +215,11 @@ def one_contact(base: str, ctx: dict[str, Any], *, rounds: int, seconds: int, cl
                   f"load {api['load_before']}→{bare['load_after']}")
     ordered = sorted(result["rounds"], key=lambda r: r["ratio"])
     result["median_round"] = ordered[len(ordered) // 2]
+    # The stack's floor on this machine: /healthz answers without touching PostgreSQL or Redis.
+    result["healthz"] = wrk(base + "/healthz", raw_key="", clients=clients, seconds=seconds, cpu_markers=markers,
+                            script=False)
+    bench.log(f"/healthz: {result['healthz']['requests_per_s']} req/s, {result['healthz']['cpu_ms_per_request']} ms "
+              "CPU per request")
     return result
 
 
@@ -323,6 +329,10 @@ def print_report(report: dict[str, Any]) -> None:
               f"{b['requests_per_s']:>10.1f} | {b['p50_ms']:>6.1f}ms | {b['cpu_ms_per_request']:>5.2f}ms | "
               f"{r['ratio']:>5.2f}x | {a['load_before']:>4}→{b['load_after']:<5}")
     print("(CPU/req: the web workers' and their PostgreSQL backends' CPU per request, from /proc)")
+    h = one["healthz"]
+    print(f"floor of the stack, GET /healthz (no PostgreSQL, no Redis), {h['clients']} clients: "
+          f"{h['requests_per_s']} req/s, p50 {h['p50_ms']} ms, {h['cpu_ms_per_request']} ms CPU per request "
+          f"(load {h['load_before']}→{h['load_after']})")
     print()
     print(f"10,000 contacts (median of {big['repeat']}): API {big['api_s'] * 1000:.0f} ms "
           f"(runs {', '.join(f'{x * 1000:.0f}' for x in big['api_runs_s'])}), bare COPY {big['copy_s'] * 1000:.0f} ms "

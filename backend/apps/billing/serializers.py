@@ -51,11 +51,22 @@ def refuse_unknown_keys(data: Mapping[str, Any], allowed: frozenset[str] | set[s
 
 
 def contains_nul(value: Any) -> bool:
-    """PostgreSQL text and JSON cannot hold U+0000: find it anywhere before it reaches a query."""
+    """PostgreSQL text and JSON cannot hold U+0000: find it anywhere before it reaches a query.
+    A parsed body holds only dicts, lists and scalars: they are told apart by exact type first
+    (a Mapping check goes through the ABC machinery, a third of this walk's time)."""
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
+                return True
+        elif kind is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif isinstance(item, str):
             if "\x00" in item:
                 return True
         elif isinstance(item, Mapping):

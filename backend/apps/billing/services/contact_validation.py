@@ -80,7 +80,7 @@ class ContactValidator:
 
     # ------------------------------------------------------------------ checks
     def _validate(self, index: int, raw: Any) -> ValidContact:
-        if not isinstance(raw, Mapping):
+        if not isinstance(raw, (dict, Mapping)):  # dict first: a parsed body has nothing else
             raise _Refused("invalid_contact", "Each contact must be a JSON object.")
         phone_raw = raw.get("phone")
         if not isinstance(phone_raw, str):
@@ -150,7 +150,9 @@ class ContactValidator:
         return dict(value)
 
     def _shape_ok(self, value: Any, depth: int) -> bool:
-        if isinstance(value, Mapping):
+        if type(value) is str:  # the common leaf first, without the ABC check below
+            return len(value) <= self.max_string
+        if isinstance(value, (dict, Mapping)):
             if depth > self.max_depth:
                 return False
             return all(isinstance(k, str) and _VARIABLE_NAME.match(k) and self._shape_ok(v, depth + 1)
