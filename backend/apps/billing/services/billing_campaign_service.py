@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.billing import tenant_context
-from apps.billing.constants import RotationStrategy, TemplateType
+from apps.billing.constants import TemplateType
 from apps.billing.metrics import observe_ingest
 from apps.billing.models import BillingAPIKey, BillingCampaign
 from apps.billing.rabbitmq.billing_publisher import publish_stamped_queue_on_commit
@@ -32,7 +31,7 @@ from apps.billing.services.contact_validation import ContactValidator, Rejection
 from apps.billing.services.copy_rows import copy_insert  # noqa: F401  (its home before; charges imports it here)
 from apps.billing.services.eta import estimate_completion
 from apps.billing.services.ingest_statement import IngestRows, write_request
-from apps.billing.services.variation_rotation import NoActiveVariationError
+from apps.billing.services.variation_rotation import NoActiveVariationError, draw_variations
 from apps.billing.tenant_context import TemplateEntry, TenantContext
 from apps.billing.utils.date_calculator import today_in
 from apps.common.exceptions import ApplicationError
@@ -260,15 +259,7 @@ class BillingCampaignService:
             "eta": self._eta(template_type, len(accepted), scheduled_for, now),
             "status_url": reverse("billing:queue-status", args=[queue_id]),
         }
-        variations = entry.variations
-        strategy = entry.template.rotation_strategy
-        if strategy == RotationStrategy.SEQUENTIAL:
-            variation_ids = None
-        elif strategy == RotationStrategy.WEIGHTED:
-            variation_ids = [v.pk for v in random.choices(variations, weights=[v.weight for v in variations],
-                                                          k=len(accepted))]
-        else:
-            variation_ids = [v.pk for v in random.choices(variations, k=len(accepted))]
+        drawn = draw_variations(entry.variations, entry.template.rotation_strategy, len(accepted))
         return IngestRows(
             tenant_id=self.tenant.pk, template_id=entry.template.pk, template_type=template_type,
             instance_id=instance_id, api_key_id=self.api_key.pk if self.api_key is not None else None,
@@ -280,7 +271,8 @@ class BillingCampaignService:
             phones=[c.phone for c in accepted], names=[c.name for c in accepted],
             contact_external_ids=[c.external_id for c in accepted], due_dates=[c.due_date for c in accepted],
             amounts=[c.amount for c in accepted], variables=[c.variables for c in accepted],
-            variation_ids=variation_ids, rotation=[v.pk for v in variations],
+            variation_ids=None if drawn is None else [v.pk for v in drawn],
+            rotation=[v.pk for v in entry.variations],
         )
 
     def _eta(self, template_type: str, count: int, scheduled_for: datetime | None, now: datetime) -> str | None:
