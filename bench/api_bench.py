@@ -366,32 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         bench.log("wrk is not installed: apt-get install wrk")
         return 2
-    base_db = os.environ.get("DATABASE_URL")
-    if not base_db:
-        bench.log("DATABASE_URL is not set: run `source scripts/local_env.sh` first")
-        return 2
-    db_url = bench.bench_database_url(base_db, args.db_name)
-    redis_url = bench.with_path(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), f"/{args.redis_db}")
     cleanups: list[Callable[[], None]] = []
     try:
-        vhost = bench.LocalVhost(VHOST)
-        vhost.create()
-        cleanups.append(vhost.delete)
-        rabbitmq_url = bench.with_path(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:55672/"),
-                                       f"/{VHOST}")
-        bench.ensure_database(db_url)
-        if not args.keep_db:
-            cleanups.append(lambda: bench.drop_database(db_url))
-        env = bench.bench_environment(db_url=db_url, redis_url=redis_url, rabbitmq_url=rabbitmq_url,
-                                      web_workers=args.web_workers)
-        env.update(DJANGO_SETTINGS_MODULE="bench_site.settings", PYTHONPATH=str(ROOT / "bench"),
-                   DB_POOL_MAX_SIZE=str(args.db_pool))
-        bench.setup_django(env)
-        from django.core.management import call_command
-        from django.db import connection
-
-        call_command("migrate", verbosity=0, interactive=False)
-        cleanups.insert(0, connection.close)
+        env = bench.isolated_django(
+            db_name=args.db_name, vhost_name=VHOST, redis_db=args.redis_db, keep_db=args.keep_db,
+            web_workers=args.web_workers, cleanups=cleanups, DJANGO_SETTINGS_MODULE="bench_site.settings",
+            PYTHONPATH=str(ROOT / "bench"), DB_POOL_MAX_SIZE=str(args.db_pool))
         from apps.common.redis_client import get_redis
 
         get_redis().flushdb()
