@@ -30,7 +30,7 @@ from apps.billing.rabbitmq.billing_publisher import publish_stamped_queue_on_com
 from apps.billing.services.contact_validation import ContactValidator, Rejection, ValidContact
 from apps.billing.services.copy_rows import copy_insert  # noqa: F401  (its home before; charges imports it here)
 from apps.billing.services.eta import estimate_completion
-from apps.billing.services.ingest_statement import IngestRows, write_request
+from apps.billing.services.ingest_statement import IngestOutcome, IngestRows, write_request
 from apps.billing.services.variation_rotation import NoActiveVariationError, draw_variations
 from apps.billing.tenant_context import TemplateEntry, TenantContext
 from apps.billing.utils.date_calculator import today_in
@@ -80,7 +80,9 @@ class BillingCampaignService:
         fingerprint = request_fingerprint(raw_payload)
         try:
             return self._accept(template_type, data, fingerprint)
-        except ApplicationError:
+        except ApplicationError as refusal:
+            if refusal.code == "idempotency_conflict":
+                raise
             # A request refused today may repeat one accepted earlier (a date moved past, a phone
             # opted out since): a repeat always gets its first answer.
             existing = self._existing(template_type, data["external_id"])
@@ -130,7 +132,7 @@ class BillingCampaignService:
         raise RuntimeError("ingest: phones kept being opted out while the request was written")
 
     @staticmethod
-    def _write(rows: IngestRows):
+    def _write(rows: IngestRows) -> IngestOutcome:
         """Alone, the statement is its own transaction. Inside a caller's transaction it runs in a
         savepoint with its foreign keys checked at its end (Django declares them deferred), so a
         stale cache fails here, where it is retried, not at the caller's commit."""

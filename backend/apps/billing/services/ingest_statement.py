@@ -20,6 +20,7 @@ would; the timestamps get the request's `now`.
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,20 +108,25 @@ def write_request(rows: IngestRows) -> IngestOutcome:
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    """orjson, or the standard library for what orjson refuses (an integer beyond 64 bits, which
+    the API's parser accepts through its `json` fallback)."""
+    try:
+        return orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, ensure_ascii=False, default=str)  # str: the contacts' dates
 
 
 def _contacts_json(rows: IngestRows) -> str:
     """The contacts as one JSON array for `json_to_recordset`: orjson writes 10,000 of them in a
     few milliseconds, where binding seven arrays element by element took a third of a second."""
     variation_ids = rows.variation_ids or [None] * len(rows.phones)
-    return orjson.dumps([
+    return _dumps([
         {"phone": phone, "name": name, "external_id": external_id, "due_date": due_date,
          "amount": None if amount is None else str(amount), "variables": variables, "variation_id": variation_id}
         for phone, name, external_id, due_date, amount, variables, variation_id in zip(
             rows.phones, rows.names, rows.contact_external_ids, rows.due_dates, rows.amounts, rows.variables,
             variation_ids, strict=True)
-    ]).decode()
+    ])
 
 
 # ----------------------------------------------------------------------------- the statement

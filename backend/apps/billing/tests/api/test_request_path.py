@@ -86,3 +86,15 @@ def test_a_variation_deleted_behind_the_cache_is_not_a_server_error(api):
     chosen = set(BillingContact.objects.filter(queue_id=response.json()["queue_id"]).values_list("variation_id",
                                                                                                  flat=True))
     assert chosen == {doomed[0].pk}
+
+
+def test_numbers_beyond_64_bits_are_stored_not_a_server_error(api):
+    """orjson refuses them; the parser and the statement fall back to the standard library."""
+    big = 10**30
+    body = '{"external_id": "big", "metadata": {"n": %d}, "contacts": [{"phone": "11 99876-5432", "name": "A", ' \
+           '"variables": {"message": "m", "n": %d}}]}' % (big, big)
+    response = api.client.post("/api/v1/billing/send/notification", data=body, content_type="application/json",
+                               HTTP_X_BILLING_API_KEY=api.raw_key)
+    assert response.status_code == 202, response.content
+    contact = BillingContact.objects.get(queue_id=response.json()["queue_id"])
+    assert contact.variables["n"] == big and contact.billing_campaign.metadata == {"n": big}
