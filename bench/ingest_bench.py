@@ -230,6 +230,35 @@ def bench_environment(*, db_url: str, redis_url: str, rabbitmq_url: str, web_wor
     }
 
 
+def isolated_django(*, db_name: str, vhost_name: str, redis_db: int, keep_db: bool, web_workers: int,
+                    cleanups: list[Callable[[], None]], **extra_env: str) -> dict[str, str]:
+    """This machine's services, isolated for a benchmark: its own database (created unless it
+    exists, migrated), RabbitMQ vhost and Redis database; Django set up in this process with
+    them. What to undo is appended to `cleanups` (run in order); the environment is returned for
+    the servers the benchmark starts."""
+    base_db = os.environ.get("DATABASE_URL")
+    if not base_db:
+        raise RuntimeError("DATABASE_URL is not set: run `source scripts/local_env.sh` first")
+    db_url = bench_database_url(base_db, db_name)
+    vhost = LocalVhost(vhost_name)
+    vhost.create()
+    cleanups.append(vhost.delete)
+    rabbitmq_url = with_path(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:55672/"), f"/{vhost_name}")
+    ensure_database(db_url)
+    if not keep_db:
+        cleanups.append(lambda: drop_database(db_url))
+    redis_url = with_path(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), f"/{redis_db}")
+    env = {**bench_environment(db_url=db_url, redis_url=redis_url, rabbitmq_url=rabbitmq_url,
+                               web_workers=web_workers), **extra_env}
+    setup_django(env)
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0, interactive=False)
+    cleanups.insert(0, connection.close)  # before the database is dropped
+    return env
+
+
 # --------------------------------------------------------------------------- web server
 def server_command(server: str, port: int, workers: int) -> list[str]:
     """`uvicorn`: what `scripts/run.sh` runs. `gunicorn`: the production shape (uvicorn workers

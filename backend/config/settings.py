@@ -217,7 +217,7 @@ TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["apps.common.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["apps.common.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -294,6 +294,12 @@ BILLING_MAX_STRING_LENGTH = env_int("BILLING_MAX_STRING_LENGTH", 1000)
 BILLING_MAX_VARIABLES_DEPTH = env_int("BILLING_MAX_VARIABLES_DEPTH", 3)
 BILLING_MAX_VARIABLES_BYTES = env_int("BILLING_MAX_VARIABLES_BYTES", 4096)
 BILLING_MAX_METADATA_BYTES = env_int("BILLING_MAX_METADATA_BYTES", 16384)
+# The API's process-local copy of a tenant's keys, config, templates, instances and hours is
+# rebuilt when the tenant's configuration version changes (admin, setup, key revocation) and
+# at the latest after this many seconds (writes that bypass those paths). docs/security.md.
+BILLING_TENANT_CACHE_SECONDS = env_float("BILLING_TENANT_CACHE_SECONDS", 30.0)
+# Retry-After (seconds) of a 503 answered while Redis (throttles, caches) is unreachable.
+API_UNAVAILABLE_RETRY_AFTER = env_int("API_UNAVAILABLE_RETRY_AFTER", 5)
 
 # --------------------------------------------------------------------------- billing pipeline
 BILLING_PUBLISH_TIMEOUT = env_float("BILLING_PUBLISH_TIMEOUT", 3.0)  # seconds a publish may take

@@ -38,6 +38,9 @@ _AUTH = {
                 "ip_not_allowed", "This API key may not be used from this address."),
     429: _error("Too many requests (per key or per IP); see Retry-After", "rate_limited",
                 "Too many requests; retry in 3 s.", {"retry_after": 3}),
+    503: _error("Redis (throttles, caches) unreachable: nothing was written; retry after Retry-After",
+                "service_unavailable", "A service we depend on (redis) is unavailable; retry in 5 s.",
+                {"retry_after": 5}),
 }
 _NOT_FOUND = {404: _error("No such queue for this key's tenant", "not_found", "Queue not found.")}
 

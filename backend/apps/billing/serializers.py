@@ -19,6 +19,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.common.exceptions import ApplicationError
+from apps.contacts.utils import mask_phone
 
 from .constants import ContactStatus
 from .services.contact_validation import CONTACT_FIELDS
@@ -50,11 +51,22 @@ def refuse_unknown_keys(data: Mapping[str, Any], allowed: frozenset[str] | set[s
 
 
 def contains_nul(value: Any) -> bool:
-    """PostgreSQL text and JSON cannot hold U+0000: find it anywhere before it reaches a query."""
+    """PostgreSQL text and JSON cannot hold U+0000: find it anywhere before it reaches a query.
+    A parsed body holds only dicts, lists and scalars: they are told apart by exact type first
+    (a Mapping check goes through the ABC machinery, a third of this walk's time)."""
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
+                return True
+        elif kind is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif isinstance(item, str):
             if "\x00" in item:
                 return True
         elif isinstance(item, Mapping):
@@ -223,15 +235,24 @@ class ContactsQuerySerializer(StrictSerializer):
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=1000)
 
 
+class MaskedPhoneField(serializers.CharField):
+    """An E.164 phone, shown masked (`+55 11 9****-4321`)."""
+
+    def to_representation(self, value: str) -> str:
+        return mask_phone(value)
+
+
 class ContactStatusSerializer(serializers.Serializer):
+    """One row of `selectors.queue_contacts` (a dict)."""
+
     id = serializers.IntegerField()
     external_id = serializers.CharField()
-    phone = serializers.CharField(source="masked_phone", help_text="Masked.")
+    phone = MaskedPhoneField(help_text="Masked.")
     status = serializers.CharField()
     attempts = serializers.IntegerField()
     error_code = serializers.CharField()
     provider_message_id = serializers.CharField()
-    variation = serializers.CharField(source="variation.name", default=None, allow_null=True)
+    variation = serializers.CharField(source="variation_name", allow_null=True)
     sent_at = serializers.DateTimeField()
     delivered_at = serializers.DateTimeField()
     read_at = serializers.DateTimeField()

@@ -1,7 +1,9 @@
 """Per-API-key throttle: the key's own limit, else the tenant's `api_rate_limit_per_minute`.
 
 The per-IP throttle (the wider net that also counts failed authentication) runs inside the
-authentication class, before the key is known.
+authentication class, before the key is known. When the process already holds the key, the
+authentication counts both limits in one Redis round trip and this class only reads the answer.
+Both limits come from the tenant context: no query here.
 """
 from __future__ import annotations
 
@@ -10,7 +12,17 @@ from rest_framework.throttling import BaseThrottle
 
 from apps.common.rate_limiting import hit
 
-from .models import BillingConfig
+from .models import BillingAPIKey
+
+
+def key_throttle_name(key: BillingAPIKey) -> str:
+    return f"billing-key:{key.pk}"
+
+
+def key_limit(key: BillingAPIKey) -> int:
+    """Requests per minute: the key's own limit, else its tenant's (from the cached context the
+    key came with: `key.tenant.billing_config` is the context's config)."""
+    return int(key.rate_limit_per_minute or key.tenant.billing_config.api_rate_limit_per_minute)
 
 
 class BillingAPIKeyThrottle(BaseThrottle):
@@ -21,8 +33,8 @@ class BillingAPIKeyThrottle(BaseThrottle):
         key = request.auth
         if key is None:
             return True
-        limit = key.rate_limit_per_minute or BillingConfig.for_tenant(key.tenant).api_rate_limit_per_minute
-        result = hit(f"billing-key:{key.pk}", int(limit), 60)
+        # Usually counted by the authentication in the same Redis round trip as the IP's limit.
+        result = getattr(request._request, "key_throttle", None) or hit(key_throttle_name(key), key_limit(key), 60)
         self._wait = result.retry_after
         return result.allowed
 

@@ -44,7 +44,7 @@ class SendView(BillingAPIView):
             )
         serializer = SendRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = BillingCampaignService(tenant=key.tenant, api_key=key).ingest(
+        result = BillingCampaignService(tenant=key.tenant, api_key=key, context=request.tenant_context).ingest(
             template_type=self.template_type, data=serializer.validated_data, raw_payload=request.data
         )
         return Response(result.body, status=result.status_code)
@@ -88,7 +88,7 @@ class QueueStatusView(BillingAPIView):
     )
     def get(self, request: Request, queue_id: str) -> Response:
         queue = queue_get(tenant=request.auth.tenant, queue_id=queue_id)
-        queue.eta_value = queue_eta(queue)
+        queue.eta_value = queue_eta(queue, context=request.tenant_context)
         return Response(QueueStatusSerializer(queue).data)
 
 
@@ -105,7 +105,7 @@ class QueueControlView(BillingAPIView):
         serializer = QueueControlSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         queue = queue_control(queue=queue, action=serializer.validated_data["action"])
-        queue.eta_value = queue_eta(queue)
+        queue.eta_value = queue_eta(queue, context=request.tenant_context)
         return Response(QueueStatusSerializer(queue).data)
 
 

@@ -2,7 +2,10 @@
 
 `TenantScopedAdmin` is the one place that limits a tenant's staff to that tenant's rows:
 superusers see everything; a staff user attached to a tenant (tenancy.Membership) sees and
-edits only rows whose `tenant` is theirs, and new rows are stamped with it.
+edits only rows whose `tenant` is theirs, and new rows are stamped with it. It is also the one
+admin path that writes tenant configuration (keys, config, templates and their variations,
+instances, business hours), so it bumps the tenant's configuration version after each change:
+the API's process-local caches rebuild on their next request (apps/common/config_version.py).
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+
+from .config_version import bump_config_version
 
 
 def tenant_of(request: HttpRequest):
@@ -48,6 +53,27 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if not request.user.is_superuser and self.tenant_field == "tenant":
             obj.tenant = tenant_of(request)
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Runs after save_model on every admin save (inlines too: a template's variations)."""
+        super().save_related(request, form, formsets, change)
+        self._bump(form.instance)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        self._bump(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        tenant_ids = set(queryset.values_list("tenant_id", flat=True)) if self.tenant_field == "tenant" else set()
+        super().delete_queryset(request, queryset)
+        for tenant_id in tenant_ids:
+            bump_config_version(tenant_id)
+
+    @staticmethod
+    def _bump(obj: Any) -> None:
+        tenant_id = getattr(obj, "tenant_id", None)
+        if tenant_id is not None:
+            bump_config_version(tenant_id)
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
         """Offer only the staff member's tenant's rows in foreign-key choices."""

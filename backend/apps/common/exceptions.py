@@ -3,14 +3,20 @@
     {"error": {"code": "...", "message": "...", "details": ...}}
 
 Services raise `ApplicationError` (a code a client can switch on, a message a person can read);
-DRF's own exceptions are translated here too, so clients never see two shapes. Anything else
-stays a 500 and is logged by Django — never silenced.
+DRF's own exceptions are translated here too, so clients never see two shapes. Redis being
+unreachable (throttles, the API's cache version) is `503 service_unavailable` with
+`Retry-After`: a dependency that blinks, not a bug, and the next request after it returns
+works again (redis-py reconnects by itself). Anything else stays a 500 and is logged by Django
+— never silenced.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions as drf
@@ -46,7 +52,21 @@ _DRF_CODES: dict[type, tuple[str, str]] = {
 }
 
 
+logger = logging.getLogger(__name__)
+
+
+def service_unavailable(dependency: str) -> ApplicationError:
+    retry_after = int(settings.API_UNAVAILABLE_RETRY_AFTER)
+    return ApplicationError(
+        "service_unavailable", f"A service we depend on ({dependency}) is unavailable; retry in {retry_after} s.",
+        status=503, details={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)},
+    )
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        logger.warning("redis unavailable: answering 503", extra={"error": type(exc).__name__})
+        exc = service_unavailable("redis")
     if isinstance(exc, ApplicationError):
         response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
         for name, value in exc.headers.items():

@@ -1,16 +1,46 @@
-"""JSON parsing that cannot be turned into a 500 by the body's shape."""
+"""JSON parsing that is fast for the bodies clients send and cannot be turned into a 500 by a
+body's shape.
+
+orjson parses a large ingest body several times faster than the standard library. It is
+stricter than Python's `json` (no `NaN`/`Infinity` literals, no integers beyond 64 bits, no
+lone surrogates): a body it refuses is parsed again by `json`, so the API accepts exactly what
+it accepted before and only valid, ordinary JSON takes the fast path.
+"""
 from __future__ import annotations
 
+import orjson
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 
 class SafeJSONParser(JSONParser):
-    """DRF's parser with deep nesting refused as malformed: `json` recurses once per level, so
-    `[[[[...]]]]` a few thousand deep raises RecursionError, which DRF does not catch."""
+    """DRF's parser, through orjson first; deep nesting is refused as malformed: `json`
+    recurses once per level, so `[[[[...]]]]` a few thousand deep raises RecursionError, which
+    DRF does not catch (orjson refuses it by itself)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        try:
+        if stream is None:  # no body: DRF's parser answers this case
             return super().parse(stream, media_type, parser_context)
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        body = stream.read()
+        try:
+            if encoding.lower().replace("-", "") == "utf8":
+                return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        try:
+            return super().parse(_Replay(body), media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON nested too deeply.") from None
+
+
+class _Replay:
+    """The body already read, offered again to DRF's parser (which reads a stream)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def read(self, *args) -> bytes:
+        body, self._body = self._body, b""
+        return body

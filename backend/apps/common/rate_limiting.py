@@ -6,6 +6,9 @@ use Redis' clock (never the callers'), so processes with skewed clocks still sha
 
 - `hit(key, limit, period)`: API politeness. Allows bursts up to `limit`, then one request per
   `period/limit`; answers allowed/retry-after without reserving anything when refused.
+  `hit_all` counts several limits in one round trip and can read a few other keys in it
+  (`read=`): the API counts the per-IP and per-key limits and reads the tenant's configuration
+  version at once, so a request's throttles and cache check cost one Redis round trip.
 - `acquire_send_slot(key, interval, ...)`: the send pace of one WhatsApp number. It grants the
   slot only when it has come (nothing is reserved ahead, so a queue that is paused or cancelled
   while it waits wastes no one's slot) and otherwise says how long to wait; the caller waits as
@@ -16,6 +19,7 @@ use Redis' clock (never the callers'), so processes with skewed clocks still sha
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.commands.core import Script
@@ -25,16 +29,23 @@ from .redis_client import get_redis
 _HIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-if now < tat - tolerance then
-  return {0, tat - tolerance - now}
+local limits = tonumber(ARGV[1])
+for i = 1, limits do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  if now < tat - tolerance then
+    return {0, tat - tolerance - now, i}
+  end
+  local new_tat = tat + interval
+  redis.call('SET', KEYS[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
 end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, 0}
+local answer = {1, 0, 0}
+for i = limits + 1, #KEYS do
+  answer[#answer + 1] = redis.call('GET', KEYS[i])
+end
+return answer
 """
 
 # KEYS: pace (the theoretical arrival time of the next send, µs on Redis' clock), hold (a
@@ -104,16 +115,31 @@ def _run(source: str, key: str | list[str], *args: int) -> object:
 class RateLimitResult:
     allowed: bool
     retry_after: float  # seconds; 0 when allowed
+    values: tuple[str | None, ...] = ()  # the `read=` keys' values when allowed, in order
+    refused_by: str = ""  # the key whose limit refused (hit_all)
 
 
-def hit(key: str, limit: int, period_seconds: float = 60.0) -> RateLimitResult:
-    """Count one request against `limit` per `period_seconds` (bursts up to `limit`)."""
-    if limit <= 0:
-        return RateLimitResult(False, period_seconds)
-    interval_us = int(period_seconds * 1_000_000 / limit)
-    tolerance_us = interval_us * (limit - 1)
-    allowed, wait_us = _run(_HIT, f"ratelimit:{key}", interval_us, tolerance_us)
-    return RateLimitResult(bool(allowed), int(wait_us) / 1_000_000)
+def hit(key: str, limit: int, period_seconds: float = 60.0, *, read: Sequence[str] = ()) -> RateLimitResult:
+    """Count one request against `limit` per `period_seconds` (bursts up to `limit`); when it
+    is allowed, also answer the values of the `read` keys (None for a missing one)."""
+    return hit_all([(key, limit)], period_seconds, read=read)
+
+
+def hit_all(limits: Sequence[tuple[str, int]], period_seconds: float = 60.0, *,
+            read: Sequence[str] = ()) -> RateLimitResult:
+    """`hit` for several limits in one round trip, in order, as separate calls would count
+    them: the first that refuses stops the count (those before it keep theirs)."""
+    args: list[int] = [len(limits)]
+    for key, limit in limits:
+        if limit <= 0:
+            return RateLimitResult(False, period_seconds, refused_by=key)
+        interval_us = int(period_seconds * 1_000_000 / limit)
+        args += [interval_us, interval_us * (limit - 1)]
+    keys = [f"ratelimit:{key}" for key, _ in limits] + list(read)
+    allowed, wait_us, refused, *values = _run(_HIT, keys, *args)
+    if not allowed:
+        return RateLimitResult(False, int(wait_us) / 1_000_000, refused_by=limits[int(refused) - 1][0])
+    return RateLimitResult(True, 0.0, tuple(values) + (None,) * (len(read) - len(values)))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from apps.common.admin import tenant_of
+from apps.common.config_version import bump_config_version
 
 from .models import Membership, Tenant
 
@@ -25,6 +26,10 @@ class TenantAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        bump_config_version(obj.pk)  # is_active and the time zone are part of the API's tenant cache
 
 
 @admin.register(Membership)

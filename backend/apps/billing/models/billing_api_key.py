@@ -23,6 +23,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.billing.constants import API_KEY_PREFIX, TemplateType
+from apps.common.config_version import bump_config_version
 
 PUBLIC_ID_BYTES = 8  # 16 hex characters: enough to never collide in practice, short to read
 SECRET_BYTES = 32  # 256 bits of entropy
@@ -244,6 +245,7 @@ class BillingAPIKey(models.Model):
             is_active=False, revoked_at=Coalesce(F("revoked_at"), Value(now))
         )
         self.refresh_from_db(fields=["is_active", "revoked_at"])
+        bump_config_version(self.tenant_id)  # the API's cached copies of this key go stale now
 
     def touch_last_used(self, now: datetime | None = None) -> None:
         """Record use, writing at most once per LAST_USED_RESOLUTION so busy keys do not

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aio_pika
@@ -52,6 +52,21 @@ class BillingQueuePublisher:
     def publish(self, message: BillingMessage, routing_key: str, *, priority: int = 0) -> None:
         """Publish and wait for the broker's confirm; raises on any failure."""
         self._run(self._publish(message, routing_key, priority))
+
+    def ready(self) -> bool:
+        """Whether the confirming channel is open (read from any thread: a hint, not a promise)."""
+        channel = self._channel
+        return channel is not None and not channel.is_closed
+
+    def publish_nowait(self, message: BillingMessage, routing_key: str, *, priority: int,
+                       done: Callable[[BaseException | None], None]) -> None:
+        """Hand the publish to the loop and return at once; `done(error)` runs on the loop's
+        thread once the broker confirmed (None) or failed (the error)."""
+        def finished(future: Any) -> None:
+            done(TimeoutError("publish cancelled") if future.cancelled() else future.exception())
+
+        future = asyncio.run_coroutine_threadsafe(self._publish(message, routing_key, priority), self._background.loop)
+        future.add_done_callback(finished)
 
     def close(self) -> None:
         if self._connection is not None:
@@ -143,6 +158,66 @@ def publish_control(message: BillingMessage, routing_key: str) -> bool:
         return False
     metrics.observe_publish("control", True)
     return True
+
+
+def publish_stamped_queue_on_commit(*, queue_id: Any, tenant_id: Any, template_type: str,
+                                    request_id: str | None = None) -> None:
+    """For the API's ingest, whose statement already stamped the new queue as published
+    (`last_published_at`, `publish_count` 1). After commit, while the publisher's channel is
+    open, the wake-up call is handed to the broker without waiting for its confirm: a request
+    never waits for the broker's disk. If the broker then refuses or times out, the stamp is
+    cleared (in a short thread: this runs on the publisher's loop) and the periodic task
+    publishes the queue at its next cycle, as any unpublished one; if the process dies first,
+    the stamp ages past BILLING_REPUBLISH_AFTER_SECONDS and the periodic task publishes it then.
+    Without an open channel (first use, broker down) it publishes and waits as
+    `publish_queue` does, and clears the stamp before returning if that fails."""
+    request_id = request_id or get_request_id()
+    message = BillingMessage(type=str(template_type), queue_id=str(queue_id), tenant_id=str(tenant_id), attempt=1,
+                             request_id=request_id)
+    routing_key, priority = send_queue_for(template_type), TemplateType.priority_of(template_type)
+
+    def failed(error: BaseException) -> None:
+        metrics.observe_publish("send", False)
+        logger.warning("billing publish failed; the periodic task will retry",
+                       extra={"queue_id": str(queue_id), "error": type(error).__name__})
+
+    def confirmed_or_failed(error: BaseException | None) -> None:  # on the publisher's loop
+        if error is None:
+            metrics.observe_publish("send", True)
+            return
+        failed(error)
+        threading.Thread(target=_clear_publish_stamp, args=(queue_id,), kwargs={"close": True},
+                         name="billing-publish-unstamp", daemon=True).start()
+
+    def publish() -> None:
+        publisher = get_publisher()
+        if publisher.ready():
+            publisher.publish_nowait(message, routing_key, priority=priority, done=confirmed_or_failed)
+            return
+        try:
+            publisher.publish(message, routing_key, priority=priority)
+        except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task republishes
+            failed(exc)
+            _clear_publish_stamp(queue_id)
+        else:
+            metrics.observe_publish("send", True)
+
+    transaction.on_commit(publish)
+
+
+def _clear_publish_stamp(queue_id: Any, *, close: bool = False) -> None:
+    """`close`: in a thread of its own, whose connection would otherwise outlive it."""
+    from django.db import connections
+
+    from apps.billing.models import BillingQueue
+
+    try:
+        BillingQueue.objects.filter(pk=queue_id, publish_count=1).update(last_published_at=None, publish_count=0)
+    except Exception:  # noqa: BLE001 - the stamp then ages out (BILLING_REPUBLISH_AFTER_SECONDS)
+        logger.warning("billing publish stamp not cleared", extra={"queue_id": str(queue_id)}, exc_info=True)
+    finally:
+        if close:
+            connections.close_all()
 
 
 def publish_queue_on_commit(queue: Any, *, request_id: str | None = None) -> None:

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
 from django.conf import settings
 
 from apps.billing.constants import TemplateType
@@ -79,7 +80,7 @@ class ContactValidator:
 
     # ------------------------------------------------------------------ checks
     def _validate(self, index: int, raw: Any) -> ValidContact:
-        if not isinstance(raw, Mapping):
+        if not isinstance(raw, (dict, Mapping)):  # dict first: a parsed body has nothing else
             raise _Refused("invalid_contact", "Each contact must be a JSON object.")
         phone_raw = raw.get("phone")
         if not isinstance(phone_raw, str):
@@ -141,7 +142,7 @@ class ContactValidator:
                 "invalid_variables",
                 f"variables must have simple names, at most {self.max_depth} levels and short strings.",
             )
-        if len(json.dumps(value, ensure_ascii=False)) > self.max_variables_bytes:
+        if _json_longer_than(value, self.max_variables_bytes):
             raise _Refused("invalid_variables", f"variables must be at most {self.max_variables_bytes} bytes.")
         missing = sorted(name for name in self.required_variables if not _has_variable(value, name))
         if missing:
@@ -149,7 +150,9 @@ class ContactValidator:
         return dict(value)
 
     def _shape_ok(self, value: Any, depth: int) -> bool:
-        if isinstance(value, Mapping):
+        if type(value) is str:  # the common leaf first, without the ABC check below
+            return len(value) <= self.max_string
+        if isinstance(value, (dict, Mapping)):
             if depth > self.max_depth:
                 return False
             return all(isinstance(k, str) and _VARIABLE_NAME.match(k) and self._shape_ok(v, depth + 1)
@@ -159,6 +162,19 @@ class ContactValidator:
         if isinstance(value, str):
             return len(value) <= self.max_string
         return value is None or isinstance(value, (bool, int, float))
+
+
+def _json_longer_than(value: Mapping[str, Any], limit: int) -> bool:
+    """`len(json.dumps(value, ensure_ascii=False)) > limit` (the documented measure), asking the
+    standard library only when the answer could be yes: its output is at most twice as long as
+    orjson's compact bytes (one space after each separator), so a small object is cleared by
+    orjson alone, about ten times sooner."""
+    try:
+        if 2 * len(orjson.dumps(value)) <= limit:
+            return False
+    except (orjson.JSONEncodeError, TypeError):
+        pass
+    return len(json.dumps(value, ensure_ascii=False)) > limit
 
 
 def _has_variable(variables: Mapping[str, Any], dotted: str) -> bool:

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from apps.billing.constants import RotationStrategy, TemplateType
 from apps.billing.models import BillingTemplate, BillingTemplateVariation, ReplySettings
+from apps.common.config_version import bump_config_version
 
 PAYMENT_INFO_NAME = "Resposta automática: dados de pagamento"
 STAFF_REPLY_NAME = "Resposta da equipe"
@@ -78,6 +79,7 @@ def _ensure(tenant, name: str, texts: list[str]) -> BillingTemplate:
             BillingTemplateVariation.objects.bulk_create(
                 [BillingTemplateVariation(template=template, name=chr(ord("A") + i), content=text)
                  for i, text in enumerate(texts)])
+            bump_config_version(tenant.pk)  # the ingest's cached tenant context must see it
     except IntegrityError:
         template = BillingTemplate.objects.get(tenant=tenant, name=name)
     return template

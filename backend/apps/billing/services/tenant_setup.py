@@ -14,6 +14,7 @@ from apps.billing.constants import RotationStrategy, TemplateType
 from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate, BillingTemplateVariation
 from apps.billing.utils.default_templates import DEFAULT_TEMPLATES
 from apps.chat.models import BusinessHours
+from apps.common.config_version import bump_config_version
 from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Tenant
 
@@ -132,6 +133,7 @@ def setup_tenant(
         _ensure_default_template(tenant, template_type, texts)
 
     api_key, raw = BillingAPIKey.issue(tenant=tenant, name=key_name)
+    bump_config_version(tenant.pk)  # after the commit: the API's tenant caches rebuild
     return TenantSetupResult(tenant, instance, config, api_key, raw, created)
 
 

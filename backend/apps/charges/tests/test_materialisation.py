@@ -161,11 +161,13 @@ def test_a_new_due_date_skips_the_queued_message_and_replans_the_steps(api):
 
 def test_a_step_without_a_usable_template_is_skipped_with_ingest_code(api):
     from apps.billing.models import BillingTemplate
+    from apps.common.config_version import bump_config_version
 
     with time_machine.travel(at(MONDAY), tick=False):
         make_cadence(api, offsets=(1,))
         upsert(api, [charge(1, due_date=(MONDAY - timedelta(days=1)).isoformat())])
         BillingTemplate.objects.filter(tenant=api.tenant, template_type="overdue").update(is_default=False)
+        bump_config_version(api.tenant.pk)  # what the admin does after a template change (tenant_context)
         run_cycle()
     assert runs() == Counter({("INV-1", 1, "skipped", "no_default_template"): 1})
 

@@ -23,7 +23,7 @@ def control(api, queue_id, action):
 
 
 def test_status_reports_counters_progress_and_times(api, queue_id, django_assert_max_num_queries):
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(1):
         response = api.get(f"/api/v1/billing/queue/{queue_id}/status")
     body = response.json()
     assert response.status_code == 200

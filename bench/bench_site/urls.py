@@ -1,0 +1,8 @@
+"""Every product route, plus `bench/bare-insert`."""
+from django.urls import path
+
+from config.urls import handler404, handler500, urlpatterns as product_urlpatterns  # noqa: F401
+
+from .views import bare_insert
+
+urlpatterns = [*product_urlpatterns, path("bench/bare-insert", bare_insert, name="bench-bare-insert")]
