@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-"""Dispatch benchmark: the send pipeline (consumer → worker → provider) with the throttle off.
+"""Dispatch benchmark: the send pipeline (consumer → scheduler → runner → provider), throttle off.
 
-Why a script and not a test: it measures a machine, not a behaviour, and takes 2-3 minutes.
-It answers the targets of issue #6:
+Why a script and not a test: it measures a machine, not a behaviour, and takes 3-4 minutes.
+It answers the targets of issue #14 (and keeps issue #6's):
 
-* one consumer process (its default slots) at least 0.5x a bare loop (claim a batch with SKIP
-  LOCKED, HTTP POST, UPDATE; one thread), each pair measured seconds apart, median of
-  `--rounds` rounds (1 slot and 2 processes are reported beside it);
-* worker overhead beside the HTTP call at most 5 ms per message;
-* POST (public API) to first send, p50 at most 100 ms for notifications;
+* one consumer process as deployed (its default sender threads) at least 1.0x a bare loop
+  (claim a batch with SKIP LOCKED, HTTP POST, UPDATE; one thread; the product's own HTTP
+  client, a fresh connection per send as the product makes it), each pair measured seconds
+  apart, median of `--rounds` rounds (1 thread and 2 processes are reported beside it);
+* runner overhead beside the HTTP call at most 5 ms per message;
+* POST (public API) to first send, p50 at most 50 ms for notifications;
 * pace error at most 2 % at 20, 60 and 600 messages a minute;
 
 and reports messages/s with 1 and 2 consumer processes, SQL statements, database and Redis
@@ -29,7 +30,7 @@ are ingest_bench.py's, imported):
 Consumers are real processes (`manage.py run_billing_consumer --concurrency N`, DEBUG off,
 LOG_LEVEL=WARNING); the POST-to-first-send part goes through uvicorn as ingest_bench runs it.
 
-    cd /work/main && source scripts/local_env.sh && .venv/bin/python bench/dispatch_bench.py
+    source scripts/local_env.sh && .venv/bin/python bench/dispatch_bench.py
 
 Prints a table and writes `bench/results/dispatch.json` (git-ignored). See docs/performance.md,
 "Send pipeline".
@@ -66,9 +67,9 @@ VHOST = "billing_dispatch_bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 THROTTLE_OFF = 10_000_000  # messages/minute: update() bypasses the model's 600 cap
-TARGET_RATIO_VS_BARE = 0.5  # issue #6: worker rate >= 0.5x the bare loop
-TARGET_OVERHEAD_MS = 5.0  # issue #6: worker overhead beside the HTTP call, per message
-TARGET_FIRST_SEND_P50_MS = 100.0  # issue #6: POST to first send, notifications
+TARGET_RATIO_VS_BARE = 1.0  # issue #14: one consumer process >= 1.0x the bare loop
+TARGET_OVERHEAD_MS = 5.0  # issue #6: runner overhead beside the HTTP call, per message
+TARGET_FIRST_SEND_P50_MS = 50.0  # issue #14: POST to first send, notifications
 TARGET_PACE_ERROR = 0.02  # issue #6: at 20, 60 and 600 msgs/min
 PACE_RUNS = ((20, 8), (60, 21), (600, 101))  # (messages/minute, messages): 21 s, 20 s, 10 s
 NO_RECEIPTS = {"SERVER_ACK": None, "DELIVERY_ACK": None, "READ": None}
@@ -316,17 +317,14 @@ def sandbox_times(sandbox: Any, instance: str) -> list[float]:
                   for m in sandbox.messages(instance=instance))
 
 
-def backend_cpu(application_prefix: str | None = None, pids: list[int] | None = None) -> dict[int, float]:
-    """CPU seconds of PostgreSQL backends of this database (by application_name prefix, or pid)."""
+def backend_cpu() -> dict[int, float]:
+    """CPU seconds of the PostgreSQL backends of this database, but this process's own."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        if pids is not None:
-            found = pids
-        else:
-            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND application_name LIKE %s", [application_prefix + "%"])
-            found = [row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        found = [row[0] for row in cursor.fetchall()]
     cpu = {}
     for pid in found:
         try:
@@ -343,15 +341,22 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 # --------------------------------------------------------------------------- in-process parts
-def bare_loop(db_url: str, queue_id: str, url: str, api_key: str, text: str) -> dict[str, Any]:
-    """The reference: one thread, one psycopg connection, the product's pooled HTTP session.
-    Per batch, one transaction: SELECT … FOR UPDATE SKIP LOCKED LIMIT 100, then for each row a
-    POST to the sandbox and an UPDATE to `sent` (the locks are held across the HTTP calls: the
-    simplest loop, which the product deliberately does not do)."""
-    import psycopg
-    from apps.common.services.evolution_http import default_headers, get_session, timeouts
+def _post(url: str, api_key: str, body: dict[str, Any]) -> Any:
+    """One send as the product makes it: its HTTP client, a fresh connection, the send deadline."""
+    from apps.common.services.evolution_http import SEND, connect_timeout, deadline, json_headers, provider_client
 
-    session, headers, timeout = get_session(), default_headers(api_key), timeouts()
+    return provider_client.request("POST", url, body=json.dumps(body).encode(), headers=json_headers(api_key),
+                                   deadline=deadline(SEND), connect_timeout=connect_timeout(),
+                                   reuse_connection=False)
+
+
+def bare_loop(db_url: str, queue_id: str, url: str, api_key: str, text: str) -> dict[str, Any]:
+    """The reference: one thread, one psycopg connection, the product's HTTP client. Per batch,
+    one transaction: SELECT … FOR UPDATE SKIP LOCKED LIMIT 100, then for each row a POST to the
+    sandbox and an UPDATE to `sent` (the locks are held across the HTTP calls: the simplest
+    loop, which the product deliberately does not do)."""
+    import psycopg
+
     sent = 0
     with psycopg.connect(db_url, autocommit=True) as conn:
         backend = conn.info.backend_pid
@@ -362,10 +367,9 @@ def bare_loop(db_url: str, queue_id: str, url: str, api_key: str, text: str) -> 
                     "SELECT id, phone FROM billing_billingcontact WHERE queue_id = %s AND status = 'pending' "
                     "ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED", [queue_id]).fetchall()
                 for pk, phone in rows:
-                    response = session.post(url, json={"number": phone.lstrip("+"), "text": text, "linkPreview": False},
-                                            headers=headers, timeout=timeout)
-                    if response.status_code != 201:
-                        raise RuntimeError(f"sandbox answered {response.status_code}: {response.text[:200]}")
+                    response = _post(url, api_key, {"number": phone.lstrip("+"), "text": text, "linkPreview": False})
+                    if response.status != 201:
+                        raise RuntimeError(f"sandbox answered {response.status}")
                     conn.execute("UPDATE billing_billingcontact SET status = 'sent', provider_message_id = %s, "
                                  "sent_at = now(), updated_at = now() WHERE id = %s", [response.json()["key"]["id"], pk])
                     sent += 1
@@ -381,37 +385,37 @@ def bare_loop(db_url: str, queue_id: str, url: str, api_key: str, text: str) -> 
 
 @contextmanager
 def timed_http_posts() -> Iterator[list[float]]:
-    """Seconds spent inside each HTTP POST of the process-wide provider session (the worker's
-    sends), measured in the run itself: what "beside the HTTP call" subtracts."""
-    from apps.common.services.evolution_http import get_session
+    """Seconds spent inside each HTTP POST of the provider client (the runner's sends),
+    measured in the run itself: what "beside the HTTP call" subtracts."""
+    from apps.common.services.evolution_http import provider_client
 
-    session, durations = get_session(), []
-    real_post = session.post
+    durations = []
+    real_request = provider_client.request
 
-    def post(*args: Any, **kwargs: Any) -> Any:
+    def request(method: str, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return real_post(*args, **kwargs)
+            return real_request(method, *args, **kwargs)
         finally:
-            durations.append(time.perf_counter() - started)
+            if method == "POST":
+                durations.append(time.perf_counter() - started)
 
-    session.post = post  # an instance attribute shadows the method; removed below
+    provider_client.request = request  # an instance attribute shadows the method; removed below
     try:
         yield durations
     finally:
-        del session.post
+        del provider_client.request
 
 
 def run_worker(queue_id: str, *, capture: bool = False) -> dict[str, Any]:
-    """`BillingSenderWorker(...).run()` in this process and thread, as the consumer's worker
-    thread runs it minus the permit parking (see `run_parking_worker`)."""
-    from apps.billing.workers.billing_sender_worker import BillingSenderWorker
+    """The consumer's step loop for one queue in this process and thread (`run_queue_here`: the
+    same scheduler, runner and statements, without the sender threads)."""
+    from apps.billing.dispatch.engine import run_queue_here
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    worker = BillingSenderWorker(queue_id, worker_id=f"dispatch-bench:{uuid.uuid4().hex[:6]}")
     # A fresh connection: CONN_MAX_AGE (60 s) cannot end it during the run, so the backend whose
-    # CPU is read before is the one read after (the worker closes obsolete connections at its end).
+    # CPU is read before is the one read after.
     connection.close()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
@@ -419,17 +423,18 @@ def run_worker(queue_id: str, *, capture: bool = False) -> dict[str, Any]:
     queries: list[dict[str, Any]] = []
     trips = RoundTrips()
     pg0, py0, start = process_cpu(backend), time.process_time(), time.perf_counter()
+    holder = f"dispatch-bench:{uuid.uuid4().hex[:6]}"
     with timed_http_posts() as posts:
         if capture:
             with CaptureQueriesContext(connection) as captured, trips:
-                result = worker.run()
+                result = run_queue_here(queue_id, holder=holder)
             queries = captured.captured_queries
         else:
-            result = worker.run()
+            result = run_queue_here(queue_id, holder=holder)
     elapsed = time.perf_counter() - start
     pg_cpu, py_cpu = process_cpu(backend) - pg0, time.process_time() - py0
-    if result.outcome != "completed" or result.failed:
-        raise RuntimeError(f"in-process worker ended {result.outcome} (sent {result.sent}, failed {result.failed})")
+    if result is None or result.outcome != "completed" or result.failed:
+        raise RuntimeError(f"in-process run ended {result}")
     n = result.sent
     out = {"messages": n, "seconds": round(elapsed, 4), "ms_per_message": round(1000 * elapsed / n, 3),
            "messages_per_s": round(n / elapsed, 1), "python_cpu_ms_per_message": round(1000 * py_cpu / n, 3),
@@ -444,52 +449,18 @@ def run_worker(queue_id: str, *, capture: bool = False) -> dict[str, Any]:
     return out
 
 
-def run_parking_worker(queue_id: str) -> dict[str, Any]:
-    """The consumer's exact worker path without RabbitMQ: `ParkingWorker` with a `DbPermits`
-    pool of one, claim and run in a pool thread through `run_with_permit`, as `BillingConsumer`
-    does. Counts driver round trips: the permit parking around the pace wait and the HTTP call
-    is where this path differs from `run_worker`."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from apps.billing.workers.db_permits import DbPermits, run_with_permit
-    from apps.billing.workers.parking_worker import claim_worker
-    from apps.billing.workers.parking_worker import run_worker as run_parked
-
-    permits = DbPermits(1, application_name="dispatch-bench parking")
-    stop = threading.Event()
-    trips = RoundTrips()
-    with ThreadPoolExecutor(max_workers=1) as pool, trips:
-        py0, start = time.process_time(), time.perf_counter()
-        worker = pool.submit(run_with_permit, permits, 1, claim_worker, queue_id, "dispatch-bench:parking", stop,
-                             permits).result()
-        if worker is None:
-            raise RuntimeError("parking worker could not claim its queue")
-        result = pool.submit(run_with_permit, permits, 1, run_parked, worker).result()
-        elapsed = time.perf_counter() - start
-        py_cpu = time.process_time() - py0
-        pool.submit(permits.close_all).result()
-    if result.outcome != "completed" or result.failed:
-        raise RuntimeError(f"parking worker ended {result.outcome} (sent {result.sent}, failed {result.failed})")
-    n = result.sent
-    return {"messages": n, "seconds": round(elapsed, 4), "ms_per_message": round(1000 * elapsed / n, 3),
-            "python_cpu_ms_per_message": round(1000 * py_cpu / n, 3), "driver": trips.per_message(n)}
-
-
 def http_loops(entry: dict[str, Any], phones: list[str], text: str) -> dict[str, float]:
-    """N POSTs to sendText, one after the other: the plain pooled session (what any sender pays),
-    and the product's client `EvolutionAPIService.send` (normaliser, breaker, metrics)."""
+    """N POSTs to sendText, one after the other: the product's HTTP client alone (what any sender
+    pays), and the product's provider client `EvolutionAPIService.send` (breaker, metrics)."""
     from apps.common.services.evolution_api_service import EvolutionAPIService
-    from apps.common.services.evolution_http import default_headers, get_session, timeouts
 
     instance = entry["instance"]
     url = f"{instance.base_url.rstrip('/')}/message/sendText/{instance.instance_name}"
-    session, headers, timeout = get_session(), default_headers(instance.api_key), timeouts()
     start = time.perf_counter()
     for phone in phones:
-        response = session.post(url, json={"number": phone.lstrip("+"), "text": text, "linkPreview": False},
-                                headers=headers, timeout=timeout, allow_redirects=False)
-        if response.status_code != 201:
-            raise RuntimeError(f"sandbox answered {response.status_code}")
+        response = _post(url, instance.api_key, {"number": phone.lstrip("+"), "text": text, "linkPreview": False})
+        if response.status != 201:
+            raise RuntimeError(f"sandbox answered {response.status}")
         response.json()
     raw = time.perf_counter() - start
     service = EvolutionAPIService(instance)
@@ -528,8 +499,6 @@ def measure_in_process(ctx: dict[str, Any], args: argparse.Namespace) -> dict[st
     beside = statistics.median(w["ms_per_message"] - w["http_post_ms_per_message"] for w in workers)
     in_run_http = statistics.median(w["http_post_ms_per_message"] for w in workers)
     raw_ms, client_ms = statistics.median(raws), statistics.median(clients)
-    log("in-process: the consumer's worker path (ParkingWorker + DbPermits)")
-    parking = run_parking_worker(ingest(entry, n))
     return {
         "contacts_per_run": n, "repeat": args.repeat, "rendered_text": text,
         "statements": counted,
@@ -543,7 +512,6 @@ def measure_in_process(ctx: dict[str, Any], args: argparse.Namespace) -> dict[st
         "overhead_vs_raw_http_ms": round(worker_ms - raw_ms, 3),
         "overhead_vs_client_ms": round(worker_ms - client_ms, 3),
         "client_overhead_ms": round(client_ms - raw_ms, 3),
-        "parking_worker": parking,
     }
 
 
@@ -578,19 +546,19 @@ def consumer_run(ctx: dict[str, Any], label: str, tenants: list[dict[str, Any]],
     queue_ids = [ingest(entry, per_queue) for entry in tenants]
     purge_send_queues(ctx["rabbitmq_url"])
     total = per_queue * len(tenants)
-    log(f"{label}: {processes} consumer process(es) x {concurrency} slot(s), "
+    log(f"{label}: {processes} consumer process(es) x {concurrency} thread(s), "
         f"{len(tenants)} queue(s) x {per_queue} contacts")
     with consumers(ctx["env"], processes, concurrency, ctx["workdir"], label, ctx["rabbitmq_url"]) as started:
         time.sleep(0.5)  # let the idle start-up settle before the CPU snapshot
         cpu0 = {h.pid: h.cpu() for h in started}
         sandbox0, machine0 = process_cpu(ctx["sandbox_pid"]), machine_busy()
-        pg0 = backend_cpu("billing-consumer")
+        pg0 = backend_cpu()
         wall0 = time.time()
         for queue in BillingQueue.objects.filter(pk__in=queue_ids):
             if not publish_queue(queue):
                 raise RuntimeError("publish failed")
         done_at = wait_completed(queue_ids, timeout=180, processes=started)
-        pg1 = backend_cpu("billing-consumer")
+        pg1 = backend_cpu()
         cpu1 = {h.pid: h.cpu() for h in started}
         sandbox1, machine1 = process_cpu(ctx["sandbox_pid"]), machine_busy()
     sent = BillingContact.objects.filter(queue_id__in=queue_ids, status="sent").count()
@@ -619,7 +587,7 @@ def consumer_run(ctx: dict[str, Any], label: str, tenants: list[dict[str, Any]],
 
 def throughput_rounds(ctx: dict[str, Any], args: argparse.Namespace, throughput: list[dict[str, Any]],
                       bare_entry: dict[str, Any], bare_url: str, db_url: str, text: str) -> list[dict[str, Any]]:
-    """`--rounds` times, back to back: the bare loop, the 1-slot consumer, the N-slot consumer.
+    """`--rounds` times, back to back: the bare loop, the 1-thread consumer, the N-thread consumer.
     This VM's speed drifts by 2-3x within minutes (the bare loop alone measured 155-670 msgs/s
     in one morning), so a ratio is only meaningful between runs made a few seconds apart: each
     round gives its own ratios and the verdict takes their median."""
@@ -744,13 +712,13 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     two = runs.get(f"2x{concurrency}")
     out = {
         # Issue #6 counts consumers in processes ("messages/s with 1 and 2 consumer processes"):
-        # the target is judged for one process as deployed (its default slots), against the
+        # the target is judged for one process as deployed (its default sender threads), against the
         # single-threaded bare loop, each round's pair measured seconds apart.
         "rate_vs_bare_loop": {
-            "target": TARGET_RATIO_VS_BARE, "unit": f"1 consumer process x {concurrency} slots (the default)",
+            "target": TARGET_RATIO_VS_BARE, "unit": f"1 consumer process x {concurrency} sender threads (the default)",
             "measured": round(ratio, 3), "rounds": process_ratios,
             "result": "PASS" if ratio >= TARGET_RATIO_VS_BARE else "FAIL",
-            # for reading, not judged: one slot alone, and two processes
+            # for reading, not judged: one sender thread alone, and two processes
             "one_slot": {"measured": round(statistics.median(slot_ratios), 3), "rounds": slot_ratios},
             "two_processes": (round(two["messages_per_s"] / report["bare_loop"]["messages_per_s"], 3)
                               if two else None)},
@@ -794,11 +762,11 @@ def print_report(report: dict[str, Any]) -> None:
           f"{'':>11} | {'':>8} | {'':>8}")
     i = report["in_process"]
     worker_rate = 1000 / i["worker_ms_per_message"]
-    print(f"{'worker.run(), in-process, 1 thread':<34} | {str(i['repeat']) + '×' + str(i['contacts_per_run']):>15} | "
+    print(f"{'run_queue_here(), in-process, 1 thread':<34} | {str(i['repeat']) + '×' + str(i['contacts_per_run']):>15} | "
           f"{worker_rate:>7.1f} | {'py ' + format(i['worker_python_cpu_ms_per_message'], '.2f'):>12} | "
           f"{i['worker_postgres_cpu_ms_per_message']:>8.2f} | {'':>11} | {'':>8} | {'':>8}")
     for r in report["consumer_runs"]:
-        name = f"consumer {r['processes']} proc × {r['concurrency']} slot(s)"
+        name = f"consumer {r['processes']} proc × {r['concurrency']} thread(s)"
         print(f"{name:<34} | {str(r['queues']) + '×' + str(r['contacts_per_queue']):>15} | {r['messages_per_s']:>7.1f} | "
               f"{r['consumer_cpu_ms_per_message']:>12.2f} | {r['postgres_cpu_ms_per_message']:>8.2f} | "
               f"{r['sandbox_cpu_ms_per_message']:>11.2f} | {r['machine_busy_ms_per_message']:>8.2f} | "
@@ -806,19 +774,16 @@ def print_report(report: dict[str, Any]) -> None:
     print("(CPU columns: milliseconds per message; 'py' = this process's Python CPU; PG = the PostgreSQL backends "
           "serving the run; machine = every process on the box; box busy = cores busy during the run, ours and "
           "anyone else's)")
-    print(f"worker.run() in-process ÷ bare loop: {worker_rate / b['messages_per_s']:.2f}×")
+    print(f"run_queue_here() in-process ÷ bare loop: {worker_rate / b['messages_per_s']:.2f}×")
     s = i["statements"]
-    d, p = s["driver"], i["parking_worker"]["driver"]
+    d = s["driver"]
     print()
-    print(f"Per message, in-process worker on {s['messages']} contacts:")
+    print(f"Per message, in-process runner on {s['messages']} contacts:")
     print(f"  SQL statements (Django query log) ........ {s['django_statements_per_message']}  "
           f"({', '.join(f'{k} {v}' for k, v in s['statement_kinds_per_message'].items())})")
     print(f"  PostgreSQL round trips (driver) .......... {d['pg_round_trips']}  "
           f"({d['pg_statements']} statements + BEGIN/COMMIT of {d['pg_transactions']} transactions)")
     print(f"  Redis commands ........................... {d['redis_commands']}")
-    print(f"  consumer path (ParkingWorker+DbPermits) .. {p['pg_round_trips']} PG round trips "
-          f"({p['pg_statements']} statements), {p['pg_connects']} new connections, {p['redis_commands']} Redis, "
-          f"{i['parking_worker']['ms_per_message']:.2f} ms/msg")
     print(f"  time: worker {i['worker_ms_per_message']:.2f} ms, of which its own POSTs "
           f"{i['http_post_in_run_ms_per_message']:.2f} ms → overhead beside the HTTP call "
           f"{i['overhead_beside_own_http_ms']:.2f} ms")
@@ -848,7 +813,7 @@ def print_report(report: dict[str, Any]) -> None:
               f"{r['1x' + str(report['settings']['concurrency']) + '_msgs_per_s']:.1f} "
               f"({r['ratio_1x' + str(report['settings']['concurrency'])]:.2f}×)")
     print(f"target: {rate['unit']} ≥ {TARGET_RATIO_VS_BARE}× bare loop (1 thread), median of rounds .... "
-          f"{rate['measured']}×  {rate['result']}  (not judged: 1 slot {rate['one_slot']['measured']}×, "
+          f"{rate['measured']}×  {rate['result']}  (not judged: 1 thread {rate['one_slot']['measured']}×, "
           f"2 processes {rate['two_processes']}×)")
     print(f"target: worker overhead beside the HTTP call ≤ {TARGET_OVERHEAD_MS} ms .......... "
           f"{v['worker_overhead_ms']['measured']:.2f} ms  {v['worker_overhead_ms']['result']}  "
@@ -872,11 +837,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queues", type=int, default=8, help="Queues in the 1- and 2-process runs (one tenant each).")
     parser.add_argument("--contacts", type=int, default=250, help="Contacts per queue in those runs.")
-    parser.add_argument("--concurrency", type=int, default=4, help="Worker slots per consumer process in those runs.")
+    parser.add_argument("--concurrency", type=int, default=6,
+                        help="Sender threads per consumer process in those runs (the default: 6).")
     parser.add_argument("--single-contacts", type=int, default=500,
-                        help="Contacts of the 1-process × 1-slot run and of the bare loop.")
+                        help="Contacts of the 1-process × 1-thread run and of the bare loop.")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="Rounds of bare loop + 1-slot + N-slot consumer runs (median ratio judged).")
+                        help="Rounds of bare loop + 1-thread + N-thread consumer runs (median ratio judged).")
     parser.add_argument("--inproc-contacts", type=int, default=200, help="Contacts per in-process worker run.")
     parser.add_argument("--repeat", type=int, default=3, help="In-process worker/HTTP runs (median reported).")
     parser.add_argument("--latency-requests", type=int, default=30, help="POST-to-first-send samples.")

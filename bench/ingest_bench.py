@@ -226,6 +226,8 @@ def bench_environment(*, db_url: str, redis_url: str, rabbitmq_url: str, web_wor
         "ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
         "BILLING_IP_RATE_LIMIT_PER_MINUTE": "100000000",
+        # the sandbox listens on loopback: the provider address guard must allow it
+        "EVOLUTION_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "WEB_CONCURRENCY": str(web_workers),
     }
 
