@@ -164,6 +164,7 @@ def mark_watched(queue_id: object) -> None:
     from apps.common.redis_client import get_redis
 
     get_redis().zadd(WATCHERS_KEY, {str(queue_id): time.time() + WATCH_SECONDS})
+    watched.add(str(queue_id))  # this process knows at once; the others within a second
 
 
 class _Watched:
@@ -195,6 +196,11 @@ class _Watched:
                              for member in client.zrangebyscore(WATCHERS_KEY, time.time(), "+inf"))
         except Exception:  # noqa: BLE001 - Redis down: push as if watched (never raises)
             return None
+
+    def add(self, queue_id: str) -> None:
+        with self._lock:
+            if self._ids is not None:
+                self._ids = self._ids | {queue_id}
 
     def clear(self) -> None:
         with self._lock:
