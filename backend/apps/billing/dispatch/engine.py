@@ -33,7 +33,7 @@ from apps.billing.dispatch import consumer_registry
 from apps.billing.dispatch.queue_runner import DispatchContext, QueueRunner, Step
 from apps.billing.dispatch.scheduler import Entry, Scheduler
 from apps.billing.services import queue_lease
-from apps.common.db_connections import release_connection
+from apps.common.db_connections import release_idle_connection
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class DispatchEngine:
             try:
                 consumer_registry.unregister(self.holder)
             finally:
-                release_connection()
+                release_idle_connection()
         return drained
 
     # ------------------------------------------------------------------ queues
@@ -195,7 +195,7 @@ class DispatchEngine:
         while True:
             entry = self.scheduler.take(timeout=0)
             if entry is None:
-                release_connection()  # nothing due now: hold no connection while idle
+                release_idle_connection()  # nothing due now: hold no connection while idle
                 entry = self.scheduler.take(timeout=IDLE_WAIT_SECONDS)
                 if entry is None:
                     if self.scheduler.closed:
@@ -215,5 +215,5 @@ class DispatchEngine:
             except Exception:  # noqa: BLE001 - a database blip: the next beat tries again
                 logger.warning("billing consumer heartbeat failed", exc_info=True)
             finally:
-                release_connection()
+                release_idle_connection()
         connection.close()

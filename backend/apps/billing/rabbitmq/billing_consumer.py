@@ -42,7 +42,7 @@ from apps.billing.dispatch import control
 from apps.billing.dispatch.consumer_registry import new_consumer_id
 from apps.billing.dispatch.engine import DispatchEngine
 from apps.billing.dispatch.queue_runner import QueueRunner
-from apps.common.db_connections import release_connection
+from apps.common.db_connections import release_idle_connection
 
 from .billing_publisher import publish_queue
 from .messages import BillingMessage, PoisonMessage
@@ -82,7 +82,7 @@ def _in_thread(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     finally:
-        release_connection()
+        release_idle_connection()
 
 
 # ---------------------------------------------------------------------------------- the consumer
