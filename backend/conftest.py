@@ -14,13 +14,21 @@ free loopback port (one process per test session, reset before each test). It yi
 `webhook_receiver`: a local HTTP server recording the webhooks sent to `.url`
 (`.events("messages.update")`, `.wait_for(3, "messages.update")`).
 
+`private_redis`: a `redis-server` of the test's own on a free port, `settings.REDIS_URL` pointed
+at it, that the test may `.stop()` and `.start()` again (the shared Redis serves everybody
+else's tests and must never be stopped).
+
 `sandbox_whatsapp_instance`: a saved Tenant + WhatsAppInstance whose provider is a fresh
 sandbox instance (`.sandbox` holds the sandbox side). `make_sandbox_whatsapp_instance(**options)`
 makes more, passing sandbox options (e.g. `api_version="v1"`).
 """
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -79,3 +87,60 @@ def sandbox_whatsapp_instance(make_sandbox_whatsapp_instance: Callable[..., Any]
 def webhook_receiver():
     with WebhookReceiver() as receiver:
         yield receiver
+
+
+class PrivateRedis:
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("private redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis(settings) -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    settings.REDIS_URL = server.url
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_redis(settings) -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    settings.REDIS_URL = server.url
+    try:
+        yield server
+    finally:
+        server.stop()
