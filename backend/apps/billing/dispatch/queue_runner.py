@@ -168,14 +168,14 @@ class QueueRunner:
         if self.instance is not None:
             self.client = EvolutionAPIService(self.instance)
             self.pace_key = pace_key(self.instance)
-            self.lane_instances = list(WhatsAppInstance.objects.filter(
-                base_url=self.instance.base_url, instance_name=self.instance.instance_name).values_list("pk", flat=True))
+            self._switches = (self.instance.is_active, self.tenant.is_active)  # just read: fresh
+            self._switches_read_at = self.ctx.monotonic()
         else:
             self.pace_key = f"queue:{self.queue_id}"  # a lane of its own; the first step stops it
-            self.lane_instances = []
         self.loaded = True
-        _, unconfirmed, earliest = queue_lease.unsent_summary(self.queue_id)
-        if unconfirmed:  # left by an earlier lease (interrupted) or an answer that may mean "sent"
+        # A queue's first run has no unconfirmed contact; a later lease may inherit some (an
+        # interrupted send, an answer that may mean "sent"): settle them first.
+        if not self.lease.first_start and queue_lease.unsent_summary(self.queue_id)[1]:
             self._reconcile_at = self.ctx.monotonic()
         logger.info("billing queue taken", extra=self._log_context())
         if self.lease.first_start:
@@ -321,8 +321,11 @@ class QueueRunner:
         answer = acquire_send_slot(self.pace_key, interval, tolerance_seconds=PACE_TOLERANCE)
         if answer.unknown:
             # Redis lost this number's pace (restart, flush) or never had it: PostgreSQL says
-            # when it last sent, so the first send now cannot come too soon after it.
-            last = queue_lease.last_sent_at(self.lane_instances)
+            # when it last sent (through any instance row pointing at the same number), so the
+            # first send now cannot come too soon after it.
+            lane = WhatsAppInstance.objects.filter(base_url=self.instance.base_url,
+                                                   instance_name=self.instance.instance_name).values_list("pk", flat=True)
+            last = queue_lease.last_sent_at(list(lane))
             seed = (last.timestamp() + interval) if last is not None else 0.0
             answer = acquire_send_slot(self.pace_key, interval, tolerance_seconds=PACE_TOLERANCE,
                                        seed_epoch_seconds=seed)
