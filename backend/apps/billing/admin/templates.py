@@ -16,6 +16,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin, percent
 from apps.billing.constants import MAX_ACTIVE_VARIATIONS, TemplateType
 from apps.billing.models import BillingTemplate, BillingTemplateVariation
@@ -119,6 +121,24 @@ class BillingTemplateAdmin(BillingTenantAdmin):
         if obj is not None:
             readonly.append("template_type")  # campaigns copy it; changing it would split them
         return readonly
+
+    # ------------------------------------------------------------------ audit trail
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        changed_variations = sum(len(fs.new_objects) + len(fs.changed_objects) + len(fs.deleted_objects)
+                                 for fs in formsets)
+        audit_change(request, tenant=form.instance.tenant_id, action=AuditAction.TEMPLATE_SAVED, obj=form.instance,
+                     details={"created": not change, "fields": sorted(form.changed_data),
+                              "variations_changed": changed_variations})
+
+    def delete_model(self, request: HttpRequest, obj: BillingTemplate) -> None:
+        audit_change(request, tenant=obj.tenant_id, action=AuditAction.TEMPLATE_DELETED, obj=obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[BillingTemplate]) -> None:
+        for template in queryset:
+            audit_change(request, tenant=template.tenant_id, action=AuditAction.TEMPLATE_DELETED, obj=template)
+        super().delete_queryset(request, queryset)
 
     @admin.display(description="active variations", ordering="active_variation_count")
     def active_variations(self, obj: BillingTemplate) -> str:

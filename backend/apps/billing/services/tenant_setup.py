@@ -10,6 +10,8 @@ from datetime import time
 from django.db import transaction
 from django.utils.text import slugify
 
+from apps.audit.models import AuditAction
+from apps.audit.services import Actor, record_event
 from apps.billing.constants import RotationStrategy, TemplateType
 from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate, BillingTemplateVariation
 from apps.billing.utils.default_templates import DEFAULT_TEMPLATES
@@ -87,6 +89,7 @@ def setup_tenant(
     *, name: str, slug: str | None = None, timezone: str | None = None, evolution_url: str | None = None,
     evolution_api_key: str | None = None, instance_name: str | None = None, messages_per_minute: int | None = None,
     business_hours: list[tuple[int, time, time]] | None = None, key_name: str = "setup",
+    creditor_legal_name: str | None = None, creditor_document: str | None = None,
 ) -> TenantSetupResult:
     slug = slug or slugify(name)[:100] or "tenant"
     tenant, created = Tenant.objects.get_or_create(slug=slug, defaults={"name": name})
@@ -97,6 +100,10 @@ def setup_tenant(
     if timezone and tenant.timezone != timezone:
         tenant.timezone = timezone
         changed.append("timezone")
+    for field, value in (("creditor_legal_name", creditor_legal_name), ("creditor_document", creditor_document)):
+        if value and getattr(tenant, field) != value:
+            setattr(tenant, field, value)
+            changed.append(field)
     if changed:
         tenant.full_clean()
         tenant.save(update_fields=[*changed, "updated_at"])
@@ -133,6 +140,8 @@ def setup_tenant(
         _ensure_default_template(tenant, template_type, texts)
 
     api_key, raw = BillingAPIKey.issue(tenant=tenant, name=key_name)
+    record_event(actor=Actor.command("billing_setup_tenant"), tenant_id=tenant.pk, action=AuditAction.API_KEY_ISSUED,
+                 obj=api_key)
     bump_config_version(tenant.pk)  # after the commit: the API's tenant caches rebuild
     return TenantSetupResult(tenant, instance, config, api_key, raw, created)
 

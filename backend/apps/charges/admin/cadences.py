@@ -3,10 +3,16 @@ preview of the dates each step would go out for a charge due today, on the tenan
 (closed days move a step to the next business day)."""
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html_join
 
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin
 from apps.billing.utils.formatting import format_date
 from apps.charges.models import Cadence, CadenceStep
@@ -51,6 +57,20 @@ class CadenceAdmin(BillingTenantAdmin):
     list_filter = ["tenant"]
     search_fields = ["name"]
     readonly_fields = ["dates_for_a_charge_due_today", "created_at", "updated_at"]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        audit_change(request, tenant=form.instance.tenant_id, action=AuditAction.CADENCE_SAVED, obj=form.instance,
+                     details={"created": not change, "fields": sorted(form.changed_data)})
+
+    def delete_model(self, request: HttpRequest, obj: Cadence) -> None:
+        audit_change(request, tenant=obj.tenant_id, action=AuditAction.CADENCE_DELETED, obj=obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Cadence]) -> None:
+        for cadence in queryset:
+            audit_change(request, tenant=cadence.tenant_id, action=AuditAction.CADENCE_DELETED, obj=cadence)
+        super().delete_queryset(request, queryset)
 
     @admin.display(description="steps")
     def steps_summary(self, obj: Cadence) -> str:
