@@ -22,7 +22,7 @@ CREDITOR_VARIABLES = ("creditor_name", "creditor_document")
 COLLECTION_TYPES = frozenset({"overdue", "upcoming"})
 MISSING_CREDITOR_MESSAGE = (
     "Uma mensagem de cobrança precisa identificar o credor: inclua {{creditor_name}} e "
-    "{{creditor_document}} (razão social e CPF/CNPJ, dos dados do cliente) fora de blocos condicionais."
+    "{{creditor_document}} fora de blocos condicionais (razão social e CPF/CNPJ do credor, do cadastro do cliente)."
 )
 
 

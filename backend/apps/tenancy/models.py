@@ -39,7 +39,7 @@ class Tenant(models.Model):
         max_length=200, blank=True, help_text="Razão social (or the person's full name) of the creditor."
     )
     creditor_document = models.CharField(
-        max_length=14, blank=True, help_text="CPF or CNPJ of the creditor (check digits validated; stored as digits)."
+        max_length=18, blank=True, help_text="CPF or CNPJ of the creditor (check digits validated; stored as digits)."
     )
 
     # LGPD: the tenant is the controller; these are its records for this processing.

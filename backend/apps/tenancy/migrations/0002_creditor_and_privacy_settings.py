@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='tenant',
             name='creditor_document',
-            field=models.CharField(blank=True, help_text='CPF or CNPJ of the creditor (check digits validated; stored as digits).', max_length=14),
+            field=models.CharField(blank=True, help_text='CPF or CNPJ of the creditor (check digits validated; stored as digits).', max_length=18),
         ),
         migrations.AddField(
             model_name='tenant',
