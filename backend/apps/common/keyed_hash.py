@@ -12,7 +12,6 @@ gone), so its opt-out would stop matching. `purpose` separates the uses (domain 
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 
 from django.conf import settings

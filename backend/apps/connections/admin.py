@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.audit.models import AuditAction
+from apps.audit.admin_mixins import AuditedDeletesMixin
 from apps.audit.services import audit_change
 from apps.common.admin import TenantScopedAdmin
 from apps.common.encrypted_fields import mask_secret
@@ -44,10 +45,11 @@ class WhatsAppInstanceForm(forms.ModelForm):
 
 
 @admin.register(WhatsAppInstance)
-class WhatsAppInstanceAdmin(TenantScopedAdmin):
+class WhatsAppInstanceAdmin(AuditedDeletesMixin, TenantScopedAdmin):
     """Tenant staff see and edit their instances, but the provider URL (where our servers
     connect) is the operator's: only superusers set it, so only they add instances. An instance
     that open queues still send through cannot be deleted."""
+    audit_deleted_action = AuditAction.INSTANCE_DELETED
 
     form = WhatsAppInstanceForm
     exclude = ["webhook_secret"]
@@ -83,15 +85,6 @@ class WhatsAppInstanceAdmin(TenantScopedAdmin):
                          *(["api_key"] if form.data.get("api_key") else [])})
         audit_change(request, tenant=obj.tenant_id, action=AuditAction.INSTANCE_SAVED, obj=obj,
                      details={"created": not change, "fields": fields})
-
-    def delete_model(self, request: HttpRequest, obj: WhatsAppInstance) -> None:
-        audit_change(request, tenant=obj.tenant_id, action=AuditAction.INSTANCE_DELETED, obj=obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for instance in queryset:
-            audit_change(request, tenant=instance.tenant_id, action=AuditAction.INSTANCE_DELETED, obj=instance)
-        super().delete_queryset(request, queryset)
 
     @admin.action(description="Clear the attention flag (a person has looked)")
     def clear_attention_flag(self, request: HttpRequest, queryset: QuerySet) -> None:

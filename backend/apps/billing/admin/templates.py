@@ -17,6 +17,7 @@ from django.urls import path
 from django.utils.html import format_html, format_html_join
 
 from apps.audit.models import AuditAction
+from apps.audit.admin_mixins import AuditedDeletesMixin
 from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin, percent
 from apps.billing.constants import MAX_ACTIVE_VARIATIONS, TemplateType
@@ -101,7 +102,8 @@ class BillingTemplateForm(forms.ModelForm):
 
 
 @admin.register(BillingTemplate)
-class BillingTemplateAdmin(BillingTenantAdmin):
+class BillingTemplateAdmin(AuditedDeletesMixin, BillingTenantAdmin):
+    audit_deleted_action = AuditAction.TEMPLATE_DELETED
     form = BillingTemplateForm
     inlines = [VariationInline]
     list_display = ["name", "tenant", "template_type", "rotation_strategy", "is_default", "is_active",
@@ -130,15 +132,6 @@ class BillingTemplateAdmin(BillingTenantAdmin):
         audit_change(request, tenant=form.instance.tenant_id, action=AuditAction.TEMPLATE_SAVED, obj=form.instance,
                      details={"created": not change, "fields": sorted(form.changed_data),
                               "variations_changed": changed_variations})
-
-    def delete_model(self, request: HttpRequest, obj: BillingTemplate) -> None:
-        audit_change(request, tenant=obj.tenant_id, action=AuditAction.TEMPLATE_DELETED, obj=obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[BillingTemplate]) -> None:
-        for template in queryset:
-            audit_change(request, tenant=template.tenant_id, action=AuditAction.TEMPLATE_DELETED, obj=template)
-        super().delete_queryset(request, queryset)
 
     @admin.display(description="active variations", ordering="active_variation_count")
     def active_variations(self, obj: BillingTemplate) -> str:

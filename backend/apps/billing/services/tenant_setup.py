@@ -26,6 +26,7 @@ DEFAULT_TEMPLATE_NAMES = {
     TemplateType.UPCOMING: "Lembrete padrão",
     TemplateType.NOTIFICATION: "Aviso padrão",
 }
+OPERATOR = Actor.command("billing_setup_tenant")  # who the audit trail names for this service's changes
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -110,12 +111,14 @@ def setup_tenant(
 
     instance = None
     if evolution_url and instance_name:
-        instance, _ = WhatsAppInstance.objects.update_or_create(
+        instance, instance_created = WhatsAppInstance.objects.update_or_create(
             tenant=tenant, name=instance_name,
             defaults={"base_url": evolution_url.rstrip("/"), "instance_name": instance_name, "is_active": True,
                       **({"api_key": evolution_api_key} if evolution_api_key else {})},
         )
         instance.full_clean()
+        record_event(actor=OPERATOR, tenant_id=tenant.pk, action=AuditAction.INSTANCE_SAVED, obj=instance,
+                     details={"created": instance_created, "api_key_given": bool(evolution_api_key)})
 
     config = BillingConfig.for_tenant(tenant)
     if instance is not None:
@@ -140,8 +143,7 @@ def setup_tenant(
         _ensure_default_template(tenant, template_type, texts)
 
     api_key, raw = BillingAPIKey.issue(tenant=tenant, name=key_name)
-    record_event(actor=Actor.command("billing_setup_tenant"), tenant_id=tenant.pk, action=AuditAction.API_KEY_ISSUED,
-                 obj=api_key)
+    record_event(actor=OPERATOR, tenant_id=tenant.pk, action=AuditAction.API_KEY_ISSUED, obj=api_key)
     bump_config_version(tenant.pk)  # after the commit: the API's tenant caches rebuild
     return TenantSetupResult(tenant, instance, config, api_key, raw, created)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html_join
 
 from apps.audit.models import AuditAction
+from apps.audit.admin_mixins import AuditedDeletesMixin
 from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin
 from apps.billing.utils.formatting import format_date
@@ -51,7 +51,8 @@ def _day(day) -> str:
 
 
 @admin.register(Cadence)
-class CadenceAdmin(BillingTenantAdmin):
+class CadenceAdmin(AuditedDeletesMixin, BillingTenantAdmin):
+    audit_deleted_action = AuditAction.CADENCE_DELETED
     inlines = [CadenceStepInline]
     list_display = ["name", "tenant", "steps_summary", "updated_at"]
     list_filter = ["tenant"]
@@ -62,15 +63,6 @@ class CadenceAdmin(BillingTenantAdmin):
         super().save_related(request, form, formsets, change)
         audit_change(request, tenant=form.instance.tenant_id, action=AuditAction.CADENCE_SAVED, obj=form.instance,
                      details={"created": not change, "fields": sorted(form.changed_data)})
-
-    def delete_model(self, request: HttpRequest, obj: Cadence) -> None:
-        audit_change(request, tenant=obj.tenant_id, action=AuditAction.CADENCE_DELETED, obj=obj)
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Cadence]) -> None:
-        for cadence in queryset:
-            audit_change(request, tenant=cadence.tenant_id, action=AuditAction.CADENCE_DELETED, obj=cadence)
-        super().delete_queryset(request, queryset)
 
     @admin.display(description="steps")
     def steps_summary(self, obj: Cadence) -> str:
