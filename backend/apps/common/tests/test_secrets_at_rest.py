@@ -128,3 +128,12 @@ def test_the_migrations_encrypt_rows_written_in_clear_before_them():
     instance = WhatsAppInstance.objects.get(pk=instance_id)
     assert (instance.api_key, instance.webhook_secret) == (PROVIDER_KEY, "legacy-secret-0123456789")
     assert authenticate_webhook(token="legacy-secret-0123456789", authorization=None).pk == instance_id
+
+
+def test_the_deploy_check_asks_for_both_keys(settings):
+    from apps.common.checks import data_protection_keys
+
+    settings.FIELD_ENCRYPTION_KEYS, settings.PERSONAL_DATA_HASH_KEY = [], ""
+    assert {w.id for w in data_protection_keys(None)} == {"common.W001", "common.W002"}
+    settings.FIELD_ENCRYPTION_KEYS, settings.PERSONAL_DATA_HASH_KEY = [Fernet.generate_key().decode()], "k" * 40
+    assert data_protection_keys(None) == []
