@@ -47,6 +47,7 @@ METRICS_PORT=9101 start consumer "$PY" manage.py run_billing_consumer
 METRICS_PORT=9102 start periodic "$PY" manage.py run_billing_periodic_tasks
 METRICS_PORT=9103 start callbacks "$PY" manage.py run_billing_callbacks
 METRICS_PORT=9104 start charges "$PY" manage.py run_charges_periodic
+METRICS_PORT=9105 start retention "$PY" manage.py run_privacy_retention
 
 for _ in $(seq 1 120); do
   curl -fsS "http://127.0.0.1:$BILLING_WEB_PORT/healthz" >/dev/null 2>&1 \
@@ -66,7 +67,7 @@ cat <<MSG
     admin     http://127.0.0.1:$BILLING_WEB_PORT/admin/      user admin, password admin
     API docs  http://127.0.0.1:$BILLING_WEB_PORT/api/v1/billing/docs/
     sandbox   http://127.0.0.1:$BILLING_SANDBOX_PORT/        (fake WhatsApp provider; messages: /_sandbox/messages)
-    metrics   http://127.0.0.1:$BILLING_WEB_PORT/metrics (web), :9101/metrics (consumer), :9102/metrics (periodic), :9103/metrics (callbacks), :9104/metrics (charges)
+    metrics   http://127.0.0.1:$BILLING_WEB_PORT/metrics (web), :9101/metrics (consumer), :9102/metrics (periodic), :9103/metrics (callbacks), :9104/metrics (charges), :9105/metrics (retention)
     ready     http://127.0.0.1:$BILLING_WEB_PORT/readyz
 
   Send a first request (notifications go out 24/7; overdue/upcoming only in business hours):

@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "apps.campaigns",
     "apps.charges",  # before billing: its billing_setup_tenant extends billing's
     "apps.billing",
+    "apps.audit",
+    "apps.privacy",
     "apps.evolution_sandbox",
 ]
 
@@ -371,6 +373,14 @@ BILLING_CALLBACK_GIVE_UP_HOURS = env_float("BILLING_CALLBACK_GIVE_UP_HOURS", 24.
 BILLING_CALLBACK_BATCH_SECONDS = env_float("BILLING_CALLBACK_BATCH_SECONDS", 10.0)  # per-contact events gather
 BILLING_CALLBACK_BATCH_MAX = env_int("BILLING_CALLBACK_BATCH_MAX", 100)  # events per batch delivery
 BILLING_CALLBACK_USER_AGENT = env_str("BILLING_CALLBACK_USER_AGENT", "billing-messaging/1.0 (callbacks)")
+
+# --------------------------------------------------------------------------- data protection
+# See docs/security.md ("Secrets at rest", "LGPD"). Fernet keys for stored secrets, newest
+# first (rotate with `manage.py rotate_field_encryption`); the HMAC key that keeps an erased
+# phone's opt-out and looks webhook secrets up: set it once, never change it. Both default to
+# keys derived from SECRET_KEY for local runs; `check --deploy` warns until they are set.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+PERSONAL_DATA_HASH_KEY = env_str("PERSONAL_DATA_HASH_KEY")
 
 # --------------------------------------------------------------------------- observability
 # Metrics, health and real-time progress; see docs/operations.md ("Metrics", "Health").

@@ -13,6 +13,10 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 # private provider hosts (EVOLUTION_ALLOWED_NETWORKS) names it, as a local run does. Set in the
 # environment so the consumer and periodic processes the tests start inherit it.
 os.environ.setdefault("EVOLUTION_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+# Keys for secrets at rest and erased phones' hashes: fixed test values in the environment, so
+# the consumer processes the tests start (with a SECRET_KEY of their own) read the same rows.
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5ISE=")
+os.environ.setdefault("PERSONAL_DATA_HASH_KEY", "test-only-personal-data-hash-key")
 
 from .settings import *  # noqa: E402,F401,F403
 

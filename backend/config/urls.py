@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/billing/", include("apps.billing.urls")),
     path("api/v1/billing/", include("apps.charges.urls")),
+    path("api/v1/billing/", include("apps.privacy.urls")),
 ]
 
 handler404 = "apps.common.views.api_not_found"

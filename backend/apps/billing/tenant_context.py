@@ -30,6 +30,7 @@ from django.conf import settings
 from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate
 from apps.billing.utils.date_calculator import BillingDateCalculator
 from apps.billing.utils.template_engine import BillingTemplateEngine
+from apps.tenancy.creditor import CREDITOR_VARIABLES
 from apps.chat.services import BusinessHoursService
 from apps.chat.services.business_hours import WeeklySchedule
 from apps.common.config_version import bump_config_version, ensure_config_version, version_key
@@ -38,7 +39,7 @@ from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Tenant
 
 # Names the date calculator fills in for every contact: a template may use them freely.
-ENRICHED_VARIABLES = frozenset(BillingDateCalculator.COMPUTED_KEYS)
+ENRICHED_VARIABLES = frozenset(BillingDateCalculator.COMPUTED_KEYS) | frozenset(CREDITOR_VARIABLES)  # the worker adds them
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services import Actor
 from apps.common.exceptions import ApplicationError
 
 from . import api_docs
@@ -104,7 +105,7 @@ class QueueControlView(BillingAPIView):
         queue = queue_get(tenant=request.auth.tenant, queue_id=queue_id)
         serializer = QueueControlSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        queue = queue_control(queue=queue, action=serializer.validated_data["action"])
+        queue = queue_control(queue=queue, action=serializer.validated_data["action"], actor=Actor.of_request(request))
         queue.eta_value = queue_eta(queue, context=request.tenant_context)
         return Response(QueueStatusSerializer(queue).data)
 

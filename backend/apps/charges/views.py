@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.audit.services import Actor
 from apps.billing.constants import TemplateType
 from apps.billing.views import BillingAPIView
 from apps.billing.views import ContactPagination as ChargePagination  # by id, 100 a page, up to 1000
@@ -133,7 +134,8 @@ class CadencesView(BillingAPIView):
         serializer = CadenceInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         cadence = cadence_create(tenant=request.auth.tenant, name=serializer.validated_data["name"],
-                                 steps=serializer.step_specs(), default=serializer.validated_data["default"])
+                                 steps=serializer.step_specs(), default=serializer.validated_data["default"],
+                                 actor=Actor.of_request(request))
         return Response(CadenceSerializer(cadence, context=_cadence_context(request)).data, status=201)
 
 
@@ -154,14 +156,14 @@ class CadenceDetailView(BillingAPIView):
         serializer.is_valid(raise_exception=True)
         cadence = cadence_replace(cadence=cadence, steps=serializer.step_specs(),
                                   default=serializer.validated_data["default"],
-                                  new_name=serializer.validated_data.get("name"))
+                                  new_name=serializer.validated_data.get("name"), actor=Actor.of_request(request))
         return Response(CadenceSerializer(cadence, context=_cadence_context(request)).data)
 
     @extend_schema(operation_id="cadence_delete", summary="Delete a cadence no open charge follows",
                    tags=["cadences"], responses={204: None, **api_docs.ERRORS_CADENCE_DELETE})
     def delete(self, request: Request, name: str) -> Response:
         require_collection_key(request)
-        cadence_delete(cadence=cadence_get(tenant=request.auth.tenant, name=name))
+        cadence_delete(cadence=cadence_get(tenant=request.auth.tenant, name=name), actor=Actor.of_request(request))
         return Response(status=204)
 
 

@@ -13,6 +13,12 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     readonly_fields = ["id", "created_at", "updated_at"]
     prepopulated_fields = {"slug": ["name"]}
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "timezone", "is_active"]}),
+        ("Creditor (printed by every collection message)", {"fields": ["creditor_legal_name", "creditor_document"]}),
+        ("Personal data (LGPD)", {"fields": ["legal_basis", "legal_basis_notes", "privacy_contact", "retention_days"]}),
+        ("Record", {"fields": ["id", "created_at", "updated_at"]}),
+    ]
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)

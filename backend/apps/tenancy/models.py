@@ -6,12 +6,23 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from .creditor import clean_document
 
 
 def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"Unknown time zone {value!r}", code="invalid_timezone")
+
+
+class LegalBasis(models.TextChoices):
+    CREDIT_PROTECTION = "credit_protection", "Proteção do crédito (art. 7, X)"
+    CONTRACT = "contract", "Execução de contrato (art. 7, V)"
+    LEGITIMATE_INTEREST = "legitimate_interest", "Legítimo interesse (art. 7, IX)"
+    CONSENT = "consent", "Consentimento (art. 7, I)"
+    LEGAL_OBLIGATION = "legal_obligation", "Obrigação legal (art. 7, II)"
 
 
 class Tenant(models.Model):
@@ -22,14 +33,52 @@ class Tenant(models.Model):
         max_length=64, default=settings.DEFAULT_TENANT_TIMEZONE, validators=[validate_timezone]
     )
     is_active = models.BooleanField(default=True)
+
+    # Creditor identification (CDC art. 42-A): printed by every collection message.
+    creditor_legal_name = models.CharField(
+        max_length=200, blank=True, help_text="Razão social (or the person's full name) of the creditor."
+    )
+    creditor_document = models.CharField(
+        max_length=18, blank=True, help_text="CPF or CNPJ of the creditor (check digits validated; stored as digits)."
+    )
+
+    # LGPD: the tenant is the controller; these are its records for this processing.
+    legal_basis = models.CharField(
+        max_length=30, choices=LegalBasis.choices, default=LegalBasis.CREDIT_PROTECTION,
+        help_text="Legal basis (LGPD art. 7) for messaging these customers.",
+    )
+    legal_basis_notes = models.TextField(
+        blank=True, help_text="Why the basis applies (e.g. the contract or the legitimate-interest assessment)."
+    )
+    privacy_contact = models.CharField(
+        max_length=200, blank=True, help_text="The controller's data-protection officer (encarregado) or channel."
+    )
+    retention_days = models.PositiveIntegerField(
+        default=180, validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Days message texts, rendered messages, variables and reply texts are kept (then removed).",
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(retention_days__gte=1), name="tenant_retention_positive"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if self.creditor_document:
+            try:
+                self.creditor_document = clean_document(self.creditor_document)
+            except ValidationError as exc:
+                raise ValidationError({"creditor_document": exc}) from None
+        if bool(self.creditor_legal_name.strip()) != bool(self.creditor_document):
+            raise ValidationError("Informe a razão social e o CPF/CNPJ do credor juntos.", code="incomplete_creditor")
 
     @property
     def tzinfo(self) -> zoneinfo.ZoneInfo:

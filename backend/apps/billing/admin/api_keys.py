@@ -18,6 +18,8 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin
 from apps.billing.constants import TemplateType
 from apps.billing.models import BillingAPIKey
@@ -109,6 +111,9 @@ class BillingAPIKeyAdmin(BillingTenantAdmin):
         if not change:
             setattr(request, _ISSUED_KEY_ATTR, obj.assign_new_secret())
         super().save_model(request, obj, form, change)
+        audit_change(request, tenant=obj.tenant_id, obj=obj,
+                     action=AuditAction.API_KEY_CHANGED if change else AuditAction.API_KEY_ISSUED,
+                     details={"fields": sorted(form.changed_data)} if change else None)
 
     def response_add(self, request: HttpRequest, obj: BillingAPIKey, post_url_continue: str | None = None):
         raw_key = getattr(request, _ISSUED_KEY_ATTR, None)
@@ -135,6 +140,7 @@ class BillingAPIKeyAdmin(BillingTenantAdmin):
         count = 0
         for key in queryset.filter(revoked_at__isnull=True):
             key.revoke(now)
+            audit_change(request, tenant=key.tenant_id, action=AuditAction.API_KEY_REVOKED, obj=key)
             count += 1
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
@@ -155,6 +161,7 @@ class BillingAPIKeyAdmin(BillingTenantAdmin):
             raise PermissionDenied
         if key.revoked_at is None:
             key.revoke()
+            audit_change(request, tenant=key.tenant_id, action=AuditAction.API_KEY_REVOKED, obj=key)
             self.log_change(request, key, [{"changed": {"fields": ["revoked_at", "is_active"]}}])
             self.message_user(request, f"Key {key.display_prefix} revoked.", messages.SUCCESS)
         return HttpResponseRedirect(

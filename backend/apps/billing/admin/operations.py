@@ -7,8 +7,13 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from django.template.response import TemplateResponse
+
 from apps.billing.admin.base import BillingTenantAdmin, ViewOnlyMixin
 from apps.billing.models import BillingCampaign, BillingConfig, BillingContact, BillingQueue
+from apps.audit.models import AuditAction
+from apps.audit.services import audit_change
+from apps.common.encrypted_fields import mask_secret
 
 
 @admin.register(BillingConfig)
@@ -17,7 +22,7 @@ class BillingConfigAdmin(BillingTenantAdmin):
                     "business_hours_upcoming", "business_hours_notification", "default_instance", "updated_at"]
     list_filter = ["tenant"]
     list_select_related = ["tenant", "default_instance"]
-    readonly_fields = ["callback_secret", "created_at", "updated_at"]
+    readonly_fields = ["callback_secret_hint", "created_at", "updated_at"]
     actions = ["regenerate_callback_secret"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
@@ -27,7 +32,7 @@ class BillingConfigAdmin(BillingTenantAdmin):
                                            "api_rate_limit_per_minute"]}),
         ("Business hours", {"fields": ["business_hours_overdue", "business_hours_upcoming",
                                        "business_hours_notification"]}),
-        ("Callbacks", {"fields": ["callback_url", "callback_secret", "callback_contact_events"]}),
+        ("Callbacks", {"fields": ["callback_url", "callback_secret_hint", "callback_contact_events"]}),
         ("Opt-out (LGPD)", {"fields": ["opt_out_confirmation"]}),
         ("Worker", {"fields": ["stale_threshold_seconds", "health_cache_seconds", "created_at", "updated_at"]}),
     ]
@@ -38,11 +43,24 @@ class BillingConfigAdmin(BillingTenantAdmin):
             return fieldsets
         return [(title, {**opts, "fields": [f for f in opts["fields"] if f != "tenant"]}) for title, opts in fieldsets]
 
+    @admin.display(description="callback secret")
+    def callback_secret_hint(self, obj: BillingConfig) -> str:
+        """Stored encrypted and never shown back in full: regenerate it to see a new one once."""
+        return mask_secret(obj.callback_secret)
+
     @admin.action(description="Regenerate callback secret", permissions=["change"])
-    def regenerate_callback_secret(self, request: HttpRequest, queryset: QuerySet[BillingConfig]) -> None:
-        for config in queryset:
+    def regenerate_callback_secret(self, request: HttpRequest, queryset: QuerySet[BillingConfig]) -> TemplateResponse:
+        """The new secrets are shown once, on the page that answers the action (not in messages,
+        which may live in a cookie)."""
+        configs = list(queryset.select_related("tenant"))
+        for config in configs:
             config.regenerate_callback_secret()
-        self.message_user(request, "New callback secret(s) generated; update the receiving systems.", messages.SUCCESS)
+            audit_change(request, tenant=config.tenant, action=AuditAction.CALLBACK_SECRET_REGENERATED, obj=config)
+        context = {**self.admin_site.each_context(request), "title": "New callback secrets", "opts": self.opts,
+                   "configs": configs}
+        response = TemplateResponse(request, "admin/billing/billingconfig/secrets_issued.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 @admin.register(BillingCampaign)

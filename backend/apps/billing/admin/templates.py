@@ -16,6 +16,9 @@ from django.shortcuts import get_object_or_404
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from apps.audit.models import AuditAction
+from apps.audit.admin_mixins import AuditedDeletesMixin
+from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin, percent
 from apps.billing.constants import MAX_ACTIVE_VARIATIONS, TemplateType
 from apps.billing.models import BillingTemplate, BillingTemplateVariation
@@ -99,7 +102,8 @@ class BillingTemplateForm(forms.ModelForm):
 
 
 @admin.register(BillingTemplate)
-class BillingTemplateAdmin(BillingTenantAdmin):
+class BillingTemplateAdmin(AuditedDeletesMixin, BillingTenantAdmin):
+    audit_deleted_action = AuditAction.TEMPLATE_DELETED
     form = BillingTemplateForm
     inlines = [VariationInline]
     list_display = ["name", "tenant", "template_type", "rotation_strategy", "is_default", "is_active",
@@ -119,6 +123,15 @@ class BillingTemplateAdmin(BillingTenantAdmin):
         if obj is not None:
             readonly.append("template_type")  # campaigns copy it; changing it would split them
         return readonly
+
+    # ------------------------------------------------------------------ audit trail
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        changed_variations = sum(len(fs.new_objects) + len(fs.changed_objects) + len(fs.deleted_objects)
+                                 for fs in formsets)
+        audit_change(request, tenant=form.instance.tenant_id, action=AuditAction.TEMPLATE_SAVED, obj=form.instance,
+                     details={"created": not change, "fields": sorted(form.changed_data),
+                              "variations_changed": changed_variations})
 
     @admin.display(description="active variations", ordering="active_variation_count")
     def active_variations(self, obj: BillingTemplate) -> str:

@@ -52,6 +52,7 @@ from apps.billing.services.queue_lease import Lease, LeaseLost
 from apps.billing.utils.date_calculator import BillingDateCalculator, today_in
 from apps.billing.utils.errors import TemplateError
 from apps.billing.utils.template_engine import BillingTemplateEngine
+from apps.tenancy.creditor import creditor_variables
 from apps.chat.services import BusinessHoursService, WeeklySchedule
 from apps.common.rate_limiting import SlotAnswer, acquire_send_slot, hold_back
 from apps.common.services.evolution_api_service import EvolutionAPIService
@@ -413,6 +414,7 @@ class QueueRunner:
             contact.variables, name=contact.name or None, due_date=contact.due_date, amount=contact.amount
         )
         variables.setdefault("company_name", self.tenant.name)
+        variables.update(creditor_variables(self.tenant))  # who is collecting (CDC art. 42-A): the tenant's, always
         return BillingTemplateEngine.compile(variation.content).render(variables)
 
     # ------------------------------------------------------------------ what the provider said

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from apps.billing.constants import TemplateType
+from apps.common.encrypted_fields import EncryptedTextField
 
 
 def new_callback_secret() -> str:
@@ -72,7 +73,7 @@ class BillingConfig(models.Model):
 
     # Client callback (delivery/read/queue events), signed with the secret.
     callback_url = models.URLField(max_length=500, blank=True)
-    callback_secret = models.CharField(max_length=100, default=new_callback_secret)
+    callback_secret = EncryptedTextField(default=new_callback_secret)  # shown in full only when generated
     callback_contact_events = models.BooleanField(
         default=False,
         help_text="Also send per-contact events (sent, failed, delivered, read, replied, opted out), batched per queue.",

@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Q
 
 from apps.billing.constants import MAX_ACTIVE_VARIATIONS, RotationStrategy, TemplateType
+from apps.billing.utils.template_engine import BillingTemplateEngine
+from apps.tenancy.creditor import MISSING_CREDITOR_MESSAGE, missing_creditor_variables
 
 ACTIVE_LIMIT_MESSAGE = f"A template can have at most {MAX_ACTIVE_VARIATIONS} active variations."
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -152,6 +154,10 @@ class BillingTemplateVariation(models.Model):
                 self.content = clean_template_content(self.content)
             except TemplateContentError as exc:
                 errors.setdefault("content", []).append(str(exc))
+            else:
+                if self.is_active and self._missing_creditor_variables():
+                    errors.setdefault("content", []).append(
+                        ValidationError(MISSING_CREDITOR_MESSAGE, code="missing_creditor_variables"))
         if self.is_active and not self.skip_active_limit_check and self.template_id is not None:
             others = (
                 BillingTemplateVariation.objects.filter(template_id=self.template_id, is_active=True)
@@ -162,6 +168,11 @@ class BillingTemplateVariation(models.Model):
                 errors.setdefault(NON_FIELD_ERRORS, []).append(ACTIVE_LIMIT_MESSAGE)
         if errors:
             raise ValidationError(errors)
+
+    def _missing_creditor_variables(self) -> list[str]:
+        if self.template_id is None and not BillingTemplateVariation.template.is_cached(self):
+            return []
+        return missing_creditor_variables(self.template.template_type, BillingTemplateEngine.variables_used(self.content))
 
     # ------------------------------------------------------------------ rates (percent, None if no base)
     @staticmethod

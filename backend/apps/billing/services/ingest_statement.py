@@ -10,7 +10,9 @@ expanded by `json_to_recordset`, each getting its CampaignContact id from the se
   NOTHING`, and every other insert reads its RETURNING, so a repeat writes nothing. A
   concurrent repeat waits on the unique index for the first to commit (no advisory lock);
 - opt-out: if any phone is on the tenant's suppression list, nothing is written and the
-  statement answers those phones (the caller drops them and runs it again).
+  statement answers those phones (the caller drops them and runs it again). A phone whose
+  data was erased is on the list only as its keyed hash: the request's phones travel with
+  their hashes (`phone_hashes`) to match those rows too.
 
 It runs as a server-side prepared statement (`apps.common.prepared_sql`): its text is fixed
 (built once per process from the models' columns), so PostgreSQL plans it once per connection.
@@ -43,6 +45,7 @@ from apps.billing.models import (
 )
 from apps.campaigns.models import Campaign, CampaignContact
 from apps.common import prepared_sql
+from apps.common.keyed_hash import phone_hash
 
 UNIQUE_EXTERNAL_ID = "billing_campaign_unique_external_id"
 _STATIC_CALLABLE_DEFAULTS = (dict, list)  # fresh objects per call, equal every time: one literal
@@ -100,7 +103,8 @@ def write_request(rows: IngestRows) -> IngestOutcome:
         "scheduled_for": rows.scheduled_for, "now": rows.now, "count": len(rows.phones),
         "published_at": rows.now if rows.publish_now else None, "publish_count": 1 if rows.publish_now else 0,
         "sequential": sequential, "rotation": list(rows.rotation),
-        "phones": _dumps(rows.phones), "contacts": _contacts_json(rows),
+        "phones": _dumps(rows.phones), "phone_hashes": _dumps([phone_hash(phone) for phone in rows.phones]),
+        "contacts": _contacts_json(rows),
     }
     result = prepared_sql.run(statement(), params)
     billing_campaign_id, suppressed = result.rows[0]
@@ -169,6 +173,11 @@ def statement() -> str:
 WITH suppressed AS (
   SELECT phone FROM {suppressed}
    WHERE tenant_id = %(tenant)s::uuid AND phone IN (SELECT value FROM json_array_elements_text(%(phones)s::json))
+  UNION
+  SELECT p.phone FROM ROWS FROM (json_array_elements_text(%(phones)s::json),
+                                 json_array_elements_text(%(phone_hashes)s::json)) AS p(phone, phone_hash)
+   WHERE p.phone_hash IN (SELECT phone_hash FROM {suppressed}
+                           WHERE tenant_id = %(tenant)s::uuid AND phone_hash IS NOT NULL)
 ), bc AS (
   {billing_campaign} WHERE NOT EXISTS (SELECT 1 FROM suppressed)
   ON CONFLICT ON CONSTRAINT {q(UNIQUE_EXTERNAL_ID)} DO NOTHING RETURNING id

@@ -17,8 +17,10 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
+from django.db.models import Q
 
 from apps.billing.models import BillingConfig, SuppressedPhone
+from apps.common.keyed_hash import phone_hash
 from apps.contacts.utils import mask_phone
 from apps.tenancy.models import Tenant
 
@@ -26,10 +28,16 @@ logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- suppression list
+# A row names its phone in clear, or — once the person's data was erased (apps/privacy) — only
+# by its keyed hash. Every check below (and the two SQL statements that repeat it: ingest's
+# and the worker's start_sending) matches either, so an erased opt-out is still honoured.
 def suppress(
     *, tenant: Tenant, phone: str, reason: str = "", source: str = SuppressedPhone.Source.INBOUND_REPLY
 ) -> tuple[SuppressedPhone, bool]:
     """Put an E.164 phone on the tenant's list; `(row, created)`. Idempotent and race-safe."""
+    erased = SuppressedPhone.objects.filter(tenant=tenant, phone_hash=phone_hash(phone)).first()
+    if erased is not None:
+        return erased, False
     try:
         with transaction.atomic():
             return SuppressedPhone.objects.get_or_create(
@@ -41,15 +49,18 @@ def suppress(
 
 def is_suppressed(*, tenant: Tenant, phone: str) -> bool:
     """For the worker, right before a send (a stop request can arrive while a queue runs)."""
-    return SuppressedPhone.objects.filter(tenant=tenant, phone=phone).exists()
+    return SuppressedPhone.objects.filter(Q(phone=phone) | Q(phone_hash=phone_hash(phone)), tenant=tenant).exists()
 
 
 def suppressed_phones(*, tenant: Tenant, phones: Iterable[str]) -> set[str]:
     """Which of `phones` are suppressed: one query, for ingest."""
-    wanted = list({phone for phone in phones if phone})
-    if not wanted:
+    by_hash = {phone_hash(phone): phone for phone in set(phones) if phone}
+    if not by_hash:
         return set()
-    return set(SuppressedPhone.objects.filter(tenant=tenant, phone__in=wanted).values_list("phone", flat=True))
+    rows = SuppressedPhone.objects.filter(
+        Q(phone__in=list(by_hash.values())) | Q(phone_hash__in=list(by_hash)), tenant=tenant
+    ).values_list("phone", "phone_hash")
+    return {phone if phone is not None else by_hash[hashed] for phone, hashed in rows}
 
 
 # ----------------------------------------------------------------------------- confirmation

@@ -12,6 +12,8 @@ import logging
 from django.db import transaction
 from django.db.models import F
 
+from apps.audit.models import AuditAction
+from apps.audit.services import Actor, record_event
 from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.rabbitmq.billing_publisher import publish_queue_on_commit
@@ -23,9 +25,12 @@ logger = logging.getLogger(__name__)
 ACTION_TARGET = {"pause": QueueStatus.PAUSED, "resume": QueueStatus.PENDING, "cancel": QueueStatus.CANCELLED}
 # Resume only undoes a manual pause: business-hours and instance-down pauses end by themselves.
 RESUMABLE = {QueueStatus.PAUSED}
+AUDIT_ACTION = {"pause": AuditAction.QUEUE_PAUSED, "resume": AuditAction.QUEUE_RESUMED,
+                "cancel": AuditAction.QUEUE_CANCELLED}
 
 
-def queue_control(*, queue: BillingQueue, action: str) -> BillingQueue:
+def queue_control(*, queue: BillingQueue, action: str, actor: Actor) -> BillingQueue:
+    """`actor` (who asked, from where) is written to the audit trail with the change."""
     target = ACTION_TARGET[action]
     with transaction.atomic():
         locked = BillingQueue.objects.select_for_update().get(pk=queue.pk, tenant=queue.tenant)
@@ -55,6 +60,8 @@ def queue_control(*, queue: BillingQueue, action: str) -> BillingQueue:
             BillingQueue.objects.filter(pk=locked.pk).update(cancelled_count=F("cancelled_count") + cancelled)
             locked.refresh_from_db()
             callbacks.on_queue_cancelled(locked)
+        record_event(actor=actor, tenant_id=locked.tenant_id, action=AUDIT_ACTION[action], obj=locked,
+                     details={"status": locked.status})
     logger.info("billing queue %s", action, extra={"queue_id": str(locked.pk), "tenant_id": str(locked.tenant_id),
                                                   "status": locked.status})
     return locked

@@ -33,6 +33,7 @@ from apps.billing.constants import (
 from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation, SuppressedPhone
 from apps.billing.services.billing_send_service import OutboundChat, next_message_id_sql, outbound_chat_ctes
 from apps.common import prepared_sql
+from apps.common.keyed_hash import phone_hash
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,7 +127,8 @@ UPDATE {_CONTACT} c SET status = 'sending', attempts = c.attempts + 1, updated_a
  WHERE c.id = %(contact)s AND c.claim_token = %(token)s AND c.status IN ('pending', 'pending_retry')
    AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
    AND q.id = c.queue_id AND q.lease_token = %(token)s AND q.status = 'running'
-   AND NOT EXISTS (SELECT 1 FROM {_SUPPRESSED} s WHERE s.tenant_id = c.tenant_id AND s.phone = c.phone)
+   AND NOT EXISTS (SELECT 1 FROM {_SUPPRESSED} s WHERE s.tenant_id = c.tenant_id
+                      AND (s.phone = c.phone OR s.phone_hash = %(phone_hash)s))
 """
 
 
@@ -201,7 +203,9 @@ def start_sending(lease: Lease, contact: BillingContact, *, text: str) -> bool:
     claimed it (a hold moves `next_attempt_at` forward). From here the row says "handed to the
     provider", with the text and the instant reconciliation needs: a crash now ends
     `unconfirmed`, never a blind resend. False: see the runner's `_not_started`."""
-    updated = prepared_sql.run(_START_SENDING, {"contact": contact.pk, "token": lease.token, "text": text}).rowcount
+    # phone_hash: an opt-out whose phone was erased survives as its keyed hash (opt_out.py).
+    updated = prepared_sql.run(_START_SENDING, {"contact": contact.pk, "token": lease.token, "text": text,
+                                                "phone_hash": phone_hash(contact.phone)}).rowcount
     if updated:
         contact.status = ContactStatus.SENDING
         contact.attempts += 1

@@ -10,6 +10,8 @@ from datetime import time
 from django.db import transaction
 from django.utils.text import slugify
 
+from apps.audit.models import AuditAction
+from apps.audit.services import Actor, record_event
 from apps.billing.constants import RotationStrategy, TemplateType
 from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate, BillingTemplateVariation
 from apps.billing.utils.default_templates import DEFAULT_TEMPLATES
@@ -24,6 +26,7 @@ DEFAULT_TEMPLATE_NAMES = {
     TemplateType.UPCOMING: "Lembrete padrão",
     TemplateType.NOTIFICATION: "Aviso padrão",
 }
+OPERATOR = Actor.command("billing_setup_tenant")  # who the audit trail names for this service's changes
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -87,6 +90,7 @@ def setup_tenant(
     *, name: str, slug: str | None = None, timezone: str | None = None, evolution_url: str | None = None,
     evolution_api_key: str | None = None, instance_name: str | None = None, messages_per_minute: int | None = None,
     business_hours: list[tuple[int, time, time]] | None = None, key_name: str = "setup",
+    creditor_legal_name: str | None = None, creditor_document: str | None = None,
 ) -> TenantSetupResult:
     slug = slug or slugify(name)[:100] or "tenant"
     tenant, created = Tenant.objects.get_or_create(slug=slug, defaults={"name": name})
@@ -97,18 +101,24 @@ def setup_tenant(
     if timezone and tenant.timezone != timezone:
         tenant.timezone = timezone
         changed.append("timezone")
+    for field, value in (("creditor_legal_name", creditor_legal_name), ("creditor_document", creditor_document)):
+        if value and getattr(tenant, field) != value:
+            setattr(tenant, field, value)
+            changed.append(field)
     if changed:
         tenant.full_clean()
         tenant.save(update_fields=[*changed, "updated_at"])
 
     instance = None
     if evolution_url and instance_name:
-        instance, _ = WhatsAppInstance.objects.update_or_create(
+        instance, instance_created = WhatsAppInstance.objects.update_or_create(
             tenant=tenant, name=instance_name,
             defaults={"base_url": evolution_url.rstrip("/"), "instance_name": instance_name, "is_active": True,
                       **({"api_key": evolution_api_key} if evolution_api_key else {})},
         )
         instance.full_clean()
+        record_event(actor=OPERATOR, tenant_id=tenant.pk, action=AuditAction.INSTANCE_SAVED, obj=instance,
+                     details={"created": instance_created, "api_key_given": bool(evolution_api_key)})
 
     config = BillingConfig.for_tenant(tenant)
     if instance is not None:
@@ -133,6 +143,7 @@ def setup_tenant(
         _ensure_default_template(tenant, template_type, texts)
 
     api_key, raw = BillingAPIKey.issue(tenant=tenant, name=key_name)
+    record_event(actor=OPERATOR, tenant_id=tenant.pk, action=AuditAction.API_KEY_ISSUED, obj=api_key)
     bump_config_version(tenant.pk)  # after the commit: the API's tenant caches rebuild
     return TenantSetupResult(tenant, instance, config, api_key, raw, created)
 

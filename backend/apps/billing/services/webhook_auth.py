@@ -1,8 +1,9 @@
 """Who is calling the provider webhook? Evolution signs nothing (contract §4), so:
 
-1. The URL path carries the instance's `webhook_secret` (256 random bits, unique). It is looked
-   up by equality on its unique index and then compared with `hmac.compare_digest`; a token of
-   the wrong shape is refused before any query.
+1. The URL path carries the instance's `webhook_secret` (256 random bits, unique). The secret is
+   stored encrypted, so it is looked up by its keyed hash (`webhook_secret_hash`, unique index)
+   and then compared with `hmac.compare_digest`; a token of the wrong shape is refused before
+   any query.
 2. Optionally, Evolution's `jwt_key` header option: the configured key never travels, Evolution
    sends `Authorization: Bearer <HS256 JWT>` (exp = iat + 600 s) instead. Our key is derived from
    the instance secret *and* the server's SECRET_KEY, so a leaked URL (proxy logs, say) is not
@@ -20,7 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.common import hs256
-from apps.connections.models import WhatsAppInstance
+from apps.connections.models import WhatsAppInstance, webhook_secret_hash
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]{16,100}$")
 _JWT_LEEWAY_SECONDS = 60
@@ -42,7 +43,7 @@ def authenticate_webhook(*, token: str, authorization: str | None) -> WhatsAppIn
     if not token or not _TOKEN.match(token):
         raise WebhookAuthError("malformed token")
     instance = (WhatsAppInstance.objects.select_related("tenant")
-                .filter(webhook_secret=token, is_active=True).first())
+                .filter(webhook_secret_hash=webhook_secret_hash(token), is_active=True).first())
     if instance is None or not hmac.compare_digest(instance.webhook_secret.encode(), token.encode()):
         raise WebhookAuthError("unknown token")
     bearer = _bearer(authorization)

@@ -24,6 +24,10 @@ from apps.campaigns.models import Campaign, CampaignContact
 from apps.tenancy.models import Membership, Tenant
 
 _counter = itertools.count(1)
+# Who collects (CDC art. 42-A): tenant settings for setup_tenant, and the line a collection
+# template must print to be saved through the admin.
+CREDITOR = {"creditor_legal_name": "Clínica Exemplo Ltda.", "creditor_document": "11.222.333/0001-81"}
+CREDITOR_LINE = " Credor: {{creditor_name}}, {{creditor_document}}."
 
 
 def build_tenant(slug: str | None = None) -> Tenant:

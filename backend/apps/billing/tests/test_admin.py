@@ -10,7 +10,7 @@ from django.urls import reverse
 from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate, BillingTemplateVariation
 
-from .conftest import build_contact, build_queue, build_template
+from .conftest import CREDITOR_LINE, build_contact, build_queue, build_template
 
 pytestmark = pytest.mark.django_db
 RAW_KEY = re.compile(r"bk_live_[0-9a-f]{16}_[A-Za-z0-9_\-]{40,}")
@@ -97,17 +97,21 @@ def test_staff_cannot_revoke_another_tenants_key(staff_client, other_tenant):
 
 # --------------------------------------------------------------------------- templates
 def test_template_with_variations_is_created_inline(superuser_client, tenant):
-    data = template_post("Cobrança", [{"name": "A", "content": "<b>Olá</b> {{name}}", "weight": "1", "is_active": "on"},
-                                      {"name": "B", "content": "Oi {{first_name}}", "weight": "2", "is_active": "on"}],
+    data = template_post("Cobrança", [{"name": "A", "content": "<b>Olá</b> {{name}}" + CREDITOR_LINE, "weight": "1",
+                                       "is_active": "on"},
+                                      {"name": "B", "content": "Oi {{first_name}}" + CREDITOR_LINE, "weight": "2",
+                                       "is_active": "on"}],
                          tenant=str(tenant.pk))
     response = superuser_client.post(url("billingtemplate_add"), data)
     assert response.status_code == 302, response.content.decode()[:3000]
     template = BillingTemplate.objects.get(name="Cobrança")
-    assert sorted(template.variations.values_list("content", flat=True)) == ["Oi {{first_name}}", "Olá {{name}}"]
+    assert sorted(template.variations.values_list("content", flat=True)) == [
+        "Oi {{first_name}}" + CREDITOR_LINE, "Olá {{name}}" + CREDITOR_LINE]
 
 
 def test_more_than_five_active_variations_is_refused_in_the_form(superuser_client, tenant):
-    six = [{"name": f"V{i}", "content": "Olá {{name}}", "weight": "1", "is_active": "on"} for i in range(6)]
+    six = [{"name": f"V{i}", "content": "Olá {{name}}" + CREDITOR_LINE, "weight": "1", "is_active": "on"}
+           for i in range(6)]
     response = superuser_client.post(url("billingtemplate_add"), template_post("Too many", six, tenant=str(tenant.pk)))
     assert response.status_code == 200
     assert "A template can have at most 5 active variations." in response.content.decode()
@@ -118,7 +122,8 @@ def test_more_than_five_active_variations_is_refused_in_the_form(superuser_clien
 
 
 def test_swapping_the_active_variation_in_one_save_is_allowed(superuser_client, tenant):
-    template = build_template(tenant, variations=[{} for _ in range(5)] + [{"is_active": False}])
+    printed = {"content": "Olá {{nome}}" + CREDITOR_LINE}
+    template = build_template(tenant, variations=[printed for _ in range(5)] + [{**printed, "is_active": False}])
     variations = list(template.variations.order_by("created_at", "id"))
     data = template_post(template.name, [], **inline_management(6, 6))
     data.pop("template_type")

@@ -8,7 +8,7 @@ from apps.billing.constants import MAX_ACTIVE_VARIATIONS, QueueStatus, TemplateT
 from apps.billing.models import BillingConfig, BillingTemplate, BillingTemplateVariation
 from apps.connections.models import WhatsAppInstance
 
-from .conftest import build_contact, build_queue, build_template
+from .conftest import CREDITOR_LINE, build_contact, build_queue, build_template
 
 pytestmark = pytest.mark.django_db
 
@@ -54,21 +54,21 @@ def test_queue_progress_counts_delivered_and_read_inside_sent(tenant):
 
 def test_sixth_active_variation_is_refused_with_a_clear_message(tenant):
     template = build_template(tenant, variations=MAX_ACTIVE_VARIATIONS)
-    sixth = BillingTemplateVariation(template=template, name="V6", content="Olá {{nome}}")
+    sixth = BillingTemplateVariation(template=template, name="V6", content="Olá {{nome}}" + CREDITOR_LINE)
     with pytest.raises(ValidationError, match="at most 5 active variations"):
         sixth.full_clean()
     sixth.is_active = False  # inactive variations do not count
     sixth.full_clean()
     sixth.save()
     existing = template.variations.get(name="V1")
-    existing.content = "Olá de novo, {{nome}}"
+    existing.content = "Olá de novo, {{nome}}" + CREDITOR_LINE
     existing.full_clean()  # editing one of the five is fine
 
 
 def test_variation_content_is_sanitised_and_checked_by_the_engine(template):
-    variation = BillingTemplateVariation(template=template, name="html", content="<b>Olá</b> {{nome}}")
+    variation = BillingTemplateVariation(template=template, name="html", content="<b>Olá</b> {{nome}}" + CREDITOR_LINE)
     variation.full_clean()
-    assert variation.content == "Olá {{nome}}"
+    assert variation.content == "Olá {{nome}}" + CREDITOR_LINE
     broken = BillingTemplateVariation(template=template, name="broken", content="Olá\n{{#if nome}}sem fim")
     with pytest.raises(ValidationError) as exc:
         broken.full_clean()

@@ -3,7 +3,9 @@ renders templates with.
 
 The defaults print without `?` only what the send worker always has for their type (amount
 and due date with their computed days for `overdue`/`upcoming`; `message` for
-`notification`); the customer's name, the company name and the payment link are inside
+`notification`; the creditor's legal name and CPF/CNPJ, `creditor_name` and
+`creditor_document` from the tenant, which every collection message must print: CDC art.
+42-A, see apps/tenancy/creditor.py); the customer's name, the company name and the payment link are inside
 `{{#if}}` blocks, so a request that omits them still renders a correct message.
 
 `sample_variables` goes through `BillingDateCalculator.enrich`, the same call the worker makes
@@ -104,9 +106,12 @@ _{{company_name}}_
 {{message}}""",
 ]
 
+# Printed on every path of a collection message: who is collecting (CDC art. 42-A).
+_CREDITOR_LINE = "\n\nCredor: {{creditor_name}}, CPF/CNPJ {{creditor_document}}."
+
 DEFAULT_TEMPLATES: dict[str, list[str]] = {
-    "overdue": _OVERDUE,
-    "upcoming": _UPCOMING,
+    "overdue": [text + _CREDITOR_LINE for text in _OVERDUE],
+    "upcoming": [text + _CREDITOR_LINE for text in _UPCOMING],
     "notification": _NOTIFICATION,
 }
 
@@ -123,6 +128,8 @@ def sample_variables(template_type: str, *, today: date | None = None) -> dict[s
     calculator = BillingDateCalculator(today)
     base: dict[str, Any] = {
         "company_name": "Clínica Exemplo",
+        "creditor_name": "Clínica Exemplo Ltda.",
+        "creditor_document": "11.222.333/0001-81",
         "payment_link": "https://pagamento.exemplo.com.br/fatura/12345",
     }
     if template_type == "notification":

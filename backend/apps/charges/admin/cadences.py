@@ -3,10 +3,16 @@ preview of the dates each step would go out for a charge due today, on the tenan
 (closed days move a step to the next business day)."""
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html_join
 
+from apps.audit.models import AuditAction
+from apps.audit.admin_mixins import AuditedDeletesMixin
+from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin
 from apps.billing.utils.formatting import format_date
 from apps.charges.models import Cadence, CadenceStep
@@ -45,12 +51,18 @@ def _day(day) -> str:
 
 
 @admin.register(Cadence)
-class CadenceAdmin(BillingTenantAdmin):
+class CadenceAdmin(AuditedDeletesMixin, BillingTenantAdmin):
+    audit_deleted_action = AuditAction.CADENCE_DELETED
     inlines = [CadenceStepInline]
     list_display = ["name", "tenant", "steps_summary", "updated_at"]
     list_filter = ["tenant"]
     search_fields = ["name"]
     readonly_fields = ["dates_for_a_charge_due_today", "created_at", "updated_at"]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        audit_change(request, tenant=form.instance.tenant_id, action=AuditAction.CADENCE_SAVED, obj=form.instance,
+                     details={"created": not change, "fields": sorted(form.changed_data)})
 
     @admin.display(description="steps")
     def steps_summary(self, obj: Cadence) -> str:

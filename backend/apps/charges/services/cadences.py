@@ -14,6 +14,8 @@ from datetime import time
 
 from django.db import IntegrityError, transaction
 
+from apps.audit.models import AuditAction
+from apps.audit.services import Actor, record_event
 from apps.billing.models import BillingTemplate
 from apps.charges.constants import MAX_OFFSET_DAYS, MAX_STEPS_PER_CADENCE, MIN_OFFSET_DAYS, ChargeStatus
 from apps.charges.models import Cadence, CadenceStep, Charge, ChargeSettings
@@ -36,7 +38,8 @@ def cadence_get(*, tenant: Tenant, name: str) -> Cadence:
     return cadence
 
 
-def cadence_create(*, tenant: Tenant, name: str, steps: list[StepSpec], default: bool = False) -> Cadence:
+def cadence_create(*, tenant: Tenant, name: str, steps: list[StepSpec], actor: Actor,
+                   default: bool = False) -> Cadence:
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -46,10 +49,11 @@ def cadence_create(*, tenant: Tenant, name: str, steps: list[StepSpec], default:
         _replace_steps(cadence, steps)
         if default:
             _make_default(cadence)
+        _audit(actor, cadence, AuditAction.CADENCE_SAVED, created=True, steps=len(steps))
     return cadence_get(tenant=tenant, name=name)
 
 
-def cadence_replace(*, cadence: Cadence, steps: list[StepSpec], default: bool | None = None,
+def cadence_replace(*, cadence: Cadence, steps: list[StepSpec], actor: Actor, default: bool | None = None,
                     new_name: str | None = None) -> Cadence:
     with transaction.atomic():
         locked = Cadence.objects.select_for_update().get(pk=cadence.pk, tenant_id=cadence.tenant_id)
@@ -68,10 +72,11 @@ def cadence_replace(*, cadence: Cadence, steps: list[StepSpec], default: bool | 
         elif default is False and settings.default_cadence_id == locked.pk:
             ChargeSettings.objects.filter(pk=settings.pk).update(default_cadence=None)
         locked.save(update_fields=["updated_at"])
+        _audit(actor, locked, AuditAction.CADENCE_SAVED, created=False, steps=len(steps))
     return cadence_get(tenant=locked.tenant, name=locked.name)
 
 
-def cadence_delete(*, cadence: Cadence) -> None:
+def cadence_delete(*, cadence: Cadence, actor: Actor) -> None:
     """Refused (409) while open charges follow it, by name or as the tenant's default."""
     with transaction.atomic():
         locked = Cadence.objects.select_for_update().get(pk=cadence.pk, tenant_id=cadence.tenant_id)
@@ -83,7 +88,12 @@ def cadence_delete(*, cadence: Cadence) -> None:
         if following:
             raise ApplicationError("cadence_in_use", f"{following} open charge(s) follow this cadence.", status=409,
                                    details={"open_charges": following, "default": is_default})
+        _audit(actor, locked, AuditAction.CADENCE_DELETED)
         locked.delete()
+
+
+def _audit(actor: Actor, cadence: Cadence, action: str, **details: object) -> None:
+    record_event(actor=actor, tenant_id=cadence.tenant_id, action=action, obj=cadence, details=details)
 
 
 def _replace_steps(cadence: Cadence, steps: list[StepSpec]) -> None:

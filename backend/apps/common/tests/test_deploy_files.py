@@ -15,7 +15,7 @@ from django.urls import resolve
 
 REPO = Path(__file__).resolve().parents[4]
 APP_SERVICES = ("migrate", "evolution_sandbox", "web", "billing_consumer", "billing_periodic", "billing_callbacks",
-                "charges_periodic")
+                "charges_periodic", "privacy_retention")
 PROCESS_SERVICES = ("web", "billing_consumer", "billing_periodic", "billing_callbacks", "charges_periodic")
 BACKING = ("postgres", "redis", "rabbitmq")
 
@@ -166,7 +166,7 @@ class TestProcfileAndRailway:
     def test_procfile_names_every_process(self):
         entries = procfile()
         assert set(entries) == {"release", "web", "billing_consumer", "billing_periodic", "billing_callbacks",
-                                "charges_periodic"}
+                                "charges_periodic", "privacy_retention"}
         assert entries["release"] == "python manage.py migrate --noinput"
         assert entries["web"] == "gunicorn --config deploy/gunicorn.conf.py"
         assert entries["billing_consumer"] == "python manage.py run_billing_consumer"
@@ -184,7 +184,7 @@ class TestProcfileAndRailway:
         assert deploy["restartPolicyType"] in {"ON_FAILURE", "ALWAYS"} and deploy["restartPolicyMaxRetries"] > 0
 
     @pytest.mark.parametrize("process", ["billing_consumer", "billing_periodic", "billing_callbacks",
-                                         "charges_periodic"])
+                                         "charges_periodic", "privacy_retention"])
     def test_each_background_process_has_its_railway_service_file(self, process):
         config = tomllib.loads((REPO / f"deploy/railway/{process}.toml").read_text())
         assert config["build"]["builder"] == "DOCKERFILE"

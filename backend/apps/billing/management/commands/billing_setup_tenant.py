@@ -36,6 +36,8 @@ class Command(BaseCommand):
         hours.add_argument("--business-hours", help='e.g. "mon-fri 08:00-18:00; sat 08:00-12:00"')
         hours.add_argument("--always-open", action="store_true")
         parser.add_argument("--key-name", default="setup")
+        parser.add_argument("--creditor-name", help="The creditor's legal name (printed by collection messages)")
+        parser.add_argument("--creditor-document", help="The creditor's CPF or CNPJ")
         parser.add_argument("--json", action="store_true", help="Print JSON (for scripts)")
 
     def handle(self, *args, **options) -> None:
@@ -49,6 +51,7 @@ class Command(BaseCommand):
                 evolution_url=options["evolution_url"], evolution_api_key=options["evolution_api_key"],
                 instance_name=options["instance"], messages_per_minute=options["messages_per_minute"],
                 business_hours=hours, key_name=options["key_name"],
+                creditor_legal_name=options["creditor_name"], creditor_document=options["creditor_document"],
             )
         except (BusinessHoursSpecError, ValidationError) as exc:
             raise CommandError(str(exc)) from exc

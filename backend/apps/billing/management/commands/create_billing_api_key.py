@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from apps.audit.models import AuditAction
+from apps.audit.services import Actor, record_event
 from apps.billing.constants import TemplateType
 from apps.billing.models import BillingAPIKey
 from apps.tenancy.models import Tenant
@@ -56,6 +58,8 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
+        record_event(actor=Actor.command("create_billing_api_key"), tenant_id=tenant.pk,
+                     action=AuditAction.API_KEY_ISSUED, obj=key)
 
         if options["json"]:
             self.stdout.write(json.dumps({

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from apps.billing.models import BillingAPIKey
 from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
+from apps.billing.tests.conftest import CREDITOR
 
 
 @dataclass
@@ -41,7 +42,7 @@ class ApiTenant:
 def make_tenant(slug: str) -> ApiTenant:
     result = setup_tenant(
         name=f"Clinic {slug}", slug=slug, evolution_url="http://127.0.0.1:9", evolution_api_key="sandbox-key",
-        instance_name=f"{slug}-main", business_hours=ALWAYS_OPEN,
+        instance_name=f"{slug}-main", business_hours=ALWAYS_OPEN, **CREDITOR,
     )
     return ApiTenant(result.tenant, result.instance, result.config, result.api_key, result.raw_api_key, APIClient())
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.audit.services import Actor
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingConfig, CallbackDelivery
 from apps.billing.services import callback_delivery, callbacks
@@ -16,6 +17,8 @@ from apps.billing.services.queue_control import queue_control
 from apps.billing.tests.conftest import build_contact
 
 from .conftest import queue_for, set_callback, verify_standard_webhook
+
+OPERATOR = Actor.command("test")
 
 
 def secret_of(api) -> str:
@@ -225,9 +228,9 @@ def test_webhook_driven_contact_events_are_recorded(client_tenant):
 def test_pause_resume_and_cancel_record_queue_events(client_tenant):
     set_callback(client_tenant, "https://erp.example.com/hooks")
     queue = queue_for(client_tenant, status=QueueStatus.RUNNING)
-    queue_control(queue=queue, action="pause")
-    queue_control(queue=queue, action="resume")
-    queue_control(queue=queue, action="cancel")
+    queue_control(queue=queue, action="pause", actor=OPERATOR)
+    queue_control(queue=queue, action="resume", actor=OPERATOR)
+    queue_control(queue=queue, action="cancel", actor=OPERATOR)
     events = list(CallbackDelivery.objects.order_by("id").values_list("event", flat=True))
     assert events == ["queue.paused", "queue.resumed", "queue.cancelled"]
     paused = CallbackDelivery.objects.get(event="queue.paused")
@@ -241,7 +244,7 @@ def test_a_refused_control_action_records_no_event(client_tenant):
     set_callback(client_tenant, "https://erp.example.com/hooks")
     queue = queue_for(client_tenant, status=QueueStatus.COMPLETED)
     with pytest.raises(ApplicationError):
-        queue_control(queue=queue, action="pause")
+        queue_control(queue=queue, action="pause", actor=OPERATOR)
     assert not CallbackDelivery.objects.exists()
 
 

@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 
 from apps.billing.models import BillingConfig, BillingQueue
 from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
+from apps.billing.tests.conftest import CREDITOR
 
 REPO = Path(__file__).resolve().parents[5]
 
@@ -138,7 +139,7 @@ class PipelineTenant:
         result = setup_tenant(
             name=instance.tenant.name, slug=instance.tenant.slug, evolution_url=instance.base_url,
             evolution_api_key=instance.api_key, instance_name=instance.name,
-            messages_per_minute=messages_per_minute, business_hours=hours,
+            messages_per_minute=messages_per_minute, business_hours=hours, **CREDITOR,
         )
         # setup_tenant names the provider instance after ours; point it at the sandbox instance
         result.instance.instance_name = instance.instance_name

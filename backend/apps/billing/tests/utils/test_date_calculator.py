@@ -10,6 +10,8 @@ import time_machine
 
 from apps.billing.utils.date_calculator import BillingDateCalculator, format_date, format_money, today_in
 from apps.billing.utils.default_templates import DEFAULT_TEMPLATES
+
+CREDITOR_VARIABLES = {"creditor_name": "Clínica Exemplo Ltda.", "creditor_document": "11.222.333/0001-81"}
 from apps.billing.utils.template_engine import BillingTemplateEngine
 
 
@@ -192,7 +194,7 @@ def test_a_queue_paused_over_the_weekend_sends_mondays_numbers():
     friday = BillingDateCalculator.for_timezone("America/Sao_Paulo", datetime(2025, 3, 7, 20, 0, tzinfo=timezone.utc))
     monday = BillingDateCalculator.for_timezone("America/Sao_Paulo", datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc))
 
-    on_friday = friday.enrich({}, **contact)
+    on_friday = friday.enrich(CREDITOR_VARIABLES, **contact)
     on_monday = monday.enrich(on_friday, **contact)  # re-enriching stored variables refreshes them
 
     assert (on_friday["days_overdue"], on_monday["days_overdue"]) == (1, 4)
@@ -205,7 +207,7 @@ def test_an_upcoming_bill_counts_down_until_the_due_day():
     due = date(2025, 3, 14)
     messages = {}
     for day in (10, 13, 14):
-        variables = BillingDateCalculator(date(2025, 3, day)).enrich({}, due_date=due, amount=50)
+        variables = BillingDateCalculator(date(2025, 3, day)).enrich(CREDITOR_VARIABLES, due_date=due, amount=50)
         messages[day] = BillingTemplateEngine.render(DEFAULT_TEMPLATES["upcoming"][0], variables)
     assert "daqui a 4 dias" in messages[10]
     assert "daqui a 1 dia)" in messages[13]

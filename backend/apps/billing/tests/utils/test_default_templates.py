@@ -14,10 +14,12 @@ from apps.billing.utils.template_sanitizer import TemplateSanitizer
 TODAY = date(2025, 3, 10)
 ALL_DEFAULTS = [(kind, index, text) for kind, texts in DEFAULT_TEMPLATES.items() for index, text in enumerate(texts)]
 
-# What the send worker always has for each type: the per-type required fields, enriched.
+# What the send worker always has for each type: the per-type required fields, enriched, and
+# for collection messages the tenant's creditor identification (apps/tenancy/creditor.py).
+CREDITOR = {"creditor_name": "Clínica Exemplo Ltda.", "creditor_document": "11.222.333/0001-81"}
 MINIMAL = {
-    "overdue": BillingDateCalculator(TODAY).enrich({}, due_date=date(2025, 3, 1), amount=Decimal("10")),
-    "upcoming": BillingDateCalculator(TODAY).enrich({}, due_date=date(2025, 3, 15), amount=Decimal("10")),
+    "overdue": BillingDateCalculator(TODAY).enrich(CREDITOR, due_date=date(2025, 3, 1), amount=Decimal("10")),
+    "upcoming": BillingDateCalculator(TODAY).enrich(CREDITOR, due_date=date(2025, 3, 15), amount=Decimal("10")),
     "notification": {"message": "Seu horário foi remarcado."},
 }
 
@@ -43,6 +45,7 @@ def test_defaults_render_with_the_sample_variables(kind, index, text):
     assert "Maria" in output
     if kind != "notification":
         assert "R$ 1.234,56" in output
+        assert "Credor: Clínica Exemplo Ltda., CPF/CNPJ 11.222.333/0001-81." in output  # CDC art. 42-A
 
 
 @pytest.mark.parametrize(("kind", "index", "text"), ALL_DEFAULTS)
