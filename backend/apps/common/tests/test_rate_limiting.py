@@ -19,7 +19,7 @@ def test_a_slot_is_granted_once_and_the_next_caller_is_told_how_long_to_wait(key
     first = acquire_send_slot(key, 2.0, seed_epoch_seconds=0)
     assert first.granted and 1.9 <= first.seconds <= 2.0
     second = acquire_send_slot(key, 2.0)
-    assert not second.granted and not second.held and 1.8 <= second.seconds <= 2.0
+    assert not second.granted and not second.held and 1.5 <= second.seconds <= 2.0  # margin: a stalled box
 
 
 def test_a_number_redis_does_not_know_is_reported_so_postgresql_can_seed_it(key):
@@ -39,9 +39,9 @@ def test_a_grant_up_to_the_tolerance_early_is_allowed(key):
 
 def test_a_late_grant_wins_back_at_most_a_tenth_of_an_interval(key):
     acquire_send_slot(key, 1.0, seed_epoch_seconds=0)
-    time.sleep(1.05)  # 50 ms late
+    time.sleep(1.05)  # at least 50 ms late (more on a stalled box: then up to the cap)
     late = acquire_send_slot(key, 1.0)
-    assert late.granted and 0.93 <= late.seconds <= 0.96, "the next slot stays on the original grid"
+    assert late.granted and 0.899 <= late.seconds <= 0.951, "the next slot wins the lateness back"
     time.sleep(late.seconds + 0.5)  # 500 ms late: more than the tenth it may win back
     very_late = acquire_send_slot(key, 1.0)
     assert very_late.granted and 0.89 <= very_late.seconds <= 0.91
