@@ -353,6 +353,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-db", type=int, default=7)
     parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument("--skip-isolation", action="store_true")
+    parser.add_argument("--only-isolation", action="store_true", help="skip the scale and recovery parts")
     parser.add_argument("--keep-logs", action="store_true", help="keep the process logs (printed path)")
     return parser.parse_args(argv)
 
@@ -425,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         create_database(db_url)
         env = {**os.environ, "DATABASE_URL": db_url, "RABBITMQ_URL": broker.url,
                "REDIS_URL": with_redis_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), args.redis_db),
-               "SECRET_KEY": "scale-bench-only", "DEBUG": "0", "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
+               "SECRET_KEY": "scale-bench-only", "DEBUG": "0", "LOG_FORMAT": "json", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
                "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1", "EVOLUTION_RETRY_BACKOFF": "0",
                "EVOLUTION_SEND_DEADLINE": "5", "EVOLUTION_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
         env.pop("TEST_DATABASE_NAME", None)
@@ -436,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
 
         get_redis().flushdb()  # only our database number: the pace slots of earlier runs
         sandbox = sandbox_process.client()
+        if args.only_isolation:
+            args.queues, args.skip_recovery = 0, True
         log(f"creating {args.queues} tenants, each with its own number")
         tenants = make_tenants(args.queues, sandbox, args.rate, 600, None)
         contacts = int(args.rate * (args.warmup + args.duration + 240) / 60) + 5
@@ -451,10 +454,12 @@ def main(argv: list[str] | None = None) -> int:
         consumer = start_consumer()
         processes.append(Process(["run_billing_periodic_tasks"], env, workdir / "periodic.log"))
         time.sleep(3)
-        log(f"ingesting {args.queues} queues of {contacts} contacts")
-        queue_ids = ingest(tenants, contacts)
-        report["pace"] = measure_pace(args, consumer, sandbox_process.pid, sandbox, tenants, queue_ids)
-        log(json.dumps(report["pace"]))
+        queue_ids: list[str] = []
+        if tenants:
+            log(f"ingesting {args.queues} queues of {contacts} contacts")
+            queue_ids = ingest(tenants, contacts)
+            report["pace"] = measure_pace(args, consumer, sandbox_process.pid, sandbox, tenants, queue_ids)
+            log(json.dumps(report["pace"]))
         if not args.skip_recovery:
             report["recovery"], consumer = measure_recovery(args, consumer, start_consumer, sandbox, tenants, queue_ids)
             log(json.dumps(report["recovery"]))
