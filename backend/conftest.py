@@ -16,7 +16,11 @@ free loopback port (one process per test session, reset before each test). It yi
 
 `sandbox_whatsapp_instance`: a saved Tenant + WhatsAppInstance whose provider is a fresh
 sandbox instance (`.sandbox` holds the sandbox side). `make_sandbox_whatsapp_instance(**options)`
-makes more, passing sandbox options (e.g. `api_version="v1"`).
+makes more, passing sandbox options (e.g. `api_version="v1"`, `provider="waha"`).
+
+`provider`: which provider those instances speak, "evolution" here; a test directory or module
+that must hold for both overrides it (`@pytest.fixture(params=["evolution", "waha"])`), so one
+test body runs once per provider in the same run.
 """
 from __future__ import annotations
 
@@ -47,18 +51,25 @@ def evolution_sandbox(evolution_sandbox_process: SandboxProcess) -> SandboxClien
 
 
 @pytest.fixture
-def make_sandbox_whatsapp_instance(db: None, evolution_sandbox: SandboxClient) -> Callable[..., Any]:
+def provider() -> str:
+    return "evolution"
+
+
+@pytest.fixture
+def make_sandbox_whatsapp_instance(db: None, evolution_sandbox: SandboxClient, provider: str) -> Callable[..., Any]:
     from apps.connections.models import WhatsAppInstance
     from apps.tenancy.models import Tenant
 
-    def make(*, tenant: Tenant | None = None, api_version: str = "v2", **sandbox_options: Any) -> WhatsAppInstance:
+    def make(*, tenant: Tenant | None = None, api_version: str = "v2", provider: str = provider,
+             **sandbox_options: Any) -> WhatsAppInstance:
         if tenant is None:
             slug = f"tenant-{uuid.uuid4().hex[:10]}"
             tenant = Tenant.objects.create(name=slug, slug=slug)
-        sandbox = evolution_sandbox.create_instance(api_version=api_version, **sandbox_options)
+        sandbox = evolution_sandbox.create_instance(api_version=api_version, provider=provider, **sandbox_options)
         instance = WhatsAppInstance.objects.create(
             tenant=tenant,
             name=f"wa-{sandbox.name}",
+            provider=provider,
             api_version=api_version,
             base_url=evolution_sandbox.base_url,
             api_key=sandbox.token,

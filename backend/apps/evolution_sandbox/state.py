@@ -16,8 +16,11 @@ from typing import Any
 from . import contract
 
 MAX_RECORDS = 20_000
-STATES = ("open", "close", "connecting", "refused")
+# Neutral states; each provider reports them in its own words (WAHA: waha_contract.SESSION_STATUS).
+# "qr": waiting for the QR code to be scanned (pairing).
+STATES = ("open", "close", "connecting", "refused", "qr")
 API_VERSIONS = ("v2", "v1")
+PROVIDERS = ("evolution", "waha")
 DEFAULT_ACK_DELAYS = {"SERVER_ACK": 0.5, "DELIVERY_ACK": 1.5, "READ": 3.0}
 DEFAULT_OWNER_NUMBER = "5511900000000"
 
@@ -90,6 +93,7 @@ INSTANCE_OPTIONS = {
     "state": _choice(STATES),
     "loaded": _boolean,
     "api_version": _choice(API_VERSIONS),
+    "provider": _choice(PROVIDERS),
     "owner_number": _text,
     "profile_name": _text,
     "latency_ms": lambda v, n: _number(v, n, maximum=600_000),
@@ -107,6 +111,7 @@ INSTANCE_OPTIONS = {
     "drip_next": _integer,
     "drip_interval": lambda v, n: _number(v, n, minimum=0.001, maximum=60),
     "ambiguous_next": _integer,
+    "ack_error_next": _integer,
     "ack_delays": _ack_delays,
     "seed": _optional_int,
 }
@@ -131,6 +136,7 @@ class SandboxInstance:
     state: str = "open"
     loaded: bool = True
     api_version: str = "v2"
+    provider: str = "evolution"
     owner_number: str = DEFAULT_OWNER_NUMBER
     profile_name: str = "Evolution Sandbox"
     latency_ms: float = 0.0
@@ -148,9 +154,14 @@ class SandboxInstance:
     drip_next: int = 0
     drip_interval: float = 2.0
     ambiguous_next: int = 0
+    ack_error_next: int = 0  # the next N accepted messages get an ERROR receipt (WhatsApp refused them)
     ack_delays: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_ACK_DELAYS))
     seed: int | None = None
-    webhook: dict[str, Any] | None = None
+    webhook: dict[str, Any] | None = None  # Evolution's webhook row
+    session_config: dict[str, Any] = field(default_factory=dict)  # WAHA's session config (webhooks...)
+    qr_code: str = ""  # the pairing code the current QR carries (state "qr")
+    qr_count: int = 0
+    paired: bool = True  # logged in to WhatsApp (a stopped session comes back WORKING); a logout clears it
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
     rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
@@ -273,6 +284,9 @@ class SandboxState:
             raise OptionError("name must be a non-empty string without '/' (at most 100 characters)")
         instance = SandboxInstance(name=name, token=token or str(uuid.uuid4()).upper())
         self._apply(instance, options)
+        instance.paired = instance.state == "open"  # created elsewhere in any other state: not logged in yet
+        if instance.state == "qr":
+            instance.qr_code, instance.qr_count = contract.new_pairing_code(), 1
         with self.lock:
             self.instances[name] = instance
         return instance
@@ -317,6 +331,44 @@ class SandboxState:
             webhook["updated_at"] = now_iso()
             instance.webhook = webhook
             return replace(instance)
+
+    def set_session_config(self, name: str, config: dict[str, Any]) -> SandboxInstance | None:
+        with self.lock:
+            instance = self.instances.get(name)
+            if instance is None:
+                return None
+            instance.session_config = config
+            instance.updated_at = now_iso()
+            return replace(instance)
+
+    def set_state(self, name: str, state: str, *, logged_out: bool = False) -> tuple[SandboxInstance, str] | None:
+        """Move to `state` (a new QR when it is "qr"; `logged_out`: the WhatsApp session ended);
+        (a copy, the previous state) or None."""
+        if state not in STATES:
+            raise OptionError(f"state must be one of {', '.join(STATES)}")
+        with self.lock:
+            instance = self.instances.get(name)
+            if instance is None:
+                return None
+            previous = instance.state
+            if state == "qr" and (previous != "qr" or not instance.qr_code):
+                instance.qr_code = contract.new_pairing_code()
+                instance.qr_count += 1
+            instance.state = state
+            if state == "open":
+                instance.paired = True
+            elif logged_out or state == "qr":
+                instance.paired = False
+            instance.updated_at = now_iso()
+            return replace(instance), previous
+
+    def take_ack_error(self, name: str) -> bool:
+        with self.lock:
+            instance = self.instances.get(name)
+            if instance is None or instance.ack_error_next <= 0:
+                return False
+            instance.ack_error_next -= 1
+            return True
 
     def _apply(self, instance: SandboxInstance, options: dict[str, Any]) -> None:
         validated = {}
@@ -402,6 +454,7 @@ class SandboxState:
                 "timestamp": int(created.timestamp()),
                 "created_at": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "api_version": instance.api_version,
+                "provider": instance.provider,
                 "db_id": str(uuid.uuid4()),
             }
             self.messages.append(record)

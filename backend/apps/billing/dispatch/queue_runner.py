@@ -54,10 +54,10 @@ from apps.billing.utils.errors import TemplateError
 from apps.billing.utils.template_engine import BillingTemplateEngine
 from apps.chat.services import BusinessHoursService, WeeklySchedule
 from apps.common.rate_limiting import SlotAnswer, acquire_send_slot, hold_back
-from apps.common.services.evolution_api_service import EvolutionAPIService
-from apps.common.services.evolution_errors import (
+from apps.common.services.provider import client_for
+from apps.common.services.provider_errors import (
     AmbiguousSendError,
-    EvolutionAPIError,
+    ProviderError,
     InstanceUnavailableError,
     InvalidNumberError,
     ProviderAuthError,
@@ -166,7 +166,7 @@ class QueueRunner:
         }
         self.interval = seconds_per_message(self.config.messages_per_minute)
         if self.instance is not None:
-            self.client = EvolutionAPIService(self.instance)
+            self.client = client_for(self.instance)
             self.pace_key = pace_key(self.instance)
             self.lane_instances = list(WhatsAppInstance.objects.filter(
                 base_url=self.instance.base_url, instance_name=self.instance.instance_name).values_list("pk", flat=True))
@@ -366,7 +366,7 @@ class QueueRunner:
         release_connection()  # a provider that hangs holds this thread, never a connection
         try:
             result = self.client.send(contact.phone, text, max_retries=0, normalized=True)
-        except EvolutionAPIError as error:
+        except ProviderError as error:
             return self._record_error(contact, error, text, context, seconds=self.ctx.monotonic() - started)
         seconds = self.ctx.monotonic() - started
         self.ctx.health.send_accepted(self.instance.pk)
@@ -413,7 +413,7 @@ class QueueRunner:
         return BillingTemplateEngine.compile(variation.content).render(variables)
 
     # ------------------------------------------------------------------ what the provider said
-    def _record_error(self, contact: BillingContact, error: EvolutionAPIError, text: str, context: dict,
+    def _record_error(self, contact: BillingContact, error: ProviderError, text: str, context: dict,
                       *, seconds: float) -> Step | None:
         """One row per answer; every answer from the provider counts toward max_attempts, so a
         contact ends within max_attempts whatever the provider does. Only a call that provably

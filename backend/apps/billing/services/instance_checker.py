@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from apps.billing.constants import QueueStatus
 from apps.common.db_connections import release_connection
-from apps.common.services.evolution_api_service import EvolutionAPIService, HealthResult
+from apps.common.services.provider import client_for
+from apps.common.services.provider_client import HealthResult
 from apps.connections.models import WhatsAppInstance
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class InstanceHealthChecker:
                 self._remember(instance.pk, health, age=age)
                 return health
         release_connection()  # no connection held through the provider's deadline
-        result = (client or EvolutionAPIService(instance)).check_health()
+        result = (client or client_for(instance)).check_health()
         health = InstanceHealth(result.healthy, result.reason)
         self._remember(instance.pk, health)
         record_health(instance, result)
@@ -125,7 +126,7 @@ class InstanceRecoveryService:
         if not instance.is_active or not instance.tenant.is_active:
             return []
         release_connection()
-        result = EvolutionAPIService(instance).check_health()
+        result = client_for(instance).check_health()
         record_health(instance, result)
         if not result.healthy:
             return []

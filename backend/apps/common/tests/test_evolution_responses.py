@@ -9,7 +9,7 @@ import pytest
 
 from apps.common import http_client
 from apps.common.http_client import HTTPCallError, HTTPResponse
-from apps.common.services.evolution_errors import (
+from apps.common.services.provider_errors import (
     AmbiguousSendError,
     CircuitOpenError,
     InstanceUnavailableError,
@@ -20,12 +20,8 @@ from apps.common.services.evolution_errors import (
     TransientProviderError,
     UnsafeProviderAddressError,
 )
-from apps.common.services.evolution_responses import (
-    error_for_lookup_response,
-    error_for_lookup_transport,
-    error_for_send_response,
-    error_for_transport,
-)
+from apps.common.services.evolution_responses import error_for_lookup_response, error_for_send_response
+from apps.common.services.provider_responses import error_for_lookup_transport, error_for_transport
 
 
 def answer(status: int, message, headers: dict[str, str] | None = None) -> HTTPResponse:
