@@ -21,7 +21,9 @@ from apps.billing.constants import QueueStatus
 from apps.common.db_connections import release_connection
 from apps.common.services.provider import client_for
 from apps.common.services.provider_client import HealthResult
+from apps.billing.services import number_protection
 from apps.connections.models import WhatsAppInstance
+from apps.connections.services import record_connection_state
 
 logger = logging.getLogger(__name__)
 
@@ -90,21 +92,23 @@ class InstanceHealthChecker:
 
 
 def record_health(instance: WhatsAppInstance, result: HealthResult) -> None:
-    """Write the state to the instance row when it changed (or every minute, as a timestamp)."""
+    """Write the state to the instance row when it changed (or every minute, as a timestamp).
+    A paired number whose session the provider reports lost is protected."""
     stale = instance.health_checked_at is None or (timezone.now() - instance.health_checked_at).total_seconds() > 60
-    if instance.health_state != result.state or stale:
-        fields = result.as_model_fields()
-        WhatsAppInstance.objects.filter(pk=instance.pk).update(**fields)
-        for name, value in fields.items():
-            setattr(instance, name, value)
-        if instance.health_state != result.state:
+    changed = instance.health_state != result.state
+    if changed or stale:
+        record_connection_state(instance=instance, state=result.state, reason=result.reason, at=result.checked_at)
+        if changed:
             logger.info("whatsapp instance health changed",
                         extra={"instance_id": instance.pk, "state": result.state, "reason": result.reason[:200]})
+    if result.session_lost:
+        number_protection.protect_lost_session(instance=instance, provider_state=result.provider_state or "lost")
 
 
 class InstanceRecoveryService:
     """Queues wait in `instance_down` while their instance cannot send; recovery puts them back
-    to `pending` (and the caller publishes them) once a health check says `open`."""
+    to `pending` (and the caller publishes them) once a health check says `open` — never for a
+    protected number, until a person clears it."""
 
     @staticmethod
     def handle_instance_down(lease, reason: str, *, then: Any = None) -> bool:
@@ -123,8 +127,8 @@ class InstanceRecoveryService:
         from apps.billing.models import BillingQueue
         from apps.billing.services import callbacks
 
-        if not instance.is_active or not instance.tenant.is_active:
-            return []
+        if not instance.is_active or not instance.tenant.is_active or instance.is_protected:
+            return []  # a protected number waits for a person (number_protection.py)
         release_connection()
         result = client_for(instance).check_health()
         record_health(instance, result)
