@@ -61,7 +61,9 @@ def make_sandbox_whatsapp_instance(db: None, evolution_sandbox: SandboxClient, p
     from apps.tenancy.models import Tenant
 
     def make(*, tenant: Tenant | None = None, api_version: str = "v2", provider: str = provider,
-             **sandbox_options: Any) -> WhatsAppInstance:
+             warmed_up: bool = True, **sandbox_options: Any) -> WhatsAppInstance:
+        """`warmed_up`: a number with history (its warm-up skipped, as a person would); False
+        makes a brand-new number, capped from its day 0."""
         if tenant is None:
             slug = f"tenant-{uuid.uuid4().hex[:10]}"
             tenant = Tenant.objects.create(name=slug, slug=slug)
@@ -75,6 +77,10 @@ def make_sandbox_whatsapp_instance(db: None, evolution_sandbox: SandboxClient, p
             api_key=sandbox.token,
             instance_name=sandbox.name,
         )
+        if warmed_up:
+            from apps.connections.services import skip_warm_up
+
+            skip_warm_up(instance=instance, user=None, reason="a number with history (test fixture)")
         instance.sandbox = sandbox  # type: ignore[attr-defined]
         return instance
 

@@ -18,6 +18,8 @@ from typing import Any
 from django.apps import apps
 from django.utils import timezone
 
+from apps.common.config_version import bump_config_version
+
 from .models import WhatsAppInstance
 
 logger = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ def skip_warm_up(*, instance: WhatsAppInstance, user: Any, reason: str) -> bool:
         warmup_skipped_at=now, warmup_skipped_by=user, warmup_skip_reason=reason[:300], updated_at=now)
     if skipped:
         instance.warmup_skipped_at, instance.warmup_skipped_by, instance.warmup_skip_reason = now, user, reason[:300]
+        bump_config_version(instance.tenant_id)  # the API's cached numbers (the status ETA) follow
         logger.warning("whatsapp number warm-up skipped", extra={"instance_id": instance.pk,
                                                                 "tenant_id": str(instance.tenant_id),
                                                                 "user_id": getattr(user, "pk", None)})

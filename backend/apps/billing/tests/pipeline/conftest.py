@@ -141,8 +141,8 @@ class PipelineTenant:
             messages_per_minute=messages_per_minute, business_hours=hours,
         )
         # setup_tenant names the provider instance after ours; point it at the sandbox instance
-        result.instance.instance_name = instance.instance_name
-        result.instance.save(update_fields=["instance_name"])
+        result.instance.instance_name, result.instance.provider = instance.instance_name, instance.provider
+        result.instance.save(update_fields=["instance_name", "provider"])
         self.tenant = result.tenant
         self.instance = result.instance
         self.sandbox = sandbox_client
@@ -180,8 +180,9 @@ class PipelineTenant:
 @pytest.fixture
 def pipeline_tenant(transactional_db, make_sandbox_whatsapp_instance, evolution_sandbox,
                     purge_broker) -> Callable[..., PipelineTenant]:
-    def make(messages_per_minute: int = 600, **options: Any) -> PipelineTenant:
-        return PipelineTenant(make_sandbox_whatsapp_instance(), evolution_sandbox,
+    def make(messages_per_minute: int = 600, warmed_up: bool = True, **options: Any) -> PipelineTenant:
+        """`warmed_up=False`: a brand-new number, under its warm-up cap from day 0."""
+        return PipelineTenant(make_sandbox_whatsapp_instance(warmed_up=warmed_up), evolution_sandbox,
                               messages_per_minute=messages_per_minute, **options)
 
     return make
