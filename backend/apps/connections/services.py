@@ -56,17 +56,19 @@ def open_queue_count(*, instance: WhatsAppInstance) -> int:
 
 
 def record_connection_state(*, instance: WhatsAppInstance, state: str, reason: str,
-                            at: datetime | None = None) -> None:
+                            at: datetime | None = None, disconnected: bool = False) -> None:
     """The instance's health as a check or a webhook saw it. The first `open` marks the number
-    paired (a session lost after that is a logout); leaving `open` is the last disconnect."""
+    paired (a session lost after that is a logout); leaving `open`, or the provider saying the
+    session ended (`disconnected`), is the last disconnect."""
     now = at or timezone.now()
     rows = WhatsAppInstance.objects.filter(pk=instance.pk)
     if state == WhatsAppInstance.HealthState.OPEN:
         if rows.filter(paired_at__isnull=True).update(paired_at=now):
             instance.paired_at = now
-    elif rows.filter(health_state=WhatsAppInstance.HealthState.OPEN).update(last_disconnect_at=now,
-                                                                             last_disconnect_reason=reason[:300]):
-        instance.last_disconnect_at, instance.last_disconnect_reason = now, reason[:300]
+    else:
+        leaving = rows if disconnected else rows.filter(health_state=WhatsAppInstance.HealthState.OPEN)
+        if leaving.update(last_disconnect_at=now, last_disconnect_reason=reason[:300]):
+            instance.last_disconnect_at, instance.last_disconnect_reason = now, reason[:300]
     rows.update(health_state=state, health_reason=reason[:300], health_checked_at=now)
     instance.health_state, instance.health_reason, instance.health_checked_at = state, reason[:300], now
 

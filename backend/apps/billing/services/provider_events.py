@@ -44,7 +44,8 @@ def connection_changed(*, instance: WhatsAppInstance, state: str, reason: str, l
     """The number's connection as the provider reports it. A logout, or a paired number's lost
     session (`lost_session`: the provider's word), protects it; any other close pauses its
     running queues `instance_down` (recovery resumes them once it is `open` again)."""
-    record_connection_state(instance=instance, state=state, reason=reason)
+    record_connection_state(instance=instance, state=state, reason=reason,
+                            disconnected=logged_out or bool(lost_session and instance.paired_at))
     if logged_out:
         protected = number_protection.protect_after_logout(instance=instance, how="provider webhook")
         return "protected" if protected else "health_recorded"
