@@ -198,7 +198,7 @@ def create_instance(app: SandboxApp, request: Request) -> Response:
 
 def find_messages(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
     """`POST /chat/findMessages/{instance}`: what the sandbox recorded, in v2's paged shape
-    (`fetchMessages` of the channel service; docs/evolution.md, "Reconciliation")."""
+    (`fetchMessages` of the channel service; docs/providers.md, "Reconciliation")."""
     latency, hang, drip = app.state.take_read_faults(instance.name)
     app.sleep(latency + hang)
     try:

@@ -87,7 +87,7 @@ def _optional_int(value: Any, name: str) -> int | None:
     return None if value is None else _integer(value, name, minimum=-(2**62))
 
 
-# Every option an instance has, with its validator. Documented in docs/evolution.md.
+# Every option an instance has, with its validator. Documented in docs/providers.md.
 INSTANCE_OPTIONS = {
     "token": _text,
     "state": _choice(STATES),

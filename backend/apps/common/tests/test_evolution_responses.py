@@ -1,4 +1,4 @@
-"""The classification table of docs/evolution.md, pure: every provider answer and every failed
+"""The classification table of docs/providers.md, pure: every provider answer and every failed
 call mapped to its error class, code and `nothing_sent` (the worker refunds an attempt only
 when no byte left our process)."""
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """End-to-end fixtures: the real consumer as an OS process on the real broker, against the test
-database (transactional tests, so the subprocess sees committed rows) and the sandbox."""
+database (transactional tests, so the subprocess sees committed rows) and the sandbox.
+
+Every test here runs once per provider (`provider`: the sandbox speaks Evolution or WAHA), so
+the whole path is proven for both in the same run."""
 from __future__ import annotations
 
 import json
@@ -96,6 +99,17 @@ class ProcessHandle:
             except ValueError:
                 continue
         return lines
+
+
+@pytest.fixture(params=["evolution", "waha"])
+def provider(request) -> str:
+    """The provider the tenants' sandbox numbers speak (the root conftest's, parametrized)."""
+    return request.param
+
+
+def health_check_path(provider: str) -> str:
+    """What a health check of a number asks the sandbox, per provider."""
+    return "/api/sessions/" if provider == "waha" else "connectionState"
 
 
 @pytest.fixture
