@@ -160,7 +160,7 @@ def logout(app: SandboxApp, request: Request, instance: SandboxInstance) -> Resp
     """`DELETE /instance/logout/{instance}`: the session ends (`connection.update` close, 401)."""
     if instance.state == "close":
         return _reply(contract.not_connected(instance.name))
-    moved = app.state.set_state(instance.name, "close")
+    moved = app.state.set_state(instance.name, "close", logged_out=True)
     if moved is not None:
         app.events.state_changed(moved[0], moved[1], logged_out=True)
     return Response(200, contract.logout_answer())

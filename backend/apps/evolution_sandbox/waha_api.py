@@ -55,7 +55,7 @@ def _info(instance: SandboxInstance) -> dict[str, Any]:
 
 
 def _move(app: SandboxApp, instance: SandboxInstance, state: str, *, logged_out: bool = False) -> SandboxInstance:
-    moved = app.state.set_state(instance.name, state)
+    moved = app.state.set_state(instance.name, state, logged_out=logged_out)
     if moved is None:
         return instance
     app.events.state_changed(moved[0], moved[1], logged_out=logged_out)
