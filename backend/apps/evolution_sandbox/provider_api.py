@@ -359,15 +359,11 @@ def handle(app: SandboxApp, request: Request) -> Response:
 
 
 def _log(app: SandboxApp, request: Request, name: str | None, instance: SandboxInstance | None) -> dict[str, Any]:
-    try:
-        body = request.json() if request.body else None
-    except BodyError:
-        body = request.body.decode("utf-8", "replace")
     return app.state.log_request(
         method=request.method,
         path=request.path,
         instance=name,
-        body=body,
+        body=request.recorded_body(),
         auth=_auth_kind(app, request, instance),
         user_agent=request.header("user-agent") or "",
         peer=request.peer,

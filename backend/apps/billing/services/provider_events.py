@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import Any
 
 from apps.billing.services import number_protection, reconciliation
 from apps.billing.services.delivery_status import apply_provider_status, provider_status_name
@@ -19,6 +21,15 @@ logger = logging.getLogger(__name__)
 
 PAUSE_REASON = "instance_down: connection closed (provider webhook)"
 REFUSED = "ERROR"  # WhatsApp did not take the message: blocked by the recipient, or the number restricted
+
+
+def unix_time(value: Any) -> datetime | None:
+    """A provider's Unix timestamp (seconds, or milliseconds) as an instant; None if it is not one."""
+    try:
+        seconds = int(value)
+        return datetime.fromtimestamp(seconds // 1000 if seconds > 10**11 else seconds, tz=dt_timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def receipt(*, instance: WhatsAppInstance, provider_message_id: str, status: object) -> str:

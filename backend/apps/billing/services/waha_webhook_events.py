@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
-from datetime import timezone as dt_timezone
 from typing import Any
 
 from apps.billing.services import provider_events
@@ -59,7 +57,7 @@ def _message(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     if data.get("fromMe") is True:
         return provider_events.echo(instance=instance, remote_jid=str(data.get("to") or ""),
                                     text=str(data.get("body") or ""), provider_message_id=message_key(data.get("id")),
-                                    at=_timestamp(data.get("timestamp")))
+                                    at=provider_events.unix_time(data.get("timestamp")))
     return handle_inbound(instance=instance, data=inbound_item(data))
 
 
@@ -96,17 +94,6 @@ def _session_status(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     return provider_events.connection_changed(instance=instance, state=health,
                                               reason=f"session.status webhook: {status}",
                                               lost_session=status if status in _LOST else "")
-
-
-def _timestamp(value: Any) -> datetime | None:
-    try:
-        seconds = int(value)
-    except (TypeError, ValueError):
-        return None
-    try:
-        return datetime.fromtimestamp(seconds // 1000 if seconds > 10**11 else seconds, tz=dt_timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 _HANDLERS: dict[str, Callable[[WhatsAppInstance, dict[str, Any]], str]] = {

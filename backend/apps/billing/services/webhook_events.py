@@ -15,9 +15,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
-
 from apps.billing.services import provider_events
 from apps.billing.services.inbound_messages import handle_inbound
 from apps.common.services.evolution_lookup import message_text
@@ -107,7 +104,7 @@ def _echo(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
         return "ignored"
     return provider_events.echo(
         instance=instance, remote_jid=str(key.get("remoteJid") or ""), text=message_text(data.get("message")),
-        provider_message_id=str(key.get("id") or "")[:128], at=_timestamp(data.get("messageTimestamp")))
+        provider_message_id=str(key.get("id") or "")[:128], at=provider_events.unix_time(data.get("messageTimestamp")))
 
 
 def _sent(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
@@ -120,13 +117,6 @@ def _upsert(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     """`messages.upsert`: a customer's message, or (some builds) the echo of one of ours."""
     key = data.get("key") if isinstance(data.get("key"), dict) else {}
     return _echo(instance, data) if key.get("fromMe") is True else _inbound(instance, data)
-
-
-def _timestamp(value: Any) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(value), tz=dt_timezone.utc)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
 
 
 _HANDLERS: dict[str, Callable[[WhatsAppInstance, dict[str, Any]], str]] = {

@@ -32,7 +32,6 @@ from .provider_client import (
     HEALTH_OPEN,
     HEALTH_PAIRING,
     HEALTH_UNKNOWN,
-    OPERATION_LOOKUP,
     OPERATION_SEND,
     HealthResult,
     PairingState,
@@ -151,7 +150,8 @@ class EvolutionAPIService(ProviderClient):
                     break
                 body = find_messages_body(remote_jid=remote_jid, from_me=from_me, sent_after=sent_after,
                                           sent_before=sent_before, page=page, page_size=page_size)
-                messages, page_total, pages = self._lookup_page(url, body, masked)
+                messages, page_total, pages = self._lookup_page("POST", url, body, masked, parse=parse_find_messages,
+                                                                error_for_response=error_for_lookup_response)
                 if page == 1:
                     total += page_total
                 for message in messages:
@@ -160,31 +160,6 @@ class EvolutionAPIService(ProviderClient):
         ordered = sorted(found.values(), key=lambda m: m.timestamp or datetime.min.replace(tzinfo=timezone.utc),
                          reverse=True)
         return MessageLookup(messages=ordered, total=total, complete=complete)
-
-    def _lookup_page(self, url: str, body: dict[str, Any], masked: str) -> tuple[list[ProviderMessage], int, int]:
-        started = time.monotonic()
-        try:
-            response = provider_client.request(
-                "POST", url, body=json.dumps(body).encode("utf-8"), headers=self._headers(body=True),
-                deadline=deadline(LOOKUP), connect_timeout=connect_timeout(),
-            )
-        except HTTPCallError as exc:
-            error = error_for_lookup_transport(exc)
-            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
-            raise error from exc
-        if response.status != 200:
-            error = error_for_lookup_response(response)
-            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
-            raise error from HTTPStatusError(response)
-        try:
-            parsed = parse_find_messages(response.json())
-        except ValueError as exc:
-            error = ProviderLookupError("The provider's findMessages answer has an unknown shape.",
-                                        code="lookup_bad_answer", http_status=response.status)
-            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
-            raise error from exc
-        self._record(OPERATION_LOOKUP, "ok", started, masked, 1, http_status=response.status)
-        return parsed
 
     # ------------------------------------------------------------------ webhooks and pairing
     def webhook_body(self, *, url: str, signing_key: str) -> dict[str, Any]:

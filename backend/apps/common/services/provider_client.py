@@ -19,9 +19,10 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 
@@ -36,15 +37,18 @@ from .provider_errors import (
     InstanceUnavailableError,
     InvalidNumberError,
     ProviderError,
+    ProviderLookupError,
     ProviderRateLimitedError,
     TransientProviderError,
 )
 from .provider_http import LOOKUP, connect_timeout, deadline, default_headers, json_headers, provider_client
+from .provider_responses import error_for_lookup_transport
 
 if TYPE_CHECKING:
     from apps.connections.models import WhatsAppInstance
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OPERATION_SEND = "send_text"
 OPERATION_HEALTH = "connection_state"
@@ -235,6 +239,35 @@ class ProviderClient:
         if response.status not in ok:
             raise error_for_response(response) from HTTPStatusError(response)
         return response
+
+    def _lookup_page(self, method: str, url: str, payload: Any, masked: str, *, parse: Callable[[Any], T],
+                     error_for_response: Callable[[HTTPResponse], ProviderError]) -> T:
+        """One page of a reconciliation look-up within EVOLUTION_LOOKUP_DEADLINE, recorded like
+        a send attempt; an answer of an unknown shape is `lookup_bad_answer`."""
+        started = time.monotonic()
+        try:
+            response = provider_client.request(
+                method, url, body=json.dumps(payload).encode("utf-8") if payload is not None else None,
+                headers=self._headers(body=payload is not None), deadline=deadline(LOOKUP),
+                connect_timeout=connect_timeout(),
+            )
+        except HTTPCallError as exc:
+            error = error_for_lookup_transport(exc)
+            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
+            raise error from exc
+        if response.status != 200:
+            error = error_for_response(response)
+            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
+            raise error from HTTPStatusError(response)
+        try:
+            parsed = parse(response.json())
+        except ValueError as exc:
+            error = ProviderLookupError("The provider's look-up answer has an unknown shape.",
+                                        code="lookup_bad_answer", http_status=response.status)
+            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
+            raise error from exc
+        self._record(OPERATION_LOOKUP, "ok", started, masked, 1, http_status=response.status)
+        return parsed
 
     # ------------------------------------------------------------------ shared helpers
     def _normalize(self, phone: str) -> str:

@@ -88,8 +88,14 @@ def error_for_lookup_transport(exc: HTTPCallError) -> ProviderError:
 
 def error_for_read_answer(response: HTTPResponse, *, details: dict) -> ProviderError:
     """A read or control call answered something else than success: a configuration problem
-    stays one (401/403 the key, 404 the instance), a 429 is a rate limit, anything else proves
-    nothing (`ProviderLookupError`)."""
+    stays one, a 429 is a rate limit, anything else proves nothing (`ProviderLookupError`)."""
+    return error_for_refusal(response, details=details) or ProviderLookupError(
+        f"The provider answered {response.status} to a lookup.", http_status=response.status, details=details)
+
+
+def error_for_refusal(response: HTTPResponse, *, details: dict) -> ProviderError | None:
+    """What any provider means by 401/403 (the key), 404 (the instance, or a wrong base URL) and
+    429 (slow down); None for another status."""
     status = response.status
     if status in (401, 403):
         return ProviderAuthError("The provider rejected the API key.", code="provider_unauthorized", http_status=status,
@@ -101,4 +107,4 @@ def error_for_read_answer(response: HTTPResponse, *, details: dict) -> ProviderE
         return ProviderRateLimitedError("The provider is rate limiting this instance.",
                                         retry_after=parse_retry_after(response.header("Retry-After")),
                                         http_status=status, details=details)
-    return ProviderLookupError(f"The provider answered {status} to a lookup.", http_status=status, details=details)
+    return None

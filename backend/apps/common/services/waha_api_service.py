@@ -25,7 +25,6 @@ from .provider_client import (
     HEALTH_ERROR,
     HEALTH_OPEN,
     HEALTH_PAIRING,
-    OPERATION_LOOKUP,
     OPERATION_SEND,
     HealthResult,
     PairingState,
@@ -116,7 +115,9 @@ class WAHAAPIService(ProviderClient):
                     break
                 query = chat_messages_query(from_me=from_me, sent_after=sent_after, sent_before=sent_before,
                                             limit=page_size, offset=page * page_size)
-                messages = self._history_page(chat, query, masked)
+                url = f"{self.base_url}/api/{self._session()}/chats/{quote(chat, safe='')}/messages?{urlencode(query)}"
+                messages = self._lookup_page("GET", url, None, masked, parse=parse_chat_messages,
+                                             error_for_response=error_for_read_response)
                 for message in messages:
                     found.setdefault(message.provider_message_id, message)
                 if len(messages) < page_size:
@@ -124,30 +125,6 @@ class WAHAAPIService(ProviderClient):
         ordered = sorted(found.values(), key=lambda m: m.timestamp or datetime.min.replace(tzinfo=timezone.utc),
                          reverse=True)
         return MessageLookup(messages=ordered, total=len(ordered), complete=complete)
-
-    def _history_page(self, chat: str, query: dict[str, str], masked: str) -> list[ProviderMessage]:
-        url = f"{self.base_url}/api/{self._session()}/chats/{quote(chat, safe='')}/messages?{urlencode(query)}"
-        started = time.monotonic()
-        try:
-            response = provider_client.request("GET", url, headers=self._headers(), deadline=deadline(LOOKUP),
-                                               connect_timeout=connect_timeout())
-        except HTTPCallError as exc:
-            error = error_for_lookup_transport(exc)
-            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
-            raise error from exc
-        if response.status != 200:
-            error = error_for_read_response(response)
-            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
-            raise error from HTTPStatusError(response)
-        try:
-            messages = parse_chat_messages(response.json())
-        except ValueError as exc:
-            error = ProviderLookupError("The provider's chat history answer has an unknown shape.",
-                                        code="lookup_bad_answer", http_status=response.status)
-            self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
-            raise error from exc
-        self._record(OPERATION_LOOKUP, "ok", started, masked, 1, http_status=response.status)
-        return messages
 
     # ------------------------------------------------------------------ webhooks and pairing
     def webhook_config(self, *, url: str, signing_key: str) -> dict[str, Any]:

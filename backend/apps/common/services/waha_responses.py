@@ -20,15 +20,8 @@ from typing import Any
 
 from apps.common.http_client import HTTPCallError, HTTPResponse
 
-from .provider_errors import (
-    AmbiguousSendError,
-    InstanceUnavailableError,
-    ProviderAuthError,
-    ProviderError,
-    ProviderRateLimitedError,
-    TransientProviderError,
-)
-from .provider_responses import error_for_read_answer, error_for_transport, parse_retry_after
+from .provider_errors import AmbiguousSendError, InstanceUnavailableError, ProviderError, TransientProviderError
+from .provider_responses import error_for_read_answer, error_for_refusal, error_for_transport
 
 _MAX_DETAIL_CHARS = 200
 
@@ -43,21 +36,10 @@ def waha_message(body: Any, response: HTTPResponse) -> str:
 
 
 def _common(response: HTTPResponse, details: dict[str, Any]) -> ProviderError | None:
-    status = response.status
-    if status == 422:
+    if response.status == 422:
         return InstanceUnavailableError("The WAHA session is not WORKING.", code="session_not_working",
-                                        http_status=status, details=details)
-    if status in (401, 403):
-        return ProviderAuthError("The provider rejected the API key.", code="provider_unauthorized", http_status=status,
-                                 details=details)
-    if status == 404:
-        return ProviderAuthError("The provider does not know this session (or the base URL is wrong).",
-                                 code="provider_instance_not_found", http_status=status, details=details)
-    if status == 429:
-        return ProviderRateLimitedError("The provider is rate limiting this instance.",
-                                        retry_after=parse_retry_after(response.header("Retry-After")),
-                                        http_status=status, details=details)
-    return None
+                                        http_status=422, details=details)
+    return error_for_refusal(response, details=details)
 
 
 def error_for_check_response(response: HTTPResponse) -> ProviderError:
@@ -98,7 +80,4 @@ def error_for_send_response(response: HTTPResponse) -> ProviderError:
 def error_for_read_response(response: HTTPResponse) -> ProviderError:
     """A non-success answer to a read or control call (chat history, sessions, QR)."""
     details = {"provider_message": waha_message(response.json(), response)}
-    if response.status == 422:
-        return InstanceUnavailableError("The WAHA session is not in a state for this call.",
-                                        code="session_not_working", http_status=422, details=details)
-    return error_for_read_answer(response, details=details)
+    return _common(response, details) or error_for_read_answer(response, details=details)

@@ -10,8 +10,6 @@ import json
 import pytest
 import requests
 
-from apps.evolution_sandbox.testing import WebhookReceiver
-
 NUMBER = "5511998765432"
 CHAT = f"{NUMBER}@c.us"
 FAST_ACKS = {"SERVER_ACK": 0.05, "DELIVERY_ACK": 0.1, "READ": 0.15}
