@@ -9,7 +9,6 @@ away when `qrcode` is set), `GET /instance/connect/{instance}` (the QR to scan w
 connected), `POST /instance/restart/{instance}`, `DELETE /instance/logout/{instance}`."""
 from __future__ import annotations
 
-import hmac
 import math
 import re
 from typing import TYPE_CHECKING, Any, Callable
@@ -24,19 +23,8 @@ if TYPE_CHECKING:
     from .app import SandboxApp
 
 
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
 def _auth_kind(app: SandboxApp, request: Request, instance: SandboxInstance | None) -> str:
-    key = request.header("apikey")
-    if key is None:
-        return "missing"
-    if _same(key, app.state.config.api_key):
-        return "global"
-    if instance is not None and _same(key, instance.token):
-        return "instance"
-    return "invalid"
+    return app.state.key_kind(request.header("apikey"), instance)
 
 
 def _reply(status_and_body: tuple[int, Any], headers: dict[str, str] | None = None) -> Response:
@@ -168,7 +156,7 @@ def logout(app: SandboxApp, request: Request, instance: SandboxInstance) -> Resp
 
 def create_instance(app: SandboxApp, request: Request) -> Response:
     """`POST /instance/create` (global key only): a new instance, its webhook, its first QR."""
-    if not _same(request.header("apikey"), app.state.config.api_key):
+    if _auth_kind(app, request, None) != "global":
         return _reply(contract.unauthorized())
     try:
         body = request.json()
@@ -221,7 +209,7 @@ def fetch_instances(app: SandboxApp, request: Request) -> Response:
     key = request.header("apikey")
     name = request.param("instanceName")
     instance_id = request.param("instanceId")
-    if _same(key, app.state.config.api_key):
+    if app.state.key_kind(key, None) == "global":
         instances = app.state.list_instances()
         if name is not None:
             instances = [instance for instance in instances if instance.name == name]

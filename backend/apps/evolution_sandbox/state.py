@@ -4,6 +4,7 @@ handles every request on its own thread. Lists are bounded so a long local run c
 without limit."""
 from __future__ import annotations
 
+import hmac
 import itertools
 import random
 import threading
@@ -311,6 +312,17 @@ class SandboxState:
         with self.lock:
             instance = self.instances.get(name)
             return replace(instance) if instance is not None else None
+
+    def key_kind(self, key: str | None, instance: SandboxInstance | None) -> str:
+        """Whose key a request carries: "global" (the server's), "instance" (its token),
+        "invalid" or "missing". Compared in constant time."""
+        if key is None:
+            return "missing"
+        if hmac.compare_digest(key.encode(), self.config.api_key.encode()):
+            return "global"
+        if instance is not None and hmac.compare_digest(key.encode(), instance.token.encode()):
+            return "instance"
+        return "invalid"
 
     def find_by_token(self, token: str) -> list[SandboxInstance]:
         with self.lock:

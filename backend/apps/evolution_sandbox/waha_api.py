@@ -10,7 +10,6 @@ recorded, with the session as its instance.
 """
 from __future__ import annotations
 
-import hmac
 import math
 import re
 from typing import TYPE_CHECKING, Any, Callable
@@ -30,19 +29,8 @@ def _reply(status_and_body: tuple[int, Any], headers: dict[str, str] | None = No
     return Response(status, body, headers or {})
 
 
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
 def _auth_kind(app: SandboxApp, request: Request, instance: SandboxInstance | None) -> str:
-    key = request.header("x-api-key") or request.param("x-api-key")
-    if key is None:
-        return "missing"
-    if _same(key, app.state.config.api_key):
-        return "global"
-    if instance is not None and _same(key, instance.token):
-        return "instance"
-    return "invalid"
+    return app.state.key_kind(request.header("x-api-key") or request.param("x-api-key"), instance)
 
 
 def _status(instance: SandboxInstance) -> str:
@@ -151,7 +139,7 @@ def get_session(app: SandboxApp, request: Request, instance: SandboxInstance) ->
 
 def create_session(app: SandboxApp, request: Request) -> Response:
     """`POST /api/sessions {name, start, config}` (the server key only)."""
-    if not _same(request.header("x-api-key"), app.state.config.api_key):
+    if _auth_kind(app, request, None) != "global":
         return _reply(waha_contract.unauthorized())
     body = _body(request)
     if isinstance(body, Response):

@@ -100,26 +100,6 @@ class EvolutionAPIService(ProviderClient):
         return self._health(False, health, f"provider state is {provider_state!r}", started, status,
                             provider_state=str(provider_state))
 
-    def _health_without_answer(self, exc: HTTPCallError, started: float) -> HealthResult:
-        error = error_for_transport(exc)
-        if isinstance(error, UnsafeProviderAddressError):
-            return self._health(False, HEALTH_ERROR, error.message, started, outcome="auth")
-        if exc.kind in ("deadline", "connect_timeout"):
-            return self._health(False, HEALTH_ERROR, f"no answer within {deadline(HEALTH):g}s ({exc.kind})",
-                                started, outcome="timeout")
-        return self._health(False, HEALTH_ERROR, f"{error.code}: {error.message}", started, outcome="unavailable")
-
-    def _health_refusal(self, status: int, started: float) -> HealthResult | None:
-        if status in (401, 403):
-            return self._health(False, HEALTH_ERROR, f"unauthorized ({status}): check the instance API key", started,
-                                status, outcome="auth")
-        if status == 404:
-            return self._health(False, HEALTH_ERROR, "instance not found on the provider (404)", started, status,
-                                outcome="auth")
-        if status != 200:
-            return self._health(False, HEALTH_ERROR, f"unexpected HTTP {status} from the provider", started, status)
-        return None
-
     # ------------------------------------------------------------------ reconciliation
     def find_messages(
         self,

@@ -40,9 +40,10 @@ from .provider_errors import (
     ProviderLookupError,
     ProviderRateLimitedError,
     TransientProviderError,
+    UnsafeProviderAddressError,
 )
-from .provider_http import LOOKUP, connect_timeout, deadline, default_headers, json_headers, provider_client
-from .provider_responses import error_for_lookup_transport
+from .provider_http import HEALTH, LOOKUP, connect_timeout, deadline, default_headers, json_headers, provider_client
+from .provider_responses import error_for_lookup_transport, error_for_transport
 
 if TYPE_CHECKING:
     from apps.connections.models import WhatsAppInstance
@@ -213,6 +214,28 @@ class ProviderClient:
 
     def logout(self) -> None:
         raise NotImplementedError
+
+    def _health_without_answer(self, exc: HTTPCallError, started: float) -> HealthResult:
+        """A health check that got no answer is unhealthy, with the reason kept."""
+        error = error_for_transport(exc)
+        if isinstance(error, UnsafeProviderAddressError):
+            return self._health(False, HEALTH_ERROR, error.message, started, outcome="auth")
+        if exc.kind in ("deadline", "connect_timeout"):
+            return self._health(False, HEALTH_ERROR, f"no answer within {deadline(HEALTH):g}s ({exc.kind})",
+                                started, outcome="timeout")
+        return self._health(False, HEALTH_ERROR, f"{error.code}: {error.message}", started, outcome="unavailable")
+
+    def _health_refusal(self, status: int, started: float) -> HealthResult | None:
+        """A health answer that is not a state: the key refused, the instance unknown, an error."""
+        if status in (401, 403):
+            return self._health(False, HEALTH_ERROR, f"unauthorized ({status}): check the instance API key", started,
+                                status, outcome="auth")
+        if status == 404:
+            return self._health(False, HEALTH_ERROR, "instance not found on the provider (404)", started, status,
+                                outcome="auth")
+        if status != 200:
+            return self._health(False, HEALTH_ERROR, f"unexpected HTTP {status} from the provider", started, status)
+        return None
 
     # ------------------------------------------------------------------ one send attempt
     def _send_once(self, number: str, message: str, masked: str, attempt: int) -> SendResult:

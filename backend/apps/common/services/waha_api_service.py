@@ -66,20 +66,14 @@ class WAHAAPIService(ProviderClient):
             response = provider_client.request("GET", self._session_url(), headers=self._headers(),
                                                deadline=deadline(HEALTH), connect_timeout=connect_timeout())
         except HTTPCallError as exc:
-            error = error_for_transport(exc)
-            outcome = "timeout" if exc.kind in ("deadline", "connect_timeout") else (
-                "auth" if error.permanent else "unavailable")
-            return self._health(False, HEALTH_ERROR, f"{error.code}: {error.message}", started, outcome=outcome)
+            return self._health_without_answer(exc, started)
         status = response.status
-        if status in (401, 403):
-            return self._health(False, HEALTH_ERROR, f"unauthorized ({status}): check the instance API key", started,
-                                status, outcome="auth")
-        if status == 404:
-            return self._health(False, HEALTH_ERROR, "session not found on the provider (404)", started, status,
-                                outcome="auth")
+        unhealthy = self._health_refusal(status, started)
+        if unhealthy is not None:
+            return unhealthy
         body = response.json()
-        session_status = str(body.get("status") or "") if isinstance(body, dict) and status == 200 else ""
-        if status != 200 or not session_status:
+        session_status = str(body.get("status") or "") if isinstance(body, dict) else ""
+        if not session_status:
             return self._health(False, HEALTH_ERROR, f"unexpected HTTP {status} from the provider", started, status)
         if session_status == WORKING:
             self.breaker.probe_now()
