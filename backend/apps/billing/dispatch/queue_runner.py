@@ -460,9 +460,6 @@ class QueueRunner:
         if isinstance(error, InvalidNumberError):
             self._fail(contact, ContactErrorCode.INVALID_NUMBER, reason, text)
             outcome = "failed"
-            if number_protection.record_send_outcome(instance=self.instance, not_on_whatsapp=True,
-                                                     settings=self.number_health):
-                return self._instance_down(f"number_protected: {self.instance.protected_reason}")
         elif isinstance(error, AmbiguousSendError):
             # It may have gone out (upstream #1247): never re-send blindly; reconciliation decides.
             reconcile_at = now + timedelta(seconds=ECHO_GRACE_SECONDS)
@@ -484,6 +481,10 @@ class QueueRunner:
         else:
             outcome = "retry"
         metrics.observe_send(self.tenant.pk, self.template_type, outcome, seconds, instance_id=self.instance.pk)
+        if isinstance(error, InvalidNumberError):
+            protected = number_protection.record_send_outcome(instance=self.instance, not_on_whatsapp=True,
+                                                              settings=self.number_health)
+            return self._instance_down(f"number_protected: {self.instance.protected_reason}") if protected else None
         if isinstance(error, ProviderRateLimitedError):
             hold = min(float(error.retry_after or 30), float(settings.BILLING_RETRY_AFTER_CAP_SECONDS))
             # This number only: every queue sending through it waits, no other number does.
