@@ -20,7 +20,11 @@ else's tests and must never be stopped).
 
 `sandbox_whatsapp_instance`: a saved Tenant + WhatsAppInstance whose provider is a fresh
 sandbox instance (`.sandbox` holds the sandbox side). `make_sandbox_whatsapp_instance(**options)`
-makes more, passing sandbox options (e.g. `api_version="v1"`).
+makes more, passing sandbox options (e.g. `api_version="v1"`, `provider="waha"`).
+
+`provider`: which provider those instances speak, "evolution" here; a test directory or module
+that must hold for both overrides it (`@pytest.fixture(params=["evolution", "waha"])`), so one
+test body runs once per provider in the same run.
 """
 from __future__ import annotations
 
@@ -55,23 +59,36 @@ def evolution_sandbox(evolution_sandbox_process: SandboxProcess) -> SandboxClien
 
 
 @pytest.fixture
-def make_sandbox_whatsapp_instance(db: None, evolution_sandbox: SandboxClient) -> Callable[..., Any]:
+def provider() -> str:
+    return "evolution"
+
+
+@pytest.fixture
+def make_sandbox_whatsapp_instance(db: None, evolution_sandbox: SandboxClient, provider: str) -> Callable[..., Any]:
     from apps.connections.models import WhatsAppInstance
     from apps.tenancy.models import Tenant
 
-    def make(*, tenant: Tenant | None = None, api_version: str = "v2", **sandbox_options: Any) -> WhatsAppInstance:
+    def make(*, tenant: Tenant | None = None, api_version: str = "v2", provider: str = provider,
+             warmed_up: bool = True, **sandbox_options: Any) -> WhatsAppInstance:
+        """`warmed_up`: a number with history (its warm-up skipped, as a person would); False
+        makes a brand-new number, capped from its day 0."""
         if tenant is None:
             slug = f"tenant-{uuid.uuid4().hex[:10]}"
             tenant = Tenant.objects.create(name=slug, slug=slug)
-        sandbox = evolution_sandbox.create_instance(api_version=api_version, **sandbox_options)
+        sandbox = evolution_sandbox.create_instance(api_version=api_version, provider=provider, **sandbox_options)
         instance = WhatsAppInstance.objects.create(
             tenant=tenant,
             name=f"wa-{sandbox.name}",
+            provider=provider,
             api_version=api_version,
             base_url=evolution_sandbox.base_url,
             api_key=sandbox.token,
             instance_name=sandbox.name,
         )
+        if warmed_up:
+            from apps.connections.services import skip_warm_up
+
+            skip_warm_up(instance=instance, user=None, reason="a number with history (test fixture)")
         instance.sandbox = sandbox  # type: ignore[attr-defined]
         return instance
 

@@ -271,8 +271,8 @@ LOGGING = {
 # Each feature adds its own block below (Evolution API client, billing, ...).
 
 # --------------------------------------------------------------------------- Evolution API client
-# apps/common/services/evolution_api_service.py reads these at call time (tests override them
-# with pytest-django's `settings` fixture). See docs/evolution.md.
+# The provider clients (apps/common/services/, Evolution and WAHA alike) read these at call time
+# (tests override them with pytest-django's `settings` fixture). See docs/providers.md.
 # Total wall-clock deadline of one call (DNS, connect, request, the whole answer), in seconds.
 # A send past its deadline has an unknown outcome, so keep it above the provider's worst latency.
 EVOLUTION_SEND_DEADLINE = env_float("EVOLUTION_SEND_DEADLINE", 30.0)
@@ -293,6 +293,10 @@ EVOLUTION_BREAKER_KEY_PREFIX = env_str("EVOLUTION_BREAKER_KEY_PREFIX", "evolutio
 # seconds a "closed, no failures" answer is reused per process (0: ask Redis before every call)
 EVOLUTION_BREAKER_CACHE_SECONDS = env_float("EVOLUTION_BREAKER_CACHE_SECONDS", 1.0)
 EVOLUTION_USER_AGENT = env_str("EVOLUTION_USER_AGENT", "billing-messaging/1.0 (Evolution API client)")
+# The provider servers (Evolution or WAHA) on which tenant staff may create numbers from the
+# admin, as JSON: [{"name", "provider": "evolution"|"waha", "base_url", "api_key"}]. The key is
+# the server's (Evolution AUTHENTICATION_API_KEY, WAHA WAHA_API_KEY). docs/providers.md.
+WHATSAPP_PROVIDER_SERVERS = env_str("WHATSAPP_PROVIDER_SERVERS", "")
 
 # --------------------------------------------------------------------------- billing API
 # Requests per minute from one client IP, counted before authentication (slows key guessing).
@@ -344,6 +348,8 @@ BILLING_PUBLIC_BASE_URL = env_str("BILLING_PUBLIC_BASE_URL", "")  # e.g. https:/
 BILLING_WEBHOOK_MAX_BODY_BYTES = env_int("BILLING_WEBHOOK_MAX_BODY_BYTES", 256 * 1024)
 # Require Evolution's `jwt_key` Bearer token on top of the URL secret (v2 servers only).
 BILLING_WEBHOOK_REQUIRE_JWT = env_bool("BILLING_WEBHOOK_REQUIRE_JWT", False)
+# WAHA webhooks must carry X-Webhook-Hmac (off only for a WAHA Core older than 2024.11.5).
+BILLING_WAHA_WEBHOOK_REQUIRE_HMAC = env_bool("BILLING_WAHA_WEBHOOK_REQUIRE_HMAC", True)
 # A receipt for a provider id no contact carries yet is kept this long (the worker may not have
 # written the id yet) and applied when the worker records the sent message.
 BILLING_EARLY_RECEIPT_TTL = env_int("BILLING_EARLY_RECEIPT_TTL", 600)

@@ -13,7 +13,7 @@ from apps.common.exceptions import ApplicationError
 from apps.tenancy.models import Tenant
 
 from .models import BillingContact, BillingQueue
-from .services.eta import estimate_completion
+from .services.eta import DailyCapPlan, estimate_completion
 from .tenant_context import TenantContext
 
 
@@ -33,17 +33,23 @@ def queue_get(*, tenant: Tenant, queue_id: str) -> BillingQueue:
 
 
 def queue_eta(queue: BillingQueue, *, context: TenantContext) -> object:
-    """Remaining time at the tenant's pace, inside business hours where they apply (the
-    tenant's config and hours come from its context: no query)."""
+    """Remaining time at the tenant's pace, inside business hours where they apply, within the
+    number's warm-up caps (the tenant's config, hours and numbers come from its context: no
+    query; today's sends of a number in warm-up, one Redis read)."""
     if queue.is_final:
         return None
     config = context.config
     now = timezone.now()
     start = max(t for t in (now, queue.scheduled_for, queue.next_resume_at) if t is not None)
     schedule = context.schedule if config.respects_business_hours(queue.template_type) else None
+    quota = context.number_quotas.get(queue.instance_id)
+    daily_cap = None
+    if quota is not None and quota.warm_up.cap_on(start.astimezone(quota.tz).date()) is not None:
+        same_day = start.astimezone(quota.tz).date() == now.astimezone(quota.tz).date()
+        daily_cap = DailyCapPlan(warm_up=quota.warm_up, tz=quota.tz, sent_today=quota.sent_today(now) if same_day else 0)
     return estimate_completion(
         start=start, messages=queue.pending_count, messages_per_minute=config.messages_per_minute,
-        jitter_seconds=float(config.jitter_seconds), schedule=schedule,
+        jitter_seconds=float(config.jitter_seconds), schedule=schedule, daily_cap=daily_cap,
     )
 
 

@@ -28,6 +28,7 @@ import redis
 from django.conf import settings
 
 from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate
+from apps.billing.services.daily_cap import NumberQuota, tenant_quotas
 from apps.billing.utils.date_calculator import BillingDateCalculator
 from apps.billing.utils.template_engine import BillingTemplateEngine
 from apps.tenancy.creditor import CREDITOR_VARIABLES
@@ -65,6 +66,7 @@ class TenantContext:
     instance_ids_by_name: Mapping[str, int]  # active instances only
     default_instance_id: int | None  # the config's default if active, else the only active one
     schedule: WeeklySchedule = field(repr=False)
+    number_quotas: Mapping[int, NumberQuota] = field(default_factory=dict, repr=False)  # warm-up, by instance
 
     def template(self, ref: str) -> TemplateEntry | None:
         """By id, else by name (a template's name may look like a UUID)."""
@@ -194,7 +196,7 @@ def build_context(tenant_id: Any, version: str) -> TenantContext | None:
         templates_by_name={entry.template.name: entry for entry in entries},
         default_templates={entry.template.template_type: entry for entry in entries if entry.template.is_default},
         instance_ids_by_name=instances, default_instance_id=default_instance_id,
-        schedule=BusinessHoursService.schedule_for(tenant),
+        schedule=BusinessHoursService.schedule_for(tenant), number_quotas=tenant_quotas(tenant),
     )
 
 

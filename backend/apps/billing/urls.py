@@ -2,7 +2,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from . import progress_views, views, webhook_views
+from . import progress_views, views, waha_webhook_views, webhook_views
 from .conversations import api as conversations_api
 
 app_name = "billing"
@@ -25,6 +25,7 @@ urlpatterns = [
     # is the event, for Evolution's `byEvents` mode (`<url>/messages-update`).
     re_path(r"^webhooks/evolution/(?P<token>[^/]+)/(?:/?(?P<event>[a-z0-9-]+)/?)?$",
             webhook_views.EvolutionWebhookView.as_view(), name="evolution-webhook"),
+    path("webhooks/waha/<str:token>/", waha_webhook_views.WAHAWebhookView.as_view(), name="waha-webhook"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="billing:schema"), name="swagger"),
     path("redoc/", SpectacularRedocView.as_view(url_name="billing:schema"), name="redoc"),

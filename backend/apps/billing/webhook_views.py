@@ -26,33 +26,38 @@ from apps.common.exceptions import error_body
 logger = logging.getLogger(__name__)
 
 
-class _BadBody(Exception):
+class BadBody(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
 
-def _error(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
+def error_response(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
     return JsonResponse(error_body(code, message, details), status=status)
 
 
-def _read_json(request: HttpRequest) -> dict[str, Any]:
+def read_body(request: HttpRequest) -> bytes:
+    """The raw body, refused (413) past BILLING_WEBHOOK_MAX_BODY_BYTES without reading more."""
     limit = int(settings.BILLING_WEBHOOK_MAX_BODY_BYTES)
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
     if declared > limit:
-        raise _BadBody(413, "payload_too_large", f"Webhook bodies are limited to {limit} bytes.")
+        raise BadBody(413, "payload_too_large", f"Webhook bodies are limited to {limit} bytes.")
     raw = request.read(limit + 1)
     if len(raw) > limit:
-        raise _BadBody(413, "payload_too_large", f"Webhook bodies are limited to {limit} bytes.")
+        raise BadBody(413, "payload_too_large", f"Webhook bodies are limited to {limit} bytes.")
+    return raw
+
+
+def parse_envelope(raw: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError):
-        raise _BadBody(400, "malformed_json", "The body is not valid JSON.") from None
+        raise BadBody(400, "malformed_json", "The body is not valid JSON.") from None
     if not isinstance(payload, dict):
-        raise _BadBody(400, "invalid_envelope", "The body must be a JSON object (an Evolution webhook envelope).")
+        raise BadBody(400, "invalid_envelope", "The body must be a JSON object (a webhook envelope).")
     return payload
 
 
@@ -65,14 +70,14 @@ class EvolutionWebhookView(View):
             instance = authenticate_webhook(token=token, authorization=request.headers.get("Authorization"))
         except WebhookAuthError:
             logger.warning("evolution webhook refused: bad credentials")
-            return _error(401, "unauthorized", "Unknown or invalid webhook credentials.")
+            return error_response(401, "unauthorized", "Unknown or invalid webhook credentials.")
         try:
-            payload = _read_json(request)
-        except _BadBody as bad:
-            return _error(bad.status, bad.code, bad.message)
+            payload = parse_envelope(read_body(request))
+        except BadBody as bad:
+            return error_response(bad.status, bad.code, bad.message)
         try:
             outcome = handle_event(instance=instance, payload=payload, path_event=event or "")
         except InstanceMismatch:
             logger.warning("evolution webhook refused: instance mismatch", extra={"instance_id": instance.pk})
-            return _error(403, "instance_mismatch", "The body names another instance than this URL's.")
+            return error_response(403, "instance_mismatch", "The body names another instance than this URL's.")
         return JsonResponse({"status": "ok", "outcome": outcome})

@@ -164,7 +164,7 @@ class _CallState:
 def classify_failure(code: int, *, request_started: bool, refused_because: str | None,
                      too_large: bool) -> tuple[str, bool]:
     """(kind, nothing_sent) of a libcurl error. Pure; the table is documented in
-    docs/evolution.md ("What a failed call sent")."""
+    docs/providers.md ("What a failed call sent")."""
     if refused_because is not None:
         return REFUSED_ADDRESS, True
     if code in _BAD_URL_CODES:

@@ -1,6 +1,7 @@
 """Secrets that live in URLs never reach a log line.
 
-Some URLs carry their secret: the provider webhook path (`/webhooks/evolution/<secret>/`),
+Some URLs carry their secret: the provider webhook paths (`/webhooks/evolution/<secret>/`,
+`/webhooks/waha/<secret>/`),
 a client's callback URL (`https://user:password@crm.example/hook?token=...`). Our own code
 logs hosts, never URLs; this filter covers the lines we do not write ourselves, above all
 Django's `django.request` warning on every 4xx/5xx ("Unauthorized: /api/v1/billing/webhooks/
@@ -16,7 +17,7 @@ import re
 
 REDACTED = "[redacted]"
 
-_PATH_SECRETS = re.compile(r"(/webhooks/evolution/)[^/\s'\"?#]+")  # the instance's webhook secret
+_PATH_SECRETS = re.compile(r"(/webhooks/(?:evolution|waha)/)[^/\s'\"?#]+")  # the instance's webhook secret
 _USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
 _QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"?#]*)\?[^\s'\"#]*")
 

@@ -1,15 +1,19 @@
 """The sandbox application: its state, its background work, and the split between the
-Evolution routes and the `/_sandbox/` control routes. No sockets here (see server.py)."""
+Evolution routes, the WAHA routes (`/api/...`) and the `/_sandbox/` control routes. No sockets
+here (see server.py)."""
 from __future__ import annotations
 
 import threading
 
-from . import control_api, provider_api
+from . import control_api, provider_api, waha_api
 from .events import EventSimulator
 from .http_handler import Request, Response
 from .scheduler import Scheduler
 from .state import SandboxConfig, SandboxState
 from .webhooks import WebhookEmitter
+
+
+WAHA_PREFIX = "/api/"  # Evolution has no route under /api/
 
 
 class SandboxApp:
@@ -24,6 +28,8 @@ class SandboxApp:
     def handle(self, request: Request) -> Response:
         if request.path == control_api.PREFIX or request.path.startswith(control_api.PREFIX + "/"):
             return control_api.handle(self, request)
+        if request.path.startswith(WAHA_PREFIX):
+            return waha_api.handle(self, request)
         return provider_api.handle(self, request)
 
     def sleep(self, seconds: float) -> None:

@@ -125,6 +125,11 @@ def number_digits(number: str) -> str:
     return create_jid(number).split("@")[0]
 
 
+def new_pairing_code() -> str:
+    """What a WhatsApp Web QR carries (`2@…`): random, unique per QR."""
+    return "2@" + secrets.token_urlsafe(24)
+
+
 def new_message_id(v1: bool = False) -> str:
     """Baileys-style ids: `3EB0` + hex (v2 web client), `BAE5` + hex (v1)."""
     return ("BAE5" + secrets.token_hex(6) if v1 else "3EB0" + secrets.token_hex(8)).upper()
@@ -179,7 +184,7 @@ def fetch_instance_row(instance: dict[str, Any], *, message_count: int) -> dict[
     return {
         "id": instance["id"],
         "name": instance["name"],
-        "connectionStatus": instance["state"],
+        "connectionStatus": evolution_state(instance["state"]),
         "ownerJid": f"{instance['owner_number']}@s.whatsapp.net",
         "profileName": instance["profile_name"],
         "profilePicUrl": None,
@@ -202,6 +207,40 @@ def fetch_instance_row(instance: dict[str, Any], *, message_count: int) -> dict[
         "Setting": None,
         "_count": {"Message": message_count, "Contact": 0, "Chat": 0},
     }
+
+
+# ----------------------------------------------------------------------------- pairing
+def qr_code_answer(*, code: str, image: str, count: int) -> dict[str, Any]:
+    """`GET /instance/connect/{instance}` while not connected: the Baileys `qrCode` object."""
+    return {"pairingCode": None, "code": code, "base64": image, "count": count}
+
+
+def create_instance_answer(*, name: str, instance_id: str, token: str, webhook: dict[str, Any] | None,
+                           qrcode: dict[str, Any] | None) -> dict[str, Any]:
+    """`POST /instance/create` → 201 (`createInstance()` of instance.controller.ts)."""
+    return {
+        "instance": {"instanceName": name, "instanceId": instance_id, "integration": INTEGRATION,
+                     "webhookWaBusiness": None, "accessTokenWaBusiness": "", "status": "created"},
+        "hash": token,
+        "webhook": {"webhookUrl": (webhook or {}).get("url"), "webhookByEvents": (webhook or {}).get("byEvents"),
+                    "webhookBase64": (webhook or {}).get("base64")},
+        "settings": {"rejectCall": False, "msgCall": "", "groupsIgnore": False, "alwaysOnline": False,
+                     "readMessages": False, "readStatus": False, "syncFullHistory": False},
+        "qrcode": qrcode,
+    }
+
+
+def name_in_use(name: str) -> tuple[int, dict[str, Any]]:
+    return 403, error_body(403, [f'This name "{name}" is already in use.'])
+
+
+def not_connected(name: str) -> tuple[int, dict[str, Any]]:
+    """restart / logout of an instance whose state is `close`."""
+    return bad_request(f'The "{name}" instance is not connected')
+
+
+def logout_answer() -> dict[str, Any]:
+    return {"status": "SUCCESS", "error": False, "response": {"message": "Instance logged out"}}
 
 
 # ----------------------------------------------------------------------------- findMessages
@@ -361,8 +400,19 @@ def messages_upsert_data(
     }
 
 
-def connection_update_data(*, name: str, state: str, owner_number: str, profile_name: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"instance": name, "state": state, "statusReason": 200 if state == "open" else CLOSE_STATUS_REASON}
+# Baileys DisconnectReason.loggedOut: the phone (or `DELETE /instance/logout`) ended the session.
+LOGGED_OUT_STATUS_REASON = 401
+
+
+def evolution_state(state: str) -> str:
+    """The sandbox's neutral state in Evolution's words (waiting for a QR scan is `connecting`)."""
+    return "connecting" if state == "qr" else state
+
+
+def connection_update_data(*, name: str, state: str, owner_number: str, profile_name: str,
+                           logged_out: bool = False) -> dict[str, Any]:
+    reason = 200 if state == "open" else LOGGED_OUT_STATUS_REASON if logged_out else CLOSE_STATUS_REASON
+    data: dict[str, Any] = {"instance": name, "state": evolution_state(state), "statusReason": reason}
     if state == "open":
         data.update(wuid=f"{owner_number}@s.whatsapp.net", profileName=profile_name, profilePictureUrl=None)
     return data

@@ -1,7 +1,8 @@
-"""Control endpoints under `/_sandbox/`: create and configure instances, flip fault switches,
-read what the sandbox received, trigger inbound replies, reset. Not part of the Evolution
-contract; plain JSON, errors as `{"error": "..."}`. No authentication: the sandbox binds to
-loopback by default and is a test and local-run tool only (docs/evolution.md lists them all)."""
+"""Control endpoints under `/_sandbox/`: create and configure instances (Evolution or WAHA),
+flip fault switches, read what the sandbox received, trigger inbound replies, scan a pairing QR,
+log a number out from "the phone", reset. Not part of any provider's contract; plain JSON,
+errors as `{"error": "..."}`. No authentication: the sandbox binds to loopback by default and is
+a test and local-run tool only (docs/providers.md lists them all)."""
 from __future__ import annotations
 
 import re
@@ -74,12 +75,43 @@ def get_instance(app: SandboxApp, request: Request, name: str) -> Response:
 
 
 def configure_instance(app: SandboxApp, request: Request, name: str) -> Response:
-    result = app.state.configure_instance(name, _body(request))
+    """Change options; a new `state` is announced by the provider's webhook ("qr": a fresh QR)."""
+    body = _body(request)
+    state = body.pop("state", None)
+    result = app.state.configure_instance(name, body)
     if result is None:
         return _error(404, f"no instance {name!r}")
-    instance, previous_state = result
-    app.events.state_changed(instance, previous_state)
+    instance = result[0]
+    if state is not None:
+        moved = app.state.set_state(name, state)
+        if moved is None:
+            return _error(404, f"no instance {name!r}")
+        instance = moved[0]
+        app.events.state_changed(moved[0], moved[1])
     return Response(200, instance.public())
+
+
+def scan(app: SandboxApp, request: Request, name: str) -> Response:
+    """Someone scans the QR with their phone: a pairing instance connects."""
+    instance = app.state.get_instance(name)
+    if instance is None:
+        return _error(404, f"no instance {name!r}")
+    if instance.state != "qr":
+        return _error(409, f"instance {name!r} is not waiting for a QR scan (state {instance.state!r})")
+    moved = app.state.set_state(name, "open")
+    app.events.state_changed(moved[0], moved[1])
+    return Response(200, moved[0].public())
+
+
+def phone_logout(app: SandboxApp, request: Request, name: str) -> Response:
+    """The number's owner logs this device out from the phone (or WhatsApp bans it): Evolution
+    closes with statusReason 401 and `logout.instance`; WAHA goes back to `SCAN_QR_CODE`."""
+    instance = app.state.get_instance(name)
+    if instance is None:
+        return _error(404, f"no instance {name!r}")
+    moved = app.state.set_state(name, "qr" if instance.provider == "waha" else "close", logged_out=True)
+    app.events.state_changed(moved[0], moved[1], logged_out=True)
+    return Response(200, moved[0].public())
 
 
 def delete_instance(app: SandboxApp, request: Request, name: str) -> Response:
@@ -131,6 +163,8 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Response]]]] = [
     (re.compile(r"^/instances/(?P<name>[^/]+)$"),
      {"GET": get_instance, "PATCH": configure_instance, "POST": configure_instance, "DELETE": delete_instance}),
     (re.compile(r"^/instances/(?P<name>[^/]+)/inbound$"), {"POST": inbound}),
+    (re.compile(r"^/instances/(?P<name>[^/]+)/scan$"), {"POST": scan}),
+    (re.compile(r"^/instances/(?P<name>[^/]+)/logout$"), {"POST": phone_logout}),
     (re.compile(r"^/messages$"), {"GET": list_messages, "DELETE": clear_messages}),
     (re.compile(r"^/requests$"), {"GET": list_requests}),
     (re.compile(r"^/webhooks$"), {"GET": list_webhooks}),

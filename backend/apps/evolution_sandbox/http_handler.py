@@ -38,6 +38,13 @@ class Request:
         values = self.query.get(name)
         return values[0] if values else None
 
+    def recorded_body(self) -> Any:
+        """The body as the request log keeps it: JSON when it parses, else the text."""
+        try:
+            return self.json() if self.body else None
+        except BodyError:
+            return self.body.decode("utf-8", "replace")
+
     def json(self) -> Any:
         if not self.body.strip():
             return {}

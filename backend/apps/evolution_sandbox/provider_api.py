@@ -1,10 +1,14 @@
 """The Evolution API routes, with the real server's guard order: unknown instance → 404 before
 the key is looked at, then a missing or wrong `apikey` → 401 (contract §1.1). The global key
 works everywhere; an instance token only on routes naming that instance (and fetchInstances).
-Every request is recorded (GET /_sandbox/requests), answered or not."""
+A WAHA-mode sandbox instance does not exist here. Every request is recorded
+(GET /_sandbox/requests), answered or not.
+
+Pairing, as `instance.controller.ts` does it: `POST /instance/create` (global key; a QR right
+away when `qrcode` is set), `GET /instance/connect/{instance}` (the QR to scan while not
+connected), `POST /instance/restart/{instance}`, `DELETE /instance/logout/{instance}`."""
 from __future__ import annotations
 
-import hmac
 import math
 import re
 from typing import TYPE_CHECKING, Any, Callable
@@ -12,25 +16,15 @@ from urllib.parse import unquote, urlsplit
 
 from . import contract
 from .http_handler import BodyError, Request, Response
-from .state import SandboxInstance
+from .pairing import qr_data_url
+from .state import OptionError, SandboxInstance
 
 if TYPE_CHECKING:
     from .app import SandboxApp
 
 
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
 def _auth_kind(app: SandboxApp, request: Request, instance: SandboxInstance | None) -> str:
-    key = request.header("apikey")
-    if key is None:
-        return "missing"
-    if _same(key, app.state.config.api_key):
-        return "global"
-    if instance is not None and _same(key, instance.token):
-        return "instance"
-    return "invalid"
+    return app.state.key_kind(request.header("apikey"), instance)
 
 
 def _reply(status_and_body: tuple[int, Any], headers: dict[str, str] | None = None) -> Response:
@@ -120,12 +114,79 @@ def connection_state(app: SandboxApp, request: Request, instance: SandboxInstanc
     """`GET /instance/connectionState/{instance}` (§3)."""
     latency, hang, drip = app.state.take_read_faults(instance.name)
     app.sleep(latency + hang)
-    return Response(200, contract.connection_state(instance.name, instance.state if instance.loaded else None), drip=drip)
+    state = contract.evolution_state(instance.state) if instance.loaded else None
+    return Response(200, contract.connection_state(instance.name, state), drip=drip)
+
+
+def _qr(app: SandboxApp, instance: SandboxInstance) -> dict[str, Any]:
+    """Into pairing (a fresh QR unless one is showing), announced like a real connection attempt."""
+    moved = app.state.set_state(instance.name, "qr")
+    if moved is None:
+        return {}
+    current, previous = moved
+    app.events.state_changed(current, previous)
+    return contract.qr_code_answer(code=current.qr_code, image=qr_data_url(current.qr_code), count=current.qr_count)
+
+
+def connect(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
+    """`GET /instance/connect/{instance}`: open → its state; otherwise the QR to scan."""
+    if instance.state == "open":
+        return Response(200, contract.connection_state(instance.name, "open"))
+    return Response(200, _qr(app, instance))
+
+
+def restart(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
+    """`POST /instance/restart/{instance}`: refused when closed; an open one reconnects."""
+    if instance.state == "close":
+        return _reply(contract.not_connected(instance.name))
+    if instance.state == "open":
+        return Response(200, contract.connection_state(instance.name, "open"))
+    return Response(200, _qr(app, instance))
+
+
+def logout(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
+    """`DELETE /instance/logout/{instance}`: the session ends (`connection.update` close, 401)."""
+    if instance.state == "close":
+        return _reply(contract.not_connected(instance.name))
+    moved = app.state.set_state(instance.name, "close", logged_out=True)
+    if moved is not None:
+        app.events.state_changed(moved[0], moved[1], logged_out=True)
+    return Response(200, contract.logout_answer())
+
+
+def create_instance(app: SandboxApp, request: Request) -> Response:
+    """`POST /instance/create` (global key only): a new instance, its webhook, its first QR."""
+    if _auth_kind(app, request, None) != "global":
+        return _reply(contract.unauthorized())
+    try:
+        body = request.json()
+    except BodyError:
+        return _reply(contract.bad_request("Unexpected token in JSON body"))
+    if not isinstance(body, dict) or not isinstance(body.get("instanceName"), str) or not body["instanceName"]:
+        return _reply(contract.schema_error('instance requires property "instanceName"'))
+    name = body["instanceName"]
+    if app.state.get_instance(name) is not None:
+        return _reply(contract.name_in_use(name))
+    webhook = None
+    if body.get("webhook") is not None:
+        webhook = _validate_webhook({"webhook": body["webhook"]}, False)
+        if isinstance(webhook, Response):
+            return webhook
+    token = body.get("token") if isinstance(body.get("token"), str) and body.get("token") else None
+    try:
+        created = app.state.create_instance(name, token, state="close")
+    except OptionError as exc:
+        return _reply(contract.bad_request(str(exc)))
+    if webhook is not None:
+        created = app.state.set_webhook(name, webhook) or created
+    qrcode = _qr(app, created) if body.get("qrcode") else None
+    return Response(201, contract.create_instance_answer(name=name, instance_id=created.id, token=created.token,
+                                                         webhook=webhook, qrcode=qrcode))
 
 
 def find_messages(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
     """`POST /chat/findMessages/{instance}`: what the sandbox recorded, in v2's paged shape
-    (`fetchMessages` of the channel service; docs/evolution.md, "Reconciliation")."""
+    (`fetchMessages` of the channel service; docs/providers.md, "Reconciliation")."""
     latency, hang, drip = app.state.take_read_faults(instance.name)
     app.sleep(latency + hang)
     try:
@@ -148,7 +209,7 @@ def fetch_instances(app: SandboxApp, request: Request) -> Response:
     key = request.header("apikey")
     name = request.param("instanceName")
     instance_id = request.param("instanceId")
-    if _same(key, app.state.config.api_key):
+    if app.state.key_kind(key, None) == "global":
         instances = app.state.list_instances()
         if name is not None:
             instances = [instance for instance in instances if instance.name == name]
@@ -162,6 +223,7 @@ def fetch_instances(app: SandboxApp, request: Request) -> Response:
             return _reply(contract.unauthorized())
     else:
         return _reply(contract.unauthorized())
+    instances = [instance for instance in instances if instance.provider == "evolution"]
     if instance_id is not None:
         instances = [instance for instance in instances if instance.id == instance_id]
     rows = [
@@ -244,10 +306,14 @@ _INSTANCE_ROUTES: list[tuple[str, re.Pattern[str], _GuardedView]] = [
     ("POST", re.compile(r"^/webhook/set/(?P<instance>[^/]+)/?$"), webhook_set),
     ("GET", re.compile(r"^/webhook/find/(?P<instance>[^/]+)/?$"), webhook_find),
     ("POST", re.compile(r"^/chat/findMessages/(?P<instance>[^/]+)/?$"), find_messages),
+    ("GET", re.compile(r"^/instance/connect/(?P<instance>[^/]+)/?$"), connect),
+    ("POST", re.compile(r"^/instance/restart/(?P<instance>[^/]+)/?$"), restart),
+    ("DELETE", re.compile(r"^/instance/logout/(?P<instance>[^/]+)/?$"), logout),
 ]
 _OPEN_ROUTES: list[tuple[str, re.Pattern[str], _OpenView]] = [
     ("GET", re.compile(r"^/$"), welcome),
     ("GET", re.compile(r"^/instance/fetchInstances/?$"), fetch_instances),
+    ("POST", re.compile(r"^/instance/create/?$"), create_instance),
 ]
 
 
@@ -257,6 +323,8 @@ def handle(app: SandboxApp, request: Request) -> Response:
         if match and request.method == method:
             name = unquote(match["instance"])
             instance = app.state.get_instance(name)
+            if instance is not None and instance.provider != "evolution":
+                instance = None  # a WAHA session is not an Evolution instance
             entry = _log(app, request, name, instance)
             if instance is None:
                 response = _reply(contract.instance_not_found(name))
@@ -279,15 +347,11 @@ def handle(app: SandboxApp, request: Request) -> Response:
 
 
 def _log(app: SandboxApp, request: Request, name: str | None, instance: SandboxInstance | None) -> dict[str, Any]:
-    try:
-        body = request.json() if request.body else None
-    except BodyError:
-        body = request.body.decode("utf-8", "replace")
     return app.state.log_request(
         method=request.method,
         path=request.path,
         instance=name,
-        body=body,
+        body=request.recorded_body(),
         auth=_auth_kind(app, request, instance),
         user_agent=request.header("user-agent") or "",
         peer=request.peer,

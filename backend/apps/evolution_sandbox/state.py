@@ -4,6 +4,7 @@ handles every request on its own thread. Lists are bounded so a long local run c
 without limit."""
 from __future__ import annotations
 
+import hmac
 import itertools
 import random
 import threading
@@ -16,8 +17,11 @@ from typing import Any
 from . import contract
 
 MAX_RECORDS = 20_000
-STATES = ("open", "close", "connecting", "refused")
+# Neutral states; each provider reports them in its own words (WAHA: waha_contract.SESSION_STATUS).
+# "qr": waiting for the QR code to be scanned (pairing).
+STATES = ("open", "close", "connecting", "refused", "qr")
 API_VERSIONS = ("v2", "v1")
+PROVIDERS = ("evolution", "waha")
 DEFAULT_ACK_DELAYS = {"SERVER_ACK": 0.5, "DELIVERY_ACK": 1.5, "READ": 3.0}
 DEFAULT_OWNER_NUMBER = "5511900000000"
 
@@ -84,12 +88,13 @@ def _optional_int(value: Any, name: str) -> int | None:
     return None if value is None else _integer(value, name, minimum=-(2**62))
 
 
-# Every option an instance has, with its validator. Documented in docs/evolution.md.
+# Every option an instance has, with its validator. Documented in docs/providers.md.
 INSTANCE_OPTIONS = {
     "token": _text,
     "state": _choice(STATES),
     "loaded": _boolean,
     "api_version": _choice(API_VERSIONS),
+    "provider": _choice(PROVIDERS),
     "owner_number": _text,
     "profile_name": _text,
     "latency_ms": lambda v, n: _number(v, n, maximum=600_000),
@@ -107,6 +112,7 @@ INSTANCE_OPTIONS = {
     "drip_next": _integer,
     "drip_interval": lambda v, n: _number(v, n, minimum=0.001, maximum=60),
     "ambiguous_next": _integer,
+    "ack_error_next": _integer,
     "ack_delays": _ack_delays,
     "seed": _optional_int,
 }
@@ -131,6 +137,7 @@ class SandboxInstance:
     state: str = "open"
     loaded: bool = True
     api_version: str = "v2"
+    provider: str = "evolution"
     owner_number: str = DEFAULT_OWNER_NUMBER
     profile_name: str = "Evolution Sandbox"
     latency_ms: float = 0.0
@@ -148,9 +155,14 @@ class SandboxInstance:
     drip_next: int = 0
     drip_interval: float = 2.0
     ambiguous_next: int = 0
+    ack_error_next: int = 0  # the next N accepted messages get an ERROR receipt (WhatsApp refused them)
     ack_delays: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_ACK_DELAYS))
     seed: int | None = None
-    webhook: dict[str, Any] | None = None
+    webhook: dict[str, Any] | None = None  # Evolution's webhook row
+    session_config: dict[str, Any] = field(default_factory=dict)  # WAHA's session config (webhooks...)
+    qr_code: str = ""  # the pairing code the current QR carries (state "qr")
+    qr_count: int = 0
+    paired: bool = True  # logged in to WhatsApp (a stopped session comes back WORKING); a logout clears it
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
     rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
@@ -273,6 +285,9 @@ class SandboxState:
             raise OptionError("name must be a non-empty string without '/' (at most 100 characters)")
         instance = SandboxInstance(name=name, token=token or str(uuid.uuid4()).upper())
         self._apply(instance, options)
+        instance.paired = instance.state == "open"  # created elsewhere in any other state: not logged in yet
+        if instance.state == "qr":
+            instance.qr_code, instance.qr_count = contract.new_pairing_code(), 1
         with self.lock:
             self.instances[name] = instance
         return instance
@@ -298,6 +313,17 @@ class SandboxState:
             instance = self.instances.get(name)
             return replace(instance) if instance is not None else None
 
+    def key_kind(self, key: str | None, instance: SandboxInstance | None) -> str:
+        """Whose key a request carries: "global" (the server's), "instance" (its token),
+        "invalid" or "missing". Compared in constant time."""
+        if key is None:
+            return "missing"
+        if hmac.compare_digest(key.encode(), self.config.api_key.encode()):
+            return "global"
+        if instance is not None and hmac.compare_digest(key.encode(), instance.token.encode()):
+            return "instance"
+        return "invalid"
+
     def find_by_token(self, token: str) -> list[SandboxInstance]:
         with self.lock:
             return [replace(instance) for instance in self.instances.values() if instance.token == token]
@@ -317,6 +343,44 @@ class SandboxState:
             webhook["updated_at"] = now_iso()
             instance.webhook = webhook
             return replace(instance)
+
+    def set_session_config(self, name: str, config: dict[str, Any]) -> SandboxInstance | None:
+        with self.lock:
+            instance = self.instances.get(name)
+            if instance is None:
+                return None
+            instance.session_config = config
+            instance.updated_at = now_iso()
+            return replace(instance)
+
+    def set_state(self, name: str, state: str, *, logged_out: bool = False) -> tuple[SandboxInstance, str] | None:
+        """Move to `state` (a new QR when it is "qr"; `logged_out`: the WhatsApp session ended);
+        (a copy, the previous state) or None."""
+        if state not in STATES:
+            raise OptionError(f"state must be one of {', '.join(STATES)}")
+        with self.lock:
+            instance = self.instances.get(name)
+            if instance is None:
+                return None
+            previous = instance.state
+            if state == "qr" and (previous != "qr" or not instance.qr_code):
+                instance.qr_code = contract.new_pairing_code()
+                instance.qr_count += 1
+            instance.state = state
+            if state == "open":
+                instance.paired = True
+            elif logged_out or state == "qr":
+                instance.paired = False
+            instance.updated_at = now_iso()
+            return replace(instance), previous
+
+    def take_ack_error(self, name: str) -> bool:
+        with self.lock:
+            instance = self.instances.get(name)
+            if instance is None or instance.ack_error_next <= 0:
+                return False
+            instance.ack_error_next -= 1
+            return True
 
     def _apply(self, instance: SandboxInstance, options: dict[str, Any]) -> None:
         validated = {}
@@ -402,6 +466,7 @@ class SandboxState:
                 "timestamp": int(created.timestamp()),
                 "created_at": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "api_version": instance.api_version,
+                "provider": instance.provider,
                 "db_id": str(uuid.uuid4()),
             }
             self.messages.append(record)

@@ -57,7 +57,8 @@ class SandboxClient:
 
     # ------------------------------------------------------------------ instances
     def create_instance(self, name: str | None = None, token: str | None = None, **options: Any) -> SandboxInstanceInfo:
-        """Create (or replace) an instance; a unique name and token by default."""
+        """Create (or replace) an instance; a unique name and token by default. `provider="waha"`
+        makes it a WAHA session (its token stands for the server's X-Api-Key)."""
         payload = {"name": name or f"inst-{uuid.uuid4().hex[:10]}", "token": token or uuid.uuid4().hex.upper(), **options}
         data = self.control("POST", "/instances", payload)
         return SandboxInstanceInfo(name=data["name"], token=data["token"], data=data)
@@ -79,6 +80,14 @@ class SandboxClient:
     def configure_server(self, **options: Any) -> dict[str, Any]:
         return self.control("PATCH", "/config", options)
 
+    def scan(self, name: str) -> dict[str, Any]:
+        """Scan the instance's pairing QR: it connects."""
+        return self.control("POST", f"/instances/{name}/scan")
+
+    def phone_logout(self, name: str) -> dict[str, Any]:
+        """The number's owner logs this device out from the phone."""
+        return self.control("POST", f"/instances/{name}/logout")
+
     def inbound(self, name: str, number: str, text: str, reply_to: str | None = None, push_name: str | None = None) -> dict[str, Any]:
         payload = {"number": number, "text": text, "reply_to": reply_to, "push_name": push_name}
         return self.control("POST", f"/instances/{name}/inbound", {k: v for k, v in payload.items() if v is not None})
@@ -91,8 +100,9 @@ class SandboxClient:
         return self.control("GET", "/requests", params={"instance": instance, "path": path, "method": method})
 
     def send_requests(self, instance: str) -> list[dict[str, Any]]:
-        """The sendText calls the sandbox received for `instance` (answered or not)."""
-        return self.requests(instance=instance, path="/message/sendText/", method="POST")
+        """The sendText calls the sandbox received for `instance` (answered or not), Evolution's
+        `/message/sendText/{instance}` or WAHA's `/api/sendText`."""
+        return self.requests(instance=instance, path="sendText", method="POST")
 
     def webhooks(self, instance: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
         return self.control("GET", "/webhooks", params={"instance": instance, "event": event})

@@ -1,11 +1,17 @@
-"""Webhook delivery, as the real server does it (contract §4).
+"""Webhook delivery, as each real server does it.
 
-Per instance: only when a webhook is set and enabled, only for subscribed events, to
-`<url>/<event-with-dashes>` when `byEvents` is on, with the configured headers verbatim except
-`jwt_key`, which becomes `Authorization: Bearer <HS256 JWT>`. v2 retries failures with
-exponential backoff and ±20 % jitter, but never after 400/401/403/404/422; v1 sends once, with
-no custom headers. Deliveries run on the scheduler's single worker, so a receiver sees events
-in the order they happened.
+Evolution (contract §4), per instance: only when a webhook is set and enabled, only for
+subscribed events, to `<url>/<event-with-dashes>` when `byEvents` is on, with the configured
+headers verbatim except `jwt_key`, which becomes `Authorization: Bearer <HS256 JWT>`. v2 retries
+failures with exponential backoff and ±20 % jitter, but never after 400/401/403/404/422; v1
+sends once, with no custom headers.
+
+WAHA (contract §6), per session: every hook of `config.webhooks[]` subscribed to the event (or
+to `*`), signed with `X-Webhook-Hmac` when the hook has an `hmac.key` (the body is serialised
+once, so the signature covers exactly the bytes sent), retried per its `retries` policy.
+
+Deliveries run on the scheduler's single worker, so a receiver sees events in the order they
+happened.
 """
 from __future__ import annotations
 
@@ -18,9 +24,9 @@ from typing import Any
 
 from apps.common import hs256
 
-from . import contract
+from . import contract, waha_contract
 from .scheduler import Scheduler
-from .state import SandboxState, now_iso
+from .state import SandboxInstance, SandboxState, now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +40,19 @@ class WebhookEmitter:
         self.state = state
         self.scheduler = scheduler
 
-    def emit(self, instance_name: str, event: str, data: dict[str, Any]) -> dict[str, Any] | None:
-        """Queue `event` for the instance's webhook; returns the delivery record, if any."""
+    def emit(self, instance_name: str, event: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """Queue `event` for the instance's webhook(s); returns the delivery records."""
         instance = self.state.get_instance(instance_name)
-        if instance is None or not instance.webhook or not instance.webhook.get("enabled"):
+        if instance is None:
+            return []
+        if instance.provider == "waha":
+            return self._emit_waha(instance, event, data)
+        entry = self._emit_evolution(instance, event, data)
+        return [entry] if entry is not None else []
+
+    # ------------------------------------------------------------------ Evolution
+    def _emit_evolution(self, instance: SandboxInstance, event: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        if not instance.webhook or not instance.webhook.get("enabled"):
             return None
         webhook = instance.webhook
         if contract.event_config_name(event) not in (webhook.get("events") or []):
@@ -62,13 +77,46 @@ class WebhookEmitter:
             headers.update(custom)
             if jwt_key:
                 headers["Authorization"] = f"Bearer {hs256.webhook_token(jwt_key)}"
+        retry = {"attempts": 1 if v1 else config.webhook_retry_attempts, "base": config.webhook_retry_base,
+                 "max": config.webhook_retry_max, "no_retry": sorted(NO_RETRY_STATUSES)}
+        return self._queue(instance, event, url, headers, envelope, json.dumps(envelope, ensure_ascii=False), retry)
+
+    # ------------------------------------------------------------------ WAHA
+    def _emit_waha(self, instance: SandboxInstance, event: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        entries = []
+        for hook in instance.session_config.get("webhooks") or []:
+            events = hook.get("events") or []
+            if event not in events and "*" not in events:
+                continue
+            envelope = waha_contract.envelope(event=event, session=instance.name, payload=payload,
+                                              owner_number=instance.owner_number, profile_name=instance.profile_name)
+            body = json.dumps(envelope, ensure_ascii=False)
+            headers = waha_contract.webhook_headers(body=body.encode("utf-8"),
+                                                    hmac_key=(hook.get("hmac") or {}).get("key"))
+            for custom in hook.get("customHeaders") or []:
+                headers[str(custom.get("name"))] = str(custom.get("value"))
+            policy = hook.get("retries") or {}
+            delay = float(policy.get("delaySeconds") or 2)
+            exponential = policy.get("policy", "exponential") == "exponential"
+            retry = {"attempts": int(policy.get("attempts") or 1), "base": delay,
+                     "max": 300.0 if exponential else delay,
+                     "no_retry": sorted(waha_contract.NO_RETRY_STATUSES)}
+            entries.append(self._queue(instance, event, hook["url"], headers, envelope, body, retry))
+        return entries
+
+    # ------------------------------------------------------------------ delivery
+    def _queue(self, instance: SandboxInstance, event: str, url: str, headers: dict[str, str],
+               envelope: dict[str, Any], body: str, retry: dict[str, Any]) -> dict[str, Any]:
         entry = self.state.log_webhook(
             {
                 "instance": instance.name,
+                "provider": instance.provider,
                 "event": event,
                 "url": url,
                 "headers": headers,
                 "payload": envelope,
+                "body": body,
+                "retry": retry,
                 "attempts": 0,
                 "status": None,
                 "delivered": False,
@@ -77,14 +125,15 @@ class WebhookEmitter:
                 "at": now_iso(),
             }
         )
-        self.scheduler.call_later(0, self._deliver, entry, v1)
+        self.scheduler.call_later(0, self._deliver, entry)
         return entry
 
-    def _deliver(self, entry: dict[str, Any], v1: bool) -> None:
+    def _deliver(self, entry: dict[str, Any]) -> None:
         config = self.state.config
+        retry = entry["retry"]
         attempt = entry["attempts"] + 1
-        body = json.dumps(entry["payload"], ensure_ascii=False).encode("utf-8")
-        request = urllib.request.Request(entry["url"], data=body, headers=entry["headers"], method="POST")
+        request = urllib.request.Request(entry["url"], data=entry["body"].encode("utf-8"), headers=entry["headers"],
+                                         method="POST")
         status: int | None = None
         error: str | None = None
         try:
@@ -96,16 +145,17 @@ class WebhookEmitter:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         delivered = status is not None and 200 <= status < 300
-        retry = not delivered and not v1 and status not in NO_RETRY_STATUSES and attempt < config.webhook_retry_attempts
+        again = not delivered and status not in retry["no_retry"] and attempt < retry["attempts"]
         self.state.update_webhook(
-            entry, attempts=attempt, status=status, error=error, delivered=delivered, gave_up=not delivered and not retry
+            entry, attempts=attempt, status=status, error=error, delivered=delivered, gave_up=not delivered and not again
         )
         if delivered:
             return
         logger.info(
             "sandbox webhook delivery failed",
-            extra={"event": entry["event"], "url": entry["url"], "status": status, "error": error, "attempt": attempt, "retry": retry},
+            extra={"event": entry["event"], "url": entry["url"], "status": status, "error": error, "attempt": attempt,
+                   "retry": again},
         )
-        if retry:
-            delay = min(config.webhook_retry_base * 2 ** (attempt - 1), config.webhook_retry_max)
-            self.scheduler.call_later(delay * random.uniform(0.8, 1.2), self._deliver, entry, v1)
+        if again:
+            delay = min(retry["base"] * 2 ** (attempt - 1), retry["max"])
+            self.scheduler.call_later(delay * random.uniform(0.8, 1.2), self._deliver, entry)

@@ -8,11 +8,13 @@ returned to the scheduler, during which the queue holds no thread and no connect
     step():
         stopping?                           → hand the queue back (pending), republished
         inside business hours?              → else paused_business_hours until the next opening
-        instance and tenant usable?         → else instance_down / paused, with the reason
+        instance and tenant usable?         → else instance_down / paused, with the reason (a
+                                              protected number is instance_down until a person)
         instance healthy?                   → else instance_down until recovery
         next contact (claim a batch when the last one is used up)
                                             → none: completed, or wait for the earliest retry
         the number's send slot (Redis)      → not yet: wait for it (a provider hold is shown)
+        the number's daily warm-up quota    → reached: paused until the next day (tenant's zone)
         render, start the send (fenced), post, record the outcome with its callbacks
                                             → next instant: the number's next slot
 
@@ -23,7 +25,6 @@ leaves `interrupted` only what may really have been handed to the provider.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import threading
@@ -42,8 +43,9 @@ from apps.billing import metrics
 from apps.billing.constants import ContactErrorCode, QueueStatus
 from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation
 from apps.billing.progress import publish_queue_progress
-from apps.billing.services import callbacks, queue_lease, reconciliation
+from apps.billing.services import callbacks, number_protection, queue_lease, reconciliation
 from apps.billing.services.billing_send_service import OutboundChat
+from apps.billing.services.daily_cap import NumberQuota, QuotaAnswer, number_key
 from apps.billing.services.delivery_status import apply_early_receipts
 from apps.billing.services.eta import seconds_per_message
 from apps.billing.services.instance_checker import InstanceHealthChecker, InstanceRecoveryService
@@ -55,16 +57,16 @@ from apps.billing.utils.template_engine import BillingTemplateEngine
 from apps.tenancy.creditor import creditor_variables
 from apps.chat.services import BusinessHoursService, WeeklySchedule
 from apps.common.rate_limiting import SlotAnswer, acquire_send_slot, hold_back
-from apps.common.services.evolution_api_service import EvolutionAPIService
-from apps.common.services.evolution_errors import (
+from apps.common.services.provider import client_for
+from apps.common.services.provider_errors import (
     AmbiguousSendError,
-    EvolutionAPIError,
+    ProviderError,
     InstanceUnavailableError,
     InvalidNumberError,
     ProviderAuthError,
     ProviderRateLimitedError,
 )
-from apps.connections.models import WhatsAppInstance
+from apps.connections.models import NumberHealthSettings, WhatsAppInstance
 from apps.connections.services import flag_for_attention
 from apps.common.db_connections import release_connection
 from apps.contacts.utils import mask_phone
@@ -97,13 +99,6 @@ RECONCILE_PER_STEP = 5  # provider look-ups one step may make
 # between (SIGSTOP, a long GC pause, a VM migration) must not send after reconciliation may have
 # concluded "never received" (services/reconciliation.py, settled_after).
 START_BOUND = 2.0
-
-
-def pace_key(instance: WhatsAppInstance) -> str:
-    """The physical WhatsApp number is (provider URL, instance name): two rows pointing at the
-    same one share one pace, one lane in the scheduler and one provider hold."""
-    digest = hashlib.sha256(f"{instance.base_url.rstrip('/')}/{instance.instance_name}".encode()).hexdigest()[:24]
-    return f"instance:{digest}"
 
 
 @dataclass
@@ -141,8 +136,9 @@ class QueueRunner:
         self.sent = 0
         self.failed = 0
         self._hold_shown_until: datetime | None = None
-        self._switches: tuple[bool, bool] = (True, True)  # (instance active, tenant active)
+        self._switches: tuple[bool, bool, str] = (True, True, "")  # (instance active, tenant active, protected)
         self._switches_read_at = float("-inf")
+        self._lane_ids: tuple[int, ...] | None = None
         self._reconcile_at = float("inf")  # monotonic instant the next unconfirmed contact is due
         self._last_progress = 0.0
         self._sent_ids: list[str] = []  # provider ids whose early receipts are not looked up yet
@@ -167,10 +163,13 @@ class QueueRunner:
         }
         self.interval = seconds_per_message(self.config.messages_per_minute)
         if self.instance is not None:
-            self.client = EvolutionAPIService(self.instance)
-            self.pace_key = pace_key(self.instance)
-            self._switches = (self.instance.is_active, self.tenant.is_active)  # just read: fresh
+            self.client = client_for(self.instance)
+            self.pace_key = number_key(self.instance.base_url, self.instance.instance_name)
+            self._switches = (self.instance.is_active, self.tenant.is_active,  # just read: fresh
+                              self.instance.protected_reason)
             self._switches_read_at = self.ctx.monotonic()
+            self.number_health = NumberHealthSettings.for_tenant(self.tenant.pk)
+            self.quota = self._number_quota()
         else:
             self.pace_key = f"queue:{self.queue_id}"  # a lane of its own; the first step stops it
         self.loaded = True
@@ -223,8 +222,11 @@ class QueueRunner:
         slot = self._acquire_slot()
         if not slot.granted:
             return self._wait_for_slot(slot)
+        quota = self.quota.take(self.ctx.now())
+        if not quota.granted:
+            return self._pause_for_daily_cap(quota)
         self.batch.popleft()
-        ended = self._send(contact)
+        ended = self._send(contact, quota)
         if ended is not None:
             return ended
         return Step(self.ctx.monotonic() + max(slot.seconds - ASK_EARLY, 0.0), "sent")
@@ -248,14 +250,19 @@ class QueueRunner:
             return self._stop_paused("no WhatsApp instance: assign one and resume")
         if self.ctx.monotonic() - self._switches_read_at >= float(self.config.health_cache_seconds):
             row = (WhatsAppInstance.objects.filter(pk=self.instance.pk)
-                   .values_list("is_active", "tenant__is_active").first())
-            self._switches = row or (False, self.tenant.is_active)
+                   .values_list("is_active", "tenant__is_active", "protected_reason", "warmup_skipped_at").first())
+            if row is not None and (row[3] is not None) != self.quota.warm_up.skipped:
+                self.instance.warmup_skipped_at = row[3]  # a person skipped the warm-up meanwhile
+                self.quota = self._number_quota()
+            self._switches = row[:3] if row else (False, self.tenant.is_active, "")
             self._switches_read_at = self.ctx.monotonic()
-        instance_active, tenant_active = self._switches
+        instance_active, tenant_active, protected = self._switches
         if not tenant_active:
             return self._stop_paused("tenant_inactive")
         if not instance_active:
             return self._instance_down("instance_inactive")
+        if protected:
+            return self._instance_down(f"number_protected: {protected}")
         return None
 
     def _stop_paused(self, reason: str) -> Step:
@@ -324,9 +331,7 @@ class QueueRunner:
             # Redis lost this number's pace (restart, flush) or never had it: PostgreSQL says
             # when it last sent (through any instance row pointing at the same number), so the
             # first send now cannot come too soon after it.
-            lane = WhatsAppInstance.objects.filter(base_url=self.instance.base_url,
-                                                   instance_name=self.instance.instance_name).values_list("pk", flat=True)
-            last = queue_lease.last_sent_at(list(lane))
+            last = queue_lease.last_sent_at(list(self._lane()))
             seed = (last.timestamp() + interval) if last is not None else 0.0
             answer = acquire_send_slot(self.pace_key, interval, tolerance_seconds=PACE_TOLERANCE,
                                        seed_epoch_seconds=seed)
@@ -345,19 +350,50 @@ class QueueRunner:
         wake = slot.seconds if slot.held else max(slot.seconds - ASK_EARLY, 0.0)
         return Step(self.ctx.monotonic() + wake, "provider_hold" if slot.held else "pace")
 
+    # ------------------------------------------------------------------ the number's daily quota
+    def _lane(self) -> tuple[int, ...]:
+        """Every instance row pointing at this queue's number (its pace and cap are shared);
+        read when first needed: only the seeding of a pace or a cap Redis lost asks."""
+        if self._lane_ids is None:
+            self._lane_ids = tuple(WhatsAppInstance.objects.filter(
+                base_url=self.instance.base_url, instance_name=self.instance.instance_name).values_list("pk", flat=True))
+        return self._lane_ids
+
+    def _number_quota(self) -> NumberQuota:
+        return NumberQuota(number_key=self.pace_key, tz=self.tenant.tzinfo, instance_ids=self._lane(),
+                           warm_up=self.instance.warm_up(self.number_health.schedule, self.tenant.tzinfo))
+
+    def _pause_for_daily_cap(self, quota: QuotaAnswer) -> Step:
+        """The number sent its warm-up cap today: paused until the next day starts in the tenant's
+        zone (or its first opening after that), resumed by the periodic task like a closing."""
+        resume_at = quota.day.ends_at
+        if self.schedule is not None:
+            resume_at = self.schedule.next_open_after(resume_at) or resume_at
+        age = self.quota.warm_up.age_on(quota.day.local_date)
+        reason = (f"daily_cap: {quota.count}/{quota.cap} messages sent today through this number (warm-up day "
+                  f"{age}); resumes {resume_at.astimezone(self.tenant.tzinfo):%d/%m/%Y %H:%M}")
+        queue_lease.release(self.lease, QueueStatus.PAUSED_BUSINESS_HOURS, pause_reason=reason, next_resume_at=resume_at,
+                            then=lambda: callbacks.on_queue_paused(self.queue, "daily_cap"))
+        logger.info("billing queue paused: the number's daily cap",
+                    extra={**self._log_context(), "cap": quota.cap, "sent_today": quota.count,
+                           "next_resume_at": resume_at.isoformat()})
+        return self._ended(QueueStatus.PAUSED_BUSINESS_HOURS)
+
     # ------------------------------------------------------------------ one message
-    def _send(self, contact: BillingContact) -> Step | None:
+    def _send(self, contact: BillingContact, quota: QuotaAnswer) -> Step | None:
         context = {**self._log_context(), "contact_id": contact.pk, "phone": mask_phone(contact.phone)}
         try:
             text = self._render(contact)
         except (TemplateError, ValueError) as exc:
             code = getattr(exc, "code", type(exc).__name__)
             self._fail(contact, ContactErrorCode.RENDER_ERROR, f"render: {code}")
+            self.quota.give_back(quota)
             metrics.observe_send(self.tenant.pk, self.template_type, "failed")
             logger.warning("billing contact not rendered", extra={**context, "error": code})
             return None
         sending_at = self.ctx.monotonic()
         if not queue_lease.start_sending(self.lease, contact, text=text):
+            self.quota.give_back(quota)
             return self._not_started(contact, context)
         started = self.ctx.monotonic()
         if started - sending_at > START_BOUND:
@@ -365,12 +401,15 @@ class QueueRunner:
             # lease still holds, the contact is simply tried again.
             queue_lease.record_retry(self.lease, contact, at=self.ctx.now(), code="", error="start delayed",
                                      refund_attempt=True)
+            self.quota.give_back(quota)
             logger.warning("billing send not started: delayed past its bound", extra=context)
             return None
         release_connection()  # a provider that hangs holds this thread, never a connection
         try:
             result = self.client.send(contact.phone, text, max_retries=0, normalized=True)
-        except EvolutionAPIError as error:
+        except ProviderError as error:
+            if error.nothing_sent:
+                self.quota.give_back(quota)
             return self._record_error(contact, error, text, context, seconds=self.ctx.monotonic() - started)
         seconds = self.ctx.monotonic() - started
         self.ctx.health.send_accepted(self.instance.pk)
@@ -384,6 +423,8 @@ class QueueRunner:
             self.sent += 1
             self._sent_ids.append(result.provider_message_id)
             self._apply_early_receipts()
+        number_protection.record_send_outcome(instance=self.instance, not_on_whatsapp=False,
+                                              settings=self.number_health)
         metrics.observe_send(self.tenant.pk, self.template_type, "sent", seconds, instance_id=self.instance.pk)
         logger.info("billing message sent", extra={**context, "duration_ms": round(1000 * seconds)})
         self._progress()
@@ -418,7 +459,7 @@ class QueueRunner:
         return BillingTemplateEngine.compile(variation.content).render(variables)
 
     # ------------------------------------------------------------------ what the provider said
-    def _record_error(self, contact: BillingContact, error: EvolutionAPIError, text: str, context: dict,
+    def _record_error(self, contact: BillingContact, error: ProviderError, text: str, context: dict,
                       *, seconds: float) -> Step | None:
         """One row per answer; every answer from the provider counts toward max_attempts, so a
         contact ends within max_attempts whatever the provider does. Only a call that provably
@@ -453,6 +494,10 @@ class QueueRunner:
         else:
             outcome = "retry"
         metrics.observe_send(self.tenant.pk, self.template_type, outcome, seconds, instance_id=self.instance.pk)
+        if isinstance(error, InvalidNumberError):
+            protected = number_protection.record_send_outcome(instance=self.instance, not_on_whatsapp=True,
+                                                              settings=self.number_health)
+            return self._instance_down(f"number_protected: {self.instance.protected_reason}") if protected else None
         if isinstance(error, ProviderRateLimitedError):
             hold = min(float(error.retry_after or 30), float(settings.BILLING_RETRY_AFTER_CAP_SECONDS))
             # This number only: every queue sending through it waits, no other number does.

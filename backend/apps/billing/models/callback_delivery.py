@@ -31,6 +31,9 @@ class CallbackEvent(models.TextChoices):
     CHARGE_REOPENED = "charge.reopened", "Charge reopened"
     CHARGE_ESCALATED = "charge.escalated", "Charge escalated"
     CADENCE_STEP_SKIPPED = "cadence.step_skipped", "Cadence step skipped"
+    #: A WhatsApp number was protected (logged out, session lost, "not on WhatsApp" or blocks):
+    #: its queues are paused until a person clears it (services/number_protection.py).
+    NUMBER_PROTECTED = "number.protected", "Number protected"
     #: Several per-contact events of one queue, sent as one delivery.
     CONTACT_BATCH = "contact.batch", "Per-contact events (batch)"
 

@@ -64,6 +64,8 @@ CHARGE_EVENTS = frozenset({
     CallbackEvent.CHARGE_PAID, CallbackEvent.CHARGE_REOPENED, CallbackEvent.CHARGE_ESCALATED,
     CallbackEvent.CADENCE_STEP_SKIPPED,
 })
+#: A WhatsApp number's life (services/number_protection.py): one delivery each.
+NUMBER_EVENTS = frozenset({CallbackEvent.NUMBER_PROTECTED})
 SECRET_PREFIX = "whsec_"
 
 __all__ = [
@@ -122,7 +124,7 @@ def enqueue_event(
     (no URL, or a per-contact event while the tenant has them off). Call it inside the
     transaction that makes the change, so both commit together."""
     if event not in QUEUE_EVENTS and event not in CONTACT_EVENTS and event not in REPLY_EVENTS \
-            and event not in CHARGE_EVENTS:
+            and event not in CHARGE_EVENTS and event not in NUMBER_EVENTS:
         raise ValueError(f"unknown callback event {event!r}")
     config = config or BillingConfig.for_tenant(tenant)
     if event in CONTACT_EVENTS and not config.callback_contact_events:

@@ -19,8 +19,11 @@ from django.utils import timezone
 
 from apps.billing.constants import QueueStatus
 from apps.common.db_connections import release_connection
-from apps.common.services.evolution_api_service import EvolutionAPIService, HealthResult
+from apps.common.services.provider import client_for
+from apps.common.services.provider_client import HealthResult
+from apps.billing.services import number_protection
 from apps.connections.models import WhatsAppInstance
+from apps.connections.services import record_connection_state
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ class InstanceHealthChecker:
                 self._remember(instance.pk, health, age=age)
                 return health
         release_connection()  # no connection held through the provider's deadline
-        result = (client or EvolutionAPIService(instance)).check_health()
+        result = (client or client_for(instance)).check_health()
         health = InstanceHealth(result.healthy, result.reason)
         self._remember(instance.pk, health)
         record_health(instance, result)
@@ -89,21 +92,23 @@ class InstanceHealthChecker:
 
 
 def record_health(instance: WhatsAppInstance, result: HealthResult) -> None:
-    """Write the state to the instance row when it changed (or every minute, as a timestamp)."""
+    """Write the state to the instance row when it changed (or every minute, as a timestamp).
+    A paired number whose session the provider reports lost is protected."""
     stale = instance.health_checked_at is None or (timezone.now() - instance.health_checked_at).total_seconds() > 60
-    if instance.health_state != result.state or stale:
-        fields = result.as_model_fields()
-        WhatsAppInstance.objects.filter(pk=instance.pk).update(**fields)
-        for name, value in fields.items():
-            setattr(instance, name, value)
-        if instance.health_state != result.state:
+    changed = instance.health_state != result.state
+    if changed or stale:
+        record_connection_state(instance=instance, state=result.state, reason=result.reason, at=result.checked_at)
+        if changed:
             logger.info("whatsapp instance health changed",
                         extra={"instance_id": instance.pk, "state": result.state, "reason": result.reason[:200]})
+    if result.session_lost:
+        number_protection.protect_lost_session(instance=instance, provider_state=result.provider_state or "lost")
 
 
 class InstanceRecoveryService:
     """Queues wait in `instance_down` while their instance cannot send; recovery puts them back
-    to `pending` (and the caller publishes them) once a health check says `open`."""
+    to `pending` (and the caller publishes them) once a health check says `open` — never for a
+    protected number, until a person clears it."""
 
     @staticmethod
     def handle_instance_down(lease, reason: str, *, then: Any = None) -> bool:
@@ -122,10 +127,10 @@ class InstanceRecoveryService:
         from apps.billing.models import BillingQueue
         from apps.billing.services import callbacks
 
-        if not instance.is_active or not instance.tenant.is_active:
-            return []
+        if not instance.is_active or not instance.tenant.is_active or instance.is_protected:
+            return []  # a protected number waits for a person (number_protection.py)
         release_connection()
-        result = EvolutionAPIService(instance).check_health()
+        result = client_for(instance).check_health()
         record_health(instance, result)
         if not result.healthy:
             return []

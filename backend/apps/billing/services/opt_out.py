@@ -96,7 +96,8 @@ def send_confirmation(*, instance_id: int, phone: str, text: str) -> bool:
     """One attempt (`max_retries=0`); the answer is kept in the chat history. Never raises for
     provider trouble: a missing courtesy message must not undo the suppression."""
     from apps.billing.services.billing_send_service import record_outbound_text
-    from apps.common.services.evolution_api_service import EvolutionAPIError, EvolutionAPIService
+    from apps.common.services.provider import client_for
+    from apps.common.services.provider_errors import ProviderError
     from apps.connections.models import WhatsAppInstance
 
     instance = WhatsAppInstance.objects.filter(pk=instance_id).first()
@@ -104,8 +105,8 @@ def send_confirmation(*, instance_id: int, phone: str, text: str) -> bool:
         return False
     context = {"instance_id": instance_id, "phone": mask_phone(phone), "tenant_id": str(instance.tenant_id)}
     try:
-        result = EvolutionAPIService(instance).send(phone, text, max_retries=0)
-    except EvolutionAPIError as error:
+        result = client_for(instance).send(phone, text, max_retries=0)
+    except ProviderError as error:
         logger.warning("opt-out confirmation not sent", extra={**context, "error_code": error.code})
         return False
     record_outbound_text(instance=instance, phone=phone, text=text, provider_message_id=result.provider_message_id,

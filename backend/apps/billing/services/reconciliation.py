@@ -8,10 +8,12 @@ calling it failed could tell the CRM "not sent" about a message the customer has
 settled with evidence, in this order:
 
 1. **the provider's echo** — Evolution emits `send.message` (and some builds a `fromMe`
-   `messages.upsert`) for every message it sends. The webhook settles a matching `unconfirmed`
+   `messages.upsert`), WAHA `message.any` with `fromMe`, for every message it sends. The
+   webhook settles a matching `unconfirmed`
    contact at once and remembers every echo in Redis for the window, for the contacts that
    become `unconfirmed` after their echo arrived (a deadline that passed a moment too late);
-2. **the provider's own store** — `POST /chat/findMessages` for that chat around the send:
+2. **the provider's own store** — Evolution's `POST /chat/findMessages`, WAHA's chat history
+   (`GET /api/{session}/chats/{chatId}/messages`), for that chat around the send:
    our message with the same text → `sent`, with the provider's id (receipts then match);
 3. **provably never received** — the send's deadline (and a minute) has passed, so no call
    started for it can still arrive, even from a process that was frozen and wakes up; the
@@ -53,8 +55,9 @@ from apps.billing.services import callbacks
 from apps.billing.services.billing_send_service import store_outbound_message
 from apps.common.db_connections import release_connection
 from apps.common.redis_client import get_redis
-from apps.common.services.evolution_api_service import EvolutionAPIService
-from apps.common.services.evolution_errors import EvolutionAPIError
+from apps.common.services.provider import client_for
+from apps.common.services.provider_client import ProviderClient
+from apps.common.services.provider_errors import ProviderError
 from apps.common.services.evolution_lookup import jid_candidates
 from apps.connections.models import WhatsAppInstance
 from apps.contacts.utils import e164_digits
@@ -142,7 +145,7 @@ _history: dict[int, tuple[float, bool]] = {}
 _history_lock = threading.Lock()
 
 
-def provider_keeps_history(instance: WhatsAppInstance, client: EvolutionAPIService) -> bool:
+def provider_keeps_history(instance: WhatsAppInstance, client: ProviderClient) -> bool:
     """Does this provider keep our sent messages (so that "not found" means "not sent")? Proved
     by looking up the latest message we know it accepted; cached per process."""
     with _history_lock:
@@ -161,7 +164,7 @@ def provider_keeps_history(instance: WhatsAppInstance, client: EvolutionAPIServi
     try:
         lookup = client.find_messages(known["phone"], sent_after=known["sent_at"] - LOOKUP_MARGIN,
                                       sent_before=known["sent_at"] + LOOKUP_MARGIN)
-    except EvolutionAPIError:
+    except ProviderError:
         return False  # not cached: the provider did not answer, which proves nothing either way
     keeps = any(m.provider_message_id == known["provider_message_id"] for m in lookup.messages)
     with _history_lock:
@@ -177,7 +180,7 @@ class Evidence:
     how: str = ""
 
 
-def find_evidence(contact: BillingContact, instance: WhatsAppInstance, client: EvolutionAPIService,
+def find_evidence(contact: BillingContact, instance: WhatsAppInstance, client: ProviderClient,
                   now: datetime) -> Evidence:
     started = contact.send_started_at or contact.updated_at
     echo = None
@@ -190,7 +193,7 @@ def find_evidence(contact: BillingContact, instance: WhatsAppInstance, client: E
     release_connection()
     try:
         lookup = client.find_messages(contact.phone, sent_after=started - LOOKUP_MARGIN, sent_before=now + LOOKUP_MARGIN)
-    except EvolutionAPIError as error:
+    except ProviderError as error:
         logger.info("billing reconciliation: provider look-up failed", extra={"contact_id": contact.pk,
                                                                              "error_code": error.code})
         return Evidence("unknown")
@@ -223,7 +226,7 @@ class Summary:
         return self.sent + self.retried + self.failed
 
 
-def reconcile_due(*, queue_id: Any, client: EvolutionAPIService | None = None, limit: int = 20,
+def reconcile_due(*, queue_id: Any, client: ProviderClient | None = None, limit: int = 20,
                   now: datetime | None = None) -> Summary:
     """Settle the queue's `unconfirmed` contacts whose turn has come (at most `limit`, each at
     most one provider look-up within its deadline)."""
@@ -238,7 +241,7 @@ def reconcile_due(*, queue_id: Any, client: EvolutionAPIService | None = None, l
         for contact in due:
             summary.failed += settle_failed(contact, reason="no WhatsApp instance to ask")
         return summary
-    client = client or EvolutionAPIService(queue.instance)
+    client = client or client_for(queue.instance)
     for contact in due:
         evidence = find_evidence(contact, queue.instance, client, now)
         if evidence.kind == "sent":

@@ -1,4 +1,6 @@
-"""Who is calling the provider webhook? Evolution signs nothing (contract §4), so:
+"""Who is calling a provider webhook?
+
+Evolution signs nothing (contract §4), so:
 
 1. The URL path carries the instance's `webhook_secret` (256 random bits, unique). The secret is
    stored encrypted, so it is looked up by its keyed hash (`webhook_secret_hash`, unique index)
@@ -9,6 +11,11 @@
    the instance secret *and* the server's SECRET_KEY, so a leaked URL (proxy logs, say) is not
    enough to forge it. A bearer token, when present, must verify; with
    BILLING_WEBHOOK_REQUIRE_JWT on, it must be present (v1 servers cannot send it).
+
+WAHA signs (contract §6): the same path secret names the instance, and `X-Webhook-Hmac` must be
+the hex HMAC-SHA512 of the raw body under the key we configured, derived like the JWT key from
+the instance secret and SECRET_KEY. It is required unless BILLING_WAHA_WEBHOOK_REQUIRE_HMAC is
+off (a WAHA Core older than 2024.11.5 cannot sign); a header that is present must verify.
 """
 from __future__ import annotations
 
@@ -38,14 +45,39 @@ def webhook_jwt_key(instance: WhatsAppInstance) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), material, hashlib.sha256).hexdigest()
 
 
-def authenticate_webhook(*, token: str, authorization: str | None) -> WhatsAppInstance:
-    """The active instance this request is for, or `WebhookAuthError`."""
+def waha_hmac_key(instance: WhatsAppInstance) -> str:
+    """The `hmac.key` we configure on a WAHA session for this instance."""
+    material = f"billing.waha-webhook-hmac:{instance.webhook_secret}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), material, hashlib.sha256).hexdigest()
+
+
+def _instance_for_token(token: str, provider: str) -> WhatsAppInstance:
     if not token or not _TOKEN.match(token):
         raise WebhookAuthError("malformed token")
     instance = (WhatsAppInstance.objects.select_related("tenant")
-                .filter(webhook_secret_hash=webhook_secret_hash(token), is_active=True).first())
+                .filter(webhook_secret_hash=webhook_secret_hash(token), is_active=True, provider=provider).first())
     if instance is None or not hmac.compare_digest(instance.webhook_secret.encode(), token.encode()):
         raise WebhookAuthError("unknown token")
+    return instance
+
+
+def authenticate_waha_webhook(*, token: str, body: bytes, signature: str | None) -> WhatsAppInstance:
+    """The active WAHA instance this request is for, its body's HMAC verified; else
+    `WebhookAuthError`. Call it with the raw body, before any parsing."""
+    instance = _instance_for_token(token, "waha")
+    if signature is None:
+        if settings.BILLING_WAHA_WEBHOOK_REQUIRE_HMAC:
+            raise WebhookAuthError("signature required")
+        return instance
+    expected = hmac.new(waha_hmac_key(instance).encode(), body, hashlib.sha512).hexdigest()
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
+        raise WebhookAuthError("bad signature")
+    return instance
+
+
+def authenticate_webhook(*, token: str, authorization: str | None) -> WhatsAppInstance:
+    """The active Evolution instance this request is for, or `WebhookAuthError`."""
+    instance = _instance_for_token(token, "evolution")
     bearer = _bearer(authorization)
     if bearer is not None:
         verify_jwt(bearer, webhook_jwt_key(instance))

@@ -15,17 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
-
-from django.db import transaction
-from django.utils import timezone
-
-from apps.billing.constants import QueueStatus
-from apps.billing.models import BillingQueue
-from apps.billing.services import queue_lease, reconciliation
-from apps.billing.services.callbacks import on_queue_paused
-from apps.billing.services.delivery_status import apply_provider_status
+from apps.billing.services import provider_events
 from apps.billing.services.inbound_messages import handle_inbound
 from apps.common.services.evolution_lookup import message_text
 from apps.connections.models import WhatsAppInstance
@@ -38,7 +28,7 @@ _HEALTH_BY_STATE = {
     "close": WhatsAppInstance.HealthState.CLOSE,
     "refused": WhatsAppInstance.HealthState.CLOSE,
 }
-PAUSE_REASON = "instance_down: connection closed (provider webhook)"
+LOGGED_OUT_STATUS_REASON = 401  # Baileys DisconnectReason.loggedOut (contract §4, `connection.update`)
 
 
 class InstanceMismatch(Exception):
@@ -81,8 +71,7 @@ def _status_update(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
         return "ignored"  # a receipt for a message the customer sent us
     key = data.get("key") if isinstance(data.get("key"), dict) else {}
     message_id = str(data.get("keyId") or data.get("id") or key.get("id") or "")[:128]
-    return apply_provider_status(tenant_id=instance.tenant_id, provider_message_id=message_id,
-                                 provider_status=data.get("status"))
+    return provider_events.receipt(instance=instance, provider_message_id=message_id, status=data.get("status"))
 
 
 def _inbound(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
@@ -97,33 +86,14 @@ def _connection_update(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     reason = f"connection.update webhook: {state}"
     if data.get("statusReason") is not None:
         reason += f" (statusReason {str(data['statusReason'])[:20]})"
-    WhatsAppInstance.objects.filter(pk=instance.pk).update(
-        health_state=health, health_reason=reason[:300], health_checked_at=timezone.now()
-    )
-    if health != WhatsAppInstance.HealthState.CLOSE:
-        return "health_recorded"  # `open`: the recovery task resumes instance_down queues
-    paused = pause_instance_queues(instance=instance)
-    return f"paused_{paused}_queues"
+    logged_out = state == "close" and str(data.get("statusReason")) == str(LOGGED_OUT_STATUS_REASON)
+    return provider_events.connection_changed(instance=instance, state=health, reason=reason, logged_out=logged_out)
 
 
-def pause_instance_queues(*, instance: WhatsAppInstance) -> int:
-    """Running queues of a closed instance → `instance_down`, through the lease helper so the
-    worker's claims are released exactly as when the worker itself sees the instance down; the
-    worker notices before its next message (it re-reads the status). Pending queues stay
-    pending: the state machine has no pending → instance_down, and a worker that claims one
-    checks the instance's health before its first send."""
-    paused = 0
-    rows = BillingQueue.objects.filter(instance=instance, status=QueueStatus.RUNNING, lease_token__isnull=False)
-    for queue in rows.only("pk", "tenant", "lease_token", "processing_by", "status"):
-        lease = queue_lease.Lease(queue.pk, queue.lease_token, queue.processing_by)
-        with transaction.atomic():
-            if queue_lease.release(lease, QueueStatus.INSTANCE_DOWN, pause_reason=PAUSE_REASON):
-                on_queue_paused(queue, "instance_down")
-                paused += 1
-    if paused:
-        logger.warning("billing queues paused: instance connection closed",
-                       extra={"instance_id": instance.pk, "tenant_id": str(instance.tenant_id), "queues": paused})
-    return paused
+def _logout(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
+    """`logout.instance`: the number's session ended (it is followed by a `connection.update`)."""
+    return provider_events.connection_changed(instance=instance, state=WhatsAppInstance.HealthState.CLOSE,
+                                              reason="logout.instance webhook", logged_out=True)
 
 
 def _echo(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
@@ -132,10 +102,9 @@ def _echo(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     key = data.get("key") if isinstance(data.get("key"), dict) else {}
     if key.get("fromMe") is not True:
         return "ignored"
-    settled = reconciliation.settle_from_echo(
+    return provider_events.echo(
         instance=instance, remote_jid=str(key.get("remoteJid") or ""), text=message_text(data.get("message")),
-        provider_message_id=str(key.get("id") or "")[:128], at=_timestamp(data.get("messageTimestamp")))
-    return "reconciled" if settled == "reconciled" else "ignored"
+        provider_message_id=str(key.get("id") or "")[:128], at=provider_events.unix_time(data.get("messageTimestamp")))
 
 
 def _sent(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
@@ -150,16 +119,10 @@ def _upsert(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     return _echo(instance, data) if key.get("fromMe") is True else _inbound(instance, data)
 
 
-def _timestamp(value: Any) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(value), tz=dt_timezone.utc)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-
-
 _HANDLERS: dict[str, Callable[[WhatsAppInstance, dict[str, Any]], str]] = {
     "messages.update": _status_update,
     "send.message": _sent,
     "messages.upsert": _upsert,
     "connection.update": _connection_update,
+    "logout.instance": _logout,
 }

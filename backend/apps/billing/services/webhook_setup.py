@@ -1,26 +1,33 @@
-"""Point a provider instance's webhook at us: `POST /webhook/set/{instance}` (contract §4).
+"""Point a provider instance's webhook at us, the provider's way (contract §4 and §6).
 
-The HTTP call goes through the provider client (`EvolutionAPIService.set_webhook`: total
-deadline, address guard, no redirects).
+Each provider has its own route (the path carries the instance's webhook secret) and its own
+proof of origin, both derived from that secret and our SECRET_KEY (services/webhook_auth.py):
 
-v2 body: `{"webhook": {enabled, url, headers, byEvents: false, base64: false, events}}`, with
-`headers: {"jwt_key": ...}` so Evolution adds `Authorization: Bearer <JWT>` (the path secret
-stays the identifier). v1 (1.8) takes a flat body and sends no custom headers.
+- Evolution signs nothing: `POST /webhook/set/{instance}` with `headers: {"jwt_key": …}`, so it
+  sends `Authorization: Bearer <JWT>` (v1 servers take a flat body and no headers);
+- WAHA: the session's `config.webhooks[]` with `hmac.key`, so it sends `X-Webhook-Hmac`.
+
+The HTTP call is the provider client's (`configure_webhook`: total deadline, address guard, no
+redirects). Creating an instance from the admin sets the webhook in the same call
+(`services.instance_pairing`); `manage.py configure_evolution_webhook` does it for existing
+instances.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+
 from django.urls import reverse
 
-from apps.billing.services.webhook_auth import webhook_jwt_key
-from apps.common.services.evolution_api_service import EvolutionAPIError, EvolutionAPIService
+from apps.billing.services.webhook_auth import waha_hmac_key, webhook_jwt_key
+from apps.common.services.provider import WAHA, client_for
+from apps.common.services.provider_errors import ProviderError
 from apps.connections.models import WhatsAppInstance
 
 logger = logging.getLogger(__name__)
 
-WEBHOOK_EVENTS = ["MESSAGES_UPSERT", "MESSAGES_UPDATE", "SEND_MESSAGE", "CONNECTION_UPDATE"]
+_ROUTES = {WAHA: "billing:waha-webhook"}
+_DEFAULT_ROUTE = "billing:evolution-webhook"
 
 
 class WebhookSetupError(Exception):
@@ -35,45 +42,44 @@ class WebhookSetupError(Exception):
 class WebhookSetupResult:
     url: str  # contains the secret: show it masked (`masked_url`)
     masked_url: str
-    events: list[str]
-    jwt: bool
+    signed: bool  # Evolution: the Bearer JWT is configured; WAHA: the HMAC key is
     http_status: int
 
 
 def webhook_url(*, instance: WhatsAppInstance, public_base_url: str) -> str:
-    path = reverse("billing:evolution-webhook", kwargs={"token": instance.webhook_secret})
+    """The instance's own webhook URL (its route carries the secret)."""
+    if not public_base_url.lower().startswith(("http://", "https://")):
+        raise WebhookSetupError("The public base URL must start with http:// or https://.")
+    path = reverse(_ROUTES.get(instance.provider, _DEFAULT_ROUTE), kwargs={"token": instance.webhook_secret})
     return public_base_url.rstrip("/") + path
 
 
-def _masked(url: str, secret: str) -> str:
+def masked(url: str, secret: str) -> str:
     return url.replace(secret, secret[:4] + "…")
 
 
-def webhook_body(*, instance: WhatsAppInstance, url: str, use_jwt: bool = True) -> dict[str, Any]:
-    if instance.api_version == WhatsAppInstance.ApiVersion.V1:
-        return {"url": url, "enabled": True, "events": WEBHOOK_EVENTS, "webhook_by_events": False,
-                "webhook_base64": False}
-    headers = {"jwt_key": webhook_jwt_key(instance)} if use_jwt else {}
-    return {"webhook": {"enabled": True, "url": url, "headers": headers, "byEvents": False, "base64": False,
-                        "events": WEBHOOK_EVENTS}}
+def signing_key(*, instance: WhatsAppInstance, use_jwt: bool = True) -> str:
+    """The key the provider signs (WAHA) or makes its JWT (Evolution v2) with; "" for none."""
+    if instance.provider == WAHA:
+        return waha_hmac_key(instance)
+    if use_jwt and instance.api_version != WhatsAppInstance.ApiVersion.V1:
+        return webhook_jwt_key(instance)
+    return ""
 
 
 def configure_instance_webhook(
     *, instance: WhatsAppInstance, public_base_url: str, use_jwt: bool = True
 ) -> WebhookSetupResult:
     """Send the webhook configuration to the provider; raise `WebhookSetupError` on refusal."""
-    if not public_base_url.lower().startswith(("http://", "https://")):
-        raise WebhookSetupError("The public base URL must start with http:// or https://.")
     url = webhook_url(instance=instance, public_base_url=public_base_url)
-    body = webhook_body(instance=instance, url=url, use_jwt=use_jwt)
+    key = signing_key(instance=instance, use_jwt=use_jwt)
     try:
-        status = EvolutionAPIService(instance).set_webhook(body)
-    except EvolutionAPIError as exc:
+        status = client_for(instance).configure_webhook(url=url, signing_key=key)
+    except ProviderError as exc:
         raise WebhookSetupError(f"The provider could not be reached: {exc.code}.") from exc
     if not 200 <= status < 300:
         raise WebhookSetupError(f"The provider answered HTTP {status}.", http_status=status)
-    jwt = use_jwt and instance.api_version != WhatsAppInstance.ApiVersion.V1
-    logger.info("evolution webhook configured", extra={"instance_id": instance.pk, "jwt": jwt,
-                                                       "http_status": status})
-    return WebhookSetupResult(url=url, masked_url=_masked(url, instance.webhook_secret), events=list(WEBHOOK_EVENTS),
-                              jwt=jwt, http_status=status)
+    logger.info("provider webhook configured", extra={"instance_id": instance.pk, "provider": instance.provider,
+                                                      "signed": bool(key), "http_status": status})
+    return WebhookSetupResult(url=url, masked_url=masked(url, instance.webhook_secret), signed=bool(key),
+                              http_status=status)

@@ -12,7 +12,7 @@ answer. Read from Evolution v2's source (`fetchMessages` in the channel service,
   {"remoteJid", "fromMe", "id"}, "pushName", "messageType", "message", "messageTimestamp",
   "instanceId", "source", "contextInfo", "MessageUpdate": [{"status"}]}]}}`, newest first.
 - Evolution answers from its database: with `DATABASE_SAVE_DATA_NEW_MESSAGE` off it holds
-  nothing, and an empty answer proves nothing (docs/evolution.md, "Reconciliation").
+  nothing, and an empty answer proves nothing (docs/providers.md, "Reconciliation").
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Turns what the provider did (an HTTP answer or a failed call) into our vocabulary.
+"""Turns what Evolution answered into our vocabulary (a call with no answer: provider_responses).
 
-Pure functions, no I/O: the whole mapping table of docs/evolution.md lives here, so it is read
-and tested in one place. The rules follow /work/shared/evolution-api-contract.md §1.5 and §7.
+Pure functions, no I/O: Evolution's rows of the mapping table of docs/providers.md live here,
+so they are read and tested in one place. The rules follow /work/shared/evolution-api-contract.md §1.5 and §7.
 
 "Connection Closed" has two meanings (§1.5). Raised in the number lookup, *before* the send,
 it is a 500 whose message is the bare string `"Connection Closed"`: the instance is unusable,
@@ -11,29 +11,23 @@ block, the catch wraps `Error.toString()`: `["Error: Connection Closed"]` (400, 
 """
 from __future__ import annotations
 
-import math
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-from apps.common import http_client
-from apps.common.http_client import HTTPCallError, HTTPResponse
+from apps.common.http_client import HTTPResponse
 
-from .evolution_errors import (
+from .provider_errors import (
     AmbiguousSendError,
-    EvolutionAPIError,
     InstanceUnavailableError,
     InvalidNumberError,
     ProviderAuthError,
-    ProviderLookupError,
     ProviderRateLimitedError,
     TransientProviderError,
-    UnsafeProviderAddressError,
 )
+from .provider_errors import ProviderError
+from .provider_responses import error_for_read_answer, parse_retry_after
 
 CONNECTION_CLOSED = "connection closed"
 CLOSED_DURING_SEND = "error: connection closed"  # `Error.toString()`, wrapped by the send's catch
-DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 carries no usable Retry-After
 _MAX_DETAIL_CHARS = 200
 
 
@@ -64,27 +58,7 @@ def _closed_during_send(body: Any) -> bool:
     return any(isinstance(item, str) and item.strip().lower().startswith(CLOSED_DURING_SEND) for item in items)
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float:
-    """Retry-After in seconds: delta-seconds or an HTTP date; a default when absent or bad."""
-    if not value:
-        return DEFAULT_RETRY_AFTER
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return DEFAULT_RETRY_AFTER
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return DEFAULT_RETRY_AFTER
-    return max(0.0, seconds)
-
-
-def error_for_send_response(response: HTTPResponse) -> EvolutionAPIError:
+def error_for_send_response(response: HTTPResponse) -> ProviderError:
     """Classify a non-success answer to `POST /message/sendText/{instance}`. Every answer is
     `nothing_sent = False`: the request reached the provider."""
     status = response.status
@@ -124,54 +98,7 @@ def error_for_send_response(response: HTTPResponse) -> EvolutionAPIError:
     return AmbiguousSendError(f"Unexpected answer {status} from the provider; the message may have been sent.", http_status=status, details=details)
 
 
-def error_for_transport(exc: HTTPCallError) -> EvolutionAPIError:
-    """Classify a call that produced no answer. `nothing_sent` comes from the HTTP client,
-    which knows whether the request was written (apps/common/http_client.py)."""
-    kind = exc.kind
-    if kind == http_client.REFUSED_ADDRESS:
-        return UnsafeProviderAddressError(
-            f"The provider URL resolved to a {exc.refused_because}, which EVOLUTION_ALLOWED_NETWORKS does not allow.",
-        )
-    if kind == http_client.BAD_URL:
-        return ProviderAuthError("The provider URL cannot be used (not http or https).", code="provider_url_invalid",
-                                 nothing_sent=True)
-    if kind == http_client.CONNECT_TIMEOUT:
-        return TransientProviderError("Timed out connecting to the provider.", code="connect_timeout", nothing_sent=True)
-    if kind == http_client.DNS:
-        return InstanceUnavailableError("The provider's host name does not resolve.", code="dns_failure", nothing_sent=True)
-    if kind == http_client.TLS:
-        return InstanceUnavailableError("The TLS handshake with the provider failed.", code="tls_error", nothing_sent=True)
-    if kind == http_client.CONNECT:
-        return InstanceUnavailableError("Could not connect to the provider (connection refused or unreachable).",
-                                        code="connection_refused", nothing_sent=True)
-    if kind == http_client.DEADLINE:
-        return AmbiguousSendError("The provider did not answer within the deadline; the message may have been sent.",
-                                  code="deadline_exceeded")
-    if kind == http_client.TOO_LARGE:
-        return AmbiguousSendError("The provider's answer was too large to read; the message may have been sent.",
-                                  code="response_too_large")
-    return AmbiguousSendError("The connection dropped after the request was sent; the message may have been sent.",
-                              code="connection_dropped")
-
-
-def error_for_lookup_response(response: HTTPResponse) -> EvolutionAPIError:
-    """Classify a non-success answer to a read (`POST /chat/findMessages/{instance}`)."""
-    status = response.status
-    details = {"provider_message": _message_text(response.json(), response)}
-    if status in (401, 403):
-        return ProviderAuthError("The provider rejected the API key.", code="provider_unauthorized", http_status=status, details=details)
-    if status == 404:
-        return ProviderAuthError("The provider does not know this instance or route (404).",
-                                 code="provider_instance_not_found", http_status=status, details=details)
-    if status == 429:
-        return ProviderRateLimitedError("The provider is rate limiting this instance.",
-                                        retry_after=parse_retry_after(response.header("Retry-After")), http_status=status, details=details)
-    return ProviderLookupError(f"The provider answered {status} to a lookup.", http_status=status, details=details)
-
-
-def error_for_lookup_transport(exc: HTTPCallError) -> EvolutionAPIError:
-    """A read that got no answer: a configuration problem stays one; anything else is a failed lookup."""
-    if exc.kind in (http_client.REFUSED_ADDRESS, http_client.BAD_URL):
-        return error_for_transport(exc)
-    return ProviderLookupError(f"The lookup got no answer ({exc.kind}).", code=f"lookup_{exc.kind}",
-                               nothing_sent=exc.nothing_sent)
+def error_for_lookup_response(response: HTTPResponse) -> ProviderError:
+    """Classify a non-success answer to a read or control call (findMessages, webhook set-up,
+    pairing)."""
+    return error_for_read_answer(response, details={"provider_message": _message_text(response.json(), response)})

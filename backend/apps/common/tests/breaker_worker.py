@@ -22,7 +22,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from apps.common.services.evolution_api_service import EvolutionAPIError, EvolutionAPIService  # noqa: E402
+from apps.common.services.evolution_api_service import ProviderError, EvolutionAPIService  # noqa: E402
 from apps.connections.models import WhatsAppInstance  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main() -> int:
             try:
                 result = service.send(command["phone"], command["text"], max_retries=0)
                 answer = {"ok": True, "id": result.provider_message_id}
-            except EvolutionAPIError as error:
+            except ProviderError as error:
                 answer = {"ok": False, "error": type(error).__name__, "code": error.code}
         elif command["op"] == "state":
             answer = {"state": service.breaker.state()}

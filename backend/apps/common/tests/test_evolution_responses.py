@@ -1,4 +1,4 @@
-"""The classification table of docs/evolution.md, pure: every provider answer and every failed
+"""The classification table of docs/providers.md, pure: every provider answer and every failed
 call mapped to its error class, code and `nothing_sent` (the worker refunds an attempt only
 when no byte left our process)."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from apps.common import http_client
 from apps.common.http_client import HTTPCallError, HTTPResponse
-from apps.common.services.evolution_errors import (
+from apps.common.services.provider_errors import (
     AmbiguousSendError,
     CircuitOpenError,
     InstanceUnavailableError,
@@ -20,12 +20,8 @@ from apps.common.services.evolution_errors import (
     TransientProviderError,
     UnsafeProviderAddressError,
 )
-from apps.common.services.evolution_responses import (
-    error_for_lookup_response,
-    error_for_lookup_transport,
-    error_for_send_response,
-    error_for_transport,
-)
+from apps.common.services.evolution_responses import error_for_lookup_response, error_for_send_response
+from apps.common.services.provider_responses import error_for_lookup_transport, error_for_transport
 
 
 def answer(status: int, message, headers: dict[str, str] | None = None) -> HTTPResponse:

@@ -12,7 +12,7 @@ from apps.common.http_client import HTTPCallError, HTTPStatusError
 from apps.common.logging import JsonFormatter
 from apps.common.services.evolution_api_service import (
     AmbiguousSendError,
-    EvolutionAPIError,
+    ProviderError,
     EvolutionAPIService,
     InstanceUnavailableError,
     InvalidNumberError,
@@ -277,7 +277,7 @@ def test_a_connect_timeout_is_transient_and_retried(sandbox_whatsapp_instance, u
 def test_every_error_shares_one_base_with_code_and_permanent_flag():
     classes = [InvalidNumberError, InstanceUnavailableError, ProviderRateLimitedError, ProviderAuthError,
                AmbiguousSendError, TransientProviderError]
-    assert all(issubclass(cls, EvolutionAPIError) for cls in classes)
+    assert all(issubclass(cls, ProviderError) for cls in classes)
     assert {cls.__name__: (cls.permanent, cls.retryable) for cls in classes} == {
         "InvalidNumberError": (True, False),
         "InstanceUnavailableError": (False, False),

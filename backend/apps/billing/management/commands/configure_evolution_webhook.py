@@ -1,10 +1,13 @@
-"""Configure the provider webhook of one (or every active) WhatsApp instance to call us.
+"""Configure the provider webhook (Evolution or WAHA) of one (or every active) WhatsApp
+instance to call us. Instances created from the admin get theirs at creation; this is for the
+others, and after a change of public URL or SECRET_KEY.
 
     manage.py configure_evolution_webhook --tenant clinica --instance main \\
         --base-url https://billing.example.com
 
 The URL sent to the provider carries the instance's webhook secret; this command prints it
-masked. `--no-jwt` skips Evolution's `jwt_key` header option (v1 servers never use it).
+masked. `--no-jwt` skips Evolution's `jwt_key` header option (v1 servers never use it); WAHA
+webhooks are always HMAC-signed.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from apps.connections.models import WhatsAppInstance
 
 
 class Command(BaseCommand):
-    help = "Point the Evolution webhook of WhatsApp instance(s) at this service (POST /webhook/set/{instance})."
+    help = "Point the provider webhook of WhatsApp instance(s) (Evolution or WAHA) at this service."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tenant", help="Tenant slug.")
@@ -42,8 +45,8 @@ class Command(BaseCommand):
                 failures += 1
                 self.stderr.write(f"{instance.name}: {exc}")
                 continue
-            self.stdout.write(f"{instance.name}: webhook set to {result.masked_url} "
-                              f"(events {', '.join(result.events)}; jwt {'on' if result.jwt else 'off'})")
+            self.stdout.write(f"{instance.name}: {instance.provider} webhook set to {result.masked_url} "
+                              f"(signed {'on' if result.signed else 'off'})")
         if failures:
             raise CommandError(f"{failures} instance(s) could not be configured.")
 

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from apps.billing.models import BillingAPIKey
 from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
 from apps.billing.tests.conftest import CREDITOR
+from apps.connections.services import skip_warm_up
 
 
 @dataclass
@@ -40,10 +41,13 @@ class ApiTenant:
 
 
 def make_tenant(slug: str) -> ApiTenant:
+    """A tenant ready to send, whose number has history (no warm-up cap: number-health tests
+    make fresh numbers themselves)."""
     result = setup_tenant(
         name=f"Clinic {slug}", slug=slug, evolution_url="http://127.0.0.1:9", evolution_api_key="sandbox-key",
         instance_name=f"{slug}-main", business_hours=ALWAYS_OPEN, **CREDITOR,
     )
+    skip_warm_up(instance=result.instance, user=None, reason="a number with history (test tenant)")
     return ApiTenant(result.tenant, result.instance, result.config, result.api_key, result.raw_api_key, APIClient())
 
 

@@ -1,5 +1,8 @@
 """End-to-end fixtures: the real consumer as an OS process on the real broker, against the test
-database (transactional tests, so the subprocess sees committed rows) and the sandbox."""
+database (transactional tests, so the subprocess sees committed rows) and the sandbox.
+
+Every test here runs once per provider (`provider`: the sandbox speaks Evolution or WAHA), so
+the whole path is proven for both in the same run."""
 from __future__ import annotations
 
 import json
@@ -99,6 +102,17 @@ class ProcessHandle:
         return lines
 
 
+@pytest.fixture(params=["evolution", "waha"])
+def provider(request) -> str:
+    """The provider the tenants' sandbox numbers speak (the root conftest's, parametrized)."""
+    return request.param
+
+
+def health_check_path(provider: str) -> str:
+    """What a health check of a number asks the sandbox, per provider."""
+    return "/api/sessions/" if provider == "waha" else "connectionState"
+
+
 @pytest.fixture
 def start_process(tmp_path) -> Iterator[Callable[..., ProcessHandle]]:
     handles: list[ProcessHandle] = []
@@ -142,8 +156,8 @@ class PipelineTenant:
             messages_per_minute=messages_per_minute, business_hours=hours, **CREDITOR,
         )
         # setup_tenant names the provider instance after ours; point it at the sandbox instance
-        result.instance.instance_name = instance.instance_name
-        result.instance.save(update_fields=["instance_name"])
+        result.instance.instance_name, result.instance.provider = instance.instance_name, instance.provider
+        result.instance.save(update_fields=["instance_name", "provider"])
         self.tenant = result.tenant
         self.instance = result.instance
         self.sandbox = sandbox_client
@@ -181,8 +195,9 @@ class PipelineTenant:
 @pytest.fixture
 def pipeline_tenant(transactional_db, make_sandbox_whatsapp_instance, evolution_sandbox,
                     purge_broker) -> Callable[..., PipelineTenant]:
-    def make(messages_per_minute: int = 600, **options: Any) -> PipelineTenant:
-        return PipelineTenant(make_sandbox_whatsapp_instance(), evolution_sandbox,
+    def make(messages_per_minute: int = 600, warmed_up: bool = True, **options: Any) -> PipelineTenant:
+        """`warmed_up=False`: a brand-new number, under its warm-up cap from day 0."""
+        return PipelineTenant(make_sandbox_whatsapp_instance(warmed_up=warmed_up), evolution_sandbox,
                               messages_per_minute=messages_per_minute, **options)
 
     return make

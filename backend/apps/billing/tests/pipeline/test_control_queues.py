@@ -12,7 +12,7 @@ from apps.billing.constants import QueueStatus
 from apps.billing.models import BillingConfig, BillingContact, BillingQueue, CallbackDelivery, ConsumerProcess
 from apps.billing.services import periodic
 
-from .conftest import notification_contacts, wait_started, wait_until
+from .conftest import health_check_path, notification_contacts, wait_started, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,8 @@ def test_a_recovery_message_checks_the_instance_and_resumes_its_queues_once(pipe
     wait_until(lambda: tenant.queue(body["queue_id"]).status == "instance_down", timeout=30,
                what="instance down", alive=[consumer])
     assert publish_twice(periodic.publish_recovery_checks) == 2
-    wait_until(lambda: len(tenant.sandbox.requests(tenant.instance.instance_name, path="connectionState")) >= 3,
+    checks = health_check_path(tenant.instance.provider)
+    wait_until(lambda: len(tenant.sandbox.requests(tenant.instance.instance_name, path=checks)) >= 3,
                timeout=30, what="both checks ran", alive=[consumer])
     assert tenant.queue(body["queue_id"]).status == "instance_down", "still closed: nothing resumes"
     tenant.sandbox.set_state(tenant.instance.instance_name, "open")

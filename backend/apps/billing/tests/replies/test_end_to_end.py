@@ -19,14 +19,16 @@ from django.utils import timezone
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, ConversationReply, SuppressedPhone
 from apps.billing.services.callback_delivery import deliver_due
-from apps.billing.tests.pipeline.conftest import (  # noqa: F401 - fixtures
+from apps.billing.tests.pipeline.conftest import (  # noqa: F401 - fixtures (each test runs per provider)
     PipelineTenant,
     pipeline_tenant,
+    provider,
     purge_broker,
     start_process,
     wait_until,
 )
 from apps.chat.models import Message
+from apps.common.services.waha_lookup import message_key
 
 from .conftest import PIX
 
@@ -80,6 +82,11 @@ def collections(tenant: PipelineTenant, **debtor_variables: Any) -> tuple[str, s
 def answer_the_first_message(tenant: PipelineTenant, text: str, consumer) -> dict[str, Any]:
     first = wait_until(lambda: to_debtor(tenant), timeout=60, what="the debtor's first message", alive=[consumer])[0]
     return tenant.sandbox.inbound(tenant.instance.instance_name, number=DEBTOR_DIGITS, text=text, reply_to=first["id"])
+
+
+def message_id(inbound: dict[str, Any]) -> str:
+    """The provider id of a message the sandbox's customer wrote (Evolution's item, or WAHA's)."""
+    return inbound["key"]["id"] if "key" in inbound else message_key(inbound["id"])
 
 
 def crm_events(tenant, event_type: str) -> list[dict[str, Any]]:
@@ -154,7 +161,7 @@ def test_me_manda_o_pix_gets_one_paced_recorded_answer_with_the_pix_code(replyin
     # Asking again the same day answers nothing more: no new queue, so nothing can be sent.
     queues = BillingQueue.objects.count()
     tenant.sandbox.inbound(tenant.instance.instance_name, number=DEBTOR_DIGITS, text="manda o pix de novo",
-                           reply_to=asked["key"]["id"])
+                           reply_to=message_id(asked))
     wait_until(lambda: Message.objects.filter(direction="inbound", conversation__contact_phone=DEBTOR).count() == 2,
                timeout=30, what="the second request stored")
     assert BillingQueue.objects.count() == queues and ConversationReply.objects.count() == 1

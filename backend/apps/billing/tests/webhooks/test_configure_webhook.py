@@ -34,11 +34,12 @@ def test_it_sets_url_events_and_jwt_on_a_v2_instance(sandboxed, evolution_sandbo
     webhook = evolution_sandbox.instance(instance.instance_name)["webhook"]
     assert webhook["enabled"] is True and webhook["byEvents"] is False
     assert webhook["url"] == f"{BASE}/api/v1/billing/webhooks/evolution/{instance.webhook_secret}/"
-    assert sorted(webhook["events"]) == ["CONNECTION_UPDATE", "MESSAGES_UPDATE", "MESSAGES_UPSERT", "SEND_MESSAGE"]
+    assert sorted(webhook["events"]) == ["CONNECTION_UPDATE", "LOGOUT_INSTANCE", "MESSAGES_UPDATE",
+                                        "MESSAGES_UPSERT", "SEND_MESSAGE"]
     assert webhook["headers"] == {"jwt_key": webhook_jwt_key(instance)}
     request = evolution_sandbox.requests(instance=instance.instance_name, path="/webhook/set/")[-1]
     assert request["auth"] in ("instance", "global")  # sent with the apikey header
-    assert instance.webhook_secret not in output and "jwt on" in output
+    assert instance.webhook_secret not in output and "signed on" in output
 
 
 def test_a_v1_instance_gets_the_flat_body_without_headers(sandboxed, evolution_sandbox):
@@ -46,7 +47,7 @@ def test_a_v1_instance_gets_the_flat_body_without_headers(sandboxed, evolution_s
     output = run("--tenant", api.tenant.slug, "--instance", instance.name, "--base-url", BASE, "--no-jwt")
     webhook = evolution_sandbox.instance(instance.instance_name)["webhook"]
     assert webhook["url"].endswith(f"/{instance.webhook_secret}/") and webhook["headers"] == {}
-    assert "jwt off" in output
+    assert "signed off" in output
 
 
 def test_a_provider_refusal_is_a_command_error(sandboxed, evolution_sandbox):

@@ -1,9 +1,10 @@
-"""End to end: the sandbox (a real subprocess) sends its webhooks to a live Django server.
+"""End to end: the sandbox (a real subprocess) sends its webhooks to a live Django server, as
+Evolution and as WAHA (the test runs once per provider).
 
-A message goes out through EvolutionAPIService for a billing contact; the sandbox reports
-SERVER_ACK → DELIVERY_ACK → READ to the URL our management command configured (with the
-Bearer JWT), and the contact follows. Then the customer answers "SAIR" and the number is
-suppressed and answered once.
+A message goes out through the instance's provider client for a billing contact; the sandbox
+reports its receipts to the URL our management command configured (Evolution: with the Bearer
+JWT; WAHA: HMAC-signed), and the contact follows. Then the customer answers "SAIR" and the
+number is suppressed and answered once.
 """
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ from apps.billing.services.billing_send_service import record_outbound_message
 from apps.billing.tests.api.conftest import make_tenant
 from apps.billing.tests.conftest import build_contact, build_queue
 from apps.chat.models import Conversation, Message
-from apps.common.services.evolution_api_service import EvolutionAPIService
+from apps.common.services.provider import client_for
 from apps.evolution_sandbox.testing import wait_for
 
 PHONE = "+5511987650001"
+
+
+@pytest.fixture(params=["evolution", "waha"])
+def provider(request) -> str:
+    return request.param
 
 
 def status_of(contact: BillingContact) -> str:
@@ -43,7 +49,7 @@ def test_sandbox_webhooks_move_a_contact_and_an_inbound_sair_suppresses_it(
     contact = build_contact(queue, phone=PHONE, status=ContactStatus.SENDING, attempts=1,
                             variation=template.variations.first())
     text = "Olá Maria, sua fatura venceu."
-    result = EvolutionAPIService(instance).send(contact.phone, text, max_retries=0)
+    result = client_for(instance).send(contact.phone, text, max_retries=0)
     # What the worker's record_sent + record_outbound_message do after a 201:
     BillingContact.objects.filter(pk=contact.pk).update(status=ContactStatus.SENT, sent_at=timezone.now(),
                                                         provider_message_id=result.provider_message_id)
@@ -77,4 +83,5 @@ def test_sandbox_webhooks_move_a_contact_and_an_inbound_sair_suppresses_it(
         and all(x["status"] is not None for x in d) and d,
         timeout=30, what="every webhook answered")
     assert deliveries and all(d["status"] == 200 for d in deliveries), [(d["event"], d["status"]) for d in deliveries]
-    assert all(d["headers"].get("Authorization", "").startswith("Bearer ") for d in deliveries)
+    signature = "X-Webhook-Hmac" if instance.provider == "waha" else "Authorization"
+    assert all(d["headers"].get(signature) for d in deliveries)

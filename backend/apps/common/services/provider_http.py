@@ -42,9 +42,10 @@ def connect_timeout() -> float:
     return float(settings.EVOLUTION_CONNECT_TIMEOUT)
 
 
-def default_headers(api_key: str) -> dict[str, str]:
-    return {"apikey": api_key, "Accept": "application/json"}
+def default_headers(auth_header: str, api_key: str) -> dict[str, str]:
+    """The provider's own key header (`apikey` for Evolution, `X-Api-Key` for WAHA)."""
+    return {auth_header: api_key, "Accept": "application/json"}
 
 
-def json_headers(api_key: str) -> dict[str, str]:
-    return {**default_headers(api_key), "Content-Type": "application/json"}
+def json_headers(auth_header: str, api_key: str) -> dict[str, str]:
+    return {**default_headers(auth_header, api_key), "Content-Type": "application/json"}

@@ -1,17 +1,18 @@
-"""The one error vocabulary for talking to a WhatsApp provider.
+"""The one error vocabulary for talking to a WhatsApp provider, whichever it is.
 
-Every failure of `EvolutionAPIService` is an `EvolutionAPIError` subclass, so callers decide
-what to do from the class (or `code` / `permanent` / `retryable` / `nothing_sent`) and never
-from HTTP details. The original cause (an `HTTPCallError`, or an `HTTPStatusError` carrying the
-answer) is always chained with `raise ... from`. See docs/evolution.md for what a caller should
-do with each one, and for the full `nothing_sent` table.
+Every failure of a provider client (`EvolutionAPIService`, `WAHAAPIService`) is a
+`ProviderError` subclass, so callers decide what to do from the class (or `code` /
+`permanent` / `retryable` / `nothing_sent`) and never from HTTP details or from which provider
+answered. The original cause (an `HTTPCallError`, or an `HTTPStatusError` carrying the answer)
+is always chained with `raise ... from`. See docs/providers.md for what a caller should do with
+each one, and for the full `nothing_sent` table.
 """
 from __future__ import annotations
 
 from typing import Any
 
 
-class EvolutionAPIError(Exception):
+class ProviderError(Exception):
     """Base class. `permanent` means retrying the same message can never succeed;
     `retryable` means the service itself may retry it (with backoff) inside one call.
 
@@ -58,7 +59,7 @@ class EvolutionAPIError(Exception):
         }
 
 
-class InvalidNumberError(EvolutionAPIError):
+class InvalidNumberError(ProviderError):
     """The number is not on WhatsApp (400 `exists: false`) or cannot be normalised.
     Permanent: mark the contact failed, never retry."""
 
@@ -67,7 +68,7 @@ class InvalidNumberError(EvolutionAPIError):
     permanent = True
 
 
-class InstanceUnavailableError(EvolutionAPIError):
+class InstanceUnavailableError(ProviderError):
     """The instance cannot send right now: a 500 (a broken build, "Connection Closed" in the
     number lookup, before the send), DNS failure, connection refused, TLS failure. Not retried
     inside the call. `nothing_sent` tells an answer (counts as an attempt) from a connection
@@ -91,7 +92,7 @@ class CircuitOpenError(InstanceUnavailableError):
         self.details.setdefault("retry_after", retry_after)
 
 
-class ProviderRateLimitedError(EvolutionAPIError):
+class ProviderRateLimitedError(ProviderError):
     """429. `retry_after` (seconds) comes from the Retry-After header. Short waits are taken
     inside the call; a longer one is raised so the caller can reschedule."""
 
@@ -105,7 +106,7 @@ class ProviderRateLimitedError(EvolutionAPIError):
         self.details.setdefault("retry_after", retry_after)
 
 
-class ProviderAuthError(EvolutionAPIError):
+class ProviderAuthError(ProviderError):
     """401 (wrong API key) or 404 (unknown instance or wrong base URL): misconfiguration.
     Permanent for the instance until someone fixes its settings."""
 
@@ -122,7 +123,7 @@ class UnsafeProviderAddressError(ProviderAuthError):
     nothing_sent = True
 
 
-class AmbiguousSendError(EvolutionAPIError):
+class AmbiguousSendError(ProviderError):
     """The message may or may not have gone out: the deadline ran out after the request was
     written, the connection dropped after it, a "Connection Closed" raised inside the send
     (400/500 `["Error: Connection Closed"]`), or a 400 that is not `exists: false` (upstream
@@ -133,7 +134,7 @@ class AmbiguousSendError(EvolutionAPIError):
     outcome = "ambiguous"
 
 
-class TransientProviderError(EvolutionAPIError):
+class TransientProviderError(ProviderError):
     """A passing failure: 5xx other than 500 (an answer: `nothing_sent = False`), a connect
     timeout (`nothing_sent = True`). Retried with backoff inside the call, a bounded number
     of times."""
@@ -143,7 +144,7 @@ class TransientProviderError(EvolutionAPIError):
     retryable = True
 
 
-class ProviderLookupError(EvolutionAPIError):
+class ProviderLookupError(ProviderError):
     """A read (`find_messages`) got no usable answer: the deadline, a dropped connection, an
     unexpected status or shape. Proves nothing about any message: ask again later."""
 
@@ -154,7 +155,7 @@ class ProviderLookupError(EvolutionAPIError):
 __all__ = [
     "AmbiguousSendError",
     "CircuitOpenError",
-    "EvolutionAPIError",
+    "ProviderError",
     "InstanceUnavailableError",
     "InvalidNumberError",
     "ProviderAuthError",
