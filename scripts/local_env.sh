@@ -1,6 +1,7 @@
-# Sourced by the project's scripts: the local ports and URLs. Every value can be overridden
-# from the environment (e.g. to point the tests at other servers).
-: "${BILLING_LOCAL_DIR:=$ROOT/.local}"
+# Sourced by the project's scripts, or by hand from any directory (`source scripts/local_env.sh`):
+# the local ports and URLs. Every value can be overridden from the environment (e.g. to point the
+# tests at other servers).
+: "${BILLING_LOCAL_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.local}"
 : "${BILLING_PG_PORT:=55432}"
 : "${BILLING_PG_USER:=billing}"
 : "${BILLING_PG_PASSWORD:=billing}"
