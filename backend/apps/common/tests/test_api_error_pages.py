@@ -38,10 +38,22 @@ def test_an_unknown_page_outside_the_api_keeps_django_s_page(settings, client):
 
 
 @pytest.mark.urls("apps.common.tests.failing_api_urls")
-def test_a_bug_in_an_api_view_answers_the_json_internal_error(debug, caplog):
+@pytest.mark.parametrize("path", ["/api/v1/billing/failing", "/api/v1/billing/failing-drf"])
+def test_a_bug_in_an_api_view_answers_the_json_internal_error(debug, caplog, path):
     client = Client(raise_request_exception=False)
-    response = client.get("/api/v1/billing/failing")
+    response = client.get(path)
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"
     assert "a bug in a view" not in response.content.decode()
     assert any(record.exc_info for record in caplog.records)  # logged, never silenced
+
+
+@pytest.mark.urls("apps.common.tests.failing_api_urls")
+@pytest.mark.parametrize("path,status,code", [
+    ("/api/v1/billing/missing-drf", 404, "not_found"),
+    ("/api/v1/billing/forbidden-drf", 403, "permission_denied"),
+])
+def test_django_s_own_exceptions_in_an_api_view_answer_the_error_shape(debug, client, path, status, code):
+    response = client.get(path)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
