@@ -21,7 +21,7 @@ DJANGO_SUPERUSER_PASSWORD=admin "$PY" manage.py createsuperuser --noinput --user
 # One demo key at a time: the setup below issues a fresh one (a secret is never stored, so it
 # cannot be shown again), and the previous runs' keys are revoked rather than left to pile up.
 DEMO_KEY_NAME="make run"
-DEMO_KEY_NAME="$DEMO_KEY_NAME" "$PY" manage.py shell -c '
+DEMO_KEY_NAME="$DEMO_KEY_NAME" "$PY" manage.py shell --no-imports -c '
 import os
 from apps.billing.models import BillingAPIKey
 for key in BillingAPIKey.objects.filter(tenant__slug="demo", name=os.environ["DEMO_KEY_NAME"], is_active=True):
