@@ -17,7 +17,7 @@ script that gives every request its own `external_id`; it runs on the same machi
 PostgreSQL, Redis and RabbitMQ, and takes a small share of the two cores. Isolation is
 ingest_bench's: its own database, RabbitMQ vhost and Redis database, all removed at the end.
 
-    cd /work/main && source scripts/local_env.sh && .venv/bin/python bench/api_bench.py
+    source scripts/local_env.sh && .venv/bin/python bench/api_bench.py
 
 Prints a table and writes `bench/results/api.json`. See docs/performance.md ("The API at the
 speed of a transactional service").

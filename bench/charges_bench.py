@@ -16,7 +16,7 @@ loopback. The 100,000 charges are due over 40 days (today-34 â€¦ today+5) on a â
 cadence, so a day has six steps of 2,500 charges each: 15,000 messages. `--worst-case` also
 times 100,000 charges whose step is all due today (100,000 messages).
 
-    cd /work/main && source scripts/local_env.sh && .venv/bin/python bench/charges_bench.py
+    source scripts/local_env.sh && .venv/bin/python bench/charges_bench.py
 
 Prints a table and writes `bench/results/charges.json`. See docs/performance.md ("Charges").
 """

@@ -22,7 +22,7 @@ with production settings (DEBUG off: with DEBUG on Django keeps every SQL statem
 and throttles raised so they do not distort the figures. The client is `requests` over real
 HTTP on loopback.
 
-    cd /work/main && source scripts/local_env.sh && .venv/bin/python bench/ingest_bench.py
+    source scripts/local_env.sh && .venv/bin/python bench/ingest_bench.py
 
 Prints a table and writes `bench/results/ingest.json` (git-ignored). See docs/performance.md.
 """
@@ -179,7 +179,7 @@ class LocalVhost:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        # local_env.sh derives BILLING_LOCAL_DIR from $ROOT, which only the project's scripts set.
+        # The services' folder: BILLING_LOCAL_DIR (scripts/local_env.sh), else this checkout's .local.
         candidates = [Path(os.environ["BILLING_LOCAL_DIR"])] if os.environ.get("BILLING_LOCAL_DIR") else []
         rmq_dir = next((d / "rabbitmq" for d in [*candidates, ROOT / ".local"] if (d / "rabbitmq").is_dir()),
                        ROOT / ".local" / "rabbitmq")

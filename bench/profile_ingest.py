@@ -6,7 +6,7 @@ payloads): when a target fails, this says which functions to look at. It drives 
 middleware, DRF view and service through Django's test client, so only the HTTP server and
 the network are left out.
 
-    cd /work/main && source scripts/local_env.sh
+    source scripts/local_env.sh                     # from the repository root
     .venv/bin/python bench/profile_ingest.py --contacts 10000 --top 30
     .venv/bin/python bench/profile_ingest.py --contacts 1 --requests 300 --sort tottime   # the one-contact path
 """

@@ -14,7 +14,7 @@ database, RabbitMQ vhost and Redis database: `ingest_bench.isolated_django`):
 4. checks: every old row was cleared (and only its texts), ingest answered every request, its
    p99 and max stay within a bound of the baseline.
 
-    cd /work/main && source scripts/local_env.sh && .venv/bin/python bench/retention_bench.py
+    source scripts/local_env.sh && .venv/bin/python bench/retention_bench.py
 
 Prints a table and writes `bench/results/retention.json` (git-ignored). See docs/performance.md.
 """

@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
 # The README's run command: services, migrations, a demo tenant, and every process of the system
 # (web, consumer, periodic tasks, Evolution sandbox) in the foreground. Ctrl-C stops the
-# processes; the services keep running (`make stop` stops them).
+# processes and exits 0; the services keep running (`make stop` stops them).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/bootstrap.sh
 bash scripts/services.sh up
-source scripts/local_env.sh
-export DEBUG="${DEBUG:-1}" SECURE_SSL_REDIRECT="${SECURE_SSL_REDIRECT:-0}" LOG_FORMAT="${LOG_FORMAT:-text}"
-# The sandbox listens on loopback: allow it as a private provider host (docs/security.md).
-export EVOLUTION_ALLOWED_NETWORKS="${EVOLUTION_ALLOWED_NETWORKS:-127.0.0.0/8,::1/128}"
-export BILLING_EXPECTED_PROCESSES="${BILLING_EXPECTED_PROCESSES:-consumer,periodic,callbacks,charges}"
+# shellcheck source=scripts/dev_env.sh
+source scripts/dev_env.sh
 PY="$ROOT/.venv/bin/python"
 SANDBOX_KEY="${SANDBOX_API_KEY:-sandbox-global-key}"
 SANDBOX_TOKEN="${SANDBOX_INSTANCE_TOKEN:-demo-instance-token}"
@@ -21,18 +18,28 @@ mkdir -p "$LOGS"
 "$PY" manage.py migrate --noinput >/dev/null
 DJANGO_SUPERUSER_PASSWORD=admin "$PY" manage.py createsuperuser --noinput --username admin --email admin@example.com \
   >/dev/null 2>&1 || true
+# One demo key at a time: the setup below issues a fresh one (a secret is never stored, so it
+# cannot be shown again), and the previous runs' keys are revoked rather than left to pile up.
+DEMO_KEY_NAME="make run"
+DEMO_KEY_NAME="$DEMO_KEY_NAME" "$PY" manage.py shell --no-imports -c '
+import os
+from apps.billing.models import BillingAPIKey
+for key in BillingAPIKey.objects.filter(tenant__slug="demo", name=os.environ["DEMO_KEY_NAME"], is_active=True):
+    key.revoke()'
 setup_json="$("$PY" manage.py billing_setup_tenant --tenant "Demo Clinic" --slug demo \
   --evolution-url "http://127.0.0.1:$BILLING_SANDBOX_PORT" --evolution-api-key "$SANDBOX_TOKEN" --instance demo \
-  --business-hours "mon-fri 08:00-18:00; sat 08:00-12:00" --key-name "make run" --json)"
+  --business-hours "mon-fri 08:00-18:00; sat 08:00-12:00" --key-name "$DEMO_KEY_NAME" --json)"
 API_KEY="$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$setup_json")"
 
 pids=()
-cleanup() {
-  trap - INT TERM EXIT
+stop_children() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap cleanup INT TERM EXIT
+# Ctrl-C (or a TERM) is how a local run ends: stop the processes and exit 0, so `make run` does not
+# report "Error 130". Any other exit stops them too.
+trap 'trap - EXIT; stop_children; echo "[run] stopped" >&2; exit 0' INT TERM
+trap stop_children EXIT
 
 start() {  # start <name> <command...>: run in the background, log to .local/logs/<name>.log
   local name="$1"; shift
@@ -60,32 +67,36 @@ if ! "$PY" manage.py configure_evolution_webhook --tenant demo --instance demo \
   --base-url "http://127.0.0.1:$BILLING_WEB_PORT" >"$LOGS/webhook.log" 2>&1; then
   echo "[run] the sandbox's webhook could not be set (see $LOGS/webhook.log): receipts will not come back" >&2
 fi
+BASE="http://127.0.0.1:$BILLING_WEB_PORT"
 cat <<MSG
 
   The billing service is up (logs in $LOGS).
-    web       http://127.0.0.1:$BILLING_WEB_PORT/            health: /healthz
-    admin     http://127.0.0.1:$BILLING_WEB_PORT/admin/      user admin, password admin
-    API docs  http://127.0.0.1:$BILLING_WEB_PORT/api/v1/billing/docs/
-    sandbox   http://127.0.0.1:$BILLING_SANDBOX_PORT/        (fake WhatsApp provider; messages: /_sandbox/messages)
-    metrics   http://127.0.0.1:$BILLING_WEB_PORT/metrics (web), :9101/metrics (consumer), :9102/metrics (periodic), :9103/metrics (callbacks), :9104/metrics (charges), :9105/metrics (retention)
-    ready     http://127.0.0.1:$BILLING_WEB_PORT/readyz
+    API docs  $BASE/api/v1/billing/docs/     (Redoc: /api/v1/billing/redoc/)
+    admin     $BASE/admin/                   user admin, password admin
+    inbox     $BASE/inbox/                   the staff inbox (same user)
+    sandbox   http://127.0.0.1:$BILLING_SANDBOX_PORT/_sandbox/messages   (the fake WhatsApp provider's messages)
+    health    $BASE/healthz                  ready: $BASE/readyz
+    metrics   $BASE/metrics (web), :9101/metrics (consumer), :9102/metrics (periodic), :9103/metrics (callbacks), :9104/metrics (charges), :9105/metrics (retention)
 
-  Send a first request (notifications go out 24/7; overdue/upcoming only in business hours):
+  Send a first message (notifications go out 24/7; overdue/upcoming only in business hours) and keep
+  the status_url it answers:
 
-    curl -s -X POST http://127.0.0.1:$BILLING_WEB_PORT/api/v1/billing/send/notification \\
+    STATUS_URL=\$(curl -s -X POST $BASE/api/v1/billing/send/notification \\
       -H 'Content-Type: application/json' -H 'X-Billing-API-Key: $API_KEY' \\
       -d '{"external_id": "first-1", "contacts": [{"phone": "(11) 99876-5432", "name": "Maria Silva",
-           "variables": {"message": "Sua consulta é amanhã às 14h."}}]}'
+           "variables": {"message": "Sua consulta é amanhã às 14h."}}]}' \\
+      | python3 -c 'import json, sys; print(json.load(sys.stdin)["status_url"])')
 
-  then follow it at the status_url it answers (sent, then delivered and read as the sandbox's
-  receipts come back through the webhook):
+  then follow it (sent, then delivered and read as the sandbox's receipts come back):
 
-    curl -s http://127.0.0.1:$BILLING_WEB_PORT<status_url> -H 'X-Billing-API-Key: $API_KEY'
+    curl -s "$BASE\$STATUS_URL" -H 'X-Billing-API-Key: $API_KEY'
 
   and see the message the sandbox received:
+
     curl -s http://127.0.0.1:$BILLING_SANDBOX_PORT/_sandbox/messages
 
-  Ctrl-C stops the processes; 'make stop' stops PostgreSQL, Redis and RabbitMQ.
+  This key replaces the previous run's. Ctrl-C stops the processes; 'make stop' stops PostgreSQL,
+  Redis and RabbitMQ.
 MSG
 wait -n "${pids[@]}"
 echo "[run] a process exited; see $LOGS" >&2

@@ -115,13 +115,16 @@ redis_down() {
 # user, in the foreground under setsid, so we own the PID and the logs.
 rmq_answers() { python3 "$ROOT/scripts/amqp_ping.py" 127.0.0.1 "$BILLING_RABBITMQ_PORT"; }
 
+# Loopback only, all three listeners: AMQP (rabbitmq.conf below), the Erlang distribution port
+# (inet_dist_use_interface) and epmd, which the node starts (ERL_EPMD_ADDRESS).
 rmq_env() {
   env HOME="$RMQ_DIR" \
     RABBITMQ_NODENAME="billing@localhost" \
     RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
     RABBITMQ_NODE_PORT="$BILLING_RABBITMQ_PORT" \
     RABBITMQ_DIST_PORT="$BILLING_RABBITMQ_DIST_PORT" ERL_CRASH_DUMP="$RMQ_DIR/log/erl_crash.dump" \
-    ERL_EPMD_PORT="$BILLING_EPMD_PORT" \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    ERL_EPMD_PORT="$BILLING_EPMD_PORT" ERL_EPMD_ADDRESS=127.0.0.1 \
     RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia" \
     RABBITMQ_LOG_BASE="$RMQ_DIR/log" \
     RABBITMQ_CONFIG_FILE="$RMQ_DIR/rabbitmq" \
@@ -135,7 +138,7 @@ rmq_up() {
   mkdir -p "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
   [ -f "$RMQ_DIR/enabled_plugins" ] || echo '[].' >"$RMQ_DIR/enabled_plugins"
   cat >"$RMQ_DIR/rabbitmq.conf" <<EOF
-listeners.tcp.default = $BILLING_RABBITMQ_PORT
+listeners.tcp.local = 127.0.0.1:$BILLING_RABBITMQ_PORT
 loopback_users = none
 disk_free_limit.absolute = 50MB
 consumer_timeout = ${BILLING_RABBITMQ_CONSUMER_TIMEOUT_MS:-1800000}

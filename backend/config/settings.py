@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # the Swagger UI and Redoc bundles, pinned and served as our static files
     "channels",
     "apps.common",
     "apps.tenancy",
@@ -87,6 +88,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.common.middleware.ApiErrorPagesMiddleware",  # last: it replaces DEBUG's HTML error pages
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -237,6 +239,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Send overdue, upcoming and notification WhatsApp messages through the Evolution API.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs pages load the pinned bundles from our own static files, not a CDN's `@latest`:
+    # they work offline and change only when requirements.txt does.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --------------------------------------------------------------------------- logging

@@ -4,7 +4,9 @@
 import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://billing:billing@127.0.0.1:55432/billing")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:56379/0")
+# Redis database 1: the local run (`make run`) keeps database 0, and the heartbeats, throttles and
+# caches the tests write must not show up in its /readyz.
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:56379/1")
 os.environ.setdefault("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:55672/")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("DEBUG", "0")

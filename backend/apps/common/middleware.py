@@ -1,4 +1,4 @@
-"""Project middleware: request ids, API metrics, and the body-size limit.
+"""Project middleware: request ids, API metrics, the body-size limit, and API error pages.
 
 `BodySizeLimitMiddleware` refuses oversized API bodies before anything reads them.
 
@@ -18,6 +18,7 @@ from django.urls import Resolver404, resolve
 from .exceptions import error_body
 from .metrics import API_REQUEST_DURATION, API_REQUESTS
 from .request_id import HEADER, META_KEY, bind_request_id, clean_request_id, new_request_id
+from .views import api_not_found, api_server_error
 
 
 class BodySizeLimitMiddleware:
@@ -90,3 +91,20 @@ def _route_name(request: HttpRequest) -> str:
         except Resolver404:
             return "unmatched"
     return match.view_name or "unnamed"
+
+
+class ApiErrorPagesMiddleware:
+    """With DEBUG on (`make run`), Django answers an unknown URL or an unhandled exception with
+    its HTML debug page and never calls `handler404`/`handler500`, yet API clients are promised
+    the error shape whatever DEBUG says. Last in MIDDLEWARE, so the debug page is replaced before
+    the outer middleware add their headers or turn a 404 into an APPEND_SLASH redirect."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (request.path.startswith("/api/") and response.status_code in (404, 500)
+                and not response.get("Content-Type", "").startswith("application/json")):
+            return api_not_found(request) if response.status_code == 404 else api_server_error(request)
+        return response

@@ -1,7 +1,9 @@
 """Process-level endpoints: health (no authentication) and metrics (token or allow-list)."""
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found, server_error
 
+from apps.common.exceptions import error_body
 from apps.common.health import readiness
 from apps.common.http import client_ip
 from apps.common.metrics_exporter import metrics_access_allowed, render_metrics
@@ -35,21 +37,17 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def api_not_found(request: HttpRequest, exception: Exception | None = None):
-    """404 for unknown routes: the API's JSON error shape under /api/, Django's page elsewhere."""
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 for unknown routes: the API's JSON error shape under /api/, Django's page elsewhere.
+    Django calls it with DEBUG off only; `ApiErrorPagesMiddleware` calls it with DEBUG on."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"error": {"code": "not_found", "message": "Not found.", "details": None}}, status=404)
-    from django.views.defaults import page_not_found
-
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
     return page_not_found(request, exception)
 
 
-def api_server_error(request: HttpRequest):
+def api_server_error(request: HttpRequest) -> HttpResponse:
+    """500: the API's JSON error shape under /api/ (the traceback is in the log), Django's page
+    elsewhere. Like `api_not_found`, also called by `ApiErrorPagesMiddleware` with DEBUG on."""
     if request.path.startswith("/api/"):
-        return JsonResponse(
-            {"error": {"code": "internal_error", "message": "Internal error; it has been logged.", "details": None}},
-            status=500,
-        )
-    from django.views.defaults import server_error
-
+        return JsonResponse(error_body("internal_error", "Internal error; it has been logged."), status=500)
     return server_error(request)

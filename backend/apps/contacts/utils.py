@@ -17,7 +17,7 @@ _WHATSAPP_TYPES = {
 
 class PhoneNumberError(ValueError):
     """A phone number we cannot send to. `code` is machine-readable:
-    `empty_phone`, `invalid_phone`, `invalid_country`, `not_mobile`."""
+    `empty_phone`, `invalid_phone`, `missing_area_code`, `invalid_country`, `not_mobile`."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -88,6 +88,17 @@ def _eleven_digit_mobile_check():
 _is_eleven_digit_mobile = _eleven_digit_mobile_check()
 
 
+def _lacks_area_code(number: phonenumbers.PhoneNumber) -> bool:
+    """A Brazilian subscriber number written alone, the most common mistake in CRM exports: eight
+    digits (a landline, or a mobile without its ninth digit) or nine starting with 9 (a mobile).
+    Subscriber numbers never start with 0 or 1, and a full national number has ten or eleven
+    digits, area code first, so a shorter one that looks like this lacks only the DDD."""
+    national = str(number.national_number)
+    return number.country_code == 55 and (
+        (len(national) == 8 and national[0] in "23456789") or (len(national) == 9 and national[0] == "9")
+    )
+
+
 def normalize_phone(raw: str, default_region: str = "BR") -> str:
     """Return the number in E.164 (`+5511999999999`) or raise `PhoneNumberError`.
 
@@ -123,6 +134,9 @@ def normalize_phone(raw: str, default_region: str = "BR") -> str:
     if not phonenumbers.is_valid_number(number):
         if phonenumbers.region_code_for_country_code(number.country_code) == "ZZ":
             raise PhoneNumberError("invalid_country", "Phone number has an unknown country code.")
+        if _lacks_area_code(number):
+            raise PhoneNumberError(
+                "missing_area_code", "Phone number has no area code (DDD): send it as (11) 99876-5432.")
         raise PhoneNumberError("invalid_phone", "Phone number is not a valid number.")
     raise PhoneNumberError("not_mobile", "Phone number is not a mobile number (WhatsApp needs a mobile).")
 

@@ -2,7 +2,7 @@
 
 Pure functions (no I/O, no state): every status code, envelope and field name the sandbox
 sends is built here, so the contract test can pin this module to
-/work/shared/evolution-api-contract.md (section numbers in the docstrings).
+docs/evolution-api-contract.md (section numbers in the docstrings).
 """
 from __future__ import annotations
 

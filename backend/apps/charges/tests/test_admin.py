@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from openpyxl import Workbook
 
+from apps.billing.utils.date_calculator import today_in
 from apps.charges.models import Charge
 from apps.tenancy.models import Membership
 
@@ -90,7 +91,7 @@ def test_recovery_report_page_and_tenant_scoping(staff, api, other_api):
     upsert(api, [charge(1)])
     upsert(other_api, [charge(2)])
     api.post("/api/v1/billing/charges/INV-1/pay", {"paid_amount": "150"})
-    today = date.today().strftime("%d/%m/%Y")
+    today = today_in(api.tenant.timezone).strftime("%d/%m/%Y")  # the report's days are the tenant's
     page = staff.get("/admin/charges/charge/recovery/", {"date_from": today, "date_to": today}).content.decode()
     assert "R$ 150.00" in page
     listing = staff.get("/admin/charges/charge/").content.decode()

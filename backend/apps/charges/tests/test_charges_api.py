@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from apps.billing.utils.date_calculator import today_in
 from apps.charges.models import Charge, ChargeEvent
 
 from .conftest import charge, make_cadence, upsert
@@ -138,11 +139,9 @@ def test_without_a_key_it_is_401(api):
 
 
 def test_the_recovery_report_counts_only_the_keys_tenant_and_checks_its_period(api, other_api):
-    from datetime import date
-
-    upsert(api, [charge(1, due_date=date.today().isoformat())])
+    today = today_in(api.tenant.timezone).isoformat()  # the report's days are the tenant's
+    upsert(api, [charge(1, due_date=today)])
     api.post("/api/v1/billing/charges/INV-1/pay", {"paid_amount": "99,90"})
-    today = date.today().isoformat()
     mine = api.get("/api/v1/billing/reports/recovery", date_from=today, date_to=today).json()
     theirs = other_api.get("/api/v1/billing/reports/recovery", date_from=today, date_to=today).json()
     assert (mine["charges_paid"], mine["amount_recovered"], mine["charges_due"]["paid"]) == (1, "99.90", 1)

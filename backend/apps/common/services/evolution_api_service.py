@@ -9,7 +9,7 @@ Evolution bodies. Every call has a total deadline (apps/common/http_client.py).
     client.find_messages("+55 11 99876-5432", sent_after=..., sent_before=...)  # reconciliation
     client.pairing_state()                                          # connected, or the QR to scan
 
-The contract this client follows is /work/shared/evolution-api-contract.md; docs/providers.md
+The contract this client follows is docs/evolution-api-contract.md; docs/providers.md
 explains retries, the circuit breaker and what a caller does with each error.
 """
 from __future__ import annotations

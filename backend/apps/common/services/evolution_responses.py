@@ -1,7 +1,7 @@
 """Turns what Evolution answered into our vocabulary (a call with no answer: provider_responses).
 
 Pure functions, no I/O: Evolution's rows of the mapping table of docs/providers.md live here,
-so they are read and tested in one place. The rules follow /work/shared/evolution-api-contract.md §1.5 and §7.
+so they are read and tested in one place. The rules follow docs/evolution-api-contract.md §1.5 and §7.
 
 "Connection Closed" has two meanings (§1.5). Raised in the number lookup, *before* the send,
 it is a 500 whose message is the bare string `"Connection Closed"`: the instance is unusable,

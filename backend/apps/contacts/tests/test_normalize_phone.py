@@ -33,7 +33,11 @@ INVALID = [
     (None, "empty_phone"),
     ("abc", "invalid_phone"),
     ("11 99999-999a", "invalid_phone"),
-    ("99999-9999", "invalid_phone"),  # no area code
+    ("99999-9999", "missing_area_code"),  # a mobile without its DDD
+    ("9876-5432", "missing_area_code"),  # an old 8-digit mobile or a landline, no DDD
+    ("+55 98765-4321", "missing_area_code"),
+    ("11 9876-543", "invalid_phone"),  # nine digits, DDD first: a digit is missing, not the DDD
+    ("1234-5678", "invalid_phone"),  # no subscriber number starts with 1
     ("123", "invalid_phone"),
     ("+55 11 99999-99999999", "invalid_phone"),
     ("1" * 41, "invalid_phone"),
@@ -141,3 +145,10 @@ def test_the_fast_path_takes_the_common_shapes_and_leaves_the_rest():
         assert phone_utils._brazilian_fast_path(raw, "".join(c for c in raw if c.isdigit())) is not None, raw
     for raw in ("011 99999 9999", "55 31 8765 4321", "+44 7911 123456", "0800 123 4567", "11\t99876-5432"):
         assert phone_utils._brazilian_fast_path(raw, "".join(c for c in raw if c.isdigit())) is None, raw
+
+
+def test_a_number_without_area_code_says_the_ddd_is_missing():
+    with pytest.raises(PhoneNumberError) as excinfo:
+        normalize_phone("99876-5432")
+    assert excinfo.value.code == "missing_area_code"
+    assert "DDD" in excinfo.value.message

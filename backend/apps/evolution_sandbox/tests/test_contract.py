@@ -1,5 +1,5 @@
 """Pins the sandbox's answers to the examples of the provider contract
-(/work/shared/evolution-api-contract.md; section numbers below). If the real server is found
+(docs/evolution-api-contract.md; section numbers below). If the real server is found
 to behave differently, fix the contract document first, then this test, then the sandbox."""
 from __future__ import annotations
 

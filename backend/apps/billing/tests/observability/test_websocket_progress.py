@@ -252,11 +252,12 @@ class TestPushConnections:
         """A push used to open new Redis connections each time (a new event loop per call)."""
         import redis
 
-        from apps.billing.progress import mark_watched
+        from apps.billing import progress
 
         settings.BILLING_PROGRESS_MAX_PER_SECOND = 0  # no throttle: every push goes out
         queue = make_queue(ws_tenant, total=3, status="running")
-        mark_watched(queue.pk)  # somebody watches: pushes go out
+        progress.mark_watched(queue.pk)  # pushes go out only for watched queues
+        progress.watched.clear()  # this process rereads the watch list (at most once a second)
         assert publish_queue_progress(queue.pk, force=True)  # the loop and its connections exist now
         client = redis.Redis.from_url(settings.REDIS_URL)
         before = int(client.info("stats")["total_connections_received"])

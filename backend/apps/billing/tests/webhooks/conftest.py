@@ -20,7 +20,7 @@ from apps.connections.models import WhatsAppInstance
 
 _ids = itertools.count(1)
 
-# Bodies from /work/shared/evolution-api-contract.md §4 (values as printed there; `instance`
+# Bodies from docs/evolution-api-contract.md §4 (values as printed there; `instance`
 # and ids are filled in per test).
 MESSAGES_UPDATE_V2 = {
     "event": "messages.update", "instance": "billing-bot",
