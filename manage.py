@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility; the project lives under backend/."""
+
 import os
 import sys
 from pathlib import Path

@@ -26,14 +26,15 @@ makes more, passing sandbox options (e.g. `api_version="v1"`, `provider="waha"`)
 that must hold for both overrides it (`@pytest.fixture(params=["evolution", "waha"])`), so one
 test body runs once per provider in the same run.
 """
+
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -68,8 +69,14 @@ def make_sandbox_whatsapp_instance(db: None, evolution_sandbox: SandboxClient, p
     from apps.connections.models import WhatsAppInstance
     from apps.tenancy.models import Tenant
 
-    def make(*, tenant: Tenant | None = None, api_version: str = "v2", provider: str = provider,
-             warmed_up: bool = True, **sandbox_options: Any) -> WhatsAppInstance:
+    def make(
+        *,
+        tenant: Tenant | None = None,
+        api_version: str = "v2",
+        provider: str = provider,
+        warmed_up: bool = True,
+        **sandbox_options: Any,
+    ) -> WhatsAppInstance:
         """`warmed_up`: a number with history (its warm-up skipped, as a person would); False
         makes a brand-new number, capped from its day 0."""
         if tenant is None:
@@ -120,7 +127,8 @@ class PrivateRedis:
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while True:
@@ -139,17 +147,6 @@ class PrivateRedis:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def private_redis(settings) -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    settings.REDIS_URL = server.url
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

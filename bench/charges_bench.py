@@ -20,6 +20,7 @@ times 100,000 charges whose step is all due today (100,000 messages).
 
 Prints a table and writes `bench/results/charges.json`. See docs/performance.md ("Charges").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest_bench import (  # noqa: E402 - the sibling script's helpers
+from ingest_bench import (
     LocalVhost,
     bench_database_url,
     bench_environment,
@@ -64,9 +65,15 @@ ASAAS_TOKEN = "bench-asaas-token-" + "q" * 24
 
 def charge_payload(i: int, run: str, due: str) -> dict[str, Any]:
     digits = f"9{7000_0000 + i:08d}"
-    return {"external_id": f"{run}-{i}", "phone": f"({11 + i % 2}) {digits[:5]}-{digits[5:]}", "name": f"Devedor {i}",
-            "amount": f"{100 + i % 900},{i % 100:02d}", "due_date": due, "debtor_external_id": f"PAC-{i}",
-            "payment_link": f"https://pay.example.com/{run}/{i}"}
+    return {
+        "external_id": f"{run}-{i}",
+        "phone": f"({11 + i % 2}) {digits[:5]}-{digits[5:]}",
+        "name": f"Devedor {i}",
+        "amount": f"{100 + i % 900},{i % 100:02d}",
+        "due_date": due,
+        "debtor_external_id": f"PAC-{i}",
+        "payment_link": f"https://pay.example.com/{run}/{i}",
+    }
 
 
 # --------------------------------------------------------------------------- upsert
@@ -80,17 +87,26 @@ def measure_upsert(base: str, raw_key: str, tenant: Any, size: int, repeat: int)
             run = f"u{rep}-{uuid.uuid4().hex[:6]}"
             body = json.dumps({"charges": [charge_payload(i, run, due) for i in range(size)]}).encode()
             start = time.perf_counter()
-            response = session.post(f"{base}/api/v1/billing/charges", data=body, timeout=120,
-                                    headers={"Content-Type": "application/json", "X-Billing-API-Key": raw_key})
+            response = session.post(
+                f"{base}/api/v1/billing/charges",
+                data=body,
+                timeout=120,
+                headers={"Content-Type": "application/json", "X-Billing-API-Key": raw_key},
+            )
             elapsed = time.perf_counter() - start
             if response.status_code != 200 or response.json()["created"] != size:
                 raise RuntimeError(f"upsert answered {response.status_code}: {response.text[:300]}")
             if rep:
                 api.append(elapsed)
                 copy.append(bare_copy(tenant, size, due))
-    return {"charges": size, "repeat": repeat, "api_s": round(statistics.median(api), 4),
-            "api_min_s": round(min(api), 4), "copy_s": round(statistics.median(copy), 4),
-            "api_vs_copy": round(statistics.median(copy) / statistics.median(api), 3)}
+    return {
+        "charges": size,
+        "repeat": repeat,
+        "api_s": round(statistics.median(api), 4),
+        "api_min_s": round(min(api), 4),
+        "copy_s": round(statistics.median(copy), 4),
+        "api_vs_copy": round(statistics.median(copy) / statistics.median(api), 3),
+    }
 
 
 def bare_copy(tenant: Any, size: int, due: str) -> float:
@@ -101,18 +117,61 @@ def bare_copy(tenant: Any, size: int, due: str) -> float:
     from apps.charges.models import Charge
 
     run = f"c-{uuid.uuid4().hex[:6]}"
-    columns = ["tenant_id", "external_id", "phone", "name", "document", "debtor_external_id", "debtor_key", "amount",
-               "due_date", "description", "payment_link", "pix_code", "boleto_line", "variables", "asaas_payment_id",
-               "status", "payment_source", "payment_reference", "created_at", "updated_at"]
+    columns = [
+        "tenant_id",
+        "external_id",
+        "phone",
+        "name",
+        "document",
+        "debtor_external_id",
+        "debtor_key",
+        "amount",
+        "due_date",
+        "description",
+        "payment_link",
+        "pix_code",
+        "boleto_line",
+        "variables",
+        "asaas_payment_id",
+        "status",
+        "payment_source",
+        "payment_reference",
+        "created_at",
+        "updated_at",
+    ]
     now = datetime.now(UTC)
     start = time.perf_counter()
-    with transaction.atomic(), connection.cursor() as wrapper:
-        with wrapper.cursor.copy(f"COPY {Charge._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for i in range(size):
-                phone = f"+55{11 + i % 2}9{7000_0000 + i:08d}"
-                copy.write_row((tenant.pk, f"{run}-{i}", phone, f"Devedor {i}", "", f"PAC-{i}", f"id:PAC-{i}",
-                                f"{100 + i % 900}.{i % 100:02d}", due, "", f"https://pay.example.com/{run}/{i}", "",
-                                "", Jsonb({}), "", "open", "", "", now, now))
+    with (
+        transaction.atomic(),
+        connection.cursor() as wrapper,
+        wrapper.cursor.copy(f"COPY {Charge._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
+        for i in range(size):
+            phone = f"+55{11 + i % 2}9{7000_0000 + i:08d}"
+            copy.write_row(
+                (
+                    tenant.pk,
+                    f"{run}-{i}",
+                    phone,
+                    f"Devedor {i}",
+                    "",
+                    f"PAC-{i}",
+                    f"id:PAC-{i}",
+                    f"{100 + i % 900}.{i % 100:02d}",
+                    due,
+                    "",
+                    f"https://pay.example.com/{run}/{i}",
+                    "",
+                    "",
+                    Jsonb({}),
+                    "",
+                    "open",
+                    "",
+                    "",
+                    now,
+                    now,
+                )
+            )
     return time.perf_counter() - start
 
 
@@ -147,10 +206,16 @@ def measure_materialise(tenant: Any, *, total: int, spread_days: int) -> dict[st
     if again.queued:
         raise RuntimeError("a second run queued again: not idempotent")
     runs = ChargeStepRun.objects.filter(tenant=tenant, scheduled_date=today, status="queued").count()
-    return {"open_charges": total, "due_spread_days": spread_days, "messages_queued": result.queued,
-            "queues": len(result.queues), "step_runs_written": runs, "seconds": round(elapsed, 3),
-            "messages_per_s": round(result.queued / elapsed, 1) if elapsed else None,
-            "second_run_s": round(again_s, 3)}
+    return {
+        "open_charges": total,
+        "due_spread_days": spread_days,
+        "messages_queued": result.queued,
+        "queues": len(result.queues),
+        "step_runs_written": runs,
+        "seconds": round(elapsed, 3),
+        "messages_per_s": round(result.queued / elapsed, 1) if elapsed else None,
+        "second_run_s": round(again_s, 3),
+    }
 
 
 def new_tenant(name: str) -> tuple[Any, str]:
@@ -159,8 +224,15 @@ def new_tenant(name: str) -> tuple[Any, str]:
     from apps.charges.services.cadences import StepSpec, cadence_create
 
     slug = f"{name}-{uuid.uuid4().hex[:6]}"
-    result = setup_tenant(name=slug, slug=slug, evolution_url="http://127.0.0.1:9", evolution_api_key="bench",
-                          instance_name=f"{slug}-main", business_hours=ALWAYS_OPEN, key_name="bench-setup")
+    result = setup_tenant(
+        name=slug,
+        slug=slug,
+        evolution_url="http://127.0.0.1:9",
+        evolution_api_key="bench",
+        instance_name=f"{slug}-main",
+        business_hours=ALWAYS_OPEN,
+        key_name="bench-setup",
+    )
     _key, raw = BillingAPIKey.issue(tenant=result.tenant, name="bench", rate_limit_per_minute=100_000_000)
     cadence_create(tenant=result.tenant, name="Padrão", steps=[StepSpec(o) for o in OFFSETS], default=True)
     return result.tenant, raw
@@ -178,14 +250,20 @@ def measure_webhook(base: str, tenant: Any, count: int) -> dict[str, Any]:
     seed_charges(tenant, count + 20, lambda i: due, "w")
     # Bytes, as Asaas' client would send them: http.client sends a str body in a second packet,
     # and Nagle + delayed ACK then add ~40 ms to every request (a client artefact, not ours).
-    bodies = [json.dumps(asaas_event("PAYMENT_RECEIVED", external_reference=f"w-{i}", value="150.00",
-                                     due_date=due)).encode() for i in range(count + 20)]
+    bodies = [
+        json.dumps(asaas_event("PAYMENT_RECEIVED", external_reference=f"w-{i}", value="150.00", due_date=due)).encode()
+        for i in range(count + 20)
+    ]
     latencies, outcomes = [], []
     with requests.Session() as session:
         for i, body in enumerate(bodies):
             start = time.perf_counter()
-            response = session.post(url, data=body, timeout=30, headers={
-                "Content-Type": "application/json", "asaas-access-token": ASAAS_TOKEN})
+            response = session.post(
+                url,
+                data=body,
+                timeout=30,
+                headers={"Content-Type": "application/json", "asaas-access-token": ASAAS_TOKEN},
+            )
             elapsed = time.perf_counter() - start
             if response.status_code != 200:
                 raise RuntimeError(f"webhook answered {response.status_code}: {response.text[:200]}")
@@ -194,9 +272,13 @@ def measure_webhook(base: str, tenant: Any, count: int) -> dict[str, Any]:
                 outcomes.append(response.json()["outcome"])
     if set(outcomes) != {"applied"}:
         raise RuntimeError(f"unexpected outcomes {set(outcomes)}")
-    return {"events": count, "p50_ms": round(percentile(latencies, 50) * 1000, 2),
-            "p90_ms": round(percentile(latencies, 90) * 1000, 2), "p99_ms": round(percentile(latencies, 99) * 1000, 2),
-            "max_ms": round(max(latencies) * 1000, 2)}
+    return {
+        "events": count,
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p90_ms": round(percentile(latencies, 90) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
+    }
 
 
 POOLED_SETTINGS = """from config.settings import *  # noqa: F401,F403
@@ -211,35 +293,53 @@ DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 2, "max_size": 4}
 def pooled_environment(env: dict[str, str], folder: Path) -> dict[str, str]:
     """The same server settings plus a connection pool, from a throw-away settings module."""
     (folder / "charges_bench_pooled_settings.py").write_text(POOLED_SETTINGS)
-    return {**env, "DJANGO_SETTINGS_MODULE": "charges_bench_pooled_settings",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH", "")]))}
+    return {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "charges_bench_pooled_settings",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH", "")])),
+    }
 
 
 # --------------------------------------------------------------------------- report
 def verdicts(report: dict[str, Any]) -> dict[str, Any]:
     upsert, day, hook = report["upsert"], report["materialise"], report["webhook"]
     return {
-        "upsert_10k_under_2s": {"target_s": TARGET_UPSERT_S, "measured_s": upsert["api_s"],
-                                "result": "PASS" if upsert["api_s"] < TARGET_UPSERT_S else "FAIL"},
-        "materialise_100k_under_10s": {"target_s": TARGET_MATERIALISE_S, "measured_s": day["seconds"],
-                                       "result": "PASS" if day["seconds"] < TARGET_MATERIALISE_S else "FAIL"},
-        "webhook_p50_under_20ms": {"target_ms": TARGET_WEBHOOK_P50_MS, "measured_ms": hook["p50_ms"],
-                                   "result": "PASS" if hook["p50_ms"] < TARGET_WEBHOOK_P50_MS else "FAIL"},
+        "upsert_10k_under_2s": {
+            "target_s": TARGET_UPSERT_S,
+            "measured_s": upsert["api_s"],
+            "result": "PASS" if upsert["api_s"] < TARGET_UPSERT_S else "FAIL",
+        },
+        "materialise_100k_under_10s": {
+            "target_s": TARGET_MATERIALISE_S,
+            "measured_s": day["seconds"],
+            "result": "PASS" if day["seconds"] < TARGET_MATERIALISE_S else "FAIL",
+        },
+        "webhook_p50_under_20ms": {
+            "target_ms": TARGET_WEBHOOK_P50_MS,
+            "measured_ms": hook["p50_ms"],
+            "result": "PASS" if hook["p50_ms"] < TARGET_WEBHOOK_P50_MS else "FAIL",
+        },
         "webhook_p50_under_20ms_pooled": {
-            "target_ms": TARGET_WEBHOOK_P50_MS, "measured_ms": report["webhook_pooled"]["p50_ms"],
-            "result": "PASS" if report["webhook_pooled"]["p50_ms"] < TARGET_WEBHOOK_P50_MS else "FAIL"},
+            "target_ms": TARGET_WEBHOOK_P50_MS,
+            "measured_ms": report["webhook_pooled"]["p50_ms"],
+            "result": "PASS" if report["webhook_pooled"]["p50_ms"] < TARGET_WEBHOOK_P50_MS else "FAIL",
+        },
     }
 
 
 def print_report(report: dict[str, Any]) -> None:
     m, u, d, w = report["machine"], report["upsert"], report["materialise"], report["webhook"]
     print()
-    print(f"Charges benchmark — {m['cpus']} CPU(s) {m['cpu_model']}, uvicorn 1 process, commit {report['commit']}, "
-          f"load average {report['load_average']['before'][0]} → {report['load_average']['after'][0]}")
+    print(
+        f"Charges benchmark — {m['cpus']} CPU(s) {m['cpu_model']}, uvicorn 1 process, commit {report['commit']}, "
+        f"load average {report['load_average']['before'][0]} → {report['load_average']['after'][0]}"
+    )
     print()
     print(f"{'measure':<58} | {'result':>22}")
     print("-" * 84)
-    print(f"{'upsert 10,000 charges, POST wall (median of ' + str(u['repeat']) + ')':<58} | {u['api_s'] * 1000:>19.1f} ms")
+    print(
+        f"{'upsert 10,000 charges, POST wall (median of ' + str(u['repeat']) + ')':<58} | {u['api_s'] * 1000:>19.1f} ms"
+    )
     print(f"{'bare COPY of the same 10,000 rows':<58} | {u['copy_s'] * 1000:>19.1f} ms")
     print(f"{'API rate / COPY rate':<58} | {u['api_vs_copy']:>21.2f}x")
     label = f"materialise: {d['open_charges']:,} open charges, {d['messages_queued']:,} messages, {d['queues']} queues"
@@ -249,12 +349,16 @@ def print_report(report: dict[str, Any]) -> None:
         x = report["worst_case"]
         label = f"worst case: {x['open_charges']:,} charges all due today ({x['messages_queued']:,} msgs)"
         print(f"{label:<58} | {x['seconds'] * 1000:>19.1f} ms")
-    print(f"{'Asaas webhook PAYMENT_RECEIVED, ' + str(w['events']) + ' events: p50 / p90 / p99':<58} | "
-          f"{w['p50_ms']:>5.1f} / {w['p90_ms']:>5.1f} / {w['p99_ms']:>5.1f} ms")
+    print(
+        f"{'Asaas webhook PAYMENT_RECEIVED, ' + str(w['events']) + ' events: p50 / p90 / p99':<58} | "
+        f"{w['p50_ms']:>5.1f} / {w['p90_ms']:>5.1f} / {w['p99_ms']:>5.1f} ms"
+    )
     if report.get("webhook_pooled"):
         p = report["webhook_pooled"]
-        print(f"{'  the same with a psycopg connection pool in the server':<58} | "
-              f"{p['p50_ms']:>5.1f} / {p['p90_ms']:>5.1f} / {p['p99_ms']:>5.1f} ms")
+        print(
+            f"{'  the same with a psycopg connection pool in the server':<58} | "
+            f"{p['p50_ms']:>5.1f} / {p['p90_ms']:>5.1f} / {p['p99_ms']:>5.1f} ms"
+        )
     print()
     for name, verdict in report["targets"].items():
         measured = verdict.get("measured_s", verdict.get("measured_ms"))
@@ -298,23 +402,32 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0, interactive=False)
         cleanups.insert(0, connection.close)
         load_before = os.getloadavg()
-        report: dict[str, Any] = {"benchmark": "charges", "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                                  "commit": git_commit(), "machine": machine_info()}
+        report: dict[str, Any] = {
+            "benchmark": "charges",
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": git_commit(),
+            "machine": machine_info(),
+        }
         with web_server(env, "uvicorn", 1) as base:
             tenant, raw_key = new_tenant("upsert")
             log("upsert: 10,000 charges per POST")
             report["upsert"] = measure_upsert(base, raw_key, tenant, 10_000, args.repeat)
             log("webhook latency")
             report["webhook"] = measure_webhook(base, new_tenant("webhook")[0], args.events)
-        with tempfile.TemporaryDirectory() as folder, web_server(pooled_environment(env, Path(folder)), "uvicorn", 1) as base:
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            web_server(pooled_environment(env, Path(folder)), "uvicorn", 1) as base,
+        ):
             log("webhook latency, pooled connections")
             report["webhook_pooled"] = measure_webhook(base, new_tenant("pooled")[0], args.events)
         log("materialisation")
         report["materialise"] = measure_materialise(new_tenant("day")[0], total=args.charges, spread_days=40)
         if args.worst_case:
             report["worst_case"] = measure_materialise(new_tenant("worst")[0], total=args.charges, spread_days=1)
-        report["load_average"] = {"before": [round(x, 2) for x in load_before],
-                                  "after": [round(x, 2) for x in os.getloadavg()]}
+        report["load_average"] = {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        }
         report["targets"] = verdicts(report)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -325,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         for cleanup in cleanups:
             try:
                 cleanup()
-            except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+            except Exception as exc:
                 log(f"cleanup failed: {exc}")
 
 

@@ -35,6 +35,7 @@ LOG_LEVEL=WARNING); the POST-to-first-send part goes through uvicorn as ingest_b
 Prints a table and writes `bench/results/dispatch.json` (git-ignored). See docs/performance.md,
 "Send pipeline".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -58,7 +58,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ingest_bench as common  # noqa: E402  (the sibling script: one source of isolation helpers)
+import ingest_bench as common
 
 ROOT = common.ROOT
 BACKEND = common.BACKEND
@@ -101,7 +101,12 @@ class ConsumerProcess:
         self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "run_billing_consumer", "--concurrency", str(concurrency)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.pid = self.process.pid
 
     def cpu(self) -> float:
@@ -126,8 +131,9 @@ class ConsumerProcess:
 
 
 @contextmanager
-def consumers(env: dict[str, str], count: int, concurrency: int, workdir: Path, label: str,
-              rabbitmq_url: str) -> Iterator[list[ConsumerProcess]]:
+def consumers(
+    env: dict[str, str], count: int, concurrency: int, workdir: Path, label: str, rabbitmq_url: str
+) -> Iterator[list[ConsumerProcess]]:
     """`count` consumer processes, yielded once each one consumes from the broker."""
     started = [ConsumerProcess(env, concurrency, workdir / f"consumer-{label}-{i}.log") for i in range(count)]
     try:
@@ -149,6 +155,7 @@ def consumers(env: dict[str, str], count: int, concurrency: int, workdir: Path, 
 def _broker(url: str, purge: bool) -> int:
     """Consumers on billing.notification; purge the send queues first when asked."""
     import aio_pika
+
     from apps.billing.rabbitmq.topology import SEND_QUEUES, declare_topology
 
     async def go() -> int:
@@ -199,6 +206,7 @@ class RoundTrips:
 
             setattr(owner, name, classmethod(wrapper_cm))
         else:
+
             def wrapper(self_: Any, *args: Any, **kwargs: Any) -> Any:
                 counts[key] += 1
                 return original(self_, *args, **kwargs)
@@ -258,13 +266,25 @@ def make_tenant(sandbox: Any, label: str, messages_per_minute: int) -> dict[str,
 
     slug = f"dispatch-{label}-{uuid.uuid4().hex[:6]}"
     info = sandbox.create_instance(name=slug, ack_delays=NO_RECEIPTS)
-    result = setup_tenant(name=f"Dispatch {label}", slug=slug, evolution_url=sandbox.base_url,
-                          evolution_api_key=info.token, instance_name=info.name, business_hours=ALWAYS_OPEN,
-                          key_name="dispatch-bench")
+    result = setup_tenant(
+        name=f"Dispatch {label}",
+        slug=slug,
+        evolution_url=sandbox.base_url,
+        evolution_api_key=info.token,
+        instance_name=info.name,
+        business_hours=ALWAYS_OPEN,
+        key_name="dispatch-bench",
+    )
     BillingConfig.objects.filter(tenant=result.tenant).update(messages_per_minute=messages_per_minute)
     _key, raw_key = BillingAPIKey.issue(tenant=result.tenant, name="bench", rate_limit_per_minute=100_000_000)
-    return {"tenant": result.tenant, "instance": result.instance, "instance_name": info.name,
-            "token": info.token, "raw_key": raw_key, "rate": messages_per_minute}
+    return {
+        "tenant": result.tenant,
+        "instance": result.instance,
+        "instance_name": info.name,
+        "token": info.token,
+        "raw_key": raw_key,
+        "rate": messages_per_minute,
+    }
 
 
 _phone_counter = iter(range(10_000_000))
@@ -275,8 +295,14 @@ def contacts(n: int) -> list[dict[str, Any]]:
     out = []
     for _ in range(n):
         k = next(_phone_counter)
-        out.append({"phone": f"+55119{50_000_000 + k:08d}", "name": f"Cliente {k}", "external_id": f"C-{k}",
-                    "variables": {"message": TEXT}})
+        out.append(
+            {
+                "phone": f"+55119{50_000_000 + k:08d}",
+                "name": f"Cliente {k}",
+                "external_id": f"C-{k}",
+                "variables": {"message": TEXT},
+            }
+        )
     return out
 
 
@@ -287,7 +313,8 @@ def ingest(entry: dict[str, Any], n: int) -> str:
 
     data = {"external_id": f"dispatch-{uuid.uuid4().hex}", "contacts": contacts(n)}
     result = BillingCampaignService(tenant=entry["tenant"], api_key=None).ingest(
-        template_type="notification", data=data, raw_payload=data)
+        template_type="notification", data=data, raw_payload=data
+    )
     if result.body.get("accepted") != n:
         raise RuntimeError(f"ingest accepted {result.body.get('accepted')} of {n}")
     return str(result.body["queue_id"])
@@ -313,8 +340,10 @@ def wait_completed(queue_ids: list[str], timeout: float, processes: Sequence[Con
 
 def sandbox_times(sandbox: Any, instance: str) -> list[float]:
     """Unix times (sandbox clock = this machine's clock) of the messages `instance` accepted."""
-    return sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")).timestamp()
-                  for m in sandbox.messages(instance=instance))
+    return sorted(
+        datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")).timestamp()
+        for m in sandbox.messages(instance=instance)
+    )
 
 
 def backend_cpu() -> dict[int, float]:
@@ -322,8 +351,9 @@ def backend_cpu() -> dict[int, float]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         found = [row[0] for row in cursor.fetchall()]
     cpu = {}
     for pid in found:
@@ -343,11 +373,23 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 # --------------------------------------------------------------------------- in-process parts
 def _post(url: str, api_key: str, body: dict[str, Any]) -> Any:
     """One send as the product makes it: its HTTP client, a fresh connection, the send deadline."""
-    from apps.common.services.evolution_http import SEND, connect_timeout, deadline, json_headers, provider_client
+    from apps.common.services.evolution_http import (
+        SEND,
+        connect_timeout,
+        deadline,
+        json_headers,
+        provider_client,
+    )
 
-    return provider_client.request("POST", url, body=json.dumps(body).encode(), headers=json_headers(api_key),
-                                   deadline=deadline(SEND), connect_timeout=connect_timeout(),
-                                   reuse_connection=False)
+    return provider_client.request(
+        "POST",
+        url,
+        body=json.dumps(body).encode(),
+        headers=json_headers(api_key),
+        deadline=deadline(SEND),
+        connect_timeout=connect_timeout(),
+        reuse_connection=False,
+    )
 
 
 def bare_loop(db_url: str, queue_id: str, url: str, api_key: str, text: str) -> dict[str, Any]:
@@ -365,22 +407,31 @@ def bare_loop(db_url: str, queue_id: str, url: str, api_key: str, text: str) -> 
             with conn.transaction():
                 rows = conn.execute(
                     "SELECT id, phone FROM billing_billingcontact WHERE queue_id = %s AND status = 'pending' "
-                    "ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED", [queue_id]).fetchall()
+                    "ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",
+                    [queue_id],
+                ).fetchall()
                 for pk, phone in rows:
                     response = _post(url, api_key, {"number": phone.lstrip("+"), "text": text, "linkPreview": False})
                     if response.status != 201:
                         raise RuntimeError(f"sandbox answered {response.status}")
-                    conn.execute("UPDATE billing_billingcontact SET status = 'sent', provider_message_id = %s, "
-                                 "sent_at = now(), updated_at = now() WHERE id = %s", [response.json()["key"]["id"], pk])
+                    conn.execute(
+                        "UPDATE billing_billingcontact SET status = 'sent', provider_message_id = %s, "
+                        "sent_at = now(), updated_at = now() WHERE id = %s",
+                        [response.json()["key"]["id"], pk],
+                    )
                     sent += 1
             if not rows:
                 break
         elapsed = time.perf_counter() - start
         pg_cpu, py_cpu = process_cpu(backend) - pg0, time.process_time() - py0
-    return {"messages": sent, "seconds": round(elapsed, 3), "messages_per_s": round(sent / elapsed, 1),
-            "ms_per_message": round(1000 * elapsed / sent, 3),
-            "python_cpu_ms_per_message": round(1000 * py_cpu / sent, 3),
-            "postgres_cpu_ms_per_message": round(1000 * pg_cpu / sent, 3)}
+    return {
+        "messages": sent,
+        "seconds": round(elapsed, 3),
+        "messages_per_s": round(sent / elapsed, 1),
+        "ms_per_message": round(1000 * elapsed / sent, 3),
+        "python_cpu_ms_per_message": round(1000 * py_cpu / sent, 3),
+        "postgres_cpu_ms_per_message": round(1000 * pg_cpu / sent, 3),
+    }
 
 
 @contextmanager
@@ -410,9 +461,10 @@ def timed_http_posts() -> Iterator[list[float]]:
 def run_worker(queue_id: str, *, capture: bool = False) -> dict[str, Any]:
     """The consumer's step loop for one queue in this process and thread (`run_queue_here`: the
     same scheduler, runner and statements, without the sender threads)."""
-    from apps.billing.dispatch.engine import run_queue_here
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
+
+    from apps.billing.dispatch.engine import run_queue_here
 
     # A fresh connection: CONN_MAX_AGE (60 s) cannot end it during the run, so the backend whose
     # CPU is read before is the one read after.
@@ -436,10 +488,15 @@ def run_worker(queue_id: str, *, capture: bool = False) -> dict[str, Any]:
     if result is None or result.outcome != "completed" or result.failed:
         raise RuntimeError(f"in-process run ended {result}")
     n = result.sent
-    out = {"messages": n, "seconds": round(elapsed, 4), "ms_per_message": round(1000 * elapsed / n, 3),
-           "messages_per_s": round(n / elapsed, 1), "python_cpu_ms_per_message": round(1000 * py_cpu / n, 3),
-           "postgres_cpu_ms_per_message": round(1000 * pg_cpu / n, 3),
-           "http_post_ms_per_message": round(1000 * sum(posts) / n, 3)}
+    out = {
+        "messages": n,
+        "seconds": round(elapsed, 4),
+        "ms_per_message": round(1000 * elapsed / n, 3),
+        "messages_per_s": round(n / elapsed, 1),
+        "python_cpu_ms_per_message": round(1000 * py_cpu / n, 3),
+        "postgres_cpu_ms_per_message": round(1000 * pg_cpu / n, 3),
+        "http_post_ms_per_message": round(1000 * sum(posts) / n, 3),
+    }
     if capture:
         kinds = Counter(classify(q["sql"]) for q in queries)
         out["django_statements"] = len(queries)
@@ -500,13 +557,16 @@ def measure_in_process(ctx: dict[str, Any], args: argparse.Namespace) -> dict[st
     in_run_http = statistics.median(w["http_post_ms_per_message"] for w in workers)
     raw_ms, client_ms = statistics.median(raws), statistics.median(clients)
     return {
-        "contacts_per_run": n, "repeat": args.repeat, "rendered_text": text,
+        "contacts_per_run": n,
+        "repeat": args.repeat,
+        "rendered_text": text,
         "statements": counted,
         "worker_ms_per_message": round(worker_ms, 3),
         "worker_runs_ms_per_message": [w["ms_per_message"] for w in workers],
         "worker_python_cpu_ms_per_message": statistics.median(w["python_cpu_ms_per_message"] for w in workers),
         "worker_postgres_cpu_ms_per_message": statistics.median(w["postgres_cpu_ms_per_message"] for w in workers),
-        "http_raw_ms_per_message": round(raw_ms, 3), "http_client_ms_per_message": round(client_ms, 3),
+        "http_raw_ms_per_message": round(raw_ms, 3),
+        "http_client_ms_per_message": round(client_ms, 3),
         "http_post_in_run_ms_per_message": round(in_run_http, 3),
         "overhead_beside_own_http_ms": round(beside, 3),
         "overhead_vs_raw_http_ms": round(worker_ms - raw_ms, 3),
@@ -535,8 +595,9 @@ def profile_worker(ctx: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- consumer runs
-def consumer_run(ctx: dict[str, Any], label: str, tenants: list[dict[str, Any]], per_queue: int, processes: int,
-                 concurrency: int) -> dict[str, Any]:
+def consumer_run(
+    ctx: dict[str, Any], label: str, tenants: list[dict[str, Any]], per_queue: int, processes: int, concurrency: int
+) -> dict[str, Any]:
     """Queues first (wake-ups purged), then the consumers, then one publish per queue; the rate
     counts from the first to the last message the sandbox accepted."""
     from apps.billing.models import BillingContact, BillingQueue
@@ -546,8 +607,10 @@ def consumer_run(ctx: dict[str, Any], label: str, tenants: list[dict[str, Any]],
     queue_ids = [ingest(entry, per_queue) for entry in tenants]
     purge_send_queues(ctx["rabbitmq_url"])
     total = per_queue * len(tenants)
-    log(f"{label}: {processes} consumer process(es) x {concurrency} thread(s), "
-        f"{len(tenants)} queue(s) x {per_queue} contacts")
+    log(
+        f"{label}: {processes} consumer process(es) x {concurrency} thread(s), "
+        f"{len(tenants)} queue(s) x {per_queue} contacts"
+    )
     with consumers(ctx["env"], processes, concurrency, ctx["workdir"], label, ctx["rabbitmq_url"]) as started:
         time.sleep(0.5)  # let the idle start-up settle before the CPU snapshot
         cpu0 = {h.pid: h.cpu() for h in started}
@@ -570,9 +633,14 @@ def consumer_run(ctx: dict[str, Any], label: str, tenants: list[dict[str, Any]],
     span = times[-1] - times[0]
     consumer_cpu = sum(cpu1[pid] - cpu0[pid] for pid in cpu0)
     return {
-        "label": label, "processes": processes, "concurrency": concurrency, "queues": len(tenants),
-        "contacts_per_queue": per_queue, "messages": total,
-        "first_to_last_s": round(span, 3), "messages_per_s": round((total - 1) / span, 1),
+        "label": label,
+        "processes": processes,
+        "concurrency": concurrency,
+        "queues": len(tenants),
+        "contacts_per_queue": per_queue,
+        "messages": total,
+        "first_to_last_s": round(span, 3),
+        "messages_per_s": round((total - 1) / span, 1),
         "publish_to_first_ms": round(1000 * (times[0] - wall0), 1),
         "publish_to_completed_s": round(done_at - wall0, 3),
         "consumer_cpu_ms_per_message": round(1000 * consumer_cpu / total, 3),
@@ -585,8 +653,15 @@ def consumer_run(ctx: dict[str, Any], label: str, tenants: list[dict[str, Any]],
     }
 
 
-def throughput_rounds(ctx: dict[str, Any], args: argparse.Namespace, throughput: list[dict[str, Any]],
-                      bare_entry: dict[str, Any], bare_url: str, db_url: str, text: str) -> list[dict[str, Any]]:
+def throughput_rounds(
+    ctx: dict[str, Any],
+    args: argparse.Namespace,
+    throughput: list[dict[str, Any]],
+    bare_entry: dict[str, Any],
+    bare_url: str,
+    db_url: str,
+    text: str,
+) -> list[dict[str, Any]]:
     """`--rounds` times, back to back: the bare loop, the 1-thread consumer, the N-thread consumer.
     This VM's speed drifts by 2-3x within minutes (the bare loop alone measured 155-670 msgs/s
     in one morning), so a ratio is only meaningful between runs made a few seconds apart: each
@@ -604,10 +679,13 @@ def throughput_rounds(ctx: dict[str, Any], args: argparse.Namespace, throughput:
 def round_summary(one_round: dict[str, Any], concurrency: int) -> dict[str, Any]:
     bare = one_round["bare_loop"]["messages_per_s"]
     label = f"1x{concurrency}"
-    return {"bare_loop_msgs_per_s": bare, "1x1_msgs_per_s": one_round["1x1"]["messages_per_s"],
-            f"{label}_msgs_per_s": one_round[label]["messages_per_s"],
-            "ratio_1x1": round(one_round["1x1"]["messages_per_s"] / bare, 3),
-            f"ratio_{label}": round(one_round[label]["messages_per_s"] / bare, 3)}
+    return {
+        "bare_loop_msgs_per_s": bare,
+        "1x1_msgs_per_s": one_round["1x1"]["messages_per_s"],
+        f"{label}_msgs_per_s": one_round[label]["messages_per_s"],
+        "ratio_1x1": round(one_round["1x1"]["messages_per_s"] / bare, 3),
+        f"ratio_{label}": round(one_round[label]["messages_per_s"] / bare, 3),
+    }
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -617,9 +695,13 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def median_bare_loop(runs: list[dict[str, Any]], messages: int) -> dict[str, Any]:
     middle = median_run(runs)
-    return {"messages": messages, "messages_per_s": middle["messages_per_s"],
-            "python_cpu_ms_per_message": middle["python_cpu_ms_per_message"],
-            "postgres_cpu_ms_per_message": middle["postgres_cpu_ms_per_message"], "runs": runs}
+    return {
+        "messages": messages,
+        "messages_per_s": middle["messages_per_s"],
+        "python_cpu_ms_per_message": middle["python_cpu_ms_per_message"],
+        "postgres_cpu_ms_per_message": middle["postgres_cpu_ms_per_message"],
+        "runs": runs,
+    }
 
 
 def post_to_first_send(ctx: dict[str, Any], base: str, entry: dict[str, Any], requests_n: int) -> dict[str, Any]:
@@ -656,8 +738,10 @@ def post_to_first_send(ctx: dict[str, Any], base: str, entry: dict[str, Any], re
     pct = common.percentile
     return {
         "requests": requests_n,
-        "p50_ms": round(pct(first_send, 50), 1), "p90_ms": round(pct(first_send, 90), 1),
-        "max_ms": round(max(first_send), 1), "min_ms": round(min(first_send), 1),
+        "p50_ms": round(pct(first_send, 50), 1),
+        "p90_ms": round(pct(first_send, 90), 1),
+        "max_ms": round(max(first_send), 1),
+        "min_ms": round(min(first_send), 1),
         "api_answer_p50_ms": round(pct(answered, 50), 1),
         "answer_to_send_p50_ms": round(pct([f - a for f, a in zip(first_send, answered)], 50), 1),
         "samples_ms": [round(v, 1) for v in first_send],
@@ -683,18 +767,31 @@ def pace_runs(ctx: dict[str, Any]) -> list[dict[str, Any]]:
         measured = (n - 1) / span * 60
         gaps = [b - a for a, b in zip(times, times[1:])]
         error = abs(measured - rate) / rate
-        results.append({"target_per_minute": rate, "messages": n, "span_s": round(span, 3),
-                        "measured_per_minute": round(measured, 2), "error": round(error, 5),
-                        "gap_min_s": round(min(gaps), 3), "gap_max_s": round(max(gaps), 3),
-                        "result": "PASS" if error <= TARGET_PACE_ERROR else "FAIL"})
+        results.append(
+            {
+                "target_per_minute": rate,
+                "messages": n,
+                "span_s": round(span, 3),
+                "measured_per_minute": round(measured, 2),
+                "error": round(error, 5),
+                "gap_min_s": round(min(gaps), 3),
+                "gap_max_s": round(max(gaps), 3),
+                "result": "PASS" if error <= TARGET_PACE_ERROR else "FAIL",
+            }
+        )
     return results
 
 
 def dirty_files() -> list[str]:
     """Read-only: files changed in the working tree (the bench measures the tree, not HEAD)."""
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line[3:] for line in out.splitlines() if line.strip()]
@@ -715,120 +812,167 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
         # the target is judged for one process as deployed (its default sender threads), against the
         # single-threaded bare loop, each round's pair measured seconds apart.
         "rate_vs_bare_loop": {
-            "target": TARGET_RATIO_VS_BARE, "unit": f"1 consumer process x {concurrency} sender threads (the default)",
-            "measured": round(ratio, 3), "rounds": process_ratios,
+            "target": TARGET_RATIO_VS_BARE,
+            "unit": f"1 consumer process x {concurrency} sender threads (the default)",
+            "measured": round(ratio, 3),
+            "rounds": process_ratios,
             "result": "PASS" if ratio >= TARGET_RATIO_VS_BARE else "FAIL",
             # for reading, not judged: one sender thread alone, and two processes
             "one_slot": {"measured": round(statistics.median(slot_ratios), 3), "rounds": slot_ratios},
-            "two_processes": (round(two["messages_per_s"] / report["bare_loop"]["messages_per_s"], 3)
-                              if two else None)},
+            "two_processes": (round(two["messages_per_s"] / report["bare_loop"]["messages_per_s"], 3) if two else None),
+        },
         # The worker's time minus the time its own POSTs took, in the same run. The figure against a
         # separate back-to-back POST loop is reported beside it: that loop keeps the sandbox hot,
         # while the same POST interleaved with other work costs more on this VM (the bare loop
         # pays that too), which is HTTP time, not worker overhead.
-        "worker_overhead_ms": {"target": TARGET_OVERHEAD_MS, "measured": inproc["overhead_beside_own_http_ms"],
-                               "vs_back_to_back_post_loop": inproc["overhead_vs_raw_http_ms"],
-                               "result": "PASS" if inproc["overhead_beside_own_http_ms"] <= TARGET_OVERHEAD_MS
-                               else "FAIL"},
+        "worker_overhead_ms": {
+            "target": TARGET_OVERHEAD_MS,
+            "measured": inproc["overhead_beside_own_http_ms"],
+            "vs_back_to_back_post_loop": inproc["overhead_vs_raw_http_ms"],
+            "result": "PASS" if inproc["overhead_beside_own_http_ms"] <= TARGET_OVERHEAD_MS else "FAIL",
+        },
     }
     if latency:
         out["post_to_first_send_p50_ms"] = {
-            "target": TARGET_FIRST_SEND_P50_MS, "measured": latency["p50_ms"],
-            "result": "PASS" if latency["p50_ms"] <= TARGET_FIRST_SEND_P50_MS else "FAIL"}
+            "target": TARGET_FIRST_SEND_P50_MS,
+            "measured": latency["p50_ms"],
+            "result": "PASS" if latency["p50_ms"] <= TARGET_FIRST_SEND_P50_MS else "FAIL",
+        }
     if pace:
         worst = max(p["error"] for p in pace)
-        out["pace_error"] = {"target": TARGET_PACE_ERROR, "measured_worst": worst,
-                             "result": "PASS" if worst <= TARGET_PACE_ERROR else "FAIL"}
+        out["pace_error"] = {
+            "target": TARGET_PACE_ERROR,
+            "measured_worst": worst,
+            "result": "PASS" if worst <= TARGET_PACE_ERROR else "FAIL",
+        }
     return out
 
 
 def print_report(report: dict[str, Any]) -> None:
     m, load = report["machine"], report["load_average"]
     print()
-    print(f"Dispatch benchmark — {m['cpus']} CPU(s) {m['cpu_model']}, commit {report['commit']}, "
-          f"load average {load['before'][0]} → {load['after'][0]}")
+    print(
+        f"Dispatch benchmark — {m['cpus']} CPU(s) {m['cpu_model']}, commit {report['commit']}, "
+        f"load average {load['before'][0]} → {load['after'][0]}"
+    )
     if report.get("modified_files"):
         print(f"working tree differs from {report['commit']} in: {', '.join(report['modified_files'])}")
-    print("throttle off (messages_per_minute=10,000,000), sandbox answering at once (latency 0, receipts off); "
-          f"throughput queues: {report['settings']['tenancy']}")
+    print(
+        "throttle off (messages_per_minute=10,000,000), sandbox answering at once (latency 0, receipts off); "
+        f"throughput queues: {report['settings']['tenancy']}"
+    )
     print()
-    header = (f"{'run':<34} | {'queues×contacts':>15} | {'msgs/s':>7} | {'consumer CPU':>12} | "
-              f"{'PG CPU':>8} | {'sandbox CPU':>11} | {'machine':>8} | {'box busy':>8}")
+    header = (
+        f"{'run':<34} | {'queues×contacts':>15} | {'msgs/s':>7} | {'consumer CPU':>12} | "
+        f"{'PG CPU':>8} | {'sandbox CPU':>11} | {'machine':>8} | {'box busy':>8}"
+    )
     print(header)
     print("-" * len(header))
     b = report["bare_loop"]
-    print(f"{'bare loop, in-process, 1 thread':<34} | {'1×' + str(b['messages']):>15} | {b['messages_per_s']:>7.1f} | "
-          f"{'py ' + format(b['python_cpu_ms_per_message'], '.2f'):>12} | {b['postgres_cpu_ms_per_message']:>8.2f} | "
-          f"{'':>11} | {'':>8} | {'':>8}")
+    print(
+        f"{'bare loop, in-process, 1 thread':<34} | {'1×' + str(b['messages']):>15} | {b['messages_per_s']:>7.1f} | "
+        f"{'py ' + format(b['python_cpu_ms_per_message'], '.2f'):>12} | {b['postgres_cpu_ms_per_message']:>8.2f} | "
+        f"{'':>11} | {'':>8} | {'':>8}"
+    )
     i = report["in_process"]
     worker_rate = 1000 / i["worker_ms_per_message"]
-    print(f"{'run_queue_here(), in-process, 1 thread':<34} | {str(i['repeat']) + '×' + str(i['contacts_per_run']):>15} | "
-          f"{worker_rate:>7.1f} | {'py ' + format(i['worker_python_cpu_ms_per_message'], '.2f'):>12} | "
-          f"{i['worker_postgres_cpu_ms_per_message']:>8.2f} | {'':>11} | {'':>8} | {'':>8}")
+    print(
+        f"{'run_queue_here(), in-process, 1 thread':<34} | {str(i['repeat']) + '×' + str(i['contacts_per_run']):>15} | "
+        f"{worker_rate:>7.1f} | {'py ' + format(i['worker_python_cpu_ms_per_message'], '.2f'):>12} | "
+        f"{i['worker_postgres_cpu_ms_per_message']:>8.2f} | {'':>11} | {'':>8} | {'':>8}"
+    )
     for r in report["consumer_runs"]:
         name = f"consumer {r['processes']} proc × {r['concurrency']} thread(s)"
-        print(f"{name:<34} | {str(r['queues']) + '×' + str(r['contacts_per_queue']):>15} | {r['messages_per_s']:>7.1f} | "
-              f"{r['consumer_cpu_ms_per_message']:>12.2f} | {r['postgres_cpu_ms_per_message']:>8.2f} | "
-              f"{r['sandbox_cpu_ms_per_message']:>11.2f} | {r['machine_busy_ms_per_message']:>8.2f} | "
-              f"{r['machine_busy_cores']:>6.2f} c")
-    print("(CPU columns: milliseconds per message; 'py' = this process's Python CPU; PG = the PostgreSQL backends "
-          "serving the run; machine = every process on the box; box busy = cores busy during the run, ours and "
-          "anyone else's)")
+        print(
+            f"{name:<34} | {str(r['queues']) + '×' + str(r['contacts_per_queue']):>15} | {r['messages_per_s']:>7.1f} | "
+            f"{r['consumer_cpu_ms_per_message']:>12.2f} | {r['postgres_cpu_ms_per_message']:>8.2f} | "
+            f"{r['sandbox_cpu_ms_per_message']:>11.2f} | {r['machine_busy_ms_per_message']:>8.2f} | "
+            f"{r['machine_busy_cores']:>6.2f} c"
+        )
+    print(
+        "(CPU columns: milliseconds per message; 'py' = this process's Python CPU; PG = the PostgreSQL backends "
+        "serving the run; machine = every process on the box; box busy = cores busy during the run, ours and "
+        "anyone else's)"
+    )
     print(f"run_queue_here() in-process ÷ bare loop: {worker_rate / b['messages_per_s']:.2f}×")
     s = i["statements"]
     d = s["driver"]
     print()
     print(f"Per message, in-process runner on {s['messages']} contacts:")
-    print(f"  SQL statements (Django query log) ........ {s['django_statements_per_message']}  "
-          f"({', '.join(f'{k} {v}' for k, v in s['statement_kinds_per_message'].items())})")
-    print(f"  PostgreSQL round trips (driver) .......... {d['pg_round_trips']}  "
-          f"({d['pg_statements']} statements + BEGIN/COMMIT of {d['pg_transactions']} transactions)")
+    print(
+        f"  SQL statements (Django query log) ........ {s['django_statements_per_message']}  "
+        f"({', '.join(f'{k} {v}' for k, v in s['statement_kinds_per_message'].items())})"
+    )
+    print(
+        f"  PostgreSQL round trips (driver) .......... {d['pg_round_trips']}  "
+        f"({d['pg_statements']} statements + BEGIN/COMMIT of {d['pg_transactions']} transactions)"
+    )
     print(f"  Redis commands ........................... {d['redis_commands']}")
-    print(f"  time: worker {i['worker_ms_per_message']:.2f} ms, of which its own POSTs "
-          f"{i['http_post_in_run_ms_per_message']:.2f} ms → overhead beside the HTTP call "
-          f"{i['overhead_beside_own_http_ms']:.2f} ms")
-    print(f"        back-to-back loops: plain POST {i['http_raw_ms_per_message']:.2f} ms, EvolutionAPIService.send "
-          f"{i['http_client_ms_per_message']:.2f} ms → worker − plain POST loop {i['overhead_vs_raw_http_ms']:.2f} ms "
-          f"({i['client_overhead_ms']:.2f} client + {i['overhead_vs_client_ms']:.2f} worker)")
+    print(
+        f"  time: worker {i['worker_ms_per_message']:.2f} ms, of which its own POSTs "
+        f"{i['http_post_in_run_ms_per_message']:.2f} ms → overhead beside the HTTP call "
+        f"{i['overhead_beside_own_http_ms']:.2f} ms"
+    )
+    print(
+        f"        back-to-back loops: plain POST {i['http_raw_ms_per_message']:.2f} ms, EvolutionAPIService.send "
+        f"{i['http_client_ms_per_message']:.2f} ms → worker − plain POST loop {i['overhead_vs_raw_http_ms']:.2f} ms "
+        f"({i['client_overhead_ms']:.2f} client + {i['overhead_vs_client_ms']:.2f} worker)"
+    )
     lat = report.get("post_to_first_send")
     if lat:
         print()
-        print(f"POST to first send ({lat['requests']} one-contact notifications, uvicorn + 1 consumer): "
-              f"p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms, max {lat['max_ms']} ms "
-              f"(API answer p50 {lat['api_answer_p50_ms']} ms, answer → send p50 {lat['answer_to_send_p50_ms']} ms)")
+        print(
+            f"POST to first send ({lat['requests']} one-contact notifications, uvicorn + 1 consumer): "
+            f"p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms, max {lat['max_ms']} ms "
+            f"(API answer p50 {lat['api_answer_p50_ms']} ms, answer → send p50 {lat['answer_to_send_p50_ms']} ms)"
+        )
     if report.get("pace"):
         print()
         print(f"{'pace target':>12} | {'messages':>8} | {'span':>8} | {'measured':>10} | {'error':>7} | gaps min–max")
         for r in report["pace"]:
-            print(f"{str(r['target_per_minute']) + '/min':>12} | {r['messages']:>8} | {r['span_s']:>7.2f}s | "
-                  f"{r['measured_per_minute']:>6.2f}/min | {100 * r['error']:>6.2f}% | "
-                  f"{r['gap_min_s']:.3f}–{r['gap_max_s']:.3f} s  {r['result']}")
+            print(
+                f"{str(r['target_per_minute']) + '/min':>12} | {r['messages']:>8} | {r['span_s']:>7.2f}s | "
+                f"{r['measured_per_minute']:>6.2f}/min | {100 * r['error']:>6.2f}% | "
+                f"{r['gap_min_s']:.3f}–{r['gap_max_s']:.3f} s  {r['result']}"
+            )
     v = report["targets"]
     print()
     rate = v["rate_vs_bare_loop"]
     print("rounds (each: bare loop, then the consumers, seconds apart):")
     for number, r in enumerate(report["rounds"], 1):
-        print(f"  {number}: bare {r['bare_loop_msgs_per_s']:.1f} msgs/s; 1 × 1 {r['1x1_msgs_per_s']:.1f} "
-              f"({r['ratio_1x1']:.2f}×); 1 × {report['settings']['concurrency']} "
-              f"{r['1x' + str(report['settings']['concurrency']) + '_msgs_per_s']:.1f} "
-              f"({r['ratio_1x' + str(report['settings']['concurrency'])]:.2f}×)")
-    print(f"target: {rate['unit']} ≥ {TARGET_RATIO_VS_BARE}× bare loop (1 thread), median of rounds .... "
-          f"{rate['measured']}×  {rate['result']}  (not judged: 1 thread {rate['one_slot']['measured']}×, "
-          f"2 processes {rate['two_processes']}×)")
-    print(f"target: worker overhead beside the HTTP call ≤ {TARGET_OVERHEAD_MS} ms .......... "
-          f"{v['worker_overhead_ms']['measured']:.2f} ms  {v['worker_overhead_ms']['result']}  "
-          f"(vs a back-to-back POST loop: {v['worker_overhead_ms']['vs_back_to_back_post_loop']:.2f} ms)")
+        print(
+            f"  {number}: bare {r['bare_loop_msgs_per_s']:.1f} msgs/s; 1 × 1 {r['1x1_msgs_per_s']:.1f} "
+            f"({r['ratio_1x1']:.2f}×); 1 × {report['settings']['concurrency']} "
+            f"{r['1x' + str(report['settings']['concurrency']) + '_msgs_per_s']:.1f} "
+            f"({r['ratio_1x' + str(report['settings']['concurrency'])]:.2f}×)"
+        )
+    print(
+        f"target: {rate['unit']} ≥ {TARGET_RATIO_VS_BARE}× bare loop (1 thread), median of rounds .... "
+        f"{rate['measured']}×  {rate['result']}  (not judged: 1 thread {rate['one_slot']['measured']}×, "
+        f"2 processes {rate['two_processes']}×)"
+    )
+    print(
+        f"target: worker overhead beside the HTTP call ≤ {TARGET_OVERHEAD_MS} ms .......... "
+        f"{v['worker_overhead_ms']['measured']:.2f} ms  {v['worker_overhead_ms']['result']}  "
+        f"(vs a back-to-back POST loop: {v['worker_overhead_ms']['vs_back_to_back_post_loop']:.2f} ms)"
+    )
     if "post_to_first_send_p50_ms" in v:
-        print(f"target: POST-to-first-send p50 ≤ {TARGET_FIRST_SEND_P50_MS:.0f} ms ..................... "
-              f"{v['post_to_first_send_p50_ms']['measured']} ms  {v['post_to_first_send_p50_ms']['result']}")
+        print(
+            f"target: POST-to-first-send p50 ≤ {TARGET_FIRST_SEND_P50_MS:.0f} ms ..................... "
+            f"{v['post_to_first_send_p50_ms']['measured']} ms  {v['post_to_first_send_p50_ms']['result']}"
+        )
     if "pace_error" in v:
-        print(f"target: pace error ≤ {100 * TARGET_PACE_ERROR:.0f} % at 20/60/600 per minute ............ "
-              f"{100 * v['pace_error']['measured_worst']:.2f} % (worst)  {v['pace_error']['result']}")
+        print(
+            f"target: pace error ≤ {100 * TARGET_PACE_ERROR:.0f} % at 20/60/600 per minute ............ "
+            f"{100 * v['pace_error']['measured_worst']:.2f} % (worst)  {v['pace_error']['result']}"
+        )
     peak = max(load["before"][0], load["after"][0])
     if peak > (m["cpus"] or 1) * 1.5:
         print()
-        print(f"WARNING: load average reached {peak} on {m['cpus']} CPU(s): other work competed for the machine, "
-              "so the rates and latencies are pessimistic; run again when it is quiet.")
+        print(
+            f"WARNING: load average reached {peak} on {m['cpus']} CPU(s): other work competed for the machine, "
+            "so the rates and latencies are pessimistic; run again when it is quiet."
+        )
     print()
 
 
@@ -837,17 +981,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queues", type=int, default=8, help="Queues in the 1- and 2-process runs (one tenant each).")
     parser.add_argument("--contacts", type=int, default=250, help="Contacts per queue in those runs.")
-    parser.add_argument("--concurrency", type=int, default=6,
-                        help="Sender threads per consumer process in those runs (the default: 6).")
-    parser.add_argument("--single-contacts", type=int, default=500,
-                        help="Contacts of the 1-process × 1-thread run and of the bare loop.")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="Rounds of bare loop + 1-thread + N-thread consumer runs (median ratio judged).")
+    parser.add_argument(
+        "--concurrency", type=int, default=6, help="Sender threads per consumer process in those runs (the default: 6)."
+    )
+    parser.add_argument(
+        "--single-contacts",
+        type=int,
+        default=500,
+        help="Contacts of the 1-process × 1-thread run and of the bare loop.",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="Rounds of bare loop + 1-thread + N-thread consumer runs (median ratio judged).",
+    )
     parser.add_argument("--inproc-contacts", type=int, default=200, help="Contacts per in-process worker run.")
     parser.add_argument("--repeat", type=int, default=3, help="In-process worker/HTTP runs (median reported).")
     parser.add_argument("--latency-requests", type=int, default=30, help="POST-to-first-send samples.")
-    parser.add_argument("--same-tenant", action="store_true",
-                        help="Put every throughput queue on one tenant and instance (default: one each).")
+    parser.add_argument(
+        "--same-tenant",
+        action="store_true",
+        help="Put every throughput queue on one tenant and instance (default: one each).",
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-pace", action="store_true")
     parser.add_argument("--db-name", default="billing_dispatch_bench", help="Dedicated database (created if missing).")
@@ -855,8 +1011,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-db", type=int, default=13, help="Redis database number for the bench (flushed).")
     parser.add_argument("--rabbitmq-url", help="Broker to use (default: a temporary vhost on the local broker).")
     parser.add_argument("--keep-logs", action="store_true", help="Keep the consumer/sandbox logs (path printed).")
-    parser.add_argument("--profile", type=int, metavar="N", default=0,
-                        help="Also cProfile one extra in-process worker run and print its top N functions.")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        default=0,
+        help="Also cProfile one extra in-process worker run and print its top N functions.",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_PATH)
     return parser.parse_args(argv)
 
@@ -884,20 +1045,27 @@ def main(argv: list[str] | None = None) -> int:
             log(f"creating RabbitMQ vhost {VHOST!r} on the local broker")
             vhost.create()
             cleanups.append(vhost.delete)
-            rabbitmq_url = common.with_path(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:55672/"),
-                                            f"/{VHOST}")
+            rabbitmq_url = common.with_path(
+                os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:55672/"), f"/{VHOST}"
+            )
         created = common.ensure_database(db_url)
         log(f"{'created' if created else 'reusing'} database {args.db_name!r}")
         if not args.keep_db:
             cleanups.append(lambda: common.drop_database(db_url))
         env = common.bench_environment(db_url=db_url, redis_url=redis_url, rabbitmq_url=rabbitmq_url, web_workers=1)
-        env.update({"CACHE_KEY_PREFIX": "billing-dispatch-bench", "CHANNELS_PREFIX": "billing-dispatch-bench-asgi",
-                    "METRICS_PORT": "0"})
+        env.update(
+            {
+                "CACHE_KEY_PREFIX": "billing-dispatch-bench",
+                "CHANNELS_PREFIX": "billing-dispatch-bench-asgi",
+                "METRICS_PORT": "0",
+            }
+        )
         common.setup_django(env)
-        from apps.common.redis_client import get_redis
-        from apps.evolution_sandbox.testing import SandboxProcess
         from django.core.management import call_command
         from django.db import connection, connections
+
+        from apps.common.redis_client import get_redis
+        from apps.evolution_sandbox.testing import SandboxProcess
 
         log("migrating")
         call_command("migrate", verbosity=0, interactive=False)
@@ -912,8 +1080,13 @@ def main(argv: list[str] | None = None) -> int:
         sandbox = sandbox_process.client()
         sub_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         sub_env.pop("TEST_DATABASE_NAME", None)
-        ctx = {"sandbox": sandbox, "sandbox_pid": sandbox_process.pid, "env": sub_env, "workdir": workdir,
-               "rabbitmq_url": rabbitmq_url}
+        ctx = {
+            "sandbox": sandbox,
+            "sandbox_pid": sandbox_process.pid,
+            "env": sub_env,
+            "workdir": workdir,
+            "rabbitmq_url": rabbitmq_url,
+        }
 
         def close_publisher() -> None:
             module = sys.modules.get("apps.billing.rabbitmq.billing_publisher")
@@ -922,10 +1095,14 @@ def main(argv: list[str] | None = None) -> int:
 
         cleanups.insert(0, close_publisher)
         load_before = os.getloadavg()
-        report: dict[str, Any] = {"benchmark": "dispatch", "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                                  "commit": common.git_commit(), "modified_files": dirty_files(),
-                                  "machine": common.machine_info(),
-                                  "postgresql": pg_version}
+        report: dict[str, Any] = {
+            "benchmark": "dispatch",
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": common.git_commit(),
+            "modified_files": dirty_files(),
+            "machine": common.machine_info(),
+            "postgresql": pg_version,
+        }
 
         report["in_process"] = measure_in_process(ctx, args)
         if args.profile:
@@ -957,15 +1134,25 @@ def main(argv: list[str] | None = None) -> int:
                     log("pace: 20, 60 and 600 msgs/min at once (~21 s)")
                     report["pace"] = pace_runs(ctx)
 
-        report["load_average"] = {"before": [round(x, 2) for x in load_before],
-                                  "after": [round(x, 2) for x in os.getloadavg()]}
-        report["settings"] = {"queues": args.queues, "contacts": args.contacts, "concurrency": args.concurrency,
-                              "single_contacts": args.single_contacts, "rounds": args.rounds,
-                              "inproc_contacts": args.inproc_contacts,
-                              "tenancy": ("all queues on one tenant + one sandbox instance" if args.same_tenant
-                                          else "one tenant + one sandbox instance per queue"),
-                              "bare_loop": "one transaction per batch of 100: SELECT … FOR UPDATE SKIP LOCKED, "
-                                           "POST + UPDATE per row, commit"}
+        report["load_average"] = {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        }
+        report["settings"] = {
+            "queues": args.queues,
+            "contacts": args.contacts,
+            "concurrency": args.concurrency,
+            "single_contacts": args.single_contacts,
+            "rounds": args.rounds,
+            "inproc_contacts": args.inproc_contacts,
+            "tenancy": (
+                "all queues on one tenant + one sandbox instance"
+                if args.same_tenant
+                else "one tenant + one sandbox instance per queue"
+            ),
+            "bare_loop": "one transaction per batch of 100: SELECT … FOR UPDATE SKIP LOCKED, "
+            "POST + UPDATE per row, commit",
+        }
         report["targets"] = verdict(report)
         report["runtime_s"] = round(time.monotonic() - started_at, 1)
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -978,7 +1165,7 @@ def main(argv: list[str] | None = None) -> int:
         for cleanup in cleanups:
             try:
                 cleanup()
-            except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+            except Exception as exc:
                 log(f"cleanup failed: {exc}")
         if ok and not args.keep_logs:
             import shutil

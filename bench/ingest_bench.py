@@ -26,6 +26,7 @@ HTTP on loopback.
 
 Prints a table and writes `bench/results/ingest.json` (git-ignored). See docs/performance.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,15 +104,25 @@ def machine_info() -> dict[str, Any]:
                 memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gb": memory_gb,
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": memory_gb,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def git_commit() -> str | None:
     """Read-only: which code was measured."""
     try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -143,8 +154,9 @@ def stored_row(i: int) -> Row:
 
 
 def request_body(size: int, external_id: str) -> bytes:
-    return json.dumps({"external_id": external_id, "contacts": [contact_payload(i) for i in range(size)]},
-                      ensure_ascii=False).encode()
+    return json.dumps(
+        {"external_id": external_id, "contacts": [contact_payload(i) for i in range(size)]}, ensure_ascii=False
+    ).encode()
 
 
 # --------------------------------------------------------------------------- isolation
@@ -181,8 +193,10 @@ class LocalVhost:
         self.name = name
         # The services' folder: BILLING_LOCAL_DIR (scripts/local_env.sh), else this checkout's .local.
         candidates = [Path(os.environ["BILLING_LOCAL_DIR"])] if os.environ.get("BILLING_LOCAL_DIR") else []
-        rmq_dir = next((d / "rabbitmq" for d in [*candidates, ROOT / ".local"] if (d / "rabbitmq").is_dir()),
-                       ROOT / ".local" / "rabbitmq")
+        rmq_dir = next(
+            (d / "rabbitmq" for d in [*candidates, ROOT / ".local"] if (d / "rabbitmq").is_dir()),
+            ROOT / ".local" / "rabbitmq",
+        )
         env = ["env", f"HOME={rmq_dir}", f"ERL_EPMD_PORT={os.environ.get('BILLING_EPMD_PORT', '54369')}"]
         ctl = ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "-n", "billing@localhost"]
         as_rabbitmq = os.geteuid() == 0 and _user_exists("rabbitmq") and shutil.which("runuser")
@@ -232,8 +246,16 @@ def bench_environment(*, db_url: str, redis_url: str, rabbitmq_url: str, web_wor
     }
 
 
-def isolated_django(*, db_name: str, vhost_name: str, redis_db: int, keep_db: bool, web_workers: int,
-                    cleanups: list[Callable[[], None]], **extra_env: str) -> dict[str, str]:
+def isolated_django(
+    *,
+    db_name: str,
+    vhost_name: str,
+    redis_db: int,
+    keep_db: bool,
+    web_workers: int,
+    cleanups: list[Callable[[], None]],
+    **extra_env: str,
+) -> dict[str, str]:
     """This machine's services, isolated for a benchmark: its own database (created unless it
     exists, migrated), RabbitMQ vhost and Redis database; Django set up in this process with
     them. What to undo is appended to `cleanups` (run in order); the environment is returned for
@@ -250,8 +272,10 @@ def isolated_django(*, db_name: str, vhost_name: str, redis_db: int, keep_db: bo
     if not keep_db:
         cleanups.append(lambda: drop_database(db_url))
     redis_url = with_path(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), f"/{redis_db}")
-    env = {**bench_environment(db_url=db_url, redis_url=redis_url, rabbitmq_url=rabbitmq_url,
-                               web_workers=web_workers), **extra_env}
+    env = {
+        **bench_environment(db_url=db_url, redis_url=redis_url, rabbitmq_url=rabbitmq_url, web_workers=web_workers),
+        **extra_env,
+    }
     setup_django(env)
     from django.core.management import call_command
     from django.db import connection
@@ -268,11 +292,39 @@ def server_command(server: str, port: int, workers: int) -> list[str]:
     binds its socket without TCP_NODELAY, so every small response waits ~40 ms for a delayed
     ACK, a stall production (gunicorn sets TCP_NODELAY) never sees."""
     if server == "gunicorn":
-        return [sys.executable, "-m", "gunicorn", "config.asgi:application", "--chdir", str(BACKEND),
-                "-k", "uvicorn.workers.UvicornWorker", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                "--timeout", "120", "--log-level", "warning"]
-    return [sys.executable, "-m", "uvicorn", "config.asgi:application", "--app-dir", str(BACKEND),
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.asgi:application",
+            "--chdir",
+            str(BACKEND),
+            "-k",
+            "uvicorn.workers.UvicornWorker",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "config.asgi:application",
+        "--app-dir",
+        str(BACKEND),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
 
 
 @contextmanager
@@ -283,8 +335,9 @@ def web_server(env: dict[str, str], server: str, workers: int) -> Iterator[str]:
     port = free_port()
     log_file = tempfile.NamedTemporaryFile(prefix=f"ingest-bench-{server}-", suffix=".log", delete=False)
     command = server_command(server, port, workers)
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=log_file,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     clean_exit = False
     try:
@@ -335,9 +388,15 @@ def make_tenant(max_size: int) -> dict[str, Any]:
     from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
 
     slug = f"bench-{uuid.uuid4().hex[:8]}"
-    result = setup_tenant(name=f"Bench {slug}", slug=slug, evolution_url="http://127.0.0.1:9",
-                          evolution_api_key="bench-not-used", instance_name=f"{slug}-main",
-                          business_hours=ALWAYS_OPEN, key_name="bench-setup")
+    result = setup_tenant(
+        name=f"Bench {slug}",
+        slug=slug,
+        evolution_url="http://127.0.0.1:9",
+        evolution_api_key="bench-not-used",
+        instance_name=f"{slug}-main",
+        business_hours=ALWAYS_OPEN,
+        key_name="bench-setup",
+    )
     config = result.config
     if config.max_contacts_per_request < max_size:
         config.max_contacts_per_request = max_size
@@ -353,22 +412,34 @@ def _parents(ctx: dict[str, Any], size: int) -> tuple[Any, Any, Any]:
     from apps.campaigns.models import Campaign
 
     tenant = ctx["tenant"]
-    campaign = Campaign.objects.create(tenant=tenant, name="bench baseline", source=Campaign.Source.BILLING,
-                                       total_contacts=size)
-    billing_campaign = BillingCampaign.objects.create(
-        tenant=tenant, campaign=campaign, template=ctx["template"], template_type="notification",
-        external_id=f"baseline-{uuid.uuid4().hex}", instance=ctx["instance"],
+    campaign = Campaign.objects.create(
+        tenant=tenant, name="bench baseline", source=Campaign.Source.BILLING, total_contacts=size
     )
-    queue = BillingQueue.objects.create(tenant=tenant, billing_campaign=billing_campaign, template_type="notification",
-                                        instance=ctx["instance"], priority=1, total_contacts=size)
+    billing_campaign = BillingCampaign.objects.create(
+        tenant=tenant,
+        campaign=campaign,
+        template=ctx["template"],
+        template_type="notification",
+        external_id=f"baseline-{uuid.uuid4().hex}",
+        instance=ctx["instance"],
+    )
+    queue = BillingQueue.objects.create(
+        tenant=tenant,
+        billing_campaign=billing_campaign,
+        template_type="notification",
+        instance=ctx["instance"],
+        priority=1,
+        total_contacts=size,
+    )
     return campaign, billing_campaign, queue
 
 
 def baseline_bulk_create(ctx: dict[str, Any], rows: list[Row]) -> float:
     """The same rows as ingest, written the plainest ORM way: two bulk_create calls, one transaction."""
+    from django.db import transaction
+
     from apps.billing.models import BillingContact
     from apps.campaigns.models import CampaignContact
-    from django.db import transaction
 
     campaign, billing_campaign, queue = _parents(ctx, len(rows))
     tenant, variations = ctx["tenant"], ctx["variations"]
@@ -379,10 +450,20 @@ def baseline_bulk_create(ctx: dict[str, Any], rows: list[Row]) -> float:
             batch_size=2000,
         )
         BillingContact.objects.bulk_create(
-            [BillingContact(tenant=tenant, billing_campaign=billing_campaign, queue=queue, campaign_contact=cc,
-                            variation=variations[i % len(variations)], phone=phone, name=name,
-                            external_id=f"PAC-{i}", variables=variables)
-             for i, ((phone, name, variables), cc) in enumerate(zip(rows, ccs, strict=True))],
+            [
+                BillingContact(
+                    tenant=tenant,
+                    billing_campaign=billing_campaign,
+                    queue=queue,
+                    campaign_contact=cc,
+                    variation=variations[i % len(variations)],
+                    phone=phone,
+                    name=name,
+                    external_id=f"PAC-{i}",
+                    variables=variables,
+                )
+                for i, ((phone, name, variables), cc) in enumerate(zip(rows, ccs, strict=True))
+            ],
             batch_size=2000,
         )
     elapsed = time.perf_counter() - start
@@ -393,10 +474,11 @@ def baseline_bulk_create(ctx: dict[str, Any], rows: list[Row]) -> float:
 def baseline_copy(ctx: dict[str, Any], rows: list[Row]) -> float:
     """The same rows through psycopg 3 COPY: ids for CampaignContact are drawn from its sequence
     first (COPY returns nothing), every other column is filled the way the model would."""
-    from apps.billing.models import BillingContact
-    from apps.campaigns.models import CampaignContact
     from django.db import connection, transaction
     from psycopg.types.json import Jsonb
+
+    from apps.billing.models import BillingContact
+    from apps.campaigns.models import CampaignContact
 
     campaign, billing_campaign, queue = _parents(ctx, len(rows))
     tenant, variations = ctx["tenant"], ctx["variations"]
@@ -411,25 +493,37 @@ def baseline_copy(ctx: dict[str, Any], rows: list[Row]) -> float:
         bc_columns, bc_constant = _copy_columns(BillingContact, bc_prototype, varying=bc_varying, skip=("id",))
         with connection.cursor() as wrapper:
             cursor = wrapper.cursor
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                           [cc_table, len(rows)])
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [cc_table, len(rows)]
+            )
             ids = [row[0] for row in cursor.fetchall()]
             with cursor.copy(f"COPY {cc_table} ({', '.join(cc_columns)}) FROM STDIN") as copy:
                 for pk, (phone, name, _) in zip(ids, rows, strict=True):
                     copy.write_row(_fill(cc_columns, cc_constant, {"id": pk, "phone": phone, "name": name}))
             with cursor.copy(f"COPY {bc_table} ({', '.join(bc_columns)}) FROM STDIN") as copy:
                 for i, (pk, (phone, name, variables)) in enumerate(zip(ids, rows, strict=True)):
-                    copy.write_row(_fill(bc_columns, bc_constant, {
-                        "campaign_contact_id": pk, "variation_id": variations[i % len(variations)].pk,
-                        "phone": phone, "name": name, "external_id": f"PAC-{i}", "variables": Jsonb(variables),
-                    }))
+                    copy.write_row(
+                        _fill(
+                            bc_columns,
+                            bc_constant,
+                            {
+                                "campaign_contact_id": pk,
+                                "variation_id": variations[i % len(variations)].pk,
+                                "phone": phone,
+                                "name": name,
+                                "external_id": f"PAC-{i}",
+                                "variables": Jsonb(variables),
+                            },
+                        )
+                    )
     elapsed = time.perf_counter() - start
     _check_written(queue, len(rows))
     return elapsed
 
 
-def _copy_columns(model: type, prototype: Any, *, varying: tuple[str, ...],
-                  skip: tuple[str, ...] = ()) -> tuple[list[str], dict[str, Any]]:
+def _copy_columns(
+    model: type, prototype: Any, *, varying: tuple[str, ...], skip: tuple[str, ...] = ()
+) -> tuple[list[str], dict[str, Any]]:
     """Column list and the per-batch constant values (defaults, auto_now) of `model`."""
     from django.db import connection
 
@@ -458,8 +552,9 @@ def _check_written(queue: Any, expected: int) -> None:
 # --------------------------------------------------------------------------- HTTP side
 def post_once(session: Any, url: str, raw_key: str, body: bytes, expected: int) -> float:
     start = time.perf_counter()
-    response = session.post(url, data=body, headers={"Content-Type": "application/json",
-                                                     "X-Billing-API-Key": raw_key}, timeout=120)
+    response = session.post(
+        url, data=body, headers={"Content-Type": "application/json", "X-Billing-API-Key": raw_key}, timeout=120
+    )
     elapsed = time.perf_counter() - start
     if response.status_code != 202:
         raise RuntimeError(f"POST answered {response.status_code}: {response.text[:300]}")
@@ -491,7 +586,7 @@ def concurrent_latency(url: str, raw_key: str, *, clients: int, total: int) -> d
                     return
                 try:
                     elapsed = post_once(session, url, raw_key, bodies[n], 1)
-                except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
+                except Exception as exc:
                     with lock:
                         errors.append(str(exc)[:200])
                     continue
@@ -508,10 +603,17 @@ def concurrent_latency(url: str, raw_key: str, *, clients: int, total: int) -> d
     if not latencies:
         raise RuntimeError(f"every concurrent request failed: {errors[:3]}")
     return {
-        "clients": clients, "requests": total, "ok": len(latencies), "errors": len(errors),
-        "error_samples": errors[:3], "wall_s": round(wall, 3), "requests_per_s": round(len(latencies) / wall, 1),
-        "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p90_ms": round(percentile(latencies, 90) * 1000, 1),
-        "p99_ms": round(percentile(latencies, 99) * 1000, 1), "max_ms": round(max(latencies) * 1000, 1),
+        "clients": clients,
+        "requests": total,
+        "ok": len(latencies),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "p90_ms": round(percentile(latencies, 90) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
     }
 
 
@@ -538,16 +640,27 @@ def measure_sizes(ctx: dict[str, Any], base: str, sizes: list[int], repeat: int)
                 bulk.append(baseline_bulk_create(ctx, rows))
                 copy.append(baseline_copy(ctx, rows))
             api_s, bulk_s, copy_s = (statistics.median(v) for v in (api, bulk, copy))
-            results.append({
-                "contacts": size, "body_bytes": body_bytes, "repeat": repeat,
-                "api_s": round(api_s, 4), "api_min_s": round(min(api), 4), "api_max_s": round(max(api), 4),
-                "api_contacts_per_s": round(size / api_s, 1),
-                "bulk_create_s": round(bulk_s, 4), "bulk_create_contacts_per_s": round(size / bulk_s, 1),
-                "copy_s": round(copy_s, 4), "copy_contacts_per_s": round(size / copy_s, 1),
-                "api_vs_bulk_create": round(bulk_s / api_s, 3), "api_vs_copy": round(copy_s / api_s, 3),
-            })
-            log(f"{size:>6} contacts: api {api_s * 1000:.1f} ms, bulk_create {bulk_s * 1000:.1f} ms, "
-                f"copy {copy_s * 1000:.1f} ms")
+            results.append(
+                {
+                    "contacts": size,
+                    "body_bytes": body_bytes,
+                    "repeat": repeat,
+                    "api_s": round(api_s, 4),
+                    "api_min_s": round(min(api), 4),
+                    "api_max_s": round(max(api), 4),
+                    "api_contacts_per_s": round(size / api_s, 1),
+                    "bulk_create_s": round(bulk_s, 4),
+                    "bulk_create_contacts_per_s": round(size / bulk_s, 1),
+                    "copy_s": round(copy_s, 4),
+                    "copy_contacts_per_s": round(size / copy_s, 1),
+                    "api_vs_bulk_create": round(bulk_s / api_s, 3),
+                    "api_vs_copy": round(copy_s / api_s, 3),
+                }
+            )
+            log(
+                f"{size:>6} contacts: api {api_s * 1000:.1f} ms, bulk_create {bulk_s * 1000:.1f} ms, "
+                f"copy {copy_s * 1000:.1f} ms"
+            )
     return results
 
 
@@ -559,33 +672,47 @@ def verdict(sizes: list[dict[str, Any]]) -> dict[str, Any]:
     ratio = row["api_vs_bulk_create"] >= TARGET_RATIO_VS_BULK
     return {
         "measured": True,
-        "accept_10k_under_2s": {"target_s": TARGET_SECONDS_10K, "measured_s": row["api_s"],
-                                "result": "PASS" if fast else "FAIL"},
-        "rate_vs_bulk_create": {"target": TARGET_RATIO_VS_BULK, "measured": row["api_vs_bulk_create"],
-                                "result": "PASS" if ratio else "FAIL"},
+        "accept_10k_under_2s": {
+            "target_s": TARGET_SECONDS_10K,
+            "measured_s": row["api_s"],
+            "result": "PASS" if fast else "FAIL",
+        },
+        "rate_vs_bulk_create": {
+            "target": TARGET_RATIO_VS_BULK,
+            "measured": row["api_vs_bulk_create"],
+            "result": "PASS" if ratio else "FAIL",
+        },
     }
 
 
 def print_report(report: dict[str, Any]) -> None:
     print()
-    print(f"Ingest benchmark — {report['machine']['cpus']} CPU(s) {report['machine']['cpu_model']}, "
-          f"{report['server']['description']}, commit {report['commit']}, "
-          f"load average {report['load_average']['before'][0]} → {report['load_average']['after'][0]}")
+    print(
+        f"Ingest benchmark — {report['machine']['cpus']} CPU(s) {report['machine']['cpu_model']}, "
+        f"{report['server']['description']}, commit {report['commit']}, "
+        f"load average {report['load_average']['before'][0]} → {report['load_average']['after'][0]}"
+    )
     print()
-    header = (f"{'contacts':>8} | {'body':>8} | {'API wall':>9} | {'API c/s':>9} | {'bulk_create':>11} | "
-              f"{'bulk c/s':>9} | {'COPY':>8} | {'COPY c/s':>9} | {'API/bulk':>8} | {'API/COPY':>8}")
+    header = (
+        f"{'contacts':>8} | {'body':>8} | {'API wall':>9} | {'API c/s':>9} | {'bulk_create':>11} | "
+        f"{'bulk c/s':>9} | {'COPY':>8} | {'COPY c/s':>9} | {'API/bulk':>8} | {'API/COPY':>8}"
+    )
     print(header)
     print("-" * len(header))
     for r in report["sizes"]:
-        print(f"{r['contacts']:>8,} | {r['body_bytes'] / 1024:>6.0f}KB | {r['api_s'] * 1000:>7.1f}ms | "
-              f"{r['api_contacts_per_s']:>9,.0f} | {r['bulk_create_s'] * 1000:>9.1f}ms | "
-              f"{r['bulk_create_contacts_per_s']:>9,.0f} | {r['copy_s'] * 1000:>6.1f}ms | "
-              f"{r['copy_contacts_per_s']:>9,.0f} | {r['api_vs_bulk_create']:>7.2f}x | {r['api_vs_copy']:>7.2f}x")
+        print(
+            f"{r['contacts']:>8,} | {r['body_bytes'] / 1024:>6.0f}KB | {r['api_s'] * 1000:>7.1f}ms | "
+            f"{r['api_contacts_per_s']:>9,.0f} | {r['bulk_create_s'] * 1000:>9.1f}ms | "
+            f"{r['bulk_create_contacts_per_s']:>9,.0f} | {r['copy_s'] * 1000:>6.1f}ms | "
+            f"{r['copy_contacts_per_s']:>9,.0f} | {r['api_vs_bulk_create']:>7.2f}x | {r['api_vs_copy']:>7.2f}x"
+        )
     c = report["concurrency"]
     print()
-    print(f"1-contact requests, {c['clients']} concurrent clients, {c['requests']} requests: "
-          f"p50 {c['p50_ms']} ms, p90 {c['p90_ms']} ms, p99 {c['p99_ms']} ms, max {c['max_ms']} ms, "
-          f"{c['requests_per_s']} req/s, {c['errors']} error(s)")
+    print(
+        f"1-contact requests, {c['clients']} concurrent clients, {c['requests']} requests: "
+        f"p50 {c['p50_ms']} ms, p90 {c['p90_ms']} ms, p99 {c['p99_ms']} ms, max {c['max_ms']} ms, "
+        f"{c['requests_per_s']} req/s, {c['errors']} error(s)"
+    )
     v = report["targets"]
     if v.get("measured"):
         a, b = v["accept_10k_under_2s"], v["rate_vs_bulk_create"]
@@ -595,11 +722,15 @@ def print_report(report: dict[str, Any]) -> None:
     load = max(report["load_average"]["before"][0], report["load_average"]["after"][0])
     if load > (report["machine"]["cpus"] or 1) * 1.5:
         print()
-        print(f"WARNING: load average reached {load} on {report['machine']['cpus']} CPU(s): other work competed "
-              "for the machine, so these figures are pessimistic; run again when it is quiet.")
+        print(
+            f"WARNING: load average reached {load} on {report['machine']['cpus']} CPU(s): other work competed "
+            "for the machine, so these figures are pessimistic; run again when it is quiet."
+        )
     print()
-    print(f"(c/s = contacts per second, each contact is one CampaignContact + one BillingContact row; "
-          f"API/bulk = API rate / bulk_create rate; median of {report['repeat']} runs)")
+    print(
+        f"(c/s = contacts per second, each contact is one CampaignContact + one BillingContact row; "
+        f"API/bulk = API rate / bulk_create rate; median of {report['repeat']} runs)"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -608,10 +739,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="Runs per size; the median is reported.")
     parser.add_argument("--clients", type=int, default=20, help="Concurrent clients for the latency run.")
     parser.add_argument("--requests", type=int, default=400, help="Requests in the latency run.")
-    parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn",
-                        help="uvicorn: one process, as scripts/run.sh; gunicorn: uvicorn workers, as production.")
-    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 2)),
-                        help="Worker processes with --server gunicorn (production runs 2).")
+    parser.add_argument(
+        "--server",
+        choices=["uvicorn", "gunicorn"],
+        default="uvicorn",
+        help="uvicorn: one process, as scripts/run.sh; gunicorn: uvicorn workers, as production.",
+    )
+    parser.add_argument(
+        "--web-workers",
+        type=int,
+        default=int(os.environ.get("WEB_CONCURRENCY", 2)),
+        help="Worker processes with --server gunicorn (production runs 2).",
+    )
     parser.add_argument("--db-name", default="billing_bench", help="Dedicated database (created if missing).")
     parser.add_argument("--keep-db", action="store_true", help="Keep the database (the next run reuses it).")
     parser.add_argument("--redis-db", type=int, default=15, help="Redis database number for the bench.")
@@ -668,21 +807,36 @@ def main(argv: list[str] | None = None) -> int:
             size_results = measure_sizes(ctx, base, sizes, args.repeat)
             log(f"latency: {args.requests} one-contact requests from {args.clients} clients")
             # Untimed round first: every worker process gets its connections and caches warm.
-            concurrent_latency(f"{base}/api/v1/billing/send/notification", ctx["raw_key"],
-                               clients=args.clients, total=args.clients * 2)
-            concurrency = concurrent_latency(f"{base}/api/v1/billing/send/notification", ctx["raw_key"],
-                                             clients=args.clients, total=args.requests)
+            concurrent_latency(
+                f"{base}/api/v1/billing/send/notification", ctx["raw_key"], clients=args.clients, total=args.clients * 2
+            )
+            concurrency = concurrent_latency(
+                f"{base}/api/v1/billing/send/notification", ctx["raw_key"], clients=args.clients, total=args.requests
+            )
 
         report = {
-            "benchmark": "ingest", "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "commit": git_commit(), "machine": machine_info(), "postgresql": pg_version,
+            "benchmark": "ingest",
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": git_commit(),
+            "machine": machine_info(),
+            "postgresql": pg_version,
             # The machine may be shared: a high load average means other work competed for the CPUs.
-            "load_average": {"before": [round(x, 2) for x in load_before],
-                             "after": [round(x, 2) for x in os.getloadavg()]},
-            "server": {"kind": args.server, "app": "config.asgi:application", "workers": workers,
-                       "description": describe_server(args.server, workers), "debug": False},
-            "endpoint": "POST /api/v1/billing/send/notification", "repeat": args.repeat,
-            "sizes": size_results, "concurrency": concurrency, "targets": verdict(size_results),
+            "load_average": {
+                "before": [round(x, 2) for x in load_before],
+                "after": [round(x, 2) for x in os.getloadavg()],
+            },
+            "server": {
+                "kind": args.server,
+                "app": "config.asgi:application",
+                "workers": workers,
+                "description": describe_server(args.server, workers),
+                "debug": False,
+            },
+            "endpoint": "POST /api/v1/billing/send/notification",
+            "repeat": args.repeat,
+            "sizes": size_results,
+            "concurrency": concurrency,
+            "targets": verdict(size_results),
         }
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -693,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
         for cleanup in cleanups:
             try:
                 cleanup()
-            except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+            except Exception as exc:
                 log(f"cleanup failed: {exc}")
 
 

@@ -10,6 +10,7 @@ the network are left out.
     .venv/bin/python bench/profile_ingest.py --contacts 10000 --top 30
     .venv/bin/python bench/profile_ingest.py --contacts 1 --requests 300 --sort tottime   # the one-contact path
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ingest_bench as bench  # noqa: E402  (the sibling script: one source of payloads and isolation)
+import ingest_bench as bench
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="cProfile one ingest request.")
     parser.add_argument("--contacts", type=int, default=10_000)
-    parser.add_argument("--requests", type=int, default=1,
-                        help="Profile this many requests in a row (e.g. 500 one-contact requests).")
+    parser.add_argument(
+        "--requests", type=int, default=1, help="Profile this many requests in a row (e.g. 500 one-contact requests)."
+    )
     parser.add_argument("--top", type=int, default=30, help="Rows of the profile to print.")
     parser.add_argument("--sort", default="cumulative", help="pstats sort key (cumulative, tottime, ...).")
     parser.add_argument("--db-name", default="billing_bench")
@@ -44,8 +46,15 @@ def main(argv: list[str] | None = None) -> int:
 
     cleanups: list[Callable[[], None]] = []
     try:
-        bench.isolated_django(db_name=args.db_name, vhost_name=bench.VHOST, redis_db=args.redis_db,
-                              keep_db=args.keep_db, web_workers=1, cleanups=cleanups, ALLOWED_HOSTS="testserver")
+        bench.isolated_django(
+            db_name=args.db_name,
+            vhost_name=bench.VHOST,
+            redis_db=args.redis_db,
+            keep_db=args.keep_db,
+            web_workers=1,
+            cleanups=cleanups,
+            ALLOWED_HOSTS="testserver",
+        )
         from django.test import Client
 
         cleanups.insert(0, _close_publisher)  # before its vhost goes away
@@ -55,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         def post(size: int) -> float:
             body = bench.request_body(size, f"profile-{uuid.uuid4().hex}")
             start = time.perf_counter()
-            response = client.post("/api/v1/billing/send/notification", data=body, content_type="application/json",
-                                   HTTP_X_BILLING_API_KEY=ctx["raw_key"])
+            response = client.post(
+                "/api/v1/billing/send/notification",
+                data=body,
+                content_type="application/json",
+                HTTP_X_BILLING_API_KEY=ctx["raw_key"],
+            )
             elapsed = time.perf_counter() - start
             if response.status_code != 202:
                 raise RuntimeError(f"{response.status_code}: {response.content[:300]!r}")
@@ -70,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         profiler.enable()
         profiled = sum(post(args.contacts) for _ in range(args.requests)) / args.requests
         profiler.disable()
-        print(f"{args.contacts} contacts × {args.requests} request(s): {plain * 1000:.2f} ms unprofiled (median), "
-              f"{profiled * 1000:.2f} ms under cProfile (mean)")
+        print(
+            f"{args.contacts} contacts × {args.requests} request(s): {plain * 1000:.2f} ms unprofiled (median), "
+            f"{profiled * 1000:.2f} ms under cProfile (mean)"
+        )
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(args.sort).print_stats(args.top)
         print(out.getvalue())
@@ -82,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for cleanup in cleanups:
             try:
                 cleanup()
-            except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+            except Exception as exc:
                 bench.log(f"cleanup failed: {exc}")
 
 

@@ -18,6 +18,7 @@ database, RabbitMQ vhost and Redis database: `ingest_bench.isolated_django`):
 
 Prints a table and writes `bench/results/retention.json` (git-ignored). See docs/performance.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ingest_bench as ib  # noqa: E402 - the isolation helpers and the HTTP client side
+import ingest_bench as ib
 
 RESULTS_PATH = ib.ROOT / "bench" / "results" / "retention.json"
 SEED_CHUNK = 100_000
-RENDERED = ("Olá, Maria! Consta em aberto a fatura de *R$ 150,00*, com vencimento em *01/02/2026*. "
-            "Para regularizar, acesse: https://pagamento.example/fatura/12345")
+RENDERED = (
+    "Olá, Maria! Consta em aberto a fatura de *R$ 150,00*, com vencimento em *01/02/2026*. "
+    "Para regularizar, acesse: https://pagamento.example/fatura/12345"
+)
 # Ingest under the job may slow by this much before the run says "blocked" (2 shared cores).
 P99_FACTOR, MAX_BOUND_MS = 3.0, 2_000.0
 
@@ -56,17 +59,39 @@ def seed_old_contacts(ctx: dict[str, Any], count: int) -> float:
     start = time.perf_counter()
     for offset in range(0, count, SEED_CHUNK):
         size = min(SEED_CHUNK, count - offset)
-        campaign_contact = _insert(CampaignContact, {
-            "tenant": "%(tenant)s", "campaign": "%(campaign)s", "phone": "g.phone", "name": "'Maria Silva'",
-            "created_at": "g.at", "id": "nextval(pg_get_serial_sequence('campaigns_campaigncontact', 'id'))",
-        }, source="g")
-        contact = _insert(BillingContact, {
-            "tenant": "%(tenant)s", "billing_campaign": "%(billing_campaign)s", "queue": "%(queue)s",
-            "campaign_contact": "cc.id", "phone": "cc.phone", "name": "'Maria Silva'", "status": "'delivered'",
-            "variables": """'{"valor": "R$ 150,00", "link": "https://pagamento.example/fatura/12345"}'::jsonb""",
-            "rendered_message": "%(rendered)s", "attempts": "1", "created_at": "cc.created_at",
-            "updated_at": "cc.created_at", "sent_at": "cc.created_at", "delivered_at": "cc.created_at",
-        }, source="cc", auto_pk=True)
+        campaign_contact = _insert(
+            CampaignContact,
+            {
+                "tenant": "%(tenant)s",
+                "campaign": "%(campaign)s",
+                "phone": "g.phone",
+                "name": "'Maria Silva'",
+                "created_at": "g.at",
+                "id": "nextval(pg_get_serial_sequence('campaigns_campaigncontact', 'id'))",
+            },
+            source="g",
+        )
+        contact = _insert(
+            BillingContact,
+            {
+                "tenant": "%(tenant)s",
+                "billing_campaign": "%(billing_campaign)s",
+                "queue": "%(queue)s",
+                "campaign_contact": "cc.id",
+                "phone": "cc.phone",
+                "name": "'Maria Silva'",
+                "status": "'delivered'",
+                "variables": """'{"valor": "R$ 150,00", "link": "https://pagamento.example/fatura/12345"}'::jsonb""",
+                "rendered_message": "%(rendered)s",
+                "attempts": "1",
+                "created_at": "cc.created_at",
+                "updated_at": "cc.created_at",
+                "sent_at": "cc.created_at",
+                "delivered_at": "cc.created_at",
+            },
+            source="cc",
+            auto_pk=True,
+        )
         sql = f"""
 WITH g AS (
   SELECT '+55119' || lpad((%(offset)s + n)::text, 8, '0') AS phone,
@@ -75,9 +100,19 @@ WITH g AS (
 ), cc AS ({campaign_contact} RETURNING id, phone, created_at)
 {contact}"""
         with connection.cursor() as cursor:
-            cursor.execute(sql, {"tenant": ctx["tenant"].pk, "campaign": campaign.pk,
-                                 "billing_campaign": billing_campaign.pk, "queue": queue.pk, "rendered": RENDERED,
-                                 "offset": offset, "size": size, "now": datetime.now(UTC)})
+            cursor.execute(
+                sql,
+                {
+                    "tenant": ctx["tenant"].pk,
+                    "campaign": campaign.pk,
+                    "billing_campaign": billing_campaign.pk,
+                    "queue": queue.pk,
+                    "rendered": RENDERED,
+                    "offset": offset,
+                    "size": size,
+                    "now": datetime.now(UTC),
+                },
+            )
         ib.log(f"seeded {offset + size:,} / {count:,}")
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE billing_billingcontact; ANALYZE campaigns_campaigncontact")
@@ -97,8 +132,15 @@ def ingest_load(base: str, raw_key: str, *, clients: int, requests: int, big: in
             for n in range(big):
                 body = ib.request_body(1000, f"big-{time.monotonic_ns()}-{n}")
                 times.append(ib.post_once(session, url, raw_key, body, 1000))
-        result["big"] = {"requests": big, "p50_ms": round(ib.percentile(times, 50) * 1000, 1),
-                         "max_ms": round(max(times) * 1000, 1)} if times else {}
+        result["big"] = (
+            {
+                "requests": big,
+                "p50_ms": round(ib.percentile(times, 50) * 1000, 1),
+                "max_ms": round(max(times) * 1000, 1),
+            }
+            if times
+            else {}
+        )
 
     thread = threading.Thread(target=big_posts)
     thread.start()
@@ -108,9 +150,15 @@ def ingest_load(base: str, raw_key: str, *, clients: int, requests: int, big: in
 
 
 def run_retention_process(env: dict[str, str], batch_size: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "manage.py", "run_privacy_retention", "--once",
-                             "--batch-size", str(batch_size)], cwd=ib.ROOT, env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_privacy_retention", "--once", "--batch-size", str(batch_size)],
+        cwd=ib.ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def under_job(base: str, raw_key: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
@@ -129,13 +177,21 @@ def under_job(base: str, raw_key: str, env: dict[str, str], args: argparse.Names
     cleared = json.loads(output.strip().splitlines()[-1])
     small = [r["small"] for r in rounds]
     return {
-        "job_s": round(job_s, 1), "cleared": cleared, "rounds": len(rounds),
-        "small": {"requests": sum(s["ok"] for s in small), "errors": sum(s["errors"] for s in small),
-                  "p50_ms": max(s["p50_ms"] for s in small), "p99_ms": max(s["p99_ms"] for s in small),
-                  "max_ms": max(s["max_ms"] for s in small)},
-        "big": {"requests": sum(r["big"].get("requests", 0) for r in rounds),
-                "p50_ms": max(r["big"].get("p50_ms", 0) for r in rounds),
-                "max_ms": max(r["big"].get("max_ms", 0) for r in rounds)},
+        "job_s": round(job_s, 1),
+        "cleared": cleared,
+        "rounds": len(rounds),
+        "small": {
+            "requests": sum(s["ok"] for s in small),
+            "errors": sum(s["errors"] for s in small),
+            "p50_ms": max(s["p50_ms"] for s in small),
+            "p99_ms": max(s["p99_ms"] for s in small),
+            "max_ms": max(s["max_ms"] for s in small),
+        },
+        "big": {
+            "requests": sum(r["big"].get("requests", 0) for r in rounds),
+            "p50_ms": max(r["big"].get("p50_ms", 0) for r in rounds),
+            "max_ms": max(r["big"].get("max_ms", 0) for r in rounds),
+        },
     }
 
 
@@ -143,31 +199,43 @@ def verify(count: int) -> dict[str, int]:
     from apps.billing.models import BillingContact
 
     old = BillingContact.objects.filter(status="delivered", name="Maria Silva")
-    return {"old_rows": old.count(), "still_holding_text": old.exclude(rendered_message="").count(),
-            "statuses_kept": old.filter(status="delivered").count(), "expected": count}
+    return {
+        "old_rows": old.count(),
+        "still_holding_text": old.exclude(rendered_message="").count(),
+        "statuses_kept": old.filter(status="delivered").count(),
+        "expected": count,
+    }
 
 
 def print_report(report: dict[str, Any]) -> None:
     base, job = report["baseline"], report["under_job"]
     print()
-    print(f"Retention benchmark — {report['machine']['cpus']} CPU(s), {report['seeded']:,} old messages, "
-          f"batch {report['batch_size']}, commit {report['commit']}, load average "
-          f"{report['load_average']['before'][0]} → {report['load_average']['after'][0]}")
+    print(
+        f"Retention benchmark — {report['machine']['cpus']} CPU(s), {report['seeded']:,} old messages, "
+        f"batch {report['batch_size']}, commit {report['commit']}, load average "
+        f"{report['load_average']['before'][0]} → {report['load_average']['after'][0]}"
+    )
     print()
     header = f"{'ingest':<22} | {'requests':>8} | {'errors':>6} | {'p50':>9} | {'p99':>9} | {'max':>9}"
     print(header)
     print("-" * len(header))
     for label, row in (("1 contact, alone", base["small"]), ("1 contact, under job", job["small"])):
         errors = row.get("errors", 0)
-        print(f"{label:<22} | {row.get('ok', row.get('requests')):>8} | {errors:>6} | {row['p50_ms']:>7.1f}ms | "
-              f"{row['p99_ms']:>7.1f}ms | {row['max_ms']:>7.1f}ms")
+        print(
+            f"{label:<22} | {row.get('ok', row.get('requests')):>8} | {errors:>6} | {row['p50_ms']:>7.1f}ms | "
+            f"{row['p99_ms']:>7.1f}ms | {row['max_ms']:>7.1f}ms"
+        )
     for label, row in (("1,000 contacts, alone", base["big"]), ("1,000 contacts, under", job["big"])):
-        print(f"{label:<22} | {row['requests']:>8} | {'':>6} | {row['p50_ms']:>7.1f}ms | {'':>9} | "
-              f"{row['max_ms']:>7.1f}ms")
+        print(
+            f"{label:<22} | {row['requests']:>8} | {'':>6} | {row['p50_ms']:>7.1f}ms | {'':>9} | "
+            f"{row['max_ms']:>7.1f}ms"
+        )
     print()
     cleared = job["cleared"]["billing_contacts"]
-    print(f"retention job: {cleared:,} messages cleared in {job['job_s']} s "
-          f"({cleared / job['job_s']:,.0f} rows/s), {job['rounds']} ingest round(s) meanwhile")
+    print(
+        f"retention job: {cleared:,} messages cleared in {job['job_s']} s "
+        f"({cleared / job['job_s']:,.0f} rows/s), {job['rounds']} ingest round(s) meanwhile"
+    )
     print(f"verification: {report['verification']}")
     print(f"verdict: {report['verdict']['result']} ({report['verdict']['reason']})")
 
@@ -190,8 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cleanups: list[Callable[[], None]] = []
     try:
-        env = ib.isolated_django(db_name=args.db_name, vhost_name=args.db_name, redis_db=args.redis_db,
-                                 keep_db=args.keep_db, web_workers=1, cleanups=cleanups)
+        env = ib.isolated_django(
+            db_name=args.db_name,
+            vhost_name=args.db_name,
+            redis_db=args.redis_db,
+            keep_db=args.keep_db,
+            web_workers=1,
+            cleanups=cleanups,
+        )
         ctx = ib.make_tenant(1000)
         ib.log(f"seeding {args.messages:,} old messages")
         seed_s = seed_old_contacts(ctx, args.messages)
@@ -204,18 +278,32 @@ def main(argv: list[str] | None = None) -> int:
             during = under_job(base, ctx["raw_key"], env, args)
         verification = verify(args.messages)
         p99_limit = max(baseline["small"]["p99_ms"] * P99_FACTOR, 250.0)
-        blocked = (during["small"]["errors"] or during["small"]["p99_ms"] > p99_limit
-                   or during["small"]["max_ms"] > MAX_BOUND_MS or verification["still_holding_text"])
+        blocked = (
+            during["small"]["errors"]
+            or during["small"]["p99_ms"] > p99_limit
+            or during["small"]["max_ms"] > MAX_BOUND_MS
+            or verification["still_holding_text"]
+        )
         report = {
-            "benchmark": "retention", "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "commit": ib.git_commit(), "machine": ib.machine_info(), "seeded": args.messages,
-            "seed_s": round(seed_s, 1), "batch_size": args.batch_size,
-            "load_average": {"before": [round(x, 2) for x in load_before],
-                             "after": [round(x, 2) for x in os.getloadavg()]},
-            "baseline": baseline, "under_job": during, "verification": verification,
-            "verdict": {"result": "FAIL" if blocked else "PASS",
-                        "reason": f"under the job: p99 ≤ {p99_limit:.0f} ms (3× alone, ≥ 250 ms), max ≤ "
-                                  f"{MAX_BOUND_MS:.0f} ms, no error, every old row cleared"},
+            "benchmark": "retention",
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "commit": ib.git_commit(),
+            "machine": ib.machine_info(),
+            "seeded": args.messages,
+            "seed_s": round(seed_s, 1),
+            "batch_size": args.batch_size,
+            "load_average": {
+                "before": [round(x, 2) for x in load_before],
+                "after": [round(x, 2) for x in os.getloadavg()],
+            },
+            "baseline": baseline,
+            "under_job": during,
+            "verification": verification,
+            "verdict": {
+                "result": "FAIL" if blocked else "PASS",
+                "reason": f"under the job: p99 ≤ {p99_limit:.0f} ms (3× alone, ≥ 250 ms), max ≤ "
+                f"{MAX_BOUND_MS:.0f} ms, no error, every old row cleared",
+            },
         }
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -226,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         for cleanup in cleanups:
             try:
                 cleanup()
-            except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+            except Exception as exc:
                 ib.log(f"cleanup failed: {exc}")
 
 

@@ -24,6 +24,7 @@ a Redis database number (`--redis-db`), and a sandbox process (the Evolution API
 Prints a table and writes `bench/results/scale.json`. See docs/performance.md,
 "Scale, recovery and isolation".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -85,8 +86,14 @@ class Process:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.pid = self.process.pid
 
     def cpu_seconds(self) -> tuple[float, float]:
@@ -131,17 +138,24 @@ def setup_django(env: dict[str, str]) -> None:
     django.setup()
 
 
-def make_tenants(count: int, sandbox: Any, rate: int, stale_seconds: int,
-                 health_cache: int | None, *, prefix: str = "bench") -> list[dict[str, Any]]:
+def make_tenants(
+    count: int, sandbox: Any, rate: int, stale_seconds: int, health_cache: int | None, *, prefix: str = "bench"
+) -> list[dict[str, Any]]:
     from apps.billing.models import BillingConfig
     from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
 
     tenants = []
     for i in range(count):
         info = sandbox.create_instance(name=f"{prefix}-{i:04d}")
-        result = setup_tenant(name=f"{prefix} {i:04d}", slug=f"{prefix}-{i:04d}", evolution_url=sandbox.base_url,
-                              evolution_api_key=info.token, instance_name=info.name, messages_per_minute=rate,
-                              business_hours=ALWAYS_OPEN)
+        result = setup_tenant(
+            name=f"{prefix} {i:04d}",
+            slug=f"{prefix}-{i:04d}",
+            evolution_url=sandbox.base_url,
+            evolution_api_key=info.token,
+            instance_name=info.name,
+            messages_per_minute=rate,
+            business_hours=ALWAYS_OPEN,
+        )
         tuning = {"stale_threshold_seconds": stale_seconds}
         if health_cache is not None:
             tuning["health_cache_seconds"] = health_cache
@@ -155,11 +169,18 @@ def ingest(tenants: list[dict[str, Any]], contacts_per_queue: int, *, external_p
 
     queue_ids = []
     for i, entry in enumerate(tenants):
-        contacts = [{"phone": f"+55119{(i * 10_000 + j) % 100_000_000:08d}", "name": f"Cliente {j}",
-                     "variables": {"message": "Aviso do benchmark."}} for j in range(contacts_per_queue)]
+        contacts = [
+            {
+                "phone": f"+55119{(i * 10_000 + j) % 100_000_000:08d}",
+                "name": f"Cliente {j}",
+                "variables": {"message": "Aviso do benchmark."},
+            }
+            for j in range(contacts_per_queue)
+        ]
         data = {"external_id": f"{external_prefix}-{i}", "contacts": contacts}
         result = BillingCampaignService(tenant=entry["tenant"], api_key=None).ingest(
-            template_type="notification", data=data, raw_payload=data)
+            template_type="notification", data=data, raw_payload=data
+        )
         queue_ids.append(result.body["queue_id"])
     return queue_ids
 
@@ -188,8 +209,10 @@ def db_connections(pid: int) -> int:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND client_port = ANY(%s)", [sorted(local_ports(pid))])
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND client_port = ANY(%s)",
+            [sorted(local_ports(pid))],
+        )
         return int(cursor.fetchone()[0])
 
 
@@ -218,8 +241,14 @@ def message_times(sandbox: Any) -> dict[str, list[float]]:
 
 
 # --------------------------------------------------------------------------- the measurements
-def measure_pace(args: argparse.Namespace, consumer: Process, sandbox_pid: int, sandbox: Any,
-                 tenants: list[dict[str, Any]], queue_ids: list[str]) -> dict[str, Any]:
+def measure_pace(
+    args: argparse.Namespace,
+    consumer: Process,
+    sandbox_pid: int,
+    sandbox: Any,
+    tenants: list[dict[str, Any]],
+    queue_ids: list[str],
+) -> dict[str, Any]:
     deadline = time.monotonic() + args.warmup
     while time.monotonic() < deadline:
         statuses = queue_statuses(queue_ids)
@@ -249,12 +278,21 @@ def measure_pace(args: argparse.Namespace, consumer: Process, sandbox_pid: int, 
             errors.append(abs(mean_gap - interval) / interval)
     cpu = sum(cpu1) - sum(cpu0)
     return {
-        "queues": len(tenants), "rate_per_queue_per_minute": args.rate, "window_seconds": round(end - start, 1),
+        "queues": len(tenants),
+        "rate_per_queue_per_minute": args.rate,
+        "window_seconds": round(end - start, 1),
         "queues_at_full_pace": sum(1 for share in achieved if share >= FULL_PACE),
-        "share_of_pace": {"min": round(min(achieved), 3), "median": round(statistics.median(achieved), 3),
-                          "max": round(max(achieved), 3)},
-        "pace_error": {"median": round(statistics.median(errors), 5), "p99": round(sorted(errors)[int(0.99 * (len(errors) - 1))], 5),
-                       "max": round(max(errors), 5), "instances_over_1pct": sum(1 for e in errors if e > 0.01)},
+        "share_of_pace": {
+            "min": round(min(achieved), 3),
+            "median": round(statistics.median(achieved), 3),
+            "max": round(max(achieved), 3),
+        },
+        "pace_error": {
+            "median": round(statistics.median(errors), 5),
+            "p99": round(sorted(errors)[int(0.99 * (len(errors) - 1))], 5),
+            "max": round(max(errors), 5),
+            "instances_over_1pct": sum(1 for e in errors if e > 0.01),
+        },
         "messages_per_second": round(sent_total / (end - start), 1),
         "target_messages_per_second": round(len(tenants) * args.rate / 60, 1),
         "consumer_cpu_cores": round(cpu / (wall1 - wall0), 3),
@@ -269,8 +307,14 @@ def measure_pace(args: argparse.Namespace, consumer: Process, sandbox_pid: int, 
     }
 
 
-def measure_recovery(args: argparse.Namespace, consumer: Process, start_consumer: Any, sandbox: Any,
-                     tenants: list[dict[str, Any]], queue_ids: list[str]) -> tuple[dict[str, Any], Process]:
+def measure_recovery(
+    args: argparse.Namespace,
+    consumer: Process,
+    start_consumer: Any,
+    sandbox: Any,
+    tenants: list[dict[str, Any]],
+    queue_ids: list[str],
+) -> tuple[dict[str, Any], Process]:
     from apps.billing.models import BillingContact
 
     killed_at = time.time()
@@ -293,13 +337,16 @@ def measure_recovery(args: argparse.Namespace, consumer: Process, start_consumer
     for message in sandbox.messages():
         requests[(message["instance"], message["number"])] += 1
     return {
-        "dead_after_seconds": 30, "heartbeat_seconds": 5, "periodic_interval_seconds": 5,
-        "queues_moving_again": len(moved), "queues": len(tenants),
+        "dead_after_seconds": 30,
+        "heartbeat_seconds": 5,
+        "periodic_interval_seconds": 5,
+        "queues_moving_again": len(moved),
+        "queues": len(tenants),
         "first_send_again_seconds": round(delays[0], 1) if delays else None,
-        "seconds_until_moving": {"median": round(statistics.median(delays), 1),
-                                 "max": round(delays[-1], 1)} if delays else None,
-        "contacts_interrupted": BillingContact.objects.filter(queue_id__in=queue_ids,
-                                                              error_code="interrupted").count(),
+        "seconds_until_moving": {"median": round(statistics.median(delays), 1), "max": round(delays[-1], 1)}
+        if delays
+        else None,
+        "contacts_interrupted": BillingContact.objects.filter(queue_id__in=queue_ids, error_code="interrupted").count(),
         "numbers_sent_twice": sum(1 for count in requests.values() if count > 1),
     }, consumer
 
@@ -307,13 +354,16 @@ def measure_recovery(args: argparse.Namespace, consumer: Process, start_consumer
 def measure_isolation(args: argparse.Namespace, sandbox: Any, start_consumer: Any) -> dict[str, Any]:
     """Tenant A: six numbers behind a day-long Retry-After (then hanging); tenant B: 10
     notifications. Each round on a fresh consumer with the default settings."""
-    from apps.billing.models import BillingQueue
-    from apps.connections.models import WhatsAppInstance
     from django.utils import timezone
 
+    from apps.billing.models import BillingQueue
+    from apps.connections.models import WhatsAppInstance
+
     results = {}
-    for round_name, fault in (("retry_after_86400", {"rate_limited": True, "retry_after": 86_400}),
-                              ("hang", {"hang": True, "hang_seconds": 600})):
+    for round_name, fault in (
+        ("retry_after_86400", {"rate_limited": True, "retry_after": 86_400}),
+        ("hang", {"hang": True, "hang_seconds": 600}),
+    ):
         consumer = start_consumer()
         time.sleep(3)
         tenant_a = make_tenants(6, sandbox, 600, 600, None, prefix=f"iso-a-{round_name}")
@@ -321,7 +371,8 @@ def measure_isolation(args: argparse.Namespace, sandbox: Any, start_consumer: An
         for entry in tenant_a:
             sandbox.configure(entry["instance"], **fault)
         WhatsAppInstance.objects.filter(instance_name__in=[e["instance"] for e in tenant_a]).update(
-            health_state="open", health_checked_at=timezone.now())  # straight to sending: the send hangs
+            health_state="open", health_checked_at=timezone.now()
+        )  # straight to sending: the send hangs
         ingest(tenant_a, 20, external_prefix=f"iso-a-{round_name}")
         time.sleep(3)  # A's queues are claimed and waiting (or hanging)
         started = time.monotonic()
@@ -358,8 +409,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-TARGETS = {"pace_error": 0.01, "cpu_cores": 1.0, "db_connections": 10, "first_send_again_seconds": 60.0,
-           "isolation_seconds": 10.0}
+TARGETS = {
+    "pace_error": 0.01,
+    "cpu_cores": 1.0,
+    "db_connections": 10,
+    "first_send_again_seconds": 60.0,
+    "isolation_seconds": 10.0,
+}
 
 
 def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
@@ -367,16 +423,33 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     pace = report.get("pace")
     if pace:
         rows += [
-            ("queues at full pace", f"{pace['queues_at_full_pace']} / {pace['queues']}", "all",
-             pace["queues_at_full_pace"] == pace["queues"]),
-            ("pace error per number (max)", f"{100 * pace['pace_error']['max']:.2f} %", "≤ 1 %",
-             pace["pace_error"]["max"] <= TARGETS["pace_error"]),
+            (
+                "queues at full pace",
+                f"{pace['queues_at_full_pace']} / {pace['queues']}",
+                "all",
+                pace["queues_at_full_pace"] == pace["queues"],
+            ),
+            (
+                "pace error per number (max)",
+                f"{100 * pace['pace_error']['max']:.2f} %",
+                "≤ 1 %",
+                pace["pace_error"]["max"] <= TARGETS["pace_error"],
+            ),
             ("messages/s (target)", f"{pace['messages_per_second']} ({pace['target_messages_per_second']})", "", True),
-            ("consumer CPU", f"{pace['consumer_cpu_cores']} core", "≤ 1 core", pace["consumer_cpu_cores"] <= TARGETS["cpu_cores"]),
+            (
+                "consumer CPU",
+                f"{pace['consumer_cpu_cores']} core",
+                "≤ 1 core",
+                pace["consumer_cpu_cores"] <= TARGETS["cpu_cores"],
+            ),
             ("CPU per message", f"{pace['consumer_cpu_ms_per_message']} ms", "", True),
             ("consumer memory / threads", f"{pace['consumer_rss_mb']} MB / {pace['consumer_threads_peak']}", "", True),
-            ("DB connections (peak)", str(pace["db_connections_peak_consumer"]), "≤ 10",
-             pace["db_connections_peak_consumer"] <= TARGETS["db_connections"]),
+            (
+                "DB connections (peak)",
+                str(pace["db_connections_peak_consumer"]),
+                "≤ 10",
+                pace["db_connections_peak_consumer"] <= TARGETS["db_connections"],
+            ),
             ("machine busy", f"{pace['machine_load_cores']} / {os.cpu_count()} cores", "", True),
         ]
     recovery = report.get("recovery")
@@ -384,14 +457,25 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         first = recovery["first_send_again_seconds"]
         rows += [
             ("first send again after SIGKILL", f"{first} s", "≤ 60 s", first is not None and first <= 60),
-            ("every queue moving again", f"{recovery['queues_moving_again']} / {recovery['queues']} "
-             f"(max {recovery['seconds_until_moving'] and recovery['seconds_until_moving']['max']} s)", "", True),
+            (
+                "every queue moving again",
+                f"{recovery['queues_moving_again']} / {recovery['queues']} "
+                f"(max {recovery['seconds_until_moving'] and recovery['seconds_until_moving']['max']} s)",
+                "",
+                True,
+            ),
             ("numbers sent twice", str(recovery["numbers_sent_twice"]), "0", recovery["numbers_sent_twice"] == 0),
         ]
     for name, result in (report.get("isolation") or {}).items():
         seconds = result["tenant_b_10_messages_seconds"]
-        rows.append((f"tenant B's 10 messages, A {name}", f"{seconds} s", "≤ 10 s",
-                     seconds <= TARGETS["isolation_seconds"] and result["tenant_b_sent"] == 10))
+        rows.append(
+            (
+                f"tenant B's 10 messages, A {name}",
+                f"{seconds} s",
+                "≤ 10 s",
+                seconds <= TARGETS["isolation_seconds"] and result["tenant_b_sent"] == 10,
+            )
+        )
     return rows
 
 
@@ -424,11 +508,21 @@ def main(argv: list[str] | None = None) -> int:
         broker.start()
         sandbox_process.start()
         create_database(db_url)
-        env = {**os.environ, "DATABASE_URL": db_url, "RABBITMQ_URL": broker.url,
-               "REDIS_URL": with_redis_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), args.redis_db),
-               "SECRET_KEY": "scale-bench-only", "DEBUG": "0", "LOG_FORMAT": "json", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-               "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1", "EVOLUTION_RETRY_BACKOFF": "0",
-               "EVOLUTION_SEND_DEADLINE": "5", "EVOLUTION_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": db_url,
+            "RABBITMQ_URL": broker.url,
+            "REDIS_URL": with_redis_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0"), args.redis_db),
+            "SECRET_KEY": "scale-bench-only",
+            "DEBUG": "0",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONUNBUFFERED": "1",
+            "EVOLUTION_RETRY_BACKOFF": "0",
+            "EVOLUTION_SEND_DEADLINE": "5",
+            "EVOLUTION_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+        }
         env.pop("TEST_DATABASE_NAME", None)
         consumer_env = {**env, "DB_POOL_MAX_SIZE": str(args.pool)}
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
@@ -469,11 +563,19 @@ def main(argv: list[str] | None = None) -> int:
 
             BillingQueue.objects.filter(pk__in=queue_ids).update(status="cancelled")  # the scale load ends here
             report["isolation"] = measure_isolation(args, sandbox, start_consumer)
-        report["config"] = {"consumer": "run_billing_consumer (defaults)", "db_pool_max_size": args.pool,
-                            "rate": args.rate, "queues": args.queues}
-        report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                             "platform": platform.platform(), "loadavg_at_end": os.getloadavg()}
-        report["finished_at"] = datetime.now(timezone.utc).isoformat()
+        report["config"] = {
+            "consumer": "run_billing_consumer (defaults)",
+            "db_pool_max_size": args.pool,
+            "rate": args.rate,
+            "queues": args.queues,
+        }
+        report["machine"] = {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_at_end": os.getloadavg(),
+        }
+        report["finished_at"] = datetime.now(UTC).isoformat()
         rows = verdicts(report)
         report["verdicts"] = [{"measure": n, "value": v, "target": t, "pass": ok} for n, v, t, ok in rows]
         RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
@@ -490,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             from django.db import connections
 
             connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up if we failed early
+        except Exception:
             pass
         drop_database(db_url)
         log(f"process logs in {workdir}" if args.keep_logs else "done")

@@ -7,6 +7,7 @@ merges them (apps/common/metrics_exporter.py). The directory is emptied when gun
 (stale files from an earlier run would be counted again) and a dead worker's live gauges are
 dropped. See docs/operations.md ("Metrics").
 """
+
 import os
 import shutil
 from pathlib import Path

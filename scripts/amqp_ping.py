@@ -2,6 +2,7 @@
 
 A TCP connect alone is not enough: RabbitMQ accepts connections before it can serve them.
 """
+
 import socket
 import sys
 

@@ -13,6 +13,9 @@ export BILLING_REDIS_DB="${BILLING_REDIS_DB:-1}"   # database 0 is the local run
 source scripts/local_env.sh
 export DEBUG=0 SECRET_KEY="test-only-secret-key-$(hostname)" SECURE_SSL_REDIRECT=0 LOG_FORMAT=text
 PY="$ROOT/.venv/bin/python"
+echo "[test] ruff check, ruff format --check" >&2
+"$ROOT/.venv/bin/ruff" check --quiet .
+"$ROOT/.venv/bin/ruff" format --check --quiet .
 echo "[test] makemigrations --check" >&2
 "$PY" manage.py makemigrations --check --dry-run >/dev/null || { echo "[test] missing migrations" >&2; "$PY" manage.py makemigrations --check --dry-run; exit 1; }
 echo "[test] check --deploy (production settings)" >&2

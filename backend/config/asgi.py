@@ -8,6 +8,7 @@ by cookie, so cross-site WebSocket hijacking has nothing to ride on; the Origin 
 defence in depth: a browser's Origin must be one of ALLOWED_HOSTS, while server-to-server
 clients (no Origin header) pass on to the key check.
 """
+
 import os
 
 from django.core.asgi import get_asgi_application
@@ -35,7 +36,9 @@ def _allowed_origins() -> list[str]:
     return hosts or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
 
 
-application = ProtocolTypeRouter({
-    "http": RequestBodyLimit(django_asgi_app),
-    "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), _allowed_origins()),
-})
+application = ProtocolTypeRouter(
+    {
+        "http": RequestBodyLimit(django_asgi_app),
+        "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), _allowed_origins()),
+    }
+)

@@ -3,6 +3,7 @@
 Production is the default: DEBUG is off unless set, the secret key must be given, and only
 PostgreSQL is accepted (the worker relies on SELECT ... FOR UPDATE SKIP LOCKED).
 """
+
 from __future__ import annotations
 
 import os
@@ -150,8 +151,10 @@ if DB_POOL_MAX_SIZE > 0:
     # (retried 2 s later), not a round trip on every checkout.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"]["OPTIONS"]["pool"] = {
-        "min_size": min(2, DB_POOL_MAX_SIZE), "max_size": DB_POOL_MAX_SIZE,
-        "timeout": env_float("DB_POOL_TIMEOUT", 10.0), "max_idle": 60.0,
+        "min_size": min(2, DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
+        "max_idle": 60.0,
     }
 # Lets parallel test runs (or several checkouts) use separate test databases.
 if env_str("TEST_DATABASE_NAME"):

@@ -1,4 +1,5 @@
 """Top-level routes. Each app owns its own `urls.py`; this file only mounts them."""
+
 from django.contrib import admin
 from django.urls import include, path
 

@@ -1,4 +1,5 @@
 """WSGI entry point (management tooling; the web process serves ASGI, see asgi.py)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application

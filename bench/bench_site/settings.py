@@ -7,6 +7,7 @@ by config/settings.py on main since the dispatch-core change); where the setting
 it yet, the same pool is configured here from the same variable, so the benchmark measures the
 web process as it should be deployed. `--db-pool 0` measures it without.
 """
+
 import os
 
 from config.settings import *  # noqa: F403  (the bench measures the product as configured)
@@ -17,5 +18,9 @@ ROOT_URLCONF = "bench_site.urls"
 _pool_size = int(os.environ.get("DB_POOL_MAX_SIZE", "0") or 0)
 if _pool_size > 0 and "pool" not in DATABASES["default"]["OPTIONS"]:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": min(2, _pool_size), "max_size": _pool_size,
-                                               "timeout": 10.0, "max_idle": 60.0}
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": min(2, _pool_size),
+        "max_size": _pool_size,
+        "timeout": 10.0,
+        "max_idle": 60.0,
+    }

@@ -1,7 +1,9 @@
 """Every product route, plus `bench/bare-insert`."""
+
 from django.urls import path
 
-from config.urls import handler404, handler500, urlpatterns as product_urlpatterns  # noqa: F401
+from config.urls import handler404, handler500  # noqa: F401
+from config.urls import urlpatterns as product_urlpatterns
 
 from .views import bare_insert
 

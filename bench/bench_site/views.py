@@ -6,6 +6,7 @@ No authentication, throttle, validation, idempotency, opt-out check, variation r
 broker publish: everything the API adds is what the ratio measures. The tenant, template,
 instance and variation ids come from the environment the benchmark starts the server with.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,20 +28,39 @@ def bare_insert(request: HttpRequest) -> JsonResponse:
     contact = body["contacts"][0]
     tenant_id, instance_id = os.environ["BENCH_TENANT_ID"], int(os.environ["BENCH_INSTANCE_ID"])
     with transaction.atomic():
-        campaign = Campaign.objects.create(tenant_id=tenant_id, name=f"notification {body['external_id']}",
-                                           source=Campaign.Source.BILLING, total_contacts=1)
-        billing_campaign = BillingCampaign.objects.create(
-            tenant_id=tenant_id, campaign=campaign, template_id=os.environ["BENCH_TEMPLATE_ID"],
-            template_type="notification", external_id=body["external_id"], instance_id=instance_id,
+        campaign = Campaign.objects.create(
+            tenant_id=tenant_id,
+            name=f"notification {body['external_id']}",
+            source=Campaign.Source.BILLING,
+            total_contacts=1,
         )
-        queue = BillingQueue.objects.create(tenant_id=tenant_id, billing_campaign=billing_campaign,
-                                            template_type="notification", instance_id=instance_id, priority=1,
-                                            total_contacts=1)
-        campaign_contact = CampaignContact.objects.create(tenant_id=tenant_id, campaign=campaign,
-                                                          phone=contact["phone"], name=contact["name"])
+        billing_campaign = BillingCampaign.objects.create(
+            tenant_id=tenant_id,
+            campaign=campaign,
+            template_id=os.environ["BENCH_TEMPLATE_ID"],
+            template_type="notification",
+            external_id=body["external_id"],
+            instance_id=instance_id,
+        )
+        queue = BillingQueue.objects.create(
+            tenant_id=tenant_id,
+            billing_campaign=billing_campaign,
+            template_type="notification",
+            instance_id=instance_id,
+            priority=1,
+            total_contacts=1,
+        )
+        campaign_contact = CampaignContact.objects.create(
+            tenant_id=tenant_id, campaign=campaign, phone=contact["phone"], name=contact["name"]
+        )
         BillingContact.objects.create(
-            tenant_id=tenant_id, billing_campaign=billing_campaign, queue=queue, campaign_contact=campaign_contact,
-            variation_id=int(os.environ["BENCH_VARIATION_ID"]), phone=contact["phone"], name=contact["name"],
+            tenant_id=tenant_id,
+            billing_campaign=billing_campaign,
+            queue=queue,
+            campaign_contact=campaign_contact,
+            variation_id=int(os.environ["BENCH_VARIATION_ID"]),
+            phone=contact["phone"],
+            name=contact["name"],
             variables=contact.get("variables") or {},
         )
     return JsonResponse({"queue_id": str(queue.pk)}, status=202)

@@ -1,4 +1,5 @@
 """The audit trail in the admin: read-only for everyone, each tenant's staff see their own."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,8 +18,18 @@ class AuditEventAdmin(TenantScopedAdmin):
     list_filter = ["action", "actor_kind", "tenant"]
     search_fields = ["=object_id", "=actor_label"]
     date_hierarchy = "occurred_at"
-    readonly_fields = ["occurred_at", "tenant", "action", "actor_kind", "actor_id", "actor_label", "ip",
-                       "object_type", "object_id", "details"]
+    readonly_fields = [
+        "occurred_at",
+        "tenant",
+        "action",
+        "actor_kind",
+        "actor_id",
+        "actor_label",
+        "ip",
+        "object_type",
+        "object_id",
+        "details",
+    ]
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False

@@ -1,4 +1,5 @@
 """Admin pieces for the audit trail: a ModelAdmin whose deletions are recorded."""
+
 from __future__ import annotations
 
 from typing import Any

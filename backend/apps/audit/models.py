@@ -7,6 +7,7 @@ constraint: deleting a tenant must not need to delete (or be blocked by) its tra
 
 Details carry ids, counts and field names only: never a phone, a name, a text or a secret.
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -40,8 +41,9 @@ class ActorKind(models.TextChoices):
 
 class AuditEvent(models.Model):
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.DO_NOTHING, db_constraint=False,
-                               related_name="+", db_index=False)
+    tenant = models.ForeignKey(
+        "tenancy.Tenant", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", db_index=False
+    )
     occurred_at = models.DateTimeField(default=timezone.now)
     actor_kind = models.CharField(max_length=10, choices=ActorKind.choices)
     actor_id = models.CharField(max_length=64, blank=True, help_text="User id or API key id.")

@@ -2,6 +2,7 @@
 paths) that make the change, in the change's own transaction, so an event exists exactly when
 its change committed. Not signals: the actor and the IP are known only where the change is
 asked for."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,21 +39,49 @@ class Actor:
         return cls(kind=ActorKind.SYSTEM, label=f"manage.py {name}"[:150])
 
 
-def record_event(*, actor: Actor, tenant_id: Any, action: str, obj: models.Model | None = None,
-                 object_type: str = "", object_id: str = "", details: dict[str, Any] | None = None) -> AuditEvent:
+def record_event(
+    *,
+    actor: Actor,
+    tenant_id: Any,
+    action: str,
+    obj: models.Model | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
     """Write one event. `obj` names the object (its model and primary key); without it, pass
     `object_type`/`object_id`. `details` must hold no personal data (ids, counts, field names)."""
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
     return AuditEvent.objects.create(
-        tenant_id=tenant_id, actor_kind=actor.kind, actor_id=actor.id, actor_label=actor.label, ip=actor.ip,
-        action=action, object_type=object_type, object_id=object_id[:64], details=details or {},
+        tenant_id=tenant_id,
+        actor_kind=actor.kind,
+        actor_id=actor.id,
+        actor_label=actor.label,
+        ip=actor.ip,
+        action=action,
+        object_type=object_type,
+        object_id=object_id[:64],
+        details=details or {},
     )
 
 
-def audit_change(request: HttpRequest, *, tenant: Any, action: str, obj: models.Model | None = None,
-                 details: dict[str, Any] | None = None, **names: str) -> AuditEvent:
+def audit_change(
+    request: HttpRequest,
+    *,
+    tenant: Any,
+    action: str,
+    obj: models.Model | None = None,
+    details: dict[str, Any] | None = None,
+    **names: str,
+) -> AuditEvent:
     """`record_event` for an admin or API request: the actor and IP come from the request."""
-    return record_event(actor=Actor.of_request(request), tenant_id=getattr(tenant, "pk", tenant), action=action,
-                        obj=obj, details=details, **names)
+    return record_event(
+        actor=Actor.of_request(request),
+        tenant_id=getattr(tenant, "pk", tenant),
+        action=action,
+        obj=obj,
+        details=details,
+        **names,
+    )

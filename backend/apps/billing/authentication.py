@@ -9,13 +9,13 @@ The key, its tenant and the tenant's configuration come from the process's tenan
 Redis round trip as the per-IP throttle. A known key costs no database query; a revoked one
 stops working on the next request (docs/security.md, "API keys").
 """
+
 from __future__ import annotations
 
 import hmac
 import logging
 
 import redis
-
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -27,9 +27,9 @@ from apps.common.http import client_ip
 from apps.common.rate_limiting import hit_all
 
 from . import tenant_context
-from .throttling import key_limit, key_throttle_name
 from .models import BillingAPIKey
 from .models.billing_api_key import hash_raw_key, parse_raw_key
+from .throttling import key_limit, key_throttle_name
 
 DUMMY_HASH = hash_raw_key("billing-api-key-dummy")
 
@@ -68,8 +68,9 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         held = self._held_key(parsed, raw, ip)
         # Only a public id this process has seen is resolved before the throttle: an unknown one
         # costs a query, which a throttled guesser must not get.
-        tenant_id = held.tenant_id if held is not None else (
-            tenant_context.known_tenant_for_key(parsed[0]) if parsed else None)
+        tenant_id = (
+            held.tenant_id if held is not None else (tenant_context.known_tenant_for_key(parsed[0]) if parsed else None)
+        )
         ip_limit = (f"billing-ip:{ip}", int(settings.BILLING_IP_RATE_LIMIT_PER_MINUTE))
         limits = [ip_limit] if held is None else [ip_limit, (key_throttle_name(held), key_limit(held))]
         reads = [version_key(tenant_id)] if tenant_id is not None else []
@@ -78,7 +79,8 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
             raise exceptions.Throttled(wait=result.retry_after)
         if QUERY_NAMES & {name.lower() for name in request.query_params}:
             raise ApplicationError(
-                "api_key_in_query_string", "Send the API key in the X-Billing-API-Key header, never in the URL.",
+                "api_key_in_query_string",
+                "Send the API key in the X-Billing-API-Key header, never in the URL.",
                 status=400,
             )
         if not raw:
@@ -95,7 +97,9 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         problem = key.usability_error(ip=ip)
         if problem is not None:
             status, code, message = REFUSALS[problem]
-            logger.info("billing api: key refused", extra={"client_ip": ip, "api_key_id": str(key.pk), "reason": problem})
+            logger.info(
+                "billing api: key refused", extra={"client_ip": ip, "api_key_id": str(key.pk), "reason": problem}
+            )
             if status == 401:
                 raise exceptions.AuthenticationFailed(message, code=code)
             raise ApplicationError(code, message, status=status)
@@ -136,5 +140,3 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         if not hmac.compare_digest(hash_raw_key(raw), key.key_hash if key is not None else DUMMY_HASH) or key is None:
             return None, None
         return key, context
-
-

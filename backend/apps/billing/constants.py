@@ -6,6 +6,7 @@ re-listing statuses, so a rule changes in one place. Bulk updates put the allowe
 statuses in their WHERE clause (`QueueStatus.sources_for(target)`), which makes an illegal
 transition a no-op under concurrency instead of a silent overwrite.
 """
+
 from __future__ import annotations
 
 import enum

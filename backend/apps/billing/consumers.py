@@ -16,6 +16,7 @@ limit, counted before the key is checked). Then: one snapshot, and every group m
 The key's IP allow-list applies to the header; a token carries no such check, because it was
 issued to a caller that passed it and is meant for a browser somewhere else.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,13 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from apps.billing.progress import WATCH_SECONDS, group_name, mark_watched, queue_snapshot, read_ws_token
+from apps.billing.progress import (
+    WATCH_SECONDS,
+    group_name,
+    mark_watched,
+    queue_snapshot,
+    read_ws_token,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +78,7 @@ class QueueProgressConsumer(AsyncJsonWebsocketConsumer):
     async def _renew(queue_id: str) -> None:
         try:
             await sync_to_async(mark_watched, thread_sensitive=False)(queue_id)
-        except Exception:  # noqa: BLE001 - Redis down: publishers then push as if watched
+        except Exception:
             logger.warning("billing progress watch not recorded", extra={"queue_id": queue_id})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -110,12 +117,10 @@ def _client_ip(scope: dict[str, Any]) -> str:
 
 def authorize(scope: dict[str, Any], queue_id: str) -> tuple[int, dict[str, Any] | None]:
     """(close code, None) on refusal, (0, snapshot) when this caller may watch the queue."""
+    from django.conf import settings
     from django.utils import timezone
 
     from apps.billing.models import BillingAPIKey
-
-    from django.conf import settings
-
     from apps.common.rate_limiting import hit
 
     ip = _client_ip(scope)
@@ -130,8 +135,11 @@ def authorize(scope: dict[str, Any], queue_id: str) -> tuple[int, dict[str, Any]
         grant = read_ws_token(token)
         if grant is None or grant.queue_id != queue_id:
             return CLOSE_UNAUTHENTICATED, None
-        key = BillingAPIKey.objects.select_related("tenant").filter(pk=grant.api_key_id,
-                                                                   tenant_id=grant.tenant_id).first()
+        key = (
+            BillingAPIKey.objects.select_related("tenant")
+            .filter(pk=grant.api_key_id, tenant_id=grant.tenant_id)
+            .first()
+        )
     else:
         return CLOSE_UNAUTHENTICATED, None
     if key is None or not key.is_active or key.is_expired(timezone.now()) or not key.tenant.is_active:

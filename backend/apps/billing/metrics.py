@@ -11,6 +11,7 @@ sets), RabbitMQ queue name (7), WhatsApp instance id (a handful per deployment).
 is a real value only with `BILLING_METRICS_TENANT_LABEL=1`, for deployments with few tenants;
 otherwise it is "all".
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,14 +34,16 @@ ALL_TENANTS = "all"
 # Outcome of one send attempt, as the worker recorded it.
 SEND_STATUSES = frozenset({"sent", "failed", "retry", "skipped", "unconfirmed"})
 # What the consumer did with one delivery.
-DELIVERY_OUTCOMES = frozenset({
-    "claimed",       # the queue was claimed: a worker runs it
-    "not_claimed",   # duplicate / not due / finished: acked and dropped
-    "requeued",      # shutting down, or the claim failed: nacked with requeue
-    "rejected",      # unparseable or invalid: dead-lettered
-    "handled",       # a control message ran
-    "failed",        # a control message raised
-})
+DELIVERY_OUTCOMES = frozenset(
+    {
+        "claimed",  # the queue was claimed: a worker runs it
+        "not_claimed",  # duplicate / not due / finished: acked and dropped
+        "requeued",  # shutting down, or the claim failed: nacked with requeue
+        "rejected",  # unparseable or invalid: dead-lettered
+        "handled",  # a control message ran
+        "failed",  # a control message raised
+    }
+)
 
 MESSAGES_SENT = Counter(
     "billing_messages_sent_total",
@@ -164,7 +167,7 @@ def _safe(fn):
     def wrapper(*args, **kwargs):
         try:
             fn(*args, **kwargs)
-        except Exception:  # noqa: BLE001 - observability must not fail the work it observes
+        except Exception:
             logger.warning("billing metric not recorded", extra={"metric_call": fn.__name__}, exc_info=True)
 
     wrapper.__name__ = fn.__name__
@@ -174,8 +177,9 @@ def _safe(fn):
 
 # --------------------------------------------------------------------------- recording helpers
 @_safe
-def observe_send(tenant_id: object, template_type: str, status: str, seconds: float | None = None,
-                 *, instance_id: object = None) -> None:
+def observe_send(
+    tenant_id: object, template_type: str, status: str, seconds: float | None = None, *, instance_id: object = None
+) -> None:
     """One send attempt ended with `status` (sent | failed | retry | skipped) after `seconds`
     in the provider client (None when no provider call was made, e.g. a render error)."""
     if status not in SEND_STATUSES:
@@ -266,11 +270,19 @@ def update_queue_gauges() -> dict[str, int]:
         rows = list(
             BillingQueue.objects.exclude(status__in=list(FINAL_QUEUE_STATUSES))
             .values("status", "template_type")
-            .annotate(queues=Count("id"), backlog=Sum(F("total_contacts") - F("sent_count") - F("failed_count")
-                                                          - F("cancelled_count") - F("skipped_count")))
+            .annotate(
+                queues=Count("id"),
+                backlog=Sum(
+                    F("total_contacts")
+                    - F("sent_count")
+                    - F("failed_count")
+                    - F("cancelled_count")
+                    - F("skipped_count")
+                ),
+            )
             .order_by()
         )
-    except Exception:  # noqa: BLE001 - a database blip leaves the previous values
+    except Exception:
         logger.warning("billing queue gauges not updated", exc_info=True)
         return {}
     counts = {status: 0 for status in QueueStatus.values if status not in FINAL_QUEUE_STATUSES}

@@ -12,6 +12,7 @@ Who does what:
 - `issue_ws_token()` / `read_ws_token()`: a short-lived signed token for browsers, which cannot
   set the `X-Billing-API-Key` header on a WebSocket handshake.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,9 +35,22 @@ logger = logging.getLogger(__name__)
 TOKEN_SALT = "billing.ws-progress"
 MESSAGE_TYPE = "queue.progress"  # Channels calls QueueProgressConsumer.queue_progress
 SNAPSHOT_FIELDS = (
-    "id", "tenant_id", "status", "template_type", "total_contacts", "sent_count", "failed_count",
-    "cancelled_count", "skipped_count", "delivered_count", "read_count", "pause_reason", "next_resume_at",
-    "started_at", "completed_at", "updated_at",
+    "id",
+    "tenant_id",
+    "status",
+    "template_type",
+    "total_contacts",
+    "sent_count",
+    "failed_count",
+    "cancelled_count",
+    "skipped_count",
+    "delivered_count",
+    "read_count",
+    "pause_reason",
+    "next_resume_at",
+    "started_at",
+    "completed_at",
+    "updated_at",
 )
 
 
@@ -138,8 +152,13 @@ class _Throttle:
         now = time.monotonic()
         with self._lock:
             previous = self._last.get(queue_id)
-            if previous is not None and not final and previous[1] == status and rate > 0 \
-                    and now - previous[0] < 1.0 / rate:
+            if (
+                previous is not None
+                and not final
+                and previous[1] == status
+                and rate > 0
+                and now - previous[0] < 1.0 / rate
+            ):
                 return False
             self._last[queue_id] = (now, status)
             self._last.move_to_end(queue_id)
@@ -192,9 +211,11 @@ class _Watched:
         try:
             client = get_redis()
             client.zremrangebyscore(WATCHERS_KEY, "-inf", time.time())
-            return frozenset(member.decode() if isinstance(member, bytes) else str(member)
-                             for member in client.zrangebyscore(WATCHERS_KEY, time.time(), "+inf"))
-        except Exception:  # noqa: BLE001 - Redis down: push as if watched (never raises)
+            return frozenset(
+                member.decode() if isinstance(member, bytes) else str(member)
+                for member in client.zrangebyscore(WATCHERS_KEY, time.time(), "+inf")
+            )
+        except Exception:
             return None
 
     def add(self, queue_id: str) -> None:
@@ -228,10 +249,9 @@ def publish_queue_progress(queue_id: object, *, force: bool = False) -> bool:
             observe_progress_push("throttled")
             return False
         _group_send(group_name(snapshot["queue_id"]), {"type": MESSAGE_TYPE, "data": snapshot})
-    except Exception as exc:  # noqa: BLE001 - progress is best effort: never fail the sending
+    except Exception as exc:
         observe_progress_push("failed")
-        logger.warning("billing progress not published", extra={"queue_id": str(queue_id),
-                                                                "error": type(exc).__name__})
+        logger.warning("billing progress not published", extra={"queue_id": str(queue_id), "error": type(exc).__name__})
         return False
     observe_progress_push("sent")
     return True

@@ -1,4 +1,5 @@
 """WebSocket routes of the billing app (mounted by config/asgi.py)."""
+
 from django.urls import path
 
 from .consumers import QueueProgressConsumer

@@ -2,6 +2,7 @@
 
 Each read costs the same whatever the queue's size: a queue's progress is its row's counters,
 and its contacts are read a page at a time by id (keyset), never counted."""
+
 from __future__ import annotations
 
 import uuid
@@ -46,16 +47,33 @@ def queue_eta(queue: BillingQueue, *, context: TenantContext) -> object:
     daily_cap = None
     if quota is not None and quota.warm_up.cap_on(start.astimezone(quota.tz).date()) is not None:
         same_day = start.astimezone(quota.tz).date() == now.astimezone(quota.tz).date()
-        daily_cap = DailyCapPlan(warm_up=quota.warm_up, tz=quota.tz, sent_today=quota.sent_today(now) if same_day else 0)
+        daily_cap = DailyCapPlan(
+            warm_up=quota.warm_up, tz=quota.tz, sent_today=quota.sent_today(now) if same_day else 0
+        )
     return estimate_completion(
-        start=start, messages=queue.pending_count, messages_per_minute=config.messages_per_minute,
-        jitter_seconds=float(config.jitter_seconds), schedule=schedule, daily_cap=daily_cap,
+        start=start,
+        messages=queue.pending_count,
+        messages_per_minute=config.messages_per_minute,
+        jitter_seconds=float(config.jitter_seconds),
+        schedule=schedule,
+        daily_cap=daily_cap,
     )
 
 
 # What the contact list shows: read as plain rows (no model instances) for a page of up to 1,000.
-CONTACT_LIST_FIELDS = ("id", "external_id", "phone", "status", "attempts", "error_code", "provider_message_id",
-                       "sent_at", "delivered_at", "read_at", "replied_at")
+CONTACT_LIST_FIELDS = (
+    "id",
+    "external_id",
+    "phone",
+    "status",
+    "attempts",
+    "error_code",
+    "provider_message_id",
+    "sent_at",
+    "delivered_at",
+    "read_at",
+    "replied_at",
+)
 
 
 def queue_contacts(*, queue: BillingQueue, status: str | None = None, external_id: str | None = None) -> QuerySet:

@@ -5,6 +5,7 @@ Inputs refuse what they do not know: an unknown key (or one a client must never 
 for shape here and contact by contact in `services/contact_validation.py` (fast path for
 10,000 contacts); `ContactInputSerializer` documents a contact for OpenAPI.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,12 +26,34 @@ from .constants import ContactStatus
 from .services.contact_validation import CONTACT_FIELDS
 
 # Fields that exist on our models but belong to the server; named so the error says so.
-SERVER_OWNED_FIELDS = frozenset({
-    "id", "tenant", "tenant_id", "status", "queue_id", "billing_campaign_id", "provider_message_id",
-    "attempts", "sent_at", "delivered_at", "read_at", "created_at", "total_contacts", "sent_count",
-    "failed_count", "cancelled_count", "skipped_count", "delivered_count", "read_count", "processing_by",
-    "rendered_message", "variation", "error_code", "last_error",
-})
+SERVER_OWNED_FIELDS = frozenset(
+    {
+        "id",
+        "tenant",
+        "tenant_id",
+        "status",
+        "queue_id",
+        "billing_campaign_id",
+        "provider_message_id",
+        "attempts",
+        "sent_at",
+        "delivered_at",
+        "read_at",
+        "created_at",
+        "total_contacts",
+        "sent_count",
+        "failed_count",
+        "cancelled_count",
+        "skipped_count",
+        "delivered_count",
+        "read_count",
+        "processing_by",
+        "rendered_message",
+        "variation",
+        "error_code",
+        "last_error",
+    }
+)
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 
 
@@ -41,8 +64,10 @@ def refuse_unknown_keys(data: Mapping[str, Any], allowed: frozenset[str] | set[s
     owned = sorted(unknown & SERVER_OWNED_FIELDS)
     if owned:
         raise ApplicationError(
-            "forbidden_field", f"{where}: these fields are set by the server and may not be sent: {', '.join(owned)}.",
-            status=400, details={"fields": owned},
+            "forbidden_field",
+            f"{where}: these fields are set by the server and may not be sent: {', '.join(owned)}.",
+            status=400,
+            details={"fields": owned},
         )
     names = sorted(str(name)[:50] for name in unknown)[:20]
     raise ApplicationError(
@@ -82,8 +107,7 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, Mapping):
             refuse_unknown_keys(data, set(self.fields), "request")
         if contains_nul(data):
-            raise ApplicationError("invalid_characters", "Text may not contain NUL (\\u0000) characters.",
-                                   status=400)
+            raise ApplicationError("invalid_characters", "Text may not contain NUL (\\u0000) characters.", status=400)
         return super().to_internal_value(data)
 
 
@@ -94,8 +118,9 @@ class ContactInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     external_id = serializers.CharField(required=False, max_length=200, help_text="Your id for this contact.")
     due_date = serializers.DateField(required=False, help_text="YYYY-MM-DD or DD/MM/YYYY; overdue/upcoming only.")
-    amount = serializers.DecimalField(required=False, max_digits=14, decimal_places=2,
-                                      help_text="1234.56 or \"1.234,56\"; overdue/upcoming only.")
+    amount = serializers.DecimalField(
+        required=False, max_digits=14, decimal_places=2, help_text='1234.56 or "1.234,56"; overdue/upcoming only.'
+    )
     variables = serializers.DictField(required=False, help_text="Extra template variables.")
 
 
@@ -119,16 +144,29 @@ class ContactsField(serializers.Field):
 
 class SendRequestSerializer(StrictSerializer):
     external_id = serializers.CharField(max_length=200, help_text="Your id for this request: the idempotency key.")
-    template = serializers.CharField(required=False, allow_null=True, max_length=200,
-                                     help_text="Template name or id; the type's default when absent.")
-    instance = serializers.CharField(required=False, allow_null=True, max_length=100,
-                                     help_text="WhatsApp instance name; the tenant's default when absent.")
-    scheduled_for = serializers.CharField(required=False, allow_null=True, max_length=40,
-                                          help_text="ISO 8601 with offset, e.g. 2026-12-01T09:00:00-03:00.")
+    template = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=200,
+        help_text="Template name or id; the type's default when absent.",
+    )
+    instance = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=100,
+        help_text="WhatsApp instance name; the tenant's default when absent.",
+    )
+    scheduled_for = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=40,
+        help_text="ISO 8601 with offset, e.g. 2026-12-01T09:00:00-03:00.",
+    )
     callback_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
     metadata = serializers.JSONField(required=False, help_text="Your data, echoed in callbacks.")
-    strict = serializers.BooleanField(required=False, default=False,
-                                      help_text="Refuse the whole request if any contact is invalid.")
+    strict = serializers.BooleanField(
+        required=False, default=False, help_text="Refuse the whole request if any contact is invalid."
+    )
     contacts = ContactsField()
 
     def validate_external_id(self, value: str) -> str:
@@ -146,8 +184,9 @@ class SendRequestSerializer(StrictSerializer):
         except ValueError:
             parsed = None
         if parsed is None:
-            raise serializers.ValidationError("scheduled_for must be ISO 8601, e.g. 2026-12-01T09:00:00-03:00.",
-                                              code="invalid")
+            raise serializers.ValidationError(
+                "scheduled_for must be ISO 8601, e.g. 2026-12-01T09:00:00-03:00.", code="invalid"
+            )
         if parsed.tzinfo is None:
             raise serializers.ValidationError("scheduled_for must include a UTC offset.", code="missing_offset")
         if parsed - timezone.now() > MAX_SCHEDULE_AHEAD:
@@ -166,8 +205,9 @@ class SendRequestSerializer(StrictSerializer):
                 validate_callback_url(value)
             except UnsafeURL as exc:
                 if exc.code != "unresolvable_callback_url":
-                    raise ApplicationError("unsafe_callback_url", exc.message, status=400,
-                                           details={"field": "callback_url"}) from None
+                    raise ApplicationError(
+                        "unsafe_callback_url", exc.message, status=400, details={"field": "callback_url"}
+                    ) from None
         return value
 
     def validate_metadata(self, value: Any) -> dict:
@@ -218,9 +258,15 @@ class QueueStatusSerializer(serializers.Serializer):
 
     def get_counters(self, queue) -> dict[str, int]:
         return {
-            "total": queue.total_contacts, "pending": queue.pending_count, "sent": queue.sent_count,
-            "delivered": queue.delivered_count, "read": queue.read_count, "failed": queue.failed_count,
-            "cancelled": queue.cancelled_count, "skipped": queue.skipped_count, "replied": queue.replied_count,
+            "total": queue.total_contacts,
+            "pending": queue.pending_count,
+            "sent": queue.sent_count,
+            "delivered": queue.delivered_count,
+            "read": queue.read_count,
+            "failed": queue.failed_count,
+            "cancelled": queue.cancelled_count,
+            "skipped": queue.skipped_count,
+            "replied": queue.replied_count,
         }
 
 

@@ -15,6 +15,7 @@ bypasses those paths (a shell, a migration) can go unnoticed.
 The model instances held here are shared by every request of the process: read them, never
 save them (a key's `touch_last_used` only remembers when it last wrote `last_used_at`).
 """
+
 from __future__ import annotations
 
 import threading
@@ -31,16 +32,18 @@ from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate
 from apps.billing.services.daily_cap import NumberQuota, tenant_quotas
 from apps.billing.utils.date_calculator import BillingDateCalculator
 from apps.billing.utils.template_engine import BillingTemplateEngine
-from apps.tenancy.creditor import CREDITOR_VARIABLES
 from apps.chat.services import BusinessHoursService
 from apps.chat.services.business_hours import WeeklySchedule
 from apps.common.config_version import bump_config_version, ensure_config_version, version_key
 from apps.common.redis_client import get_redis
 from apps.connections.models import WhatsAppInstance
+from apps.tenancy.creditor import CREDITOR_VARIABLES
 from apps.tenancy.models import Tenant
 
 # Names the date calculator fills in for every contact: a template may use them freely.
-ENRICHED_VARIABLES = frozenset(BillingDateCalculator.COMPUTED_KEYS) | frozenset(CREDITOR_VARIABLES)  # the worker adds them
+ENRICHED_VARIABLES = frozenset(BillingDateCalculator.COMPUTED_KEYS) | frozenset(
+    CREDITOR_VARIABLES
+)  # the worker adds them
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,7 @@ def context_for(tenant_id: Any, version: str | None, *, rebuild: bool = False) -
     version = ensure_config_version(tenant_id, version)
     context = _contexts.get(tenant_id)
     ttl = float(settings.BILLING_TENANT_CACHE_SECONDS)
-    if (not rebuild and context is not None and context.version == version
-            and time.monotonic() - context.built_at < ttl):
+    if not rebuild and context is not None and context.version == version and time.monotonic() - context.built_at < ttl:
         return context
     context = build_context(tenant_id, version)
     with _lock:
@@ -182,8 +184,9 @@ def build_context(tenant_id: Any, version: str) -> TenantContext | None:
     if templates:
         from apps.billing.models import BillingTemplateVariation
 
-        for variation in (BillingTemplateVariation.objects.filter(template__in=templates, is_active=True)
-                          .order_by("created_at", "id")):
+        for variation in BillingTemplateVariation.objects.filter(template__in=templates, is_active=True).order_by(
+            "created_at", "id"
+        ):
             variations[variation.template_id].append(variation)
     entries = [_template_entry(template, variations[template.pk]) for template in templates]
     instances = dict(WhatsAppInstance.objects.filter(tenant=tenant, is_active=True).values_list("name", "id"))
@@ -191,12 +194,18 @@ def build_context(tenant_id: Any, version: str) -> TenantContext | None:
     if default_instance_id is None and len(instances) == 1:
         default_instance_id = next(iter(instances.values()))
     return TenantContext(
-        tenant=tenant, config=config, version=version, built_at=time.monotonic(), keys=keys,
+        tenant=tenant,
+        config=config,
+        version=version,
+        built_at=time.monotonic(),
+        keys=keys,
         templates_by_id={entry.template.pk: entry for entry in entries},
         templates_by_name={entry.template.name: entry for entry in entries},
         default_templates={entry.template.template_type: entry for entry in entries if entry.template.is_default},
-        instance_ids_by_name=instances, default_instance_id=default_instance_id,
-        schedule=BusinessHoursService.schedule_for(tenant), number_quotas=tenant_quotas(tenant),
+        instance_ids_by_name=instances,
+        default_instance_id=default_instance_id,
+        schedule=BusinessHoursService.schedule_for(tenant),
+        number_quotas=tenant_quotas(tenant),
     )
 
 

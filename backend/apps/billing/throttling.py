@@ -5,6 +5,7 @@ authentication class, before the key is known. When the process already holds th
 authentication counts both limits in one Redis round trip and this class only reads the answer.
 Both limits come from the tenant context: no query here.
 """
+
 from __future__ import annotations
 
 from rest_framework.request import Request

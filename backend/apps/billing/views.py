@@ -1,4 +1,5 @@
 """Public billing API: thin views — validate input, call one service or selector, serialize."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -64,7 +65,8 @@ def _send_view(template_type: str, example: dict) -> type[SendView]:
         description=api_docs.SEND_DESCRIPTION[template_type],
         request=SendRequestSerializer,
         responses={
-            202: SendResponseSerializer, 200: OpenApiResponse(SendResponseSerializer, "Repeat of an earlier request"),
+            202: SendResponseSerializer,
+            200: OpenApiResponse(SendResponseSerializer, "Repeat of an earlier request"),
             **api_docs.ERROR_RESPONSES_SEND,
         },
         examples=[
@@ -83,7 +85,9 @@ SendNotificationView = _send_view(TemplateType.NOTIFICATION, api_docs.NOTIFICATI
 
 class QueueStatusView(BillingAPIView):
     @extend_schema(
-        operation_id="queue_status", summary="Progress of a queue", tags=["queue"],
+        operation_id="queue_status",
+        summary="Progress of a queue",
+        tags=["queue"],
         responses={200: QueueStatusSerializer, **api_docs.ERROR_RESPONSES_READ},
         examples=[OpenApiExample("running", value=api_docs.STATUS_EXAMPLE, response_only=True)],
     )
@@ -95,11 +99,15 @@ class QueueStatusView(BillingAPIView):
 
 class QueueControlView(BillingAPIView):
     @extend_schema(
-        operation_id="queue_control", summary="Pause, resume or cancel a queue", tags=["queue"],
+        operation_id="queue_control",
+        summary="Pause, resume or cancel a queue",
+        tags=["queue"],
         request=QueueControlSerializer,
         responses={200: QueueStatusSerializer, **api_docs.ERROR_RESPONSES_CONTROL},
-        examples=[OpenApiExample("pause", value={"action": "pause"}, request_only=True),
-                  OpenApiExample("paused", value=api_docs.PAUSED_EXAMPLE, response_only=True)],
+        examples=[
+            OpenApiExample("pause", value={"action": "pause"}, request_only=True),
+            OpenApiExample("paused", value=api_docs.PAUSED_EXAMPLE, response_only=True),
+        ],
     )
     def post(self, request: Request, queue_id: str) -> Response:
         queue = queue_get(tenant=request.auth.tenant, queue_id=queue_id)
@@ -119,11 +127,14 @@ class ContactPagination(CursorPagination):
 
 class QueueContactsView(BillingAPIView):
     @extend_schema(
-        operation_id="queue_contacts", summary="Per-contact status of a queue (paginated)", tags=["queue"],
+        operation_id="queue_contacts",
+        summary="Per-contact status of a queue (paginated)",
+        tags=["queue"],
         parameters=[
             OpenApiParameter("status", str, enum=ContactsQuerySerializer().fields["status"].choices),
             OpenApiParameter("external_id", str, description="Your contact id"),
-            OpenApiParameter("cursor", str), OpenApiParameter("page_size", int),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("page_size", int),
         ],
         responses={200: ContactStatusSerializer(many=True), **api_docs.ERROR_RESPONSES_READ},
         examples=[OpenApiExample("page", value=api_docs.CONTACTS_EXAMPLE, response_only=True)],
@@ -132,8 +143,9 @@ class QueueContactsView(BillingAPIView):
         queue = queue_get(tenant=request.auth.tenant, queue_id=queue_id)
         query = ContactsQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        contacts = queue_contacts(queue=queue, status=query.validated_data.get("status"),
-                                  external_id=query.validated_data.get("external_id"))
+        contacts = queue_contacts(
+            queue=queue, status=query.validated_data.get("status"), external_id=query.validated_data.get("external_id")
+        )
         paginator = ContactPagination()
         page = paginator.paginate_queryset(contacts, request, view=self)
         return paginator.get_paginated_response(ContactStatusSerializer(page, many=True).data)

@@ -7,6 +7,7 @@ written before both checks pass. Answers: 200 processed or ignored (an unknown s
 400 malformed body · 401 unknown secret, bad or missing signature · 413 body too large. WAHA
 retries failed deliveries per the hook's policy; every handler is idempotent.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,7 @@ class WAHAWebhookView(View):
         except BadBody as bad:
             return error_response(bad.status, bad.code, bad.message)
         try:
-            instance = authenticate_waha_webhook(token=token, body=raw,
-                                                 signature=request.headers.get("X-Webhook-Hmac"))
+            instance = authenticate_waha_webhook(token=token, body=raw, signature=request.headers.get("X-Webhook-Hmac"))
         except WebhookAuthError:
             logger.warning("waha webhook refused: bad credentials")
             return error_response(401, "unauthorized", "Unknown or invalid webhook credentials.")

@@ -7,6 +7,7 @@ caps the body before reading it, parses JSON and hands the envelope to one servi
 does not retry 400/401/403/404/422, and does retry anything else (a 500 from a real bug, 413),
 which is safe because every handler is idempotent. Nothing is written before authentication.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Generic campaign records shared by every feature that messages many contacts
 (billing today; marketing campaigns later). Billing keeps its own details 1:1 beside these."""
+
 from __future__ import annotations
 
 import uuid

@@ -4,6 +4,7 @@ change came from, why a cadence step was skipped, and the Asaas events we act on
 The charge table is registered with billing's transition machinery (`register_transitions`),
 so `Charge.transition_to` checks it and compares-and-swaps like every other status here.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

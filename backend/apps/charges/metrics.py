@@ -1,5 +1,6 @@
 """Charges metrics, defined once; call sites use the `observe_*` functions, which never raise.
 Labels are bounded: an Asaas outcome (9 values), a step outcome (queued or a skip reason)."""
+
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,7 @@ CADENCE_STEPS = Counter(
 def observe_asaas_event(outcome: str) -> None:
     try:
         ASAAS_EVENTS.labels(outcome=outcome).inc()
-    except Exception:  # noqa: BLE001 - metrics never break the webhook
+    except Exception:
         logger.exception("charges metric failed")
 
 
@@ -36,5 +37,5 @@ def observe_steps(*, queued: int, skipped: Mapping[str, int]) -> None:
             CADENCE_STEPS.labels(outcome="queued").inc(queued)
         for reason, count in skipped.items():
             CADENCE_STEPS.labels(outcome=reason[:40]).inc(count)
-    except Exception:  # noqa: BLE001 - metrics never break the job
+    except Exception:
         logger.exception("charges metric failed")

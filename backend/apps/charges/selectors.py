@@ -1,4 +1,5 @@
 """Tenant-scoped reads. Every lookup takes `tenant=`: another tenant's row is "not found"."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -19,8 +20,14 @@ def charge_get(*, tenant: Tenant, external_id: str) -> Charge:
     return charge
 
 
-def charges_list(*, tenant: Tenant, status: str | None = None, due_from: date | None = None,
-                 due_to: date | None = None, debtor: str | None = None) -> QuerySet[Charge]:
+def charges_list(
+    *,
+    tenant: Tenant,
+    status: str | None = None,
+    due_from: date | None = None,
+    due_to: date | None = None,
+    debtor: str | None = None,
+) -> QuerySet[Charge]:
     """`debtor` matches the debtor's id or, when it is a phone, the phone."""
     charges = Charge.objects.filter(tenant=tenant).select_related("cadence")
     if status:

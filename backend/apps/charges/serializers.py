@@ -1,6 +1,7 @@
 """Input and output shapes of the charges API, in the send endpoints' style: unknown or
 server-owned keys are a 400, the charge list is checked for shape here and charge by charge in
 services/charge_validation.py (10,000 charges), dates and amounts accept Brazilian formats."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -33,8 +34,9 @@ class ChargeInputSerializer(serializers.Serializer):
     variables = serializers.DictField(required=False, help_text="Extra template variables.")
     description = serializers.CharField(required=False, max_length=500)
     document = serializers.CharField(required=False, help_text="CPF or CNPJ (check digits verified).")
-    debtor_external_id = serializers.CharField(required=False, max_length=200,
-                                               help_text="Your debtor id: groups charges for the daily cap.")
+    debtor_external_id = serializers.CharField(
+        required=False, max_length=200, help_text="Your debtor id: groups charges for the daily cap."
+    )
     payment_link = serializers.URLField(required=False, max_length=500)
     pix_code = serializers.CharField(required=False, max_length=1000, help_text="PIX copy-and-paste code.")
     boleto_line = serializers.CharField(required=False, max_length=100)
@@ -59,8 +61,9 @@ class ChargesField(serializers.Field):
 
 class ChargesUpsertSerializer(StrictSerializer):
     charges = ChargesField()
-    strict = serializers.BooleanField(required=False, default=False,
-                                      help_text="Refuse the whole request if any charge is invalid.")
+    strict = serializers.BooleanField(
+        required=False, default=False, help_text="Refuse the whole request if any charge is invalid."
+    )
 
 
 class RejectedChargeSerializer(serializers.Serializer):
@@ -84,16 +87,36 @@ class ChargeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Charge
-        fields = ["external_id", "status", "name", "phone", "debtor_external_id", "amount", "due_date",
-                  "description", "payment_link", "pix_code", "boleto_line", "variables", "cadence",
-                  "asaas_payment_id", "paid_at", "paid_amount", "payment_source", "payment_reference",
-                  "escalated_at", "created_at", "updated_at"]
+        fields = [
+            "external_id",
+            "status",
+            "name",
+            "phone",
+            "debtor_external_id",
+            "amount",
+            "due_date",
+            "description",
+            "payment_link",
+            "pix_code",
+            "boleto_line",
+            "variables",
+            "cadence",
+            "asaas_payment_id",
+            "paid_at",
+            "paid_amount",
+            "payment_source",
+            "payment_reference",
+            "escalated_at",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class ChargeDetailSerializer(ChargeSerializer):
     plan = serializers.ListField(child=serializers.DictField(), help_text="The cadence's steps and their state.")
-    timeline = serializers.ListField(child=serializers.DictField(),
-                                     help_text="Status changes, steps and messages, in time order.")
+    timeline = serializers.ListField(
+        child=serializers.DictField(), help_text="Status changes, steps and messages, in time order."
+    )
 
     class Meta(ChargeSerializer.Meta):
         fields = [*ChargeSerializer.Meta.fields, "plan", "timeline"]
@@ -122,11 +145,13 @@ class ChargesQuerySerializer(StrictSerializer):
 
 
 class PayChargeSerializer(StrictSerializer):
-    paid_at = serializers.CharField(required=False, max_length=40,
-                                    help_text="ISO 8601 with offset; now when absent. Not in the future.")
+    paid_at = serializers.CharField(
+        required=False, max_length=40, help_text="ISO 8601 with offset; now when absent. Not in the future."
+    )
     paid_amount = serializers.JSONField(required=False, help_text='1234.56 or "1.234,56"; the amount when absent.')
-    reference = serializers.CharField(required=False, max_length=200, allow_blank=True,
-                                      help_text="Your payment id or a note.")
+    reference = serializers.CharField(
+        required=False, max_length=200, allow_blank=True, help_text="Your payment id or a note."
+    )
 
     def validate_paid_at(self, value: str):
         try:
@@ -151,12 +176,20 @@ class ChargeActionSerializer(StrictSerializer):
 
 
 class StepSerializer(StrictSerializer):
-    offset_days = serializers.IntegerField(min_value=MIN_OFFSET_DAYS, max_value=MAX_OFFSET_DAYS,
-                                           help_text="Days from the due date (-3 before, 0 on it, 5 after).")
-    template = serializers.CharField(required=False, allow_null=True, max_length=200,
-                                     help_text="Template name or id; the type's default when null.")
-    send_from = serializers.TimeField(required=False, allow_null=True, format="%H:%M",
-                                      help_text="HH:MM local: the step's queue does not start earlier.")
+    offset_days = serializers.IntegerField(
+        min_value=MIN_OFFSET_DAYS,
+        max_value=MAX_OFFSET_DAYS,
+        help_text="Days from the due date (-3 before, 0 on it, 5 after).",
+    )
+    template = serializers.CharField(
+        required=False, allow_null=True, max_length=200, help_text="Template name or id; the type's default when null."
+    )
+    send_from = serializers.TimeField(
+        required=False,
+        allow_null=True,
+        format="%H:%M",
+        help_text="HH:MM local: the step's queue does not start earlier.",
+    )
 
 
 class CadenceInputSerializer(StrictSerializer):
@@ -171,14 +204,20 @@ class CadenceInputSerializer(StrictSerializer):
         return value
 
     def step_specs(self) -> list[StepSpec]:
-        return [StepSpec(offset_days=s["offset_days"], template=s.get("template"), send_from=s.get("send_from"))
-                for s in self.validated_data["steps"]]
+        return [
+            StepSpec(offset_days=s["offset_days"], template=s.get("template"), send_from=s.get("send_from"))
+            for s in self.validated_data["steps"]
+        ]
 
 
 class CadenceReplaceSerializer(CadenceInputSerializer):
     name = serializers.CharField(max_length=100, required=False, help_text="A new name (rename).")
-    default = serializers.BooleanField(required=False, allow_null=True, default=None,
-                                       help_text="true: make it the default; false: stop being the default.")
+    default = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="true: make it the default; false: stop being the default.",
+    )
 
 
 class CadenceStepOutputSerializer(serializers.Serializer):
@@ -203,13 +242,18 @@ class CadenceSerializer(serializers.ModelSerializer):
 class RecoveryQuerySerializer(StrictSerializer):
     date_from = serializers.CharField(max_length=10, help_text="First day (tenant-local), YYYY-MM-DD.")
     date_to = serializers.CharField(max_length=10, help_text="Last day, included.")
-    window_days = serializers.IntegerField(required=False, min_value=1, max_value=90,
-                                           help_text="Payment within N days of a message counts; tenant setting when absent.")
+    window_days = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=90,
+        help_text="Payment within N days of a message counts; tenant setting when absent.",
+    )
 
     def validate(self, attrs: dict) -> dict:
         start, end = _date(attrs["date_from"], "date_from"), _date(attrs["date_to"], "date_to")
         if end < start or (end - start).days >= MAX_PERIOD_DAYS:
-            raise serializers.ValidationError(f"date_to must be on or after date_from, at most {MAX_PERIOD_DAYS} days.",
-                                              code="invalid_period")
+            raise serializers.ValidationError(
+                f"date_to must be on or after date_from, at most {MAX_PERIOD_DAYS} days.", code="invalid_period"
+            )
         attrs["period"] = Period(start, end)
         return attrs

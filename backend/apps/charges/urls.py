@@ -1,4 +1,5 @@
 """Charges API routes, mounted under `/api/v1/billing/` beside billing's own."""
+
 from django.urls import path
 
 from apps.charges import views, webhook_views

@@ -7,6 +7,7 @@ quickly (an unknown charge and an event we ignore included: Asaas pauses a webho
 15 failed answers). Nothing is written before authentication and parsing succeed. See
 services/asaas_webhook.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ class AsaasWebhookView(View):
         limit = int(settings.BILLING_WEBHOOK_MAX_BODY_BYTES)
         if len(request.body) > limit:
             observe_asaas_event("malformed")
-            return JsonResponse(error_body("payload_too_large", f"Webhook bodies are limited to {limit} bytes."),
-                                status=413)
+            return JsonResponse(
+                error_body("payload_too_large", f"Webhook bodies are limited to {limit} bytes."), status=413
+            )
         try:
             notification = parse_notification(json.loads(request.body))
         except (ValueError, RecursionError, MalformedAsaasEvent) as exc:

@@ -24,8 +24,17 @@ class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = ["direction", "status", "intent", "content", "provider_message_id", "created_at", "sent_at",
-              "delivered_at", "read_at"]
+    fields = [
+        "direction",
+        "status",
+        "intent",
+        "content",
+        "provider_message_id",
+        "created_at",
+        "sent_at",
+        "delivered_at",
+        "read_at",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -34,8 +43,17 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(TenantScopedAdmin):
-    list_display = ["masked_phone", "contact_name", "tenant", "instance", "status", "needs_attention", "last_intent",
-                    "closed_by", "last_message_at"]
+    list_display = [
+        "masked_phone",
+        "contact_name",
+        "tenant",
+        "instance",
+        "status",
+        "needs_attention",
+        "last_intent",
+        "closed_by",
+        "last_message_at",
+    ]
     list_filter = ["tenant", "status", "needs_attention", "last_intent", "closed_by"]
     search_fields = ["contact_name", "contact_phone"]
     readonly_fields = ["created_at", "updated_at", "closed_at", "last_message_at", "last_inbound_at", "last_intent"]

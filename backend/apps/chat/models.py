@@ -1,5 +1,6 @@
 """Business hours (when a tenant may message its customers) and the chat history
 (every message sent or received lives in a conversation)."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -70,12 +71,15 @@ class Conversation(models.Model):
     last_message_at = models.DateTimeField(null=True, blank=True)
     # What the customer's replies said (services/conversations.py). Database defaults: the send
     # worker inserts conversations with an explicit column list (billing_send_service).
-    needs_attention = models.BooleanField(default=False, db_default=False,
-                                          help_text="A person should answer (negotiation, a request for one).")
-    attention_reason = models.CharField(max_length=20, blank=True, default="", db_default="",
-                                        help_text="The intent that asked for a person.")
-    last_intent = models.CharField(max_length=20, blank=True, default="", db_default="",
-                                   help_text="Intent of the customer's latest message.")
+    needs_attention = models.BooleanField(
+        default=False, db_default=False, help_text="A person should answer (negotiation, a request for one)."
+    )
+    attention_reason = models.CharField(
+        max_length=20, blank=True, default="", db_default="", help_text="The intent that asked for a person."
+    )
+    last_intent = models.CharField(
+        max_length=20, blank=True, default="", db_default="", help_text="Intent of the customer's latest message."
+    )
     last_inbound_at = models.DateTimeField(null=True, blank=True, help_text="When the customer last wrote.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -91,8 +95,9 @@ class Conversation(models.Model):
             models.Index(fields=["tenant", "status"], name="conversation_tenant_status"),
             # The staff inbox: conversations waiting for a person, the latest customer message first.
             # Not on last_message_at: every message sent moves it (the index would cost each send).
-            models.Index(fields=["tenant", "-last_inbound_at"], name="conversation_attention",
-                         condition=Q(needs_attention=True)),
+            models.Index(
+                fields=["tenant", "-last_inbound_at"], name="conversation_attention", condition=Q(needs_attention=True)
+            ),
         ]
 
     def __str__(self) -> str:

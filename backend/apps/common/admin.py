@@ -7,6 +7,7 @@ admin path that writes tenant configuration (keys, config, templates and their v
 instances, business hours), so it bumps the tenant's configuration version after each change:
 the API's process-local caches rebuild on their next request (apps/common/config_version.py).
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -11,6 +11,7 @@ The limit is API_MAX_BODY_BYTES, the largest body any route accepts; routes keep
 tighter limits (the provider webhook's BILLING_WEBHOOK_MAX_BODY_BYTES, the admin's
 DATA_UPLOAD_MAX_MEMORY_SIZE).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,12 +45,21 @@ def _declared_length(scope: Scope) -> int | None:
 
 
 async def _refuse(send: Send, limit: int) -> None:
-    body = json.dumps(error_body("payload_too_large", f"The request body is larger than {limit} bytes.",
-                                 {"max_bytes": limit})).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"), (b"x-request-id", new_request_id().encode()),
-    ]})
+    body = json.dumps(
+        error_body("payload_too_large", f"The request body is larger than {limit} bytes.", {"max_bytes": limit})
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                (b"x-request-id", new_request_id().encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

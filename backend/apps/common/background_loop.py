@@ -5,6 +5,7 @@ are not, and both keep their connections per event loop. `async_to_sync` would s
 (and open new connections) for every call. One long-lived loop per use keeps them open: the
 publisher's confirming channel, the progress pushes' Redis connections.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -8,6 +8,7 @@ instances or hours — call `bump_config_version` after their transaction commit
 process rebuilds on its next request. Nothing here runs in `save()` or a signal: a write that
 bypasses those paths (a shell, a migration) is picked up when the readers' entries expire.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,9 @@ def bump_config_version(tenant_id: Any) -> None:
         try:
             get_redis().set(version_key(tenant_id), uuid.uuid4().hex)
         except redis.RedisError as exc:  # the readers' entries expire by themselves
-            logger.warning("tenant config version not bumped", extra={"tenant_id": str(tenant_id),
-                                                                       "error": type(exc).__name__})
+            logger.warning(
+                "tenant config version not bumped", extra={"tenant_id": str(tenant_id), "error": type(exc).__name__}
+            )
 
     if transaction.get_connection().in_atomic_block:
         bump()

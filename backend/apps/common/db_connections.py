@@ -7,6 +7,7 @@ outbound call on a pooled thread is made without a connection: it goes back befo
 and the next query borrows one again. Without a pool each thread owns its connection anyway,
 and there is nothing to give back.
 """
+
 from __future__ import annotations
 
 from django.db import close_old_connections, connection

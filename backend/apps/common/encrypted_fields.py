@@ -10,6 +10,7 @@ The model attribute is the clear value (code that calls the provider reads it as
 the column holds ciphertext. A value that does not decrypt raises: a wrong or missing key must
 fail loudly, not send a ciphertext to a provider as if it were the key.
 """
+
 from __future__ import annotations
 
 import base64

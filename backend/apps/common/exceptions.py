@@ -9,6 +9,7 @@ unreachable (throttles, the API's cache version) is `503 service_unavailable` wi
 works again (redis-py reconnects by itself). Anything else stays a 500 and is logged by Django
 — never silenced.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,15 @@ from rest_framework.views import exception_handler as drf_exception_handler
 class ApplicationError(Exception):
     status_code = 400
 
-    def __init__(self, code: str, message: str, *, status: int | None = None, details: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -58,8 +66,11 @@ logger = logging.getLogger(__name__)
 def service_unavailable(dependency: str) -> ApplicationError:
     retry_after = int(settings.API_UNAVAILABLE_RETRY_AFTER)
     return ApplicationError(
-        "service_unavailable", f"A service we depend on ({dependency}) is unavailable; retry in {retry_after} s.",
-        status=503, details={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)},
+        "service_unavailable",
+        f"A service we depend on ({dependency}) is unavailable; retry in {retry_after} s.",
+        status=503,
+        details={"retry_after": retry_after},
+        headers={"Retry-After": str(retry_after)},
     )
 
 

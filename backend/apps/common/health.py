@@ -11,6 +11,7 @@ work while a consumer restarts (PostgreSQL is the outbox; the periodic task repu
 taking the web out of rotation would turn a worker problem into an API outage. It is reported
 (`processes.status` = `stale`/`missing`, top-level `status` = `degraded`) for people and alerts.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -64,14 +65,15 @@ def record_process_heartbeat(kind: str, process_id: str | None = None) -> bool:
         pipe.zadd(_heartbeat_key(), {f"{kind}|{process_id or default_process_id()}": now})
         pipe.zremrangebyscore(_heartbeat_key(), "-inf", now - 10 * _stale_after())
         pipe.execute()
-    except Exception as exc:  # noqa: BLE001 - any Redis failure: logged, the next beat retries
+    except Exception as exc:
         logger.warning("process heartbeat not recorded", extra={"kind": kind, "error": type(exc).__name__})
         return False
     return True
 
 
-async def heartbeat_forever(kind: str, process_id: str | None = None, *, interval: float | None = None,
-                            stop: asyncio.Event | None = None) -> None:
+async def heartbeat_forever(
+    kind: str, process_id: str | None = None, *, interval: float | None = None, stop: asyncio.Event | None = None
+) -> None:
     """For asyncio processes (the consumer): beat every `interval` seconds until `stop` is set.
     It runs on the event loop itself, so a blocked loop stops the beats, which is the point."""
     interval = float(interval or getattr(settings, "BILLING_PROCESS_HEARTBEAT_SECONDS", 15.0))
@@ -83,7 +85,7 @@ async def heartbeat_forever(kind: str, process_id: str | None = None, *, interva
                 await asyncio.sleep(interval)
             else:
                 await asyncio.wait_for(stop.wait(), interval)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
 
 
@@ -97,12 +99,14 @@ def read_process_heartbeats(now: float | None = None) -> dict[str, Any]:
     for member, score in members:
         kind, _, process_id = str(member).partition("|")
         age = max(now - float(score), 0.0)
-        kinds.setdefault(kind, []).append({
-            "process_id": process_id,
-            "last_seen": datetime.fromtimestamp(float(score), tz=timezone.utc).isoformat(),
-            "age_seconds": round(age, 1),
-            "stale": age > stale_after,
-        })
+        kinds.setdefault(kind, []).append(
+            {
+                "process_id": process_id,
+                "last_seen": datetime.fromtimestamp(float(score), tz=UTC).isoformat(),
+                "age_seconds": round(age, 1),
+                "stale": age > stale_after,
+            }
+        )
     missing = [kind for kind in expected if not any(not p["stale"] for p in kinds.get(kind, []))]
     status = OK
     if missing:
@@ -138,7 +142,7 @@ def _timed(fn) -> Check:
     started = time.monotonic()
     try:
         fn()
-    except Exception as exc:  # noqa: BLE001 - any failure is "down"; the type is enough to triage
+    except Exception as exc:
         return Check(DOWN, round(1000 * (time.monotonic() - started), 1), type(exc).__name__)
     return Check(OK, round(1000 * (time.monotonic() - started), 1))
 
@@ -178,7 +182,7 @@ def readiness() -> tuple[int, dict[str, Any]]:
     if components["redis"].status == OK:
         try:
             body["processes"] = read_process_heartbeats()
-        except Exception as exc:  # noqa: BLE001 - reported, never fatal
+        except Exception as exc:
             body["processes"] = {"status": "unknown", "error": type(exc).__name__}
     else:
         body["processes"] = {"status": "unknown", "error": "redis down"}

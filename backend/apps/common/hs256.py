@@ -4,6 +4,7 @@ The real server turns a webhook header `jwt_key` into `Authorization: Bearer <JW
 that key (contract §4, `generateJwtToken()`). `decode` exists so tests and the project's
 webhook receiver can check such a token without a JWT dependency.
 """
+
 from __future__ import annotations
 
 import base64

@@ -5,6 +5,7 @@ proxies we run in front of the app (Railway: 1); the client is the address that 
 trusted proxy appended to `X-Forwarded-For`. Entries to the left of it were written by the
 client itself and are ignored, so a spoofed header cannot choose the IP we throttle or allow.
 """
+
 from __future__ import annotations
 
 import ipaddress

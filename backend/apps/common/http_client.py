@@ -25,6 +25,7 @@ forked child makes its own). `reuse_connection=False` opens a fresh connection a
 after the call: libcurl silently re-sends a request on a new connection when a reused one
 dies before answering, which is right for a read and wrong for a message send.
 """
+
 from __future__ import annotations
 
 import io
@@ -54,11 +55,22 @@ TOO_LARGE = "too_large"  # the answer was longer than the client accepts
 BAD_URL = "bad_url"  # not an http(s) URL libcurl can use
 
 _TLS_CODES = frozenset(
-    getattr(pycurl, name) for name in (
-        "E_SSL_CONNECT_ERROR", "E_SSL_ENGINE_NOTFOUND", "E_SSL_ENGINE_SETFAILED", "E_SSL_CERTPROBLEM",
-        "E_SSL_CIPHER", "E_PEER_FAILED_VERIFICATION", "E_SSL_CACERT", "E_SSL_CACERT_BADFILE",
-        "E_SSL_CRL_BADFILE", "E_SSL_ISSUER_ERROR", "E_SSL_PINNEDPUBKEYNOTMATCH", "E_SSL_INVALIDCERTSTATUS",
-    ) if hasattr(pycurl, name)
+    getattr(pycurl, name)
+    for name in (
+        "E_SSL_CONNECT_ERROR",
+        "E_SSL_ENGINE_NOTFOUND",
+        "E_SSL_ENGINE_SETFAILED",
+        "E_SSL_CERTPROBLEM",
+        "E_SSL_CIPHER",
+        "E_PEER_FAILED_VERIFICATION",
+        "E_SSL_CACERT",
+        "E_SSL_CACERT_BADFILE",
+        "E_SSL_CRL_BADFILE",
+        "E_SSL_ISSUER_ERROR",
+        "E_SSL_PINNEDPUBKEYNOTMATCH",
+        "E_SSL_INVALIDCERTSTATUS",
+    )
+    if hasattr(pycurl, name)
 )
 _BAD_URL_CODES = frozenset({pycurl.E_UNSUPPORTED_PROTOCOL, pycurl.E_URL_MALFORMAT})
 
@@ -91,8 +103,16 @@ class HTTPCallError(Exception):
     """The call produced no complete answer. `kind` is one of the module constants;
     `nothing_sent` is True only when no byte of the request can have reached the peer."""
 
-    def __init__(self, message: str, *, kind: str, nothing_sent: bool, elapsed: float, curl_code: int | None = None,
-                 refused_because: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        nothing_sent: bool,
+        elapsed: float,
+        curl_code: int | None = None,
+        refused_because: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.nothing_sent = nothing_sent
@@ -161,8 +181,9 @@ class _CallState:
         return None
 
 
-def classify_failure(code: int, *, request_started: bool, refused_because: str | None,
-                     too_large: bool) -> tuple[str, bool]:
+def classify_failure(
+    code: int, *, request_started: bool, refused_because: str | None, too_large: bool
+) -> tuple[str, bool]:
     """(kind, nothing_sent) of a libcurl error. Pure; the table is documented in
     docs/providers.md ("What a failed call sent")."""
     if refused_because is not None:
@@ -186,8 +207,9 @@ class DeadlineHTTPClient:
     """One configured client: its address policy, User-Agent and answer size limit. Create one
     per kind of peer (provider, callbacks) and share it: it holds no connection itself."""
 
-    def __init__(self, *, policy: Callable[[], AddressPolicy], user_agent: Callable[[], str],
-                 max_response_bytes: int) -> None:
+    def __init__(
+        self, *, policy: Callable[[], AddressPolicy], user_agent: Callable[[], str], max_response_bytes: int
+    ) -> None:
         self._policy = policy
         self._user_agent = user_agent
         self.max_response_bytes = max_response_bytes
@@ -225,8 +247,9 @@ class DeadlineHTTPClient:
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.TIMEOUT_MS, max(1, int(deadline * 1000)))
         curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(min(connect_timeout, deadline) * 1000)))
-        curl.setopt(pycurl.CAINFO, os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                    or certifi.where())
+        curl.setopt(
+            pycurl.CAINFO, os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+        )
         curl.setopt(pycurl.USERAGENT, self._user_agent())
         curl.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in (headers or {}).items()] + ["Expect:"])
         curl.setopt(pycurl.OPENSOCKETFUNCTION, state.open_socket)
@@ -250,14 +273,29 @@ class DeadlineHTTPClient:
         except pycurl.error as exc:
             code = int(exc.args[0]) if exc.args else -1
             if code == pycurl.E_WRITE_ERROR and state.body_skipped:
-                return HTTPResponse(status=int(curl.getinfo(pycurl.RESPONSE_CODE)), headers=dict(state.headers),
-                                    body=b"", elapsed=time.monotonic() - started)
-            kind, nothing_sent = classify_failure(code, request_started=state.request_started,
-                                                  refused_because=state.refused_because, too_large=state.too_large)
+                return HTTPResponse(
+                    status=int(curl.getinfo(pycurl.RESPONSE_CODE)),
+                    headers=dict(state.headers),
+                    body=b"",
+                    elapsed=time.monotonic() - started,
+                )
+            kind, nothing_sent = classify_failure(
+                code,
+                request_started=state.request_started,
+                refused_because=state.refused_because,
+                too_large=state.too_large,
+            )
             raise HTTPCallError(
                 f"{method} failed ({kind}): {exc.args[1] if len(exc.args) > 1 else code}",
-                kind=kind, nothing_sent=nothing_sent, elapsed=time.monotonic() - started, curl_code=code,
+                kind=kind,
+                nothing_sent=nothing_sent,
+                elapsed=time.monotonic() - started,
+                curl_code=code,
                 refused_because=state.refused_because,
             ) from exc
-        return HTTPResponse(status=int(curl.getinfo(pycurl.RESPONSE_CODE)), headers=dict(state.headers),
-                            body=state.body.getvalue(), elapsed=time.monotonic() - started)
+        return HTTPResponse(
+            status=int(curl.getinfo(pycurl.RESPONSE_CODE)),
+            headers=dict(state.headers),
+            body=state.body.getvalue(),
+            elapsed=time.monotonic() - started,
+        )

@@ -10,6 +10,7 @@ evolution/<secret>/", with the request attached) and the servers' access lines.
 Installed on those loggers (so every handler, the test log capture included, sees the clean
 record) and on the console handler (everything else) by settings.LOGGING.
 """
+
 from __future__ import annotations
 
 import logging

@@ -9,6 +9,7 @@ the key (`PERSONAL_DATA_HASH_KEY`, never in the database) the hash reveals nothi
 The key must never change once erasures exist: an erased phone cannot be hashed again (it is
 gone), so its opt-out would stop matching. `purpose` separates the uses (domain separation).
 """
+
 from __future__ import annotations
 
 import functools

@@ -20,12 +20,13 @@ the caller's job, and the PII log test (billing/tests/observability) runs the wh
 prove it. `JsonFormatter.redactions` counts what the net caught, so tests can tell "clean"
 from "cleaned".
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from apps.common.request_id import get_request_id
@@ -34,19 +35,37 @@ from apps.common.request_id import get_request_id
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 REDACTED = "[redacted]"
-SENSITIVE_KEYS = frozenset({
-    "apikey", "api_key", "x_billing_api_key", "x-billing-api-key", "raw_key", "authorization", "password",
-    "secret", "token", "signing_secret", "webhook_secret", "text", "body", "rendered_message", "message_text",
-    "content", "variables", "cpf", "document",
-})
+SENSITIVE_KEYS = frozenset(
+    {
+        "apikey",
+        "api_key",
+        "x_billing_api_key",
+        "x-billing-api-key",
+        "raw_key",
+        "authorization",
+        "password",
+        "secret",
+        "token",
+        "signing_secret",
+        "webhook_secret",
+        "text",
+        "body",
+        "rendered_message",
+        "message_text",
+        "content",
+        "variables",
+        "cpf",
+        "document",
+    }
+)
 
 _API_KEY = re.compile(r"bk_live_[A-Za-z0-9]+_[A-Za-z0-9_\-]+")
 _CPF = re.compile(r"(?<!\d)\d{3}\.\d{3}\.\d{3}-\d{2}(?!\d)")
 _PHONE = re.compile(
-    r"\+\d[\d\s().\-]{8,20}\d"                   # international: +55 11 99876-5432, +5511998765432
-    r"|\(\d{2}\)\s?\d{4,5}-?\d{4}(?!\d)"         # Brazilian local: (11) 99876-5432
-    r"|(?<![\w.\-])\d{2}\s?9\d{4}-\d{4}(?!\d)"   # 11 99876-5432
-    r"|(?<![\w.\-])\d{10,13}(?![\w\-])"          # bare digits: 5511998765432, 11998765432
+    r"\+\d[\d\s().\-]{8,20}\d"  # international: +55 11 99876-5432, +5511998765432
+    r"|\(\d{2}\)\s?\d{4,5}-?\d{4}(?!\d)"  # Brazilian local: (11) 99876-5432
+    r"|(?<![\w.\-])\d{2}\s?9\d{4}-\d{4}(?!\d)"  # 11 99876-5432
+    r"|(?<![\w.\-])\d{10,13}(?![\w\-])"  # bare digits: 5511998765432, 11998765432
 )
 
 
@@ -100,7 +119,7 @@ class JsonFormatter(logging.Formatter):
         redactor = Redactor() if self.redact else None
         message = record.getMessage()
         payload: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(),
+            "timestamp": datetime.fromtimestamp(record.created, tz=UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": redactor.text(message) if redactor else message,

@@ -1,6 +1,7 @@
 """Prometheus metrics of the shared services, defined once (importing twice must not
 re-register). Labels are bounded: operation and outcome are small fixed sets; instance_id is
 allowed on the breaker gauge only because a deployment has a handful of instances."""
+
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram

@@ -15,6 +15,7 @@ Every `/metrics` is protected the same way: a request passes with
 `Authorization: Bearer <METRICS_TOKEN>` or from an address in `METRICS_ALLOWED_IPS`
 (IPs/CIDRs; loopback by default). Nothing configured and not loopback: 403.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -85,7 +86,7 @@ def render_metrics(accept: str | None) -> tuple[bytes, str]:
 class _QuietHandler(WSGIRequestHandler):
     """No access log on stderr: scrapes every 15 s would drown the process's JSON logs."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
@@ -96,8 +97,7 @@ def _exporter_app(liveness: Callable[[], tuple[bool, dict]]) -> Callable:
             import json
 
             alive, body = liveness()
-            start_response("200 OK" if alive else "503 Service Unavailable",
-                           [("Content-Type", "application/json")])
+            start_response("200 OK" if alive else "503 Service Unavailable", [("Content-Type", "application/json")])
             return [json.dumps(body).encode()]
         if path not in ("/metrics", "/"):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
@@ -146,8 +146,9 @@ def start_metrics_server(kind: str, *, port: int | None = None, addr: str | None
         address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
 
     try:
-        httpd = make_server(addr, port, _exporter_app(lambda: local_liveness(kind)), _Server,
-                            handler_class=_QuietHandler)
+        httpd = make_server(
+            addr, port, _exporter_app(lambda: local_liveness(kind)), _Server, handler_class=_QuietHandler
+        )
     except OSError as exc:
         logger.error("metrics exporter could not start", extra={"port": port, "error": type(exc).__name__})
         return None

@@ -6,6 +6,7 @@ Django only enforces DATA_UPLOAD_MAX_MEMORY_SIZE when `request.body` is read; DR
 reads the stream instead. This middleware answers 413 in the API's error shape from the
 Content-Length header, and caps bodies without one (chunked) at the same size.
 """
+
 from __future__ import annotations
 
 import time
@@ -37,8 +38,9 @@ class BodySizeLimitMiddleware:
                 too_big = len(request.body) > limit if request.META.get("HTTP_TRANSFER_ENCODING") else False
             if too_big:
                 return JsonResponse(
-                    error_body("payload_too_large", f"The request body is larger than {limit} bytes.",
-                               {"max_bytes": limit}),
+                    error_body(
+                        "payload_too_large", f"The request body is larger than {limit} bytes.", {"max_bytes": limit}
+                    ),
                     status=413,
                 )
         return self.get_response(request)
@@ -104,7 +106,10 @@ class ApiErrorPagesMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if (request.path.startswith("/api/") and response.status_code in (404, 500)
-                and not response.get("Content-Type", "").startswith("application/json")):
+        if (
+            request.path.startswith("/api/")
+            and response.status_code in (404, 500)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
             return api_not_found(request) if response.status_code == 404 else api_server_error(request)
         return response

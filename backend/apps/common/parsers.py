@@ -6,6 +6,7 @@ stricter than Python's `json` (no `NaN`/`Infinity` literals, no integers beyond 
 lone surrogates): a body it refuses is parsed again by `json`, so the API accepts exactly what
 it accepted before and only valid, ordinary JSON takes the fast path.
 """
+
 from __future__ import annotations
 
 import orjson

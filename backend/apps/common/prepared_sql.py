@@ -17,6 +17,7 @@ statements too.
 Only for a few fixed statements: a prepared statement lives as long as its connection (a
 pooler in transaction mode, e.g. PgBouncer before 1.21, would need `prepare=False`).
 """
+
 from __future__ import annotations
 
 import time

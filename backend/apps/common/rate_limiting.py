@@ -17,6 +17,7 @@ use Redis' clock (never the callers'), so processes with skewed clocks still sha
   average exact when a waiting caller wakes a little early or late.
 - `hold_back(key, seconds)`: a provider's `Retry-After` for that number only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -125,8 +126,9 @@ def hit(key: str, limit: int, period_seconds: float = 60.0, *, read: Sequence[st
     return hit_all([(key, limit)], period_seconds, read=read)
 
 
-def hit_all(limits: Sequence[tuple[str, int]], period_seconds: float = 60.0, *,
-            read: Sequence[str] = ()) -> RateLimitResult:
+def hit_all(
+    limits: Sequence[tuple[str, int]], period_seconds: float = 60.0, *, read: Sequence[str] = ()
+) -> RateLimitResult:
     """`hit` for several limits in one round trip, in order, as separate calls would count
     them: the first that refuses stops the count (those before it keep theirs)."""
     args: list[int] = [len(limits)]
@@ -157,15 +159,22 @@ class SlotAnswer:
 CATCH_UP_SHARE = 0.1  # a late grant wins back at most a tenth of an interval
 
 
-def acquire_send_slot(key: str, interval_seconds: float, *, tolerance_seconds: float = 0.0,
-                      seed_epoch_seconds: float | None = None) -> SlotAnswer:
+def acquire_send_slot(
+    key: str, interval_seconds: float, *, tolerance_seconds: float = 0.0, seed_epoch_seconds: float | None = None
+) -> SlotAnswer:
     """Take the send slot of the number `key` if it has come. `seed_epoch_seconds` is the next
     allowed instant (Unix time) as PostgreSQL knows it, used only when Redis lost the pace, so a
     Redis restart or flush never lets a number send faster than its pace."""
     seed = -1 if seed_epoch_seconds is None else max(0, int(seed_epoch_seconds * 1_000_000))
     interval_us = int(interval_seconds * 1_000_000)
-    granted, micros, reason = _run(_ACQUIRE, [f"pace:{key}", f"hold:{key}"], interval_us,
-                                   int(tolerance_seconds * 1_000_000), seed, int(interval_us * CATCH_UP_SHARE))
+    granted, micros, reason = _run(
+        _ACQUIRE,
+        [f"pace:{key}", f"hold:{key}"],
+        interval_us,
+        int(tolerance_seconds * 1_000_000),
+        seed,
+        int(interval_us * CATCH_UP_SHARE),
+    )
     if int(granted) == 2:
         return SlotAnswer(False, 0.0, unknown=True)
     return SlotAnswer(bool(int(granted)), int(micros) / 1_000_000, held=int(reason) == 1)

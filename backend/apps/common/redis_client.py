@@ -1,4 +1,5 @@
 """One Redis connection pool per process, shared by throttles, the send pace and the breaker."""
+
 from __future__ import annotations
 
 import functools
@@ -7,7 +8,7 @@ import redis
 from django.conf import settings
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=30, decode_responses=True

@@ -2,6 +2,7 @@
 U+2029 escaped), several times faster. Anything orjson cannot encode (an integer beyond 64
 bits, a type DRF's encoder knows and orjson does not) goes through DRF's renderer unchanged,
 and so does an answer asked for with indentation."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,9 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OP
 
 
 class FastJSONRenderer(JSONRenderer):
-    def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: dict[str, Any] | None = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: dict[str, Any] | None = None
+    ) -> bytes:
         if data is None or self.get_indent(accepted_media_type or "", renderer_context or {}):
             return super().render(data, accepted_media_type, renderer_context)
         try:

@@ -8,6 +8,7 @@ broker message (`BillingMessage.request_id`), and the worker binds it again with
 A context variable (not a thread-local) because the ASGI server runs async code on one thread
 and asgiref copies context into the threads that run sync views; each request sees its own.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -17,6 +17,7 @@ Policies: callbacks follow `BILLING_CALLBACK_ALLOW_PRIVATE` (all rules off: test
 on-premises network); providers follow `EVOLUTION_ALLOWED_NETWORKS`, the operator's allow-list
 of networks (CIDRs) where self-hosted Evolution servers live. Neither is editable by a tenant.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -32,11 +33,13 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 # Metadata endpoints, named so the refusal says what it is (they are link-local/ULA anyway).
-METADATA_ADDRESSES = frozenset({
-    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
-    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
-    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-})
+METADATA_ADDRESSES = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
+        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    }
+)
 
 CALLBACK = "callback"
 PROVIDER = "provider"
@@ -166,8 +169,9 @@ def validate_url(url: str, *, policy: AddressPolicy) -> None:
     for ip in resolve(host, port, policy=policy):
         problem = policy.problem(ip)
         if problem:
-            raise UnsafeURL(f"The {policy.kind} URL points to a {problem}; use a public address.",
-                            code=policy.unsafe_code)
+            raise UnsafeURL(
+                f"The {policy.kind} URL points to a {problem}; use a public address.", code=policy.unsafe_code
+            )
 
 
 def validate_callback_url(url: str) -> None:

@@ -1,4 +1,5 @@
 """Process-level endpoints: health (no authentication) and metrics (token or allow-list)."""
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from django.views.defaults import page_not_found, server_error

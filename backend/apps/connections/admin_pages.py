@@ -7,6 +7,7 @@ Every page finds the number through the admin's tenant-scoped queryset, so anoth
 number is a 404, and acts through one billing service (billing sits above connections: the pages
 ask it when they run). The QR is never logged: it goes from the provider to the page only.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,13 +39,15 @@ class NewNumberForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["server"].choices = [(name, f"{name} ({server.provider})")
-                                         for name, server in provider_servers().items()]
+        self.fields["server"].choices = [
+            (name, f"{name} ({server.provider})") for name, server in provider_servers().items()
+        ]
 
 
 class SkipWarmUpForm(forms.Form):
-    reason = forms.CharField(max_length=300, strip=True,
-                             help_text="Why this number needs no warm-up (its history): kept with your name.")
+    reason = forms.CharField(
+        max_length=300, strip=True, help_text="Why this number needs no warm-up (its history): kept with your name."
+    )
 
 
 class NumberPagesMixin:
@@ -54,16 +57,26 @@ class NumberPagesMixin:
         info = self.opts.app_label, self.opts.model_name
         view = self.admin_site.admin_view
         return [
-            path("new-number/", view(self.new_number_view), name="%s_%s_new_number" % info),
-            path("<path:object_id>/pairing/", view(self.pairing_view), name="%s_%s_pairing" % info),
-            path("<path:object_id>/pairing/state/", view(self.pairing_state_view), name="%s_%s_pairing_state" % info),
-            path("<path:object_id>/pairing/restart/", view(self.restart_view), name="%s_%s_restart" % info),
-            path("<path:object_id>/pairing/logout/", view(self.logout_view), name="%s_%s_logout" % info),
-            path("<path:object_id>/health/", view(self.health_view), name="%s_%s_health" % info),
-            path("<path:object_id>/health/skip-warm-up/", view(self.skip_warm_up_view),
-                 name="%s_%s_skip_warm_up" % info),
-            path("<path:object_id>/health/clear-protection/", view(self.clear_protection_view),
-                 name="%s_%s_clear_protection" % info),
+            path("new-number/", view(self.new_number_view), name="{}_{}_new_number".format(*info)),
+            path("<path:object_id>/pairing/", view(self.pairing_view), name="{}_{}_pairing".format(*info)),
+            path(
+                "<path:object_id>/pairing/state/",
+                view(self.pairing_state_view),
+                name="{}_{}_pairing_state".format(*info),
+            ),
+            path("<path:object_id>/pairing/restart/", view(self.restart_view), name="{}_{}_restart".format(*info)),
+            path("<path:object_id>/pairing/logout/", view(self.logout_view), name="{}_{}_logout".format(*info)),
+            path("<path:object_id>/health/", view(self.health_view), name="{}_{}_health".format(*info)),
+            path(
+                "<path:object_id>/health/skip-warm-up/",
+                view(self.skip_warm_up_view),
+                name="{}_{}_skip_warm_up".format(*info),
+            ),
+            path(
+                "<path:object_id>/health/clear-protection/",
+                view(self.clear_protection_view),
+                name="{}_{}_clear_protection".format(*info),
+            ),
             *super().get_urls(),
         ]
 
@@ -75,8 +88,11 @@ class NumberPagesMixin:
             instance = None
         if instance is None:
             raise Http404("No such number.")
-        allowed = self.has_change_permission(request, instance) if change else \
-            self.has_view_or_change_permission(request, instance)
+        allowed = (
+            self.has_change_permission(request, instance)
+            if change
+            else self.has_view_or_change_permission(request, instance)
+        )
         if not allowed:
             raise PermissionDenied
         return instance
@@ -85,9 +101,17 @@ class NumberPagesMixin:
         return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=args)
 
     def _page(self, request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:
-        response = TemplateResponse(request, TEMPLATES + template, {
-            **self.admin_site.each_context(request), "opts": self.opts, "title": title,
-            "changelist_url": self._url("changelist"), **context})
+        response = TemplateResponse(
+            request,
+            TEMPLATES + template,
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": title,
+                "changelist_url": self._url("changelist"),
+                **context,
+            },
+        )
         response["Cache-Control"] = "no-store"
         return response
 
@@ -102,15 +126,19 @@ class NumberPagesMixin:
         if request.method == "POST" and form.is_valid():
             base_url = settings.BILLING_PUBLIC_BASE_URL or request.build_absolute_uri("/")
             try:
-                instance = create_number(tenant=tenant, name=form.cleaned_data["name"],
-                                         server=provider_servers()[form.cleaned_data["server"]],
-                                         public_base_url=base_url)
+                instance = create_number(
+                    tenant=tenant,
+                    name=form.cleaned_data["name"],
+                    server=provider_servers()[form.cleaned_data["server"]],
+                    public_base_url=base_url,
+                )
             except PairingError as exc:
                 form.add_error(None, str(exc))
             else:
                 self.log_addition(request, instance, [{"added": {}}])
-                self.message_user(request, f"Number {instance.name} created: scan its QR code to pair it.",
-                                  messages.SUCCESS)
+                self.message_user(
+                    request, f"Number {instance.name} created: scan its QR code to pair it.", messages.SUCCESS
+                )
                 return HttpResponseRedirect(self._url("pairing", instance.pk))
         return self._page(request, "new_number.html", "New WhatsApp number", form=form)
 
@@ -118,9 +146,15 @@ class NumberPagesMixin:
     @method_decorator(require_GET)
     def pairing_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         instance = self._number(request, object_id)
-        return self._page(request, "pairing.html", f"Pair {instance.name}", instance=instance,
-                          state_url=self._url("pairing_state", instance.pk), refresh_ms=QR_REFRESH_SECONDS * 1000,
-                          can_change=self.has_change_permission(request, instance))
+        return self._page(
+            request,
+            "pairing.html",
+            f"Pair {instance.name}",
+            instance=instance,
+            state_url=self._url("pairing_state", instance.pk),
+            refresh_ms=QR_REFRESH_SECONDS * 1000,
+            can_change=self.has_change_permission(request, instance),
+        )
 
     @method_decorator(require_GET)
     def pairing_state_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
@@ -133,8 +167,9 @@ class NumberPagesMixin:
         except PairingError as exc:
             response = JsonResponse(error_body("provider_unavailable", str(exc)), status=502)
         else:
-            response = JsonResponse({"state": state.state, "connected": state.connected, "reason": state.reason,
-                                     "qr": state.qr_data_url})
+            response = JsonResponse(
+                {"state": state.state, "connected": state.connected, "reason": state.reason, "qr": state.qr_data_url}
+            )
         response["Cache-Control"] = "no-store"
         return response
 
@@ -163,8 +198,11 @@ class NumberPagesMixin:
             self.message_user(request, str(exc), messages.ERROR)
         else:
             self.log_change(request, instance, "Logged the number out; its queues stay paused until cleared.")
-            self.message_user(request, f"{instance.name} logged out; its queues stay paused until you pair it "
-                                       "again and clear its protection.", messages.WARNING)
+            self.message_user(
+                request,
+                f"{instance.name} logged out; its queues stay paused until you pair it again and clear its protection.",
+                messages.WARNING,
+            )
         return HttpResponseRedirect(self._url("pairing", instance.pk))
 
     # ------------------------------------------------------------------ health
@@ -173,10 +211,16 @@ class NumberPagesMixin:
         from apps.billing.services.number_health import number_health
 
         instance = self._number(request, object_id)
-        return self._page(request, "health.html", f"Health of {instance.name}", instance=instance,
-                          health=number_health(instance=instance), skip_form=SkipWarmUpForm(),
-                          can_change=self.has_change_permission(request, instance),
-                          pairing_url=self._url("pairing", instance.pk))
+        return self._page(
+            request,
+            "health.html",
+            f"Health of {instance.name}",
+            instance=instance,
+            health=number_health(instance=instance),
+            skip_form=SkipWarmUpForm(),
+            can_change=self.has_change_permission(request, instance),
+            pairing_url=self._url("pairing", instance.pk),
+        )
 
     @method_decorator(require_POST)
     def skip_warm_up_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -194,6 +238,9 @@ class NumberPagesMixin:
         instance = self._number(request, object_id, change=True)
         if clear_protection(instances=[instance], user=request.user):
             self.log_change(request, instance, f"Cleared the protection ({instance.protected_reason}).")
-            self.message_user(request, f"Protection of {instance.name} cleared: its queues resume once the provider "
-                                       "reports it connected.", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"Protection of {instance.name} cleared: its queues resume once the provider reports it connected.",
+                messages.SUCCESS,
+            )
         return HttpResponseRedirect(self._url("health", instance.pk))

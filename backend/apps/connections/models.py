@@ -1,6 +1,7 @@
 """WhatsApp numbers: how a tenant reaches its customers (one Evolution instance or WAHA session
 each), with their life in this service — pairing, warm-up, health, protection — and the tenant's
 number-health settings."""
+
 from __future__ import annotations
 
 import secrets
@@ -53,8 +54,9 @@ class WhatsAppInstance(models.Model):
     # Needed in clear to call the provider, so encrypted (not hashed) at rest; never rendered
     # back (the admin shows a masked hint and takes a new one write-only).
     api_key = EncryptedTextField()
-    instance_name = models.CharField(max_length=100, help_text="The instance (Evolution) or session (WAHA) name on "
-                                                               "the provider")
+    instance_name = models.CharField(
+        max_length=100, help_text="The instance (Evolution) or session (WAHA) name on the provider"
+    )
     webhook_secret = EncryptedTextField(default=new_webhook_secret)
     webhook_secret_hash = models.CharField(max_length=64, unique=True, editable=False)
     is_active = models.BooleanField(default=True)
@@ -72,8 +74,9 @@ class WhatsAppInstance(models.Model):
     # Warm-up: the daily cap grows with the days since this instant, unless a person skipped it.
     warmup_started_at = models.DateTimeField(default=timezone.now)
     warmup_skipped_at = models.DateTimeField(null=True, blank=True)
-    warmup_skipped_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                          related_name="+")
+    warmup_skipped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     warmup_skip_reason = models.CharField(max_length=300, blank=True)
     # Set by number protection (a logout, a lost session, too many "not on WhatsApp", a burst of
     # blocks): every queue of the number stays paused until a person clears it.
@@ -116,8 +119,11 @@ class WhatsAppInstance(models.Model):
 
     def warm_up(self, schedule: WarmUpSchedule, tz: zoneinfo.ZoneInfo) -> WarmUp:
         """This number's warm-up under the tenant's schedule, its days in the tenant's zone."""
-        return WarmUp(started_on=timezone.localtime(self.warmup_started_at, tz).date(),
-                      skipped=self.warmup_skipped_at is not None, schedule=schedule)
+        return WarmUp(
+            started_on=timezone.localtime(self.warmup_started_at, tz).date(),
+            skipped=self.warmup_skipped_at is not None,
+            schedule=schedule,
+        )
 
 
 class NumberHealthSettings(models.Model):
@@ -127,20 +133,29 @@ class NumberHealthSettings(models.Model):
     tenant = models.OneToOneField("tenancy.Tenant", on_delete=models.CASCADE, related_name="number_health_settings")
     warmup_schedule = models.JSONField(
         default=WarmUpSchedule.default_steps,
-        help_text="[[day, cap], ...]: from that day of the number's age, at most cap messages a day")
+        help_text="[[day, cap], ...]: from that day of the number's age, at most cap messages a day",
+    )
     warmup_uncapped_from_day = models.PositiveSmallIntegerField(
-        default=DEFAULT_UNCAPPED_FROM_DAY, validators=[MinValueValidator(1), MaxValueValidator(3650)])
+        default=DEFAULT_UNCAPPED_FROM_DAY, validators=[MinValueValidator(1), MaxValueValidator(3650)]
+    )
     invalid_share_limit = models.FloatField(
-        default=0.30, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)],
-        help_text="Protect the number when more than this share of its last sends were 'not on WhatsApp'")
+        default=0.30,
+        validators=[MinValueValidator(0.01), MaxValueValidator(1.0)],
+        help_text="Protect the number when more than this share of its last sends were 'not on WhatsApp'",
+    )
     invalid_window = models.PositiveIntegerField(
-        default=50, validators=[MinValueValidator(5), MaxValueValidator(1000)],
-        help_text="How many of the number's last sends that share is taken over")
+        default=50,
+        validators=[MinValueValidator(5), MaxValueValidator(1000)],
+        help_text="How many of the number's last sends that share is taken over",
+    )
     block_burst_limit = models.PositiveIntegerField(
-        default=5, validators=[MinValueValidator(1), MaxValueValidator(1000)],
-        help_text="Protect the number after this many messages WhatsApp refused (ERROR receipts)...")
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Protect the number after this many messages WhatsApp refused (ERROR receipts)...",
+    )
     block_window_minutes = models.PositiveIntegerField(
-        default=60, validators=[MinValueValidator(1), MaxValueValidator(10080)], help_text="...within this many minutes")
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(10080)], help_text="...within this many minutes"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -161,6 +176,6 @@ class NumberHealthSettings(models.Model):
         return WarmUpSchedule.from_steps(self.warmup_schedule, uncapped_from_day=self.warmup_uncapped_from_day)
 
     @classmethod
-    def for_tenant(cls, tenant_id: object) -> "NumberHealthSettings":
+    def for_tenant(cls, tenant_id: object) -> NumberHealthSettings:
         """The tenant's row, or the defaults (unsaved: reading never writes)."""
         return cls.objects.filter(tenant_id=tenant_id).first() or cls(tenant_id=tenant_id)

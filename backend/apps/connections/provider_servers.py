@@ -4,6 +4,7 @@ A provider's base URL is where *our* servers connect with a key, so a tenant nev
 (docs/security.md, "Provider URLs"): the operator lists the Evolution and WAHA servers, and tenant
 staff pick one by name when they create a number in the admin.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,19 @@ def provider_servers() -> dict[str, ProviderServer]:
         return {}
     try:
         entries = json.loads(raw) if isinstance(raw, str) else raw
-        servers = [ProviderServer(name=str(entry["name"]), provider=str(entry["provider"]),
-                                  base_url=str(entry["base_url"]).rstrip("/"), api_key=str(entry["api_key"]))
-                   for entry in entries]
+        servers = [
+            ProviderServer(
+                name=str(entry["name"]),
+                provider=str(entry["provider"]),
+                base_url=str(entry["base_url"]).rstrip("/"),
+                api_key=str(entry["api_key"]),
+            )
+            for entry in entries
+        ]
     except (ValueError, TypeError, KeyError) as exc:
         raise ImproperlyConfigured(
-            'WHATSAPP_PROVIDER_SERVERS must be a JSON list of {"name", "provider", "base_url", "api_key"}') from exc
+            'WHATSAPP_PROVIDER_SERVERS must be a JSON list of {"name", "provider", "base_url", "api_key"}'
+        ) from exc
     for server in servers:
         if server.provider not in PROVIDERS:
             raise ImproperlyConfigured(f"WHATSAPP_PROVIDER_SERVERS: unknown provider {server.provider!r}")

@@ -7,6 +7,7 @@ So a number's daily cap grows with its age here: by default 20 a day from day 0,
 (`NumberHealthSettings`); a person may skip the warm-up of a number with history (audited on the
 instance). Pure: days are the tenant's local dates, passed in.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,11 @@ class WarmUpSchedule:
             raise ValueError("give at least one step, [day, cap], starting at day 0")
         parsed: list[tuple[int, int]] = []
         for step in steps:
-            if (not isinstance(step, (list, tuple)) or len(step) != 2
-                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in step)):
+            if (
+                not isinstance(step, (list, tuple))
+                or len(step) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in step)
+            ):
                 raise ValueError("each step is [day, cap] with whole numbers")
             parsed.append((int(step[0]), int(step[1])))
         days = [day for day, _ in parsed]

@@ -1,5 +1,6 @@
 """Phone numbers: the one normaliser (E.164 through `phonenumbers`, Brazil by default) and the
 one masker used in logs, API answers and admin lists."""
+
 from __future__ import annotations
 
 import re
@@ -76,9 +77,21 @@ def _eleven_digit_mobile_check():
     region has 11-digit numbers (then it would be asked first). Built from the library's own
     metadata, so a metadata change that breaks the premise turns the shortcut off."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region("BR")
-    others = (metadata.fixed_line, metadata.toll_free, metadata.premium_rate, metadata.shared_cost,
-              metadata.personal_number, metadata.voip, metadata.pager, metadata.uan, metadata.voicemail)
-    if any(desc is not None and 11 in desc.possible_length for desc in others) or 11 not in metadata.mobile.possible_length:
+    others = (
+        metadata.fixed_line,
+        metadata.toll_free,
+        metadata.premium_rate,
+        metadata.shared_cost,
+        metadata.personal_number,
+        metadata.voip,
+        metadata.pager,
+        metadata.uan,
+        metadata.voicemail,
+    )
+    if (
+        any(desc is not None and 11 in desc.possible_length for desc in others)
+        or 11 not in metadata.mobile.possible_length
+    ):
         return None
     general = re.compile(metadata.general_desc.national_number_pattern)
     mobile = re.compile(metadata.mobile.national_number_pattern)
@@ -115,8 +128,12 @@ def normalize_phone(raw: str, default_region: str = "BR") -> str:
     if not text.startswith("+") and digits.startswith("55") and len(digits) in (12, 13) and default_region == "BR":
         text = "+" + digits
     national = _brazilian_national(text, digits) if default_region == "BR" else None
-    if national is not None and len(national) == 11 and _is_eleven_digit_mobile is not None \
-            and _is_eleven_digit_mobile(national):
+    if (
+        national is not None
+        and len(national) == 11
+        and _is_eleven_digit_mobile is not None
+        and _is_eleven_digit_mobile(national)
+    ):
         return f"+55{national}"  # what number_type + format_number below would answer, ~10x sooner
     try:
         number = _brazilian_fast_path(text, digits) if national is not None else None
@@ -136,7 +153,8 @@ def normalize_phone(raw: str, default_region: str = "BR") -> str:
             raise PhoneNumberError("invalid_country", "Phone number has an unknown country code.")
         if _lacks_area_code(number):
             raise PhoneNumberError(
-                "missing_area_code", "Phone number has no area code (DDD): send it as (11) 99876-5432.")
+                "missing_area_code", "Phone number has no area code (DDD): send it as (11) 99876-5432."
+            )
         raise PhoneNumberError("invalid_phone", "Phone number is not a valid number.")
     raise PhoneNumberError("not_mobile", "Phone number is not a mobile number (WhatsApp needs a mobile).")
 

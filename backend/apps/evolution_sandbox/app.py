@@ -1,6 +1,7 @@
 """The sandbox application: its state, its background work, and the split between the
 Evolution routes, the WAHA routes (`/api/...`) and the `/_sandbox/` control routes. No sockets
 here (see server.py)."""
+
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,6 @@ from .http_handler import Request, Response
 from .scheduler import Scheduler
 from .state import SandboxConfig, SandboxState
 from .webhooks import WebhookEmitter
-
 
 WAHA_PREFIX = "/api/"  # Evolution has no route under /api/
 

@@ -4,6 +4,7 @@ Pure functions (no I/O, no state): every status code, envelope and field name th
 sends is built here, so the contract test can pin this module to
 docs/evolution-api-contract.md (section numbers in the docstrings).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,12 +36,35 @@ STATUS_TEXT = {
 
 # §4: configuration names (UPPER_SNAKE) of the webhook events the real server accepts.
 WEBHOOK_EVENTS = [
-    "APPLICATION_STARTUP", "QRCODE_UPDATED", "MESSAGES_SET", "MESSAGES_UPSERT", "MESSAGES_EDITED",
-    "MESSAGES_UPDATE", "MESSAGES_DELETE", "SEND_MESSAGE", "SEND_MESSAGE_UPDATE", "CONTACTS_SET",
-    "CONTACTS_UPSERT", "CONTACTS_UPDATE", "PRESENCE_UPDATE", "CHATS_SET", "CHATS_UPSERT",
-    "CHATS_UPDATE", "CHATS_DELETE", "GROUPS_UPSERT", "GROUP_UPDATE", "GROUP_PARTICIPANTS_UPDATE",
-    "CONNECTION_UPDATE", "LABELS_EDIT", "LABELS_ASSOCIATION", "CALL", "TYPEBOT_START",
-    "TYPEBOT_CHANGE_STATUS", "STATUS_INSTANCE", "LOGOUT_INSTANCE", "REMOVE_INSTANCE",
+    "APPLICATION_STARTUP",
+    "QRCODE_UPDATED",
+    "MESSAGES_SET",
+    "MESSAGES_UPSERT",
+    "MESSAGES_EDITED",
+    "MESSAGES_UPDATE",
+    "MESSAGES_DELETE",
+    "SEND_MESSAGE",
+    "SEND_MESSAGE_UPDATE",
+    "CONTACTS_SET",
+    "CONTACTS_UPSERT",
+    "CONTACTS_UPDATE",
+    "PRESENCE_UPDATE",
+    "CHATS_SET",
+    "CHATS_UPSERT",
+    "CHATS_UPDATE",
+    "CHATS_DELETE",
+    "GROUPS_UPSERT",
+    "GROUP_UPDATE",
+    "GROUP_PARTICIPANTS_UPDATE",
+    "CONNECTION_UPDATE",
+    "LABELS_EDIT",
+    "LABELS_ASSOCIATION",
+    "CALL",
+    "TYPEBOT_START",
+    "TYPEBOT_CHANGE_STATUS",
+    "STATUS_INSTANCE",
+    "LOGOUT_INSTANCE",
+    "REMOVE_INSTANCE",
 ]
 
 ACK_STATUSES = ("SERVER_ACK", "DELIVERY_ACK", "READ")
@@ -97,9 +121,7 @@ def rate_limited() -> tuple[int, dict[str, Any]]:
 
 def ambiguous_failure() -> tuple[int, dict[str, Any]]:
     """Issue #1247: the message went out, then saving it failed, and the API answered 400."""
-    return bad_request(
-        "PrismaClientKnownRequestError: Invalid `this.prismaRepository.message.create()` invocation"
-    )
+    return bad_request("PrismaClientKnownRequestError: Invalid `this.prismaRepository.message.create()` invocation")
 
 
 # ----------------------------------------------------------------------------- §1.3 numbers
@@ -215,17 +237,34 @@ def qr_code_answer(*, code: str, image: str, count: int) -> dict[str, Any]:
     return {"pairingCode": None, "code": code, "base64": image, "count": count}
 
 
-def create_instance_answer(*, name: str, instance_id: str, token: str, webhook: dict[str, Any] | None,
-                           qrcode: dict[str, Any] | None) -> dict[str, Any]:
+def create_instance_answer(
+    *, name: str, instance_id: str, token: str, webhook: dict[str, Any] | None, qrcode: dict[str, Any] | None
+) -> dict[str, Any]:
     """`POST /instance/create` → 201 (`createInstance()` of instance.controller.ts)."""
     return {
-        "instance": {"instanceName": name, "instanceId": instance_id, "integration": INTEGRATION,
-                     "webhookWaBusiness": None, "accessTokenWaBusiness": "", "status": "created"},
+        "instance": {
+            "instanceName": name,
+            "instanceId": instance_id,
+            "integration": INTEGRATION,
+            "webhookWaBusiness": None,
+            "accessTokenWaBusiness": "",
+            "status": "created",
+        },
         "hash": token,
-        "webhook": {"webhookUrl": (webhook or {}).get("url"), "webhookByEvents": (webhook or {}).get("byEvents"),
-                    "webhookBase64": (webhook or {}).get("base64")},
-        "settings": {"rejectCall": False, "msgCall": "", "groupsIgnore": False, "alwaysOnline": False,
-                     "readMessages": False, "readStatus": False, "syncFullHistory": False},
+        "webhook": {
+            "webhookUrl": (webhook or {}).get("url"),
+            "webhookByEvents": (webhook or {}).get("byEvents"),
+            "webhookBase64": (webhook or {}).get("base64"),
+        },
+        "settings": {
+            "rejectCall": False,
+            "msgCall": "",
+            "groupsIgnore": False,
+            "alwaysOnline": False,
+            "readMessages": False,
+            "readStatus": False,
+            "syncFullHistory": False,
+        },
         "qrcode": qrcode,
     }
 
@@ -279,38 +318,55 @@ def parse_find_messages_query(body: Any) -> FindMessagesQuery | str:
     if not isinstance(key, dict):
         return "where.key is not of a type(s) object"
     page, page_size = body.get("page") or 1, body.get("offset") or 50
-    if isinstance(page, bool) or not isinstance(page, int) or isinstance(page_size, bool) or not isinstance(page_size, int):
+    if (
+        isinstance(page, bool)
+        or not isinstance(page, int)
+        or isinstance(page_size, bool)
+        or not isinstance(page_size, int)
+    ):
         return "page and offset must be integers"
     bounds = where.get("messageTimestamp") or {}
     since = _unix_seconds(bounds.get("gte")) if isinstance(bounds, dict) else None
     until = _unix_seconds(bounds.get("lte")) if isinstance(bounds, dict) else None
     both = since is not None and until is not None
     return FindMessagesQuery(
-        remote_jid=key.get("remoteJid") or None, message_id=key.get("id") or None,
-        since=since if both else None, until=until if both else None, page=max(1, page), page_size=max(1, page_size),
+        remote_jid=key.get("remoteJid") or None,
+        message_id=key.get("id") or None,
+        since=since if both else None,
+        until=until if both else None,
+        page=max(1, page),
+        page_size=max(1, page_size),
     )
 
 
 def find_messages_page(records: list[dict[str, Any]], *, page: int, page_size: int, instance_id: str) -> dict[str, Any]:
     """`{"messages": {total, pages, currentPage, records}}` with Prisma `Message` rows, newest first."""
-    chunk = records[(page - 1) * page_size: page * page_size]
+    chunk = records[(page - 1) * page_size : page * page_size]
     rows = []
     for record in chunk:
         reached = ACK_STATUSES[: ACK_STATUSES.index(record["status"]) + 1] if record["status"] in ACK_STATUSES else []
-        rows.append({
-            "id": record["db_id"],
-            "key": {"remoteJid": record["remote_jid"], "fromMe": True, "id": record["id"]},
-            "pushName": "Você",
-            "messageType": "conversation",
-            "message": {"conversation": record["text"]},
-            "messageTimestamp": record["timestamp"],
-            "instanceId": instance_id,
-            "source": "web",
-            "contextInfo": None,
-            "MessageUpdate": [{"status": status} for status in reached],
-        })
-    return {"messages": {"total": len(records), "pages": math.ceil(len(records) / page_size),
-                         "currentPage": page, "records": rows}}
+        rows.append(
+            {
+                "id": record["db_id"],
+                "key": {"remoteJid": record["remote_jid"], "fromMe": True, "id": record["id"]},
+                "pushName": "Você",
+                "messageType": "conversation",
+                "message": {"conversation": record["text"]},
+                "messageTimestamp": record["timestamp"],
+                "instanceId": instance_id,
+                "source": "web",
+                "contextInfo": None,
+                "MessageUpdate": [{"status": status} for status in reached],
+            }
+        )
+    return {
+        "messages": {
+            "total": len(records),
+            "pages": math.ceil(len(records) / page_size),
+            "currentPage": page,
+            "records": rows,
+        }
+    }
 
 
 # ----------------------------------------------------------------------------- §4 webhooks
@@ -331,8 +387,15 @@ def evolution_date_time(now: datetime | None = None) -> str:
 
 
 def webhook_envelope(
-    *, event: str, instance: str, data: dict[str, Any], destination: str, sender: str, server_url: str,
-    apikey: str | None, v1: bool = False,
+    *,
+    event: str,
+    instance: str,
+    data: dict[str, Any],
+    destination: str,
+    sender: str,
+    server_url: str,
+    apikey: str | None,
+    v1: bool = False,
 ) -> dict[str, Any]:
     envelope: dict[str, Any] = {
         "event": event,
@@ -373,8 +436,15 @@ def messages_update_data_v1(*, message_id: str, jid: str, status: str, owner: st
 
 
 def messages_upsert_data(
-    *, message_id: str, jid: str, text: str, push_name: str, instance_id: str, owner: str,
-    quoted_id: str | None = None, v1: bool = False,
+    *,
+    message_id: str,
+    jid: str,
+    text: str,
+    push_name: str,
+    instance_id: str,
+    owner: str,
+    quoted_id: str | None = None,
+    v1: bool = False,
 ) -> dict[str, Any]:
     timestamp = int(time.time())
     if v1:
@@ -409,8 +479,9 @@ def evolution_state(state: str) -> str:
     return "connecting" if state == "qr" else state
 
 
-def connection_update_data(*, name: str, state: str, owner_number: str, profile_name: str,
-                           logged_out: bool = False) -> dict[str, Any]:
+def connection_update_data(
+    *, name: str, state: str, owner_number: str, profile_name: str, logged_out: bool = False
+) -> dict[str, Any]:
     reason = 200 if state == "open" else LOGGED_OUT_STATUS_REASON if logged_out else CLOSE_STATUS_REASON
     data: dict[str, Any] = {"instance": name, "state": evolution_state(state), "statusReason": reason}
     if state == "open":

@@ -3,10 +3,12 @@ flip fault switches, read what the sandbox received, trigger inbound replies, sc
 log a number out from "the phone", reset. Not part of any provider's contract; plain JSON,
 errors as `{"error": "..."}`. No authentication: the sandbox binds to loopback by default and is
 a test and local-run tool only (docs/providers.md lists them all)."""
+
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .http_handler import BodyError, Request, Response
@@ -160,8 +162,10 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Response]]]] = [
     (re.compile(r"^/reset$"), {"POST": reset}),
     (re.compile(r"^/clear$"), {"POST": clear}),
     (re.compile(r"^/instances$"), {"GET": list_instances, "POST": create_instance}),
-    (re.compile(r"^/instances/(?P<name>[^/]+)$"),
-     {"GET": get_instance, "PATCH": configure_instance, "POST": configure_instance, "DELETE": delete_instance}),
+    (
+        re.compile(r"^/instances/(?P<name>[^/]+)$"),
+        {"GET": get_instance, "PATCH": configure_instance, "POST": configure_instance, "DELETE": delete_instance},
+    ),
     (re.compile(r"^/instances/(?P<name>[^/]+)/inbound$"), {"POST": inbound}),
     (re.compile(r"^/instances/(?P<name>[^/]+)/scan$"), {"POST": scan}),
     (re.compile(r"^/instances/(?P<name>[^/]+)/logout$"), {"POST": phone_logout}),
@@ -172,7 +176,7 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Response]]]] = [
 
 
 def handle(app: SandboxApp, request: Request) -> Response:
-    path = request.path[len(PREFIX):].rstrip("/") or "/"
+    path = request.path[len(PREFIX) :].rstrip("/") or "/"
     for pattern, views in _ROUTES:
         match = pattern.match(path)
         if not match:

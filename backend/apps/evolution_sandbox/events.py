@@ -4,6 +4,7 @@ of each accepted message (Evolution `send.message`, WAHA `message.any`), deliver
 instance was told `ack_error_next`), connection changes (Evolution `connection.update`, plus
 `logout.instance` on a logout; WAHA `session.status`), and inbound replies on request (Evolution
 `messages.upsert`, WAHA `message` and `message.any`)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,11 +21,15 @@ class EventSimulator:
         self.scheduler = scheduler
         self.emitter = emitter
 
-    def message_sent(self, instance: SandboxInstance, record: dict[str, Any], response: dict[str, Any], *,
-                     refused: bool = False) -> None:
+    def message_sent(
+        self, instance: SandboxInstance, record: dict[str, Any], response: dict[str, Any], *, refused: bool = False
+    ) -> None:
         if instance.provider == "waha":
-            self.emitter.emit(instance.name, "message.any",
-                              waha_contract.outgoing_message(record=record, owner_number=instance.owner_number, ack=0))
+            self.emitter.emit(
+                instance.name,
+                "message.any",
+                waha_contract.outgoing_message(record=record, owner_number=instance.owner_number, ack=0),
+            )
         else:
             self.emitter.emit(instance.name, "send.message", response)
         if self.state.take_ack_error(instance.name) or refused:
@@ -40,7 +45,9 @@ class EventSimulator:
             delay = instance.ack_delays.get(status)
             if delay is None:  # e.g. READ off: the recipient has read receipts disabled
                 continue
-            self.scheduler.call_later(max(0.0, delay - elapsed), self._ack, instance, record, position, max(delay, elapsed))
+            self.scheduler.call_later(
+                max(0.0, delay - elapsed), self._ack, instance, record, position, max(delay, elapsed)
+            )
             return
 
     def _ack(self, instance: SandboxInstance, record: dict[str, Any], index: int, elapsed: float) -> None:
@@ -51,15 +58,33 @@ class EventSimulator:
         if self.state.set_message_status(record["id"], status) is None:
             return False  # cleared meanwhile: the sandbox was reset
         if instance.provider == "waha":
-            self.emitter.emit(instance.name, "message.ack", waha_contract.ack_payload(
-                record=record, owner_number=instance.owner_number, ack=waha_contract.ACK_OF_STATUS[status]))
+            self.emitter.emit(
+                instance.name,
+                "message.ack",
+                waha_contract.ack_payload(
+                    record=record, owner_number=instance.owner_number, ack=waha_contract.ACK_OF_STATUS[status]
+                ),
+            )
         elif instance.api_version == "v1":
-            self.emitter.emit(instance.name, "messages.update", contract.messages_update_data_v1(
-                message_id=record["id"], jid=record["remote_jid"], status=status, owner=instance.name))
+            self.emitter.emit(
+                instance.name,
+                "messages.update",
+                contract.messages_update_data_v1(
+                    message_id=record["id"], jid=record["remote_jid"], status=status, owner=instance.name
+                ),
+            )
         else:
-            self.emitter.emit(instance.name, "messages.update", contract.messages_update_data_v2(
-                message_id=record["id"], jid=record["remote_jid"], status=status, instance_id=instance.id,
-                db_id=record["db_id"]))
+            self.emitter.emit(
+                instance.name,
+                "messages.update",
+                contract.messages_update_data_v2(
+                    message_id=record["id"],
+                    jid=record["remote_jid"],
+                    status=status,
+                    instance_id=instance.id,
+                    db_id=record["db_id"],
+                ),
+            )
         return True
 
     def state_changed(self, instance: SandboxInstance, previous: str, *, logged_out: bool = False) -> None:
@@ -67,28 +92,43 @@ class EventSimulator:
             return
         if instance.provider == "waha":
             if waha_contract.SESSION_STATUS[instance.state] != waha_contract.SESSION_STATUS[previous] or logged_out:
-                self.emitter.emit(instance.name, "session.status",
-                                  waha_contract.session_status_payload(instance.name, instance.state))
+                self.emitter.emit(
+                    instance.name, "session.status", waha_contract.session_status_payload(instance.name, instance.state)
+                )
             return
         if contract.evolution_state(instance.state) == contract.evolution_state(previous) and not logged_out:
             return
         if logged_out:
             self.emitter.emit(instance.name, "logout.instance", {"instance": instance.name})
         data = contract.connection_update_data(
-            name=instance.name, state=instance.state, owner_number=instance.owner_number,
-            profile_name=instance.profile_name, logged_out=logged_out,
+            name=instance.name,
+            state=instance.state,
+            owner_number=instance.owner_number,
+            profile_name=instance.profile_name,
+            logged_out=logged_out,
         )
         self.emitter.emit(instance.name, "connection.update", data)
 
     def inbound(
-        self, instance: SandboxInstance, *, number: str, text: str, push_name: str = "Cliente", reply_to: str | None = None
+        self,
+        instance: SandboxInstance,
+        *,
+        number: str,
+        text: str,
+        push_name: str = "Cliente",
+        reply_to: str | None = None,
     ) -> dict[str, Any]:
         """A customer writes to the instance; returns the webhook's data (payload)."""
         message_id = "3A" + contract.new_message_id()[4:]
         if instance.provider == "waha":
             payload = waha_contract.incoming_message(
-                message_id=message_id, digits=contract.number_digits(number), text=text,
-                owner_number=instance.owner_number, push_name=push_name, quoted_id=reply_to)
+                message_id=message_id,
+                digits=contract.number_digits(number),
+                text=text,
+                owner_number=instance.owner_number,
+                push_name=push_name,
+                quoted_id=reply_to,
+            )
             self.emitter.emit(instance.name, "message", payload)
             self.emitter.emit(instance.name, "message.any", payload)
             return payload

@@ -1,6 +1,7 @@
 """The HTTP plumbing: a tiny request/response pair and the `BaseHTTPRequestHandler` that turns
 sockets into them. HTTP/1.1 with keep-alive, like the real server, so the client's connection
 pool is exercised too."""
+
 from __future__ import annotations
 
 import json
@@ -70,19 +71,19 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     # delayed ACK adds ~40 ms to every answer on a kept-alive connection.
     disable_nagle_algorithm = True
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self._dispatch()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch()
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._dispatch()
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._dispatch()
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -105,7 +106,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             response = app.handle(request)
         except Exception:  # the sandbox must answer, like the real server's error handler
             logger.exception("sandbox request failed", extra={"path": parts.path})
-            response = Response(500, {"status": 500, "error": "Internal Server Error", "response": {"message": ["sandbox error"]}})
+            response = Response(
+                500, {"status": 500, "error": "Internal Server Error", "response": {"message": ["sandbox error"]}}
+            )
         self._write(response)
 
     def _write(self, response: Response) -> None:
@@ -129,19 +132,23 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         """Status line, headers and body, one byte at a time: every read the client makes gets
         something, so only a total deadline ends the call. The connection is closed afterwards."""
         app: SandboxApp = self.server.app  # type: ignore[attr-defined]
-        head = [f"HTTP/1.1 {response.status} {self.responses.get(response.status, ('',))[0]}",
-                "Content-Type: application/json; charset=utf-8", f"Content-Length: {len(payload)}", "Connection: close",
-                *[f"{name}: {value}" for name, value in response.headers.items()]]
+        head = [
+            f"HTTP/1.1 {response.status} {self.responses.get(response.status, ('',))[0]}",
+            "Content-Type: application/json; charset=utf-8",
+            f"Content-Length: {len(payload)}",
+            "Connection: close",
+            *[f"{name}: {value}" for name, value in response.headers.items()],
+        ]
         raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
         self.close_connection = True
         try:
             for index in range(len(raw)):
-                self.wfile.write(raw[index:index + 1])
+                self.wfile.write(raw[index : index + 1])
                 self.wfile.flush()
                 if app.stopping(response.drip):
                     return
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client's deadline cut the call
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (signature of the base class)
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("sandbox %s %s", self.address_string(), format % args)

@@ -1,6 +1,7 @@
 """The QR code a provider shows while a number waits to be paired: a real QR (segno) of the
 instance's current pairing code, as a base64 PNG. Scanning it is simulated by the control API
 (`POST /_sandbox/instances/{name}/scan`), which connects the instance."""
+
 from __future__ import annotations
 
 import base64

@@ -7,11 +7,13 @@ A WAHA-mode sandbox instance does not exist here. Every request is recorded
 Pairing, as `instance.controller.ts` does it: `POST /instance/create` (global key; a QR right
 away when `qrcode` is set), `GET /instance/connect/{instance}` (the QR to scan while not
 connected), `POST /instance/restart/{instance}`, `DELETE /instance/logout/{instance}`."""
+
 from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from . import contract
@@ -180,8 +182,12 @@ def create_instance(app: SandboxApp, request: Request) -> Response:
     if webhook is not None:
         created = app.state.set_webhook(name, webhook) or created
     qrcode = _qr(app, created) if body.get("qrcode") else None
-    return Response(201, contract.create_instance_answer(name=name, instance_id=created.id, token=created.token,
-                                                         webhook=webhook, qrcode=qrcode))
+    return Response(
+        201,
+        contract.create_instance_answer(
+            name=name, instance_id=created.id, token=created.token, webhook=webhook, qrcode=qrcode
+        ),
+    )
 
 
 def find_messages(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:
@@ -197,10 +203,14 @@ def find_messages(app: SandboxApp, request: Request, instance: SandboxInstance) 
     if isinstance(query, str):
         return _reply(contract.schema_error(query))
     # The sandbox holds only messages it sent (fromMe): a `fromMe` filter keeps them all.
-    records = app.state.find_messages(instance.name, remote_jid=query.remote_jid, message_id=query.message_id,
-                                      since=query.since, until=query.until)
-    return Response(200, contract.find_messages_page(records, page=query.page, page_size=query.page_size,
-                                                     instance_id=instance.id), drip=drip)
+    records = app.state.find_messages(
+        instance.name, remote_jid=query.remote_jid, message_id=query.message_id, since=query.since, until=query.until
+    )
+    return Response(
+        200,
+        contract.find_messages_page(records, page=query.page, page_size=query.page_size, instance_id=instance.id),
+        drip=drip,
+    )
 
 
 def fetch_instances(app: SandboxApp, request: Request) -> Response:
@@ -216,9 +226,7 @@ def fetch_instances(app: SandboxApp, request: Request) -> Response:
             if not instances:
                 return Response(404, contract.error_body(404, [f'Instance "{name}" not found']))
     elif key:
-        instances = [
-            instance for instance in app.state.find_by_token(key) if name is None or instance.name == name
-        ]
+        instances = [instance for instance in app.state.find_by_token(key) if name is None or instance.name == name]
         if not instances:
             return _reply(contract.unauthorized())
     else:
@@ -238,8 +246,13 @@ def _validate_webhook(body: Any, v1: bool) -> dict[str, Any] | Response:
         body = {
             "webhook": {
                 key: body[old]
-                for key, old in (("enabled", "enabled"), ("url", "url"), ("events", "events"),
-                                 ("byEvents", "webhook_by_events"), ("base64", "webhook_base64"))
+                for key, old in (
+                    ("enabled", "enabled"),
+                    ("url", "url"),
+                    ("events", "events"),
+                    ("byEvents", "webhook_by_events"),
+                    ("base64", "webhook_base64"),
+                )
                 if old in body
             }
         }
@@ -251,14 +264,24 @@ def _validate_webhook(body: Any, v1: bool) -> dict[str, Any] | Response:
     missing = [name for name in ("enabled", "url") if name not in hook]
     if missing:
         return _reply(contract.schema_error(*[f'webhook requires property "{name}"' for name in missing]))
-    for name, kind, label in (("enabled", bool, "boolean"), ("url", str, "string"), ("byEvents", bool, "boolean"),
-                              ("base64", bool, "boolean"), ("headers", dict, "object"), ("events", list, "array")):
+    for name, kind, label in (
+        ("enabled", bool, "boolean"),
+        ("url", str, "string"),
+        ("byEvents", bool, "boolean"),
+        ("base64", bool, "boolean"),
+        ("headers", dict, "object"),
+        ("events", list, "array"),
+    ):
         if name in hook and hook[name] is not None and not isinstance(hook[name], kind):
             return _reply(contract.schema_error(f"webhook.{name} is not of a type(s) {label}"))
     events = list(hook.get("events") or [])
     for index, event in enumerate(events):
         if event not in contract.WEBHOOK_EVENTS:
-            return _reply(contract.schema_error(f"webhook.events[{index}] is not one of enum values: {', '.join(contract.WEBHOOK_EVENTS)}"))
+            return _reply(
+                contract.schema_error(
+                    f"webhook.events[{index}] is not one of enum values: {', '.join(contract.WEBHOOK_EVENTS)}"
+                )
+            )
     url = urlsplit(hook["url"])
     if url.scheme not in ("http", "https") or not url.hostname:
         return _reply(contract.bad_request('Invalid "url" property'))

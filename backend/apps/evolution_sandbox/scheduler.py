@@ -1,6 +1,7 @@
 """Run callables later, on a few daemon threads: the sandbox's delayed work (delivery receipts
 after configurable delays, webhook deliveries and their retries) without blocking the HTTP
 request that caused it, and without keeping the process alive at exit."""
+
 from __future__ import annotations
 
 import heapq
@@ -9,7 +10,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 

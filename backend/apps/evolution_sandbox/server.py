@@ -5,6 +5,7 @@ Options fall back to the environment: EVOLUTION_SANDBOX_HOST (127.0.0.1),
 EVOLUTION_SANDBOX_PORT (8081), EVOLUTION_SANDBOX_API_KEY (sandbox-global-key),
 EVOLUTION_SANDBOX_INSTANCES ("demo:token,other:token2"), EVOLUTION_SANDBOX_NOT_ON_WHATSAPP.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 from .app import SandboxApp
 from .http_handler import SandboxRequestHandler
@@ -63,20 +64,44 @@ def parse_instances(values: list[str]) -> list[tuple[str, str | None]]:
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="python -m apps.evolution_sandbox.server", description=__doc__)
     env = os.environ
-    parser.add_argument("--host", default=env.get("EVOLUTION_SANDBOX_HOST", DEFAULT_HOST),
-                        help="interface to bind (default loopback; anything else is exposed to the network)")
-    parser.add_argument("--port", type=int, default=int(env.get("EVOLUTION_SANDBOX_PORT", DEFAULT_PORT)),
-                        help="port (0 picks a free one; see --ready-file)")
-    parser.add_argument("--api-key", default=env.get("EVOLUTION_SANDBOX_API_KEY", DEFAULT_API_KEY),
-                        help="the global API key (AUTHENTICATION_API_KEY of the real server)")
-    parser.add_argument("--instance", action="append", default=None, metavar="NAME:TOKEN",
-                        help="create an instance at startup (repeatable)")
-    parser.add_argument("--not-on-whatsapp", action="append", default=None, metavar="NUMBER",
-                        help="a number the sandbox answers 400 exists:false for (repeatable)")
-    parser.add_argument("--server-url", default=env.get("EVOLUTION_SANDBOX_SERVER_URL", ""),
-                        help="server_url in webhook envelopes (default: the bound address)")
-    parser.add_argument("--ready-file", default=None,
-                        help="write {host, port, pid, base_url} as JSON here once listening")
+    parser.add_argument(
+        "--host",
+        default=env.get("EVOLUTION_SANDBOX_HOST", DEFAULT_HOST),
+        help="interface to bind (default loopback; anything else is exposed to the network)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env.get("EVOLUTION_SANDBOX_PORT", DEFAULT_PORT)),
+        help="port (0 picks a free one; see --ready-file)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=env.get("EVOLUTION_SANDBOX_API_KEY", DEFAULT_API_KEY),
+        help="the global API key (AUTHENTICATION_API_KEY of the real server)",
+    )
+    parser.add_argument(
+        "--instance",
+        action="append",
+        default=None,
+        metavar="NAME:TOKEN",
+        help="create an instance at startup (repeatable)",
+    )
+    parser.add_argument(
+        "--not-on-whatsapp",
+        action="append",
+        default=None,
+        metavar="NUMBER",
+        help="a number the sandbox answers 400 exists:false for (repeatable)",
+    )
+    parser.add_argument(
+        "--server-url",
+        default=env.get("EVOLUTION_SANDBOX_SERVER_URL", ""),
+        help="server_url in webhook envelopes (default: the bound address)",
+    )
+    parser.add_argument(
+        "--ready-file", default=None, help="write {host, port, pid, base_url} as JSON here once listening"
+    )
     parser.add_argument("--log-level", default=env.get("EVOLUTION_SANDBOX_LOG_LEVEL", "INFO"))
     return parser
 
@@ -116,8 +141,14 @@ def _is_loopback(host: str) -> bool:
 
 def serve(options: argparse.Namespace, announce: Callable[[str], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM. `announce` receives the one-line banner (stdout in commands)."""
-    instances = parse_instances(options.instance if options.instance is not None else _env_list("EVOLUTION_SANDBOX_INSTANCES"))
-    not_on_whatsapp = options.not_on_whatsapp if options.not_on_whatsapp is not None else _env_list("EVOLUTION_SANDBOX_NOT_ON_WHATSAPP")
+    instances = parse_instances(
+        options.instance if options.instance is not None else _env_list("EVOLUTION_SANDBOX_INSTANCES")
+    )
+    not_on_whatsapp = (
+        options.not_on_whatsapp
+        if options.not_on_whatsapp is not None
+        else _env_list("EVOLUTION_SANDBOX_NOT_ON_WHATSAPP")
+    )
     server = create_server(
         options.host,
         options.port,
@@ -154,7 +185,9 @@ def serve(options: argparse.Namespace, announce: Callable[[str], None] | None = 
 
 def main(argv: list[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
-    logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
     serve(options)
     return 0
 

@@ -2,6 +2,7 @@
 requests and webhook deliveries. One re-entrant lock guards all of it, because the HTTP server
 handles every request on its own thread. Lists are bounded so a long local run cannot grow
 without limit."""
+
 from __future__ import annotations
 
 import hmac
@@ -11,7 +12,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import contract
@@ -31,7 +32,7 @@ class OptionError(ValueError):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _number(value: Any, name: str, *, minimum: float = 0.0, maximum: float | None = None) -> float:
@@ -411,7 +412,11 @@ class SandboxState:
             if failing:
                 instance.fail_next = max(0, instance.fail_next - 1)
                 status = instance.failure_status
-                message = instance.failure_message if instance.failure_message is not None else _default_failure_message(status)
+                message = (
+                    instance.failure_message
+                    if instance.failure_message is not None
+                    else _default_failure_message(status)
+                )
                 return PreSendFaults(latency, None, (status, message))
             return PreSendFaults(latency, None, None)
 
@@ -454,7 +459,7 @@ class SandboxState:
             while message_id in self._message_ids:
                 message_id = contract.new_message_id(v1)
             self._message_ids.add(message_id)
-            created = datetime.now(timezone.utc)
+            created = datetime.now(UTC)
             record = {
                 "seq": next(self._seq),
                 "id": message_id,
@@ -480,12 +485,14 @@ class SandboxState:
                     return dict(record)
             return None
 
-    def find_messages(self, instance: str, *, remote_jid: str | None, message_id: str | None,
-                      since: int | None, until: int | None) -> list[dict[str, Any]]:
+    def find_messages(
+        self, instance: str, *, remote_jid: str | None, message_id: str | None, since: int | None, until: int | None
+    ) -> list[dict[str, Any]]:
         """Records of `instance` matching a findMessages filter, newest first."""
         with self.lock:
             found = [
-                dict(record) for record in self.messages
+                dict(record)
+                for record in self.messages
                 if record["instance"] == instance
                 and (remote_jid is None or record["remote_jid"] == remote_jid)
                 and (message_id is None or record["id"] == message_id)
@@ -499,7 +506,8 @@ class SandboxState:
             return [
                 dict(record)
                 for record in self.messages
-                if (instance is None or record["instance"] == instance) and (digits is None or record["number"] == digits)
+                if (instance is None or record["instance"] == instance)
+                and (digits is None or record["number"] == digits)
             ]
 
     # ------------------------------------------------------------------ request log
@@ -526,7 +534,9 @@ class SandboxState:
         with self.lock:
             entry["status"] = status
 
-    def list_requests(self, instance: str | None = None, path_contains: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
+    def list_requests(
+        self, instance: str | None = None, path_contains: str | None = None, method: str | None = None
+    ) -> list[dict[str, Any]]:
         with self.lock:
             return [
                 dict(entry)

@@ -4,6 +4,7 @@
 that fixture rather than these classes directly. No Django imports: the helpers work in any
 Python process.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,10 +16,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -59,7 +61,11 @@ class SandboxClient:
     def create_instance(self, name: str | None = None, token: str | None = None, **options: Any) -> SandboxInstanceInfo:
         """Create (or replace) an instance; a unique name and token by default. `provider="waha"`
         makes it a WAHA session (its token stands for the server's X-Api-Key)."""
-        payload = {"name": name or f"inst-{uuid.uuid4().hex[:10]}", "token": token or uuid.uuid4().hex.upper(), **options}
+        payload = {
+            "name": name or f"inst-{uuid.uuid4().hex[:10]}",
+            "token": token or uuid.uuid4().hex.upper(),
+            **options,
+        }
         data = self.control("POST", "/instances", payload)
         return SandboxInstanceInfo(name=data["name"], token=data["token"], data=data)
 
@@ -88,7 +94,9 @@ class SandboxClient:
         """The number's owner logs this device out from the phone."""
         return self.control("POST", f"/instances/{name}/logout")
 
-    def inbound(self, name: str, number: str, text: str, reply_to: str | None = None, push_name: str | None = None) -> dict[str, Any]:
+    def inbound(
+        self, name: str, number: str, text: str, reply_to: str | None = None, push_name: str | None = None
+    ) -> dict[str, Any]:
         payload = {"number": number, "text": text, "reply_to": reply_to, "push_name": push_name}
         return self.control("POST", f"/instances/{name}/inbound", {k: v for k, v in payload.items() if v is not None})
 
@@ -96,7 +104,9 @@ class SandboxClient:
     def messages(self, instance: str | None = None, number: str | None = None) -> list[dict[str, Any]]:
         return self.control("GET", "/messages", params={"instance": instance, "number": number})
 
-    def requests(self, instance: str | None = None, path: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
+    def requests(
+        self, instance: str | None = None, path: str | None = None, method: str | None = None
+    ) -> list[dict[str, Any]]:
         return self.control("GET", "/requests", params={"instance": instance, "path": path, "method": method})
 
     def send_requests(self, instance: str) -> list[dict[str, Any]]:
@@ -120,7 +130,9 @@ class SandboxClient:
         wait_for(lambda: self.control("GET", "/health")["pending_jobs"] == 0, timeout=timeout, what="sandbox idle")
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 5.0, interval: float = 0.02, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 5.0, interval: float = 0.02, what: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns something truthy; return it, or fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -136,7 +148,9 @@ class SandboxProcess:
     """The sandbox in its own OS process on a free loopback port (`--port 0`; the bound port
     comes back through `--ready-file`, so there is no pick-then-bind race)."""
 
-    def __init__(self, *, api_key: str = GLOBAL_API_KEY, extra_args: list[str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, *, api_key: str = GLOBAL_API_KEY, extra_args: list[str] | None = None, log_path: Path | None = None
+    ) -> None:
         self.api_key = api_key
         self.extra_args = extra_args or []
         self.log_path = log_path
@@ -149,9 +163,20 @@ class SandboxProcess:
         ready = workdir / "ready.json"
         log_path = self.log_path or workdir / "sandbox.log"
         command = [
-            sys.executable, "-m", "apps.evolution_sandbox.server",
-            "--host", "127.0.0.1", "--port", "0", "--api-key", self.api_key,
-            "--ready-file", str(ready), "--log-level", "WARNING", *self.extra_args,
+            sys.executable,
+            "-m",
+            "apps.evolution_sandbox.server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-key",
+            self.api_key,
+            "--ready-file",
+            str(ready),
+            "--log-level",
+            "WARNING",
+            *self.extra_args,
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log_path, "ab") as log:
@@ -163,7 +188,9 @@ class SandboxProcess:
             wait_for(self._answers, timeout=timeout, what="sandbox GET /")
         except TimeoutError as exc:
             self.stop()
-            raise SandboxError(f"sandbox did not start: {exc}; log: {log_path.read_text(errors='replace')[-2000:]}") from exc
+            raise SandboxError(
+                f"sandbox did not start: {exc}; log: {log_path.read_text(errors='replace')[-2000:]}"
+            ) from exc
         return self
 
     def _ready_info(self, ready: Path) -> dict[str, Any] | None:
@@ -207,18 +234,23 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
                     status = receiver.statuses[min(len(receiver.received), len(receiver.statuses) - 1)]
                     receiver.received.append(
-                        {"path": self.path, "headers": dict(self.headers.items()), "json": json.loads(body or b"null"), "status": status}
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers.items()),
+                            "json": json.loads(body or b"null"),
+                            "status": status,
+                        }
                     )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -240,5 +272,8 @@ class WebhookReceiver:
             return [item["json"] for item in self.received if event is None or item["json"].get("event") == event]
 
     def wait_for(self, count: int, event: str | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
-        return wait_for(lambda: (found := self.events(event)) and len(found) >= count and found, timeout=timeout,
-                        what=f"{count} webhook(s) {event or ''}")
+        return wait_for(
+            lambda: (found := self.events(event)) and len(found) >= count and found,
+            timeout=timeout,
+            what=f"{count} webhook(s) {event or ''}",
+        )

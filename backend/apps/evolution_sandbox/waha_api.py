@@ -8,11 +8,13 @@ same fault switches as the Evolution routes apply: latency, 429 + Retry-After, f
 hangs, drips, and an ambiguous answer (a 500 after the message went out). Every request is
 recorded, with the session as its instance.
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from . import contract, waha_contract
@@ -38,8 +40,13 @@ def _status(instance: SandboxInstance) -> str:
 
 
 def _info(instance: SandboxInstance) -> dict[str, Any]:
-    return waha_contract.session_info(name=instance.name, state=instance.state, config=instance.session_config,
-                                      owner_number=instance.owner_number, profile_name=instance.profile_name)
+    return waha_contract.session_info(
+        name=instance.name,
+        state=instance.state,
+        config=instance.session_config,
+        owner_number=instance.owner_number,
+        profile_name=instance.profile_name,
+    )
 
 
 def _move(app: SandboxApp, instance: SandboxInstance, state: str, *, logged_out: bool = False) -> SandboxInstance:
@@ -66,8 +73,9 @@ def send_text(app: SandboxApp, request: Request, instance: SandboxInstance) -> R
     faults = app.state.take_pre_send_faults(instance.name)
     app.sleep(faults.latency)
     if faults.retry_after is not None:
-        return _reply(waha_contract.error(429, "Too Many Requests"),
-                      {"Retry-After": str(int(math.ceil(faults.retry_after)))})
+        return _reply(
+            waha_contract.error(429, "Too Many Requests"), {"Retry-After": str(int(math.ceil(faults.retry_after)))}
+        )
     if faults.failure is not None:
         status, message = faults.failure
         return _reply(waha_contract.error(status, message if isinstance(message, str) else "Internal server error"))
@@ -81,8 +89,9 @@ def send_text(app: SandboxApp, request: Request, instance: SandboxInstance) -> R
         return _reply(waha_contract.not_working(instance.name, _status(instance)))
     digits = contract.number_digits(body["chatId"])
     record = app.state.record_message(instance, number=digits, jid=waha_contract.chat_id(digits), text=body["text"])
-    payload = waha_contract.send_response(message_id=record["id"], digits=digits, text=body["text"],
-                                          timestamp=record["timestamp"])
+    payload = waha_contract.send_response(
+        message_id=record["id"], digits=digits, text=body["text"], timestamp=record["timestamp"]
+    )
     # WAHA sends to any chat id; WhatsApp refuses a number it does not have (an ERROR receipt).
     app.events.message_sent(instance, record, payload, refused=not app.state.is_on_whatsapp(digits))
     after = app.state.take_post_send_faults(instance.name)
@@ -119,14 +128,21 @@ def chat_messages(app: SandboxApp, request: Request, instance: SandboxInstance, 
         until_value = int(until) if until is not None else None
     except ValueError:
         return _reply(waha_contract.validation_error("limit, offset and filter.timestamp.* must be integers"))
-    records = [record for record in app.state.find_messages(instance.name, remote_jid=unquote(chat), message_id=None,
-                                                            since=None, until=None)
-               if (since_value is None or record["timestamp"] >= since_value)
-               and (until_value is None or record["timestamp"] <= until_value)]
-    page = records[offset:offset + max(limit, 0)]
-    answer = [waha_contract.outgoing_message(record=record, owner_number=instance.owner_number,
-                                             ack=waha_contract.ACK_OF_STATUS.get(record["status"], 0))
-              for record in page]
+    records = [
+        record
+        for record in app.state.find_messages(
+            instance.name, remote_jid=unquote(chat), message_id=None, since=None, until=None
+        )
+        if (since_value is None or record["timestamp"] >= since_value)
+        and (until_value is None or record["timestamp"] <= until_value)
+    ]
+    page = records[offset : offset + max(limit, 0)]
+    answer = [
+        waha_contract.outgoing_message(
+            record=record, owner_number=instance.owner_number, ack=waha_contract.ACK_OF_STATUS.get(record["status"], 0)
+        )
+        for record in page
+    ]
     return Response(200, answer, drip=drip)
 
 
@@ -264,6 +280,12 @@ def handle(app: SandboxApp, request: Request) -> Response:
 
 
 def _log(app: SandboxApp, request: Request, name: str | None, instance: SandboxInstance | None) -> dict[str, Any]:
-    return app.state.log_request(method=request.method, path=request.path, instance=name, body=request.recorded_body(),
-                                 auth=_auth_kind(app, request, instance), user_agent=request.header("user-agent") or "",
-                                 peer=request.peer)
+    return app.state.log_request(
+        method=request.method,
+        path=request.path,
+        instance=name,
+        body=request.recorded_body(),
+        auth=_auth_kind(app, request, instance),
+        user_agent=request.header("user-agent") or "",
+        peer=request.peer,
+    )

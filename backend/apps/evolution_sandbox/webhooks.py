@@ -13,6 +13,7 @@ once, so the signature covers exactly the bytes sent), retried per its `retries`
 Deliveries run on the scheduler's single worker, so a receiver sees events in the order they
 happened.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,11 @@ class WebhookEmitter:
         if contract.event_config_name(event) not in (webhook.get("events") or []):
             return None
         v1 = instance.api_version == "v1"
-        url = webhook["url"].rstrip("/") + "/" + contract.event_path_suffix(event) if webhook.get("byEvents") else webhook["url"]
+        url = (
+            webhook["url"].rstrip("/") + "/" + contract.event_path_suffix(event)
+            if webhook.get("byEvents")
+            else webhook["url"]
+        )
         config = self.state.config
         envelope = contract.webhook_envelope(
             event=event,
@@ -77,8 +82,12 @@ class WebhookEmitter:
             headers.update(custom)
             if jwt_key:
                 headers["Authorization"] = f"Bearer {hs256.webhook_token(jwt_key)}"
-        retry = {"attempts": 1 if v1 else config.webhook_retry_attempts, "base": config.webhook_retry_base,
-                 "max": config.webhook_retry_max, "no_retry": sorted(NO_RETRY_STATUSES)}
+        retry = {
+            "attempts": 1 if v1 else config.webhook_retry_attempts,
+            "base": config.webhook_retry_base,
+            "max": config.webhook_retry_max,
+            "no_retry": sorted(NO_RETRY_STATUSES),
+        }
         return self._queue(instance, event, url, headers, envelope, json.dumps(envelope, ensure_ascii=False), retry)
 
     # ------------------------------------------------------------------ WAHA
@@ -88,25 +97,42 @@ class WebhookEmitter:
             events = hook.get("events") or []
             if event not in events and "*" not in events:
                 continue
-            envelope = waha_contract.envelope(event=event, session=instance.name, payload=payload,
-                                              owner_number=instance.owner_number, profile_name=instance.profile_name)
+            envelope = waha_contract.envelope(
+                event=event,
+                session=instance.name,
+                payload=payload,
+                owner_number=instance.owner_number,
+                profile_name=instance.profile_name,
+            )
             body = json.dumps(envelope, ensure_ascii=False)
-            headers = waha_contract.webhook_headers(body=body.encode("utf-8"),
-                                                    hmac_key=(hook.get("hmac") or {}).get("key"))
+            headers = waha_contract.webhook_headers(
+                body=body.encode("utf-8"), hmac_key=(hook.get("hmac") or {}).get("key")
+            )
             for custom in hook.get("customHeaders") or []:
                 headers[str(custom.get("name"))] = str(custom.get("value"))
             policy = hook.get("retries") or {}
             delay = float(policy.get("delaySeconds") or 2)
             exponential = policy.get("policy", "exponential") == "exponential"
-            retry = {"attempts": int(policy.get("attempts") or 1), "base": delay,
-                     "max": 300.0 if exponential else delay,
-                     "no_retry": sorted(waha_contract.NO_RETRY_STATUSES)}
+            retry = {
+                "attempts": int(policy.get("attempts") or 1),
+                "base": delay,
+                "max": 300.0 if exponential else delay,
+                "no_retry": sorted(waha_contract.NO_RETRY_STATUSES),
+            }
             entries.append(self._queue(instance, event, hook["url"], headers, envelope, body, retry))
         return entries
 
     # ------------------------------------------------------------------ delivery
-    def _queue(self, instance: SandboxInstance, event: str, url: str, headers: dict[str, str],
-               envelope: dict[str, Any], body: str, retry: dict[str, Any]) -> dict[str, Any]:
+    def _queue(
+        self,
+        instance: SandboxInstance,
+        event: str,
+        url: str,
+        headers: dict[str, str],
+        envelope: dict[str, Any],
+        body: str,
+        retry: dict[str, Any],
+    ) -> dict[str, Any]:
         entry = self.state.log_webhook(
             {
                 "instance": instance.name,
@@ -132,8 +158,9 @@ class WebhookEmitter:
         config = self.state.config
         retry = entry["retry"]
         attempt = entry["attempts"] + 1
-        request = urllib.request.Request(entry["url"], data=entry["body"].encode("utf-8"), headers=entry["headers"],
-                                         method="POST")
+        request = urllib.request.Request(
+            entry["url"], data=entry["body"].encode("utf-8"), headers=entry["headers"], method="POST"
+        )
         status: int | None = None
         error: str | None = None
         try:
@@ -147,14 +174,25 @@ class WebhookEmitter:
         delivered = status is not None and 200 <= status < 300
         again = not delivered and status not in retry["no_retry"] and attempt < retry["attempts"]
         self.state.update_webhook(
-            entry, attempts=attempt, status=status, error=error, delivered=delivered, gave_up=not delivered and not again
+            entry,
+            attempts=attempt,
+            status=status,
+            error=error,
+            delivered=delivered,
+            gave_up=not delivered and not again,
         )
         if delivered:
             return
         logger.info(
             "sandbox webhook delivery failed",
-            extra={"event": entry["event"], "url": entry["url"], "status": status, "error": error, "attempt": attempt,
-                   "retry": again},
+            extra={
+                "event": entry["event"],
+                "url": entry["url"],
+                "status": status,
+                "error": error,
+                "attempt": attempt,
+                "retry": again,
+            },
         )
         if again:
             delay = min(retry["base"] * 2 ** (attempt - 1), retry["max"])

@@ -1,5 +1,6 @@
 """Data-subject requests in the admin: the tenant's staff answer a person's request (export
 or erase) and see the requests answered so far (read-only: they are audit events)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -57,23 +58,31 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
         if request.method == "POST" and form.is_valid():
             tenant = form.cleaned_data["tenant"] if superuser else tenant_of(request)
             try:
-                return self._answer(request, tenant=tenant, phone=form.cleaned_data["phone"],
-                                    action=form.cleaned_data["action"])
+                return self._answer(
+                    request, tenant=tenant, phone=form.cleaned_data["phone"], action=form.cleaned_data["action"]
+                )
             except ApplicationError as exc:
                 form.add_error("phone" if exc.status_code == 400 else None, exc.message)
-        context = {**self.admin_site.each_context(request), "title": "Answer a data-subject request",
-                   "opts": self.opts, "form": form}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Answer a data-subject request",
+            "opts": self.opts,
+            "form": form,
+        }
         return TemplateResponse(request, "admin/privacy/datasubjectrequest/request_form.html", context)
 
     def _answer(self, request: HttpRequest, *, tenant: Tenant, phone: str, action: str) -> HttpResponse:
         actor = Actor.of_request(request)
         if action == "export":
-            response = JsonResponse(export_request(tenant=tenant, raw_phone=phone, actor=actor),
-                                    json_dumps_params={"ensure_ascii": False, "indent": 2})
+            response = JsonResponse(
+                export_request(tenant=tenant, raw_phone=phone, actor=actor),
+                json_dumps_params={"ensure_ascii": False, "indent": 2},
+            )
             response["Content-Disposition"] = 'attachment; filename="data-subject.json"'
             response["Cache-Control"] = "no-store"
             return response
         counts = erase_request(tenant=tenant, raw_phone=phone, actor=actor)
-        self.message_user(request, f"Erased: {sum(counts.values())} row(s) changed; the opt-out is kept.",
-                          messages.SUCCESS)
+        self.message_user(
+            request, f"Erased: {sum(counts.values())} row(s) changed; the opt-out is kept.", messages.SUCCESS
+        )
         return HttpResponseRedirect(reverse("admin:privacy_datasubjectrequest_changelist"))

@@ -1,4 +1,5 @@
 """OpenAPI texts and examples of the data-subject endpoints."""
+
 from __future__ import annotations
 
 from apps.billing.api_docs import ERROR_RESPONSES_READ, _error
@@ -19,24 +20,57 @@ ERASE_DESCRIPTION = (
 )
 ERRORS = {
     **{status: response for status, response in ERROR_RESPONSES_READ.items() if status != 404},  # unknown: empty
-    400: _error("The phone cannot be read (invalid_phone, invalid_country, empty_phone, not_mobile)",
-                "invalid_phone", "This is not a valid phone number."),
+    400: _error(
+        "The phone cannot be read (invalid_phone, invalid_country, empty_phone, not_mobile)",
+        "invalid_phone",
+        "This is not a valid phone number.",
+    ),
 }
 ERRORS_ERASE = {
     **ERRORS,
-    409: _error("A message to the phone is in flight; nothing was changed", "data_subject_in_flight",
-                "A message to this number is being delivered right now; ask again in a minute.",
-                {"in_flight": 1, "retry_after": 60}),
+    409: _error(
+        "A message to the phone is in flight; nothing was changed",
+        "data_subject_in_flight",
+        "A message to this number is being delivered right now; ask again in a minute.",
+        {"in_flight": 1, "retry_after": 60},
+    ),
 }
 EXPORT_EXAMPLE = {
     "phone": "+5511987654321",
-    "tenant": {"name": "Clínica Exemplo", "creditor_legal_name": "Clínica Exemplo Ltda.",
-               "privacy_contact": "dpo@clinica.example", "legal_basis": "credit_protection", "retention_days": 180},
+    "tenant": {
+        "name": "Clínica Exemplo",
+        "creditor_legal_name": "Clínica Exemplo Ltda.",
+        "privacy_contact": "dpo@clinica.example",
+        "legal_basis": "credit_protection",
+        "retention_days": 180,
+    },
     "generated_at": "2026-03-10T14:00:00+00:00",
-    "billing_contacts": [{"id": 12, "phone": "+5511987654321", "name": "Maria Silva", "status": "delivered",
-                          "rendered_message": "Olá, Maria! …", "variables": {"valor": "R$ 150,00"}}],
-    "campaign_contacts": [], "conversations": [], "conversation_replies": [], "opt_out": [], "callbacks": [],
+    "billing_contacts": [
+        {
+            "id": 12,
+            "phone": "+5511987654321",
+            "name": "Maria Silva",
+            "status": "delivered",
+            "rendered_message": "Olá, Maria! …",
+            "variables": {"valor": "R$ 150,00"},
+        }
+    ],
+    "campaign_contacts": [],
+    "conversations": [],
+    "conversation_replies": [],
+    "opt_out": [],
+    "callbacks": [],
     "charges": [],
 }
-ERASE_EXAMPLE = {"erased": {"opt_out_hashed": 1, "contacts_skipped": 0, "charges_cancelled": 1, "billing_contacts": 3,
-                            "campaign_contacts": 3, "charges": 2, "conversations": 1, "callbacks": 0}}
+ERASE_EXAMPLE = {
+    "erased": {
+        "opt_out_hashed": 1,
+        "contacts_skipped": 0,
+        "charges_cancelled": 1,
+        "billing_contacts": 3,
+        "campaign_contacts": 3,
+        "charges": 2,
+        "conversations": 1,
+        "callbacks": 0,
+    }
+}

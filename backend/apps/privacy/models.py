@@ -1,5 +1,6 @@
 """Data-subject requests are audit events (apps/audit): this proxy gives them their own admin
 page, where staff answer a person's request for their data or its erasure."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -27,3 +28,6 @@ class RetentionProgress(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "target"], name="retention_progress_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.target} (tenant {self.tenant_id})"

@@ -1,4 +1,5 @@
 """Privacy routes, mounted beside billing's (`/api/v1/billing/`)."""
+
 from django.urls import path
 
 from . import views

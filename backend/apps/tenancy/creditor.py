@@ -7,6 +7,7 @@ the send worker adds to every render, like the dates it computes: templates prin
 `00.000.000/0000-00`). A collection template (overdue, upcoming) that does not print both on
 every path is refused when saved (`missing_creditor_variables`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -1,4 +1,5 @@
 """Tenants: every other table points here, and every query filters by it."""
+
 from __future__ import annotations
 
 import uuid
@@ -29,9 +30,7 @@ class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
-    timezone = models.CharField(
-        max_length=64, default=settings.DEFAULT_TENANT_TIMEZONE, validators=[validate_timezone]
-    )
+    timezone = models.CharField(max_length=64, default=settings.DEFAULT_TENANT_TIMEZONE, validators=[validate_timezone])
     is_active = models.BooleanField(default=True)
 
     # Creditor identification (CDC art. 42-A): printed by every collection message.
@@ -44,7 +43,9 @@ class Tenant(models.Model):
 
     # LGPD: the tenant is the controller; these are its records for this processing.
     legal_basis = models.CharField(
-        max_length=30, choices=LegalBasis.choices, default=LegalBasis.CREDIT_PROTECTION,
+        max_length=30,
+        choices=LegalBasis.choices,
+        default=LegalBasis.CREDIT_PROTECTION,
         help_text="Legal basis (LGPD art. 7) for messaging these customers.",
     )
     legal_basis_notes = models.TextField(
@@ -54,7 +55,8 @@ class Tenant(models.Model):
         max_length=200, blank=True, help_text="The controller's data-protection officer (encarregado) or channel."
     )
     retention_days = models.PositiveIntegerField(
-        default=180, validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        default=180,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
         help_text="Days message texts, rendered messages, variables and reply texts are kept (then removed).",
     )
 
@@ -88,9 +90,7 @@ class Tenant(models.Model):
 class Membership(models.Model):
     """Attaches a staff user to one tenant; the admin then shows only that tenant's rows."""
 
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_membership"
-    )
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_membership")
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     created_at = models.DateTimeField(auto_now_add=True)
 

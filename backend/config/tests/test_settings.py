@@ -1,4 +1,5 @@
 """Settings refuse unsafe or unsupported configurations at start-up."""
+
 import os
 import subprocess
 import sys

@@ -1,6 +1,7 @@
 """The audit trail: who paused a queue, issued or revoked a key, edited a template, a cadence or
 an instance — recorded with the actor and IP, visible to the tenant's staff in the admin, and
 append-only for everyone (the admin offers nothing, the database refuses UPDATE and DELETE)."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,8 +32,10 @@ def events(action: str):
 
 
 def test_pausing_a_queue_through_the_api_records_the_key_and_the_ip(api, other_api):
-    response = api.send("notification", {"external_id": "q", "contacts": [
-        {"phone": "+5511987650001", "name": "Ana", "variables": {"message": "x"}}]})
+    response = api.send(
+        "notification",
+        {"external_id": "q", "contacts": [{"phone": "+5511987650001", "name": "Ana", "variables": {"message": "x"}}]},
+    )
     assert response.status_code == 202, response.content[:300]
     body = response.json()
     control = f"/api/v1/billing/queue/{body['queue_id']}/control"
@@ -44,8 +47,11 @@ def test_pausing_a_queue_through_the_api_records_the_key_and_the_ip(api, other_a
     assert [e.action for e in recorded] == ["queue.paused", "queue.resumed", "queue.cancelled"]
     first = recorded[0]
     assert (first.actor_kind, first.actor_id, first.actor_label) == ("api_key", str(api.key.pk), api.key.display_prefix)
-    assert (first.tenant_id, first.object_type, first.object_id) == (api.tenant.pk, "billing.billingqueue",
-                                                                     body["queue_id"])
+    assert (first.tenant_id, first.object_type, first.object_id) == (
+        api.tenant.pk,
+        "billing.billingqueue",
+        body["queue_id"],
+    )
     assert first.ip == "127.0.0.1"  # no trusted proxy in front: X-Forwarded-For is not believed
 
 
@@ -53,7 +59,9 @@ def test_cadence_edits_through_the_api_are_recorded(api):
     assert api.post("/api/v1/billing/cadences", {"name": "Régua", "steps": [{"offset_days": 1}]}).status_code == 201
     assert api.client.delete("/api/v1/billing/cadences/Régua", HTTP_X_BILLING_API_KEY=api.raw_key).status_code == 204
     assert [e.action for e in AuditEvent.objects.filter(action__startswith="cadence.").order_by("id")] == [
-        "cadence.saved", "cadence.deleted"]
+        "cadence.saved",
+        "cadence.deleted",
+    ]
 
 
 def test_keys_issued_and_revoked_in_the_admin_are_recorded_with_the_user(api, plain_static_storage):  # noqa: F811
@@ -63,8 +71,10 @@ def test_keys_issued_and_revoked_in_the_admin_are_recorded_with_the_user(api, pl
     assert client.post(reverse("admin:billing_billingapikey_add"), {"name": "ERP"}).status_code == 200
     key = BillingAPIKey.objects.get(name="ERP")
     client.post(reverse("admin:billing_billingapikey_revoke", args=[key.pk]))
-    issued, revoked = events(AuditAction.API_KEY_ISSUED).get(object_id=str(key.pk)), events(
-        AuditAction.API_KEY_REVOKED).get()
+    issued, revoked = (
+        events(AuditAction.API_KEY_ISSUED).get(object_id=str(key.pk)),
+        events(AuditAction.API_KEY_REVOKED).get(),
+    )
     assert (issued.actor_kind, issued.actor_label, revoked.actor_id) == ("user", user.username, str(user.pk))
 
 
@@ -73,8 +83,9 @@ def test_template_and_instance_edits_in_the_admin_are_recorded_without_values(ap
     user.user_permissions.add(*Permission.objects.filter(content_type__app_label="connections"))
     client = Client()
     client.force_login(user)
-    data = template_post("Régua nova", [{"name": "A", "content": "Olá {{name}}" + CREDITOR_LINE, "weight": "1",
-                                         "is_active": "on"}])
+    data = template_post(
+        "Régua nova", [{"name": "A", "content": "Olá {{name}}" + CREDITOR_LINE, "weight": "1", "is_active": "on"}]
+    )
     assert client.post(reverse("admin:billing_billingtemplate_add"), data).status_code == 302
     template = BillingTemplate.objects.get(name="Régua nova")
     details = events(AuditAction.TEMPLATE_SAVED).get().details
@@ -106,10 +117,10 @@ def test_staff_see_their_tenants_events_and_can_change_or_delete_none(api, other
     assert AuditEvent.objects.filter(pk=event.pk, action=AuditAction.API_KEY_ISSUED).exists()
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_auditevent SET action = 'queue.paused'",
-                                       "DELETE FROM audit_auditevent"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_auditevent SET action = 'queue.paused'", "DELETE FROM audit_auditevent"]
+)
 def test_the_database_refuses_to_rewrite_history(api, statement):
-    with pytest.raises(DatabaseError, match="append-only"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(statement)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement)
     assert events(AuditAction.API_KEY_ISSUED).filter(tenant_id=api.tenant.pk).count() == 1

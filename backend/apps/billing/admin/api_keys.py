@@ -1,6 +1,7 @@
 """API keys in the admin: issue (the raw key is shown once, on the page that answers the
 add form, and is stored nowhere: not in messages, the session or the admin log), revoke with
 one click, list by public prefix. The hash is never displayed."""
+
 from __future__ import annotations
 
 import re
@@ -54,14 +55,23 @@ class BillingAPIKeyForm(forms.ModelForm):
         required=False, help_text="One IP address or CIDR range per line (e.g. 203.0.113.7, 10.0.0.0/8). Empty: any."
     )
     allowed_template_types = forms.TypedMultipleChoiceField(
-        choices=TemplateType.choices, required=False, widget=forms.CheckboxSelectMultiple,
+        choices=TemplateType.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         help_text="Types this key may send. None ticked: all types.",
     )
 
     class Meta:
         model = BillingAPIKey
-        fields = ["tenant", "name", "is_active", "expires_at", "allowed_ips", "allowed_template_types",
-                  "rate_limit_per_minute"]
+        fields = [
+            "tenant",
+            "name",
+            "is_active",
+            "expires_at",
+            "allowed_ips",
+            "allowed_template_types",
+            "rate_limit_per_minute",
+        ]
 
 
 @admin.register(BillingAPIKey)
@@ -73,8 +83,20 @@ class BillingAPIKeyAdmin(BillingTenantAdmin):
     list_select_related = ["tenant"]
     actions = ["revoke_selected"]
     add_fields = ["tenant", "name", "expires_at", "allowed_ips", "allowed_template_types", "rate_limit_per_minute"]
-    change_fields = ["tenant", "name", "display_prefix", "state", "is_active", "expires_at", "allowed_ips",
-                     "allowed_template_types", "rate_limit_per_minute", "last_used_at", "created_at", "revoked_at"]
+    change_fields = [
+        "tenant",
+        "name",
+        "display_prefix",
+        "state",
+        "is_active",
+        "expires_at",
+        "allowed_ips",
+        "allowed_template_types",
+        "rate_limit_per_minute",
+        "last_used_at",
+        "created_at",
+        "revoked_at",
+    ]
     change_readonly_fields = ["tenant", "display_prefix", "state", "last_used_at", "created_at", "revoked_at"]
 
     # ------------------------------------------------------------------ forms
@@ -111,9 +133,13 @@ class BillingAPIKeyAdmin(BillingTenantAdmin):
         if not change:
             setattr(request, _ISSUED_KEY_ATTR, obj.assign_new_secret())
         super().save_model(request, obj, form, change)
-        audit_change(request, tenant=obj.tenant_id, obj=obj,
-                     action=AuditAction.API_KEY_CHANGED if change else AuditAction.API_KEY_ISSUED,
-                     details={"fields": sorted(form.changed_data)} if change else None)
+        audit_change(
+            request,
+            tenant=obj.tenant_id,
+            obj=obj,
+            action=AuditAction.API_KEY_CHANGED if change else AuditAction.API_KEY_ISSUED,
+            details={"fields": sorted(form.changed_data)} if change else None,
+        )
 
     def response_add(self, request: HttpRequest, obj: BillingAPIKey, post_url_continue: str | None = None):
         raw_key = getattr(request, _ISSUED_KEY_ATTR, None)
@@ -147,7 +173,11 @@ class BillingAPIKeyAdmin(BillingTenantAdmin):
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [
-            path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view), name="%s_%s_revoke" % info),
+            path(
+                "<path:object_id>/revoke/",
+                self.admin_site.admin_view(self.revoke_view),
+                name="{}_{}_revoke".format(*info),
+            ),
             *super().get_urls(),
         ]
 

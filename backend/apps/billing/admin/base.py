@@ -6,6 +6,7 @@ is too late for validation: Django then skips every constraint that mentions `te
 into a 500 at INSERT. `BillingTenantAdmin` stamps the tenant when the form is built and keeps
 those constraints in the form's validation, so they show as form errors.
 """
+
 from __future__ import annotations
 
 from typing import Any

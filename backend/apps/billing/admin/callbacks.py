@@ -6,6 +6,7 @@
   selected deliveries due now with a fresh 24 h retry window and the same `webhook-id`. The
   periodic task sends them: the admin request itself never calls a client's URL.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,14 +68,27 @@ class SuppressedPhoneAdmin(BillingTenantAdmin):
     @staticmethod
     def _log_lift(rows: list[SuppressedPhone], request: HttpRequest) -> None:
         for row in rows:
-            logger.info("opt-out lifted by admin", extra={"tenant_id": str(row.tenant_id), "phone": mask_phone(row.phone),
-                                                          "user_id": request.user.pk})
+            logger.info(
+                "opt-out lifted by admin",
+                extra={"tenant_id": str(row.tenant_id), "phone": mask_phone(row.phone), "user_id": request.user.pk},
+            )
 
 
 @admin.register(CallbackDelivery)
 class CallbackDeliveryAdmin(ViewOnlyMixin, BillingTenantAdmin):
-    list_display = ["webhook_id", "event", "tenant", "status", "attempts", "item_count", "last_status_code",
-                    "last_error", "next_attempt_at", "created_at", "delivered_at"]
+    list_display = [
+        "webhook_id",
+        "event",
+        "tenant",
+        "status",
+        "attempts",
+        "item_count",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+        "created_at",
+        "delivered_at",
+    ]
     list_filter = ["status", "event", "tenant"]
     search_fields = ["webhook_id", "queue__id"]
     list_select_related = ["tenant"]
@@ -87,5 +101,6 @@ class CallbackDeliveryAdmin(ViewOnlyMixin, BillingTenantAdmin):
     @admin.action(description="Send again", permissions=["send_again"])
     def send_again(self, request: HttpRequest, queryset: QuerySet[CallbackDelivery]) -> None:
         count = send_again(queryset)
-        self.message_user(request, f"{count} callback(s) will be sent again shortly (same webhook-id).",
-                          messages.SUCCESS)
+        self.message_user(
+            request, f"{count} callback(s) will be sent again shortly (same webhook-id).", messages.SUCCESS
+        )

@@ -1,25 +1,34 @@
 """Config (editable) and the rows the system writes: campaigns, queues, contacts (read-only:
 the worker's invariants depend on them; queues are controlled through the API)."""
+
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
-
 from django.template.response import TemplateResponse
 
-from apps.billing.admin.base import BillingTenantAdmin, ViewOnlyMixin
-from apps.billing.models import BillingCampaign, BillingConfig, BillingContact, BillingQueue
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_change
+from apps.billing.admin.base import BillingTenantAdmin, ViewOnlyMixin
+from apps.billing.models import BillingCampaign, BillingConfig, BillingContact, BillingQueue
 from apps.common.encrypted_fields import mask_secret
 
 
 @admin.register(BillingConfig)
 class BillingConfigAdmin(BillingTenantAdmin):
-    list_display = ["tenant", "messages_per_minute", "batch_size", "max_attempts", "business_hours_overdue",
-                    "business_hours_upcoming", "business_hours_notification", "default_instance", "updated_at"]
+    list_display = [
+        "tenant",
+        "messages_per_minute",
+        "batch_size",
+        "max_attempts",
+        "business_hours_overdue",
+        "business_hours_upcoming",
+        "business_hours_notification",
+        "default_instance",
+        "updated_at",
+    ]
     list_filter = ["tenant"]
     list_select_related = ["tenant", "default_instance"]
     readonly_fields = ["callback_secret_hint", "created_at", "updated_at"]
@@ -28,10 +37,21 @@ class BillingConfigAdmin(BillingTenantAdmin):
     fieldsets = [
         (None, {"fields": ["tenant", "default_instance"]}),
         ("Pace", {"fields": ["messages_per_minute", "jitter_seconds", "batch_size"]}),
-        ("Retries and limits", {"fields": ["max_attempts", "retry_backoff_seconds", "max_contacts_per_request",
-                                           "api_rate_limit_per_minute"]}),
-        ("Business hours", {"fields": ["business_hours_overdue", "business_hours_upcoming",
-                                       "business_hours_notification"]}),
+        (
+            "Retries and limits",
+            {
+                "fields": [
+                    "max_attempts",
+                    "retry_backoff_seconds",
+                    "max_contacts_per_request",
+                    "api_rate_limit_per_minute",
+                ]
+            },
+        ),
+        (
+            "Business hours",
+            {"fields": ["business_hours_overdue", "business_hours_upcoming", "business_hours_notification"]},
+        ),
         ("Callbacks", {"fields": ["callback_url", "callback_secret_hint", "callback_contact_events"]}),
         ("Opt-out (LGPD)", {"fields": ["opt_out_confirmation"]}),
         ("Worker", {"fields": ["stale_threshold_seconds", "health_cache_seconds", "created_at", "updated_at"]}),
@@ -56,8 +76,12 @@ class BillingConfigAdmin(BillingTenantAdmin):
         for config in configs:
             config.regenerate_callback_secret()
             audit_change(request, tenant=config.tenant, action=AuditAction.CALLBACK_SECRET_REGENERATED, obj=config)
-        context = {**self.admin_site.each_context(request), "title": "New callback secrets", "opts": self.opts,
-                   "configs": configs}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "New callback secrets",
+            "opts": self.opts,
+            "configs": configs,
+        }
         response = TemplateResponse(request, "admin/billing/billingconfig/secrets_issued.html", context)
         response["Cache-Control"] = "no-store"
         return response
@@ -65,8 +89,16 @@ class BillingConfigAdmin(BillingTenantAdmin):
 
 @admin.register(BillingCampaign)
 class BillingCampaignAdmin(ViewOnlyMixin, BillingTenantAdmin):
-    list_display = ["external_id", "tenant", "template_type", "template", "queue_status", "created_by_key",
-                    "instance", "created_at"]
+    list_display = [
+        "external_id",
+        "tenant",
+        "template_type",
+        "template",
+        "queue_status",
+        "created_by_key",
+        "instance",
+        "created_at",
+    ]
     list_filter = ["tenant", "template_type"]
     search_fields = ["external_id"]
     list_select_related = ["tenant", "template", "queue", "created_by_key", "instance"]
@@ -80,9 +112,21 @@ class BillingCampaignAdmin(ViewOnlyMixin, BillingTenantAdmin):
 
 @admin.register(BillingQueue)
 class BillingQueueAdmin(ViewOnlyMixin, BillingTenantAdmin):
-    list_display = ["short_id", "tenant", "template_type", "status", "progress", "pending", "priority",
-                    "pause_reason", "next_resume_at", "scheduled_for", "processing_by", "last_heartbeat",
-                    "created_at"]
+    list_display = [
+        "short_id",
+        "tenant",
+        "template_type",
+        "status",
+        "progress",
+        "pending",
+        "priority",
+        "pause_reason",
+        "next_resume_at",
+        "scheduled_for",
+        "processing_by",
+        "last_heartbeat",
+        "created_at",
+    ]
     list_filter = ["status", "template_type", "tenant"]
     search_fields = ["billing_campaign__external_id", "processing_by"]
     list_select_related = ["tenant", "billing_campaign"]
@@ -106,8 +150,18 @@ class BillingQueueAdmin(ViewOnlyMixin, BillingTenantAdmin):
 class BillingContactAdmin(ViewOnlyMixin, BillingTenantAdmin):
     """Lists show the masked phone only; the raw number appears on a contact's own page."""
 
-    list_display = ["id", "masked_phone", "name", "status", "error_code", "attempts", "variation",
-                    "campaign_external_id", "sent_at", "created_at"]
+    list_display = [
+        "id",
+        "masked_phone",
+        "name",
+        "status",
+        "error_code",
+        "attempts",
+        "variation",
+        "campaign_external_id",
+        "sent_at",
+        "created_at",
+    ]
     list_filter = ["status", "error_code", "billing_campaign__template_type", "tenant"]
     search_fields = ["external_id", "name", "billing_campaign__external_id", "provider_message_id"]
     list_select_related = ["tenant", "variation", "billing_campaign"]

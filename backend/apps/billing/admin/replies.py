@@ -3,6 +3,7 @@
 The settings' template choices are limited to the tenant's notification templates (the only
 type a reply is sent as); the answers' log is read-only (they are written by the reply path).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,8 +18,16 @@ from apps.billing.models import ConversationReply, ReplySettings
 
 @admin.register(ReplySettings)
 class ReplySettingsAdmin(BillingTenantAdmin):
-    list_display = ["tenant", "min_confidence", "hold_days_on_claims_paid", "suppress_wrong_person",
-                    "answer_payment_info", "flag_negotiate", "flag_talk_to_human", "callback_include_text"]
+    list_display = [
+        "tenant",
+        "min_confidence",
+        "hold_days_on_claims_paid",
+        "suppress_wrong_person",
+        "answer_payment_info",
+        "flag_negotiate",
+        "flag_talk_to_human",
+        "callback_include_text",
+    ]
     list_filter = ["tenant"]
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs: Any):

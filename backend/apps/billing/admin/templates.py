@@ -2,6 +2,7 @@
 checked over the whole submitted set), content errors from the sanitizer/engine on the field,
 a preview of each saved variation, a live preview endpoint for the text being typed, and
 per-variation counters and rates as read-only columns."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
-from apps.audit.models import AuditAction
 from apps.audit.admin_mixins import AuditedDeletesMixin
+from apps.audit.models import AuditAction
 from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin, percent
 from apps.billing.constants import MAX_ACTIVE_VARIATIONS, TemplateType
@@ -53,10 +54,32 @@ class VariationInline(admin.TabularInline):
     model = BillingTemplateVariation
     formset = VariationInlineFormSet
     extra = 1
-    fields = ["name", "content", "weight", "is_active", "preview", "used_count", "sent_count", "failed_count",
-              "delivered_count", "read_count", "replied_count", "delivery_rate_display", "read_rate_display"]
-    readonly_fields = ["preview", "used_count", "sent_count", "failed_count", "delivered_count", "read_count",
-                       "replied_count", "delivery_rate_display", "read_rate_display"]
+    fields = [
+        "name",
+        "content",
+        "weight",
+        "is_active",
+        "preview",
+        "used_count",
+        "sent_count",
+        "failed_count",
+        "delivered_count",
+        "read_count",
+        "replied_count",
+        "delivery_rate_display",
+        "read_rate_display",
+    ]
+    readonly_fields = [
+        "preview",
+        "used_count",
+        "sent_count",
+        "failed_count",
+        "delivered_count",
+        "read_count",
+        "replied_count",
+        "delivery_rate_display",
+        "read_rate_display",
+    ]
 
     class Media:
         js = ["billing/admin/variation_preview.js"]
@@ -83,21 +106,26 @@ class VariationInline(admin.TabularInline):
 
 def render_preview_html(result: PreviewResult) -> str:
     if result.ok:
-        return format_html('<pre class="billing-preview" style="white-space: pre-wrap; max-width: 32em">{}</pre>',
-                           result.rendered)
+        return format_html(
+            '<pre class="billing-preview" style="white-space: pre-wrap; max-width: 32em">{}</pre>', result.rendered
+        )
     error = result.error or {}
     where = ""
     if error.get("line") is not None:
         where = f" (line {error['line']}, column {error.get('column')})"
     missing = format_html_join(", ", "<code>{}</code>", ((name,) for name in result.missing))
-    return format_html('<span class="errornote">{}{}</span>{}', error.get("message", "invalid template"), where,
-                       format_html(" missing: {}", missing) if result.missing else "")
+    return format_html(
+        '<span class="errornote">{}{}</span>{}',
+        error.get("message", "invalid template"),
+        where,
+        format_html(" missing: {}", missing) if result.missing else "",
+    )
 
 
 class BillingTemplateForm(forms.ModelForm):
     class Meta:
         model = BillingTemplate
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what is shown; every field is editable
         widgets = {"description": forms.Textarea(attrs={"rows": 2, "cols": 60})}
 
 
@@ -106,16 +134,26 @@ class BillingTemplateAdmin(AuditedDeletesMixin, BillingTenantAdmin):
     audit_deleted_action = AuditAction.TEMPLATE_DELETED
     form = BillingTemplateForm
     inlines = [VariationInline]
-    list_display = ["name", "tenant", "template_type", "rotation_strategy", "is_default", "is_active",
-                    "active_variations", "updated_at"]
+    list_display = [
+        "name",
+        "tenant",
+        "template_type",
+        "rotation_strategy",
+        "is_default",
+        "is_active",
+        "active_variations",
+        "updated_at",
+    ]
     list_filter = ["tenant", "template_type", "rotation_strategy", "is_default", "is_active"]
     search_fields = ["name"]
     list_select_related = ["tenant"]
     readonly_fields = ["rotation_cursor", "created_at", "updated_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BillingTemplate]:
-        return super().get_queryset(request).annotate(
-            active_variation_count=Count("variations", filter=Q(variations__is_active=True))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(active_variation_count=Count("variations", filter=Q(variations__is_active=True)))
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: BillingTemplate | None = None) -> list[str]:
@@ -127,11 +165,20 @@ class BillingTemplateAdmin(AuditedDeletesMixin, BillingTenantAdmin):
     # ------------------------------------------------------------------ audit trail
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        changed_variations = sum(len(fs.new_objects) + len(fs.changed_objects) + len(fs.deleted_objects)
-                                 for fs in formsets)
-        audit_change(request, tenant=form.instance.tenant_id, action=AuditAction.TEMPLATE_SAVED, obj=form.instance,
-                     details={"created": not change, "fields": sorted(form.changed_data),
-                              "variations_changed": changed_variations})
+        changed_variations = sum(
+            len(fs.new_objects) + len(fs.changed_objects) + len(fs.deleted_objects) for fs in formsets
+        )
+        audit_change(
+            request,
+            tenant=form.instance.tenant_id,
+            action=AuditAction.TEMPLATE_SAVED,
+            obj=form.instance,
+            details={
+                "created": not change,
+                "fields": sorted(form.changed_data),
+                "variations_changed": changed_variations,
+            },
+        )
 
     @admin.display(description="active variations", ordering="active_variation_count")
     def active_variations(self, obj: BillingTemplate) -> str:
@@ -141,11 +188,11 @@ class BillingTemplateAdmin(AuditedDeletesMixin, BillingTenantAdmin):
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [
-            path("preview/", self.admin_site.admin_view(self.preview_view), name="%s_%s_preview" % info),
+            path("preview/", self.admin_site.admin_view(self.preview_view), name="{}_{}_preview".format(*info)),
             path(
                 "<path:object_id>/preview/",
                 self.admin_site.admin_view(self.object_preview_view),
-                name="%s_%s_object_preview" % info,
+                name="{}_{}_object_preview".format(*info),
             ),
             *super().get_urls(),
         ]
@@ -177,8 +224,12 @@ class BillingTemplateAdmin(AuditedDeletesMixin, BillingTenantAdmin):
         if request.method == "POST":
             return self._preview_response(request.POST.get("content", ""), template.template_type)
         variations = [
-            {"id": v.pk, "name": v.name, "is_active": v.is_active,
-             **render_preview(v.content, template.template_type).as_dict()}
+            {
+                "id": v.pk,
+                "name": v.name,
+                "is_active": v.is_active,
+                **render_preview(v.content, template.template_type).as_dict(),
+            }
             for v in template.variations.order_by("created_at", "id")
         ]
         return JsonResponse({"template_type": template.template_type, "variations": variations})

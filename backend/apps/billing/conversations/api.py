@@ -4,6 +4,7 @@ Same authentication, throttles, error shape and tenant scoping as the send endpo
 conversation of another tenant is a 404, like one that does not exist). Thin views: validate,
 call one selector or service, serialize.
 """
+
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -48,16 +49,30 @@ class ConversationPagination(CursorPagination):
 
 class ConversationListView(BillingAPIView):
     @extend_schema(
-        operation_id="conversation_list", summary="Conversations, latest activity first (paginated)",
+        operation_id="conversation_list",
+        summary="Conversations, latest activity first (paginated)",
         tags=["conversations"],
-        parameters=[OpenApiParameter(name, type_, description=text) for name, type_, text in (
-            ("phone", str, "Any common format"), ("status", str, "open | closed"),
-            ("needs_attention", bool, "Waiting for a person"), ("intent", str, "Of the latest customer message"),
-            ("date_from", str, "YYYY-MM-DD, tenant's calendar"), ("date_to", str, "YYYY-MM-DD, tenant's calendar"),
-            ("cursor", str, ""), ("page_size", int, "1..200"))],
+        parameters=[
+            OpenApiParameter(name, type_, description=text)
+            for name, type_, text in (
+                ("phone", str, "Any common format"),
+                ("status", str, "open | closed"),
+                ("needs_attention", bool, "Waiting for a person"),
+                ("intent", str, "Of the latest customer message"),
+                ("date_from", str, "YYYY-MM-DD, tenant's calendar"),
+                ("date_to", str, "YYYY-MM-DD, tenant's calendar"),
+                ("cursor", str, ""),
+                ("page_size", int, "1..200"),
+            )
+        ],
         responses={200: ConversationSerializer(many=True), **api_docs.ERROR_RESPONSES_LIST},
-        examples=[OpenApiExample("page", response_only=True, value={
-            "next": None, "previous": None, "results": [api_docs.CONVERSATION_EXAMPLE]})],
+        examples=[
+            OpenApiExample(
+                "page",
+                response_only=True,
+                value={"next": None, "previous": None, "results": [api_docs.CONVERSATION_EXAMPLE]},
+            )
+        ],
     )
     def get(self, request: Request) -> Response:
         query = ConversationQuerySerializer(data=request.query_params.dict())
@@ -68,8 +83,9 @@ class ConversationListView(BillingAPIView):
                 filters["phone"] = normalize_phone(filters["phone"])
             except PhoneNumberError as exc:
                 raise ApplicationError("invalid_phone", exc.message, status=400) from None
-        rows = conversations.conversation_list(tenant=request.auth.tenant,
-                                               filters=conversations.ConversationFilters(**filters))
+        rows = conversations.conversation_list(
+            tenant=request.auth.tenant, filters=conversations.ConversationFilters(**filters)
+        )
         paginator = ConversationPagination()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(ConversationSerializer(page, many=True).data)
@@ -77,7 +93,9 @@ class ConversationListView(BillingAPIView):
 
 class ConversationDetailView(BillingAPIView):
     @extend_schema(
-        operation_id="conversation_detail", summary="A conversation and its latest messages", tags=["conversations"],
+        operation_id="conversation_detail",
+        summary="A conversation and its latest messages",
+        tags=["conversations"],
         responses={200: ConversationDetailSerializer, **api_docs.ERROR_RESPONSES_READ},
         examples=[OpenApiExample("thread", response_only=True, value=api_docs.DETAIL_EXAMPLE)],
     )
@@ -88,7 +106,9 @@ class ConversationDetailView(BillingAPIView):
 
 class ConversationMessagesView(BillingAPIView):
     @extend_schema(
-        operation_id="conversation_reply", summary="Answer a conversation (a person's reply)", tags=["conversations"],
+        operation_id="conversation_reply",
+        summary="Answer a conversation (a person's reply)",
+        tags=["conversations"],
         description=(
             "Queues the text as a one-contact notification queue: the same pipeline, pace, provider and delivery "
             "tracking (status_url, callbacks) as any send. Needs a key allowed to send notifications. A phone on "
@@ -96,34 +116,60 @@ class ConversationMessagesView(BillingAPIView):
         ),
         request=StaffReplySerializer,
         responses={202: ReplyQueuedSerializer, 200: ReplyQueuedSerializer, **api_docs.ERROR_RESPONSES_REPLY},
-        examples=[OpenApiExample("reply", request_only=True, value={"text": "Olá, Maria! Podemos parcelar em 3x."}),
-                  OpenApiExample("queued", response_only=True, value=api_docs.REPLY_QUEUED_EXAMPLE,
-                                 status_codes=["202"])],
+        examples=[
+            OpenApiExample("reply", request_only=True, value={"text": "Olá, Maria! Podemos parcelar em 3x."}),
+            OpenApiExample("queued", response_only=True, value=api_docs.REPLY_QUEUED_EXAMPLE, status_codes=["202"]),
+        ],
     )
     def post(self, request: Request, conversation_id: str) -> Response:
         key = request.auth
         conversation = conversation_for(request, conversation_id)
         if not key.allows_type(TemplateType.NOTIFICATION):
-            raise ApplicationError("template_type_not_allowed", "This API key may not send notification messages, "
-                                   "which replies are.", status=403)
+            raise ApplicationError(
+                "template_type_not_allowed",
+                "This API key may not send notification messages, which replies are.",
+                status=403,
+            )
         body = StaffReplySerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        queued = send_staff_reply(conversation=conversation, text=body.validated_data["text"], author_api_key=key,
-                                  idempotency_key=body.validated_data.get("external_id", ""))
+        queued = send_staff_reply(
+            conversation=conversation,
+            text=body.validated_data["text"],
+            author_api_key=key,
+            idempotency_key=body.validated_data.get("external_id", ""),
+        )
         publish_conversation_update(tenant_id=key.tenant_id, conversation_id=conversation.pk)
-        data = {"reply_id": queued.reply.pk, "conversation_id": conversation.pk, "kind": queued.reply.kind,
-                "queue_id": queued.queue_id, "status_url": f"/api/v1/billing/queue/{queued.queue_id}/status"}
+        data = {
+            "reply_id": queued.reply.pk,
+            "conversation_id": conversation.pk,
+            "kind": queued.reply.kind,
+            "queue_id": queued.queue_id,
+            "status_url": f"/api/v1/billing/queue/{queued.queue_id}/status",
+        }
         return Response(ReplyQueuedSerializer(data).data, status=202 if queued.created else 200)
 
 
 class ConversationResolveView(BillingAPIView):
     @extend_schema(
-        operation_id="conversation_resolve", summary="Resolve: no longer needs a person (closed by an agent)",
-        tags=["conversations"], request=None,
+        operation_id="conversation_resolve",
+        summary="Resolve: no longer needs a person (closed by an agent)",
+        tags=["conversations"],
+        request=None,
         responses={200: ConversationSerializer, **api_docs.ERROR_RESPONSES_READ},
-        examples=[OpenApiExample("resolved", response_only=True, value={
-            **api_docs.CONVERSATION_EXAMPLE, "status": "closed", "needs_attention": False, "attention_reason": "",
-            "closed_by": "agent", "closed_at": "2026-12-01T13:20:00Z"})],
+        examples=[
+            OpenApiExample(
+                "resolved",
+                response_only=True,
+                value={
+                    **api_docs.CONVERSATION_EXAMPLE,
+                    "status": "closed",
+                    "needs_attention": False,
+                    "attention_reason": "",
+                    "closed_by": "agent",
+                    "closed_at": "2026-12-01T13:20:00Z",
+                },
+            )
+        ],
     )
     def post(self, request: Request, conversation_id: str) -> Response:
         ResolveSerializer(data=request.data or {}).is_valid(raise_exception=True)

@@ -5,6 +5,7 @@ active, staff and attached to the token's tenant. Refusals close with 4401 after
 refusal during the handshake reaches JavaScript only as 1006). Then every `inbox.update` of
 the tenant is relayed as `{"type": "conversation", "conversation_id": N}`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,13 @@ def authorized_tenant(token: str) -> str | None:
     grant = read_inbox_token(token)
     if grant is None:
         return None
-    allowed = Membership.objects.filter(user_id=grant.user_id, tenant_id=grant.tenant_id, user__is_active=True,
-                                        user__is_staff=True, tenant__is_active=True).exists()
+    allowed = Membership.objects.filter(
+        user_id=grant.user_id,
+        tenant_id=grant.tenant_id,
+        user__is_active=True,
+        user__is_staff=True,
+        tenant__is_active=True,
+    ).exists()
     return grant.tenant_id if allowed else None
 
 

@@ -1,4 +1,5 @@
 """Staff inbox routes, mounted at `/inbox/` by config/urls.py."""
+
 from django.urls import path
 
 from . import inbox_views

@@ -12,6 +12,7 @@ admin's `TenantScopedAdmin`); they see only that tenant — another tenant's con
 404, like one that does not exist. A user without a tenant gets a 403 page. Forms carry CSRF
 tokens; texts are rendered escaped by the templates.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -86,22 +87,39 @@ def _conversation(tenant, conversation_id: str) -> Conversation:
 
 
 def _socket(request: HttpRequest, tenant) -> dict[str, Any]:
-    return {"ws_token": issue_inbox_token(tenant_id=tenant.pk, user_id=request.user.pk),
-            "ws_path": "/ws/billing/inbox/", "token_url": reverse("billing-inbox:ws-token")}
+    return {
+        "ws_token": issue_inbox_token(tenant_id=tenant.pk, user_id=request.user.pk),
+        "ws_path": "/ws/billing/inbox/",
+        "token_url": reverse("billing-inbox:ws-token"),
+    }
 
 
 def _list_context(tenant) -> dict[str, Any]:
-    return {"tenant": tenant, "conversations": list(conversations.attention_list(tenant=tenant)[:LIST_LIMIT]),
-            "tz": tenant.timezone}
+    return {
+        "tenant": tenant,
+        "conversations": list(conversations.attention_list(tenant=tenant)[:LIST_LIMIT]),
+        "tz": tenant.timezone,
+    }
 
 
 def _thread_context(tenant, conversation: Conversation) -> dict[str, Any]:
-    debts = [{"external_id": debt.external_id, "type": debt.template_type, "status": debt.status,
-              "amount": format_money(debt.amount) if debt.amount is not None else "",
-              "due_date": format_date(debt.due_date) if debt.due_date else ""}
-             for debt in open_debts(tenant=tenant, phone=conversation.contact_phone)]
-    return {"tenant": tenant, "thread": build_thread(conversation=conversation), "debts": debts, "tz": tenant.timezone,
-            "max_length": MAX_REPLY_LENGTH}
+    debts = [
+        {
+            "external_id": debt.external_id,
+            "type": debt.template_type,
+            "status": debt.status,
+            "amount": format_money(debt.amount) if debt.amount is not None else "",
+            "due_date": format_date(debt.due_date) if debt.due_date else "",
+        }
+        for debt in open_debts(tenant=tenant, phone=conversation.contact_phone)
+    ]
+    return {
+        "tenant": tenant,
+        "thread": build_thread(conversation=conversation),
+        "debts": debts,
+        "tz": tenant.timezone,
+        "max_length": MAX_REPLY_LENGTH,
+    }
 
 
 @require_GET
@@ -120,8 +138,9 @@ def inbox_list_partial(request: HttpRequest, tenant) -> HttpResponse:
 @tenant_staff
 def thread(request: HttpRequest, tenant, conversation_id: str) -> HttpResponse:
     conversation = _conversation(tenant, conversation_id)
-    return render(request, "billing/inbox/thread.html",
-                  {**_thread_context(tenant, conversation), **_socket(request, tenant)})
+    return render(
+        request, "billing/inbox/thread.html", {**_thread_context(tenant, conversation), **_socket(request, tenant)}
+    )
 
 
 @require_GET
@@ -136,8 +155,12 @@ def thread_partial(request: HttpRequest, tenant, conversation_id: str) -> HttpRe
 def reply(request: HttpRequest, tenant, conversation_id: str) -> HttpResponse:
     conversation = _conversation(tenant, conversation_id)
     try:
-        send_staff_reply(conversation=conversation, text=request.POST.get("text", ""), author_user=request.user,
-                         idempotency_key=request.POST.get("idempotency_key", "")[:100])
+        send_staff_reply(
+            conversation=conversation,
+            text=request.POST.get("text", ""),
+            author_user=request.user,
+            idempotency_key=request.POST.get("idempotency_key", "")[:100],
+        )
     except ApplicationError as refused:
         messages.error(request, _REFUSALS.get(refused.code, refused.message))
     else:
@@ -159,4 +182,3 @@ def resolve(request: HttpRequest, tenant, conversation_id: str) -> HttpResponse:
 @tenant_staff
 def ws_token(request: HttpRequest, tenant) -> HttpResponse:
     return JsonResponse({**_socket(request, tenant), "expires_in": int(settings.BILLING_WS_TOKEN_MAX_AGE)})
-

@@ -9,6 +9,7 @@ of the change they announce.
 Browsers authenticate the socket with a short-lived signed token that the (session-authenticated)
 inbox page hands them, as the progress page does: never with the session cookie.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,10 +34,11 @@ def group_name(tenant_id: Any) -> str:
 def publish_conversation_update(*, tenant_id: Any, conversation_id: int) -> bool:
     try:
         _group_send(group_name(tenant_id), {"type": MESSAGE_TYPE, "conversation_id": conversation_id})
-    except Exception as exc:  # noqa: BLE001 - a live update is best effort: the page also reloads
-        logger.warning("billing inbox update not published",
-                       extra={"tenant_id": str(tenant_id), "conversation_id": conversation_id,
-                              "error": type(exc).__name__})
+    except Exception as exc:
+        logger.warning(
+            "billing inbox update not published",
+            extra={"tenant_id": str(tenant_id), "conversation_id": conversation_id, "error": type(exc).__name__},
+        )
         return False
     return True
 

@@ -1,4 +1,5 @@
 """Input and output shapes of `/api/v1/billing/conversations` (strict inputs, like the send API)."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -6,7 +7,6 @@ from rest_framework import serializers
 from apps.billing.serializers import StrictSerializer
 from apps.chat.models import Conversation
 from apps.chat.services.reply_intents import INTENTS
-
 
 
 class ConversationQuerySerializer(StrictSerializer):
@@ -44,8 +44,9 @@ class ConversationSerializer(serializers.Serializer):
 class ThreadMessageSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="message.id")
     direction = serializers.CharField(source="message.direction")
-    author = serializers.ChoiceField(choices=["customer", "collection", "automatic", "staff", "opt_out"],
-                                     help_text="Who wrote it.")
+    author = serializers.ChoiceField(
+        choices=["customer", "collection", "automatic", "staff", "opt_out"], help_text="Who wrote it."
+    )
     author_label = serializers.CharField()
     text = serializers.CharField(source="message.content")
     status = serializers.CharField(source="message.status")
@@ -75,8 +76,9 @@ class ConversationDetailSerializer(serializers.Serializer):
 
 class StaffReplySerializer(StrictSerializer):
     text = serializers.CharField(trim_whitespace=False, help_text="At most 1000 characters; plain text.")
-    external_id = serializers.CharField(required=False, max_length=100,
-                                        help_text="Your id for this reply: a retry with it is not sent twice.")
+    external_id = serializers.CharField(
+        required=False, max_length=100, help_text="Your id for this reply: a retry with it is not sent twice."
+    )
 
 
 class ResolveSerializer(StrictSerializer):

@@ -3,6 +3,7 @@
 Outbound messages are told apart by their `ConversationReply` (an automatic answer, a person's
 reply) or, without one, by their source (a collection message, the opt-out confirmation).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,11 +40,15 @@ def build_thread(*, conversation: Conversation, limit: int = THREAD_LIMIT) -> Th
     outbound = [m.pk for m in messages if m.direction == Message.Direction.OUTBOUND]
     replies = {
         reply.contact.message_id: reply
-        for reply in ConversationReply.objects.filter(conversation=conversation, contact__message_id__in=outbound)
-        .select_related("contact", "author_user", "author_api_key")
+        for reply in ConversationReply.objects.filter(
+            conversation=conversation, contact__message_id__in=outbound
+        ).select_related("contact", "author_user", "author_api_key")
     }
-    queued = list(ConversationReply.objects.filter(conversation=conversation, contact__status__in=_IN_FLIGHT)
-                  .select_related("contact", "author_user", "author_api_key").order_by("id"))
+    queued = list(
+        ConversationReply.objects.filter(conversation=conversation, contact__status__in=_IN_FLIGHT)
+        .select_related("contact", "author_user", "author_api_key")
+        .order_by("id")
+    )
     return Thread(conversation, [_author(message, replies.get(message.pk)) for message in messages], queued, has_more)
 
 

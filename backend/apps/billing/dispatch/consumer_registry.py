@@ -14,6 +14,7 @@ a dead process is noticed by its row, after `dead_after()` seconds:
 The bound never drops below three heartbeats, so one slow heartbeat (a loaded machine, a
 database failover) cannot release a live process's queues.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,8 +61,15 @@ def heartbeat(consumer_id: str, *, held: Iterable[str], started_at: datetime) ->
                 UPDATE {table} SET last_heartbeat = now()
                  WHERE id = ANY(%(held)s::uuid[]) AND processing_by = %(id)s AND status = %(running)s
                    AND EXISTS (SELECT 1 FROM me)""",
-            {"id": consumer_id, "host": socket.gethostname()[:200], "pid": os.getpid(), "started": started_at,
-             "count": len(held_ids), "held": held_ids, "running": QueueStatus.RUNNING},
+            {
+                "id": consumer_id,
+                "host": socket.gethostname()[:200],
+                "pid": os.getpid(),
+                "started": started_at,
+                "count": len(held_ids),
+                "held": held_ids,
+                "running": QueueStatus.RUNNING,
+            },
         )
         return cursor.rowcount
 
@@ -73,8 +81,11 @@ def unregister(consumer_id: str) -> None:
 
 def dead_consumers(now: datetime | None = None) -> list[str]:
     now = now or timezone.now()
-    return list(ConsumerProcess.objects.filter(last_seen_at__lt=now - timedelta(seconds=dead_after()))
-                .values_list("pk", flat=True))
+    return list(
+        ConsumerProcess.objects.filter(last_seen_at__lt=now - timedelta(seconds=dead_after())).values_list(
+            "pk", flat=True
+        )
+    )
 
 
 def orphaned_queues(now: datetime | None = None) -> list[tuple[str, str]]:
@@ -84,11 +95,20 @@ def orphaned_queues(now: datetime | None = None) -> list[tuple[str, str]]:
     now = now or timezone.now()
     bound = now - timedelta(seconds=dead_after())
     alive = ConsumerProcess.objects.filter(last_seen_at__gte=bound).values("pk")
-    rows = (BillingQueue.objects.filter(status=QueueStatus.RUNNING).exclude(processing_by__in=alive)
-            .filter(last_heartbeat__lt=bound).values_list("pk", "processing_by"))
+    rows = (
+        BillingQueue.objects.filter(status=QueueStatus.RUNNING)
+        .exclude(processing_by__in=alive)
+        .filter(last_heartbeat__lt=bound)
+        .values_list("pk", "processing_by")
+    )
     dead = set(dead_consumers(now))
-    rows_of_dead = BillingQueue.objects.filter(status=QueueStatus.RUNNING, processing_by__in=dead) \
-        .values_list("pk", "processing_by") if dead else []
+    rows_of_dead = (
+        BillingQueue.objects.filter(status=QueueStatus.RUNNING, processing_by__in=dead).values_list(
+            "pk", "processing_by"
+        )
+        if dead
+        else []
+    )
     return sorted({(str(pk), holder) for pk, holder in [*rows, *rows_of_dead]})
 
 
@@ -97,8 +117,11 @@ def forget_dead_consumers(now: datetime | None = None) -> int:
     dead = dead_consumers(now)
     if not dead:
         return 0
-    holding = set(BillingQueue.objects.filter(status=QueueStatus.RUNNING, processing_by__in=dead)
-                  .values_list("processing_by", flat=True))
+    holding = set(
+        BillingQueue.objects.filter(status=QueueStatus.RUNNING, processing_by__in=dead).values_list(
+            "processing_by", flat=True
+        )
+    )
     gone = [consumer_id for consumer_id in dead if consumer_id not in holding]
     deleted, _ = ConsumerProcess.objects.filter(pk__in=gone).delete()
     if deleted:

@@ -15,6 +15,7 @@ status, so a duplicate message (a republish, a redelivery) changes nothing:
                                                      runner holds → its due `unconfirmed` contacts
                                                      reconciled (services/reconciliation.py)
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,9 +42,11 @@ def resume(message: BillingMessage) -> int:
     """A queue whose business hours opened goes back to pending and to the broker."""
     now = timezone.now()
     with transaction.atomic():
-        moved = BillingQueue.objects.filter(pk=message.queue_id, status=QueueStatus.PAUSED_BUSINESS_HOURS,
-                                            next_resume_at__lte=now).update(
-            status=QueueStatus.PENDING, pause_reason="", next_resume_at=None, last_published_at=None, updated_at=now)
+        moved = BillingQueue.objects.filter(
+            pk=message.queue_id, status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at__lte=now
+        ).update(
+            status=QueueStatus.PENDING, pause_reason="", next_resume_at=None, last_published_at=None, updated_at=now
+        )
         queue = BillingQueue.objects.select_related("tenant").filter(pk=message.queue_id).first() if moved else None
         if queue is not None:
             callbacks.on_queue_resumed(queue)
@@ -77,7 +80,9 @@ def check_stale(message: BillingMessage) -> int:
             released = release_stale(queue.pk, timezone.now(), holder=message.holder)
         else:
             config = BillingConfig.for_tenant(queue.tenant)
-            released = release_stale(queue.pk, timezone.now() - timedelta(seconds=float(config.stale_threshold_seconds)))
+            released = release_stale(
+                queue.pk, timezone.now() - timedelta(seconds=float(config.stale_threshold_seconds))
+            )
         if released:
             publish_queue(queue)
         return int(released)

@@ -14,6 +14,7 @@ A queue that waits is an entry in the heap: no thread, no database connection, n
 threads borrow a database connection from Django's pool while they work and give it back when
 no step is due; the pool's `max_size` bounds the process's connections whatever it holds.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,9 @@ class QueueRun:
     failed: int
 
 
-def run_queue_here(queue_id: str, *, holder: str = "in-process", timeout: float = 300.0,
-                   engine: DispatchEngine | None = None) -> QueueRun | None:
+def run_queue_here(
+    queue_id: str, *, holder: str = "in-process", timeout: float = 300.0, engine: DispatchEngine | None = None
+) -> QueueRun | None:
     """Claim one queue and step it in this thread until it leaves; None when it could not be
     claimed. For tests, benchmarks and support shells; the consumer uses threads."""
     engine = engine or DispatchEngine(holder=holder, threads=1, max_queues=1, stop_event=threading.Event())
@@ -62,8 +64,16 @@ def run_queue_here(queue_id: str, *, holder: str = "in-process", timeout: float 
 
 
 class DispatchEngine:
-    def __init__(self, *, holder: str, threads: int, max_queues: int, stop_event: threading.Event,
-                 republish: Callable[..., object] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        holder: str,
+        threads: int,
+        max_queues: int,
+        stop_event: threading.Event,
+        republish: Callable[..., object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.holder = holder
         self.threads = max(1, int(threads))
         self.max_queues = max(1, int(max_queues))
@@ -91,7 +101,7 @@ class DispatchEngine:
         republished) because the stop event is set; True when all were handed back in time."""
         deadline = self.clock() + grace
         while len(self.scheduler) and self.clock() < deadline:
-            for key in self.scheduler.keys():  # a step in flight is rescheduled once it is done
+            for key in self.scheduler:  # a step in flight is rescheduled once it is done
                 self.scheduler.reschedule(key, self.clock())
             time.sleep(0.05)
         drained = not len(self.scheduler)
@@ -112,10 +122,19 @@ class DispatchEngine:
 
     def adopt(self, runner: QueueRunner) -> None:
         """Hold a queue this process just claimed (its runner loaded): due at once."""
-        old = self.scheduler.add(Entry(key=str(runner.queue_id), tenant=str(runner.tenant.pk), lane=runner.pace_key,
-                                       priority=runner.priority, payload=runner))
+        old = self.scheduler.add(
+            Entry(
+                key=str(runner.queue_id),
+                tenant=str(runner.tenant.pk),
+                lane=runner.pace_key,
+                priority=runner.priority,
+                payload=runner,
+            )
+        )
         if old is not None:
-            logger.info("billing queue claimed again; the older lease is dropped", extra={"queue_id": str(runner.queue_id)})
+            logger.info(
+                "billing queue claimed again; the older lease is dropped", extra={"queue_id": str(runner.queue_id)}
+            )
         metrics.observe_held_queues(len(self.scheduler))
 
     def claim(self, queue_id: str) -> QueueRunner | None:
@@ -136,9 +155,11 @@ class DispatchEngine:
         metrics.observe_step_lag(self.clock() - entry.due_at)
         try:
             outcome = runner.step()
-        except Exception:  # noqa: BLE001 - a bug in one queue's step must not stop the others
-            logger.exception("billing queue step crashed; the queue is handed back for later",
-                             extra={"queue_id": str(runner.queue_id)})
+        except Exception:
+            logger.exception(
+                "billing queue step crashed; the queue is handed back for later",
+                extra={"queue_id": str(runner.queue_id)},
+            )
             outcome = self._after_crash(runner)
         self.scheduler.done(entry, outcome.at)
         if outcome.left:
@@ -180,9 +201,10 @@ class DispatchEngine:
             later = timezone.now() + timedelta(seconds=CRASH_BACKOFF_SECONDS)
             queue_lease.forget_claims(runner.lease, [c.pk for c in runner.batch])
             queue_lease.release(runner.lease, QueueStatus.PENDING, next_resume_at=later, last_published_at=None)
-        except Exception:  # noqa: BLE001 - the stale check frees it if even this fails
-            logger.exception("billing queue could not be handed back after a crash",
-                             extra={"queue_id": str(runner.queue_id)})
+        except Exception:
+            logger.exception(
+                "billing queue could not be handed back after a crash", extra={"queue_id": str(runner.queue_id)}
+            )
         return Step(None, "crashed")
 
     def _sender_loop(self) -> None:
@@ -212,7 +234,7 @@ class DispatchEngine:
         while not self._heartbeat_stop.wait(interval):
             try:
                 self.beat()
-            except Exception:  # noqa: BLE001 - a database blip: the next beat tries again
+            except Exception:
                 logger.warning("billing consumer heartbeat failed", exc_info=True)
             finally:
                 release_idle_connection()

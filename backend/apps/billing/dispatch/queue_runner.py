@@ -23,6 +23,7 @@ queue — released as stale, paused or cancelled from the API — cannot start a
 outcome for it. A contact is `sending` only from the instant its HTTP call starts, so a crash
 leaves `interrupted` only what may really have been handed to the provider.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,12 @@ from redis.exceptions import RedisError
 
 from apps.billing import metrics
 from apps.billing.constants import ContactErrorCode, QueueStatus
-from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation
+from apps.billing.models import (
+    BillingConfig,
+    BillingContact,
+    BillingQueue,
+    BillingTemplateVariation,
+)
 from apps.billing.progress import publish_queue_progress
 from apps.billing.services import callbacks, number_protection, queue_lease, reconciliation
 from apps.billing.services.billing_send_service import OutboundChat
@@ -54,22 +60,22 @@ from apps.billing.services.queue_lease import Lease, LeaseLost
 from apps.billing.utils.date_calculator import BillingDateCalculator, today_in
 from apps.billing.utils.errors import TemplateError
 from apps.billing.utils.template_engine import BillingTemplateEngine
-from apps.tenancy.creditor import creditor_variables
 from apps.chat.services import BusinessHoursService, WeeklySchedule
+from apps.common.db_connections import release_connection
 from apps.common.rate_limiting import SlotAnswer, acquire_send_slot, hold_back
 from apps.common.services.provider import client_for
 from apps.common.services.provider_errors import (
     AmbiguousSendError,
-    ProviderError,
     InstanceUnavailableError,
     InvalidNumberError,
     ProviderAuthError,
+    ProviderError,
     ProviderRateLimitedError,
 )
 from apps.connections.models import NumberHealthSettings, WhatsAppInstance
 from apps.connections.services import flag_for_attention
-from apps.common.db_connections import release_connection
 from apps.contacts.utils import mask_phone
+from apps.tenancy.creditor import creditor_variables
 
 logger = logging.getLogger(__name__)
 
@@ -156,17 +162,22 @@ class QueueRunner:
         self.priority = int(self.queue.priority)
         self.schedule: WeeklySchedule | None = (
             BusinessHoursService.schedule_for(self.tenant)
-            if self.config.respects_business_hours(self.template_type) else None
+            if self.config.respects_business_hours(self.template_type)
+            else None
         )
         self.variations = {
-            v.pk: v for v in BillingTemplateVariation.objects.filter(template_id=self.queue.billing_campaign.template_id)
+            v.pk: v
+            for v in BillingTemplateVariation.objects.filter(template_id=self.queue.billing_campaign.template_id)
         }
         self.interval = seconds_per_message(self.config.messages_per_minute)
         if self.instance is not None:
             self.client = client_for(self.instance)
             self.pace_key = number_key(self.instance.base_url, self.instance.instance_name)
-            self._switches = (self.instance.is_active, self.tenant.is_active,  # just read: fresh
-                              self.instance.protected_reason)
+            self._switches = (
+                self.instance.is_active,
+                self.tenant.is_active,  # just read: fresh
+                self.instance.protected_reason,
+            )
             self._switches_read_at = self.ctx.monotonic()
             self.number_health = NumberHealthSettings.for_tenant(self.tenant.pk)
             self.quota = self._number_quota()
@@ -196,7 +207,9 @@ class QueueRunner:
             metrics.observe_dispatch_wait("redis_unavailable")
             return Step(self.ctx.monotonic() + DEPENDENCY_RETRY_SECONDS, "redis_unavailable")
         except DatabaseError as exc:
-            logger.warning("billing queue waits for the database", extra={**self._log_context(), "error": type(exc).__name__})
+            logger.warning(
+                "billing queue waits for the database", extra={**self._log_context(), "error": type(exc).__name__}
+            )
             metrics.observe_dispatch_wait("database_unavailable")
             return Step(self.ctx.monotonic() + DEPENDENCY_RETRY_SECONDS, "database_unavailable")
 
@@ -210,8 +223,9 @@ class QueueRunner:
         unusable = self._unusable_reason()
         if unusable is not None:
             return unusable
-        health = self.ctx.health.check(self.instance, max_age=float(self.config.health_cache_seconds),
-                                       client=self.client)
+        health = self.ctx.health.check(
+            self.instance, max_age=float(self.config.health_cache_seconds), client=self.client
+        )
         if not health.healthy:
             return self._instance_down(health.reason)
         if self.ctx.monotonic() >= self._reconcile_at:
@@ -234,11 +248,17 @@ class QueueRunner:
     # ------------------------------------------------------------------ the checks
     def _pause_for_hours(self, closed_at: datetime) -> Step:
         resume_at = self.schedule.next_open_after(closed_at)
-        queue_lease.release(self.lease, QueueStatus.PAUSED_BUSINESS_HOURS, pause_reason="outside business hours",
-                            next_resume_at=resume_at,
-                            then=lambda: callbacks.on_queue_paused(self.queue, "business_hours"))
-        logger.info("billing queue paused outside business hours",
-                    extra={**self._log_context(), "next_resume_at": resume_at.isoformat() if resume_at else None})
+        queue_lease.release(
+            self.lease,
+            QueueStatus.PAUSED_BUSINESS_HOURS,
+            pause_reason="outside business hours",
+            next_resume_at=resume_at,
+            then=lambda: callbacks.on_queue_paused(self.queue, "business_hours"),
+        )
+        logger.info(
+            "billing queue paused outside business hours",
+            extra={**self._log_context(), "next_resume_at": resume_at.isoformat() if resume_at else None},
+        )
         return self._ended(QueueStatus.PAUSED_BUSINESS_HOURS)
 
     def _unusable_reason(self) -> Step | None:
@@ -249,8 +269,11 @@ class QueueRunner:
         if self.instance is None:
             return self._stop_paused("no WhatsApp instance: assign one and resume")
         if self.ctx.monotonic() - self._switches_read_at >= float(self.config.health_cache_seconds):
-            row = (WhatsAppInstance.objects.filter(pk=self.instance.pk)
-                   .values_list("is_active", "tenant__is_active", "protected_reason", "warmup_skipped_at").first())
+            row = (
+                WhatsAppInstance.objects.filter(pk=self.instance.pk)
+                .values_list("is_active", "tenant__is_active", "protected_reason", "warmup_skipped_at")
+                .first()
+            )
             if row is not None and (row[3] is not None) != self.quota.warm_up.skipped:
                 self.instance.warmup_skipped_at = row[3]  # a person skipped the warm-up meanwhile
                 self.quota = self._number_quota()
@@ -266,14 +289,19 @@ class QueueRunner:
         return None
 
     def _stop_paused(self, reason: str) -> Step:
-        queue_lease.release(self.lease, QueueStatus.PAUSED, pause_reason=reason,
-                            then=lambda: callbacks.on_queue_paused(self.queue, "unusable"))
+        queue_lease.release(
+            self.lease,
+            QueueStatus.PAUSED,
+            pause_reason=reason,
+            then=lambda: callbacks.on_queue_paused(self.queue, "unusable"),
+        )
         logger.warning("billing queue paused: cannot send", extra={**self._log_context(), "reason": reason})
         return self._ended(QueueStatus.PAUSED)
 
     def _instance_down(self, reason: str) -> Step:
         InstanceRecoveryService.handle_instance_down(
-            self.lease, reason, then=lambda: callbacks.on_queue_paused(self.queue, "instance_down"))
+            self.lease, reason, then=lambda: callbacks.on_queue_paused(self.queue, "instance_down")
+        )
         logger.warning("billing queue paused: instance down", extra={**self._log_context(), "reason": reason[:200]})
         return self._ended(QueueStatus.INSTANCE_DOWN)
 
@@ -306,14 +334,20 @@ class QueueRunner:
     def _finish_or_wait(self) -> Step:
         remaining, unconfirmed, earliest_retry = queue_lease.unsent_summary(self.lease.queue_id)
         if remaining == 0:
-            if not queue_lease.release(self.lease, QueueStatus.COMPLETED,
-                                       then=lambda: callbacks.on_queue_completed(self.queue, config=self.config)):
+            if not queue_lease.release(
+                self.lease,
+                QueueStatus.COMPLETED,
+                then=lambda: callbacks.on_queue_completed(self.queue, config=self.config),
+            ):
                 return self._let_go("lease_lost")
             logger.info("billing queue completed", extra={**self._log_context(), "sent": self.sent})
             return self._ended(QueueStatus.COMPLETED)
         now = self.ctx.now()
-        wait = (earliest_retry - now).total_seconds() if earliest_retry is not None else float(
-            settings.BILLING_CONSUMER_HEARTBEAT_SECONDS)  # a message in flight elsewhere: look again soon
+        wait = (
+            (earliest_retry - now).total_seconds()
+            if earliest_retry is not None
+            else float(settings.BILLING_CONSUMER_HEARTBEAT_SECONDS)
+        )  # a message in flight elsewhere: look again soon
         if unconfirmed:
             self._reconcile_at = self.ctx.monotonic() + max(wait, 0.0)
         if wait <= float(settings.BILLING_KEEP_WAITING_SECONDS):
@@ -333,8 +367,9 @@ class QueueRunner:
             # first send now cannot come too soon after it.
             last = queue_lease.last_sent_at(list(self._lane()))
             seed = (last.timestamp() + interval) if last is not None else 0.0
-            answer = acquire_send_slot(self.pace_key, interval, tolerance_seconds=PACE_TOLERANCE,
-                                       seed_epoch_seconds=seed)
+            answer = acquire_send_slot(
+                self.pace_key, interval, tolerance_seconds=PACE_TOLERANCE, seed_epoch_seconds=seed
+            )
         if answer.granted and self._hold_shown_until is not None:
             queue_lease.show_hold(self.lease, reason="", until=None)
             self._hold_shown_until = None
@@ -355,13 +390,20 @@ class QueueRunner:
         """Every instance row pointing at this queue's number (its pace and cap are shared);
         read when first needed: only the seeding of a pace or a cap Redis lost asks."""
         if self._lane_ids is None:
-            self._lane_ids = tuple(WhatsAppInstance.objects.filter(
-                base_url=self.instance.base_url, instance_name=self.instance.instance_name).values_list("pk", flat=True))
+            self._lane_ids = tuple(
+                WhatsAppInstance.objects.filter(
+                    base_url=self.instance.base_url, instance_name=self.instance.instance_name
+                ).values_list("pk", flat=True)
+            )
         return self._lane_ids
 
     def _number_quota(self) -> NumberQuota:
-        return NumberQuota(number_key=self.pace_key, tz=self.tenant.tzinfo, instance_ids=self._lane(),
-                           warm_up=self.instance.warm_up(self.number_health.schedule, self.tenant.tzinfo))
+        return NumberQuota(
+            number_key=self.pace_key,
+            tz=self.tenant.tzinfo,
+            instance_ids=self._lane(),
+            warm_up=self.instance.warm_up(self.number_health.schedule, self.tenant.tzinfo),
+        )
 
     def _pause_for_daily_cap(self, quota: QuotaAnswer) -> Step:
         """The number sent its warm-up cap today: paused until the next day starts in the tenant's
@@ -370,13 +412,26 @@ class QueueRunner:
         if self.schedule is not None:
             resume_at = self.schedule.next_open_after(resume_at) or resume_at
         age = self.quota.warm_up.age_on(quota.day.local_date)
-        reason = (f"daily_cap: {quota.count}/{quota.cap} messages sent today through this number (warm-up day "
-                  f"{age}); resumes {resume_at.astimezone(self.tenant.tzinfo):%d/%m/%Y %H:%M}")
-        queue_lease.release(self.lease, QueueStatus.PAUSED_BUSINESS_HOURS, pause_reason=reason, next_resume_at=resume_at,
-                            then=lambda: callbacks.on_queue_paused(self.queue, "daily_cap"))
-        logger.info("billing queue paused: the number's daily cap",
-                    extra={**self._log_context(), "cap": quota.cap, "sent_today": quota.count,
-                           "next_resume_at": resume_at.isoformat()})
+        reason = (
+            f"daily_cap: {quota.count}/{quota.cap} messages sent today through this number (warm-up day "
+            f"{age}); resumes {resume_at.astimezone(self.tenant.tzinfo):%d/%m/%Y %H:%M}"
+        )
+        queue_lease.release(
+            self.lease,
+            QueueStatus.PAUSED_BUSINESS_HOURS,
+            pause_reason=reason,
+            next_resume_at=resume_at,
+            then=lambda: callbacks.on_queue_paused(self.queue, "daily_cap"),
+        )
+        logger.info(
+            "billing queue paused: the number's daily cap",
+            extra={
+                **self._log_context(),
+                "cap": quota.cap,
+                "sent_today": quota.count,
+                "next_resume_at": resume_at.isoformat(),
+            },
+        )
         return self._ended(QueueStatus.PAUSED_BUSINESS_HOURS)
 
     # ------------------------------------------------------------------ one message
@@ -399,8 +454,9 @@ class QueueRunner:
         if started - sending_at > START_BOUND:
             # Frozen between the two: the queue may be someone else's by now. Not sent; if the
             # lease still holds, the contact is simply tried again.
-            queue_lease.record_retry(self.lease, contact, at=self.ctx.now(), code="", error="start delayed",
-                                     refund_attempt=True)
+            queue_lease.record_retry(
+                self.lease, contact, at=self.ctx.now(), code="", error="start delayed", refund_attempt=True
+            )
             self.quota.give_back(quota)
             logger.warning("billing send not started: delayed past its bound", extra=context)
             return None
@@ -414,17 +470,22 @@ class QueueRunner:
         seconds = self.ctx.monotonic() - started
         self.ctx.health.send_accepted(self.instance.pk)
         recorded = queue_lease.record_sent(
-            self.lease, contact, provider_message_id=result.provider_message_id, rendered=text,
-            chat=OutboundChat(tenant_id=self.tenant.pk, instance_id=self.instance.pk, phone=contact.phone,
-                              contact_name=contact.name),
+            self.lease,
+            contact,
+            provider_message_id=result.provider_message_id,
+            rendered=text,
+            chat=OutboundChat(
+                tenant_id=self.tenant.pk, instance_id=self.instance.pk, phone=contact.phone, contact_name=contact.name
+            ),
             then=self._contact_callback(contact, "contact.sent"),
         )
         if recorded:
             self.sent += 1
             self._sent_ids.append(result.provider_message_id)
             self._apply_early_receipts()
-        number_protection.record_send_outcome(instance=self.instance, not_on_whatsapp=False,
-                                              settings=self.number_health)
+        number_protection.record_send_outcome(
+            instance=self.instance, not_on_whatsapp=False, settings=self.number_health
+        )
         metrics.observe_send(self.tenant.pk, self.template_type, "sent", seconds, instance_id=self.instance.pk)
         logger.info("billing message sent", extra={**context, "duration_ms": round(1000 * seconds)})
         self._progress()
@@ -459,8 +520,9 @@ class QueueRunner:
         return BillingTemplateEngine.compile(variation.content).render(variables)
 
     # ------------------------------------------------------------------ what the provider said
-    def _record_error(self, contact: BillingContact, error: ProviderError, text: str, context: dict,
-                      *, seconds: float) -> Step | None:
+    def _record_error(
+        self, contact: BillingContact, error: ProviderError, text: str, context: dict, *, seconds: float
+    ) -> Step | None:
         """One row per answer; every answer from the provider counts toward max_attempts, so a
         contact ends within max_attempts whatever the provider does. Only a call that provably
         sent nothing (circuit open, connection refused) is refunded."""
@@ -476,41 +538,60 @@ class QueueRunner:
         elif isinstance(error, AmbiguousSendError):
             # It may have gone out (upstream #1247): never re-send blindly; reconciliation decides.
             reconcile_at = now + timedelta(seconds=ECHO_GRACE_SECONDS)
-            queue_lease.record_unconfirmed(self.lease, contact, code=ContactErrorCode.OUTCOME_UNKNOWN, error=reason,
-                                           reconcile_at=reconcile_at)
+            queue_lease.record_unconfirmed(
+                self.lease, contact, code=ContactErrorCode.OUTCOME_UNKNOWN, error=reason, reconcile_at=reconcile_at
+            )
             self._reconcile_at = min(self._reconcile_at, self.ctx.monotonic() + ECHO_GRACE_SECONDS)
             outcome = "unconfirmed"
         elif exhausted:
-            code = (ContactErrorCode.PROVIDER_AUTH if isinstance(error, ProviderAuthError)
-                    else ContactErrorCode.PROVIDER_ERROR if isinstance(error, InstanceUnavailableError)
-                    else ContactErrorCode.MAX_ATTEMPTS)
+            code = (
+                ContactErrorCode.PROVIDER_AUTH
+                if isinstance(error, ProviderAuthError)
+                else ContactErrorCode.PROVIDER_ERROR
+                if isinstance(error, InstanceUnavailableError)
+                else ContactErrorCode.MAX_ATTEMPTS
+            )
             self._fail(contact, code, reason, text)
             if code == ContactErrorCode.PROVIDER_ERROR:
                 # The provider kept failing while it said the number was connected: a person
                 # has to look (a broken build, a misrouted proxy); the admin shows the flag.
-                flag_for_attention(instance_id=self.instance.pk,
-                                   reason=f"sends fail ({error.code}) while the provider reports the number connected")
+                flag_for_attention(
+                    instance_id=self.instance.pk,
+                    reason=f"sends fail ({error.code}) while the provider reports the number connected",
+                )
             outcome = "failed"
         else:
             outcome = "retry"
         metrics.observe_send(self.tenant.pk, self.template_type, outcome, seconds, instance_id=self.instance.pk)
         if isinstance(error, InvalidNumberError):
-            protected = number_protection.record_send_outcome(instance=self.instance, not_on_whatsapp=True,
-                                                              settings=self.number_health)
+            protected = number_protection.record_send_outcome(
+                instance=self.instance, not_on_whatsapp=True, settings=self.number_health
+            )
             return self._instance_down(f"number_protected: {self.instance.protected_reason}") if protected else None
         if isinstance(error, ProviderRateLimitedError):
             hold = min(float(error.retry_after or 30), float(settings.BILLING_RETRY_AFTER_CAP_SECONDS))
             # This number only: every queue sending through it waits, no other number does.
             hold_back(self.pace_key, hold)
             if outcome == "retry":
-                queue_lease.record_retry(self.lease, contact, at=now + timedelta(seconds=hold),
-                                         code=ContactErrorCode.RATE_LIMITED, error=reason, refund_attempt=refund)
+                queue_lease.record_retry(
+                    self.lease,
+                    contact,
+                    at=now + timedelta(seconds=hold),
+                    code=ContactErrorCode.RATE_LIMITED,
+                    error=reason,
+                    refund_attempt=refund,
+                )
             return None
         if isinstance(error, (InstanceUnavailableError, ProviderAuthError)):
             if outcome == "retry":
-                queue_lease.record_retry(self.lease, contact, at=now + self._backoff(contact), error=reason,
-                                         code=ContactErrorCode.PROVIDER_AUTH if isinstance(error, ProviderAuthError) else "",
-                                         refund_attempt=refund)
+                queue_lease.record_retry(
+                    self.lease,
+                    contact,
+                    at=now + self._backoff(contact),
+                    error=reason,
+                    code=ContactErrorCode.PROVIDER_AUTH if isinstance(error, ProviderAuthError) else "",
+                    refund_attempt=refund,
+                )
             # Is the number really down, or does it fail while the provider says it is open?
             self.ctx.health.forget(self.instance.pk)
             health = self.ctx.health.check(self.instance, max_age=0.0, client=self.client)
@@ -519,16 +600,23 @@ class QueueRunner:
             metrics.observe_failing_while_open(self.instance.pk)
             return None
         if outcome == "retry":  # a transient failure: back off, counted
-            queue_lease.record_retry(self.lease, contact, at=now + self._backoff(contact), code="", error=reason,
-                                     refund_attempt=refund)
+            queue_lease.record_retry(
+                self.lease, contact, at=now + self._backoff(contact), code="", error=reason, refund_attempt=refund
+            )
         return None
 
     def _backoff(self, contact: BillingContact) -> timedelta:
         return timedelta(seconds=float(self.config.retry_backoff_seconds) * (2 ** max(contact.attempts - 1, 0)))
 
     def _fail(self, contact: BillingContact, code: str, reason: str, text: str = "") -> None:
-        if queue_lease.record_failed(self.lease, contact, code=code, error=reason, rendered=text,
-                                     then=self._contact_callback(contact, "contact.failed")):
+        if queue_lease.record_failed(
+            self.lease,
+            contact,
+            code=code,
+            error=reason,
+            rendered=text,
+            then=self._contact_callback(contact, "contact.failed"),
+        ):
             self.failed += 1
 
     def _contact_callback(self, contact: BillingContact, event: str) -> Callable[[], object] | None:
@@ -543,8 +631,16 @@ class QueueRunner:
         self._apply_early_receipts(now=True, quietly=True)
         self._progress(force=True)  # every ending is a status change watchers want at once
         metrics.observe_worker_run(outcome)
-        logger.info("billing queue left the consumer", extra={**self._log_context(), "outcome": outcome,
-                                                              "reason": reason, "sent": self.sent, "failed": self.failed})
+        logger.info(
+            "billing queue left the consumer",
+            extra={
+                **self._log_context(),
+                "outcome": outcome,
+                "reason": reason,
+                "sent": self.sent,
+                "failed": self.failed,
+            },
+        )
         return Step(None, outcome)
 
     def _let_go(self, reason: str, *, forget: list[int] | None = None) -> Step:
@@ -558,8 +654,11 @@ class QueueRunner:
         """`quietly`: on the way out, where an error must not replace the ending."""
         if not self._sent_ids:
             return
-        due = (now or len(self._sent_ids) >= EARLY_RECEIPTS_BATCH
-               or self.ctx.monotonic() - self._receipts_checked >= EARLY_RECEIPTS_EVERY_SECONDS)
+        due = (
+            now
+            or len(self._sent_ids) >= EARLY_RECEIPTS_BATCH
+            or self.ctx.monotonic() - self._receipts_checked >= EARLY_RECEIPTS_EVERY_SECONDS
+        )
         if not due:
             return
         ids, self._sent_ids = self._sent_ids, []
@@ -572,8 +671,10 @@ class QueueRunner:
             # The receipts not applied are back in Redis (apply_early_receipts); look them up
             # again at the next check. The sending must not stop for them.
             self._sent_ids = (ids + self._sent_ids)[-EARLY_RECEIPTS_KEPT:]
-            logger.warning("billing early receipts not looked up",
-                           extra={**self._log_context(), "messages": len(ids), "error": type(exc).__name__})
+            logger.warning(
+                "billing early receipts not looked up",
+                extra={**self._log_context(), "messages": len(ids), "error": type(exc).__name__},
+            )
 
     def _progress(self, *, force: bool = False) -> None:
         """Push counters to WebSocket watchers: on status changes, else at most once a second."""
@@ -584,5 +685,8 @@ class QueueRunner:
 
     def _log_context(self) -> dict:
         tenant = getattr(self, "tenant", None)
-        return {"queue_id": str(self.queue_id), "holder": self.lease.worker_id,
-                "tenant_id": str(tenant.pk) if tenant is not None else None}
+        return {
+            "queue_id": str(self.queue_id),
+            "holder": self.lease.worker_id,
+            "tenant_id": str(tenant.pk) if tenant is not None else None,
+        }

@@ -22,6 +22,7 @@ Who goes first when more entries are due than threads are free:
 Pure and in memory: no database, no Redis, the clock injected, so the rules are tested without
 threads or sleeps. Thread-safe: every method takes the one lock.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -225,4 +226,3 @@ class Scheduler:
             return None
         tenant, _ = min(pool, key=lambda c: (c[1][0], self._served.get(c[0], 0), c[1][1], c[1][2]))
         return heapq.heappop(self._ready[tenant])[3]
-

@@ -1,4 +1,5 @@
 """Billing models, one module per model (the seed's layout); import them from here."""
+
 from apps.billing.models.billing_api_key import BillingAPIKey
 from apps.billing.models.billing_campaign import BillingCampaign
 from apps.billing.models.billing_config import BillingConfig

@@ -5,6 +5,7 @@ people to recognise a key) and the SHA-256 of the whole key are stored; the raw 
 memory once, when it is issued. A plain SHA-256 is enough here (no slow KDF) because the
 secret is 256 random bits, not a password a person chose.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,7 +43,7 @@ def parse_raw_key(raw_key: Any) -> tuple[str, str] | None:
     """`(public_id, secret)` from a raw key, or None if it does not have our shape."""
     if not isinstance(raw_key, str) or len(raw_key) > MAX_RAW_KEY_LENGTH or not raw_key.startswith(API_KEY_PREFIX):
         return None
-    public_id, sep, secret = raw_key[len(API_KEY_PREFIX):].partition("_")
+    public_id, sep, secret = raw_key[len(API_KEY_PREFIX) :].partition("_")
     if not sep or len(public_id) != PUBLIC_ID_BYTES * 2 or not secret:
         return None
     if any(c not in "0123456789abcdef" for c in public_id):
@@ -78,7 +79,8 @@ def validate_template_type_list(value: Any) -> None:
     bad = [str(item) for item in value if item not in TemplateType.values]
     if bad:
         raise ValidationError(
-            "Unknown template type: %(bad)s (allowed: %(allowed)s)", code="invalid_template_type",
+            "Unknown template type: %(bad)s (allowed: %(allowed)s)",
+            code="invalid_template_type",
             params={"bad": ", ".join(bad), "allowed": ", ".join(TemplateType.values)},
         )
 
@@ -94,15 +96,21 @@ class BillingAPIKey(models.Model):
     is_active = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     allowed_ips = models.JSONField(
-        default=list, blank=True, validators=[validate_ip_list],
+        default=list,
+        blank=True,
+        validators=[validate_ip_list],
         help_text="IP addresses or CIDR ranges allowed to use the key. Empty: any.",
     )
     allowed_template_types = models.JSONField(
-        default=list, blank=True, validators=[validate_template_type_list],
+        default=list,
+        blank=True,
+        validators=[validate_template_type_list],
         help_text="Template types the key may send. Empty: all.",
     )
     rate_limit_per_minute = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
         help_text="Requests per minute for this key. Empty: the tenant's billing config.",
     )
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -241,9 +249,7 @@ class BillingAPIKey(models.Model):
     def revoke(self, now: datetime | None = None) -> None:
         """Deactivate for good (idempotent: the first revocation time is kept)."""
         now = now or timezone.now()
-        type(self).objects.filter(pk=self.pk).update(
-            is_active=False, revoked_at=Coalesce(F("revoked_at"), Value(now))
-        )
+        type(self).objects.filter(pk=self.pk).update(is_active=False, revoked_at=Coalesce(F("revoked_at"), Value(now)))
         self.refresh_from_db(fields=["is_active", "revoked_at"])
         bump_config_version(self.tenant_id)  # the API's cached copies of this key go stale now
 

@@ -4,6 +4,7 @@
 repeated request with the same id and the same content (`request_fingerprint`) gets the
 original answer (`response_snapshot`); the same id with other content is a conflict.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -33,7 +34,10 @@ class BillingCampaign(models.Model):
         "billing.BillingAPIKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="campaigns"
     )
     instance = models.ForeignKey(
-        "connections.WhatsAppInstance", on_delete=models.PROTECT, null=True, blank=True,
+        "connections.WhatsAppInstance",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
         related_name="billing_campaigns",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -48,7 +52,8 @@ class BillingCampaign(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "template_type", "external_id"], name="billing_campaign_unique_external_id",
+                fields=["tenant", "template_type", "external_id"],
+                name="billing_campaign_unique_external_id",
                 violation_error_message="A campaign with this external id already exists for this type.",
             ),
             models.CheckConstraint(condition=~Q(external_id=""), name="billing_campaign_external_id_not_blank"),

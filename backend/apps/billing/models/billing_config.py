@@ -1,4 +1,5 @@
 """Per-tenant billing settings: pace, retries, limits, business-hours switches, callbacks."""
+
 from __future__ import annotations
 
 import base64
@@ -31,22 +32,26 @@ class BillingConfig(models.Model):
 
     # Pace of sending (per WhatsApp instance) and batching.
     messages_per_minute = models.PositiveIntegerField(
-        default=20, validators=[MinValueValidator(1), MaxValueValidator(600)],
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(600)],
         help_text="Maximum messages per minute through one WhatsApp instance.",
     )
     jitter_seconds = models.PositiveIntegerField(
-        default=0, validators=[MaxValueValidator(300)],
+        default=0,
+        validators=[MaxValueValidator(300)],
         help_text="Random extra gap (0..N seconds) added between messages so the pace looks human.",
     )
     batch_size = models.PositiveIntegerField(
-        default=100, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="Contacts a worker claims at a time.",
     )
 
     # Retries.
     max_attempts = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(10)])
     retry_backoff_seconds = models.PositiveIntegerField(
-        default=60, validators=[MinValueValidator(1)],
+        default=60,
+        validators=[MinValueValidator(1)],
         help_text="Base of the exponential backoff between attempts (base × 2^(attempt-1)).",
     )
 
@@ -55,19 +60,28 @@ class BillingConfig(models.Model):
         default=10000, validators=[MinValueValidator(1), MaxValueValidator(100000)]
     )
     api_rate_limit_per_minute = models.PositiveIntegerField(
-        default=60, validators=[MinValueValidator(1)],
+        default=60,
+        validators=[MinValueValidator(1)],
         help_text="API requests per minute per key, unless the key sets its own limit.",
     )
 
     # Business hours per template type (notifications go out 24/7 by default).
-    business_hours_overdue = models.BooleanField(default=True, help_text="Send overdue messages only in business hours.")
-    business_hours_upcoming = models.BooleanField(default=True, help_text="Send upcoming messages only in business hours.")
+    business_hours_overdue = models.BooleanField(
+        default=True, help_text="Send overdue messages only in business hours."
+    )
+    business_hours_upcoming = models.BooleanField(
+        default=True, help_text="Send upcoming messages only in business hours."
+    )
     business_hours_notification = models.BooleanField(
         default=False, help_text="Send notifications only in business hours (off: 24/7)."
     )
 
     default_instance = models.ForeignKey(
-        "connections.WhatsAppInstance", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        "connections.WhatsAppInstance",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
         help_text="Instance used when a request names none.",
     )
 
@@ -81,16 +95,19 @@ class BillingConfig(models.Model):
 
     # Opt-out (LGPD): the one answer to a customer who asks to stop; blank = do not answer.
     opt_out_confirmation = models.CharField(
-        max_length=500, blank=True, default=DEFAULT_OPT_OUT_CONFIRMATION,
+        max_length=500,
+        blank=True,
+        default=DEFAULT_OPT_OUT_CONFIRMATION,
         help_text="Sent once when a customer asks to stop receiving messages (blank: send nothing).",
     )
 
     # Worker robustness.
     stale_threshold_seconds = models.PositiveIntegerField(
-        default=600, validators=[MinValueValidator(30)],
+        default=600,
+        validators=[MinValueValidator(30)],
         help_text="A running queue its consumer no longer tends (no heartbeat for this long) is released to "
-                  "another consumer. A consumer process that dies is noticed much sooner: see "
-                  "BILLING_CONSUMER_DEAD_AFTER_SECONDS.",
+        "another consumer. A consumer process that dies is noticed much sooner: see "
+        "BILLING_CONSUMER_DEAD_AFTER_SECONDS.",
     )
     health_cache_seconds = models.PositiveIntegerField(
         default=5, help_text="How long an instance health check result is reused."
@@ -103,9 +120,14 @@ class BillingConfig(models.Model):
         verbose_name = "billing config"
         constraints = [
             models.CheckConstraint(
-                condition=Q(messages_per_minute__gt=0, batch_size__gt=0, max_attempts__gt=0,
-                            retry_backoff_seconds__gt=0, max_contacts_per_request__gt=0,
-                            api_rate_limit_per_minute__gt=0),
+                condition=Q(
+                    messages_per_minute__gt=0,
+                    batch_size__gt=0,
+                    max_attempts__gt=0,
+                    retry_backoff_seconds__gt=0,
+                    max_contacts_per_request__gt=0,
+                    api_rate_limit_per_minute__gt=0,
+                ),
                 name="billing_config_positive_limits",
                 violation_error_message="Rates, sizes, attempts and limits must be greater than zero.",
             ),

@@ -6,6 +6,7 @@ which is what crash recovery needs to tell "never sent" from "outcome unknown"; 
 means the call may have delivered it and reconciliation (services/reconciliation.py) decides.
 `last_error` holds a short technical reason only: never the message text or a raw phone.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -33,19 +34,20 @@ class BillingContact(StatusMachineMixin):
     # No single-column indexes on tenant and queue: (tenant, status), (tenant, phone, sent_at),
     # (queue, status) serve those look-ups, and every index is written again each time a
     # contact changes status (three times per message sent).
-    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="billing_contacts",
-                               db_index=False)
-    billing_campaign = models.ForeignKey(
-        "billing.BillingCampaign", on_delete=models.CASCADE, related_name="contacts"
+    tenant = models.ForeignKey(
+        "tenancy.Tenant", on_delete=models.CASCADE, related_name="billing_contacts", db_index=False
     )
+    billing_campaign = models.ForeignKey("billing.BillingCampaign", on_delete=models.CASCADE, related_name="contacts")
     # Denormalised from the campaign so the worker's claim query reads one table.
-    queue = models.ForeignKey("billing.BillingQueue", on_delete=models.CASCADE, related_name="contacts",
-                              db_index=False)
+    queue = models.ForeignKey("billing.BillingQueue", on_delete=models.CASCADE, related_name="contacts", db_index=False)
     campaign_contact = models.OneToOneField(
         "campaigns.CampaignContact", on_delete=models.CASCADE, related_name="billing"
     )
     variation = models.ForeignKey(
-        "billing.BillingTemplateVariation", on_delete=models.SET_NULL, null=True, blank=True,
+        "billing.BillingTemplateVariation",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="contacts",
     )
     phone = models.CharField(max_length=20, help_text="E.164")
@@ -68,12 +70,18 @@ class BillingContact(StatusMachineMixin):
     # The chat history row of the message sent to this contact (billing_send_service). The link
     # lives here, not on chat.Message, so the host chat app does not depend on billing.
     message = models.OneToOneField(
-        "chat.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="billing_contact",
+        "chat.Message",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="billing_contact",
     )
 
     send_started_at = models.DateTimeField(
-        null=True, blank=True,
-        help_text="When the provider call started (start_sending): the window reconciliation searches.")
+        null=True,
+        blank=True,
+        help_text="When the provider call started (start_sending): the window reconciliation searches.",
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
@@ -88,7 +96,8 @@ class BillingContact(StatusMachineMixin):
             models.Index(fields=["tenant", "status"], name="billing_contact_tenant_status"),
             # The worker's claim query: unsent contacts of one queue, due now.
             models.Index(
-                fields=["queue", "status", "next_attempt_at"], name="billing_contact_claimable",
+                fields=["queue", "status", "next_attempt_at"],
+                name="billing_contact_claimable",
                 condition=Q(status__in=sorted(UNSENT_CONTACT_STATUSES)),
             ),
             # The API's contact list, a page at a time in id order (keyset), with or without a
@@ -105,10 +114,14 @@ class BillingContact(StatusMachineMixin):
                 fields=["claim_token"], name="billing_contact_claim_token", condition=Q(claim_token__isnull=False)
             ),
             # The sweep for calls stranded in flight, and reconciliation's due contacts: both tiny.
-            models.Index(fields=["send_started_at"], name="billing_contact_in_flight",
-                         condition=Q(status=ContactStatus.SENDING)),
-            models.Index(fields=["next_attempt_at"], name="billing_contact_unconfirmed",
-                         condition=Q(status=ContactStatus.UNCONFIRMED)),
+            models.Index(
+                fields=["send_started_at"], name="billing_contact_in_flight", condition=Q(status=ContactStatus.SENDING)
+            ),
+            models.Index(
+                fields=["next_attempt_at"],
+                name="billing_contact_unconfirmed",
+                condition=Q(status=ContactStatus.UNCONFIRMED),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=ContactStatus.values), name="billing_contact_status_valid"),
@@ -145,7 +158,12 @@ class BillingContact(StatusMachineMixin):
                 fields["read_at"] = now
             if self.delivered_at is None:  # read implies delivered, even if that event never came
                 fields["delivered_at"] = now
-        if new_status in (ContactStatus.PENDING_RETRY, ContactStatus.FAILED, ContactStatus.CANCELLED,
-                          ContactStatus.SKIPPED, ContactStatus.SENT):
+        if new_status in (
+            ContactStatus.PENDING_RETRY,
+            ContactStatus.FAILED,
+            ContactStatus.CANCELLED,
+            ContactStatus.SKIPPED,
+            ContactStatus.SENT,
+        ):
             fields.update(claim_token=None, claimed_at=None)
         return fields

@@ -6,6 +6,7 @@ claim, so a worker that lost its lease cannot write as if it still held it) and 
 `last_heartbeat`. `last_published_at` lets the periodic task re-publish pending queues the
 broker never delivered.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -24,12 +25,13 @@ class BillingQueue(StatusMachineMixin):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="billing_queues")
-    billing_campaign = models.OneToOneField(
-        "billing.BillingCampaign", on_delete=models.CASCADE, related_name="queue"
-    )
+    billing_campaign = models.OneToOneField("billing.BillingCampaign", on_delete=models.CASCADE, related_name="queue")
     template_type = models.CharField(max_length=20, choices=TemplateType.choices)
     instance = models.ForeignKey(
-        "connections.WhatsAppInstance", on_delete=models.SET_NULL, null=True, blank=True,
+        "connections.WhatsAppInstance",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="billing_queues",
     )
     status = models.CharField(max_length=24, choices=QueueStatus.choices, default=QueueStatus.PENDING)
@@ -37,14 +39,17 @@ class BillingQueue(StatusMachineMixin):
     scheduled_for = models.DateTimeField(null=True, blank=True, help_text="Do not start before this time.")
 
     # Ownership by a worker.
-    processing_by = models.CharField(max_length=200, blank=True,
-                                     help_text="The consumer process holding the queue (ConsumerProcess id).")
+    processing_by = models.CharField(
+        max_length=200, blank=True, help_text="The consumer process holding the queue (ConsumerProcess id)."
+    )
     lease_token = models.UUIDField(null=True, blank=True, help_text="Fencing token; new on every claim.")
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     last_sent_at = models.DateTimeField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="When this queue last handed a message to the provider: the pace is recovered from it "
-                  "when Redis lost it.")
+        "when Redis lost it.",
+    )
 
     # Broker outbox bookkeeping.
     last_published_at = models.DateTimeField(null=True, blank=True)
@@ -79,20 +84,27 @@ class BillingQueue(StatusMachineMixin):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=QueueStatus.values), name="billing_queue_status_valid"),
-            models.CheckConstraint(
-                condition=Q(template_type__in=TemplateType.values), name="billing_queue_type_valid"
-            ),
+            models.CheckConstraint(condition=Q(template_type__in=TemplateType.values), name="billing_queue_type_valid"),
             models.CheckConstraint(condition=Q(priority__lte=10), name="billing_queue_priority_range"),
             models.CheckConstraint(
-                condition=Q(total_contacts__gte=0, sent_count__gte=0, failed_count__gte=0, cancelled_count__gte=0,
-                            skipped_count__gte=0, delivered_count__gte=0, read_count__gte=0,
-                            replied_count__gte=0, publish_count__gte=0),
+                condition=Q(
+                    total_contacts__gte=0,
+                    sent_count__gte=0,
+                    failed_count__gte=0,
+                    cancelled_count__gte=0,
+                    skipped_count__gte=0,
+                    delivered_count__gte=0,
+                    read_count__gte=0,
+                    replied_count__gte=0,
+                    publish_count__gte=0,
+                ),
                 name="billing_queue_counters_non_negative",
             ),
             # pending_count can never go below zero: no contact is counted twice.
             models.CheckConstraint(
-                condition=Q(total_contacts__gte=F("sent_count") + F("failed_count") + F("cancelled_count")
-                            + F("skipped_count")),
+                condition=Q(
+                    total_contacts__gte=F("sent_count") + F("failed_count") + F("cancelled_count") + F("skipped_count")
+                ),
                 name="billing_queue_processed_within_total",
             ),
         ]

@@ -1,5 +1,6 @@
 """Message templates per tenant and type, each with up to five active variations that the
 rotation alternates between (WhatsApp blocks senders that repeat one text to many people)."""
+
 from __future__ import annotations
 
 import re
@@ -25,7 +26,8 @@ def validate_variable_names(value: Any) -> None:
     bad = [str(item) for item in value if not isinstance(item, str) or not _VARIABLE_NAME.match(item)]
     if bad:
         raise ValidationError(
-            "Not a variable name (letters, digits, underscore): %(bad)s", code="invalid_variable_name",
+            "Not a variable name (letters, digits, underscore): %(bad)s",
+            code="invalid_variable_name",
             params={"bad": ", ".join(bad)},
         )
 
@@ -53,7 +55,9 @@ class BillingTemplate(models.Model):
     )
     is_active = models.BooleanField(default=True)
     required_variables = models.JSONField(
-        default=list, blank=True, validators=[validate_variable_names],
+        default=list,
+        blank=True,
+        validators=[validate_variable_names],
         help_text='Variables every request must supply, e.g. ["nome", "valor"].',
     )
     # Next round-robin slot for the sequential strategy; advanced atomically in blocks.
@@ -69,11 +73,13 @@ class BillingTemplate(models.Model):
         indexes = [models.Index(fields=["tenant", "template_type", "is_active"], name="billing_tpl_tenant_type")]
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "name"], name="billing_template_unique_name",
+                fields=["tenant", "name"],
+                name="billing_template_unique_name",
                 violation_error_message="This tenant already has a template with this name.",
             ),
             models.UniqueConstraint(
-                fields=["tenant", "template_type"], condition=Q(is_default=True),
+                fields=["tenant", "template_type"],
+                condition=Q(is_default=True),
                 name="billing_template_one_default_per_type",
                 violation_error_message="This tenant already has a default template of this type.",
             ),
@@ -84,7 +90,8 @@ class BillingTemplate(models.Model):
                 condition=Q(rotation_strategy__in=RotationStrategy.values), name="billing_template_strategy_valid"
             ),
             models.CheckConstraint(
-                condition=~Q(is_default=True, is_active=False), name="billing_template_default_is_active",
+                condition=~Q(is_default=True, is_active=False),
+                name="billing_template_default_is_active",
                 violation_error_message="A default template must be active.",
             ),
             models.CheckConstraint(condition=Q(rotation_cursor__gte=0), name="billing_template_cursor_non_negative"),
@@ -129,13 +136,20 @@ class BillingTemplateVariation(models.Model):
         indexes = [models.Index(fields=["template", "is_active"], name="billing_var_template_active")]
         constraints = [
             models.UniqueConstraint(
-                fields=["template", "name"], name="billing_variation_unique_name",
+                fields=["template", "name"],
+                name="billing_variation_unique_name",
                 violation_error_message="This template already has a variation with this name.",
             ),
             models.CheckConstraint(condition=Q(weight__gte=1), name="billing_variation_weight_positive"),
             models.CheckConstraint(
-                condition=Q(used_count__gte=0, sent_count__gte=0, failed_count__gte=0,
-                            delivered_count__gte=0, read_count__gte=0, replied_count__gte=0),
+                condition=Q(
+                    used_count__gte=0,
+                    sent_count__gte=0,
+                    failed_count__gte=0,
+                    delivered_count__gte=0,
+                    read_count__gte=0,
+                    replied_count__gte=0,
+                ),
                 name="billing_variation_counters_non_negative",
             ),
         ]
@@ -148,7 +162,10 @@ class BillingTemplateVariation(models.Model):
         super().clean()
         errors: dict[str, list[str]] = {}
         if self.content:
-            from apps.billing.services.template_preview import TemplateContentError, clean_template_content
+            from apps.billing.services.template_preview import (
+                TemplateContentError,
+                clean_template_content,
+            )
 
             try:
                 self.content = clean_template_content(self.content)
@@ -157,7 +174,8 @@ class BillingTemplateVariation(models.Model):
             else:
                 if self.is_active and self._missing_creditor_variables():
                     errors.setdefault("content", []).append(
-                        ValidationError(MISSING_CREDITOR_MESSAGE, code="missing_creditor_variables"))
+                        ValidationError(MISSING_CREDITOR_MESSAGE, code="missing_creditor_variables")
+                    )
         if self.is_active and not self.skip_active_limit_check and self.template_id is not None:
             others = (
                 BillingTemplateVariation.objects.filter(template_id=self.template_id, is_active=True)
@@ -172,7 +190,9 @@ class BillingTemplateVariation(models.Model):
     def _missing_creditor_variables(self) -> list[str]:
         if self.template_id is None and not BillingTemplateVariation.template.is_cached(self):
             return []
-        return missing_creditor_variables(self.template.template_type, BillingTemplateEngine.variables_used(self.content))
+        return missing_creditor_variables(
+            self.template.template_type, BillingTemplateEngine.variables_used(self.content)
+        )
 
     # ------------------------------------------------------------------ rates (percent, None if no base)
     @staticmethod

@@ -6,6 +6,7 @@ every retry carries the same `webhook-id` header, so the client can de-duplicate
 holds ids and statuses only, never message texts — except `reply.received`, whose `text` the
 tenant may opt into (ReplySettings.callback_include_text).
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -50,7 +51,9 @@ class CallbackDelivery(models.Model):
         "billing.BillingQueue", on_delete=models.SET_NULL, null=True, blank=True, related_name="callback_deliveries"
     )
     event = models.CharField(max_length=40, choices=CallbackEvent.choices)
-    webhook_id = models.CharField(max_length=64, unique=True, help_text="The `webhook-id` header, the same on every retry.")
+    webhook_id = models.CharField(
+        max_length=64, unique=True, help_text="The `webhook-id` header, the same on every retry."
+    )
     payload = models.JSONField(default=dict)
     url = models.CharField(max_length=500)
     item_count = models.PositiveIntegerField(default=1, help_text="Events carried (more than one for a batch).")
@@ -76,8 +79,9 @@ class CallbackDelivery(models.Model):
             models.Index(fields=["created_at"], name="callback_created"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(status__in=["pending", "delivered", "failed"]),
-                                   name="callback_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "delivered", "failed"]), name="callback_status_valid"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -7,6 +7,7 @@ than three heartbeats) means the process is gone, and the queues it held (`Billi
 processing_by` = its id) are released with the usual fencing — in seconds, whatever each
 tenant's `stale_threshold_seconds` says (Solid Queue's process pruning does the same).
 """
+
 from __future__ import annotations
 
 from django.db import models

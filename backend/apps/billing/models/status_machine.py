@@ -4,6 +4,7 @@ The UPDATE carries the status we read in its WHERE clause, so two processes acti
 same row cannot both win: the loser gets `InvalidTransition(code="concurrent_change")`
 instead of silently overwriting the winner (e.g. a pause racing a completion).
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -8,6 +8,7 @@ When the person's data is erased (LGPD art. 18, apps/privacy), the row keeps onl
 `phone_hash`, the keyed hash of the phone (apps.common.keyed_hash.phone_hash), and `phone` is
 NULL: the opt-out outlives the number, and every check matches a phone by either column.
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -23,9 +24,16 @@ class SuppressedPhone(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="suppressed_phones")
-    phone = models.CharField(max_length=20, null=True, blank=True, help_text="E.164, e.g. +5511998765432")
-    phone_hash = models.CharField(max_length=64, null=True, blank=True, editable=False,
-                                  help_text="Keyed hash of the phone, once the phone itself was erased.")
+    phone = models.CharField(  # noqa: DJ001 - NULL once erased: the unique (tenant, phone) must not meet ""
+        max_length=20, null=True, blank=True, help_text="E.164, e.g. +5511998765432"
+    )
+    phone_hash = models.CharField(  # noqa: DJ001 - NULL until erased (unique when set)
+        max_length=64,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Keyed hash of the phone, once the phone itself was erased.",
+    )
     reason = models.CharField(max_length=200, blank=True, help_text="Why (never the customer's message text).")
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.ADMIN)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -37,7 +45,8 @@ class SuppressedPhone(models.Model):
             models.UniqueConstraint(fields=["tenant", "phone"], name="suppressed_phone_unique_per_tenant"),
             models.UniqueConstraint(fields=["tenant", "phone_hash"], name="suppressed_phone_hash_unique_per_tenant"),
             models.CheckConstraint(
-                condition=models.Q(source__in=["inbound_reply", "admin", "erasure"]), name="suppressed_phone_source_valid"
+                condition=models.Q(source__in=["inbound_reply", "admin", "erasure"]),
+                name="suppressed_phone_source_valid",
             ),
             models.CheckConstraint(
                 condition=models.Q(phone__isnull=False) | models.Q(phone_hash__isnull=False),

@@ -21,6 +21,7 @@ arrive twice: the claim decides.
 A body that cannot be parsed is rejected without requeue and dead-lettered to `billing.dead`.
 The ORM never runs on the event loop: claims and control actions run in their thread pools.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -71,8 +72,10 @@ async def _settle(message: aio_pika.abc.AbstractIncomingMessage, action: str, **
     try:
         await getattr(message, action)(**kwargs)
     except CONNECTION_EXCEPTIONS as exc:
-        logger.info("billing consumer: delivery not settled, its channel is gone",
-                    extra={"action": action, "error": type(exc).__name__})
+        logger.info(
+            "billing consumer: delivery not settled, its channel is gone",
+            extra={"action": action, "error": type(exc).__name__},
+        )
         return False
     return True
 
@@ -94,9 +97,17 @@ class _WatchState:
 
 
 class BillingConsumer:
-    def __init__(self, *, queues: list[str] | None = None, concurrency: int | None = None,
-                 max_queues: int | None = None, url: str | None = None, shutdown_grace: float | None = None,
-                 watchdog_interval: float | None = None, reconnect_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        max_queues: int | None = None,
+        url: str | None = None,
+        shutdown_grace: float | None = None,
+        watchdog_interval: float | None = None,
+        reconnect_interval: float | None = None,
+    ) -> None:
         self.queue_names = list(queues or ALL_QUEUES)
         self.concurrency = int(concurrency or settings.BILLING_CONSUMER_CONCURRENCY)
         self.max_queues = int(max_queues or settings.BILLING_CONSUMER_MAX_QUEUES)
@@ -105,15 +116,23 @@ class BillingConsumer:
         self.url = url or settings.RABBITMQ_URL
         # The step in flight may take one provider call (its total deadline), its outcome write
         # and a republish (publish timeout): that is how long the sender threads need to stop.
-        self.shutdown_grace = shutdown_grace if shutdown_grace is not None else (
-            float(settings.EVOLUTION_SEND_DEADLINE) + float(settings.BILLING_PUBLISH_TIMEOUT) + 3.0)
+        self.shutdown_grace = (
+            shutdown_grace
+            if shutdown_grace is not None
+            else (float(settings.EVOLUTION_SEND_DEADLINE) + float(settings.BILLING_PUBLISH_TIMEOUT) + 3.0)
+        )
         self.watchdog_interval = float(watchdog_interval or settings.BILLING_CONSUMER_WATCHDOG_SECONDS)
         self.reconnect_interval = float(reconnect_interval or settings.BILLING_CONSUMER_RECONNECT_SECONDS)
         self.process_id = new_consumer_id()
         self.stop_event = threading.Event()  # read by the sender threads before each step
         self.exit_code = 0
-        self.engine = DispatchEngine(holder=self.process_id, threads=self.concurrency, max_queues=self.max_queues,
-                                     stop_event=self.stop_event, republish=publish_queue)
+        self.engine = DispatchEngine(
+            holder=self.process_id,
+            threads=self.concurrency,
+            max_queues=self.max_queues,
+            stop_event=self.stop_event,
+            republish=publish_queue,
+        )
         self._claims = ThreadPoolExecutor(max_workers=CLAIM_THREADS, thread_name_prefix="billing-claim")
         self._control = ThreadPoolExecutor(max_workers=CONTROL_THREADS, thread_name_prefix="billing-control")
         self._stopping: asyncio.Event | None = None
@@ -139,11 +158,20 @@ class BillingConsumer:
         # database does not know.
         await loop.run_in_executor(self._claims, _in_thread, self.engine.start)
         if await self._start():
-            logger.info("billing consumer started", extra={
-                "queues": self.queue_names, "sender_threads": self.concurrency, "max_queues": self.max_queues,
-                "prefetch": self.prefetch, "consumer_id": self.process_id})
-            self._background = [asyncio.create_task(self._watchdog(), name="billing-consumer-watchdog"),
-                                asyncio.create_task(self._beat(), name="billing-consumer-heartbeat")]
+            logger.info(
+                "billing consumer started",
+                extra={
+                    "queues": self.queue_names,
+                    "sender_threads": self.concurrency,
+                    "max_queues": self.max_queues,
+                    "prefetch": self.prefetch,
+                    "consumer_id": self.process_id,
+                },
+            )
+            self._background = [
+                asyncio.create_task(self._watchdog(), name="billing-consumer-watchdog"),
+                asyncio.create_task(self._beat(), name="billing-consumer-heartbeat"),
+            ]
             for task in self._background:
                 task.add_done_callback(self._on_background_done)
             await self._stopping.wait()
@@ -155,8 +183,10 @@ class BillingConsumer:
         if self._stopping.is_set():
             return
         error = "cancelled" if task.cancelled() else type(task.exception()).__name__ if task.exception() else None
-        logger.error("billing consumer background task ended; exiting so it is restarted",
-                     extra={"task": task.get_name(), "error": error})
+        logger.error(
+            "billing consumer background task ended; exiting so it is restarted",
+            extra={"task": task.get_name(), "error": error},
+        )
         self.exit_code = self.exit_code or EXIT_CONSUMERS_LOST
         self.request_stop()
 
@@ -175,8 +205,10 @@ class BillingConsumer:
                 await self._until_stopping(self._connect_and_subscribe())
                 return not self._stopping.is_set()
             except CONNECTION_EXCEPTIONS + (asyncio.TimeoutError,) as exc:
-                logger.warning("billing consumer cannot reach RabbitMQ yet; retrying",
-                               extra={"error": type(exc).__name__, "retry_in_seconds": self.reconnect_interval})
+                logger.warning(
+                    "billing consumer cannot reach RabbitMQ yet; retrying",
+                    extra={"error": type(exc).__name__, "retry_in_seconds": self.reconnect_interval},
+                )
                 await self._close_connection()
                 await self._sleep_unless_stopping(self.reconnect_interval)
         return False
@@ -185,7 +217,9 @@ class BillingConsumer:
         self._queues.clear()
         self._tags.clear()
         self.connection = await aio_pika.connect_robust(
-            self.url, timeout=10, reconnect_interval=self.reconnect_interval,
+            self.url,
+            timeout=10,
+            reconnect_interval=self.reconnect_interval,
             client_properties={"connection_name": f"billing-consumer {self.process_id}"},
         )
         self.connection.reconnect_callbacks.add(self._on_reconnect)
@@ -203,15 +237,17 @@ class BillingConsumer:
         for name, tag in list(self._tags.items()):
             try:
                 await asyncio.wait_for(self._queues[name].cancel(tag), 2.0)
-            except (*CONNECTION_EXCEPTIONS, asyncio.TimeoutError):  # the broker may be gone: it requeues anyway
+            except (TimeoutError, *CONNECTION_EXCEPTIONS):  # the broker may be gone: it requeues anyway
                 logger.debug("cancel consumer failed", exc_info=True)
         if self._tasks:  # claims in flight end in the scheduler, which the drain empties
             await asyncio.wait(set(self._tasks), timeout=self.shutdown_grace)
         loop = asyncio.get_running_loop()
         drained = await loop.run_in_executor(self._claims, _in_thread, self.engine.drain, self.shutdown_grace)
         if not drained:
-            logger.error("billing queues were not handed back in time; their consumer's silence releases them",
-                         extra={"still_held": len(self.engine.scheduler), "grace_seconds": self.shutdown_grace})
+            logger.error(
+                "billing queues were not handed back in time; their consumer's silence releases them",
+                extra={"still_held": len(self.engine.scheduler), "grace_seconds": self.shutdown_grace},
+            )
             if not self.exit_code:
                 self.exit_code = 1
         for task in self._background:
@@ -220,8 +256,14 @@ class BillingConsumer:
         await self._close_connection()
         self._claims.shutdown(wait=False, cancel_futures=True)
         self._control.shutdown(wait=False, cancel_futures=True)
-        logger.info("billing consumer stopped", extra={"consumer_id": self.process_id, "exit_code": self.exit_code,
-                                                       "seconds": round(time.monotonic() - self._stopping_since, 2)})
+        logger.info(
+            "billing consumer stopped",
+            extra={
+                "consumer_id": self.process_id,
+                "exit_code": self.exit_code,
+                "seconds": round(time.monotonic() - self._stopping_since, 2),
+            },
+        )
         return self.exit_code
 
     async def _close_connection(self) -> None:
@@ -229,7 +271,7 @@ class BillingConsumer:
             return
         try:
             await asyncio.wait_for(self.connection.close(), 5.0)
-        except (*CONNECTION_EXCEPTIONS, asyncio.TimeoutError):
+        except (TimeoutError, *CONNECTION_EXCEPTIONS):
             logger.debug("closing the broker connection failed", exc_info=True)
         self.connection = None
 
@@ -250,7 +292,7 @@ class BillingConsumer:
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def _spawn(self, coro: Any) -> asyncio.Task:
@@ -270,8 +312,10 @@ class BillingConsumer:
         try:
             parsed = BillingMessage.from_bytes(message.body)
         except PoisonMessage as exc:
-            logger.error("billing consumer: unparseable message dead-lettered",
-                         extra={"routing_key": message.routing_key, "error": str(exc)})
+            logger.error(
+                "billing consumer: unparseable message dead-lettered",
+                extra={"routing_key": message.routing_key, "error": str(exc)},
+            )
             await _settle(message, "reject", requeue=False)
             metrics.observe_delivery(message.routing_key, "rejected")
             return
@@ -298,7 +342,7 @@ class BillingConsumer:
         loop = asyncio.get_running_loop()
         try:
             runner = await loop.run_in_executor(self._claims, _in_thread, self.engine.claim, parsed.queue_id)
-        except Exception:  # noqa: BLE001 - database trouble: give the message back, slowly
+        except Exception:
             logger.exception("billing consumer: claim failed", extra={"queue_id": parsed.queue_id})
             await asyncio.sleep(1)
             await _settle(message, "nack", requeue=True)
@@ -306,8 +350,10 @@ class BillingConsumer:
             return
         await _settle(message, "ack")
         if runner is None:
-            logger.info("billing consumer: nothing to claim (duplicate, not due or finished)",
-                        extra={"queue_id": parsed.queue_id})
+            logger.info(
+                "billing consumer: nothing to claim (duplicate, not due or finished)",
+                extra={"queue_id": parsed.queue_id},
+            )
             metrics.observe_delivery(queue_name, "not_claimed")
             return
         self._adopt(runner, parsed)
@@ -315,8 +361,9 @@ class BillingConsumer:
 
     def _adopt(self, runner: QueueRunner, parsed: BillingMessage) -> None:
         self.engine.adopt(runner)
-        logger.info("billing consumer: queue claimed", extra={"queue_id": parsed.queue_id,
-                                                              "request_id": parsed.request_id})
+        logger.info(
+            "billing consumer: queue claimed", extra={"queue_id": parsed.queue_id, "request_id": parsed.request_id}
+        )
 
     async def _on_control(self, message: aio_pika.abc.AbstractIncomingMessage, parsed: BillingMessage) -> None:
         handler = control.HANDLERS.get(message.routing_key)
@@ -332,7 +379,7 @@ class BillingConsumer:
         outcome = "handled"
         try:
             await loop.run_in_executor(self._control, _in_thread, handler, parsed)
-        except Exception:  # noqa: BLE001 - the periodic process publishes the same check again soon
+        except Exception:
             logger.exception("billing control message failed", extra={"routing_key": message.routing_key})
             outcome = "failed"
         await _settle(message, "ack")
@@ -354,14 +401,14 @@ class BillingConsumer:
             try:
                 await asyncio.wait_for(self._reconnected.wait(), self.watchdog_interval)
                 await asyncio.sleep(min(1.0, self.watchdog_interval))  # let aio-pika restore first
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._reconnected.clear()
             if self._stopping.is_set():
                 return
             try:
                 await self._watch_once(state)
-            except Exception:  # noqa: BLE001 - the watchdog must outlive any one failed check
+            except Exception:
                 logger.exception("billing consumer check failed")
 
     async def _watch_once(self, state: _WatchState) -> None:
@@ -375,8 +422,10 @@ class BillingConsumer:
         if missing is None:
             return
         if state.down_since is not None:
-            logger.info("billing consumer broker connection is back",
-                        extra={"down_seconds": round(time.monotonic() - state.down_since, 1)})
+            logger.info(
+                "billing consumer broker connection is back",
+                extra={"down_seconds": round(time.monotonic() - state.down_since, 1)},
+            )
             state.down_since = None
         for name in list(state.misses):
             if name not in missing:
@@ -389,8 +438,10 @@ class BillingConsumer:
             if state.misses[name] < 2:
                 continue
             if name in state.resubscribed or not await self._resubscribe(name):
-                logger.error("billing consumer cannot restore its consumer; exiting so it is restarted",
-                             extra={"queue": name, "exit_code": EXIT_CONSUMERS_LOST})
+                logger.error(
+                    "billing consumer cannot restore its consumer; exiting so it is restarted",
+                    extra={"queue": name, "exit_code": EXIT_CONSUMERS_LOST},
+                )
                 self.exit_code = EXIT_CONSUMERS_LOST
                 self.request_stop()
                 return
@@ -445,13 +496,13 @@ class BillingConsumer:
         queue = self._queues[name]
         try:
             await asyncio.wait_for(queue.cancel(self._tags[name]), 5.0)
-        except (*CONNECTION_EXCEPTIONS, asyncio.TimeoutError):
+        except (TimeoutError, *CONNECTION_EXCEPTIONS):
             logger.debug("cancel before re-subscribe failed", exc_info=True)
         try:
             queue = await self.channel.declare_queue(name, durable=True, arguments=QUEUE_ARGUMENTS)
             self._queues[name] = queue
             self._tags[name] = await queue.consume(self._on_message)
-        except (*CONNECTION_EXCEPTIONS, asyncio.TimeoutError) as exc:
+        except (TimeoutError, *CONNECTION_EXCEPTIONS) as exc:
             logger.error("billing consumer re-subscribe failed", extra={"queue": name, "error": type(exc).__name__})
             return False
         logger.warning("billing consumer re-subscribed", extra={"queue": name})

@@ -11,6 +11,7 @@ A broker failure never fails the caller: `publish_queue()` answers False, the qu
 `publish()` inside a transaction: use `publish_queue_on_commit()` (the row must be visible to a
 consumer before its wake-up call arrives).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,7 +29,6 @@ from django.utils import timezone
 
 from apps.billing import metrics
 from apps.billing.constants import TemplateType
-
 from apps.common.background_loop import BackgroundLoop
 from apps.common.request_id import get_request_id
 
@@ -58,10 +58,12 @@ class BillingQueuePublisher:
         channel = self._channel
         return channel is not None and not channel.is_closed
 
-    def publish_nowait(self, message: BillingMessage, routing_key: str, *, priority: int,
-                       done: Callable[[BaseException | None], None]) -> None:
+    def publish_nowait(
+        self, message: BillingMessage, routing_key: str, *, priority: int, done: Callable[[BaseException | None], None]
+    ) -> None:
         """Hand the publish to the loop and return at once; `done(error)` runs on the loop's
         thread once the broker confirmed (None) or failed (the error)."""
+
         def finished(future: Any) -> None:
             done(TimeoutError("publish cancelled") if future.cancelled() else future.exception())
 
@@ -72,7 +74,7 @@ class BillingQueuePublisher:
         if self._connection is not None:
             try:
                 self._run(self._connection.close())
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail in many ways
+            except Exception:
                 logger.debug("publisher close failed", exc_info=True)
         self._background.stop()
 
@@ -101,10 +103,14 @@ class BillingQueuePublisher:
         channel = await asyncio.wait_for(self._channel_ready(), self.timeout)
         await channel.default_exchange.publish(
             aio_pika.Message(
-                message.to_bytes(), content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, priority=priority,
+                message.to_bytes(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                priority=priority,
             ),
-            routing_key=routing_key, mandatory=True, timeout=self.timeout,
+            routing_key=routing_key,
+            mandatory=True,
+            timeout=self.timeout,
         )
 
 
@@ -130,15 +136,21 @@ def publish_queue(queue: Any, *, attempt: int = 1, request_id: str | None = None
 
     request_id = request_id or get_request_id()
     message = BillingMessage(
-        type=str(queue.template_type), queue_id=str(queue.pk), tenant_id=str(queue.tenant_id), attempt=attempt,
+        type=str(queue.template_type),
+        queue_id=str(queue.pk),
+        tenant_id=str(queue.tenant_id),
+        attempt=attempt,
         request_id=request_id,
     )
     try:
-        get_publisher().publish(message, send_queue_for(queue.template_type),
-                                priority=TemplateType.priority_of(queue.template_type))
-    except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task republishes
-        logger.warning("billing publish failed; the periodic task will retry",
-                       extra={"queue_id": str(queue.pk), "error": type(exc).__name__})
+        get_publisher().publish(
+            message, send_queue_for(queue.template_type), priority=TemplateType.priority_of(queue.template_type)
+        )
+    except Exception as exc:
+        logger.warning(
+            "billing publish failed; the periodic task will retry",
+            extra={"queue_id": str(queue.pk), "error": type(exc).__name__},
+        )
         metrics.observe_publish("send", False)
         return False
     metrics.observe_publish("send", True)
@@ -151,17 +163,19 @@ def publish_queue(queue: Any, *, attempt: int = 1, request_id: str | None = None
 def publish_control(message: BillingMessage, routing_key: str) -> bool:
     try:
         get_publisher().publish(message, routing_key)
-    except Exception as exc:  # noqa: BLE001
-        logger.warning("billing control publish failed", extra={"routing_key": routing_key,
-                                                                 "error": type(exc).__name__})
+    except Exception as exc:
+        logger.warning(
+            "billing control publish failed", extra={"routing_key": routing_key, "error": type(exc).__name__}
+        )
         metrics.observe_publish("control", False)
         return False
     metrics.observe_publish("control", True)
     return True
 
 
-def publish_stamped_queue_on_commit(*, queue_id: Any, tenant_id: Any, template_type: str,
-                                    request_id: str | None = None) -> None:
+def publish_stamped_queue_on_commit(
+    *, queue_id: Any, tenant_id: Any, template_type: str, request_id: str | None = None
+) -> None:
     """For the API's ingest, whose statement already stamped the new queue as published
     (`last_published_at`, `publish_count` 1). After commit, while the publisher's channel is
     open, the wake-up call is handed to the broker without waiting for its confirm: a request
@@ -172,22 +186,30 @@ def publish_stamped_queue_on_commit(*, queue_id: Any, tenant_id: Any, template_t
     Without an open channel (first use, broker down) it publishes and waits as
     `publish_queue` does, and clears the stamp before returning if that fails."""
     request_id = request_id or get_request_id()
-    message = BillingMessage(type=str(template_type), queue_id=str(queue_id), tenant_id=str(tenant_id), attempt=1,
-                             request_id=request_id)
+    message = BillingMessage(
+        type=str(template_type), queue_id=str(queue_id), tenant_id=str(tenant_id), attempt=1, request_id=request_id
+    )
     routing_key, priority = send_queue_for(template_type), TemplateType.priority_of(template_type)
 
     def failed(error: BaseException) -> None:
         metrics.observe_publish("send", False)
-        logger.warning("billing publish failed; the periodic task will retry",
-                       extra={"queue_id": str(queue_id), "error": type(error).__name__})
+        logger.warning(
+            "billing publish failed; the periodic task will retry",
+            extra={"queue_id": str(queue_id), "error": type(error).__name__},
+        )
 
     def confirmed_or_failed(error: BaseException | None) -> None:  # on the publisher's loop
         if error is None:
             metrics.observe_publish("send", True)
             return
         failed(error)
-        threading.Thread(target=_clear_publish_stamp, args=(queue_id,), kwargs={"close": True},
-                         name="billing-publish-unstamp", daemon=True).start()
+        threading.Thread(
+            target=_clear_publish_stamp,
+            args=(queue_id,),
+            kwargs={"close": True},
+            name="billing-publish-unstamp",
+            daemon=True,
+        ).start()
 
     def publish() -> None:
         publisher = get_publisher()
@@ -196,7 +218,7 @@ def publish_stamped_queue_on_commit(*, queue_id: Any, tenant_id: Any, template_t
             return
         try:
             publisher.publish(message, routing_key, priority=priority)
-        except Exception as exc:  # noqa: BLE001 - any broker failure: the periodic task republishes
+        except Exception as exc:
             failed(exc)
             _clear_publish_stamp(queue_id)
         else:
@@ -213,7 +235,7 @@ def _clear_publish_stamp(queue_id: Any, *, close: bool = False) -> None:
 
     try:
         BillingQueue.objects.filter(pk=queue_id, publish_count=1).update(last_published_at=None, publish_count=0)
-    except Exception:  # noqa: BLE001 - the stamp then ages out (BILLING_REPUBLISH_AFTER_SECONDS)
+    except Exception:
         logger.warning("billing publish stamp not cleared", extra={"queue_id": str(queue_id)}, exc_info=True)
     finally:
         if close:

@@ -1,10 +1,11 @@
 """Broker messages carry ids only (the database holds the rest). One shape, parsed in one place."""
+
 from __future__ import annotations
 
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -21,7 +22,7 @@ class BillingMessage:
     holder: str | None = None  # check_stale: the consumer process that held the queue
     attempt: int = 1
     request_id: str | None = None
-    published_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    published_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def to_bytes(self) -> bytes:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}).encode()
@@ -48,8 +49,12 @@ class BillingMessage:
         if holder is not None and not isinstance(holder, str):
             raise PoisonMessage("holder is not a string")
         return cls(
-            type=data["type"], queue_id=queue_id, tenant_id=data.get("tenant_id") and str(data["tenant_id"]),
-            instance_id=instance_id, holder=holder, attempt=attempt if isinstance(attempt, int) else 1,
+            type=data["type"],
+            queue_id=queue_id,
+            tenant_id=data.get("tenant_id") and str(data["tenant_id"]),
+            instance_id=instance_id,
+            holder=holder,
+            attempt=attempt if isinstance(attempt, int) else 1,
             request_id=data.get("request_id") if isinstance(data.get("request_id"), str) else None,
             published_at=str(data.get("published_at", "")),
         )

@@ -5,6 +5,7 @@ dead-letters to `billing.dead` through `billing.dlx`: a message the consumer can
 rejected once and parked there, never requeued in a loop. Queue arguments cannot change once a
 queue exists (RabbitMQ answers PRECONDITION_FAILED), so they are stated here only.
 """
+
 from __future__ import annotations
 
 import aio_pika

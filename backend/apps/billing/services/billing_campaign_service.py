@@ -8,6 +8,7 @@ holds the idempotency check (the request's `external_id` is unique per tenant an
 repeat writes nothing and gets the first answer) and the opt-out check. The broker is told
 after that statement committed, without the request waiting for its confirm.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,7 +76,8 @@ class BillingCampaignService:
             raise ApplicationError(
                 "too_many_contacts",
                 f"At most {self.config.max_contacts_per_request} contacts per request; got {len(contacts_raw)}.",
-                status=413, details={"max_contacts": self.config.max_contacts_per_request},
+                status=413,
+                details={"max_contacts": self.config.max_contacts_per_request},
             )
         fingerprint = request_fingerprint(raw_payload)
         try:
@@ -90,7 +92,9 @@ class BillingCampaignService:
                 raise
             return self._replay(existing, fingerprint)
 
-    def _accept(self, template_type: str, data: dict[str, Any], fingerprint: str, *, fresh: bool = False) -> IngestResult:
+    def _accept(
+        self, template_type: str, data: dict[str, Any], fingerprint: str, *, fresh: bool = False
+    ) -> IngestResult:
         entry = self._template(template_type, data.get("template"))
         instance_id = self._instance(data.get("instance"))
         now = timezone.now()
@@ -98,17 +102,20 @@ class BillingCampaignService:
         accepted, rejected, duplicates = self._validate_contacts(entry, template_type, today, data["contacts"])
         if data.get("strict") and rejected:
             raise ApplicationError(
-                "contacts_rejected", "strict mode: the request has invalid contacts; nothing was accepted.",
-                status=422, details={"rejected": [r.as_dict() for r in rejected]},
+                "contacts_rejected",
+                "strict mode: the request has invalid contacts; nothing was accepted.",
+                status=422,
+                details={"rejected": [r.as_dict() for r in rejected]},
             )
         for _ in range(3):  # a run again only after dropping opted-out phones or a stale cache
             if not accepted:
                 raise ApplicationError(
-                    "no_valid_contacts", "None of the contacts can be sent; see details.",
-                    status=422, details={"rejected": [r.as_dict() for r in rejected]},
+                    "no_valid_contacts",
+                    "None of the contacts can be sent; see details.",
+                    status=422,
+                    details={"rejected": [r.as_dict() for r in rejected]},
                 )
-            rows = self._rows(entry, instance_id, template_type, data, fingerprint, accepted, rejected,
-                              duplicates, now)
+            rows = self._rows(entry, instance_id, template_type, data, fingerprint, accepted, rejected, duplicates, now)
             try:
                 outcome = self._write(rows)
             except IntegrityError:
@@ -146,21 +153,30 @@ class BillingCampaignService:
 
     def _accepted(self, rows: IngestRows, template_type: str, rejected: int, duplicates: int) -> IngestResult:
         if rows.publish_now:  # a scheduled queue is published by the periodic task when its time comes
-            publish_stamped_queue_on_commit(queue_id=rows.queue_id, tenant_id=rows.tenant_id,
-                                            template_type=template_type)
+            publish_stamped_queue_on_commit(
+                queue_id=rows.queue_id, tenant_id=rows.tenant_id, template_type=template_type
+            )
         logger.info(
             "billing ingest accepted",
-            extra={"tenant_id": str(rows.tenant_id), "queue_id": str(rows.queue_id), "template_type": template_type,
-                   "accepted": len(rows.phones), "rejected": rejected, "duplicates_removed": duplicates},
+            extra={
+                "tenant_id": str(rows.tenant_id),
+                "queue_id": str(rows.queue_id),
+                "template_type": template_type,
+                "accepted": len(rows.phones),
+                "rejected": rejected,
+                "duplicates_removed": duplicates,
+            },
         )
         observe_ingest(len(rows.phones), template_type)
         return IngestResult(True, rows.response_snapshot)
 
     # ------------------------------------------------------------------ idempotency
     def _existing(self, template_type: str, external_id: str) -> BillingCampaign | None:
-        return BillingCampaign.objects.filter(
-            tenant=self.tenant, template_type=template_type, external_id=external_id
-        ).only("id", "request_fingerprint", "response_snapshot").first()
+        return (
+            BillingCampaign.objects.filter(tenant=self.tenant, template_type=template_type, external_id=external_id)
+            .only("id", "request_fingerprint", "response_snapshot")
+            .first()
+        )
 
     @staticmethod
     def _replay(existing: BillingCampaign, fingerprint: str) -> IngestResult:
@@ -168,7 +184,8 @@ class BillingCampaignService:
             raise ApplicationError(
                 "idempotency_conflict",
                 "This external_id was already used with different content.",
-                status=409, details={"billing_campaign_id": str(existing.pk)},
+                status=409,
+                details={"billing_campaign_id": str(existing.pk)},
             )
         return IngestResult(False, existing.response_snapshot)
 
@@ -178,7 +195,8 @@ class BillingCampaignService:
             entry = self.context.default_templates.get(template_type)
             if entry is None:
                 raise ApplicationError(
-                    "no_default_template", f"There is no default {template_type} template; name one in `template`.",
+                    "no_default_template",
+                    f"There is no default {template_type} template; name one in `template`.",
                     status=422,
                 )
         else:
@@ -215,8 +233,9 @@ class BillingCampaignService:
     def _validate_contacts(
         entry: TemplateEntry, template_type: str, today, contacts_raw: list[Any]
     ) -> tuple[list[ValidContact], list[Rejection], int]:
-        validator = ContactValidator(template_type=template_type, today=today,
-                                     required_variables=entry.needed_variables)
+        validator = ContactValidator(
+            template_type=template_type, today=today, required_variables=entry.needed_variables
+        )
         accepted: list[ValidContact] = []
         rejected: list[Rejection] = []
         seen: set[str] = set()
@@ -238,16 +257,26 @@ class BillingCampaignService:
     ) -> tuple[list[ValidContact], list[Rejection]]:
         """Phones on the tenant's suppression list (LGPD) are reported as `opted_out` and never
         queued. Not an input error, so `strict` does not refuse the request for them."""
-        refused = [Rejection(index=contact.index, phone=mask_phone(contact.phone), code="opted_out",
-                             message=OPTED_OUT_MESSAGE)
-                   for contact in accepted if contact.phone in suppressed]
+        refused = [
+            Rejection(index=contact.index, phone=mask_phone(contact.phone), code="opted_out", message=OPTED_OUT_MESSAGE)
+            for contact in accepted
+            if contact.phone in suppressed
+        ]
         kept = [contact for contact in accepted if contact.phone not in suppressed]
         return kept, sorted([*rejected, *refused], key=lambda rejection: rejection.index)
 
     # ------------------------------------------------------------------ rows
     def _rows(
-        self, entry: TemplateEntry, instance_id: int, template_type: str, data: dict[str, Any], fingerprint: str,
-        accepted: list[ValidContact], rejected: list[Rejection], duplicates: int, now: datetime,
+        self,
+        entry: TemplateEntry,
+        instance_id: int,
+        template_type: str,
+        data: dict[str, Any],
+        fingerprint: str,
+        accepted: list[ValidContact],
+        rejected: list[Rejection],
+        duplicates: int,
+        now: datetime,
     ) -> IngestRows:
         billing_campaign_id, queue_id = uuid.uuid4(), uuid.uuid4()
         scheduled_for = data.get("scheduled_for")
@@ -263,16 +292,30 @@ class BillingCampaignService:
         }
         drawn = draw_variations(entry.variations, entry.template.rotation_strategy, len(accepted))
         return IngestRows(
-            tenant_id=self.tenant.pk, template_id=entry.template.pk, template_type=template_type,
-            instance_id=instance_id, api_key_id=self.api_key.pk if self.api_key is not None else None,
-            campaign_id=uuid.uuid4(), billing_campaign_id=billing_campaign_id, queue_id=queue_id,
-            campaign_name=f"{template_type} {data['external_id']}"[:200], external_id=data["external_id"],
-            fingerprint=fingerprint, response_snapshot=body, callback_url=data.get("callback_url") or "",
-            metadata=data.get("metadata") or {}, priority=TemplateType.priority_of(template_type),
-            scheduled_for=scheduled_for, now=now, publish_now=scheduled_for is None or scheduled_for <= now,
-            phones=[c.phone for c in accepted], names=[c.name for c in accepted],
-            contact_external_ids=[c.external_id for c in accepted], due_dates=[c.due_date for c in accepted],
-            amounts=[c.amount for c in accepted], variables=[c.variables for c in accepted],
+            tenant_id=self.tenant.pk,
+            template_id=entry.template.pk,
+            template_type=template_type,
+            instance_id=instance_id,
+            api_key_id=self.api_key.pk if self.api_key is not None else None,
+            campaign_id=uuid.uuid4(),
+            billing_campaign_id=billing_campaign_id,
+            queue_id=queue_id,
+            campaign_name=f"{template_type} {data['external_id']}"[:200],
+            external_id=data["external_id"],
+            fingerprint=fingerprint,
+            response_snapshot=body,
+            callback_url=data.get("callback_url") or "",
+            metadata=data.get("metadata") or {},
+            priority=TemplateType.priority_of(template_type),
+            scheduled_for=scheduled_for,
+            now=now,
+            publish_now=scheduled_for is None or scheduled_for <= now,
+            phones=[c.phone for c in accepted],
+            names=[c.name for c in accepted],
+            contact_external_ids=[c.external_id for c in accepted],
+            due_dates=[c.due_date for c in accepted],
+            amounts=[c.amount for c in accepted],
+            variables=[c.variables for c in accepted],
             variation_ids=None if drawn is None else [v.pk for v in drawn],
             rotation=[v.pk for v in entry.variations],
         )
@@ -281,7 +324,10 @@ class BillingCampaignService:
         start = max(now, scheduled_for) if scheduled_for else now
         schedule = self.context.schedule if self.config.respects_business_hours(template_type) else None
         eta = estimate_completion(
-            start=start, messages=count, messages_per_minute=self.config.messages_per_minute,
-            jitter_seconds=float(self.config.jitter_seconds), schedule=schedule,
+            start=start,
+            messages=count,
+            messages_per_minute=self.config.messages_per_minute,
+            jitter_seconds=float(self.config.jitter_seconds),
+            schedule=schedule,
         )
         return eta.isoformat() if eta else None

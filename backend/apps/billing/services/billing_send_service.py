@@ -17,6 +17,7 @@ Conversation life (one per tenant + instance + phone):
   message that is not automated (source other than billing / opt_out) after the customer's
   last inbound message; conversations without any billing message are never touched.
 """
+
 from __future__ import annotations
 
 import functools
@@ -73,8 +74,12 @@ def record_outbound_message(
 
     with transaction.atomic():
         message = store_outbound_message(
-            tenant_id=contact.tenant_id, instance=instance, phone=contact.phone, contact_name=contact.name,
-            text=text, provider_message_id=provider_message_id,
+            tenant_id=contact.tenant_id,
+            instance=instance,
+            phone=contact.phone,
+            contact_name=contact.name,
+            text=text,
+            provider_message_id=provider_message_id,
         )
         BillingContact.objects.filter(pk=contact.pk).update(message=message)
         contact.message = message
@@ -83,20 +88,40 @@ def record_outbound_message(
 
 
 def store_outbound_message(
-    *, tenant_id, instance: WhatsAppInstance, phone: str, contact_name: str, text: str, provider_message_id: str,
+    *,
+    tenant_id,
+    instance: WhatsAppInstance,
+    phone: str,
+    contact_name: str,
+    text: str,
+    provider_message_id: str,
     source: str = SOURCE_BILLING,
 ) -> Message:
     """The conversation upsert and the message insert: two statements in the caller's
     transaction. Call `delivery_status.apply_early_receipt` after the commit."""
     now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_CONVERSATION, {"tenant": tenant_id, "instance": instance.pk if instance else None,
-                                              "phone": phone, "name": contact_name[:200],
-                                              "billing": CLOSED_BY_BILLING, "now": now})
+        cursor.execute(
+            _UPSERT_CONVERSATION,
+            {
+                "tenant": tenant_id,
+                "instance": instance.pk if instance else None,
+                "phone": phone,
+                "name": contact_name[:200],
+                "billing": CLOSED_BY_BILLING,
+                "now": now,
+            },
+        )
         conversation_id = cursor.fetchone()[0]
     return Message.objects.create(
-        tenant_id=tenant_id, conversation_id=conversation_id, direction=Message.Direction.OUTBOUND, content=text,
-        provider_message_id=provider_message_id[:128], status=Message.Status.SENT, source=source, sent_at=now,
+        tenant_id=tenant_id,
+        conversation_id=conversation_id,
+        direction=Message.Direction.OUTBOUND,
+        content=text,
+        provider_message_id=provider_message_id[:128],
+        status=Message.Status.SENT,
+        source=source,
+        sent_at=now,
     )
 
 
@@ -112,9 +137,15 @@ class OutboundChat:
     contact_name: str
 
     def params(self, *, text: str, provider_message_id: str) -> dict[str, Any]:
-        return {"chat_tenant": self.tenant_id, "chat_instance": self.instance_id, "chat_phone": self.phone,
-                "chat_name": self.contact_name[:200], "chat_closed_by": CLOSED_BY_BILLING, "chat_text": text,
-                "chat_pmid": provider_message_id[:128]}
+        return {
+            "chat_tenant": self.tenant_id,
+            "chat_instance": self.instance_id,
+            "chat_phone": self.phone,
+            "chat_name": self.contact_name[:200],
+            "chat_closed_by": CLOSED_BY_BILLING,
+            "chat_text": text,
+            "chat_pmid": provider_message_id[:128],
+        }
 
 
 def outbound_chat_ctes(*, rows: str, message_id: str, after: str | None = None) -> str:
@@ -162,9 +193,15 @@ def record_outbound_text(
 ) -> Message:
     """An automated message that belongs to no billing contact (e.g. the opt-out answer)."""
     with transaction.atomic():
-        return store_outbound_message(tenant_id=instance.tenant_id, instance=instance, phone=phone,
-                                      contact_name="", text=text, provider_message_id=provider_message_id,
-                                      source=source)
+        return store_outbound_message(
+            tenant_id=instance.tenant_id,
+            instance=instance,
+            phone=phone,
+            contact_name="",
+            text=text,
+            provider_message_id=provider_message_id,
+            source=source,
+        )
 
 
 def record_inbound_message(
@@ -176,21 +213,34 @@ def record_inbound_message(
     now = timezone.now()
     with transaction.atomic():
         conversation, _ = Conversation.objects.get_or_create(
-            tenant_id=instance.tenant_id, instance=instance, contact_phone=phone,
+            tenant_id=instance.tenant_id,
+            instance=instance,
+            contact_phone=phone,
             defaults={"contact_name": contact_name[:200], "status": Conversation.Status.OPEN, "last_message_at": now},
         )
         conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        if provider_message_id and Message.objects.filter(
-            conversation=conversation, direction=Message.Direction.INBOUND, provider_message_id=provider_message_id
-        ).exists():
+        if (
+            provider_message_id
+            and Message.objects.filter(
+                conversation=conversation, direction=Message.Direction.INBOUND, provider_message_id=provider_message_id
+            ).exists()
+        ):
             return None
         message = Message.objects.create(
-            tenant_id=instance.tenant_id, conversation=conversation, direction=Message.Direction.INBOUND,
-            content=text, provider_message_id=provider_message_id[:128], status=Message.Status.RECEIVED,
+            tenant_id=instance.tenant_id,
+            conversation=conversation,
+            direction=Message.Direction.INBOUND,
+            content=text,
+            provider_message_id=provider_message_id[:128],
+            status=Message.Status.RECEIVED,
             source=SOURCE_WHATSAPP,
         )
         Conversation.objects.filter(pk=conversation.pk).update(
-            status=Conversation.Status.OPEN, closed_by="", closed_at=None, last_message_at=now, updated_at=now,
+            status=Conversation.Status.OPEN,
+            closed_by="",
+            closed_at=None,
+            last_message_at=now,
+            updated_at=now,
             contact_name=conversation.contact_name or contact_name[:200],
         )
     return message
@@ -203,15 +253,14 @@ def close_idle_billing_conversations(now: datetime | None = None) -> int:
     now = now or timezone.now()
     cutoff = now - timedelta(hours=float(settings.BILLING_CONVERSATION_IDLE_HOURS))
     # An inbound message with no human answer after it exists iff the latest one has none.
-    answered_after = (
-        Message.objects.filter(conversation=OuterRef("conversation_id"), direction=Message.Direction.OUTBOUND,
-                               created_at__gt=OuterRef("created_at"))
-        .exclude(source__in=AUTOMATED_SOURCES)
-    )
-    unanswered_inbound = (
-        Message.objects.filter(conversation=OuterRef("pk"), direction=Message.Direction.INBOUND)
-        .exclude(Exists(answered_after))
-    )
+    answered_after = Message.objects.filter(
+        conversation=OuterRef("conversation_id"),
+        direction=Message.Direction.OUTBOUND,
+        created_at__gt=OuterRef("created_at"),
+    ).exclude(source__in=AUTOMATED_SOURCES)
+    unanswered_inbound = Message.objects.filter(
+        conversation=OuterRef("pk"), direction=Message.Direction.INBOUND
+    ).exclude(Exists(answered_after))
     billing_message = Message.objects.filter(conversation=OuterRef("pk"), source=SOURCE_BILLING)
     return Conversation.objects.filter(
         Exists(billing_message),

@@ -17,6 +17,7 @@ and no endpoint can hold more than its share:
 The URL may carry secrets (userinfo, a query string, a path token): it is never logged; log
 lines carry the host only, and `last_error` a short code.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ from django.utils import timezone
 
 from apps.billing.models import BillingConfig, CallbackDelivery
 from apps.billing.services.callbacks import retry_delay, signature_headers
-from apps.common.http_client import HTTPCallError, DeadlineHTTPClient
+from apps.common.http_client import DeadlineHTTPClient, HTTPCallError
 from apps.common.services.circuit_breaker import BreakerPolicy, CircuitBreaker
 from apps.common.url_safety import UnsafeURL, callback_policy, validate_callback_url
 
@@ -83,12 +84,15 @@ def breaker_policy() -> BreakerPolicy:
 def endpoint_breaker(delivery: CallbackDelivery) -> CircuitBreaker:
     """One circuit per tenant and origin: another tenant's endpoint on the same host has its own."""
     parts = urlsplit(delivery.url)
-    origin = f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    origin = (
+        f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    )
     return CircuitBreaker(f"{delivery.tenant_id}:{origin}", breaker_policy())
 
 
-def claim_due(*, now: datetime, slots: int, busy: Mapping[Any, int] | None = None,
-              per_tenant: int | None = None) -> list[CallbackDelivery]:
+def claim_due(
+    *, now: datetime, slots: int, busy: Mapping[Any, int] | None = None, per_tenant: int | None = None
+) -> list[CallbackDelivery]:
     """Claim at most `slots` due deliveries, no tenant beyond `per_tenant` in flight (counting
     `busy`, what this process already runs). Each claim counts an attempt and hides the row
     for `claim_lease()`."""
@@ -107,7 +111,8 @@ def claim_due(*, now: datetime, slots: int, busy: Mapping[Any, int] | None = Non
                 ids.append(pk)
         if ids:
             CallbackDelivery.objects.filter(pk__in=ids).update(
-                attempts=F("attempts") + 1, next_attempt_at=now + claim_lease(), updated_at=timezone.now())
+                attempts=F("attempts") + 1, next_attempt_at=now + claim_lease(), updated_at=timezone.now()
+            )
     if not ids:
         return []
     return list(CallbackDelivery.objects.select_related("tenant").filter(pk__in=ids).order_by("next_attempt_at", "id"))
@@ -127,9 +132,14 @@ def attempt(delivery: CallbackDelivery, *, now: datetime | None = None) -> str:
     """POST one claimed delivery; record the outcome. Returns DELIVERED, RETRY, FAILED or
     DEFERRED (the endpoint's circuit is open: not attempted, the attempt given back)."""
     now = now or timezone.now()
-    context = {"callback_id": delivery.pk, "webhook_id": delivery.webhook_id, "event": delivery.event,
-               "tenant_id": str(delivery.tenant_id), "host": urlsplit(delivery.url).hostname or "",
-               "attempt": delivery.attempts}
+    context = {
+        "callback_id": delivery.pk,
+        "webhook_id": delivery.webhook_id,
+        "event": delivery.event,
+        "tenant_id": str(delivery.tenant_id),
+        "host": urlsplit(delivery.url).hostname or "",
+        "attempt": delivery.attempts,
+    }
     try:
         validate_callback_url(delivery.url)
     except UnsafeURL as exc:
@@ -144,11 +154,17 @@ def attempt(delivery: CallbackDelivery, *, now: datetime | None = None) -> str:
         return _defer(delivery, now + timedelta(seconds=max(decision.retry_after, 1.0)), context)
     body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     secret = BillingConfig.for_tenant(delivery.tenant).callback_secret  # read now: a rotated secret signs retries too
-    headers = {**signature_headers(secret=secret, msg_id=delivery.webhook_id, timestamp=int(time.time()), body=body),
-               "Content-Type": "application/json"}
+    headers = {
+        **signature_headers(secret=secret, msg_id=delivery.webhook_id, timestamp=int(time.time()), body=body),
+        "Content-Type": "application/json",
+    }
     try:
         response = callback_client.request(
-            "POST", delivery.url, body=body, headers=headers, read_body=False,
+            "POST",
+            delivery.url,
+            body=body,
+            headers=headers,
+            read_body=False,
             deadline=float(settings.BILLING_CALLBACK_DEADLINE),
             connect_timeout=float(settings.BILLING_CALLBACK_CONNECT_TIMEOUT),
         )
@@ -159,8 +175,13 @@ def attempt(delivery: CallbackDelivery, *, now: datetime | None = None) -> str:
             logger.warning("billing callback refused at connect: unsafe address", extra=context)
             return FAILED
         breaker.record_failure()
-        return _retry_or_fail(delivery, now, status_code=None, error=f"transport: {exc.kind}",
-                              context={**context, "duration_ms": round(exc.elapsed * 1000)})
+        return _retry_or_fail(
+            delivery,
+            now,
+            status_code=None,
+            error=f"transport: {exc.kind}",
+            context={**context, "duration_ms": round(exc.elapsed * 1000)},
+        )
     status = response.status
     context["duration_ms"] = round(response.elapsed * 1000)
     if status >= 500:
@@ -168,7 +189,13 @@ def attempt(delivery: CallbackDelivery, *, now: datetime | None = None) -> str:
     elif decision.success_changes_state:
         breaker.record_success()  # any answer below 500 proves the endpoint is up
     if 200 <= status < 300:
-        _record(delivery, status=CallbackDelivery.Status.DELIVERED, status_code=status, error="", delivered_at=timezone.now())
+        _record(
+            delivery,
+            status=CallbackDelivery.Status.DELIVERED,
+            status_code=status,
+            error="",
+            delivered_at=timezone.now(),
+        )
         logger.info("billing callback delivered", extra={**context, "http_status": status})
         return DELIVERED
     error = f"HTTP {status}" + (" (redirects are not followed)" if 300 <= status < 400 else "")
@@ -182,21 +209,31 @@ def _defer(delivery: CallbackDelivery, at: datetime, context: dict[str, Any]) ->
         logger.warning("billing callback failed: gave up (circuit open)", extra=context)
         return FAILED
     CallbackDelivery.objects.filter(pk=delivery.pk, attempts=delivery.attempts).update(
-        attempts=F("attempts") - 1, next_attempt_at=at, last_error="circuit_open", updated_at=timezone.now())
-    logger.info("billing callback deferred: endpoint circuit open", extra={**context, "next_attempt_at": at.isoformat()})
+        attempts=F("attempts") - 1, next_attempt_at=at, last_error="circuit_open", updated_at=timezone.now()
+    )
+    logger.info(
+        "billing callback deferred: endpoint circuit open", extra={**context, "next_attempt_at": at.isoformat()}
+    )
     return DEFERRED
 
 
-def _retry_or_fail(delivery: CallbackDelivery, now: datetime, *, status_code: int | None, error: str,
-                   context: dict[str, Any]) -> str:
+def _retry_or_fail(
+    delivery: CallbackDelivery, now: datetime, *, status_code: int | None, error: str, context: dict[str, Any]
+) -> str:
     next_at = now + timedelta(seconds=retry_delay(delivery.attempts))
     if next_at > delivery.give_up_at:
         _record(delivery, status=CallbackDelivery.Status.FAILED, status_code=status_code, error=error)
-        logger.warning("billing callback failed: gave up", extra={**context, "http_status": status_code, "error": error})
+        logger.warning(
+            "billing callback failed: gave up", extra={**context, "http_status": status_code, "error": error}
+        )
         return FAILED
-    _record(delivery, status=CallbackDelivery.Status.PENDING, status_code=status_code, error=error, next_attempt_at=next_at)
-    logger.info("billing callback will be retried",
-                extra={**context, "http_status": status_code, "error": error, "next_attempt_at": next_at.isoformat()})
+    _record(
+        delivery, status=CallbackDelivery.Status.PENDING, status_code=status_code, error=error, next_attempt_at=next_at
+    )
+    logger.info(
+        "billing callback will be retried",
+        extra={**context, "http_status": status_code, "error": error, "next_attempt_at": next_at.isoformat()},
+    )
     return RETRY
 
 
@@ -224,8 +261,9 @@ class CallbackDispatcher:
         """Claim and start what fits; return how many attempts were started."""
         with self._lock:
             busy = Counter(self._in_flight)
-        claimed = claim_due(now=now or timezone.now(), slots=self.workers - sum(busy.values()), busy=busy,
-                            per_tenant=self.per_tenant)
+        claimed = claim_due(
+            now=now or timezone.now(), slots=self.workers - sum(busy.values()), busy=busy, per_tenant=self.per_tenant
+        )
         for delivery in claimed:
             with self._lock:
                 self._in_flight[delivery.tenant_id] += 1
@@ -244,7 +282,7 @@ class CallbackDispatcher:
                 self._finished.clear()
                 try:
                     started = self.dispatch()
-                except Exception:  # noqa: BLE001 - a database blip must not end the process
+                except Exception:
                     logger.exception("billing callback dispatch failed")
                     close_old_connections()
                     started = 0
@@ -260,14 +298,14 @@ class CallbackDispatcher:
     def _run(self, delivery: CallbackDelivery) -> None:
         try:
             attempt(delivery)
-        except Exception:  # noqa: BLE001 - the row reappears when its lease ends
+        except Exception:
             logger.exception("billing callback attempt crashed", extra={"callback_id": delivery.pk})
         finally:
             # A pool thread holds no database connection between attempts (an attempt is a
             # network wait of up to a deadline; a connection per attempt is cheap beside it).
             connection.close()
 
-    def _done(self, tenant_id: Any):  # noqa: ANN202 - a Future callback
+    def _done(self, tenant_id: Any):
         def done(_future: Future) -> None:
             with self._lock:
                 self._in_flight[tenant_id] -= 1

@@ -20,6 +20,7 @@ open `contact.batch` delivery for BILLING_CALLBACK_BATCH_SECONDS (or up to
 BILLING_CALLBACK_BATCH_MAX events), then go out as one request. A batch is sealed by its first
 attempt (`attempts > 0`), after which its payload never changes, so every retry is identical.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,28 +50,53 @@ from apps.tenancy.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-QUEUE_EVENTS = frozenset({
-    CallbackEvent.QUEUE_STARTED, CallbackEvent.QUEUE_PAUSED, CallbackEvent.QUEUE_RESUMED,
-    CallbackEvent.QUEUE_COMPLETED, CallbackEvent.QUEUE_CANCELLED,
-})
-CONTACT_EVENTS = frozenset({
-    CallbackEvent.CONTACT_SENT, CallbackEvent.CONTACT_FAILED, CallbackEvent.CONTACT_DELIVERED,
-    CallbackEvent.CONTACT_READ, CallbackEvent.CONTACT_REPLIED, CallbackEvent.CONTACT_OPTED_OUT,
-})
+QUEUE_EVENTS = frozenset(
+    {
+        CallbackEvent.QUEUE_STARTED,
+        CallbackEvent.QUEUE_PAUSED,
+        CallbackEvent.QUEUE_RESUMED,
+        CallbackEvent.QUEUE_COMPLETED,
+        CallbackEvent.QUEUE_CANCELLED,
+    }
+)
+CONTACT_EVENTS = frozenset(
+    {
+        CallbackEvent.CONTACT_SENT,
+        CallbackEvent.CONTACT_FAILED,
+        CallbackEvent.CONTACT_DELIVERED,
+        CallbackEvent.CONTACT_READ,
+        CallbackEvent.CONTACT_REPLIED,
+        CallbackEvent.CONTACT_OPTED_OUT,
+    }
+)
 #: Sent as they happen, one delivery each, whatever `callback_contact_events` says (reply_actions.py).
 REPLY_EVENTS = frozenset({CallbackEvent.REPLY_RECEIVED})
 #: Events of apps above billing (charges), sent like queue events: one delivery each.
-CHARGE_EVENTS = frozenset({
-    CallbackEvent.CHARGE_PAID, CallbackEvent.CHARGE_REOPENED, CallbackEvent.CHARGE_ESCALATED,
-    CallbackEvent.CADENCE_STEP_SKIPPED,
-})
+CHARGE_EVENTS = frozenset(
+    {
+        CallbackEvent.CHARGE_PAID,
+        CallbackEvent.CHARGE_REOPENED,
+        CallbackEvent.CHARGE_ESCALATED,
+        CallbackEvent.CADENCE_STEP_SKIPPED,
+    }
+)
 #: A WhatsApp number's life (services/number_protection.py): one delivery each.
 NUMBER_EVENTS = frozenset({CallbackEvent.NUMBER_PROTECTED})
 SECRET_PREFIX = "whsec_"
 
 __all__ = [
-    "enqueue_event", "on_contact_outcome", "on_queue_cancelled", "on_queue_completed", "on_queue_paused",
-    "on_queue_resumed", "on_queue_started", "retry_delay", "send_again", "sign", "signature_headers", "signing_key",
+    "enqueue_event",
+    "on_contact_outcome",
+    "on_queue_cancelled",
+    "on_queue_completed",
+    "on_queue_paused",
+    "on_queue_resumed",
+    "on_queue_started",
+    "retry_delay",
+    "send_again",
+    "sign",
+    "signature_headers",
+    "signing_key",
 ]
 
 
@@ -79,7 +105,7 @@ def signing_key(secret: str) -> bytes:
     """The HMAC key of a tenant secret: base64-decoded for `whsec_...`, else the UTF-8 bytes."""
     if secret.startswith(SECRET_PREFIX):
         try:
-            return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
         except (binascii.Error, ValueError):
             pass  # not valid base64 after all: fall back to the raw bytes (still secret)
     return secret.encode("utf-8")
@@ -109,22 +135,30 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
 def _target_url(config: BillingConfig, queue: BillingQueue | None) -> str:
     """The request's `callback_url`, else the tenant's default."""
     if queue is not None:
-        url = (BillingQueue.objects.filter(pk=queue.pk)
-               .values_list("billing_campaign__callback_url", flat=True).first())
+        url = BillingQueue.objects.filter(pk=queue.pk).values_list("billing_campaign__callback_url", flat=True).first()
         if url:
             return url
     return config.callback_url or ""
 
 
 def enqueue_event(
-    *, tenant: Tenant, queue: BillingQueue | None, event: str, data: dict[str, Any],
+    *,
+    tenant: Tenant,
+    queue: BillingQueue | None,
+    event: str,
+    data: dict[str, Any],
     config: BillingConfig | None = None,
 ) -> CallbackDelivery | None:
     """Record `event` for delivery to the tenant's callback URL; None when nothing is to be sent
     (no URL, or a per-contact event while the tenant has them off). Call it inside the
     transaction that makes the change, so both commit together."""
-    if event not in QUEUE_EVENTS and event not in CONTACT_EVENTS and event not in REPLY_EVENTS \
-            and event not in CHARGE_EVENTS and event not in NUMBER_EVENTS:
+    if (
+        event not in QUEUE_EVENTS
+        and event not in CONTACT_EVENTS
+        and event not in REPLY_EVENTS
+        and event not in CHARGE_EVENTS
+        and event not in NUMBER_EVENTS
+    ):
         raise ValueError(f"unknown callback event {event!r}")
     config = config or BillingConfig.for_tenant(tenant)
     if event in CONTACT_EVENTS and not config.callback_contact_events:
@@ -135,24 +169,41 @@ def enqueue_event(
     now = timezone.now()
     data = _jsonable(data)
     if event in CONTACT_EVENTS and queue is not None:
-        return _add_to_batch(tenant_id=tenant.pk, queue=queue, url=url, item={"type": str(event), "at": now.isoformat(), **data}, now=now)
+        return _add_to_batch(
+            tenant_id=tenant.pk, queue=queue, url=url, item={"type": str(event), "at": now.isoformat(), **data}, now=now
+        )
     return CallbackDelivery.objects.create(
-        tenant_id=tenant.pk, queue=queue, event=str(event), webhook_id=_new_id(), url=url,
+        tenant_id=tenant.pk,
+        queue=queue,
+        event=str(event),
+        webhook_id=_new_id(),
+        url=url,
         payload={"type": str(event), "timestamp": now.isoformat(), "data": data},
-        next_attempt_at=now, give_up_at=now + _give_up_after(),
+        next_attempt_at=now,
+        give_up_at=now + _give_up_after(),
     )
 
 
-def _add_to_batch(*, tenant_id: Any, queue: BillingQueue, url: str, item: dict[str, Any], now: datetime) -> CallbackDelivery:
+def _add_to_batch(
+    *, tenant_id: Any, queue: BillingQueue, url: str, item: dict[str, Any], now: datetime
+) -> CallbackDelivery:
     """Append to the queue's open batch (never attempted, not full), or open a new one. The row
     lock makes a concurrent first attempt wait or skip: a sealed batch is never appended to."""
     limit = int(settings.BILLING_CALLBACK_BATCH_MAX)
     with transaction.atomic():
         batch = (
             CallbackDelivery.objects.select_for_update()
-            .filter(tenant_id=tenant_id, queue=queue, event=CallbackEvent.CONTACT_BATCH, url=url,
-                    status=CallbackDelivery.Status.PENDING, attempts=0, item_count__lt=limit)
-            .order_by("-id").first()
+            .filter(
+                tenant_id=tenant_id,
+                queue=queue,
+                event=CallbackEvent.CONTACT_BATCH,
+                url=url,
+                status=CallbackDelivery.Status.PENDING,
+                attempts=0,
+                item_count__lt=limit,
+            )
+            .order_by("-id")
+            .first()
         )
         if batch is not None:
             batch.payload["data"]["events"].append(item)
@@ -160,9 +211,16 @@ def _add_to_batch(*, tenant_id: Any, queue: BillingQueue, url: str, item: dict[s
             batch.save(update_fields=["payload", "item_count", "updated_at"])
             return batch
         return CallbackDelivery.objects.create(
-            tenant_id=tenant_id, queue=queue, event=CallbackEvent.CONTACT_BATCH, webhook_id=_new_id(), url=url,
-            payload={"type": CallbackEvent.CONTACT_BATCH.value, "timestamp": now.isoformat(),
-                     "data": {"queue_id": str(queue.pk), "events": [item]}},
+            tenant_id=tenant_id,
+            queue=queue,
+            event=CallbackEvent.CONTACT_BATCH,
+            webhook_id=_new_id(),
+            url=url,
+            payload={
+                "type": CallbackEvent.CONTACT_BATCH.value,
+                "timestamp": now.isoformat(),
+                "data": {"queue_id": str(queue.pk), "events": [item]},
+            },
             next_attempt_at=now + timedelta(seconds=float(settings.BILLING_CALLBACK_BATCH_SECONDS)),
             give_up_at=now + _give_up_after(),
         )
@@ -181,13 +239,27 @@ def _queue_data(queue: BillingQueue, **extra: Any) -> dict[str, Any]:
     """Ids, status and counters, read fresh (the caller's instance may predate F() updates)."""
     row = (
         BillingQueue.objects.filter(pk=queue.pk)
-        .values("status", "template_type", "billing_campaign_id", "billing_campaign__external_id",
-                "billing_campaign__metadata", "total_contacts", "sent_count", "failed_count", "cancelled_count",
-                "skipped_count", "delivered_count", "read_count", "replied_count")
+        .values(
+            "status",
+            "template_type",
+            "billing_campaign_id",
+            "billing_campaign__external_id",
+            "billing_campaign__metadata",
+            "total_contacts",
+            "sent_count",
+            "failed_count",
+            "cancelled_count",
+            "skipped_count",
+            "delivered_count",
+            "read_count",
+            "replied_count",
+        )
         .first()
     ) or {}
-    counters = {name: row.get(f"{name}_count", 0) for name in
-                ("sent", "failed", "cancelled", "skipped", "delivered", "read", "replied")}
+    counters = {
+        name: row.get(f"{name}_count", 0)
+        for name in ("sent", "failed", "cancelled", "skipped", "delivered", "read", "replied")
+    }
     return {
         "queue_id": str(queue.pk),
         "billing_campaign_id": str(row.get("billing_campaign_id") or ""),
@@ -200,15 +272,15 @@ def _queue_data(queue: BillingQueue, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _queue_event(queue: BillingQueue, event: str, *, config: BillingConfig | None = None,
-                 **extra: Any) -> CallbackDelivery | None:
+def _queue_event(
+    queue: BillingQueue, event: str, *, config: BillingConfig | None = None, **extra: Any
+) -> CallbackDelivery | None:
     # Most tenants have no callback URL: find that out before reading fresh counters for a
     # payload nobody will receive (the worker calls this when a queue starts and completes).
     config = config or BillingConfig.for_tenant(queue.tenant)
     if not _target_url(config, queue):
         return None
-    return enqueue_event(tenant=queue.tenant, queue=queue, event=event, data=_queue_data(queue, **extra),
-                         config=config)
+    return enqueue_event(tenant=queue.tenant, queue=queue, event=event, data=_queue_data(queue, **extra), config=config)
 
 
 def on_queue_started(queue: BillingQueue, *, config: BillingConfig | None = None) -> CallbackDelivery | None:
@@ -244,8 +316,17 @@ def on_contact_outcome(
         return None
     row = (
         BillingContact.objects.filter(pk=contact.pk)
-        .values("status", "external_id", "queue_id", "error_code", "provider_message_id", "sent_at",
-                "delivered_at", "read_at", "replied_at")
+        .values(
+            "status",
+            "external_id",
+            "queue_id",
+            "error_code",
+            "provider_message_id",
+            "sent_at",
+            "delivered_at",
+            "read_at",
+            "replied_at",
+        )
         .first()
     )
     if row is None:
@@ -268,6 +349,9 @@ def send_again(deliveries: Iterable[CallbackDelivery]) -> int:
     now = timezone.now()
     ids = [delivery.pk for delivery in deliveries]
     return CallbackDelivery.objects.filter(pk__in=ids).update(
-        status=CallbackDelivery.Status.PENDING, next_attempt_at=now, give_up_at=now + _give_up_after(),
-        last_error="", updated_at=now,
+        status=CallbackDelivery.Status.PENDING,
+        next_attempt_at=now,
+        give_up_at=now + _give_up_after(),
+        last_error="",
+        updated_at=now,
     )

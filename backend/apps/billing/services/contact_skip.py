@@ -10,6 +10,7 @@ ends `completed`: its worker (now, or when the queue next runs) finds nothing le
 Lock order is the worker's (queue rows first, then contacts), so this cannot deadlock with a
 claim or an outcome write.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,32 +39,45 @@ def skip_unsent_contacts(*, tenant: Tenant, contact_ids: Iterable[int], code: st
     if not ids:
         return 0
     with transaction.atomic():
-        queue_ids = sorted(set(
-            BillingContact.objects.filter(tenant=tenant, pk__in=ids, status__in=_SKIPPABLE)
-            .values_list("queue_id", flat=True)
-        ))
+        queue_ids = sorted(
+            set(
+                BillingContact.objects.filter(tenant=tenant, pk__in=ids, status__in=_SKIPPABLE).values_list(
+                    "queue_id", flat=True
+                )
+            )
+        )
         if not queue_ids:
             return 0
         # Queue rows first (the worker's order), in a fixed order between concurrent callers.
-        list(BillingQueue.objects.select_for_update(no_key=True).filter(pk__in=queue_ids).order_by("pk")
-             .values_list("pk", flat=True))
+        list(
+            BillingQueue.objects.select_for_update(no_key=True)
+            .filter(pk__in=queue_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         skipped = list(
             BillingContact.objects.select_for_update()
-            .filter(tenant=tenant, pk__in=ids, status__in=_SKIPPABLE).order_by("pk")
+            .filter(tenant=tenant, pk__in=ids, status__in=_SKIPPABLE)
+            .order_by("pk")
             .values_list("pk", "queue_id")
         )
         if not skipped:
             return 0
         BillingContact.objects.filter(pk__in=[pk for pk, _ in skipped], status__in=_SKIPPABLE).update(
-            status=ContactStatus.SKIPPED, error_code=code, last_error=reason[:500], claim_token=None,
-            claimed_at=None, updated_at=Now(),
+            status=ContactStatus.SKIPPED,
+            error_code=code,
+            last_error=reason[:500],
+            claim_token=None,
+            claimed_at=None,
+            updated_at=Now(),
         )
         per_queue = Counter(queue_id for _, queue_id in skipped)
         for queue_id, count in per_queue.items():
-            BillingQueue.objects.filter(pk=queue_id).update(skipped_count=F("skipped_count") + count,
-                                                            updated_at=Now())
+            BillingQueue.objects.filter(pk=queue_id).update(skipped_count=F("skipped_count") + count, updated_at=Now())
         for queue_id in per_queue:
             transaction.on_commit(lambda queue_id=queue_id: publish_queue_progress(queue_id, force=True))
-    logger.info("billing contacts skipped", extra={"tenant_id": str(tenant.pk), "skipped": len(skipped),
-                                                   "queues": len(per_queue), "error_code": code})
+    logger.info(
+        "billing contacts skipped",
+        extra={"tenant_id": str(tenant.pk), "skipped": len(skipped), "queues": len(per_queue), "error_code": code},
+    )
     return len(skipped)

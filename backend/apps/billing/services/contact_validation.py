@@ -5,6 +5,7 @@ microseconds per field per contact, so the contact list is checked here by hand 
 `ContactInputSerializer` only documents the shape for OpenAPI). A bad contact is refused on its
 own, with a code; the rest of the request goes on.
 """
+
 from __future__ import annotations
 
 import json
@@ -155,8 +156,10 @@ class ContactValidator:
         if isinstance(value, (dict, Mapping)):
             if depth > self.max_depth:
                 return False
-            return all(isinstance(k, str) and _VARIABLE_NAME.match(k) and self._shape_ok(v, depth + 1)
-                       for k, v in value.items())
+            return all(
+                isinstance(k, str) and _VARIABLE_NAME.match(k) and self._shape_ok(v, depth + 1)
+                for k, v in value.items()
+            )
         if isinstance(value, list):
             return depth <= self.max_depth and len(value) <= 50 and all(self._shape_ok(v, depth + 1) for v in value)
         if isinstance(value, str):

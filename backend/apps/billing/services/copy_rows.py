@@ -3,6 +3,7 @@
 Ingest wrote its contacts this way until it moved to one statement (`ingest_statement.py`);
 other features that write many rows beside an ingest (charges' step runs) still use it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,16 +14,34 @@ from django.db import DEFAULT_DB_ALIAS, connections, models
 # Column types whose `get_db_prep_save` returns a value of the field's own Python type unchanged on
 # PostgreSQL (str, int, date, Decimal, UUID): copy_insert skips that call for them, which is
 # ~100,000 calls for 10,000 contacts. Anything else (JSON) is still prepared by its field.
-_PASS_THROUGH_TYPES = frozenset({
-    "CharField", "TextField", "DateField", "DecimalField", "BooleanField", "UUIDField", "AutoField",
-    "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
-    "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField",
-})
+_PASS_THROUGH_TYPES = frozenset(
+    {
+        "CharField",
+        "TextField",
+        "DateField",
+        "DecimalField",
+        "BooleanField",
+        "UUIDField",
+        "AutoField",
+        "BigAutoField",
+        "SmallAutoField",
+        "IntegerField",
+        "BigIntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveBigIntegerField",
+        "PositiveSmallIntegerField",
+    }
+)
 
 
 def copy_insert(
-    model: type[models.Model], prototype: models.Model, fields: Sequence[str], rows: Sequence[Sequence[Any]],
-    *, return_ids: bool = False,
+    model: type[models.Model],
+    prototype: models.Model,
+    fields: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    return_ids: bool = False,
 ) -> list[int]:
     """Insert `rows` (values of `fields`, in that order) with PostgreSQL COPY, in the caller's
     transaction; every other column gets `prototype`'s value (model defaults, auto_now stamps).
@@ -51,8 +70,10 @@ def copy_insert(
     ids: list[int] = []
     with db.cursor() as cursor:
         if return_ids:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                           [meta.db_table, pk.column, len(rows)])
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [meta.db_table, pk.column, len(rows)],
+            )
             ids = sorted(row[0] for row in cursor.fetchall())
         statement = f"COPY {quote(meta.db_table)} ({', '.join(quote(column) for column in columns)}) FROM STDIN"
         with cursor.cursor.copy(statement) as copy:  # the psycopg cursor under Django's wrapper

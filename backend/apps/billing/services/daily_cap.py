@@ -12,6 +12,7 @@ missing (the day's first send, or Redis restarted or was flushed), PostgreSQL sa
 the number started today (`BillingContact.send_started_at`), and the count starts there. A
 contact retried today counts once in that seed; the counter counts every attempt.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,7 +72,9 @@ class Day:
     @classmethod
     def of(cls, moment: datetime, tz: ZoneInfo) -> Day:
         local = moment.astimezone(tz).date()
-        return cls(local, datetime.combine(local, time.min, tz), datetime.combine(local + timedelta(days=1), time.min, tz))
+        return cls(
+            local, datetime.combine(local, time.min, tz), datetime.combine(local + timedelta(days=1), time.min, tz)
+        )
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,21 @@ def tenant_quotas(tenant: Tenant) -> dict[int, NumberQuota]:
     """Each active number of the tenant with its warm-up (two queries): the API's tenant context
     keeps them, so the status ETA counts the cap without reading configuration per request."""
     schedule = NumberHealthSettings.for_tenant(tenant.pk).schedule
-    return {instance.pk: NumberQuota(number_key=number_key(instance.base_url, instance.instance_name),
-                                     warm_up=instance.warm_up(schedule, tenant.tzinfo), tz=tenant.tzinfo,
-                                     instance_ids=(instance.pk,))
-            for instance in WhatsAppInstance.objects.filter(tenant=tenant, is_active=True)
-            .only("pk", "base_url", "instance_name", "warmup_started_at", "warmup_skipped_at")}
+    return {
+        instance.pk: NumberQuota(
+            number_key=number_key(instance.base_url, instance.instance_name),
+            warm_up=instance.warm_up(schedule, tenant.tzinfo),
+            tz=tenant.tzinfo,
+            instance_ids=(instance.pk,),
+        )
+        for instance in WhatsAppInstance.objects.filter(tenant=tenant, is_active=True).only(
+            "pk", "base_url", "instance_name", "warmup_started_at", "warmup_skipped_at"
+        )
+    }
 
 
 def sends_started(*, instance_ids: tuple[int, ...], day: Day) -> int:
     """Contacts whose send through the number started on `day`, as PostgreSQL knows them."""
-    return BillingContact.objects.filter(queue__instance_id__in=instance_ids, send_started_at__gte=day.starts_at,
-                                         send_started_at__lt=day.ends_at).count()
+    return BillingContact.objects.filter(
+        queue__instance_id__in=instance_ids, send_started_at__gte=day.starts_at, send_started_at__lt=day.ends_at
+    ).count()

@@ -7,6 +7,7 @@ contact they replied to (`pix_code`, `payment_link`, `boleto_line`) with its amo
 date. When charges land, these functions are the ones to point at them; nothing else reads
 contacts for this.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,16 +53,20 @@ class OpenDebt:
 def pending_collection(*, tenant: Tenant, phone: str) -> QuerySet:
     """The debtor's collection messages not sent yet. A conversation's own answers (automatic
     or a person's) are not collection: a hold never delays them."""
-    return BillingContact.objects.filter(tenant=tenant, phone=phone, status__in=sorted(UNSENT_CONTACT_STATUSES),
-                                         conversation_reply__isnull=True)
+    return BillingContact.objects.filter(
+        tenant=tenant, phone=phone, status__in=sorted(UNSENT_CONTACT_STATUSES), conversation_reply__isnull=True
+    )
 
 
 def payment_data(*, contact_id: int) -> PaymentData | None:
     """The payment data of the debt the debtor replied about; None when there is none to send."""
     row = BillingContact.objects.filter(pk=contact_id).values("variables", "amount", "due_date").first()
     variables = (row or {}).get("variables") or {}
-    found = {key: str(variables[key]).strip() for key in PAYMENT_KEYS
-             if isinstance(variables.get(key), (str, int)) and str(variables[key]).strip()}
+    found = {
+        key: str(variables[key]).strip()
+        for key in PAYMENT_KEYS
+        if isinstance(variables.get(key), (str, int)) and str(variables[key]).strip()
+    }
     if not found:
         return None
     return PaymentData(**found, amount=row["amount"], due_date=row["due_date"])
@@ -70,9 +75,14 @@ def payment_data(*, contact_id: int) -> PaymentData | None:
 def open_debts(*, tenant: Tenant, phone: str, limit: int = 20) -> list[OpenDebt]:
     """The collection messages behind a conversation, newest first: what the debtor was asked."""
     statuses = sorted(UNSENT_CONTACT_STATUSES | SENT_CONTACT_STATUSES)
-    rows = (BillingContact.objects.filter(tenant=tenant, phone=phone, status__in=statuses,
-                                          conversation_reply__isnull=True)
-            .order_by("-id")
-            .values("pk", "external_id", "queue__template_type", "amount", "due_date", "status")[:limit])
-    return [OpenDebt(row["pk"], row["external_id"], row["queue__template_type"], row["amount"], row["due_date"],
-                     row["status"]) for row in rows]
+    rows = (
+        BillingContact.objects.filter(tenant=tenant, phone=phone, status__in=statuses, conversation_reply__isnull=True)
+        .order_by("-id")
+        .values("pk", "external_id", "queue__template_type", "amount", "due_date", "status")[:limit]
+    )
+    return [
+        OpenDebt(
+            row["pk"], row["external_id"], row["queue__template_type"], row["amount"], row["due_date"], row["status"]
+        )
+        for row in rows
+    ]

@@ -15,6 +15,7 @@
 A contact already `sending` is in the provider's hands and is left alone. Lock order, as
 everywhere (queue_lease.py): the queue rows first, in id order, then the contacts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Now
 
 from apps.billing.constants import ContactErrorCode, ContactStatus
-from apps.billing.models import BillingContact, BillingQueue
+from apps.billing.models import BillingQueue
 from apps.billing.progress import publish_queue_progress
 from apps.billing.services.debtor_data import pending_collection
 from apps.contacts.utils import mask_phone
@@ -39,8 +40,12 @@ logger = logging.getLogger(__name__)
 def _lock_queues(contacts, also: Iterable[Any] = ()) -> list:
     queue_ids = sorted(set(contacts.values_list("queue_id", flat=True)) | set(also))
     if queue_ids:
-        list(BillingQueue.objects.select_for_update(no_key=True).filter(pk__in=queue_ids).order_by("pk")
-             .values_list("pk", flat=True))
+        list(
+            BillingQueue.objects.select_for_update(no_key=True)
+            .filter(pk__in=queue_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
     return queue_ids
 
 
@@ -55,18 +60,24 @@ def lock_debtor_queues(*, tenant: Tenant, phone: str, also: Iterable[Any] = ()) 
 def hold_debtor(*, tenant: Tenant, phone: str, until: datetime, reason: str) -> int:
     """Postpone the debtor's unsent collection messages to `until`; how many were held."""
     holdable = {ContactStatus.PENDING_RETRY} | (
-        ContactStatus.sources_for(ContactStatus.PENDING_RETRY) & {ContactStatus.PENDING})
+        ContactStatus.sources_for(ContactStatus.PENDING_RETRY) & {ContactStatus.PENDING}
+    )
     with transaction.atomic():
         contacts = pending_collection(tenant=tenant, phone=phone).filter(status__in=sorted(holdable))
         if not _lock_queues(contacts):
             return 0
         held = contacts.update(
-            status=ContactStatus.PENDING_RETRY, next_attempt_at=Greatest(Coalesce("next_attempt_at", Value(until)),
-                                                                         Value(until)),
-            claim_token=None, claimed_at=None, last_error=reason[:500], updated_at=Now(),
+            status=ContactStatus.PENDING_RETRY,
+            next_attempt_at=Greatest(Coalesce("next_attempt_at", Value(until)), Value(until)),
+            claim_token=None,
+            claimed_at=None,
+            last_error=reason[:500],
+            updated_at=Now(),
         )
-    logger.info("billing debtor held", extra={"tenant_id": str(tenant.pk), "phone": mask_phone(phone),
-                                              "contacts": held, "until": until.isoformat()})
+    logger.info(
+        "billing debtor held",
+        extra={"tenant_id": str(tenant.pk), "phone": mask_phone(phone), "contacts": held, "until": until.isoformat()},
+    )
     return held
 
 
@@ -79,13 +90,20 @@ def stop_debtor(*, tenant: Tenant, phone: str, reason: str) -> int:
         for queue_id in _lock_queues(contacts):
             # Counted from the UPDATE itself: a contact a worker claimed meanwhile is not skipped.
             skipped = contacts.filter(queue_id=queue_id).update(
-                status=ContactStatus.SKIPPED, error_code=ContactErrorCode.OPTED_OUT, last_error=reason[:500],
-                claim_token=None, claimed_at=None, updated_at=Now())
+                status=ContactStatus.SKIPPED,
+                error_code=ContactErrorCode.OPTED_OUT,
+                last_error=reason[:500],
+                claim_token=None,
+                claimed_at=None,
+                updated_at=Now(),
+            )
             if skipped:
-                BillingQueue.objects.filter(pk=queue_id).update(skipped_count=F("skipped_count") + skipped,
-                                                                updated_at=Now())
+                BillingQueue.objects.filter(pk=queue_id).update(
+                    skipped_count=F("skipped_count") + skipped, updated_at=Now()
+                )
                 transaction.on_commit(lambda pk=queue_id: publish_queue_progress(pk))
                 stopped += skipped
-    logger.info("billing debtor stopped", extra={"tenant_id": str(tenant.pk), "phone": mask_phone(phone),
-                                                 "contacts": stopped})
+    logger.info(
+        "billing debtor stopped", extra={"tenant_id": str(tenant.pk), "phone": mask_phone(phone), "contacts": stopped}
+    )
     return stopped

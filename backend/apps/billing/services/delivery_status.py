@@ -18,6 +18,7 @@ BILLING_EARLY_RECEIPT_TTL seconds. The worker looks them up for what it sent, in
 (`apply_early_receipts`: the last half second's messages, and everything at the end of a run);
 `record_outbound_message` does it for its own message (`apply_early_receipt`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,12 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.billing.constants import ContactStatus
-from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation, CallbackEvent
+from apps.billing.models import (
+    BillingContact,
+    BillingQueue,
+    BillingTemplateVariation,
+    CallbackEvent,
+)
 from apps.chat.models import Message
 from apps.common.redis_client import get_redis
 
@@ -39,7 +45,11 @@ logger = logging.getLogger(__name__)
 
 # renderStatus.ts: 0 ERROR, 1 PENDING, 2 SERVER_ACK, 3 DELIVERY_ACK, 4 READ, 5 PLAYED (v1 may send numbers).
 NUMERIC_STATUS = {0: "ERROR", 1: "PENDING", 2: "SERVER_ACK", 3: "DELIVERY_ACK", 4: "READ", 5: "PLAYED"}
-PROVIDER_TO_CONTACT = {"DELIVERY_ACK": ContactStatus.DELIVERED, "READ": ContactStatus.READ, "PLAYED": ContactStatus.READ}
+PROVIDER_TO_CONTACT = {
+    "DELIVERY_ACK": ContactStatus.DELIVERED,
+    "READ": ContactStatus.READ,
+    "PLAYED": ContactStatus.READ,
+}
 _RANK = {ContactStatus.SENT: 1, ContactStatus.DELIVERED: 2, ContactStatus.READ: 3}
 _MESSAGE_RANK = {Message.Status.PENDING: 0, Message.Status.SENT: 1, Message.Status.DELIVERED: 2, Message.Status.READ: 3}
 _CAS_ATTEMPTS = 3
@@ -63,8 +73,9 @@ def target_status(raw: Any) -> str | None:
     return PROVIDER_TO_CONTACT.get(provider_status_name(raw))
 
 
-def apply_provider_status(*, tenant_id: Any, provider_message_id: str, provider_status: Any,
-                          remember_early: bool = True) -> str:
+def apply_provider_status(
+    *, tenant_id: Any, provider_message_id: str, provider_status: Any, remember_early: bool = True
+) -> str:
     """Apply one receipt; returns `moved`, `unchanged`, `ignored` or `unknown_message`."""
     target = target_status(provider_status)
     if target is None or not provider_message_id:
@@ -73,7 +84,8 @@ def apply_provider_status(*, tenant_id: Any, provider_message_id: str, provider_
     for _ in range(_CAS_ATTEMPTS):
         row = (
             BillingContact.objects.filter(tenant_id=tenant_id, provider_message_id=provider_message_id)
-            .values("pk", "status", "queue_id", "variation_id").first()
+            .values("pk", "status", "queue_id", "variation_id")
+            .first()
         )
         if row is None:
             if remember_early:
@@ -86,8 +98,11 @@ def apply_provider_status(*, tenant_id: Any, provider_message_id: str, provider_
             _move(row, old, target, tenant_id)
         except _Raced:
             continue
-        logger.info("billing contact %s", target, extra={"contact_id": row["pk"], "queue_id": str(row["queue_id"]),
-                                                         "from_status": old, "to_status": target})
+        logger.info(
+            "billing contact %s",
+            target,
+            extra={"contact_id": row["pk"], "queue_id": str(row["queue_id"]), "from_status": old, "to_status": target},
+        )
         return "moved"
     return "unchanged"
 
@@ -123,7 +138,9 @@ def _advance_chat_message(tenant_id: Any, provider_message_id: str, target: str)
     if status == Message.Status.READ:
         fields["read_at"] = Coalesce(F("read_at"), now)
     Message.objects.filter(
-        tenant_id=tenant_id, provider_message_id=provider_message_id, direction=Message.Direction.OUTBOUND,
+        tenant_id=tenant_id,
+        provider_message_id=provider_message_id,
+        direction=Message.Direction.OUTBOUND,
         status__in=lower,
     ).update(**fields)
 
@@ -163,7 +180,7 @@ def apply_early_receipts(*, tenant_id: Any, provider_message_ids: list[str]) -> 
     pipe = get_redis().pipeline(transaction=False)
     for pmid in ids:
         pipe.getdel(_early_key(tenant_id, pmid))
-    waiting = [(pmid, target) for pmid, target in zip(ids, pipe.execute()) if target is not None]
+    waiting = [(pmid, target) for pmid, target in zip(ids, pipe.execute(), strict=True) if target is not None]
     for index, (pmid, target) in enumerate(waiting):
         try:
             _apply_early(tenant_id, pmid, target)
@@ -181,5 +198,6 @@ def apply_early_receipts(*, tenant_id: Any, provider_message_ids: list[str]) -> 
 
 def _apply_early(tenant_id: Any, provider_message_id: str, target: str) -> str:
     status = "READ" if target == ContactStatus.READ else "DELIVERY_ACK"
-    return apply_provider_status(tenant_id=tenant_id, provider_message_id=provider_message_id,
-                                 provider_status=status, remember_early=False)
+    return apply_provider_status(
+        tenant_id=tenant_id, provider_message_id=provider_message_id, provider_status=status, remember_early=False
+    )

@@ -1,6 +1,7 @@
 """When will a queue finish? Pace, business hours and the number's warm-up cap decide, so the
 estimate walks the tenant's openings (and, for a number in warm-up, its days) instead of
 dividing by the rate."""
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,13 @@ def seconds_per_message(messages_per_minute: int, jitter_seconds: float = 0.0) -
 
 
 def estimate_completion(
-    *, start: datetime, messages: int, messages_per_minute: int, jitter_seconds: float = 0.0,
-    schedule: WeeklySchedule | None = None, daily_cap: DailyCapPlan | None = None,
+    *,
+    start: datetime,
+    messages: int,
+    messages_per_minute: int,
+    jitter_seconds: float = 0.0,
+    schedule: WeeklySchedule | None = None,
+    daily_cap: DailyCapPlan | None = None,
 ) -> datetime | None:
     """Instant the last of `messages` should go out; None when the schedule never opens."""
     if messages <= 0:

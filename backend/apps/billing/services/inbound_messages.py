@@ -18,6 +18,7 @@ contact it answers, classified (`apps.chat.services.reply_intents`) and acted on
 Everything but the confirmation happens in one transaction; a retried webhook finds the message
 already stored and rolls back, so it changes nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,8 @@ from apps.billing.models import (
 from apps.billing.services import opt_out, reply_actions
 from apps.billing.services.billing_send_service import record_inbound_message
 from apps.billing.services.callbacks import enqueue_event, on_contact_outcome
-from apps.common.services.evolution_lookup import message_text
 from apps.chat.services.reply_intents import OPT_OUT, classify
+from apps.common.services.evolution_lookup import message_text
 from apps.connections.models import WhatsAppInstance
 from apps.contacts.utils import PhoneNumberError, mask_phone, normalize_phone
 
@@ -61,8 +62,13 @@ class _Duplicate(Exception):
 
 # Evolution's media message keys → the label stored in the chat history; receipts are likely
 # in the first two. `documentWithCaptionMessage` wraps a documentMessage (WhatsApp's newer shape).
-_MEDIA = {"imageMessage": "imagem", "documentMessage": "documento", "audioMessage": "áudio",
-          "videoMessage": "vídeo", "stickerMessage": "figurinha"}
+_MEDIA = {
+    "imageMessage": "imagem",
+    "documentMessage": "documento",
+    "audioMessage": "áudio",
+    "videoMessage": "vídeo",
+    "stickerMessage": "figurinha",
+}
 _RECEIPT_MEDIA = frozenset({"imageMessage", "documentMessage"})
 
 
@@ -82,7 +88,6 @@ class InboundContent:
         return f"[{_MEDIA[self.media]}] {self.text}".strip()
 
 
-
 def inbound_content(message: Any) -> InboundContent:
     """The text of a message, or the caption and kind of its media."""
     text = message_text(message)
@@ -99,8 +104,10 @@ def inbound_content(message: Any) -> InboundContent:
 
 
 def quoted_message_id(data: dict[str, Any]) -> str:
-    for context in (data.get("contextInfo"),
-                    ((data.get("message") or {}).get("extendedTextMessage") or {}).get("contextInfo")):
+    for context in (
+        data.get("contextInfo"),
+        ((data.get("message") or {}).get("extendedTextMessage") or {}).get("contextInfo"),
+    ):
         if isinstance(context, dict) and context.get("stanzaId"):
             return str(context["stanzaId"])[:128]
     return ""
@@ -142,19 +149,31 @@ def handle_inbound(*, instance: WhatsAppInstance, data: dict[str, Any]) -> str:
             if contact is not None:
                 _mark_replied(contact)
             plan = reply_actions.act_before_store(instance=instance, phone=phone, contact=contact, result=result)
-            stored = record_inbound_message(instance=instance, phone=phone, text=content.stored_text,
-                                            provider_message_id=message_id,
-                                            contact_name=str(data.get("pushName") or ""))
+            stored = record_inbound_message(
+                instance=instance,
+                phone=phone,
+                text=content.stored_text,
+                provider_message_id=message_id,
+                contact_name=str(data.get("pushName") or ""),
+            )
             if stored is None:
                 raise _Duplicate()
             reply_actions.record_after_store(plan=plan, message=stored)
             opted_out = result.intent == OPT_OUT and _opt_out(instance=instance, phone=phone, contact=contact)
     except _Duplicate:
         return "duplicate"  # a provider retry: everything above was rolled back
-    logger.info("billing inbound reply stored",
-                extra={**context, "contact_id": contact["pk"] if contact else None, "opted_out": opted_out,
-                       "intent": result.intent, "confidence": result.confidence,
-                       "needs_attention": bool(plan.attention_reason), "actions": sorted(plan.actions)})
+    logger.info(
+        "billing inbound reply stored",
+        extra={
+            **context,
+            "contact_id": contact["pk"] if contact else None,
+            "opted_out": opted_out,
+            "intent": result.intent,
+            "confidence": result.confidence,
+            "needs_attention": bool(plan.attention_reason),
+            "actions": sorted(plan.actions),
+        },
+    )
     return "opted_out" if opted_out else ("reply" if contact else "inbound")
 
 
@@ -166,8 +185,12 @@ def _replied_contact(*, instance: WhatsAppInstance, phone: str, quoted_id: str) 
         if row is not None:
             return row
     since = timezone.now() - timedelta(days=float(settings.BILLING_REPLY_WINDOW_DAYS))
-    return (sent.filter(phone=phone, queue__instance=instance, sent_at__gte=since)
-            .order_by("-sent_at").values(*fields).first())
+    return (
+        sent.filter(phone=phone, queue__instance=instance, sent_at__gte=since)
+        .order_by("-sent_at")
+        .values(*fields)
+        .first()
+    )
 
 
 def _mark_replied(contact: dict[str, Any]) -> None:
@@ -191,8 +214,12 @@ def _mark_replied(contact: dict[str, Any]) -> None:
 
 def _opt_out(*, instance: WhatsAppInstance, phone: str, contact: dict[str, Any] | None) -> bool:
     """Suppress the phone; True only the first time (the confirmation goes out once)."""
-    _, created = opt_out.suppress(tenant=instance.tenant, phone=phone, reason="customer asked to stop (reply)",
-                                  source=SuppressedPhone.Source.INBOUND_REPLY)
+    _, created = opt_out.suppress(
+        tenant=instance.tenant,
+        phone=phone,
+        reason="customer asked to stop (reply)",
+        source=SuppressedPhone.Source.INBOUND_REPLY,
+    )
     if not created:
         return False
     if contact is not None:
@@ -200,8 +227,10 @@ def _opt_out(*, instance: WhatsAppInstance, phone: str, contact: dict[str, Any] 
     else:
         enqueue_event(tenant=instance.tenant, queue=None, event=CallbackEvent.CONTACT_OPTED_OUT, data={"phone": phone})
     opt_out.schedule_confirmation(tenant=instance.tenant, instance_id=instance.pk, phone=phone)
-    logger.info("billing phone opted out", extra={"instance_id": instance.pk, "tenant_id": str(instance.tenant_id),
-                                                  "phone": mask_phone(phone)})
+    logger.info(
+        "billing phone opted out",
+        extra={"instance_id": instance.pk, "tenant_id": str(instance.tenant_id), "phone": mask_phone(phone)},
+    )
     return True
 
 

@@ -19,6 +19,7 @@ It runs as a server-side prepared statement (`apps.common.prepared_sql`): its te
 Columns the request does not set get their model defaults, prepared by each field as the ORM
 would; the timestamps get the request's `now`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -94,16 +95,30 @@ class IngestOutcome:
 def write_request(rows: IngestRows) -> IngestOutcome:
     sequential = rows.variation_ids is None
     params = {
-        "tenant": rows.tenant_id, "template": rows.template_id, "template_type": rows.template_type,
-        "instance": rows.instance_id, "api_key": rows.api_key_id, "campaign": rows.campaign_id,
-        "billing_campaign": rows.billing_campaign_id, "queue": rows.queue_id, "campaign_name": rows.campaign_name,
-        "external_id": rows.external_id, "fingerprint": rows.fingerprint,
-        "snapshot": Jsonb(rows.response_snapshot, dumps=_dumps), "callback_url": rows.callback_url,
-        "metadata": Jsonb(rows.metadata, dumps=_dumps), "priority": rows.priority,
-        "scheduled_for": rows.scheduled_for, "now": rows.now, "count": len(rows.phones),
-        "published_at": rows.now if rows.publish_now else None, "publish_count": 1 if rows.publish_now else 0,
-        "sequential": sequential, "rotation": list(rows.rotation),
-        "phones": _dumps(rows.phones), "phone_hashes": _dumps([phone_hash(phone) for phone in rows.phones]),
+        "tenant": rows.tenant_id,
+        "template": rows.template_id,
+        "template_type": rows.template_type,
+        "instance": rows.instance_id,
+        "api_key": rows.api_key_id,
+        "campaign": rows.campaign_id,
+        "billing_campaign": rows.billing_campaign_id,
+        "queue": rows.queue_id,
+        "campaign_name": rows.campaign_name,
+        "external_id": rows.external_id,
+        "fingerprint": rows.fingerprint,
+        "snapshot": Jsonb(rows.response_snapshot, dumps=_dumps),
+        "callback_url": rows.callback_url,
+        "metadata": Jsonb(rows.metadata, dumps=_dumps),
+        "priority": rows.priority,
+        "scheduled_for": rows.scheduled_for,
+        "now": rows.now,
+        "count": len(rows.phones),
+        "published_at": rows.now if rows.publish_now else None,
+        "publish_count": 1 if rows.publish_now else 0,
+        "sequential": sequential,
+        "rotation": list(rows.rotation),
+        "phones": _dumps(rows.phones),
+        "phone_hashes": _dumps([phone_hash(phone) for phone in rows.phones]),
         "contacts": _contacts_json(rows),
     }
     result = prepared_sql.run(statement(), params)
@@ -124,47 +139,110 @@ def _contacts_json(rows: IngestRows) -> str:
     """The contacts as one JSON array for `json_to_recordset`: orjson writes 10,000 of them in a
     few milliseconds, where binding seven arrays element by element took a third of a second."""
     variation_ids = rows.variation_ids or [None] * len(rows.phones)
-    return _dumps([
-        {"phone": phone, "name": name, "external_id": external_id, "due_date": due_date,
-         "amount": None if amount is None else str(amount), "variables": variables, "variation_id": variation_id}
-        for phone, name, external_id, due_date, amount, variables, variation_id in zip(
-            rows.phones, rows.names, rows.contact_external_ids, rows.due_dates, rows.amounts, rows.variables,
-            variation_ids, strict=True)
-    ])
+    return _dumps(
+        [
+            {
+                "phone": phone,
+                "name": name,
+                "external_id": external_id,
+                "due_date": due_date,
+                "amount": None if amount is None else str(amount),
+                "variables": variables,
+                "variation_id": variation_id,
+            }
+            for phone, name, external_id, due_date, amount, variables, variation_id in zip(
+                rows.phones,
+                rows.names,
+                rows.contact_external_ids,
+                rows.due_dates,
+                rows.amounts,
+                rows.variables,
+                variation_ids,
+                strict=True,
+            )
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- the statement
 @functools.cache
 def statement() -> str:
     q = connection.ops.quote_name
-    campaign = _insert(Campaign, {
-        "id": "%(campaign)s", "tenant": "%(tenant)s", "name": "%(campaign_name)s", "source": "'billing'",
-        "total_contacts": "%(count)s",
-    }, source="bc")
-    billing_campaign = _insert(BillingCampaign, {
-        "id": "%(billing_campaign)s", "tenant": "%(tenant)s", "campaign": "%(campaign)s",
-        "template": "%(template)s", "template_type": "%(template_type)s", "external_id": "%(external_id)s",
-        "request_fingerprint": "%(fingerprint)s", "response_snapshot": "%(snapshot)s",
-        "callback_url": "%(callback_url)s", "metadata": "%(metadata)s", "created_by_key": "%(api_key)s",
-        "instance": "%(instance)s",
-    }, source=None)
-    queue = _insert(BillingQueue, {
-        "id": "%(queue)s", "tenant": "%(tenant)s", "billing_campaign": "%(billing_campaign)s",
-        "template_type": "%(template_type)s", "instance": "%(instance)s", "priority": "%(priority)s",
-        "scheduled_for": "%(scheduled_for)s", "total_contacts": "%(count)s",
-        "last_published_at": "%(published_at)s", "publish_count": "%(publish_count)s",
-    }, source="bc")
-    campaign_contact = _insert(CampaignContact, {
-        "id": "s.campaign_contact_id", "tenant": "%(tenant)s", "campaign": "%(campaign)s", "phone": "s.phone",
-        "name": "s.name",
-    }, source="src s")
-    contact = _insert(BillingContact, {
-        "tenant": "%(tenant)s", "billing_campaign": "%(billing_campaign)s", "queue": "%(queue)s",
-        "campaign_contact": "s.campaign_contact_id", "phone": "s.phone", "name": "s.name", "external_id": "s.external_id",
-        "due_date": "s.due_date", "amount": "s.amount", "variables": "s.variables",
-        "variation": "COALESCE(s.variation_id, (%(rotation)s::bigint[])"
-                     "[(slot.start + s.position - 1) %% cardinality(%(rotation)s::bigint[]) + 1])",
-    }, source="src s LEFT JOIN slot ON true", auto_pk=True)
+    campaign = _insert(
+        Campaign,
+        {
+            "id": "%(campaign)s",
+            "tenant": "%(tenant)s",
+            "name": "%(campaign_name)s",
+            "source": "'billing'",
+            "total_contacts": "%(count)s",
+        },
+        source="bc",
+    )
+    billing_campaign = _insert(
+        BillingCampaign,
+        {
+            "id": "%(billing_campaign)s",
+            "tenant": "%(tenant)s",
+            "campaign": "%(campaign)s",
+            "template": "%(template)s",
+            "template_type": "%(template_type)s",
+            "external_id": "%(external_id)s",
+            "request_fingerprint": "%(fingerprint)s",
+            "response_snapshot": "%(snapshot)s",
+            "callback_url": "%(callback_url)s",
+            "metadata": "%(metadata)s",
+            "created_by_key": "%(api_key)s",
+            "instance": "%(instance)s",
+        },
+        source=None,
+    )
+    queue = _insert(
+        BillingQueue,
+        {
+            "id": "%(queue)s",
+            "tenant": "%(tenant)s",
+            "billing_campaign": "%(billing_campaign)s",
+            "template_type": "%(template_type)s",
+            "instance": "%(instance)s",
+            "priority": "%(priority)s",
+            "scheduled_for": "%(scheduled_for)s",
+            "total_contacts": "%(count)s",
+            "last_published_at": "%(published_at)s",
+            "publish_count": "%(publish_count)s",
+        },
+        source="bc",
+    )
+    campaign_contact = _insert(
+        CampaignContact,
+        {
+            "id": "s.campaign_contact_id",
+            "tenant": "%(tenant)s",
+            "campaign": "%(campaign)s",
+            "phone": "s.phone",
+            "name": "s.name",
+        },
+        source="src s",
+    )
+    contact = _insert(
+        BillingContact,
+        {
+            "tenant": "%(tenant)s",
+            "billing_campaign": "%(billing_campaign)s",
+            "queue": "%(queue)s",
+            "campaign_contact": "s.campaign_contact_id",
+            "phone": "s.phone",
+            "name": "s.name",
+            "external_id": "s.external_id",
+            "due_date": "s.due_date",
+            "amount": "s.amount",
+            "variables": "s.variables",
+            "variation": "COALESCE(s.variation_id, (%(rotation)s::bigint[])"
+            "[(slot.start + s.position - 1) %% cardinality(%(rotation)s::bigint[]) + 1])",
+        },
+        source="src s LEFT JOIN slot ON true",
+        auto_pk=True,
+    )
     suppressed = q(SuppressedPhone._meta.db_table)
     sequence = _sequence_literal(CampaignContact)
     template = q(BillingTemplate._meta.db_table)
@@ -249,8 +327,13 @@ def _cast(field: models.Field) -> str:
     where the insert itself refuses a value too long."""
     db_type = field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
     base = db_type.split("(")[0].strip()
-    return {"varchar": "text", "timestamp with time zone": "timestamptz", "serial": "integer",
-            "bigserial": "bigint", "smallserial": "smallint"}.get(base, base)
+    return {
+        "varchar": "text",
+        "timestamp with time zone": "timestamptz",
+        "serial": "integer",
+        "bigserial": "bigint",
+        "smallserial": "smallint",
+    }.get(base, base)
 
 
 def _default_literal(field: models.Field) -> str | None:

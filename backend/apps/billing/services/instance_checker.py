@@ -6,6 +6,7 @@ once, uncached, because users see `state: open` while sends fail (then the failu
 the contact's attempts instead of pausing the queue). Changes of state are written to the
 instance row, so the admin, /readyz and the other consumer processes see them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,10 +19,10 @@ from typing import Any
 from django.utils import timezone
 
 from apps.billing.constants import QueueStatus
+from apps.billing.services import number_protection
 from apps.common.db_connections import release_connection
 from apps.common.services.provider import client_for
 from apps.common.services.provider_client import HealthResult
-from apps.billing.services import number_protection
 from apps.connections.models import WhatsAppInstance
 from apps.connections.services import record_connection_state
 
@@ -61,8 +62,11 @@ class InstanceHealthChecker:
         if proved_at is not None and now - proved_at <= max(max_age, SEND_PROVES_HEALTH_SECONDS):
             return InstanceHealth(True, "a send was accepted")
         row_open_at = instance.health_checked_at if instance.health_state == WhatsAppInstance.HealthState.OPEN else None
-        if cached and now - cached[0] <= max_age and (
-                cached[2].healthy or row_open_at is None or row_open_at <= cached[1]):
+        if (
+            cached
+            and now - cached[0] <= max_age
+            and (cached[2].healthy or row_open_at is None or row_open_at <= cached[1])
+        ):
             return cached[2]
         if max_age > 0 and row_open_at is not None:
             age = (timezone.now() - row_open_at).total_seconds()
@@ -99,8 +103,10 @@ def record_health(instance: WhatsAppInstance, result: HealthResult) -> None:
     if changed or stale:
         record_connection_state(instance=instance, state=result.state, reason=result.reason, at=result.checked_at)
         if changed:
-            logger.info("whatsapp instance health changed",
-                        extra={"instance_id": instance.pk, "state": result.state, "reason": result.reason[:200]})
+            logger.info(
+                "whatsapp instance health changed",
+                extra={"instance_id": instance.pk, "state": result.state, "reason": result.reason[:200]},
+            )
     if result.session_lost:
         number_protection.protect_lost_session(instance=instance, provider_state=result.provider_state or "lost")
 
@@ -139,7 +145,10 @@ class InstanceRecoveryService:
         for queue in queues:
             with transaction.atomic():
                 moved = BillingQueue.objects.filter(pk=queue.pk, status=QueueStatus.INSTANCE_DOWN).update(
-                    status=QueueStatus.PENDING, pause_reason="", next_resume_at=None, last_published_at=None,
+                    status=QueueStatus.PENDING,
+                    pause_reason="",
+                    next_resume_at=None,
+                    last_published_at=None,
                     updated_at=timezone.now(),
                 )
                 if moved:
@@ -147,6 +156,8 @@ class InstanceRecoveryService:
             if moved:
                 resumed.append(queue)
         if resumed:
-            logger.info("whatsapp instance recovered; queues resumed",
-                        extra={"instance_id": instance.pk, "queues": len(resumed)})
+            logger.info(
+                "whatsapp instance recovered; queues resumed",
+                extra={"instance_id": instance.pk, "queues": len(resumed)},
+            )
         return resumed

@@ -11,6 +11,7 @@ config), to the instance's own URL and signed or authenticated the provider's wa
 (webhook_setup.py). Logging a number out from the admin protects it like a logout the provider
 reports: its queues stay paused until a person clears it, after pairing it again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,13 +49,20 @@ def create_number(*, tenant: Tenant, name: str, server: ProviderServer, public_b
     Evolution answers, WAHA's server key). Nothing is saved when the provider refuses."""
     if WhatsAppInstance.objects.filter(tenant=tenant, name=name).exists():
         raise PairingError(f"This tenant already has a number named {name!r}.")
-    instance = WhatsAppInstance(tenant=tenant, name=name, provider=server.provider, base_url=server.base_url,
-                                api_key=server.api_key, instance_name=provider_instance_name(tenant, name))
+    instance = WhatsAppInstance(
+        tenant=tenant,
+        name=name,
+        provider=server.provider,
+        base_url=server.base_url,
+        api_key=server.api_key,
+        instance_name=provider_instance_name(tenant, name),
+    )
     try:
         instance.full_clean(exclude=["api_key"])
         url = webhook_url(instance=instance, public_base_url=public_base_url)
-        instance.api_key = client_for(instance).create_remote(webhook_url=url,
-                                                              signing_key=signing_key(instance=instance))
+        instance.api_key = client_for(instance).create_remote(
+            webhook_url=url, signing_key=signing_key(instance=instance)
+        )
     except (ValidationError, WebhookSetupError) as exc:
         raise PairingError(_message(exc)) from exc
     except ProviderError as exc:
@@ -62,8 +70,15 @@ def create_number(*, tenant: Tenant, name: str, server: ProviderServer, public_b
     with transaction.atomic():
         instance.save()
     bump_config_version(tenant.pk)
-    logger.info("whatsapp number created", extra={"instance_id": instance.pk, "tenant_id": str(tenant.pk),
-                                                  "provider": instance.provider, "server": server.name})
+    logger.info(
+        "whatsapp number created",
+        extra={
+            "instance_id": instance.pk,
+            "tenant_id": str(tenant.pk),
+            "provider": instance.provider,
+            "server": server.name,
+        },
+    )
     return instance
 
 
@@ -92,8 +107,12 @@ def logout_number(*, instance: WhatsAppInstance, user: Any) -> None:
         client_for(instance).logout()
     except ProviderError as exc:
         raise PairingError(f"The provider refused the logout ({exc.code}).") from exc
-    record_connection_state(instance=instance, state=WhatsAppInstance.HealthState.CLOSE,
-                            reason="logged out from the admin", disconnected=True)
+    record_connection_state(
+        instance=instance,
+        state=WhatsAppInstance.HealthState.CLOSE,
+        reason="logged out from the admin",
+        disconnected=True,
+    )
     number_protection.protect_after_logout(instance=instance, how=f"from the admin by {getattr(user, 'username', '?')}")
 
 

@@ -1,5 +1,6 @@
 """Every running queue of one instance at once: what a closed connection or a protected number
 does to them (provider_events.py, number_protection.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,13 @@ def pause_running_queues(*, instance: WhatsAppInstance, reason: str) -> int:
                 callbacks.on_queue_paused(queue, "instance_down")
                 paused += 1
     if paused:
-        logger.warning("billing queues paused: instance cannot send",
-                       extra={"instance_id": instance.pk, "tenant_id": str(instance.tenant_id), "queues": paused,
-                              "reason": reason[:200]})
+        logger.warning(
+            "billing queues paused: instance cannot send",
+            extra={
+                "instance_id": instance.pk,
+                "tenant_id": str(instance.tenant_id),
+                "queues": paused,
+                "reason": reason[:200],
+            },
+        )
     return paused

@@ -1,6 +1,7 @@
 """What the health page of a number shows (the admin's `…/health/`): its state, today's sends
 against its warm-up cap, its "not on WhatsApp" and failure rates, its last disconnect, and why
 its queues are paused. Reads only: a few aggregate queries and one Redis read."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,23 +47,36 @@ def number_health(*, instance: WhatsAppInstance) -> NumberHealth:
     tenant = instance.tenant
     settings = NumberHealthSettings.for_tenant(tenant.pk)
     now = timezone.now()
-    quota = NumberQuota(number_key=number_key(instance.base_url, instance.instance_name), tz=tenant.tzinfo,
-                        instance_ids=(instance.pk,), warm_up=instance.warm_up(settings.schedule, tenant.tzinfo))
+    quota = NumberQuota(
+        number_key=number_key(instance.base_url, instance.instance_name),
+        tz=tenant.tzinfo,
+        instance_ids=(instance.pk,),
+        warm_up=instance.warm_up(settings.schedule, tenant.tzinfo),
+    )
     day = Day.of(now, tenant.tzinfo)
     sent_today = quota.sent_today(now) or sends_started(instance_ids=(instance.pk,), day=day)
-    outcomes = BillingContact.objects.filter(queue__instance=instance, send_started_at__gte=now - RATE_WINDOW).aggregate(
+    outcomes = BillingContact.objects.filter(
+        queue__instance=instance, send_started_at__gte=now - RATE_WINDOW
+    ).aggregate(
         attempts=Count("pk", filter=Q(status__in=[*SENT_CONTACT_STATUSES, ContactStatus.FAILED])),
         invalid=Count("pk", filter=Q(error_code=ContactErrorCode.INVALID_NUMBER)),
         failed=Count("pk", filter=Q(status=ContactStatus.FAILED)),
     )
     attempts = outcomes["attempts"]
-    paused = [PausedQueue(str(pk), status, reason) for pk, status, reason in
-              BillingQueue.objects.filter(instance=instance, status__in=OPEN_QUEUE_STATUSES)
-              .exclude(status__in=[QueueStatus.PENDING, QueueStatus.RUNNING]).order_by("-updated_at")
-              .values_list("pk", "status", "pause_reason")[:20]]
+    paused = [
+        PausedQueue(str(pk), status, reason)
+        for pk, status, reason in BillingQueue.objects.filter(instance=instance, status__in=OPEN_QUEUE_STATUSES)
+        .exclude(status__in=[QueueStatus.PENDING, QueueStatus.RUNNING])
+        .order_by("-updated_at")
+        .values_list("pk", "status", "pause_reason")[:20]
+    ]
     return NumberHealth(
-        today=day.local_date, warm_up_day=quota.warm_up.age_on(day.local_date), sent_today=sent_today,
-        cap_today=quota.warm_up.cap_on(day.local_date), attempts=attempts,
+        today=day.local_date,
+        warm_up_day=quota.warm_up.age_on(day.local_date),
+        sent_today=sent_today,
+        cap_today=quota.warm_up.cap_on(day.local_date),
+        attempts=attempts,
         not_on_whatsapp_rate=outcomes["invalid"] / attempts if attempts else None,
-        failure_rate=outcomes["failed"] / attempts if attempts else None, paused_queues=paused,
+        failure_rate=outcomes["failed"] / attempts if attempts else None,
+        paused_queues=paused,
     )

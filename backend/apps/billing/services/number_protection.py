@@ -18,6 +18,7 @@ The "not on WhatsApp" share and the burst of blocks are counted in Redis per ins
 the last N outcomes, a sorted set of refused message ids by time), so each check is one round
 trip; losing Redis forgets the counts, never a protection already decided (that is a row).
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,12 +47,30 @@ def protect_number(*, instance: WhatsAppInstance, kind: str, reason: str) -> boo
         return False
     paused = pause_running_queues(instance=instance, reason=f"number_protected: {reason}")
     with transaction.atomic():
-        enqueue_event(tenant=instance.tenant, queue=None, event=CallbackEvent.NUMBER_PROTECTED, data={
-            "instance_id": instance.pk, "instance": instance.name, "provider": instance.provider, "kind": kind,
-            "reason": reason, "protected_at": instance.protected_since, "paused_queues": paused,
-        })
-    logger.warning("whatsapp number protected", extra={"instance_id": instance.pk, "tenant_id": str(instance.tenant_id),
-                                                       "kind": kind, "reason": reason, "paused_queues": paused})
+        enqueue_event(
+            tenant=instance.tenant,
+            queue=None,
+            event=CallbackEvent.NUMBER_PROTECTED,
+            data={
+                "instance_id": instance.pk,
+                "instance": instance.name,
+                "provider": instance.provider,
+                "kind": kind,
+                "reason": reason,
+                "protected_at": instance.protected_since,
+                "paused_queues": paused,
+            },
+        )
+    logger.warning(
+        "whatsapp number protected",
+        extra={
+            "instance_id": instance.pk,
+            "tenant_id": str(instance.tenant_id),
+            "kind": kind,
+            "reason": reason,
+            "paused_queues": paused,
+        },
+    )
     return True
 
 
@@ -63,8 +82,7 @@ def _blocks_key(instance_id: int) -> str:
     return f"billing:number:{instance_id}:blocks"
 
 
-def record_send_outcome(*, instance: WhatsAppInstance, not_on_whatsapp: bool,
-                        settings: NumberHealthSettings) -> bool:
+def record_send_outcome(*, instance: WhatsAppInstance, not_on_whatsapp: bool, settings: NumberHealthSettings) -> bool:
     """One answer to a send ("not on WhatsApp" or accepted); protects the number when more than
     the tenant's share of its last `invalid_window` answers were "not on WhatsApp". True when
     this answer protected it."""
@@ -80,8 +98,9 @@ def record_send_outcome(*, instance: WhatsAppInstance, not_on_whatsapp: bool,
     invalid = sum(1 for item in recent if item in (b"i", "i"))
     if invalid / window <= float(settings.invalid_share_limit):
         return False
-    return protect_number(instance=instance, kind=NOT_ON_WHATSAPP,
-                          reason=f"{invalid} of the last {window} sends were not on WhatsApp")
+    return protect_number(
+        instance=instance, kind=NOT_ON_WHATSAPP, reason=f"{invalid} of the last {window} sends were not on WhatsApp"
+    )
 
 
 def record_block(*, instance: WhatsAppInstance, provider_message_id: str) -> bool:
@@ -99,8 +118,11 @@ def record_block(*, instance: WhatsAppInstance, provider_message_id: str) -> boo
     refused = int(pipe.execute()[-1])
     if refused < int(settings.block_burst_limit):
         return False
-    return protect_number(instance=instance, kind=BLOCKED,
-                          reason=f"{refused} messages refused by WhatsApp within {settings.block_window_minutes} min")
+    return protect_number(
+        instance=instance,
+        kind=BLOCKED,
+        reason=f"{refused} messages refused by WhatsApp within {settings.block_window_minutes} min",
+    )
 
 
 def protect_after_logout(*, instance: WhatsAppInstance, how: str) -> bool:

@@ -9,6 +9,7 @@ webhook's transaction commits, in a short-lived thread (BILLING_OPT_OUT_CONFIRMA
 the provider call never delays the webhook's 200. It is best effort: if the process dies in
 between, the number stays suppressed and only the courtesy message is lost.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,8 +75,10 @@ def schedule_confirmation(*, tenant: Tenant, instance_id: int, phone: str) -> No
     def dispatch() -> None:
         if settings.BILLING_OPT_OUT_CONFIRMATION_ASYNC:
             threading.Thread(
-                target=_send_confirmation_in_thread, args=(instance_id, phone, text),
-                name="billing-opt-out-confirmation", daemon=True,
+                target=_send_confirmation_in_thread,
+                args=(instance_id, phone, text),
+                name="billing-opt-out-confirmation",
+                daemon=True,
             ).start()
         else:
             send_confirmation(instance_id=instance_id, phone=phone, text=text)
@@ -109,7 +112,8 @@ def send_confirmation(*, instance_id: int, phone: str, text: str) -> bool:
     except ProviderError as error:
         logger.warning("opt-out confirmation not sent", extra={**context, "error_code": error.code})
         return False
-    record_outbound_text(instance=instance, phone=phone, text=text, provider_message_id=result.provider_message_id,
-                         source="opt_out")
+    record_outbound_text(
+        instance=instance, phone=phone, text=text, provider_message_id=result.provider_message_id, source="opt_out"
+    )
     logger.info("opt-out confirmation sent", extra=context)
     return True

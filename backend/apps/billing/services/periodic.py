@@ -8,6 +8,7 @@ everyone (callback delivery runs in its own process). Every step is idempotent a
 work in the database: a lost message, a crashed consumer or a second replica changes nothing
 but timing. Each step returns how much it published or did.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,20 +68,34 @@ def _publish_control(key: Hashable, message: BillingMessage, routing_key: str) -
 def publish_due_resumes() -> int:
     """paused_business_hours queues whose next opening has come: one billing.resume each."""
     now = timezone.now()
-    due = BillingQueue.objects.filter(status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at__lte=now) \
-        .values_list("pk", "tenant_id")[:1000]
-    return sum(_publish_control(("resume", pk), BillingMessage(type="resume", queue_id=str(pk), tenant_id=str(tenant)),
-                                RESUME_QUEUE) for pk, tenant in due)
+    due = BillingQueue.objects.filter(status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at__lte=now).values_list(
+        "pk", "tenant_id"
+    )[:1000]
+    return sum(
+        _publish_control(
+            ("resume", pk), BillingMessage(type="resume", queue_id=str(pk), tenant_id=str(tenant)), RESUME_QUEUE
+        )
+        for pk, tenant in due
+    )
 
 
 def publish_recovery_checks() -> int:
     """Active instances with instance_down queues: one billing.check_recovery each."""
-    instances = (BillingQueue.objects.filter(status=QueueStatus.INSTANCE_DOWN, instance__is_active=True,
-                                             instance__tenant__is_active=True)
-                 .values_list("instance_id", "tenant_id").distinct())
-    return sum(_publish_control(("recovery", instance_id),
-                                BillingMessage(type="check_recovery", instance_id=instance_id, tenant_id=str(tenant)),
-                                CHECK_RECOVERY_QUEUE) for instance_id, tenant in instances)
+    instances = (
+        BillingQueue.objects.filter(
+            status=QueueStatus.INSTANCE_DOWN, instance__is_active=True, instance__tenant__is_active=True
+        )
+        .values_list("instance_id", "tenant_id")
+        .distinct()
+    )
+    return sum(
+        _publish_control(
+            ("recovery", instance_id),
+            BillingMessage(type="check_recovery", instance_id=instance_id, tenant_id=str(tenant)),
+            CHECK_RECOVERY_QUEUE,
+        )
+        for instance_id, tenant in instances
+    )
 
 
 def publish_stale_checks() -> int:
@@ -89,15 +104,18 @@ def publish_stale_checks() -> int:
     heartbeat older than the tenant's stale threshold): one billing.check_stale each."""
     published = 0
     for queue_id, holder in consumer_registry.orphaned_queues():
-        published += _publish_control(("stale", queue_id), BillingMessage(type="check_stale", queue_id=queue_id,
-                                                                          holder=holder), CHECK_STALE_QUEUE)
+        published += _publish_control(
+            ("stale", queue_id), BillingMessage(type="check_stale", queue_id=queue_id, holder=holder), CHECK_STALE_QUEUE
+        )
     now = timezone.now()
     running = BillingQueue.objects.filter(status=QueueStatus.RUNNING).values_list(
-        "pk", "last_heartbeat", "tenant__billing_config__stale_threshold_seconds")
+        "pk", "last_heartbeat", "tenant__billing_config__stale_threshold_seconds"
+    )
     for queue_id, beat, threshold in running:
         if beat is None or now - beat >= timedelta(seconds=float(threshold or 600)):
-            published += _publish_control(("stale", str(queue_id)),
-                                          BillingMessage(type="check_stale", queue_id=str(queue_id)), CHECK_STALE_QUEUE)
+            published += _publish_control(
+                ("stale", str(queue_id)), BillingMessage(type="check_stale", queue_id=str(queue_id)), CHECK_STALE_QUEUE
+            )
     return published
 
 
@@ -108,8 +126,10 @@ def sweep_stranded_sends() -> int:
 
 def publish_reconcile_checks() -> int:
     """Queues no runner holds with `unconfirmed` contacts due: one billing.check_stale each."""
-    return sum(_publish_control(("stale", queue_id), BillingMessage(type="check_stale", queue_id=queue_id),
-                                CHECK_STALE_QUEUE) for queue_id in reconciliation.queues_to_reconcile())
+    return sum(
+        _publish_control(("stale", queue_id), BillingMessage(type="check_stale", queue_id=queue_id), CHECK_STALE_QUEUE)
+        for queue_id in reconciliation.queues_to_reconcile()
+    )
 
 
 def forget_dead_consumers() -> int:
@@ -125,9 +145,11 @@ def publish_waiting_queues() -> int:
     due = BillingQueue.objects.filter(
         Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now),
         Q(next_resume_at__isnull=True) | Q(next_resume_at__lte=now),
-        Q(last_published_at__isnull=True) | Q(last_published_at__lt=republish_before)
+        Q(last_published_at__isnull=True)
+        | Q(last_published_at__lt=republish_before)
         # a retry wait or a schedule that ended after the last publish needs a new wake-up
-        | Q(next_resume_at__gt=F("last_published_at")) | Q(scheduled_for__gt=F("last_published_at")),
+        | Q(next_resume_at__gt=F("last_published_at"))
+        | Q(scheduled_for__gt=F("last_published_at")),
         status=QueueStatus.PENDING,
     ).order_by("-priority", "created_at")[:1000]
     published = 0
@@ -155,7 +177,7 @@ def run_cycle() -> dict[str, int]:
     for name, step in STEPS:
         try:
             results[name] = step()
-        except Exception:  # noqa: BLE001 - one broken step must not stop the others
+        except Exception:
             logger.exception("billing periodic step failed", extra={"step": name})
             results[name] = -1
     return results

@@ -4,11 +4,11 @@ message, a change of connection. Evolution's envelopes (webhook_events.py) and W
 reconciliation, record health and protect numbers through the same code. (A customer's message
 goes to `inbound_messages.handle_inbound`, in Evolution's item shape.)
 """
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from apps.billing.services import number_protection, reconciliation
@@ -27,7 +27,7 @@ def unix_time(value: Any) -> datetime | None:
     """A provider's Unix timestamp (seconds, or milliseconds) as an instant; None if it is not one."""
     try:
         seconds = int(value)
-        return datetime.fromtimestamp(seconds // 1000 if seconds > 10**11 else seconds, tz=dt_timezone.utc)
+        return datetime.fromtimestamp(seconds // 1000 if seconds > 10**11 else seconds, tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 
@@ -37,26 +37,34 @@ def receipt(*, instance: WhatsAppInstance, provider_message_id: str, status: obj
     an ERROR also counts toward the number's burst of blocks."""
     if provider_status_name(status) == REFUSED and provider_message_id:
         number_protection.record_block(instance=instance, provider_message_id=provider_message_id)
-    return apply_provider_status(tenant_id=instance.tenant_id, provider_message_id=provider_message_id,
-                                 provider_status=status)
+    return apply_provider_status(
+        tenant_id=instance.tenant_id, provider_message_id=provider_message_id, provider_status=status
+    )
 
 
-def echo(*, instance: WhatsAppInstance, remote_jid: str, text: str, provider_message_id: str,
-         at: datetime | None) -> str:
+def echo(
+    *, instance: WhatsAppInstance, remote_jid: str, text: str, provider_message_id: str, at: datetime | None
+) -> str:
     """The provider says it sent one of our messages: settle the `unconfirmed` contact it proves
     sent (services/reconciliation.py), or remember it for one that becomes unconfirmed later."""
-    settled = reconciliation.settle_from_echo(instance=instance, remote_jid=remote_jid, text=text,
-                                              provider_message_id=provider_message_id, at=at)
+    settled = reconciliation.settle_from_echo(
+        instance=instance, remote_jid=remote_jid, text=text, provider_message_id=provider_message_id, at=at
+    )
     return "reconciled" if settled == "reconciled" else "ignored"
 
 
-def connection_changed(*, instance: WhatsAppInstance, state: str, reason: str, logged_out: bool = False,
-                       lost_session: str = "") -> str:
+def connection_changed(
+    *, instance: WhatsAppInstance, state: str, reason: str, logged_out: bool = False, lost_session: str = ""
+) -> str:
     """The number's connection as the provider reports it. A logout, or a paired number's lost
     session (`lost_session`: the provider's word), protects it; any other close pauses its
     running queues `instance_down` (recovery resumes them once it is `open` again)."""
-    record_connection_state(instance=instance, state=state, reason=reason,
-                            disconnected=logged_out or bool(lost_session and instance.paired_at))
+    record_connection_state(
+        instance=instance,
+        state=state,
+        reason=reason,
+        disconnected=logged_out or bool(lost_session and instance.paired_at),
+    )
     if logged_out:
         protected = number_protection.protect_after_logout(instance=instance, how="provider webhook")
         return "protected" if protected else "health_recorded"

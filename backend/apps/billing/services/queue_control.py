@@ -5,6 +5,7 @@ another action; the worker re-reads the status before every send, so a pause or 
 effect before the next message. Cancel marks every unsent contact cancelled in the same
 transaction (contacts already handed to the provider keep their outcome).
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,7 +15,12 @@ from django.db.models import F
 
 from apps.audit.models import AuditAction
 from apps.audit.services import Actor, record_event
-from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus, QueueStatus
+from apps.billing.constants import (
+    UNSENT_CONTACT_STATUSES,
+    ContactErrorCode,
+    ContactStatus,
+    QueueStatus,
+)
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.rabbitmq.billing_publisher import publish_queue_on_commit
 from apps.billing.services import callbacks
@@ -25,8 +31,11 @@ logger = logging.getLogger(__name__)
 ACTION_TARGET = {"pause": QueueStatus.PAUSED, "resume": QueueStatus.PENDING, "cancel": QueueStatus.CANCELLED}
 # Resume only undoes a manual pause: business-hours and instance-down pauses end by themselves.
 RESUMABLE = {QueueStatus.PAUSED}
-AUDIT_ACTION = {"pause": AuditAction.QUEUE_PAUSED, "resume": AuditAction.QUEUE_RESUMED,
-                "cancel": AuditAction.QUEUE_CANCELLED}
+AUDIT_ACTION = {
+    "pause": AuditAction.QUEUE_PAUSED,
+    "resume": AuditAction.QUEUE_RESUMED,
+    "cancel": AuditAction.QUEUE_CANCELLED,
+}
 
 
 def queue_control(*, queue: BillingQueue, action: str, actor: Actor) -> BillingQueue:
@@ -39,7 +48,9 @@ def queue_control(*, queue: BillingQueue, action: str, actor: Actor) -> BillingQ
         )
         if not allowed:
             raise ApplicationError(
-                "invalid_transition", f"Cannot {action} a queue that is {locked.status}.", status=409,
+                "invalid_transition",
+                f"Cannot {action} a queue that is {locked.status}.",
+                status=409,
                 details={"current_status": locked.status, "action": action},
             )
         if action == "pause":
@@ -52,16 +63,23 @@ def queue_control(*, queue: BillingQueue, action: str, actor: Actor) -> BillingQ
         else:
             # Only what was never handed to the provider: an `unconfirmed` contact may have gone
             # out, and reconciliation settles it (as cancelled if the provider never got it).
-            cancelled = BillingContact.objects.filter(
-                queue=locked, status__in=sorted(UNSENT_CONTACT_STATUSES)
-            ).update(status=ContactStatus.CANCELLED, error_code=ContactErrorCode.CANCELLED,
-                     claim_token=None, claimed_at=None)
+            cancelled = BillingContact.objects.filter(queue=locked, status__in=sorted(UNSENT_CONTACT_STATUSES)).update(
+                status=ContactStatus.CANCELLED, error_code=ContactErrorCode.CANCELLED, claim_token=None, claimed_at=None
+            )
             locked.transition_to(QueueStatus.CANCELLED)
             BillingQueue.objects.filter(pk=locked.pk).update(cancelled_count=F("cancelled_count") + cancelled)
             locked.refresh_from_db()
             callbacks.on_queue_cancelled(locked)
-        record_event(actor=actor, tenant_id=locked.tenant_id, action=AUDIT_ACTION[action], obj=locked,
-                     details={"status": locked.status})
-    logger.info("billing queue %s", action, extra={"queue_id": str(locked.pk), "tenant_id": str(locked.tenant_id),
-                                                  "status": locked.status})
+        record_event(
+            actor=actor,
+            tenant_id=locked.tenant_id,
+            action=AUDIT_ACTION[action],
+            obj=locked,
+            details={"status": locked.status},
+        )
+    logger.info(
+        "billing queue %s",
+        action,
+        extra={"queue_id": str(locked.pk), "tenant_id": str(locked.tenant_id), "status": locked.status},
+    )
     return locked

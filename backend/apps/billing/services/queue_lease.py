@@ -8,6 +8,7 @@ released as stale while it was frozen, say — writes nothing: its statements ma
 Lock order is always queue row first, then contact rows (the stale release does the same), so a
 release racing an outcome write cannot deadlock.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,8 +31,17 @@ from apps.billing.constants import (
     ContactStatus,
     QueueStatus,
 )
-from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation, SuppressedPhone
-from apps.billing.services.billing_send_service import OutboundChat, next_message_id_sql, outbound_chat_ctes
+from apps.billing.models import (
+    BillingContact,
+    BillingQueue,
+    BillingTemplateVariation,
+    SuppressedPhone,
+)
+from apps.billing.services.billing_send_service import (
+    OutboundChat,
+    next_message_id_sql,
+    outbound_chat_ctes,
+)
 from apps.common import prepared_sql
 from apps.common.keyed_hash import phone_hash
 
@@ -93,8 +103,9 @@ def claim_contacts(lease: Lease, limit: int) -> list[BillingContact]:
     with transaction.atomic():
         if not lease.queue_rows().select_for_update(no_key=True).exists():
             raise LeaseLost()
-        contacts = list(BillingContact.objects.raw(_CLAIM, {"queue": lease.queue_id, "token": lease.token,
-                                                            "limit": int(limit)}))
+        contacts = list(
+            BillingContact.objects.raw(_CLAIM, {"queue": lease.queue_id, "token": lease.token, "limit": int(limit)})
+        )
     return sorted(contacts, key=lambda contact: contact.pk)
 
 
@@ -191,8 +202,9 @@ def retrying_conflicts(write: Callable[[], T]) -> T:
             sqlstate = getattr(exc.__cause__, "sqlstate", None)
             if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _OUTCOME_ATTEMPTS or connection.in_atomic_block:
                 raise
-            logger.warning("billing outcome write conflicted; running it again",
-                           extra={"sqlstate": sqlstate, "attempt": attempt})
+            logger.warning(
+                "billing outcome write conflicted; running it again", extra={"sqlstate": sqlstate, "attempt": attempt}
+            )
     raise AssertionError("unreachable")
 
 
@@ -204,24 +216,38 @@ def start_sending(lease: Lease, contact: BillingContact, *, text: str) -> bool:
     provider", with the text and the instant reconciliation needs: a crash now ends
     `unconfirmed`, never a blind resend. False: see the runner's `_not_started`."""
     # phone_hash: an opt-out whose phone was erased survives as its keyed hash (opt_out.py).
-    updated = prepared_sql.run(_START_SENDING, {"contact": contact.pk, "token": lease.token, "text": text,
-                                                "phone_hash": phone_hash(contact.phone)}).rowcount
+    updated = prepared_sql.run(
+        _START_SENDING,
+        {"contact": contact.pk, "token": lease.token, "text": text, "phone_hash": phone_hash(contact.phone)},
+    ).rowcount
     if updated:
         contact.status = ContactStatus.SENDING
         contact.attempts += 1
     return bool(updated)
 
 
-def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: str, rendered: str,
-                chat: OutboundChat | None = None, then: Callable[[], object] | None = None) -> bool:
+def record_sent(
+    lease: Lease,
+    contact: BillingContact,
+    *,
+    provider_message_id: str,
+    rendered: str,
+    chat: OutboundChat | None = None,
+    then: Callable[[], object] | None = None,
+) -> bool:
     """sending → sent with the queue's and the variation's counters and, given `chat`, the
     chat history (conversation, message, the contact's link to it): one statement, so one
     round trip and one commit. Fenced by the contact's claim token: a stale release cleared it,
     so a frozen worker records nothing; a pause or cancel did not, so the real outcome of an
     in-flight message is kept. `then` runs in the same transaction when the outcome was
     recorded (the callbacks that report it: they commit together or not at all)."""
-    params = {"token": lease.token, "queue": lease.queue_id, "contact": contact.pk,
-              "pmid": provider_message_id[:128], "text": rendered}
+    params = {
+        "token": lease.token,
+        "queue": lease.queue_id,
+        "contact": contact.pk,
+        "pmid": provider_message_id[:128],
+        "text": rendered,
+    }
     if chat is not None:
         params.update(chat.params(text=rendered, provider_message_id=provider_message_id))
     sql = _sent_statement(with_chat=chat is not None)
@@ -238,25 +264,50 @@ def record_sent(lease: Lease, contact: BillingContact, *, provider_message_id: s
 
     recorded = retrying_conflicts(write)
     if recorded != 1:
-        logger.warning("billing contact changed under us; outcome not recorded",
-                       extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})
+        logger.warning(
+            "billing contact changed under us; outcome not recorded",
+            extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk},
+        )
         return False
     contact.status = ContactStatus.SENT
     return True
 
 
-def _finish(lease: Lease, contact: BillingContact, *, from_statuses, queue_counters: dict[str, int],
-            variation_counter: str | None, then: Callable[[], object] | None = None, **contact_fields) -> bool:
+def _finish(
+    lease: Lease,
+    contact: BillingContact,
+    *,
+    from_statuses,
+    queue_counters: dict[str, int],
+    variation_counter: str | None,
+    then: Callable[[], object] | None = None,
+    **contact_fields,
+) -> bool:
     """The other outcomes (failed, retry, skipped): rarer, so plain ORM; same lock order and
     fence as `record_sent`; `then` (the callbacks) commits with the outcome."""
-    return retrying_conflicts(lambda: _finish_once(lease, contact, from_statuses=from_statuses,
-                                                   queue_counters=queue_counters,
-                                                   variation_counter=variation_counter, then=then,
-                                                   **contact_fields))
+    return retrying_conflicts(
+        lambda: _finish_once(
+            lease,
+            contact,
+            from_statuses=from_statuses,
+            queue_counters=queue_counters,
+            variation_counter=variation_counter,
+            then=then,
+            **contact_fields,
+        )
+    )
 
 
-def _finish_once(lease: Lease, contact: BillingContact, *, from_statuses, queue_counters: dict[str, int],
-                 variation_counter: str | None, then: Callable[[], object] | None, **contact_fields) -> bool:
+def _finish_once(
+    lease: Lease,
+    contact: BillingContact,
+    *,
+    from_statuses,
+    queue_counters: dict[str, int],
+    variation_counter: str | None,
+    then: Callable[[], object] | None,
+    **contact_fields,
+) -> bool:
     with transaction.atomic():
         # Queue row locked first (lock order), counted only once the contact really moved: the
         # fence is the contact's claim token. A pause or cancel from the API leaves our in-flight
@@ -264,17 +315,20 @@ def _finish_once(lease: Lease, contact: BillingContact, *, from_statuses, queue_
         # and a paid charge or a hold changed the status, so nothing is written (not even a
         # counter that would then break the queue's processed-within-total check).
         BillingQueue.objects.select_for_update(no_key=True).filter(pk=lease.queue_id).exists()
-        done = BillingContact.objects.filter(
-            pk=contact.pk, claim_token=lease.token, status__in=from_statuses
-        ).update(updated_at=Now(), **contact_fields)
+        done = BillingContact.objects.filter(pk=contact.pk, claim_token=lease.token, status__in=from_statuses).update(
+            updated_at=Now(), **contact_fields
+        )
         if not done:
-            logger.warning("billing contact changed under us; outcome not recorded",
-                           extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk})
+            logger.warning(
+                "billing contact changed under us; outcome not recorded",
+                extra={"queue_id": str(lease.queue_id), "contact_id": contact.pk},
+            )
             return False
         updates = {name: F(name) + n for name, n in queue_counters.items()}
         BillingQueue.objects.filter(pk=lease.queue_id).update(
             last_heartbeat=Case(When(lease_token=lease.token, then=Now()), default=F("last_heartbeat")),
-            updated_at=Now(), **updates,
+            updated_at=Now(),
+            **updates,
         )
         if variation_counter and contact.variation_id:
             BillingTemplateVariation.objects.filter(pk=contact.variation_id).update(
@@ -287,39 +341,78 @@ def _finish_once(lease: Lease, contact: BillingContact, *, from_statuses, queue_
     return True
 
 
-def record_failed(lease: Lease, contact: BillingContact, *, code: str, error: str, rendered: str = "",
-                  then: Callable[[], object] | None = None) -> bool:
+def record_failed(
+    lease: Lease,
+    contact: BillingContact,
+    *,
+    code: str,
+    error: str,
+    rendered: str = "",
+    then: Callable[[], object] | None = None,
+) -> bool:
     return _finish(
-        lease, contact, from_statuses=ContactStatus.sources_for(ContactStatus.FAILED), then=then,
-        queue_counters={"failed_count": 1}, variation_counter="failed_count", status=ContactStatus.FAILED,
-        error_code=code, last_error=error[:500], claim_token=None, claimed_at=None,
+        lease,
+        contact,
+        from_statuses=ContactStatus.sources_for(ContactStatus.FAILED),
+        then=then,
+        queue_counters={"failed_count": 1},
+        variation_counter="failed_count",
+        status=ContactStatus.FAILED,
+        error_code=code,
+        last_error=error[:500],
+        claim_token=None,
+        claimed_at=None,
         **({"rendered_message": rendered} if rendered else {}),
     )
 
 
-def record_unconfirmed(lease: Lease, contact: BillingContact, *, code: str, error: str, reconcile_at: datetime,
-                       then: Callable[[], object] | None = None) -> bool:
+def record_unconfirmed(
+    lease: Lease,
+    contact: BillingContact,
+    *,
+    code: str,
+    error: str,
+    reconcile_at: datetime,
+    then: Callable[[], object] | None = None,
+) -> bool:
     """sending → unconfirmed: the provider may have it (a deadline passed after the request was
     written, an answer that may mean "sent"). Never re-sent blindly: reconciliation decides
     from `reconcile_at` on (services/reconciliation.py); counted nowhere until it has."""
     return _finish(
-        lease, contact, from_statuses=[ContactStatus.SENDING], queue_counters={}, variation_counter=None, then=then,
-        status=ContactStatus.UNCONFIRMED, error_code=code, last_error=error[:500], next_attempt_at=reconcile_at,
-        claim_token=None, claimed_at=None,
+        lease,
+        contact,
+        from_statuses=[ContactStatus.SENDING],
+        queue_counters={},
+        variation_counter=None,
+        then=then,
+        status=ContactStatus.UNCONFIRMED,
+        error_code=code,
+        last_error=error[:500],
+        next_attempt_at=reconcile_at,
+        claim_token=None,
+        claimed_at=None,
     )
 
 
 def record_skipped(lease: Lease, contact: BillingContact, *, code: str, reason: str) -> bool:
     """An unsent contact that must not be sent (opted out while the queue ran)."""
     return _finish(
-        lease, contact, from_statuses=ContactStatus.sources_for(ContactStatus.SKIPPED),
-        queue_counters={"skipped_count": 1}, variation_counter=None, status=ContactStatus.SKIPPED,
-        error_code=code, last_error=reason[:500], claim_token=None, claimed_at=None,
+        lease,
+        contact,
+        from_statuses=ContactStatus.sources_for(ContactStatus.SKIPPED),
+        queue_counters={"skipped_count": 1},
+        variation_counter=None,
+        status=ContactStatus.SKIPPED,
+        error_code=code,
+        last_error=reason[:500],
+        claim_token=None,
+        claimed_at=None,
     )
 
 
-def record_retry(lease: Lease, contact: BillingContact, *, at: datetime, code: str, error: str,
-                 refund_attempt: bool = False) -> bool:
+def record_retry(
+    lease: Lease, contact: BillingContact, *, at: datetime, code: str, error: str, refund_attempt: bool = False
+) -> bool:
     """sending → pending_retry at `at`. `refund_attempt` when provably nothing left our process
     (circuit open, connection refused): that try does not count toward max_attempts. Any
     answer from the provider counts, so every contact ends within max_attempts."""
@@ -327,9 +420,18 @@ def record_retry(lease: Lease, contact: BillingContact, *, at: datetime, code: s
     if refund_attempt:
         contact.attempts -= 1
     return _finish(
-        lease, contact, from_statuses=[ContactStatus.SENDING], queue_counters={}, variation_counter=None,
-        status=ContactStatus.PENDING_RETRY, next_attempt_at=at, error_code=code, last_error=error[:500],
-        claim_token=None, claimed_at=None, **extra,
+        lease,
+        contact,
+        from_statuses=[ContactStatus.SENDING],
+        queue_counters={},
+        variation_counter=None,
+        status=ContactStatus.PENDING_RETRY,
+        next_attempt_at=at,
+        error_code=code,
+        last_error=error[:500],
+        claim_token=None,
+        claimed_at=None,
+        **extra,
     )
 
 
@@ -356,8 +458,9 @@ def forget_claims(lease: Lease, contact_ids: list[int]) -> None:
     """Our claimed contacts go back to the pool unsent (the queue left us, or one was postponed
     after we claimed it): a later claim, ours or another lease's, takes them again."""
     if contact_ids:
-        BillingContact.objects.filter(pk__in=contact_ids, claim_token=lease.token,
-                                      status__in=UNSENT_CONTACT_STATUSES).update(claim_token=None, claimed_at=None)
+        BillingContact.objects.filter(
+            pk__in=contact_ids, claim_token=lease.token, status__in=UNSENT_CONTACT_STATUSES
+        ).update(claim_token=None, claimed_at=None)
 
 
 def show_hold(lease: Lease, *, reason: str, until: datetime | None) -> None:
@@ -369,8 +472,12 @@ def show_hold(lease: Lease, *, reason: str, until: datetime | None) -> None:
 def last_sent_at(instance_ids: list[int]) -> datetime | None:
     """When a number last sent, as PostgreSQL knows it (`BillingQueue.last_sent_at` of the queues
     of every instance row pointing at that number): the pace's memory when Redis lost it."""
-    return (BillingQueue.objects.filter(instance_id__in=instance_ids, last_sent_at__isnull=False)
-            .order_by("-last_sent_at").values_list("last_sent_at", flat=True).first())
+    return (
+        BillingQueue.objects.filter(instance_id__in=instance_ids, last_sent_at__isnull=False)
+        .order_by("-last_sent_at")
+        .values_list("last_sent_at", flat=True)
+        .first()
+    )
 
 
 def release_stale(queue_id: uuid.UUID, stale_before: datetime, *, holder: str | None = None) -> bool:
@@ -386,13 +493,20 @@ def release_stale(queue_id: uuid.UUID, stale_before: datetime, *, holder: str | 
         if queue is None:
             return False
         caught = mark_interrupted(BillingContact.objects.filter(queue_id=queue_id, status=ContactStatus.SENDING))
-        BillingContact.objects.filter(queue_id=queue_id, status__in=UNSENT_CONTACT_STATUSES,
-                                      claim_token__isnull=False).update(claim_token=None, claimed_at=None)
+        BillingContact.objects.filter(
+            queue_id=queue_id, status__in=UNSENT_CONTACT_STATUSES, claim_token__isnull=False
+        ).update(claim_token=None, claimed_at=None)
         BillingQueue.objects.filter(pk=queue_id).update(
-            status=QueueStatus.PENDING, processing_by="", lease_token=None, last_published_at=None, updated_at=Now(),
+            status=QueueStatus.PENDING,
+            processing_by="",
+            lease_token=None,
+            last_published_at=None,
+            updated_at=Now(),
         )
-    logger.warning("billing queue released as stale",
-                   extra={"queue_id": str(queue_id), "holder": queue.processing_by, "interrupted": caught})
+    logger.warning(
+        "billing queue released as stale",
+        extra={"queue_id": str(queue_id), "holder": queue.processing_by, "interrupted": caught},
+    )
     return True
 
 
@@ -401,8 +515,13 @@ def mark_interrupted(contacts) -> int:
     `unconfirmed` (`interrupted`), due for reconciliation now. `contacts` is a queryset of
     `sending` rows; the status in the UPDATE's WHERE makes a concurrent outcome write win."""
     return contacts.filter(status=ContactStatus.SENDING).update(
-        status=ContactStatus.UNCONFIRMED, error_code=ContactErrorCode.INTERRUPTED, claim_token=None, claimed_at=None,
-        last_error="the call was in flight when its worker stopped", next_attempt_at=Now(), updated_at=Now(),
+        status=ContactStatus.UNCONFIRMED,
+        error_code=ContactErrorCode.INTERRUPTED,
+        claim_token=None,
+        claimed_at=None,
+        last_error="the call was in flight when its worker stopped",
+        next_attempt_at=Now(),
+        updated_at=Now(),
     )
 
 

@@ -28,6 +28,7 @@ The CRM gets the settled outcome as a `contact.sent` / `contact.failed` callback
 same transaction. Each decision is a compare-and-swap on `status = 'unconfirmed'`, so the
 webhook, the queue's runner and a control message racing on one contact settle it once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -50,15 +50,20 @@ from redis.exceptions import RedisError
 
 from apps.billing import metrics
 from apps.billing.constants import ContactErrorCode, ContactStatus, QueueStatus
-from apps.billing.models import BillingConfig, BillingContact, BillingQueue, BillingTemplateVariation
+from apps.billing.models import (
+    BillingConfig,
+    BillingContact,
+    BillingQueue,
+    BillingTemplateVariation,
+)
 from apps.billing.services import callbacks
 from apps.billing.services.billing_send_service import store_outbound_message
 from apps.common.db_connections import release_connection
 from apps.common.redis_client import get_redis
+from apps.common.services.evolution_lookup import jid_candidates
 from apps.common.services.provider import client_for
 from apps.common.services.provider_client import ProviderClient
 from apps.common.services.provider_errors import ProviderError
-from apps.common.services.evolution_lookup import jid_candidates
 from apps.connections.models import WhatsAppInstance
 from apps.contacts.utils import e164_digits
 
@@ -111,28 +116,34 @@ def _find_echo(instance_id: int, phone: str, text: str, since: datetime) -> tupl
     for jid in jid_candidates(e164_digits(phone)):
         for raw in get_redis().lrange(_echo_key(instance_id, jid), 0, ECHOES_KEPT - 1):
             entry = json.loads(raw)
-            at = datetime.fromtimestamp(float(entry["at"]), tz=dt_timezone.utc)
+            at = datetime.fromtimestamp(float(entry["at"]), tz=UTC)
             if entry["h"] == wanted and at >= since - LOOKUP_MARGIN:
                 return str(entry["id"]), at
     return None
 
 
-def settle_from_echo(*, instance: WhatsAppInstance, remote_jid: str, text: str, provider_message_id: str,
-                     at: datetime | None = None) -> str:
+def settle_from_echo(
+    *, instance: WhatsAppInstance, remote_jid: str, text: str, provider_message_id: str, at: datetime | None = None
+) -> str:
     """The webhook side: remember the echo and settle the `unconfirmed` contact it proves sent."""
     at = at or timezone.now()
     digits = remote_jid.split("@", 1)[0]
     if not provider_message_id or not digits.isdigit():
         return "ignored"
     try:
-        remember_echo(instance_id=instance.pk, remote_jid=remote_jid, text=text,
-                      provider_message_id=provider_message_id, at=at)
+        remember_echo(
+            instance_id=instance.pk, remote_jid=remote_jid, text=text, provider_message_id=provider_message_id, at=at
+        )
     except RedisError:
         logger.warning("billing echo not remembered (Redis)", extra={"instance_id": instance.pk})
     phones = {f"+{jid.split('@', 1)[0]}" for jid in jid_candidates(digits)}
     candidates = BillingContact.objects.filter(
-        tenant_id=instance.tenant_id, queue__instance=instance, phone__in=phones, status=ContactStatus.UNCONFIRMED,
-        send_started_at__gte=at - window(), send_started_at__lte=at + LOOKUP_MARGIN,
+        tenant_id=instance.tenant_id,
+        queue__instance=instance,
+        phone__in=phones,
+        status=ContactStatus.UNCONFIRMED,
+        send_started_at__gte=at - window(),
+        send_started_at__lte=at + LOOKUP_MARGIN,
     ).order_by("-send_started_at")
     for contact in candidates:
         if same_text(contact.rendered_message, text) and settle_sent(contact, provider_message_id, at, how="echo"):
@@ -152,18 +163,24 @@ def provider_keeps_history(instance: WhatsAppInstance, client: ProviderClient) -
         cached = _history.get(instance.pk)
     if cached is not None and time.monotonic() < cached[0]:
         return cached[1]
-    known = (BillingContact.objects.filter(queue__instance=instance, status__in=[ContactStatus.SENT,
-                                                                                ContactStatus.DELIVERED,
-                                                                                ContactStatus.READ],
-                                           sent_at__gte=timezone.now() - timedelta(days=7))
-             .exclude(provider_message_id="").order_by("-sent_at").values("phone", "provider_message_id", "sent_at")
-             .first())
+    known = (
+        BillingContact.objects.filter(
+            queue__instance=instance,
+            status__in=[ContactStatus.SENT, ContactStatus.DELIVERED, ContactStatus.READ],
+            sent_at__gte=timezone.now() - timedelta(days=7),
+        )
+        .exclude(provider_message_id="")
+        .order_by("-sent_at")
+        .values("phone", "provider_message_id", "sent_at")
+        .first()
+    )
     if known is None:
         return False  # nothing to prove it with yet (not cached: the next sent message will do)
     release_connection()
     try:
-        lookup = client.find_messages(known["phone"], sent_after=known["sent_at"] - LOOKUP_MARGIN,
-                                      sent_before=known["sent_at"] + LOOKUP_MARGIN)
+        lookup = client.find_messages(
+            known["phone"], sent_after=known["sent_at"] - LOOKUP_MARGIN, sent_before=known["sent_at"] + LOOKUP_MARGIN
+        )
     except ProviderError:
         return False  # not cached: the provider did not answer, which proves nothing either way
     keeps = any(m.provider_message_id == known["provider_message_id"] for m in lookup.messages)
@@ -180,8 +197,9 @@ class Evidence:
     how: str = ""
 
 
-def find_evidence(contact: BillingContact, instance: WhatsAppInstance, client: ProviderClient,
-                  now: datetime) -> Evidence:
+def find_evidence(
+    contact: BillingContact, instance: WhatsAppInstance, client: ProviderClient, now: datetime
+) -> Evidence:
     started = contact.send_started_at or contact.updated_at
     echo = None
     try:
@@ -192,14 +210,21 @@ def find_evidence(contact: BillingContact, instance: WhatsAppInstance, client: P
         return Evidence("sent", echo[0], echo[1], "echo")
     release_connection()
     try:
-        lookup = client.find_messages(contact.phone, sent_after=started - LOOKUP_MARGIN, sent_before=now + LOOKUP_MARGIN)
+        lookup = client.find_messages(
+            contact.phone, sent_after=started - LOOKUP_MARGIN, sent_before=now + LOOKUP_MARGIN
+        )
     except ProviderError as error:
-        logger.info("billing reconciliation: provider look-up failed", extra={"contact_id": contact.pk,
-                                                                             "error_code": error.code})
+        logger.info(
+            "billing reconciliation: provider look-up failed",
+            extra={"contact_id": contact.pk, "error_code": error.code},
+        )
         return Evidence("unknown")
     for message in lookup.messages:
-        if message.from_me and same_text(message.text, contact.rendered_message) and (
-                message.timestamp is None or message.timestamp >= started - LOOKUP_MARGIN):
+        if (
+            message.from_me
+            and same_text(message.text, contact.rendered_message)
+            and (message.timestamp is None or message.timestamp >= started - LOOKUP_MARGIN)
+        ):
             return Evidence("sent", message.provider_message_id, message.timestamp or started, "provider_lookup")
     if now - started >= settled_after() and lookup.complete and provider_keeps_history(instance, client):
         return Evidence("not_received")
@@ -207,7 +232,7 @@ def find_evidence(contact: BillingContact, instance: WhatsAppInstance, client: P
 
 
 def settled_after() -> timedelta:
-    """"Not found" counts only once no call started for this contact can still arrive: the send's
+    """ "Not found" counts only once no call started for this contact can still arrive: the send's
     total deadline has passed (libcurl aborts a call frozen past it; the runner refuses to start
     a call whose `start_sending` is older than START_BOUND), plus a margin."""
     return timedelta(seconds=float(settings.EVOLUTION_SEND_DEADLINE) + START_BOUND_MARGIN)
@@ -226,14 +251,18 @@ class Summary:
         return self.sent + self.retried + self.failed
 
 
-def reconcile_due(*, queue_id: Any, client: ProviderClient | None = None, limit: int = 20,
-                  now: datetime | None = None) -> Summary:
+def reconcile_due(
+    *, queue_id: Any, client: ProviderClient | None = None, limit: int = 20, now: datetime | None = None
+) -> Summary:
     """Settle the queue's `unconfirmed` contacts whose turn has come (at most `limit`, each at
     most one provider look-up within its deadline)."""
     now = now or timezone.now()
     summary = Summary()
-    due = list(BillingContact.objects.filter(queue_id=queue_id, status=ContactStatus.UNCONFIRMED,
-                                             next_attempt_at__lte=now).order_by("next_attempt_at")[:limit])
+    due = list(
+        BillingContact.objects.filter(
+            queue_id=queue_id, status=ContactStatus.UNCONFIRMED, next_attempt_at__lte=now
+        ).order_by("next_attempt_at")[:limit]
+    )
     if not due:
         return summary
     queue = BillingQueue.objects.select_related("instance", "tenant").get(pk=queue_id)
@@ -252,11 +281,19 @@ def reconcile_due(*, queue_id: Any, client: ProviderClient | None = None, limit:
             summary.failed += settle_failed(contact, reason="no evidence within the reconciliation window")
         else:
             BillingContact.objects.filter(pk=contact.pk, status=ContactStatus.UNCONFIRMED).update(
-                next_attempt_at=now + every())
+                next_attempt_at=now + every()
+            )
             summary.waiting += 1
     if summary.settled:
-        logger.info("billing contacts reconciled", extra={"queue_id": str(queue_id), "sent": summary.sent,
-                                                         "retried": summary.retried, "failed": summary.failed})
+        logger.info(
+            "billing contacts reconciled",
+            extra={
+                "queue_id": str(queue_id),
+                "sent": summary.sent,
+                "retried": summary.retried,
+                "failed": summary.failed,
+            },
+        )
     return summary
 
 
@@ -278,18 +315,31 @@ def settle_sent(contact: BillingContact, provider_message_id: str, at: datetime,
     with transaction.atomic():
         BillingQueue.objects.select_for_update(no_key=True).filter(pk=contact.queue_id).exists()
         moved = BillingContact.objects.filter(pk=contact.pk, status=ContactStatus.UNCONFIRMED).update(
-            status=ContactStatus.SENT, provider_message_id=provider_message_id[:128], sent_at=at, error_code="",
-            last_error="", next_attempt_at=None, claim_token=None, updated_at=Now())
+            status=ContactStatus.SENT,
+            provider_message_id=provider_message_id[:128],
+            sent_at=at,
+            error_code="",
+            last_error="",
+            next_attempt_at=None,
+            claim_token=None,
+            updated_at=Now(),
+        )
         if not moved:
             return 0
         BillingQueue.objects.filter(pk=contact.queue_id).update(
-            sent_count=F("sent_count") + 1, last_sent_at=Greatest(F("last_sent_at"), at), updated_at=Now())
+            sent_count=F("sent_count") + 1, last_sent_at=Greatest(F("last_sent_at"), at), updated_at=Now()
+        )
         if contact.variation_id:
             BillingTemplateVariation.objects.filter(pk=contact.variation_id).update(sent_count=F("sent_count") + 1)
         instance = WhatsAppInstance.objects.filter(billing_queues__pk=contact.queue_id).first()
-        message = store_outbound_message(tenant_id=contact.tenant_id, instance=instance, phone=contact.phone,
-                                         contact_name=contact.name, text=contact.rendered_message,
-                                         provider_message_id=provider_message_id)
+        message = store_outbound_message(
+            tenant_id=contact.tenant_id,
+            instance=instance,
+            phone=contact.phone,
+            contact_name=contact.name,
+            text=contact.rendered_message,
+            provider_message_id=provider_message_id,
+        )
         BillingContact.objects.filter(pk=contact.pk).update(message=message)
         contact.status = ContactStatus.SENT
         _callback(contact, "contact.sent")
@@ -310,16 +360,30 @@ def settle_not_received(contact: BillingContact, *, queue_status: str) -> int:
         BillingQueue.objects.select_for_update(no_key=True).filter(pk=contact.queue_id).exists()
         rows = BillingContact.objects.filter(pk=contact.pk, status=ContactStatus.UNCONFIRMED)
         if queue_status == QueueStatus.CANCELLED:
-            moved = rows.update(status=ContactStatus.CANCELLED, error_code=ContactErrorCode.CANCELLED,
-                                next_attempt_at=None, updated_at=Now())
+            moved = rows.update(
+                status=ContactStatus.CANCELLED,
+                error_code=ContactErrorCode.CANCELLED,
+                next_attempt_at=None,
+                updated_at=Now(),
+            )
             counter, outcome = "cancelled_count", "cancelled"
         elif contact.attempts >= max_attempts:
-            moved = rows.update(status=ContactStatus.FAILED, error_code=ContactErrorCode.MAX_ATTEMPTS,
-                                last_error="never received, attempts used up", next_attempt_at=None, updated_at=Now())
+            moved = rows.update(
+                status=ContactStatus.FAILED,
+                error_code=ContactErrorCode.MAX_ATTEMPTS,
+                last_error="never received, attempts used up",
+                next_attempt_at=None,
+                updated_at=Now(),
+            )
             counter, outcome = "failed_count", "failed"
         else:
-            moved = rows.update(status=ContactStatus.PENDING_RETRY, next_attempt_at=Now(), claim_token=None,
-                                last_error="never received by the provider: sent again", updated_at=Now())
+            moved = rows.update(
+                status=ContactStatus.PENDING_RETRY,
+                next_attempt_at=Now(),
+                claim_token=None,
+                last_error="never received by the provider: sent again",
+                updated_at=Now(),
+            )
             counter, outcome = None, "resent"
         if not moved:
             return 0
@@ -328,7 +392,8 @@ def settle_not_received(contact: BillingContact, *, queue_status: str) -> int:
         if outcome == "failed":
             if contact.variation_id:
                 BillingTemplateVariation.objects.filter(pk=contact.variation_id).update(
-                    failed_count=F("failed_count") + 1)
+                    failed_count=F("failed_count") + 1
+                )
             _callback(contact, "contact.failed")
     metrics.observe_reconciliation(outcome, "provider_lookup")
     return 1
@@ -339,8 +404,12 @@ def settle_failed(contact: BillingContact, *, reason: str) -> int:
     with transaction.atomic():
         BillingQueue.objects.select_for_update(no_key=True).filter(pk=contact.queue_id).exists()
         moved = BillingContact.objects.filter(pk=contact.pk, status=ContactStatus.UNCONFIRMED).update(
-            status=ContactStatus.FAILED, error_code=ContactErrorCode.OUTCOME_UNKNOWN, last_error=reason[:500],
-            next_attempt_at=None, updated_at=Now())
+            status=ContactStatus.FAILED,
+            error_code=ContactErrorCode.OUTCOME_UNKNOWN,
+            last_error=reason[:500],
+            next_attempt_at=None,
+            updated_at=Now(),
+        )
         if not moved:
             return 0
         BillingQueue.objects.filter(pk=contact.queue_id).update(failed_count=F("failed_count") + 1, updated_at=Now())
@@ -367,5 +436,10 @@ def queues_to_reconcile(now: datetime | None = None) -> list[str]:
     """Queues no runner holds with `unconfirmed` contacts due (a running queue's runner settles
     its own)."""
     now = now or timezone.now()
-    return [str(pk) for pk in BillingContact.objects.filter(status=ContactStatus.UNCONFIRMED, next_attempt_at__lte=now)
-            .exclude(queue__status=QueueStatus.RUNNING).values_list("queue_id", flat=True).distinct()[:500]]
+    return [
+        str(pk)
+        for pk in BillingContact.objects.filter(status=ContactStatus.UNCONFIRMED, next_attempt_at__lte=now)
+        .exclude(queue__status=QueueStatus.RUNNING)
+        .values_list("queue_id", flat=True)
+        .distinct()[:500]
+    ]

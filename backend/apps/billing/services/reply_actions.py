@@ -21,6 +21,7 @@ runs after, with the conversation row locked: the intent and the flag on the con
 the `reply.received` callback. Both run in the webhook's transaction: a retried webhook rolls
 all of it back.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.billing.conversations.live import publish_conversation_update
-from apps.billing.models import BillingContact, BillingQueue, CallbackEvent, ReplySettings, SuppressedPhone
+from apps.billing.models import (
+    BillingContact,
+    BillingQueue,
+    CallbackEvent,
+    ReplySettings,
+    SuppressedPhone,
+)
 from apps.billing.services import opt_out
 from apps.billing.services.callbacks import enqueue_event
 from apps.billing.services.debtor_holds import hold_debtor, lock_debtor_queues, stop_debtor
@@ -73,16 +80,18 @@ class ReplyPlan:
         self.actions["needs_attention"] = True
 
 
-def lock_before_credit(*, instance: WhatsAppInstance, phone: str, contact: dict[str, Any] | None,
-                       result: IntentResult) -> None:
+def lock_before_credit(
+    *, instance: WhatsAppInstance, phone: str, contact: dict[str, Any] | None, result: IntentResult
+) -> None:
     """Before crediting the reply (which locks the queue of the contact it answers), take every
     queue lock a hold or a stop may need, in id order (debtor_holds.lock_debtor_queues)."""
     if contact is not None and result.intent in (CLAIMS_PAID, WRONG_PERSON):
         lock_debtor_queues(tenant=instance.tenant, phone=phone, also=[contact["queue_id"]])
 
 
-def act_before_store(*, instance: WhatsAppInstance, phone: str, contact: dict[str, Any] | None,
-                     result: IntentResult) -> ReplyPlan:
+def act_before_store(
+    *, instance: WhatsAppInstance, phone: str, contact: dict[str, Any] | None, result: IntentResult
+) -> ReplyPlan:
     plan = ReplyPlan(instance, phone, contact, result)
     if contact is None:
         return plan
@@ -115,28 +124,38 @@ def _hold(plan: ReplyPlan, settings: ReplySettings) -> None:
 
 def _suppress(plan: ReplyPlan) -> None:
     tenant = plan.instance.tenant
-    opt_out.suppress(tenant=tenant, phone=plan.phone, reason=WRONG_PERSON_REASON,
-                     source=SuppressedPhone.Source.INBOUND_REPLY)
-    plan.actions.update(suppressed=True, stopped_contacts=stop_debtor(tenant=tenant, phone=plan.phone,
-                                                                      reason=WRONG_PERSON_REASON))
+    opt_out.suppress(
+        tenant=tenant, phone=plan.phone, reason=WRONG_PERSON_REASON, source=SuppressedPhone.Source.INBOUND_REPLY
+    )
+    plan.actions.update(
+        suppressed=True, stopped_contacts=stop_debtor(tenant=tenant, phone=plan.phone, reason=WRONG_PERSON_REASON)
+    )
 
 
 def _answer(plan: ReplyPlan, settings: ReplySettings) -> bool:
     """Queue the automatic answer; False when a person has to answer instead."""
     if opt_out.is_suppressed(tenant=plan.instance.tenant, phone=plan.phone):
         return True  # nobody may write to this phone: nothing to send, no one to ask
-    conversation = (Conversation.objects.select_related("tenant", "instance")
-                    .filter(tenant_id=plan.instance.tenant_id, instance=plan.instance, contact_phone=plan.phone)
-                    .first())
+    conversation = (
+        Conversation.objects.select_related("tenant", "instance")
+        .filter(tenant_id=plan.instance.tenant_id, instance=plan.instance, contact_phone=plan.phone)
+        .first()
+    )
     if conversation is None:
         return False
     try:
-        queued = answer_automatically(conversation=conversation, intent=plan.result.intent,
-                                      contact_id=plan.contact["pk"], settings=settings)
+        queued = answer_automatically(
+            conversation=conversation, intent=plan.result.intent, contact_id=plan.contact["pk"], settings=settings
+        )
     except ApplicationError as refused:  # e.g. the instance was deactivated: a person answers
-        logger.warning("billing automatic answer refused", extra={"tenant_id": str(plan.instance.tenant_id),
-                                                                  "conversation_id": conversation.pk,
-                                                                  "error_code": refused.code})
+        logger.warning(
+            "billing automatic answer refused",
+            extra={
+                "tenant_id": str(plan.instance.tenant_id),
+                "conversation_id": conversation.pk,
+                "error_code": refused.code,
+            },
+        )
         return False
     if queued is None:
         return False
@@ -145,31 +164,47 @@ def _answer(plan: ReplyPlan, settings: ReplySettings) -> bool:
 
 
 def record_after_store(*, plan: ReplyPlan, message: Message) -> None:
-    waiting = conversations.record_reply_intent(message=message, intent=plan.result.intent,
-                                                confidence=plan.result.confidence,
-                                                attention_reason=plan.attention_reason)
+    waiting = conversations.record_reply_intent(
+        message=message,
+        intent=plan.result.intent,
+        confidence=plan.result.confidence,
+        attention_reason=plan.attention_reason,
+    )
     if plan.contact is not None:
         _tell_the_crm(plan, message)
     if waiting:  # the staff inbox shows conversations waiting for a person: tell its open pages
         tenant_id, conversation_id = plan.instance.tenant_id, message.conversation_id
-        transaction.on_commit(lambda: publish_conversation_update(tenant_id=tenant_id,
-                                                                  conversation_id=conversation_id))
+        transaction.on_commit(lambda: publish_conversation_update(tenant_id=tenant_id, conversation_id=conversation_id))
 
 
 def _tell_the_crm(plan: ReplyPlan, message: Message) -> None:
-    contact = (BillingContact.objects.filter(pk=plan.contact["pk"])
-               .values("external_id", "queue_id", "billing_campaign_id", "billing_campaign__external_id",
-                       "billing_campaign__metadata").first())
+    contact = (
+        BillingContact.objects.filter(pk=plan.contact["pk"])
+        .values(
+            "external_id",
+            "queue_id",
+            "billing_campaign_id",
+            "billing_campaign__external_id",
+            "billing_campaign__metadata",
+        )
+        .first()
+    )
     queue = BillingQueue.objects.filter(pk=contact["queue_id"]).only("pk", "tenant").first()
     data = {
-        "conversation_id": message.conversation_id, "message_id": message.pk, "phone": plan.phone,
-        "contact_id": plan.contact["pk"], "contact_external_id": contact["external_id"],
-        "queue_id": str(contact["queue_id"]), "billing_campaign_id": str(contact["billing_campaign_id"]),
-        "external_id": contact["billing_campaign__external_id"], "metadata": contact["billing_campaign__metadata"],
-        "intent": plan.result.intent, "confidence": plan.result.confidence, "actions": plan.actions,
+        "conversation_id": message.conversation_id,
+        "message_id": message.pk,
+        "phone": plan.phone,
+        "contact_id": plan.contact["pk"],
+        "contact_external_id": contact["external_id"],
+        "queue_id": str(contact["queue_id"]),
+        "billing_campaign_id": str(contact["billing_campaign_id"]),
+        "external_id": contact["billing_campaign__external_id"],
+        "metadata": contact["billing_campaign__metadata"],
+        "intent": plan.result.intent,
+        "confidence": plan.result.confidence,
+        "actions": plan.actions,
         "received_at": message.created_at,
     }
     if plan.settings.callback_include_text:
         data["text"] = message.content
     enqueue_event(tenant=plan.instance.tenant, queue=queue, event=CallbackEvent.REPLY_RECEIVED, data=data)
-

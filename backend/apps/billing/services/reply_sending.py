@@ -11,6 +11,7 @@ automatic answer (a second one the same day is the same request, so it is never 
 and `reply:staff:<conversation>:<key>` for a person's, with the caller's key when given (a
 retried POST is answered with the first reply), else a fresh one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,11 +22,21 @@ from typing import Any
 from django.db import transaction
 
 from apps.billing.constants import TemplateType
-from apps.billing.models import BillingAPIKey, BillingContact, BillingTemplate, ConversationReply, ReplySettings
+from apps.billing.models import (
+    BillingAPIKey,
+    BillingContact,
+    BillingTemplate,
+    ConversationReply,
+    ReplySettings,
+)
 from apps.billing.services.billing_campaign_service import BillingCampaignService
 from apps.billing.services.debtor_data import payment_data
 from apps.billing.services.opt_out import is_suppressed
-from apps.billing.services.reply_templates import STAFF_REPLY_VARIABLE, payment_info_template, staff_reply_template
+from apps.billing.services.reply_templates import (
+    STAFF_REPLY_VARIABLE,
+    payment_info_template,
+    staff_reply_template,
+)
 from apps.billing.utils.date_calculator import today_in
 from apps.billing.utils.template_sanitizer import TemplateSanitizer
 from apps.chat.models import Conversation
@@ -44,8 +55,9 @@ class QueuedReply:
     queue_id: str
 
 
-def answer_automatically(*, conversation: Conversation, intent: str, contact_id: int,
-                         settings: ReplySettings) -> QueuedReply | None:
+def answer_automatically(
+    *, conversation: Conversation, intent: str, contact_id: int, settings: ReplySettings
+) -> QueuedReply | None:
     """Queue the answer to `intent` with the payment data of the debt behind `contact_id`; None
     when there is no data to send. At most one per intent, conversation and (tenant) day;
     never to a suppressed phone. Raises `ApplicationError` when ingest refuses it."""
@@ -54,8 +66,9 @@ def answer_automatically(*, conversation: Conversation, intent: str, contact_id:
     if data is None or is_suppressed(tenant=tenant, phone=conversation.contact_phone):
         return None
     day = today_in(tenant.timezone)
-    earlier = ConversationReply.objects.filter(conversation=conversation, kind=ConversationReply.Kind.AUTOMATIC,
-                                               intent=intent, local_date=day).first()
+    earlier = ConversationReply.objects.filter(
+        conversation=conversation, kind=ConversationReply.Kind.AUTOMATIC, intent=intent, local_date=day
+    ).first()
     if earlier is not None:
         return QueuedReply(earlier, False, str(earlier.contact.queue_id))
     contact: dict[str, Any] = {"variables": data.template_variables()}
@@ -63,56 +76,105 @@ def answer_automatically(*, conversation: Conversation, intent: str, contact_id:
         contact["amount"] = str(data.amount)
     if data.due_date is not None:
         contact["due_date"] = data.due_date.isoformat()
-    return _queue(conversation=conversation, template=payment_info_template(settings=settings), contact=contact,
-                  external_id=f"reply:auto:{conversation.pk}:{intent}:{day.isoformat()}",
-                  kind=ConversationReply.Kind.AUTOMATIC, intent=intent)
+    return _queue(
+        conversation=conversation,
+        template=payment_info_template(settings=settings),
+        contact=contact,
+        external_id=f"reply:auto:{conversation.pk}:{intent}:{day.isoformat()}",
+        kind=ConversationReply.Kind.AUTOMATIC,
+        intent=intent,
+    )
 
 
-def send_staff_reply(*, conversation: Conversation, text: str, author_user=None,
-                     author_api_key: BillingAPIKey | None = None, idempotency_key: str = "") -> QueuedReply:
+def send_staff_reply(
+    *,
+    conversation: Conversation,
+    text: str,
+    author_user=None,
+    author_api_key: BillingAPIKey | None = None,
+    idempotency_key: str = "",
+) -> QueuedReply:
     """Queue a person's reply. Refused (4xx `ApplicationError`) when it is empty or too long
     once made safe for WhatsApp, or the phone opted out; ingest's own refusals pass through."""
     cleaned = TemplateSanitizer.clean_value(text or "")
     if not cleaned:
-        raise ApplicationError("empty_text", "The reply is empty once markup and control characters are removed.",
-                               status=400)
+        raise ApplicationError(
+            "empty_text", "The reply is empty once markup and control characters are removed.", status=400
+        )
     if len(text) > MAX_REPLY_LENGTH:
-        raise ApplicationError("text_too_long", f"A reply has at most {MAX_REPLY_LENGTH} characters.", status=400,
-                               details={"max_length": MAX_REPLY_LENGTH, "length": len(text)})
+        raise ApplicationError(
+            "text_too_long",
+            f"A reply has at most {MAX_REPLY_LENGTH} characters.",
+            status=400,
+            details={"max_length": MAX_REPLY_LENGTH, "length": len(text)},
+        )
     if is_suppressed(tenant=conversation.tenant, phone=conversation.contact_phone):
-        raise ApplicationError("opted_out", "This phone asked not to receive messages; only the tenant's admin can "
-                                            "lift it.", status=422)
+        raise ApplicationError(
+            "opted_out", "This phone asked not to receive messages; only the tenant's admin can lift it.", status=422
+        )
     settings = ReplySettings.for_tenant(conversation.tenant)
     key = idempotency_key or uuid.uuid4().hex
-    return _queue(conversation=conversation, template=staff_reply_template(settings=settings),
-                  contact={"variables": {STAFF_REPLY_VARIABLE: cleaned}},
-                  external_id=f"reply:staff:{conversation.pk}:{key}", kind=ConversationReply.Kind.STAFF,
-                  author_user=author_user, author_api_key=author_api_key)
+    return _queue(
+        conversation=conversation,
+        template=staff_reply_template(settings=settings),
+        contact={"variables": {STAFF_REPLY_VARIABLE: cleaned}},
+        external_id=f"reply:staff:{conversation.pk}:{key}",
+        kind=ConversationReply.Kind.STAFF,
+        author_user=author_user,
+        author_api_key=author_api_key,
+    )
 
 
-def _queue(*, conversation: Conversation, template: BillingTemplate, contact: dict[str, Any], external_id: str,
-           kind: str, intent: str = "", author_user=None, author_api_key: BillingAPIKey | None = None) -> QueuedReply:
+def _queue(
+    *,
+    conversation: Conversation,
+    template: BillingTemplate,
+    contact: dict[str, Any],
+    external_id: str,
+    kind: str,
+    intent: str = "",
+    author_user=None,
+    author_api_key: BillingAPIKey | None = None,
+) -> QueuedReply:
     if conversation.instance is None:
-        raise ApplicationError("no_instance", "This conversation has no WhatsApp instance to answer from.",
-                               status=422)
+        raise ApplicationError("no_instance", "This conversation has no WhatsApp instance to answer from.", status=422)
     data = {
-        "external_id": external_id, "template": str(template.pk), "instance": conversation.instance.name,
-        "strict": True, "metadata": {"conversation_id": conversation.pk, "reply": kind, "intent": intent},
-        "contacts": [{"phone": conversation.contact_phone, "name": conversation.contact_name or DEFAULT_NAME,
-                      **contact}],
+        "external_id": external_id,
+        "template": str(template.pk),
+        "instance": conversation.instance.name,
+        "strict": True,
+        "metadata": {"conversation_id": conversation.pk, "reply": kind, "intent": intent},
+        "contacts": [
+            {"phone": conversation.contact_phone, "name": conversation.contact_name or DEFAULT_NAME, **contact}
+        ],
     }
     with transaction.atomic():  # the queue and the reply row commit together; the publish follows the commit
         result = BillingCampaignService(tenant=conversation.tenant, api_key=author_api_key).ingest(
-            template_type=TemplateType.NOTIFICATION, data=data, raw_payload=data)
+            template_type=TemplateType.NOTIFICATION, data=data, raw_payload=data
+        )
         queue_id = result.body["queue_id"]
         billing_contact = BillingContact.objects.get(queue_id=queue_id, tenant=conversation.tenant)
         reply, _ = ConversationReply.objects.get_or_create(
             contact=billing_contact,
-            defaults={"tenant": conversation.tenant, "conversation": conversation, "kind": kind, "intent": intent,
-                      "local_date": today_in(conversation.tenant.timezone), "author_user": author_user,
-                      "author_api_key": author_api_key},
+            defaults={
+                "tenant": conversation.tenant,
+                "conversation": conversation,
+                "kind": kind,
+                "intent": intent,
+                "local_date": today_in(conversation.tenant.timezone),
+                "author_user": author_user,
+                "author_api_key": author_api_key,
+            },
         )
-    logger.info("billing conversation reply queued",
-                extra={"tenant_id": str(conversation.tenant_id), "conversation_id": conversation.pk,
-                       "reply_kind": str(kind), "intent": intent, "queue_id": queue_id, "new_queue": result.created})
+    logger.info(
+        "billing conversation reply queued",
+        extra={
+            "tenant_id": str(conversation.tenant_id),
+            "conversation_id": conversation.pk,
+            "reply_kind": str(kind),
+            "intent": intent,
+            "queue_id": queue_id,
+            "new_queue": result.created,
+        },
+    )
     return QueuedReply(reply, result.created, queue_id)

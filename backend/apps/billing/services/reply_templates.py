@@ -7,6 +7,7 @@
 Both are ordinary templates: the tenant's admin can edit the texts, add variations, or point
 `ReplySettings` at other templates.
 """
+
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
@@ -36,9 +37,11 @@ _PAYMENT_DATA = """{{#if pix_code}}
 
 PAYMENT_INFO_VARIATIONS = [
     "Claro{{#if first_name}}, {{first_name}}{{/if}}! Seguem os dados para pagamento{{#if amount}} de "
-    "*{{amount|money}}*{{/if}}{{#if due_date}} (vencimento {{due_date|date}}){{/if}}:" + _PAYMENT_DATA
+    "*{{amount|money}}*{{/if}}{{#if due_date}} (vencimento {{due_date|date}}){{/if}}:"
+    + _PAYMENT_DATA
     + "\n\nSe o pagamento já foi feito, é só desconsiderar.",
-    "Aqui estão os dados para você pagar{{#if amount}} *{{amount|money}}*{{/if}}:" + _PAYMENT_DATA
+    "Aqui estão os dados para você pagar{{#if amount}} *{{amount|money}}*{{/if}}:"
+    + _PAYMENT_DATA
     + "\n\nQualquer dúvida, responda por aqui.",
     "Segue{{#if first_name}}, {{first_name}},{{/if}} o que você precisa para o pagamento{{#if amount}} de "
     "*{{amount|money}}*{{/if}}:" + _PAYMENT_DATA + "\n\nObrigado!",
@@ -49,7 +52,8 @@ def payment_info_template(*, settings: ReplySettings) -> BillingTemplate:
     if settings.payment_info_template_id is None:
         template = _ensure(settings.tenant, PAYMENT_INFO_NAME, PAYMENT_INFO_VARIATIONS)
         ReplySettings.objects.filter(pk=settings.pk, payment_info_template__isnull=True).update(
-            payment_info_template=template)
+            payment_info_template=template
+        )
         settings.payment_info_template = template
     return settings.payment_info_template
 
@@ -58,7 +62,8 @@ def staff_reply_template(*, settings: ReplySettings) -> BillingTemplate:
     if settings.staff_reply_template_id is None:
         template = _ensure(settings.tenant, STAFF_REPLY_NAME, ["{{" + STAFF_REPLY_VARIABLE + "}}"])
         ReplySettings.objects.filter(pk=settings.pk, staff_reply_template__isnull=True).update(
-            staff_reply_template=template)
+            staff_reply_template=template
+        )
         settings.staff_reply_template = template
     return settings.staff_reply_template
 
@@ -72,13 +77,19 @@ def _ensure(tenant, name: str, texts: list[str]) -> BillingTemplate:
     try:
         with transaction.atomic():
             template = BillingTemplate.objects.create(
-                tenant=tenant, name=name, template_type=TemplateType.NOTIFICATION,
-                rotation_strategy=RotationStrategy.SEQUENTIAL, is_default=False,
+                tenant=tenant,
+                name=name,
+                template_type=TemplateType.NOTIFICATION,
+                rotation_strategy=RotationStrategy.SEQUENTIAL,
+                is_default=False,
                 description="Created for conversation replies (ReplySettings).",
             )
             BillingTemplateVariation.objects.bulk_create(
-                [BillingTemplateVariation(template=template, name=chr(ord("A") + i), content=text)
-                 for i, text in enumerate(texts)])
+                [
+                    BillingTemplateVariation(template=template, name=chr(ord("A") + i), content=text)
+                    for i, text in enumerate(texts)
+                ]
+            )
             bump_config_version(tenant.pk)  # the ingest's cached tenant context must see it
     except IntegrityError:
         template = BillingTemplate.objects.get(tenant=tenant, name=name)

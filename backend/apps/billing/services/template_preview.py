@@ -4,6 +4,7 @@ A thin adapter over `utils.template_sanitizer` and `utils.template_engine`: it t
 `TemplateError` into one error type with a readable message (with line and column), so the
 model's `clean()` and the admin preview speak the same language.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -70,9 +71,7 @@ class PreviewResult:
         return asdict(self)
 
 
-def render_preview(
-    content: str, template_type: str, variables: Mapping[str, Any] | None = None
-) -> PreviewResult:
+def render_preview(content: str, template_type: str, variables: Mapping[str, Any] | None = None) -> PreviewResult:
     """Render `content` against the sample variables of `template_type` (plus `variables`).
 
     Never raises for bad content: the error (with line/column) is part of the result, which

@@ -1,6 +1,7 @@
 """Create or update everything a tenant needs to send: the tenant, its WhatsApp instance, its
 billing config, business hours and default templates — idempotently, so ops can run it again
 to change a setting without duplicating rows."""
+
 from __future__ import annotations
 
 import re
@@ -13,7 +14,12 @@ from django.utils.text import slugify
 from apps.audit.models import AuditAction
 from apps.audit.services import Actor, record_event
 from apps.billing.constants import RotationStrategy, TemplateType
-from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate, BillingTemplateVariation
+from apps.billing.models import (
+    BillingAPIKey,
+    BillingConfig,
+    BillingTemplate,
+    BillingTemplateVariation,
+)
 from apps.billing.utils.default_templates import DEFAULT_TEMPLATES
 from apps.chat.models import BusinessHours
 from apps.common.config_version import bump_config_version
@@ -87,10 +93,18 @@ class TenantSetupResult:
 
 @transaction.atomic
 def setup_tenant(
-    *, name: str, slug: str | None = None, timezone: str | None = None, evolution_url: str | None = None,
-    evolution_api_key: str | None = None, instance_name: str | None = None, messages_per_minute: int | None = None,
-    business_hours: list[tuple[int, time, time]] | None = None, key_name: str = "setup",
-    creditor_legal_name: str | None = None, creditor_document: str | None = None,
+    *,
+    name: str,
+    slug: str | None = None,
+    timezone: str | None = None,
+    evolution_url: str | None = None,
+    evolution_api_key: str | None = None,
+    instance_name: str | None = None,
+    messages_per_minute: int | None = None,
+    business_hours: list[tuple[int, time, time]] | None = None,
+    key_name: str = "setup",
+    creditor_legal_name: str | None = None,
+    creditor_document: str | None = None,
 ) -> TenantSetupResult:
     slug = slug or slugify(name)[:100] or "tenant"
     tenant, created = Tenant.objects.get_or_create(slug=slug, defaults={"name": name})
@@ -112,13 +126,23 @@ def setup_tenant(
     instance = None
     if evolution_url and instance_name:
         instance, instance_created = WhatsAppInstance.objects.update_or_create(
-            tenant=tenant, name=instance_name,
-            defaults={"base_url": evolution_url.rstrip("/"), "instance_name": instance_name, "is_active": True,
-                      **({"api_key": evolution_api_key} if evolution_api_key else {})},
+            tenant=tenant,
+            name=instance_name,
+            defaults={
+                "base_url": evolution_url.rstrip("/"),
+                "instance_name": instance_name,
+                "is_active": True,
+                **({"api_key": evolution_api_key} if evolution_api_key else {}),
+            },
         )
         instance.full_clean()
-        record_event(actor=OPERATOR, tenant_id=tenant.pk, action=AuditAction.INSTANCE_SAVED, obj=instance,
-                     details={"created": instance_created, "api_key_given": bool(evolution_api_key)})
+        record_event(
+            actor=OPERATOR,
+            tenant_id=tenant.pk,
+            action=AuditAction.INSTANCE_SAVED,
+            obj=instance,
+            details={"created": instance_created, "api_key_given": bool(evolution_api_key)},
+        )
 
     config = BillingConfig.for_tenant(tenant)
     if instance is not None:
@@ -135,8 +159,10 @@ def setup_tenant(
         )
     elif created:
         BusinessHours.objects.bulk_create(
-            [BusinessHours(tenant=tenant, weekday=d, opens_at=o, closes_at=c)
-             for d, o, c in parse_business_hours("mon-fri 08:00-18:00; sat 08:00-12:00")]
+            [
+                BusinessHours(tenant=tenant, weekday=d, opens_at=o, closes_at=c)
+                for d, o, c in parse_business_hours("mon-fri 08:00-18:00; sat 08:00-12:00")
+            ]
         )
 
     for template_type, texts in DEFAULT_TEMPLATES.items():
@@ -152,10 +178,15 @@ def _ensure_default_template(tenant: Tenant, template_type: str, texts: list[str
     if BillingTemplate.objects.filter(tenant=tenant, template_type=template_type, is_default=True).exists():
         return
     template = BillingTemplate.objects.create(
-        tenant=tenant, name=DEFAULT_TEMPLATE_NAMES[template_type], template_type=template_type,
-        rotation_strategy=RotationStrategy.SEQUENTIAL, is_default=True,
+        tenant=tenant,
+        name=DEFAULT_TEMPLATE_NAMES[template_type],
+        template_type=template_type,
+        rotation_strategy=RotationStrategy.SEQUENTIAL,
+        is_default=True,
     )
     BillingTemplateVariation.objects.bulk_create(
-        [BillingTemplateVariation(template=template, name=chr(ord("A") + i), content=text)
-         for i, text in enumerate(texts[:5])]
+        [
+            BillingTemplateVariation(template=template, name=chr(ord("A") + i), content=text)
+            for i, text in enumerate(texts[:5])
+        ]
     )

@@ -11,6 +11,7 @@ template's rotation order (`services/ingest_statement.py`). Two requests can nev
 slots; the row lock lasts only that statement. The same statement adds each variation's uses to
 its `used_count`, so a request that is not written leaves no trace.
 """
+
 from __future__ import annotations
 
 import random

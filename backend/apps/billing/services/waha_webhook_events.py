@@ -12,6 +12,7 @@ events use (provider_events.py, inbound_messages.py):
 An envelope for another session than the instance's (a server-wide hook) is ignored, as an
 unknown Evolution instance would be. Message ids are kept in their short form (waha_lookup).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,16 +49,22 @@ def handle_waha_event(*, instance: WhatsAppInstance, payload: dict[str, Any]) ->
     if handler is None or not isinstance(data, dict):
         return "ignored"
     outcome = handler(instance, data)
-    logger.info("waha webhook processed", extra={"event": event, "outcome": outcome, "instance_id": instance.pk,
-                                                 "tenant_id": str(instance.tenant_id)})
+    logger.info(
+        "waha webhook processed",
+        extra={"event": event, "outcome": outcome, "instance_id": instance.pk, "tenant_id": str(instance.tenant_id)},
+    )
     return outcome
 
 
 def _message(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     if data.get("fromMe") is True:
-        return provider_events.echo(instance=instance, remote_jid=str(data.get("to") or ""),
-                                    text=str(data.get("body") or ""), provider_message_id=message_key(data.get("id")),
-                                    at=provider_events.unix_time(data.get("timestamp")))
+        return provider_events.echo(
+            instance=instance,
+            remote_jid=str(data.get("to") or ""),
+            text=str(data.get("body") or ""),
+            provider_message_id=message_key(data.get("id")),
+            at=provider_events.unix_time(data.get("timestamp")),
+        )
     return handle_inbound(instance=instance, data=inbound_item(data))
 
 
@@ -73,17 +80,21 @@ def inbound_item(data: dict[str, Any]) -> dict[str, Any]:
     reply = data.get("replyTo") if isinstance(data.get("replyTo"), dict) else {}
     quoted = message_key(reply.get("id")) if reply.get("id") else ""
     extra = data.get("_data") if isinstance(data.get("_data"), dict) else {}
-    return {"key": {"remoteJid": str(data.get("from") or ""), "fromMe": False, "id": message_key(data.get("id"))},
-            "pushName": str(extra.get("notifyName") or ""), "message": message,
-            "contextInfo": {"stanzaId": quoted} if quoted else None}
+    return {
+        "key": {"remoteJid": str(data.get("from") or ""), "fromMe": False, "id": message_key(data.get("id"))},
+        "pushName": str(extra.get("notifyName") or ""),
+        "message": message,
+        "contextInfo": {"stanzaId": quoted} if quoted else None,
+    }
 
 
 def _ack(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     if data.get("fromMe") is False:
         return "ignored"  # a receipt for a message the customer sent us
     raw = data.get("ack") if data.get("ack") is not None else data.get("ackName")
-    return provider_events.receipt(instance=instance, provider_message_id=message_key(data.get("id"))[:128],
-                                   status=ack_status(raw))
+    return provider_events.receipt(
+        instance=instance, provider_message_id=message_key(data.get("id"))[:128], status=ack_status(raw)
+    )
 
 
 def _session_status(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
@@ -91,9 +102,12 @@ def _session_status(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     health = _HEALTH_BY_STATUS.get(status)
     if health is None:
         return "ignored"
-    return provider_events.connection_changed(instance=instance, state=health,
-                                              reason=f"session.status webhook: {status}",
-                                              lost_session=status if status in _LOST else "")
+    return provider_events.connection_changed(
+        instance=instance,
+        state=health,
+        reason=f"session.status webhook: {status}",
+        lost_session=status if status in _LOST else "",
+    )
 
 
 _HANDLERS: dict[str, Callable[[WhatsAppInstance, dict[str, Any]], str]] = {

@@ -17,6 +17,7 @@ the hex HMAC-SHA512 of the raw body under the key we configured, derived like th
 the instance secret and SECRET_KEY. It is required unless BILLING_WAHA_WEBHOOK_REQUIRE_HMAC is
 off (a WAHA Core older than 2024.11.5 cannot sign); a header that is present must verify.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,11 @@ def waha_hmac_key(instance: WhatsAppInstance) -> str:
 def _instance_for_token(token: str, provider: str) -> WhatsAppInstance:
     if not token or not _TOKEN.match(token):
         raise WebhookAuthError("malformed token")
-    instance = (WhatsAppInstance.objects.select_related("tenant")
-                .filter(webhook_secret_hash=webhook_secret_hash(token), is_active=True, provider=provider).first())
+    instance = (
+        WhatsAppInstance.objects.select_related("tenant")
+        .filter(webhook_secret_hash=webhook_secret_hash(token), is_active=True, provider=provider)
+        .first()
+    )
     if instance is None or not hmac.compare_digest(instance.webhook_secret.encode(), token.encode()):
         raise WebhookAuthError("unknown token")
     return instance

@@ -9,6 +9,7 @@ statements), which answers well inside the provider's timeout; the slow parts â€
 confirmation (a provider call) and client callbacks (client HTTP) â€” run after the response,
 in a thread and in the periodic task respectively.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,8 +61,10 @@ def handle_event(*, instance: WhatsAppInstance, payload: dict[str, Any], path_ev
     items = data if isinstance(data, list) else [data]
     outcomes = [handler(instance, item) for item in items if isinstance(item, dict)]
     outcome = outcomes[0] if len(outcomes) == 1 else ",".join(sorted(set(outcomes))) or "ignored"
-    logger.info("evolution webhook processed", extra={"event": event, "outcome": outcome,
-                                                      "instance_id": instance.pk, "tenant_id": str(instance.tenant_id)})
+    logger.info(
+        "evolution webhook processed",
+        extra={"event": event, "outcome": outcome, "instance_id": instance.pk, "tenant_id": str(instance.tenant_id)},
+    )
     return outcome
 
 
@@ -92,8 +95,9 @@ def _connection_update(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
 
 def _logout(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     """`logout.instance`: the number's session ended (it is followed by a `connection.update`)."""
-    return provider_events.connection_changed(instance=instance, state=WhatsAppInstance.HealthState.CLOSE,
-                                              reason="logout.instance webhook", logged_out=True)
+    return provider_events.connection_changed(
+        instance=instance, state=WhatsAppInstance.HealthState.CLOSE, reason="logout.instance webhook", logged_out=True
+    )
 
 
 def _echo(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
@@ -103,8 +107,12 @@ def _echo(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     if key.get("fromMe") is not True:
         return "ignored"
     return provider_events.echo(
-        instance=instance, remote_jid=str(key.get("remoteJid") or ""), text=message_text(data.get("message")),
-        provider_message_id=str(key.get("id") or "")[:128], at=provider_events.unix_time(data.get("messageTimestamp")))
+        instance=instance,
+        remote_jid=str(key.get("remoteJid") or ""),
+        text=message_text(data.get("message")),
+        provider_message_id=str(key.get("id") or "")[:128],
+        at=provider_events.unix_time(data.get("messageTimestamp")),
+    )
 
 
 def _sent(instance: WhatsAppInstance, data: dict[str, Any]) -> str:

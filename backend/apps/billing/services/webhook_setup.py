@@ -12,6 +12,7 @@ redirects). Creating an instance from the admin sets the webhook in the same cal
 (`services.instance_pairing`); `manage.py configure_evolution_webhook` does it for existing
 instances.
 """
+
 from __future__ import annotations
 
 import logging
@@ -79,7 +80,10 @@ def configure_instance_webhook(
         raise WebhookSetupError(f"The provider could not be reached: {exc.code}.") from exc
     if not 200 <= status < 300:
         raise WebhookSetupError(f"The provider answered HTTP {status}.", http_status=status)
-    logger.info("provider webhook configured", extra={"instance_id": instance.pk, "provider": instance.provider,
-                                                      "signed": bool(key), "http_status": status})
-    return WebhookSetupResult(url=url, masked_url=masked(url, instance.webhook_secret), signed=bool(key),
-                              http_status=status)
+    logger.info(
+        "provider webhook configured",
+        extra={"instance_id": instance.pk, "provider": instance.provider, "signed": bool(key), "http_status": status},
+    )
+    return WebhookSetupResult(
+        url=url, masked_url=masked(url, instance.webhook_secret), signed=bool(key), http_status=status
+    )

@@ -3,6 +3,7 @@
 Builders are plain functions (importable) wrapped in fixtures; each creates only what it
 needs so the transition tests (one row per case) stay fast.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -47,8 +48,11 @@ def build_template(
     """A template with variations: an int makes that many (`V1`…), dicts set their fields.
     Rows are inserted without `clean()` so tests can set up states the admin would refuse."""
     template = BillingTemplate.objects.create(
-        tenant=tenant, name=name or f"template {next(_counter)}", template_type=template_type,
-        rotation_strategy=strategy, **fields,
+        tenant=tenant,
+        name=name or f"template {next(_counter)}",
+        template_type=template_type,
+        rotation_strategy=strategy,
+        **fields,
     )
     specs = [{} for _ in range(variations)] if isinstance(variations, int) else variations
     for index, spec in enumerate(specs, start=1):
@@ -58,16 +62,25 @@ def build_template(
     return template
 
 
-def build_queue(tenant: Tenant, *, template: BillingTemplate | None = None, total: int = 0, **fields: Any) -> BillingQueue:
+def build_queue(
+    tenant: Tenant, *, template: BillingTemplate | None = None, total: int = 0, **fields: Any
+) -> BillingQueue:
     template = template or build_template(tenant)
     campaign = Campaign.objects.create(tenant=tenant, name="billing", source=Campaign.Source.BILLING)
     billing_campaign = BillingCampaign.objects.create(
-        tenant=tenant, campaign=campaign, template=template, template_type=template.template_type,
+        tenant=tenant,
+        campaign=campaign,
+        template=template,
+        template_type=template.template_type,
         external_id=f"ext-{next(_counter)}",
     )
     return BillingQueue.objects.create(
-        tenant=tenant, billing_campaign=billing_campaign, template_type=template.template_type,
-        priority=TemplateType.priority_of(template.template_type), total_contacts=total, **fields,
+        tenant=tenant,
+        billing_campaign=billing_campaign,
+        template_type=template.template_type,
+        priority=TemplateType.priority_of(template.template_type),
+        total_contacts=total,
+        **fields,
     )
 
 
@@ -79,8 +92,13 @@ def build_contact(
         tenant=queue.tenant, campaign=queue.billing_campaign.campaign, phone=phone, name=name
     )
     return BillingContact.objects.create(
-        tenant=queue.tenant, billing_campaign=queue.billing_campaign, queue=queue,
-        campaign_contact=campaign_contact, phone=phone, name=name, **fields,
+        tenant=queue.tenant,
+        billing_campaign=queue.billing_campaign,
+        queue=queue,
+        campaign_contact=campaign_contact,
+        phone=phone,
+        name=name,
+        **fields,
     )
 
 

@@ -1,5 +1,6 @@
 """The admin a person configures the service with: keys shown once, revocation, templates
 with inline variations and previews, read-only operations, and tenant isolation."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,12 @@ import pytest
 from django.urls import reverse
 
 from apps.billing.constants import ContactStatus
-from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate, BillingTemplateVariation
+from apps.billing.models import (
+    BillingAPIKey,
+    BillingConfig,
+    BillingTemplate,
+    BillingTemplateVariation,
+)
 
 from .conftest import CREDITOR_LINE, build_contact, build_queue, build_template
 
@@ -21,13 +27,25 @@ def url(name: str, *args) -> str:
 
 
 def inline_management(total: int, initial: int = 0) -> dict[str, str]:
-    return {"variations-TOTAL_FORMS": str(total), "variations-INITIAL_FORMS": str(initial),
-            "variations-MIN_NUM_FORMS": "0", "variations-MAX_NUM_FORMS": "1000"}
+    return {
+        "variations-TOTAL_FORMS": str(total),
+        "variations-INITIAL_FORMS": str(initial),
+        "variations-MIN_NUM_FORMS": "0",
+        "variations-MAX_NUM_FORMS": "1000",
+    }
 
 
 def template_post(name: str, variations: list[dict], template_type: str = "overdue", **extra) -> dict[str, str]:
-    data = {"name": name, "template_type": template_type, "rotation_strategy": "random", "is_active": "on",
-            "required_variables": "[]", "description": "", **inline_management(len(variations)), **extra}
+    data = {
+        "name": name,
+        "template_type": template_type,
+        "rotation_strategy": "random",
+        "is_active": "on",
+        "required_variables": "[]",
+        "description": "",
+        **inline_management(len(variations)),
+        **extra,
+    }
     for i, variation in enumerate(variations):
         data.update({f"variations-{i}-{k}": v for k, v in variation.items()})
     return data
@@ -35,10 +53,15 @@ def template_post(name: str, variations: list[dict], template_type: str = "overd
 
 # --------------------------------------------------------------------------- API keys
 def test_creating_a_key_shows_it_exactly_once(superuser_client, tenant):
-    response = superuser_client.post(url("billingapikey_add"), {
-        "tenant": str(tenant.pk), "name": "ERP", "allowed_ips": "10.0.0.0/8\n203.0.113.7",
-        "allowed_template_types": ["overdue", "upcoming"],
-    })
+    response = superuser_client.post(
+        url("billingapikey_add"),
+        {
+            "tenant": str(tenant.pk),
+            "name": "ERP",
+            "allowed_ips": "10.0.0.0/8\n203.0.113.7",
+            "allowed_template_types": ["overdue", "upcoming"],
+        },
+    )
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     shown = RAW_KEY.findall(response.content.decode())
@@ -56,8 +79,9 @@ def test_creating_a_key_shows_it_exactly_once(superuser_client, tenant):
 
 
 def test_invalid_ip_is_a_field_error_and_creates_nothing(superuser_client, tenant):
-    response = superuser_client.post(url("billingapikey_add"), {
-        "tenant": str(tenant.pk), "name": "ERP", "allowed_ips": "10.0.0.300"})
+    response = superuser_client.post(
+        url("billingapikey_add"), {"tenant": str(tenant.pk), "name": "ERP", "allowed_ips": "10.0.0.300"}
+    )
     assert response.status_code == 200
     assert "Not an IP address or CIDR range: 10.0.0.300" in response.content.decode()
     assert not BillingAPIKey.objects.exists()
@@ -83,8 +107,10 @@ def test_revoke_button_revokes_in_one_click(superuser_client, tenant):
 
 def test_revoke_selected_action(superuser_client, tenant):
     keys = [BillingAPIKey.issue(tenant=tenant, name=f"k{i}")[0] for i in range(3)]
-    superuser_client.post(url("billingapikey_changelist"), {
-        "action": "revoke_selected", "_selected_action": [str(k.pk) for k in keys[:2]]})
+    superuser_client.post(
+        url("billingapikey_changelist"),
+        {"action": "revoke_selected", "_selected_action": [str(k.pk) for k in keys[:2]]},
+    )
     assert sorted(BillingAPIKey.objects.values_list("is_active", flat=True)) == [False, False, True]
 
 
@@ -97,21 +123,27 @@ def test_staff_cannot_revoke_another_tenants_key(staff_client, other_tenant):
 
 # --------------------------------------------------------------------------- templates
 def test_template_with_variations_is_created_inline(superuser_client, tenant):
-    data = template_post("Cobrança", [{"name": "A", "content": "<b>Olá</b> {{name}}" + CREDITOR_LINE, "weight": "1",
-                                       "is_active": "on"},
-                                      {"name": "B", "content": "Oi {{first_name}}" + CREDITOR_LINE, "weight": "2",
-                                       "is_active": "on"}],
-                         tenant=str(tenant.pk))
+    data = template_post(
+        "Cobrança",
+        [
+            {"name": "A", "content": "<b>Olá</b> {{name}}" + CREDITOR_LINE, "weight": "1", "is_active": "on"},
+            {"name": "B", "content": "Oi {{first_name}}" + CREDITOR_LINE, "weight": "2", "is_active": "on"},
+        ],
+        tenant=str(tenant.pk),
+    )
     response = superuser_client.post(url("billingtemplate_add"), data)
     assert response.status_code == 302, response.content.decode()[:3000]
     template = BillingTemplate.objects.get(name="Cobrança")
     assert sorted(template.variations.values_list("content", flat=True)) == [
-        "Oi {{first_name}}" + CREDITOR_LINE, "Olá {{name}}" + CREDITOR_LINE]
+        "Oi {{first_name}}" + CREDITOR_LINE,
+        "Olá {{name}}" + CREDITOR_LINE,
+    ]
 
 
 def test_more_than_five_active_variations_is_refused_in_the_form(superuser_client, tenant):
-    six = [{"name": f"V{i}", "content": "Olá {{name}}" + CREDITOR_LINE, "weight": "1", "is_active": "on"}
-           for i in range(6)]
+    six = [
+        {"name": f"V{i}", "content": "Olá {{name}}" + CREDITOR_LINE, "weight": "1", "is_active": "on"} for i in range(6)
+    ]
     response = superuser_client.post(url("billingtemplate_add"), template_post("Too many", six, tenant=str(tenant.pk)))
     assert response.status_code == 200
     assert "A template can have at most 5 active variations." in response.content.decode()
@@ -128,21 +160,35 @@ def test_swapping_the_active_variation_in_one_save_is_allowed(superuser_client, 
     data = template_post(template.name, [], **inline_management(6, 6))
     data.pop("template_type")
     for i, variation in enumerate(variations):
-        data.update({f"variations-{i}-id": str(variation.pk), f"variations-{i}-template": str(template.pk),
-                     f"variations-{i}-name": variation.name, f"variations-{i}-content": variation.content,
-                     f"variations-{i}-weight": "1"})
+        data.update(
+            {
+                f"variations-{i}-id": str(variation.pk),
+                f"variations-{i}-template": str(template.pk),
+                f"variations-{i}-name": variation.name,
+                f"variations-{i}-content": variation.content,
+                f"variations-{i}-weight": "1",
+            }
+        )
         if i != 0:  # V1 goes inactive, V6 comes in
             data[f"variations-{i}-is_active"] = "on"
     data["tenant"] = str(tenant.pk)
     response = superuser_client.post(url("billingtemplate_change", template.pk), data)
     assert response.status_code == 302, response.content.decode()[:3000]
-    assert set(template.variations.filter(is_active=True).values_list("name", flat=True)) == {"V2", "V3", "V4", "V5",
-                                                                                                "V6"}
+    assert set(template.variations.filter(is_active=True).values_list("name", flat=True)) == {
+        "V2",
+        "V3",
+        "V4",
+        "V5",
+        "V6",
+    }
 
 
 def test_template_syntax_errors_show_on_the_content_field(superuser_client, tenant):
-    data = template_post("Broken", [{"name": "A", "content": "Olá {{#if name}}sem fim", "weight": "1",
-                                     "is_active": "on"}], tenant=str(tenant.pk))
+    data = template_post(
+        "Broken",
+        [{"name": "A", "content": "Olá {{#if name}}sem fim", "weight": "1", "is_active": "on"}],
+        tenant=str(tenant.pk),
+    )
     response = superuser_client.post(url("billingtemplate_add"), data)
     assert response.status_code == 200
     inline = response.context["inline_admin_formsets"][0].formset
@@ -151,17 +197,20 @@ def test_template_syntax_errors_show_on_the_content_field(superuser_client, tena
 
 
 def test_preview_endpoint_renders_against_sample_variables(superuser_client, tenant):
-    response = superuser_client.post(url("billingtemplate_preview"),
-                                     {"template_type": "overdue", "content": "Olá {{name}}, valor {{amount|money}}"})
+    response = superuser_client.post(
+        url("billingtemplate_preview"), {"template_type": "overdue", "content": "Olá {{name}}, valor {{amount|money}}"}
+    )
     data = response.json()
     assert data["ok"] and data["rendered"] == "Olá Maria Silva, valor R$ 1.234,56"
 
-    data = superuser_client.post(url("billingtemplate_preview"),
-                                 {"template_type": "overdue", "content": "Olá\n {{#if name}}x"}).json()
+    data = superuser_client.post(
+        url("billingtemplate_preview"), {"template_type": "overdue", "content": "Olá\n {{#if name}}x"}
+    ).json()
     assert not data["ok"] and data["error"]["line"] == 2 and data["error"]["column"] is not None
 
-    data = superuser_client.post(url("billingtemplate_preview"), {"template_type": "overdue",
-                                                                   "content": "Olá {{nome}}"}).json()
+    data = superuser_client.post(
+        url("billingtemplate_preview"), {"template_type": "overdue", "content": "Olá {{nome}}"}
+    ).json()
     assert not data["ok"] and data["missing"] == ["nome"]
     assert superuser_client.post(url("billingtemplate_preview"), {"content": "x"}).status_code == 400
 
@@ -206,8 +255,14 @@ def test_tenant_staff_see_only_their_tenants_rows(staff_client, tenant, other_te
     BillingConfig.for_tenant(tenant)
     BillingConfig.for_tenant(other_tenant)
 
-    for model in ("billingtemplate", "billingapikey", "billingqueue", "billingcontact", "billingcampaign",
-                  "billingconfig"):
+    for model in (
+        "billingtemplate",
+        "billingapikey",
+        "billingqueue",
+        "billingcontact",
+        "billingcampaign",
+        "billingconfig",
+    ):
         response = staff_client.get(url(f"{model}_changelist"))
         assert response.status_code == 200, model
         assert list(response.context["cl"].queryset.values_list("tenant", flat=True).distinct()) == [tenant.pk]
@@ -233,8 +288,9 @@ def test_staff_without_membership_see_nothing(client, plain_static_storage, tena
 def test_staff_cannot_point_their_config_at_another_tenants_instance(staff_client, tenant, other_tenant):
     from apps.connections.models import WhatsAppInstance
 
-    theirs = WhatsAppInstance.objects.create(tenant=other_tenant, name="x", base_url="http://127.0.0.1:1",
-                                             api_key="k", instance_name="x")
+    theirs = WhatsAppInstance.objects.create(
+        tenant=other_tenant, name="x", base_url="http://127.0.0.1:1", api_key="k", instance_name="x"
+    )
     response = staff_client.get(url("billingconfig_add"))
     assert str(theirs.pk) not in str(response.context["adminform"].form.fields["default_instance"].choices)
     BillingConfig.for_tenant(tenant)
@@ -254,8 +310,9 @@ def test_contacts_list_shows_masked_phones_and_filters_by_status(superuser_clien
 
 
 def test_queue_admin_shows_progress_and_is_read_only(superuser_client, tenant):
-    queue = build_queue(tenant, total=4, sent_count=1, failed_count=1, status="paused_business_hours",
-                        pause_reason="business_hours")
+    queue = build_queue(
+        tenant, total=4, sent_count=1, failed_count=1, status="paused_business_hours", pause_reason="business_hours"
+    )
     page = superuser_client.get(url("billingqueue_changelist"), {"status__exact": "paused_business_hours"})
     assert "2/4 (50.0%)" in page.content.decode() and "business_hours" in page.content.decode()
     assert superuser_client.get(url("billingqueue_add")).status_code == 403

@@ -1,4 +1,5 @@
 """API keys: format, hashing, constant-time check, restrictions, revocation, CLI issuing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,11 +42,22 @@ def test_authenticate_raw_finds_the_key_only_with_the_exact_secret(tenant):
     assert BillingAPIKey.authenticate_raw(raw + "x") is None
 
 
-@pytest.mark.parametrize("raw", [
-    None, "", "bk_live_", "bk_live_abc", "bk_test_0123456789abcdef_secret", "bk_live_0123456789abcdef_",
-    "bk_live_0123456789ABCDEF_secret", "bk_live_0123456789abcdeg_secret", "x" * 5000, 12345,
-    "bk_live_0123456789abcdef_doesnotexist",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        "",
+        "bk_live_",
+        "bk_live_abc",
+        "bk_test_0123456789abcdef_secret",
+        "bk_live_0123456789abcdef_",
+        "bk_live_0123456789ABCDEF_secret",
+        "bk_live_0123456789abcdeg_secret",
+        "x" * 5000,
+        12345,
+        "bk_live_0123456789abcdef_doesnotexist",
+    ],
+)
 def test_authenticate_raw_returns_none_for_malformed_or_unknown_keys(tenant, raw):
     BillingAPIKey.issue(tenant=tenant, name="ERP")
     assert BillingAPIKey.authenticate_raw(raw) is None
@@ -66,8 +78,7 @@ def test_expiry(tenant):
 
 
 def test_ip_allow_list_accepts_addresses_and_ranges(tenant):
-    key, _ = BillingAPIKey.issue(tenant=tenant, name="ERP",
-                                 allowed_ips=["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"])
+    key, _ = BillingAPIKey.issue(tenant=tenant, name="ERP", allowed_ips=["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"])
     assert key.allows_ip("203.0.113.7")
     assert key.allows_ip("10.20.30.40")
     assert key.allows_ip("::ffff:10.1.1.1")  # IPv4-mapped IPv6
@@ -122,8 +133,20 @@ def test_last_used_is_written_at_most_once_a_minute(tenant, django_assert_num_qu
 
 def test_command_prints_the_key_once(tenant):
     out = StringIO()
-    call_command("create_billing_api_key", "--tenant", "acme", "--name", "ERP", "--expires-days", "30",
-                 "--allowed-ip", "10.0.0.0/8", "--type", "overdue", stdout=out)
+    call_command(
+        "create_billing_api_key",
+        "--tenant",
+        "acme",
+        "--name",
+        "ERP",
+        "--expires-days",
+        "30",
+        "--allowed-ip",
+        "10.0.0.0/8",
+        "--type",
+        "overdue",
+        stdout=out,
+    )
     raw = out.getvalue().strip().splitlines()[-1]
     key = BillingAPIKey.authenticate_raw(raw)
     assert key is not None and key.tenant == tenant and key.allowed_ips == ["10.0.0.0/8"]
@@ -143,5 +166,6 @@ def test_command_errors_are_clear(tenant):
     with pytest.raises(CommandError, match="No tenant"):
         call_command("create_billing_api_key", "--tenant", "nope", "--name", "x", stdout=StringIO())
     with pytest.raises(CommandError, match="not-an-ip"):
-        call_command("create_billing_api_key", "--tenant", "acme", "--name", "x", "--allowed-ip", "not-an-ip",
-                     stdout=StringIO())
+        call_command(
+            "create_billing_api_key", "--tenant", "acme", "--name", "x", "--allowed-ip", "not-an-ip", stdout=StringIO()
+        )

@@ -1,4 +1,5 @@
 """The status tables: one source of truth, and helpers derived from it."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,11 @@ def test_final_and_terminal_statuses_have_no_way_out_except_sent_receipts():
 
 def test_sources_for_is_the_inverse_of_the_table():
     assert QueueStatus.sources_for(QueueStatus.CANCELLED) == {
-        QueueStatus.PENDING, QueueStatus.RUNNING, QueueStatus.PAUSED,
-        QueueStatus.PAUSED_BUSINESS_HOURS, QueueStatus.INSTANCE_DOWN,
+        QueueStatus.PENDING,
+        QueueStatus.RUNNING,
+        QueueStatus.PAUSED,
+        QueueStatus.PAUSED_BUSINESS_HOURS,
+        QueueStatus.INSTANCE_DOWN,
     }
     assert QueueStatus.sources_for(QueueStatus.RUNNING) == {QueueStatus.PENDING}
     assert ContactStatus.sources_for(ContactStatus.SENDING) == {ContactStatus.PENDING, ContactStatus.PENDING_RETRY}
@@ -50,7 +54,11 @@ def test_check_transition_codes():
     with pytest.raises(InvalidTransition) as exc:
         check_transition(TransitionKind.QUEUE, "pending", "completed")
     assert (exc.value.kind, exc.value.from_status, exc.value.to_status, exc.value.code) == (
-        "queue", "pending", "completed", "invalid_transition")
+        "queue",
+        "pending",
+        "completed",
+        "invalid_transition",
+    )
     with pytest.raises(InvalidTransition) as exc:
         check_transition(TransitionKind.CONTACT, "read", "sent")
     assert exc.value.code == "already_final"

@@ -1,5 +1,6 @@
 """Rules the database holds, hit through the ORM (not through clean()): each raises
 IntegrityError even when application code forgets to check."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,11 @@ def _violates(name: str):
 
 def _campaign(tenant, template, external_id, template_type=None):
     return BillingCampaign.objects.create(
-        tenant=tenant, campaign=Campaign.objects.create(tenant=tenant, name="c"), template=template,
-        template_type=template_type or template.template_type, external_id=external_id,
+        tenant=tenant,
+        campaign=Campaign.objects.create(tenant=tenant, name="c"),
+        template=template,
+        template_type=template_type or template.template_type,
+        external_id=external_id,
     )
 
 
@@ -55,14 +59,16 @@ def test_at_most_one_default_template_per_tenant_and_type(tenant, other_tenant):
     build_template(tenant, template_type=TemplateType.OVERDUE, is_default=False)
     build_template(other_tenant, template_type=TemplateType.OVERDUE, is_default=True)
     with _violates("billing_template_one_default_per_type"):
-        BillingTemplate.objects.create(tenant=tenant, name="second default", template_type=TemplateType.OVERDUE,
-                                       is_default=True)
+        BillingTemplate.objects.create(
+            tenant=tenant, name="second default", template_type=TemplateType.OVERDUE, is_default=True
+        )
 
 
 def test_a_default_template_must_be_active(tenant):
     with _violates("billing_template_default_is_active"):
-        BillingTemplate.objects.create(tenant=tenant, name="x", template_type="overdue", is_default=True,
-                                       is_active=False)
+        BillingTemplate.objects.create(
+            tenant=tenant, name="x", template_type="overdue", is_default=True, is_active=False
+        )
 
 
 def test_template_names_are_unique_per_tenant(tenant, other_tenant):
@@ -77,8 +83,19 @@ def test_unknown_template_type_is_refused(tenant):
         BillingTemplate.objects.create(tenant=tenant, name="x", template_type="spam")
 
 
-@pytest.mark.parametrize("field", ["total_contacts", "sent_count", "failed_count", "cancelled_count",
-                                   "skipped_count", "delivered_count", "read_count", "replied_count"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "total_contacts",
+        "sent_count",
+        "failed_count",
+        "cancelled_count",
+        "skipped_count",
+        "delivered_count",
+        "read_count",
+        "replied_count",
+    ],
+)
 def test_queue_counters_never_go_negative(tenant, field):
     queue = build_queue(tenant, total=0)
     with pytest.raises(IntegrityError):
@@ -98,8 +115,9 @@ def test_queue_status_must_be_a_known_status(tenant):
         BillingQueue.objects.filter(pk=queue.pk).update(status="exploded")
 
 
-@pytest.mark.parametrize("field", ["used_count", "sent_count", "failed_count", "delivered_count", "read_count",
-                                   "replied_count"])
+@pytest.mark.parametrize(
+    "field", ["used_count", "sent_count", "failed_count", "delivered_count", "read_count", "replied_count"]
+)
 def test_variation_counters_never_go_negative(template, field):
     variation = template.variations.first()
     with pytest.raises(IntegrityError):

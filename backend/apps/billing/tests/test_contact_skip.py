@@ -1,5 +1,6 @@
 """skip_unsent_contacts: only unsent contacts of the caller's tenant become `skipped`, claimed
 ones included, each queue's counter follows, and the worker's start_sending refuses them."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,12 +19,21 @@ def test_unsent_contacts_are_skipped_with_the_reason_and_counted_per_queue(tenan
     pending, retry, sent = (build_contact(first, status=s) for s in ("pending", "pending_retry", "sent"))
     in_flight = build_contact(second, status="sending")
     other = build_contact(second)
-    skipped = skip_unsent_contacts(tenant=tenant, contact_ids=[pending.pk, retry.pk, sent.pk, in_flight.pk, other.pk],
-                                   code="charge_closed", reason="paid")
+    skipped = skip_unsent_contacts(
+        tenant=tenant,
+        contact_ids=[pending.pk, retry.pk, sent.pk, in_flight.pk, other.pk],
+        code="charge_closed",
+        reason="paid",
+    )
     assert skipped == 3
     statuses = dict(BillingContact.objects.values_list("pk", "status"))
-    assert statuses == {pending.pk: "skipped", retry.pk: "skipped", sent.pk: "sent", in_flight.pk: "sending",
-                        other.pk: "skipped"}
+    assert statuses == {
+        pending.pk: "skipped",
+        retry.pk: "skipped",
+        sent.pk: "sent",
+        in_flight.pk: "sending",
+        other.pk: "skipped",
+    }
     assert BillingContact.objects.get(pk=pending.pk).error_code == "charge_closed"
     assert BillingContact.objects.get(pk=pending.pk).last_error == "paid"
     assert dict(BillingQueue.objects.values_list("pk", "skipped_count")) == {first.pk: 2, second.pk: 1}

@@ -1,4 +1,5 @@
 """Model behaviour beyond the database rules: config helpers, progress, validation."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _instance(tenant, name="main"):
-    return WhatsAppInstance.objects.create(tenant=tenant, name=name, base_url="http://127.0.0.1:8081",
-                                           api_key="k", instance_name=name)
+    return WhatsAppInstance.objects.create(
+        tenant=tenant, name=name, base_url="http://127.0.0.1:8081", api_key="k", instance_name=name
+    )
 
 
 def test_config_defaults_and_business_hours_switches(tenant):
@@ -42,8 +44,16 @@ def test_config_default_instance_must_belong_to_the_tenant(tenant, other_tenant)
 
 
 def test_queue_progress_counts_delivered_and_read_inside_sent(tenant):
-    queue = build_queue(tenant, total=10, sent_count=4, delivered_count=3, read_count=2, failed_count=1,
-                        cancelled_count=1, skipped_count=1)
+    queue = build_queue(
+        tenant,
+        total=10,
+        sent_count=4,
+        delivered_count=3,
+        read_count=2,
+        failed_count=1,
+        cancelled_count=1,
+        skipped_count=1,
+    )
     assert queue.pending_count == 3
     assert queue.progress_percent == 70.0
     empty = build_queue(tenant, total=0)

@@ -5,6 +5,7 @@ and never duplicate rows; every run prints a new key (the old ones keep working 
 revoked). Its `--json` output is what deploy scripts read, so the key in it must work against
 the real API.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,16 @@ from apps.tenancy.models import Tenant
 pytestmark = pytest.mark.django_db
 
 SLUG = "clinica-sorriso"
-BASE = ["--tenant", "Clínica Sorriso", "--evolution-url", "http://127.0.0.1:9/", "--evolution-api-key", "KEY",
-        "--instance", "clinica"]
+BASE = [
+    "--tenant",
+    "Clínica Sorriso",
+    "--evolution-url",
+    "http://127.0.0.1:9/",
+    "--evolution-api-key",
+    "KEY",
+    "--instance",
+    "clinica",
+]
 ALL_DAYS = range(7)
 MON_FRI = range(5)
 
@@ -52,10 +61,16 @@ def hours_count(slug: str = SLUG) -> int:
 
 
 def post_notification(raw_key: str, external_id: str = "setup-check"):
-    body = {"external_id": external_id,
-            "contacts": [{"phone": "+55 11 99876-5432", "name": "Maria", "variables": {"message": "Olá"}}]}
-    return APIClient().post("/api/v1/billing/send/notification", data=json.dumps(body),
-                            content_type="application/json", HTTP_X_BILLING_API_KEY=raw_key)
+    body = {
+        "external_id": external_id,
+        "contacts": [{"phone": "+55 11 99876-5432", "name": "Maria", "variables": {"message": "Olá"}}],
+    }
+    return APIClient().post(
+        "/api/v1/billing/send/notification",
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_X_BILLING_API_KEY=raw_key,
+    )
 
 
 def test_running_it_twice_keeps_one_of_everything_and_issues_a_new_key():
@@ -96,10 +111,23 @@ def test_new_business_hours_replace_the_old_ones():
 
 
 def test_a_rerun_changes_the_settings_it_is_given_in_place(settings):
-    settings.EVOLUTION_ALLOWED_NETWORKS = ["127.0.0.0/8", "10.0.0.0/24"]  # the operator's self-hosted Evolution networks
+    settings.EVOLUTION_ALLOWED_NETWORKS = [
+        "127.0.0.0/8",
+        "10.0.0.0/24",
+    ]  # the operator's self-hosted Evolution networks
     run(*BASE, "--messages-per-minute", "20")
-    summary = run_json("--tenant", "Clínica Sorriso", "--evolution-url", "http://10.0.0.5:8080",
-                       "--instance", "clinica", "--messages-per-minute", "12", "--timezone", "America/Manaus")
+    summary = run_json(
+        "--tenant",
+        "Clínica Sorriso",
+        "--evolution-url",
+        "http://10.0.0.5:8080",
+        "--instance",
+        "clinica",
+        "--messages-per-minute",
+        "12",
+        "--timezone",
+        "America/Manaus",
+    )
     tenant = Tenant.objects.get(slug=SLUG)
     assert summary["messages_per_minute"] == 12
     assert BillingConfig.objects.get(tenant=tenant).messages_per_minute == 12
@@ -144,8 +172,11 @@ def test_always_open_is_24_hours_every_day():
 
 def test_business_hours_with_a_lunch_break_and_a_short_saturday():
     run(*BASE, "--business-hours", "mon-fri 08:00-12:00,13:00-18:00; sat 08:00-12:00")
-    expected = ({(day, time(8), time(12)) for day in MON_FRI} | {(day, time(13), time(18)) for day in MON_FRI}
-                | {(5, time(8), time(12))})
+    expected = (
+        {(day, time(8), time(12)) for day in MON_FRI}
+        | {(day, time(13), time(18)) for day in MON_FRI}
+        | {(5, time(8), time(12))}
+    )
     assert hours() == expected
     assert hours_count() == 11
 
@@ -198,6 +229,16 @@ def test_an_unknown_time_zone_is_refused_and_leaves_nothing_behind():
 
 def test_a_provider_url_inside_our_network_is_refused_unless_the_operator_allows_it():
     with pytest.raises(CommandError, match="private address"):
-        run("--tenant", "Clínica Interna", "--slug", "interna", "--evolution-url", "http://10.9.8.7:8080",
-            "--evolution-api-key", "KEY", "--instance", "interna")
+        run(
+            "--tenant",
+            "Clínica Interna",
+            "--slug",
+            "interna",
+            "--evolution-url",
+            "http://10.9.8.7:8080",
+            "--evolution-api-key",
+            "KEY",
+            "--instance",
+            "interna",
+        )
     assert not Tenant.objects.filter(slug="interna").exists()  # nothing partial

@@ -1,5 +1,6 @@
 """Every (from, to) pair of queue and contact statuses goes through `transition_to`:
 the legal ones are written, every illegal one raises and leaves the row untouched."""
+
 from __future__ import annotations
 
 import itertools

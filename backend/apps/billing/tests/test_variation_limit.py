@@ -1,6 +1,7 @@
 """The database keeps a template at five active variations whatever the callers do: two
 transactions each adding a fifth at the same time (each alone within the limit, each seeing
 only its own row) cannot both commit; a swap inside one transaction is judged on its result."""
+
 from __future__ import annotations
 
 import threading
@@ -46,6 +47,5 @@ def test_a_swap_in_one_transaction_is_judged_on_its_result():
         BillingTemplateVariation.objects.create(template=template, name="new", content="Olá")  # six, for a moment
         template.variations.filter(name="V1").update(is_active=False)
     assert template.variations.filter(is_active=True).count() == 5
-    with pytest.raises(IntegrityError, match="at most 5"):
-        with transaction.atomic():
-            template.variations.filter(name="V1").update(is_active=True)
+    with pytest.raises(IntegrityError, match="at most 5"), transaction.atomic():
+        template.variations.filter(name="V1").update(is_active=True)

@@ -1,5 +1,6 @@
 """Variation rotation: distributions, exact round-robin under concurrency, usage counters — the
 draws in memory (`draw_variations`), the round-robin slots and counters in the ingest statement."""
+
 from __future__ import annotations
 
 import random
@@ -33,16 +34,16 @@ def _variations(**weights: int) -> list[SimpleNamespace]:
 
 
 def test_weighted_rotation_follows_the_weights():
-    chosen = draw_variations(_variations(V1=1, V2=3, V3=6), RotationStrategy.WEIGHTED, DRAWS,
-                             rng=random.Random(20240601))
+    chosen = draw_variations(
+        _variations(V1=1, V2=3, V3=6), RotationStrategy.WEIGHTED, DRAWS, rng=random.Random(20240601)
+    )
     shares = _shares(chosen)
     for name, expected in {"V1": 0.1, "V2": 0.3, "V3": 0.6}.items():
         assert abs(shares[name] - expected) <= TOLERANCE, (name, shares[name])
 
 
 def test_random_rotation_is_uniform():
-    chosen = draw_variations(_variations(V1=1, V2=1, V3=1, V4=1), RotationStrategy.RANDOM, DRAWS,
-                             rng=random.Random(7))
+    chosen = draw_variations(_variations(V1=1, V2=1, V3=1, V4=1), RotationStrategy.RANDOM, DRAWS, rng=random.Random(7))
     shares = _shares(chosen)
     assert set(shares) == {"V1", "V2", "V3", "V4"}
     for share in shares.values():
@@ -61,13 +62,25 @@ def test_nothing_to_draw_from_is_a_clear_error():
 # ----------------------------------------------------------------------------- through ingest
 def _ingest(tenant, template: BillingTemplate, count: int, ext: str, start: int = 0) -> list[str]:
     """Ingest `count` contacts with `template`; the names of the variations they got, in order."""
-    data = {"external_id": ext, "template": template.name, "strict": False, "contacts": [
-        {"phone": f"+55 11 9{70000000 + start + i:08d}", "name": f"C{i}", "variables": {"nome": "Ana"}}
-        for i in range(count)]}
-    body = BillingCampaignService(tenant=tenant, api_key=None).ingest(
-        template_type=template.template_type, data=data, raw_payload=data).body
-    return list(BillingContact.objects.filter(queue_id=body["queue_id"]).order_by("id")
-                .values_list("variation__name", flat=True))
+    data = {
+        "external_id": ext,
+        "template": template.name,
+        "strict": False,
+        "contacts": [
+            {"phone": f"+55 11 9{70000000 + start + i:08d}", "name": f"C{i}", "variables": {"nome": "Ana"}}
+            for i in range(count)
+        ],
+    }
+    body = (
+        BillingCampaignService(tenant=tenant, api_key=None)
+        .ingest(template_type=template.template_type, data=data, raw_payload=data)
+        .body
+    )
+    return list(
+        BillingContact.objects.filter(queue_id=body["queue_id"])
+        .order_by("id")
+        .values_list("variation__name", flat=True)
+    )
 
 
 def _template(tenant, strategy: str, variations) -> BillingTemplate:
@@ -117,7 +130,7 @@ def test_concurrent_sequential_requests_never_share_slots():
         try:
             barrier.wait(timeout=10)
             results.append(_ingest(tenant, template, 25, f"race-{n}", start=100 * n))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

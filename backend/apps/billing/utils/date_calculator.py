@@ -9,10 +9,11 @@ accepted on Friday with one day overdue says four days overdue when it goes out 
 "Today" is always the tenant's local date: 02:30 UTC is still the previous day in São Paulo,
 so a UTC date would tell a customer their bill is due tomorrow on the evening it is due.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timezone, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -42,7 +43,7 @@ def today_in(tz: str | ZoneInfo, now: datetime | None = None) -> date:
     """
     zone = _zone(tz)
     if now is None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
     elif now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
     return now.astimezone(zone).date()
@@ -53,7 +54,13 @@ class BillingDateCalculator:
 
     # The keys `enrich` computes; every other key of the variables is left as the client sent it.
     COMPUTED_KEYS = (
-        "name", "first_name", "due_date", "amount", "days_overdue", "days_until_due", "is_due_today",
+        "name",
+        "first_name",
+        "due_date",
+        "amount",
+        "days_overdue",
+        "days_until_due",
+        "is_due_today",
     )
 
     def __init__(self, today: date) -> None:

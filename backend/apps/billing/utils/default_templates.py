@@ -12,6 +12,7 @@ and due date with their computed days for `overdue`/`upcoming`; `message` for
 before each send, so the preview shows exactly the shapes a real message gets
 (`amount` = "R$ 1.234,56", `due_date` = "dd/mm/aaaa", `days_overdue` = 5, ...).
 """
+
 from __future__ import annotations
 
 from datetime import date, timedelta

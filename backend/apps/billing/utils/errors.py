@@ -3,6 +3,7 @@
 Kept in its own module so the engine, the parser and the sanitizer can all raise it without
 importing each other. `template_engine` re-exports both classes: import them from there.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -8,6 +8,7 @@ send time; applying a filter twice never changes the message.
 All functions raise `ValueError` for input they cannot read; the template engine turns that
 into a `TemplateError` that names the variable.
 """
+
 from __future__ import annotations
 
 import math
@@ -156,9 +157,13 @@ def format_days(value: Any) -> str:
         raise ValueError("a boolean is not a number of days")
     if isinstance(value, int):
         days = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value):
-        days = int(value)
-    elif isinstance(value, (float, Decimal)) and math.isfinite(value) and value == int(value):
+    elif (
+        isinstance(value, str)
+        and re.fullmatch(r"\s*-?\d{1,9}\s*", value)
+        or isinstance(value, (float, Decimal))
+        and math.isfinite(value)
+        and value == int(value)
+    ):
         days = int(value)
     else:
         raise ValueError("not a whole number of days")

@@ -27,6 +27,7 @@ and booleans are formatted (dates as `dd/mm/aaaa`, decimals with a comma, boolea
 There is no way to write a literal `{{` and deliberately no loops, partials or expressions:
 see `template_parser` for why rendering is linear and bounded.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,7 +45,11 @@ from .template_parser import MAX_DEPTH, MAX_TAGS, MAX_TEMPLATE_LENGTH, Block, No
 from .template_sanitizer import TemplateSanitizer
 
 __all__ = [
-    "BillingTemplateEngine", "CompiledTemplate", "MissingVariablesError", "TemplateError", "sample_variables",
+    "BillingTemplateEngine",
+    "CompiledTemplate",
+    "MissingVariablesError",
+    "TemplateError",
+    "sample_variables",
 ]
 
 COMPILE_CACHE_SIZE = 256
@@ -166,8 +171,10 @@ def _format(node: Var, value: Any) -> str:
     except ValueError as exc:
         how = f"with '{step}'" if step else "as text"
         raise TemplateError(
-            "invalid_value", f"Variable '{node.name}' cannot be formatted {how}: {exc}.",
-            line=node.line, column=node.column,
+            "invalid_value",
+            f"Variable '{node.name}' cannot be formatted {how}: {exc}.",
+            line=node.line,
+            column=node.column,
         ) from exc
 
 

@@ -11,6 +11,7 @@ number of tags are capped while parsing, so the tree (and the renderer's recursi
 before it is built. There are no loops (`#each`) and no partials, so rendering visits each node
 once and output can never grow beyond the template plus one bounded value per tag.
 """
+
 from __future__ import annotations
 
 import re
@@ -141,7 +142,7 @@ def _tokenize(content: str, known_filters: frozenset[str]) -> list[_Token]:
         tag_count += 1
         if tag_count > MAX_TAGS:
             raise _fail("too_large", f"Template has more than {MAX_TAGS} tags.", line, column)
-        tokens.append(_classify(content[start + 2:end].strip(), line, column, known_filters))
+        tokens.append(_classify(content[start + 2 : end].strip(), line, column, known_filters))
         cursor.advance(end + 2)
     return tokens
 
@@ -224,7 +225,7 @@ def _ends_blank_line(token: _Token, *, is_first: bool) -> bool:
     newline = token.value.rfind("\n")
     if newline < 0 and not is_first:
         return False
-    return not token.value[newline + 1:].strip(" \t\r")
+    return not token.value[newline + 1 :].strip(" \t\r")
 
 
 def _starts_blank_line(token: _Token, *, is_last: bool) -> bool:
@@ -233,7 +234,7 @@ def _starts_blank_line(token: _Token, *, is_last: bool) -> bool:
     newline = token.value.find("\n")
     if newline < 0 and not is_last:
         return False
-    return not token.value[:newline if newline >= 0 else None].strip(" \t\r")
+    return not token.value[: newline if newline >= 0 else None].strip(" \t\r")
 
 
 @dataclass(slots=True)

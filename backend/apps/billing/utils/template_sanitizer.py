@@ -28,6 +28,7 @@ Decisions worth knowing:
   `\\n`; bidirectional overrides (used to disguise links) are removed, the zero-width joiner
   that emoji sequences need is kept.
 """
+
 from __future__ import annotations
 
 import html
@@ -51,14 +52,28 @@ _MAX_RAW_FACTOR = 4
 _MAX_PASSES = 4
 
 # Elements whose content is code or a nested document, not text for the reader.
-_DROP_WITH_CONTENT = frozenset({
-    "script", "style", "iframe", "frame", "frameset", "object", "embed", "applet", "noscript",
-    "noembed", "noframes", "template", "svg", "math", "xml", "xmp",
-})
-
-_CONTROL_CHARS = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufff9-\ufffb]"
+_DROP_WITH_CONTENT = frozenset(
+    {
+        "script",
+        "style",
+        "iframe",
+        "frame",
+        "frameset",
+        "object",
+        "embed",
+        "applet",
+        "noscript",
+        "noembed",
+        "noframes",
+        "template",
+        "svg",
+        "math",
+        "xml",
+        "xmp",
+    }
 )
+
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufff9-\ufffb]")
 _NEWLINES = re.compile(r"\r\n?|[\u2028\u2029\x85]")
 _TAG_START = re.compile(r"<(?=[A-Za-z!/?])")
 _LINE_BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -108,7 +123,11 @@ def _cleaner() -> bleach.Cleaner:
     cleaner = getattr(_local, "cleaner", None)
     if cleaner is None:
         cleaner = bleach.Cleaner(
-            tags=_DROP_WITH_CONTENT, attributes={}, protocols=set(), strip=True, strip_comments=True,
+            tags=_DROP_WITH_CONTENT,
+            attributes={},
+            protocols=set(),
+            strip=True,
+            strip_comments=True,
             filters=[_DropContentFilter],
         )
         _local.cleaner = cleaner
@@ -218,5 +237,6 @@ def _reject_unsafe_links(text: str) -> None:
             raise TemplateError(
                 "unsafe_content",
                 f"Only http:// and https:// links are allowed in a message (found '{match.group(1)}://').",
-                line=line, column=column,
+                line=line,
+                column=column,
             )

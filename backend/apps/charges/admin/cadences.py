@@ -1,6 +1,7 @@
 """Cadences in the admin: steps inline (one offset once, a template of the offset's type), and a
 preview of the dates each step would go out for a charge due today, on the tenant's calendar
 (closed days move a step to the next business day)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html_join
 
-from apps.audit.models import AuditAction
 from apps.audit.admin_mixins import AuditedDeletesMixin
+from apps.audit.models import AuditAction
 from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin
 from apps.billing.utils.formatting import format_date
@@ -41,8 +42,13 @@ def date_preview(cadence: Cadence) -> list[tuple[str, str, str]]:
     rows = []
     for step in calendar.step_dates(due_date=calendar.today, offsets=[s.offset_days for s in cadence.steps.all()]):
         send = step.effective
-        rows.append((f"D{step.offset_days:+d} ({step.template_type})", _day(step.nominal),
-                     _day(send) if send else "sem dia útil em 31 dias"))
+        rows.append(
+            (
+                f"D{step.offset_days:+d} ({step.template_type})",
+                _day(step.nominal),
+                _day(send) if send else "sem dia útil em 31 dias",
+            )
+        )
     return rows
 
 
@@ -61,8 +67,13 @@ class CadenceAdmin(AuditedDeletesMixin, BillingTenantAdmin):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        audit_change(request, tenant=form.instance.tenant_id, action=AuditAction.CADENCE_SAVED, obj=form.instance,
-                     details={"created": not change, "fields": sorted(form.changed_data)})
+        audit_change(
+            request,
+            tenant=form.instance.tenant_id,
+            action=AuditAction.CADENCE_SAVED,
+            obj=form.instance,
+            details={"created": not change, "fields": sorted(form.changed_data)},
+        )
 
     @admin.display(description="steps")
     def steps_summary(self, obj: Cadence) -> str:

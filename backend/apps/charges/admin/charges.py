@@ -2,6 +2,7 @@
 provider webhooks, through services), pay/cancel actions through the same service as the API,
 the timeline, a CSV/XLSX import (upload → column mapping → preview with errors by row →
 import) and the recovery report."""
+
 from __future__ import annotations
 
 import secrets
@@ -65,8 +66,18 @@ class ReportForm(forms.Form):
 
 @admin.register(Charge)
 class ChargeAdmin(ViewOnlyMixin, BillingTenantAdmin):
-    list_display = ["external_id", "tenant", "name", "masked_phone", "amount", "due_date", "status", "paid_at",
-                    "escalated_at", "cadence"]
+    list_display = [
+        "external_id",
+        "tenant",
+        "name",
+        "masked_phone",
+        "amount",
+        "due_date",
+        "status",
+        "paid_at",
+        "escalated_at",
+        "cadence",
+    ]
     list_filter = ["status", "tenant"]
     search_fields = ["external_id", "debtor_external_id", "name"]
     list_select_related = ["tenant", "cadence"]
@@ -78,9 +89,14 @@ class ChargeAdmin(ViewOnlyMixin, BillingTenantAdmin):
 
     @admin.display(description="timeline")
     def timeline(self, obj: Charge) -> str:
-        entries = [(entry["at"].strftime("%d/%m/%Y %H:%M"), entry["type"],
-                    ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("at", "type")))
-                   for entry in charge_timeline(obj)]
+        entries = [
+            (
+                entry["at"].strftime("%d/%m/%Y %H:%M"),
+                entry["type"],
+                ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("at", "type")),
+            )
+            for entry in charge_timeline(obj)
+        ]
         return format_html_join("", "<div>{} <strong>{}</strong> {}</div>", entries)
 
     # ------------------------------------------------------------------ actions
@@ -91,8 +107,11 @@ class ChargeAdmin(ViewOnlyMixin, BillingTenantAdmin):
                 done += change_charge_status(charge=charge, target=target, source=ChangeSource.ADMIN).changed
             except ApplicationError:
                 refused += 1
-        self.message_user(request, f"{done} charge(s) changed; {refused} not allowed from their status.",
-                          messages.SUCCESS if not refused else messages.WARNING)
+        self.message_user(
+            request,
+            f"{done} charge(s) changed; {refused} not allowed from their status.",
+            messages.SUCCESS if not refused else messages.WARNING,
+        )
 
     @admin.action(description="Mark paid (skips their unsent messages)", permissions=["view"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet[Charge]) -> None:
@@ -106,10 +125,13 @@ class ChargeAdmin(ViewOnlyMixin, BillingTenantAdmin):
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [
-            path("import/", self.admin_site.admin_view(self.import_view), name="%s_%s_import" % info),
-            path("import/<str:token>/", self.admin_site.admin_view(self.import_map_view),
-                 name="%s_%s_import_map" % info),
-            path("recovery/", self.admin_site.admin_view(self.recovery_view), name="%s_%s_recovery" % info),
+            path("import/", self.admin_site.admin_view(self.import_view), name="{}_{}_import".format(*info)),
+            path(
+                "import/<str:token>/",
+                self.admin_site.admin_view(self.import_map_view),
+                name="{}_{}_import_map".format(*info),
+            ),
+            path("recovery/", self.admin_site.admin_view(self.recovery_view), name="{}_{}_recovery".format(*info)),
             *super().get_urls(),
         ]
 
@@ -136,15 +158,29 @@ class ChargeAdmin(ViewOnlyMixin, BillingTenantAdmin):
                 else:
                     tenant = self._tenant(request, form.cleaned_data["tenant"])
                     token = secrets.token_urlsafe(16)
-                    cache.set(f"charges-import:{token}", {"tenant_id": tenant.pk, "user_id": request.user.pk,
-                                                         "headers": table.headers, "rows": table.rows},
-                              IMPORT_CACHE_SECONDS)
+                    cache.set(
+                        f"charges-import:{token}",
+                        {
+                            "tenant_id": tenant.pk,
+                            "user_id": request.user.pk,
+                            "headers": table.headers,
+                            "rows": table.rows,
+                        },
+                        IMPORT_CACHE_SECONDS,
+                    )
                     return HttpResponseRedirect(reverse("admin:charges_charge_import_map", args=[token]))
             else:
                 form.add_error("tenant", "Choose the tenant the charges belong to.")
-        return render(request, "admin/charges/charge/import.html",
-                      {**self.admin_site.each_context(request), "opts": self.opts, "form": form,
-                       "title": "Import charges (CSV or XLSX)"})
+        return render(
+            request,
+            "admin/charges/charge/import.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "form": form,
+                "title": "Import charges (CSV or XLSX)",
+            },
+        )
 
     def import_map_view(self, request: HttpRequest, token: str) -> HttpResponse:
         stored = cache.get(f"charges-import:{token}")
@@ -155,19 +191,29 @@ class ChargeAdmin(ViewOnlyMixin, BillingTenantAdmin):
         table = Table(stored["headers"], stored["rows"])
         mapping = guess_mapping(table.headers)
         if request.method == "POST":
-            mapping = {field: int(request.POST[field]) for field in IMPORT_FIELDS
-                       if request.POST.get(field, "").isdigit() and int(request.POST[field]) < len(table.headers)}
+            mapping = {
+                field: int(request.POST[field])
+                for field in IMPORT_FIELDS
+                if request.POST.get(field, "").isdigit() and int(request.POST[field]) < len(table.headers)
+            }
         missing = [field for field in REQUIRED_FIELDS if field not in mapping]
         charges = charges_from_table(table, mapping)
         context: dict[str, Any] = {
-            **self.admin_site.each_context(request), "opts": self.opts, "title": f"Import charges for {tenant}",
-            "headers": list(enumerate(table.headers)), "fields": list(IMPORT_FIELDS), "mapping": mapping,
-            "missing": missing, "rows": len(charges), "sample": charges[:PREVIEW_ROWS],
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Import charges for {tenant}",
+            "headers": list(enumerate(table.headers)),
+            "fields": list(IMPORT_FIELDS),
+            "mapping": mapping,
+            "missing": missing,
+            "rows": len(charges),
+            "sample": charges[:PREVIEW_ROWS],
         }
         if not missing:
             accepted, rejected, _ = validate_charges(tenant=tenant, charges=charges)
-            context.update(valid=len(accepted), errors=[(r.index + 2, r.external_id, r.code, r.message)
-                                                        for r in rejected])
+            context.update(
+                valid=len(accepted), errors=[(r.index + 2, r.external_id, r.code, r.message) for r in rejected]
+            )
             if request.POST.get("action") == "import":
                 try:
                     result = upsert_charges(tenant=tenant, charges=charges, source=ChangeSource.IMPORT)
@@ -175,9 +221,12 @@ class ChargeAdmin(ViewOnlyMixin, BillingTenantAdmin):
                     self.message_user(request, exc.message, messages.ERROR)
                 else:
                     cache.delete(f"charges-import:{token}")
-                    self.message_user(request, f"Imported: {result.created} created, {result.updated} updated, "
-                                               f"{result.unchanged} unchanged, {len(result.rejected)} rejected.",
-                                      messages.SUCCESS)
+                    self.message_user(
+                        request,
+                        f"Imported: {result.created} created, {result.updated} updated, "
+                        f"{result.unchanged} unchanged, {len(result.rejected)} rejected.",
+                        messages.SUCCESS,
+                    )
                     return HttpResponseRedirect(reverse("admin:charges_charge_changelist"))
         return render(request, "admin/charges/charge/import_map.html", context)
 
@@ -193,6 +242,15 @@ class ChargeAdmin(ViewOnlyMixin, BillingTenantAdmin):
                 tenant = self._tenant(request, form.cleaned_data["tenant"])
                 window = ChargeSettings.for_tenant(tenant).conversion_window_days
                 report = recovery_report(tenant=tenant, period=form.cleaned_data["period"], window_days=window)
-        return render(request, "admin/charges/charge/recovery.html",
-                      {**self.admin_site.each_context(request), "opts": self.opts, "form": form, "report": report,
-                       "title": "Recovery report", "now": timezone.now()})
+        return render(
+            request,
+            "admin/charges/charge/recovery.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "form": form,
+                "report": report,
+                "title": "Recovery report",
+                "now": timezone.now(),
+            },
+        )

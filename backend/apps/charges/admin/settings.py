@@ -1,5 +1,6 @@
 """Per-tenant charge settings; the Asaas webhook token is write-only (only its hash is kept)
 and the URL to paste into Asaas is shown."""
+
 from __future__ import annotations
 
 from django import forms
@@ -12,13 +13,15 @@ from apps.charges.services.asaas_setup import AsaasTokenError, asaas_webhook_url
 
 class ChargeSettingsForm(forms.ModelForm):
     new_asaas_token = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False), label="New Asaas webhook token",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="New Asaas webhook token",
         help_text="32-255 characters; Asaas sends it in the asaas-access-token header. Leave empty to keep it.",
     )
 
     class Meta:
         model = ChargeSettings
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - every setting is editable; the token has its own write-only field
 
     def clean_new_asaas_token(self) -> str:
         token = self.cleaned_data.get("new_asaas_token", "")
@@ -39,7 +42,11 @@ class ChargeSettingsAdmin(BillingTenantAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if db_field.name == "default_cadence" and request.resolver_match and request.resolver_match.kwargs.get("object_id"):
+        if (
+            db_field.name == "default_cadence"
+            and request.resolver_match
+            and request.resolver_match.kwargs.get("object_id")
+        ):
             settings = ChargeSettings.objects.filter(pk=request.resolver_match.kwargs["object_id"]).first()
             if settings is not None:
                 field.queryset = Cadence.objects.filter(tenant_id=settings.tenant_id)

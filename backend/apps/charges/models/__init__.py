@@ -1,4 +1,5 @@
 """Charges models, one module per subject; import them from here."""
+
 from apps.charges.models.asaas_event import AsaasEvent
 from apps.charges.models.cadence import Cadence, CadenceStep
 from apps.charges.models.charge import Charge

@@ -1,5 +1,6 @@
 """Asaas webhook events already processed, by their `id` (Asaas delivers at least once).
 Only events for a known charge are kept: an unknown charge changes nothing."""
+
 from __future__ import annotations
 
 from django.db import models

@@ -4,6 +4,7 @@ A step with `offset_days <= 0` is a reminder (an `upcoming` template), one after
 a collection message (`overdue`). `template` empty means the tenant's default template of that
 type; `send_from` is an optional local time before which the step's queue does not start.
 """
+
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
@@ -29,8 +30,11 @@ class Cadence(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "name"], name="cadence_unique_name",
-                                    violation_error_message="A cadence with this name already exists."),
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                name="cadence_unique_name",
+                violation_error_message="A cadence with this name already exists.",
+            ),
             models.CheckConstraint(condition=~Q(name=""), name="cadence_name_not_blank"),
         ]
 
@@ -45,17 +49,28 @@ class CadenceStep(models.Model):
         validators=[MinValueValidator(MIN_OFFSET_DAYS), MaxValueValidator(MAX_OFFSET_DAYS)],
         help_text="Days from the due date: -3 is three days before, 0 the day itself, 5 five days after.",
     )
-    template = models.ForeignKey("billing.BillingTemplate", on_delete=models.SET_NULL, null=True, blank=True,
-                                 related_name="+", help_text="Empty: the tenant's default template of the type.")
+    template = models.ForeignKey(
+        "billing.BillingTemplate",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty: the tenant's default template of the type.",
+    )
     send_from = models.TimeField(null=True, blank=True, help_text="Local time before which the step does not start.")
 
     class Meta:
         ordering = ["cadence", "offset_days"]
         constraints = [
-            models.UniqueConstraint(fields=["cadence", "offset_days"], name="cadence_step_unique_offset",
-                                    violation_error_message="Two steps of a cadence cannot share an offset."),
-            models.CheckConstraint(condition=Q(offset_days__gte=MIN_OFFSET_DAYS, offset_days__lte=MAX_OFFSET_DAYS),
-                                   name="cadence_step_offset_range"),
+            models.UniqueConstraint(
+                fields=["cadence", "offset_days"],
+                name="cadence_step_unique_offset",
+                violation_error_message="Two steps of a cadence cannot share an offset.",
+            ),
+            models.CheckConstraint(
+                condition=Q(offset_days__gte=MIN_OFFSET_DAYS, offset_days__lte=MAX_OFFSET_DAYS),
+                name="cadence_step_offset_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -69,6 +84,8 @@ class CadenceStep(models.Model):
         super().clean()
         if self.template_id is not None and self.offset_days is not None:
             if self.template.template_type != self.template_type:
-                raise ValidationError({"template": f"A D{self.offset_days:+d} step needs a {self.template_type} template."})
+                raise ValidationError(
+                    {"template": f"A D{self.offset_days:+d} step needs a {self.template_type} template."}
+                )
             if self.cadence_id is not None and self.template.tenant_id != self.cadence.tenant_id:
                 raise ValidationError({"template": "The template belongs to another tenant."})

@@ -6,6 +6,7 @@ it. `debtor_key` groups a debtor's charges for the per-debtor daily cap: the cli
 newest fact applied (an API action, or a provider event's own timestamp), so a provider event
 older than it can never undo it (out-of-order delivery).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -45,8 +46,14 @@ class Charge(StatusMachineMixin):
     pix_code = models.CharField(max_length=1000, blank=True, help_text="PIX copy-and-paste code.")
     boleto_line = models.CharField(max_length=100, blank=True, help_text="Boleto digitable line.")
     variables = models.JSONField(default=dict, blank=True)
-    cadence = models.ForeignKey("charges.Cadence", on_delete=models.SET_NULL, null=True, blank=True,
-                                related_name="charges", help_text="Empty: the tenant's default cadence.")
+    cadence = models.ForeignKey(
+        "charges.Cadence",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="charges",
+        help_text="Empty: the tenant's default cadence.",
+    )
     asaas_payment_id = models.CharField(max_length=100, blank=True)
 
     status = models.CharField(max_length=20, choices=ChargeStatus.choices, default=ChargeStatus.OPEN)
@@ -67,10 +74,10 @@ class Charge(StatusMachineMixin):
             models.Index(fields=["tenant", "status", "due_date"], name="charge_tenant_status_due"),
             models.Index(fields=["tenant", "debtor_key"], name="charge_tenant_debtor"),
             models.Index(fields=["tenant", "phone"], name="charge_tenant_phone"),
-            models.Index(fields=["tenant", "asaas_payment_id"], name="charge_tenant_asaas",
-                         condition=~Q(asaas_payment_id="")),
-            models.Index(fields=["tenant", "paid_at"], name="charge_tenant_paid",
-                         condition=Q(paid_at__isnull=False)),
+            models.Index(
+                fields=["tenant", "asaas_payment_id"], name="charge_tenant_asaas", condition=~Q(asaas_payment_id="")
+            ),
+            models.Index(fields=["tenant", "paid_at"], name="charge_tenant_paid", condition=Q(paid_at__isnull=False)),
         ]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "external_id"], name="charge_unique_external_id"),

@@ -1,5 +1,6 @@
 """A charge's status changes (and amount/due-date changes), for its timeline. Messages,
 receipts and replies are not copied here: the timeline reads them from billing's contacts."""
+
 from __future__ import annotations
 
 from django.db import models

@@ -5,6 +5,7 @@ The Asaas URL carries `asaas_url_token` (it names the tenant); Asaas sends the t
 set-up in the `asaas-access-token` header, and only its SHA-256 is stored, compared in
 constant time. Empty `asaas_token_hash`: Asaas webhooks are off for the tenant (401).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,17 +27,26 @@ def token_hash(token: str) -> str:
 class ChargeSettings(models.Model):
     tenant = models.OneToOneField("tenancy.Tenant", on_delete=models.CASCADE, related_name="charge_settings")
     debtor_daily_cap = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(10)],
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
         help_text="Collection messages a debtor may get per day, across all charges and cadences (CDC art. 42).",
     )
     escalation_age_days = models.PositiveIntegerField(
-        default=90, validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        default=90,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
         help_text="A charge still open this many days after its due date is escalated: its cadence stops.",
     )
-    default_cadence = models.ForeignKey("charges.Cadence", on_delete=models.SET_NULL, null=True, blank=True,
-                                        related_name="+", help_text="Used by charges that name no cadence.")
+    default_cadence = models.ForeignKey(
+        "charges.Cadence",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Used by charges that name no cadence.",
+    )
     conversion_window_days = models.PositiveSmallIntegerField(
-        default=7, validators=[MinValueValidator(1), MaxValueValidator(90)],
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(90)],
         help_text="Recovery report: a payment counts for a message if it came within this many days.",
     )
     asaas_url_token = models.CharField(max_length=64, unique=True, default=new_url_token, editable=False)

@@ -6,6 +6,7 @@ number of job runs (the job's idempotency). A new due date re-plans the charge's
 message's life (sent, delivered, read, replied, skipped because the charge was paid) is read
 from the billing contact, never copied here.
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -24,8 +25,9 @@ class ChargeStepRun(models.Model):
     scheduled_date = models.DateField(help_text="The tenant-local day it was materialised for.")
     status = models.CharField(max_length=10, choices=StepRunStatus.choices)
     skip_reason = models.CharField(max_length=40, blank=True)
-    billing_contact = models.OneToOneField("billing.BillingContact", on_delete=models.SET_NULL, null=True,
-                                           blank=True, related_name="charge_step_run")
+    billing_contact = models.OneToOneField(
+        "billing.BillingContact", on_delete=models.SET_NULL, null=True, blank=True, related_name="charge_step_run"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -38,7 +40,8 @@ class ChargeStepRun(models.Model):
             models.UniqueConstraint(fields=["charge", "cadence", "offset_days", "due_date"], name="step_run_once"),
             models.CheckConstraint(condition=Q(status__in=StepRunStatus.values), name="step_run_status_valid"),
             models.CheckConstraint(
-                condition=Q(status=StepRunStatus.SKIPPED, billing_contact__isnull=True) | Q(status=StepRunStatus.QUEUED),
+                condition=Q(status=StepRunStatus.SKIPPED, billing_contact__isnull=True)
+                | Q(status=StepRunStatus.QUEUED),
                 name="step_run_skipped_has_no_contact",
             ),
         ]

@@ -1,5 +1,6 @@
 """Set up a tenant's Asaas webhook: store the token Asaas will send (its hash only) and give the
 URL to paste into Asaas (Integrações → Webhooks, "Token de autenticação")."""
+
 from __future__ import annotations
 
 import re

@@ -14,6 +14,7 @@ Asaas delivers at least once and pauses a webhook queue after 15 failed answers 
 The charge is found by `payment.externalReference` (our `external_id`) or by the Asaas payment
 id stored on it (learnt from the first event that named it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,11 @@ from apps.tenancy.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-_TARGETS = {AsaasAction.PAY: ChargeStatus.PAID, AsaasAction.CANCEL: ChargeStatus.CANCELLED,
-            AsaasAction.REOPEN: ChargeStatus.OPEN}
+_TARGETS = {
+    AsaasAction.PAY: ChargeStatus.PAID,
+    AsaasAction.CANCEL: ChargeStatus.CANCELLED,
+    AsaasAction.REOPEN: ChargeStatus.OPEN,
+}
 
 
 class AsaasAuthError(Exception):
@@ -98,8 +102,15 @@ def parse_notification(payload: Any) -> AsaasNotification:
             due = date.fromisoformat(str(payment["dueDate"]))
         except ValueError:
             raise MalformedAsaasEvent("payment.dueDate is not a date") from None
-    return AsaasNotification(event_id=event_id, event=event, occurred_at=occurred_at, payment_id=payment_id,
-                             external_reference=reference or "", value=value, due_date=due)
+    return AsaasNotification(
+        event_id=event_id,
+        event=event,
+        occurred_at=occurred_at,
+        payment_id=payment_id,
+        external_reference=reference or "",
+        value=value,
+        due_date=due,
+    )
 
 
 def _text(value: Any, limit: int) -> bool:
@@ -132,8 +143,12 @@ def handle_notification(*, tenant: Tenant, notification: AsaasNotification) -> s
                 observe_asaas_event("unknown_charge")
                 return "unknown_charge"
             event = AsaasEvent.objects.create(
-                tenant=tenant, event_id=notification.event_id, event=notification.event,
-                payment_id=notification.payment_id, charge=charge, occurred_at=notification.occurred_at,
+                tenant=tenant,
+                event_id=notification.event_id,
+                event=notification.event,
+                payment_id=notification.payment_id,
+                charge=charge,
+                occurred_at=notification.occurred_at,
                 outcome=AsaasOutcome.APPLIED,
             )
             outcome = _apply(charge, action, notification)
@@ -163,15 +178,25 @@ def _apply(charge: Charge, action: str, notification: AsaasNotification) -> str:
     learnt = {} if charge.asaas_payment_id else {"asaas_payment_id": notification.payment_id}
     if action == AsaasAction.UPDATE:
         changed = record_amount_or_due_change(
-            charge=charge, amount=notification.value, due_date=notification.due_date, source=ChangeSource.ASAAS,
-            occurred_at=notification.occurred_at, **learnt)
+            charge=charge,
+            amount=notification.value,
+            due_date=notification.due_date,
+            source=ChangeSource.ASAAS,
+            occurred_at=notification.occurred_at,
+            **learnt,
+        )
         return AsaasOutcome.APPLIED if changed else AsaasOutcome.UNCHANGED
     target = _TARGETS[action]
     try:
         change = change_locked_charge_status(
-            locked=charge, target=target, source=ChangeSource.ASAAS, occurred_at=notification.occurred_at,
+            locked=charge,
+            target=target,
+            source=ChangeSource.ASAAS,
+            occurred_at=notification.occurred_at,
             paid_amount=notification.value if target == ChargeStatus.PAID else None,
-            reference=notification.payment_id, reason=notification.event, **learnt,
+            reference=notification.payment_id,
+            reason=notification.event,
+            **learnt,
         )
     except ApplicationError:
         return AsaasOutcome.REFUSED
@@ -179,4 +204,3 @@ def _apply(charge: Charge, action: str, notification: AsaasNotification) -> str:
         Charge.objects.filter(pk=charge.pk).update(last_event_at=notification.occurred_at, **learnt)
         return AsaasOutcome.UNCHANGED
     return AsaasOutcome.APPLIED
-

@@ -6,6 +6,7 @@ next business day: a D+1 of a Saturday due date goes out on Monday. So on a busi
 steps due are those whose nominal date is today or one of the closed days right before it; on
 a closed day none is. All dates are the tenant's local dates.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,14 @@ class StepDate:
 class TenantCalendar:
     """One tenant's calendar at one instant (`now`), for every step checked in a job run."""
 
-    def __init__(self, *, tenant: Tenant, now: datetime, config: BillingConfig | None = None,
-                 schedule: WeeklySchedule | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tenant: Tenant,
+        now: datetime,
+        config: BillingConfig | None = None,
+        schedule: WeeklySchedule | None = None,
+    ) -> None:
         self.tz = ZoneInfo(tenant.timezone)
         self.now = now
         self.today = today_in(self.tz, now)

@@ -6,6 +6,7 @@ rows, so a step that keeps its offset keeps its history. A step's template must 
 template of the type its offset calls for (upcoming up to the due date, overdue after);
 `default: true` makes it the cadence of every charge that names none.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -17,7 +18,12 @@ from django.db import IntegrityError, transaction
 from apps.audit.models import AuditAction
 from apps.audit.services import Actor, record_event
 from apps.billing.models import BillingTemplate
-from apps.charges.constants import MAX_OFFSET_DAYS, MAX_STEPS_PER_CADENCE, MIN_OFFSET_DAYS, ChargeStatus
+from apps.charges.constants import (
+    MAX_OFFSET_DAYS,
+    MAX_STEPS_PER_CADENCE,
+    MIN_OFFSET_DAYS,
+    ChargeStatus,
+)
 from apps.charges.models import Cadence, CadenceStep, Charge, ChargeSettings
 from apps.charges.models.cadence import template_type_for_offset
 from apps.common.exceptions import ApplicationError
@@ -38,8 +44,7 @@ def cadence_get(*, tenant: Tenant, name: str) -> Cadence:
     return cadence
 
 
-def cadence_create(*, tenant: Tenant, name: str, steps: list[StepSpec], actor: Actor,
-                   default: bool = False) -> Cadence:
+def cadence_create(*, tenant: Tenant, name: str, steps: list[StepSpec], actor: Actor, default: bool = False) -> Cadence:
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -53,8 +58,9 @@ def cadence_create(*, tenant: Tenant, name: str, steps: list[StepSpec], actor: A
     return cadence_get(tenant=tenant, name=name)
 
 
-def cadence_replace(*, cadence: Cadence, steps: list[StepSpec], actor: Actor, default: bool | None = None,
-                    new_name: str | None = None) -> Cadence:
+def cadence_replace(
+    *, cadence: Cadence, steps: list[StepSpec], actor: Actor, default: bool | None = None, new_name: str | None = None
+) -> Cadence:
     with transaction.atomic():
         locked = Cadence.objects.select_for_update().get(pk=cadence.pk, tenant_id=cadence.tenant_id)
         if new_name and new_name != locked.name:
@@ -62,8 +68,9 @@ def cadence_replace(*, cadence: Cadence, steps: list[StepSpec], actor: Actor, de
                 with transaction.atomic():
                     Cadence.objects.filter(pk=locked.pk).update(name=new_name)
             except IntegrityError:
-                raise ApplicationError("cadence_exists", f"A cadence named {new_name!r} already exists.",
-                                       status=409) from None
+                raise ApplicationError(
+                    "cadence_exists", f"A cadence named {new_name!r} already exists.", status=409
+                ) from None
             locked.name = new_name
         _replace_steps(locked, steps)
         settings = ChargeSettings.for_tenant(locked.tenant)
@@ -86,8 +93,12 @@ def cadence_delete(*, cadence: Cadence, actor: Actor) -> None:
         if is_default:
             following += open_charges.filter(cadence__isnull=True).count()
         if following:
-            raise ApplicationError("cadence_in_use", f"{following} open charge(s) follow this cadence.", status=409,
-                                   details={"open_charges": following, "default": is_default})
+            raise ApplicationError(
+                "cadence_in_use",
+                f"{following} open charge(s) follow this cadence.",
+                status=409,
+                details={"open_charges": following, "default": is_default},
+            )
         _audit(actor, locked, AuditAction.CADENCE_DELETED)
         locked.delete()
 
@@ -100,11 +111,17 @@ def _replace_steps(cadence: Cadence, steps: list[StepSpec]) -> None:
     _check_steps(steps)
     templates = _templates(cadence.tenant_id, steps)
     CadenceStep.objects.filter(cadence=cadence).delete()
-    CadenceStep.objects.bulk_create([
-        CadenceStep(cadence=cadence, offset_days=spec.offset_days, send_from=spec.send_from,
-                    template=templates.get(spec.offset_days))
-        for spec in steps
-    ])
+    CadenceStep.objects.bulk_create(
+        [
+            CadenceStep(
+                cadence=cadence,
+                offset_days=spec.offset_days,
+                send_from=spec.send_from,
+                template=templates.get(spec.offset_days),
+            )
+            for spec in steps
+        ]
+    )
 
 
 def _check_steps(steps: list[StepSpec]) -> None:
@@ -112,12 +129,17 @@ def _check_steps(steps: list[StepSpec]) -> None:
         raise ApplicationError("invalid_steps", f"A cadence has 1 to {MAX_STEPS_PER_CADENCE} steps.", status=400)
     offsets = [spec.offset_days for spec in steps]
     if len(set(offsets)) != len(offsets):
-        raise ApplicationError("duplicate_offset", "Two steps cannot share an offset.", status=400,
-                               details={"offsets": sorted(offsets)})
+        raise ApplicationError(
+            "duplicate_offset", "Two steps cannot share an offset.", status=400, details={"offsets": sorted(offsets)}
+        )
     out_of_range = [o for o in offsets if not MIN_OFFSET_DAYS <= o <= MAX_OFFSET_DAYS]
     if out_of_range:
-        raise ApplicationError("invalid_offset", f"Offsets go from {MIN_OFFSET_DAYS} to {MAX_OFFSET_DAYS} days.",
-                               status=400, details={"offsets": out_of_range})
+        raise ApplicationError(
+            "invalid_offset",
+            f"Offsets go from {MIN_OFFSET_DAYS} to {MAX_OFFSET_DAYS} days.",
+            status=400,
+            details={"offsets": out_of_range},
+        )
 
 
 def _templates(tenant_id, steps: list[StepSpec]) -> dict[int, BillingTemplate]:
@@ -128,8 +150,12 @@ def _templates(tenant_id, steps: list[StepSpec]) -> dict[int, BillingTemplate]:
         wanted = template_type_for_offset(spec.offset_days)
         if not spec.template:
             if not active.filter(template_type=wanted, is_default=True).exists():
-                raise ApplicationError("no_default_template", f"There is no default {wanted} template; name one.",
-                                       status=422, details={"offset_days": spec.offset_days})
+                raise ApplicationError(
+                    "no_default_template",
+                    f"There is no default {wanted} template; name one.",
+                    status=422,
+                    details={"offset_days": spec.offset_days},
+                )
             continue
         template = None
         try:
@@ -138,13 +164,19 @@ def _templates(tenant_id, steps: list[StepSpec]) -> dict[int, BillingTemplate]:
             pass
         template = template or active.filter(name=spec.template).first()
         if template is None:
-            raise ApplicationError("unknown_template", f"No active template {spec.template!r}.", status=422,
-                                   details={"offset_days": spec.offset_days})
+            raise ApplicationError(
+                "unknown_template",
+                f"No active template {spec.template!r}.",
+                status=422,
+                details={"offset_days": spec.offset_days},
+            )
         if template.template_type != wanted:
             raise ApplicationError(
                 "template_type_mismatch",
                 f"A D{spec.offset_days:+d} step needs a {wanted} template; {template.name!r} is {template.template_type}.",
-                status=422, details={"offset_days": spec.offset_days})
+                status=422,
+                details={"offset_days": spec.offset_days},
+            )
         found[spec.offset_days] = template
     return found
 

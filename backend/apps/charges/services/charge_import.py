@@ -5,6 +5,7 @@ every row's validation, then upsert through the same service as the API.
 CSV is read with the standard library (UTF-8 with or without BOM, else Latin-1; `;` or `,`
 sniffed), XLSX with openpyxl (first sheet, values not formulas). At most 10,000 data rows.
 """
+
 from __future__ import annotations
 
 import csv

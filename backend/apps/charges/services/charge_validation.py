@@ -5,6 +5,7 @@ variables go through billing's `ContactValidator`, the send endpoints' own check
 what only a charge has (a required id, due date and amount, CPF/CNPJ, payment data, cadence)
 is checked here. A bad charge is refused on its own, with a code; the rest go on.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -21,13 +22,33 @@ from apps.billing.services.contact_validation import ContactValidator, Rejection
 from apps.charges.models.charge import debtor_key_for
 from apps.contacts.utils import mask_phone
 
-CHARGE_FIELDS = frozenset({
-    "external_id", "phone", "name", "amount", "due_date", "cadence", "variables", "description", "document",
-    "debtor_external_id", "payment_link", "pix_code", "boleto_line", "asaas_payment_id",
-})
+CHARGE_FIELDS = frozenset(
+    {
+        "external_id",
+        "phone",
+        "name",
+        "amount",
+        "due_date",
+        "cadence",
+        "variables",
+        "description",
+        "document",
+        "debtor_external_id",
+        "payment_link",
+        "pix_code",
+        "boleto_line",
+        "asaas_payment_id",
+    }
+)
 #: Free-text fields: (maximum length).
-_TEXT_FIELDS = {"description": 500, "debtor_external_id": 200, "pix_code": 1000, "boleto_line": 100,
-                "asaas_payment_id": 100, "cadence": 100}
+_TEXT_FIELDS = {
+    "description": 500,
+    "debtor_external_id": 200,
+    "pix_code": 1000,
+    "boleto_line": 100,
+    "asaas_payment_id": 100,
+    "cadence": 100,
+}
 
 
 @dataclass
@@ -62,8 +83,13 @@ class ChargeRejection:
     message: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "external_id": self.external_id, "phone": self.phone, "code": self.code,
-                "message": self.message}
+        return {
+            "index": self.index,
+            "external_id": self.external_id,
+            "phone": self.phone,
+            "code": self.code,
+            "message": self.message,
+        }
 
 
 class _Refused(Exception):
@@ -76,8 +102,9 @@ class ChargeValidator:
     def __init__(self, *, today: date) -> None:
         # `notification` rules: due date and amount optional and any date allowed there; a
         # charge requires both below, and may be due in the past or the future.
-        self.contacts = ContactValidator(template_type=TemplateType.NOTIFICATION, today=today,
-                                         required_variables=frozenset())
+        self.contacts = ContactValidator(
+            template_type=TemplateType.NOTIFICATION, today=today, required_variables=frozenset()
+        )
         self.max_string = int(settings.BILLING_MAX_STRING_LENGTH)
 
     def validate(self, index: int, raw: Any) -> ValidCharge | ChargeRejection:
@@ -102,9 +129,15 @@ class ChargeValidator:
             raise _Refused("invalid_amount", "amount must be greater than zero.")
         texts = {name: self._text(raw.get(name), name, limit) for name, limit in _TEXT_FIELDS.items()}
         return ValidCharge(
-            index=index, external_id=contact.external_id, phone=contact.phone, name=contact.name,
-            amount=contact.amount, due_date=contact.due_date, variables=contact.variables,
-            document=self._document(raw.get("document")), payment_link=self._link(raw.get("payment_link")),
+            index=index,
+            external_id=contact.external_id,
+            phone=contact.phone,
+            name=contact.name,
+            amount=contact.amount,
+            due_date=contact.due_date,
+            variables=contact.variables,
+            document=self._document(raw.get("document")),
+            payment_link=self._link(raw.get("payment_link")),
             **texts,
         )
 
@@ -123,7 +156,11 @@ class ChargeValidator:
             raise _Refused("invalid_document", "document must be a CPF or CNPJ string.")
         digits = "".join(ch for ch in value if ch.isdigit())
         # Repeated digits pass the check-digit test but are never issued ("111.111.111-11").
-        if len(set(digits)) <= 1 or not (len(digits) == 11 and cpf.is_valid(digits)) and not (len(digits) == 14 and cnpj.is_valid(digits)):
+        if (
+            len(set(digits)) <= 1
+            or not (len(digits) == 11 and cpf.is_valid(digits))
+            and not (len(digits) == 14 and cnpj.is_valid(digits))
+        ):
             raise _Refused("invalid_document", "document is not a valid CPF or CNPJ.")
         return digits
 
@@ -134,4 +171,3 @@ class ChargeValidator:
         if not isinstance(value, str) or len(value) > 500 or not value.lower().startswith(("https://", "http://")):
             raise _Refused("invalid_payment_link", "payment_link must be an http(s) URL of at most 500 characters.")
         return value.strip()
-

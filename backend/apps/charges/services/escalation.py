@@ -1,6 +1,7 @@
 """Escalate charges still open past the tenant's escalation age (default D+90): their cadence
 stops, their unsent messages are skipped, and `charge.escalated` tells the tenant's CRM (the
 clinic system's collection case). Idempotent: an escalated charge is never escalated again."""
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,8 @@ def escalate_old_charges(*, tenant: Tenant, now: datetime) -> int:
     while True:
         with transaction.atomic():
             batch = list(
-                Charge.objects.select_for_update(skip_locked=True).select_related("tenant")
+                Charge.objects.select_for_update(skip_locked=True)
+                .select_related("tenant")
                 .filter(tenant=tenant, status=ChargeStatus.OPEN, escalated_at__isnull=True, due_date__lte=limit)
                 .order_by("due_date", "id")[:BATCH]
             )

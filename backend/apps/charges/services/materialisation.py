@@ -19,6 +19,7 @@ nothing new. The charges being queued are locked (FOR NO KEY UPDATE) and re-chec
 payment committed meanwhile either waits for the queue to commit (and then silences it) or
 keeps its charge out of it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,20 @@ from apps.tenancy.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-_CHARGE_FIELDS = ("id", "external_id", "phone", "name", "debtor_key", "amount", "due_date", "variables",
-                  "description", "payment_link", "pix_code", "boleto_line")
+_CHARGE_FIELDS = (
+    "id",
+    "external_id",
+    "phone",
+    "name",
+    "debtor_key",
+    "amount",
+    "due_date",
+    "variables",
+    "description",
+    "payment_link",
+    "pix_code",
+    "boleto_line",
+)
 _PAYMENT_VARIABLES = ("description", "payment_link", "pix_code", "boleto_line")
 _NEVER_SENT = (ContactStatus.SKIPPED, ContactStatus.CANCELLED)
 
@@ -154,12 +167,22 @@ class _Run:
             if step.cadence_id == default_id:
                 on_cadence |= Q(cadence__isnull=True)
             has_run = ChargeStepRun.objects.filter(
-                charge=OuterRef("pk"), cadence_id=step.cadence_id, offset_days=step.offset_days,
+                charge=OuterRef("pk"),
+                cadence_id=step.cadence_id,
+                offset_days=step.offset_days,
                 due_date=OuterRef("due_date"),
             )
-            rows = (Charge.objects.filter(on_cadence, tenant=self.tenant, status=ChargeStatus.OPEN,
-                                          escalated_at__isnull=True, due_date__in=due_dates)
-                    .filter(~Exists(has_run)).values(*_CHARGE_FIELDS))
+            rows = (
+                Charge.objects.filter(
+                    on_cadence,
+                    tenant=self.tenant,
+                    status=ChargeStatus.OPEN,
+                    escalated_at__isnull=True,
+                    due_date__in=due_dates,
+                )
+                .filter(~Exists(has_run))
+                .values(*_CHARGE_FIELDS)
+            )
             found += [Due(step, row) for row in rows]
         return found
 
@@ -197,9 +220,9 @@ class _Run:
         and cadences (CDC art. 42); the oldest debts go first. A message skipped or cancelled
         before it went out (the charge was paid or changed) does not count."""
         cap = self.settings.debtor_daily_cap
-        sent_today = (ChargeStepRun.objects.filter(tenant=self.tenant, scheduled_date=self.today,
-                                                   status=StepRunStatus.QUEUED)
-                      .exclude(billing_contact__status__in=_NEVER_SENT))
+        sent_today = ChargeStepRun.objects.filter(
+            tenant=self.tenant, scheduled_date=self.today, status=StepRunStatus.QUEUED
+        ).exclude(billing_contact__status__in=_NEVER_SENT)
         by_debtor: Counter = Counter()
         by_phone: Counter = Counter()
         for debtor_key, phone in sent_today.values_list("charge__debtor_key", "charge__phone"):
@@ -230,7 +253,8 @@ class _Run:
     def _write_skipped(self, skips: list[tuple[Due, str]]) -> None:
         ChargeStepRun.objects.bulk_create(
             [self._run_row(item, StepRunStatus.SKIPPED, skip_reason=reason) for item, reason in skips],
-            ignore_conflicts=True, batch_size=2000,
+            ignore_conflicts=True,
+            batch_size=2000,
         )
         grouped: dict[tuple[int, str], list[Due]] = defaultdict(list)
         for item, reason in skips:
@@ -238,16 +262,29 @@ class _Run:
             self.result.skipped[reason] += 1
         for (_, reason), items in grouped.items():
             step = items[0].step
-            on_steps_skipped(tenant=self.tenant, cadence=step.cadence.name, offset_days=step.offset_days,
-                             day=self.today, reason=reason, external_ids=[i.charge["external_id"] for i in items],
-                             config=self.config)
+            on_steps_skipped(
+                tenant=self.tenant,
+                cadence=step.cadence.name,
+                offset_days=step.offset_days,
+                day=self.today,
+                reason=reason,
+                external_ids=[i.charge["external_id"] for i in items],
+                config=self.config,
+            )
 
-    def _run_row(self, item: Due, status: str, *, skip_reason: str = "",
-                 billing_contact_id: int | None = None) -> ChargeStepRun:
+    def _run_row(
+        self, item: Due, status: str, *, skip_reason: str = "", billing_contact_id: int | None = None
+    ) -> ChargeStepRun:
         return ChargeStepRun(
-            tenant=self.tenant, charge_id=item.charge["id"], cadence_id=item.step.cadence_id,
-            offset_days=item.step.offset_days, due_date=item.charge["due_date"], scheduled_date=self.today,
-            status=status, skip_reason=skip_reason, billing_contact_id=billing_contact_id,
+            tenant=self.tenant,
+            charge_id=item.charge["id"],
+            cadence_id=item.step.cadence_id,
+            offset_days=item.step.offset_days,
+            due_date=item.charge["due_date"],
+            scheduled_date=self.today,
+            status=status,
+            skip_reason=skip_reason,
+            billing_contact_id=billing_contact_id,
         )
 
     # ------------------------------------------------------------------ 3. queue the rest
@@ -265,7 +302,7 @@ class _Run:
         limit = self.config.max_contacts_per_request
         for batch in rounds:
             for start in range(0, len(batch), limit):
-                yield batch[start:start + limit]
+                yield batch[start : start + limit]
 
     def _queue(self, chunk: list[Due]) -> None:
         step = chunk[0].step
@@ -276,26 +313,42 @@ class _Run:
             data = self._ingest_request(step, chunk)
             try:
                 ingested = BillingCampaignService(tenant=self.tenant, api_key=None).ingest(
-                    template_type=step.template_type, data=data, raw_payload=data)
+                    template_type=step.template_type, data=data, raw_payload=data
+                )
             except ApplicationError as refusal:
                 # The whole step is refused (no template, no instance, nothing valid): say why.
                 rejected = {r["index"]: r["code"] for r in (refusal.details or {}).get("rejected", [])}
                 self._write_skipped([(item, rejected.get(index, refusal.code)) for index, item in enumerate(chunk)])
-                logger.warning("charge step not queued", extra={"tenant_id": str(self.tenant.pk),
-                                                                "offset_days": step.offset_days,
-                                                                "error_code": refusal.code, "charges": len(chunk)})
+                logger.warning(
+                    "charge step not queued",
+                    extra={
+                        "tenant_id": str(self.tenant.pk),
+                        "offset_days": step.offset_days,
+                        "error_code": refusal.code,
+                        "charges": len(chunk),
+                    },
+                )
                 return
             body = ingested.body
-            contact_ids = dict(BillingContact.objects.filter(queue_id=body["queue_id"])
-                               .values_list("external_id", "pk"))
+            contact_ids = dict(
+                BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("external_id", "pk")
+            )
             rejected = {r["index"]: r["code"] for r in body["rejected"]}
             copy_insert(
-                ChargeStepRun, ChargeStepRun(tenant=self.tenant, cadence_id=step.cadence_id,
-                                             offset_days=step.offset_days, scheduled_date=self.today,
-                                             status=StepRunStatus.QUEUED),
+                ChargeStepRun,
+                ChargeStepRun(
+                    tenant=self.tenant,
+                    cadence_id=step.cadence_id,
+                    offset_days=step.offset_days,
+                    scheduled_date=self.today,
+                    status=StepRunStatus.QUEUED,
+                ),
                 ("charge", "due_date", "billing_contact"),
-                [(item.charge["id"], item.charge["due_date"], contact_ids[item.charge["external_id"]])
-                 for index, item in enumerate(chunk) if index not in rejected],
+                [
+                    (item.charge["id"], item.charge["due_date"], contact_ids[item.charge["external_id"]])
+                    for index, item in enumerate(chunk)
+                    if index not in rejected
+                ],
             )
             if rejected:
                 self._write_skipped([(chunk[index], code) for index, code in rejected.items()])
@@ -316,13 +369,17 @@ class _Run:
         scheduled_for = self.calendar.start_at(step.template_type, step.send_from)
         return {
             "external_id": f"cadence-{self.today.isoformat()}-{step.cadence_id}-d{step.offset_days:+d}-"
-                           f"{uuid.uuid4().hex[:12]}",
+            f"{uuid.uuid4().hex[:12]}",
             "template": str(step.template_id) if step.template_id else None,
             "instance": None,
             "scheduled_for": scheduled_for,
             "callback_url": "",
-            "metadata": {"source": "charges", "cadence": step.cadence.name, "offset_days": step.offset_days,
-                         "date": self.today.isoformat()},
+            "metadata": {
+                "source": "charges",
+                "cadence": step.cadence.name,
+                "offset_days": step.offset_days,
+                "date": self.today.isoformat(),
+            },
             "strict": False,
             "contacts": [_contact(item.charge) for item in chunk],
         }
@@ -333,6 +390,11 @@ def _contact(charge: dict[str, Any]) -> dict[str, Any]:
     for name in _PAYMENT_VARIABLES:
         if charge[name]:
             variables[name] = charge[name]
-    return {"phone": charge["phone"], "name": charge["name"], "external_id": charge["external_id"],
-            "due_date": charge["due_date"].isoformat(), "amount": str(charge["amount"]), "variables": variables}
-
+    return {
+        "phone": charge["phone"],
+        "name": charge["name"],
+        "external_id": charge["external_id"],
+        "due_date": charge["due_date"].isoformat(),
+        "amount": str(charge["amount"]),
+        "variables": variables,
+    }

@@ -1,6 +1,7 @@
 """One cycle of the charges job (`manage.py run_charges_periodic`): per tenant with cadences,
 escalate old charges, then materialise today's due steps. Every part is idempotent and finds
 its work in the database; one tenant's failure is logged and the others still run."""
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,7 @@ def run_cycle(*, now: datetime | None = None) -> dict[str, int]:
         try:
             totals["escalated"] += escalate_old_charges(tenant=tenant, now=now)
             result = materialise_due_steps(tenant=tenant, now=now)
-        except Exception:  # noqa: BLE001 - one tenant's failure must not stop the others
+        except Exception:
             logger.exception("charges cycle failed for a tenant", extra={"tenant_id": str(tenant.pk)})
             totals["failed"] += 1
             continue

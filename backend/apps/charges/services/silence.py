@@ -5,6 +5,7 @@ The contacts are found through the charge's step runs and skipped by billing's
 it already claimed. A message already handed to the provider (`sending`) cannot be called
 back: it keeps its real outcome.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -22,8 +23,11 @@ def silence_charges(*, tenant: Tenant, charge_ids: Iterable[int], code: str, rea
     if not ids:
         return 0
     contact_ids = list(
-        ChargeStepRun.objects.filter(tenant=tenant, charge_id__in=ids, status=StepRunStatus.QUEUED,
-                                     billing_contact__status__in=UNSENT_CONTACT_STATUSES)
-        .values_list("billing_contact_id", flat=True)
+        ChargeStepRun.objects.filter(
+            tenant=tenant,
+            charge_id__in=ids,
+            status=StepRunStatus.QUEUED,
+            billing_contact__status__in=UNSENT_CONTACT_STATUSES,
+        ).values_list("billing_contact_id", flat=True)
     )
     return skip_unsent_contacts(tenant=tenant, contact_ids=contact_ids, code=code, reason=reason)

@@ -1,6 +1,7 @@
 """A charge's story, read when asked: its status changes (ChargeEvent), each cadence step
 (queued or skipped, and why) and each message's life from billing's contact (sent, delivered,
 read, replied, failed, skipped), in time order. Nothing here is stored twice."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -11,10 +12,17 @@ from apps.charges.constants import StepRunStatus
 from apps.charges.models import Charge, ChargeEvent, ChargeSettings, ChargeStepRun
 from apps.charges.services.cadence_calendar import TenantCalendar
 
-_CONTACT_MOMENTS = (("sent_at", "message_sent"), ("delivered_at", "message_delivered"), ("read_at", "message_read"),
-                    ("replied_at", "message_replied"))
-_CONTACT_ENDINGS = {ContactStatus.FAILED: "message_failed", ContactStatus.SKIPPED: "message_skipped",
-                    ContactStatus.CANCELLED: "message_cancelled"}
+_CONTACT_MOMENTS = (
+    ("sent_at", "message_sent"),
+    ("delivered_at", "message_delivered"),
+    ("read_at", "message_read"),
+    ("replied_at", "message_replied"),
+)
+_CONTACT_ENDINGS = {
+    ContactStatus.FAILED: "message_failed",
+    ContactStatus.SKIPPED: "message_skipped",
+    ContactStatus.CANCELLED: "message_cancelled",
+}
 
 
 def charge_timeline(charge: Charge) -> list[dict[str, Any]]:
@@ -28,8 +36,14 @@ def charge_timeline(charge: Charge) -> list[dict[str, Any]]:
             entries.append({"at": run.created_at, "type": "step_skipped", **step, "reason": run.skip_reason})
             continue
         contact = run.billing_contact
-        entries.append({"at": run.created_at, "type": "step_queued", **step,
-                        "queue_id": str(contact.queue_id) if contact else None})
+        entries.append(
+            {
+                "at": run.created_at,
+                "type": "step_queued",
+                **step,
+                "queue_id": str(contact.queue_id) if contact else None,
+            }
+        )
         if contact is None:
             continue
         message = {**step, "variation": contact.variation.name if contact.variation else None}
@@ -38,8 +52,14 @@ def charge_timeline(charge: Charge) -> list[dict[str, Any]]:
             if moment is not None:
                 entries.append({"at": moment, "type": kind, **message})
         if contact.status in _CONTACT_ENDINGS:
-            entries.append({"at": contact.updated_at, "type": _CONTACT_ENDINGS[contact.status], **message,
-                            "error_code": contact.error_code})
+            entries.append(
+                {
+                    "at": contact.updated_at,
+                    "type": _CONTACT_ENDINGS[contact.status],
+                    **message,
+                    "error_code": contact.error_code,
+                }
+            )
     return sorted(entries, key=lambda entry: entry["at"])
 
 
@@ -49,8 +69,10 @@ def charge_plan(charge: Charge, *, now: datetime) -> list[dict[str, Any]]:
     if cadence is None:
         return []
     calendar = TenantCalendar(tenant=charge.tenant, now=now)
-    runs = {(run.offset_days): run for run in
-            ChargeStepRun.objects.filter(charge=charge, cadence=cadence, due_date=charge.due_date)}
+    runs = {
+        (run.offset_days): run
+        for run in ChargeStepRun.objects.filter(charge=charge, cadence=cadence, due_date=charge.due_date)
+    }
     plan = []
     for step in calendar.step_dates(due_date=charge.due_date, offsets=[s.offset_days for s in cadence.steps.all()]):
         run = runs.get(step.offset_days)
@@ -60,6 +82,14 @@ def charge_plan(charge: Charge, *, now: datetime) -> list[dict[str, Any]]:
             state = "missed"
         else:
             state = "planned"
-        plan.append({"cadence": cadence.name, "offset_days": step.offset_days, "template_type": step.template_type,
-                     "nominal_date": step.nominal, "send_date": step.effective, "state": state})
+        plan.append(
+            {
+                "cadence": cadence.name,
+                "offset_days": step.offset_days,
+                "template_type": step.template_type,
+                "nominal_date": step.nominal,
+                "send_date": step.effective,
+                "state": state,
+            }
+        )
     return plan

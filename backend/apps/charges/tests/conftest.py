@@ -1,5 +1,6 @@
 """Charges test fixtures: tenants made by the same set-up service ops use (billing's API test
 helper), requests through DRF's test client and the real middleware, data through the API."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -10,8 +11,13 @@ from apps.billing.tests.api.conftest import ApiTenant, api, other_api  # noqa: F
 
 def charge(n: int = 0, **fields: Any) -> dict[str, Any]:
     """A valid charge (distinct phone per `n`), due in five days unless told."""
-    body = {"external_id": f"INV-{n}", "phone": f"+55 11 9{8000_0000 + n:08d}", "name": f"Devedor {n}",
-            "amount": "150.00", "due_date": (date.today() + timedelta(days=5)).isoformat()}
+    body = {
+        "external_id": f"INV-{n}",
+        "phone": f"+55 11 9{8000_0000 + n:08d}",
+        "name": f"Devedor {n}",
+        "amount": "150.00",
+        "due_date": (date.today() + timedelta(days=5)).isoformat(),
+    }
     body.update(fields)
     return body
 
@@ -21,7 +27,9 @@ def upsert(api: ApiTenant, charges: list[dict[str, Any]], **body: Any):
 
 
 def make_cadence(api: ApiTenant, name: str = "Padrão", offsets=(-3, 0, 1), default: bool = True, **body: Any):
-    response = api.post("/api/v1/billing/cadences",
-                        {"name": name, "default": default, "steps": [{"offset_days": o} for o in offsets], **body})
+    response = api.post(
+        "/api/v1/billing/cadences",
+        {"name": name, "default": default, "steps": [{"offset_days": o} for o in offsets], **body},
+    )
     assert response.status_code == 201, response.content
     return response.json()

@@ -1,5 +1,6 @@
 """The charges admin: spreadsheet import (mapping, preview with errors by row, the same upsert
 as the API), the cadence date preview, the recovery report page, tenant scoping."""
+
 from __future__ import annotations
 
 import io
@@ -19,16 +20,20 @@ from .conftest import charge, make_cadence, upsert
 
 pytestmark = pytest.mark.django_db
 
-CSV = ("Fatura;Nome;Celular;Valor;Vencimento;CPF\n"
-       "F-1;Maria;(11) 99876-5432;1.234,56;10/12/2030;\n"
-       "F-2;João;123;10,00;10/12/2030;\n"
-       "F-3;Ana;(21) 98765-4321;50;2030-12-11;390.533.447-05\n")
+CSV = (
+    "Fatura;Nome;Celular;Valor;Vencimento;CPF\n"
+    "F-1;Maria;(11) 99876-5432;1.234,56;10/12/2030;\n"
+    "F-2;João;123;10,00;10/12/2030;\n"
+    "F-3;Ana;(21) 98765-4321;50;2030-12-11;390.533.447-05\n"
+)
 
 
 @pytest.fixture
 def staff(client, api, settings):
-    settings.STORAGES = {**settings.STORAGES,
-                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     user = get_user_model().objects.create_user("clinic-staff", password="pw", is_staff=True)
     user.user_permissions.set(Permission.objects.filter(content_type__app_label="charges"))
     Membership.objects.create(user=user, tenant=api.tenant)
@@ -53,8 +58,9 @@ def test_csv_import_guesses_the_mapping_previews_errors_by_row_and_imports(staff
     page = staff.get(url).content.decode()
     assert "2 valid" in re.sub(r"<[^>]+>", "", page) and "invalid_phone" in page
     assert not Charge.objects.exists()  # a preview writes nothing
-    response = staff.post(url, {"external_id": 0, "name": 1, "phone": 2, "amount": 3, "due_date": 4, "document": 5,
-                                "action": "import"})
+    response = staff.post(
+        url, {"external_id": 0, "name": 1, "phone": 2, "amount": 3, "due_date": 4, "document": 5, "action": "import"}
+    )
     assert response.status_code == 302
     stored = {c.external_id: c for c in Charge.objects.filter(tenant=api.tenant)}
     assert set(stored) == {"F-1", "F-3"} and str(stored["F-1"].amount) == "1234.56"
@@ -116,8 +122,13 @@ def test_settings_page_takes_a_write_only_asaas_token_and_shows_the_url(staff, a
     settings_row = ChargeSettings.for_tenant(api.tenant)
     url = f"/admin/charges/chargesettings/{settings_row.pk}/change/"
     assert settings_row.asaas_url_token in staff.get(url).content.decode()
-    form = {"debtor_daily_cap": 2, "escalation_age_days": 60, "conversion_window_days": 7, "default_cadence": "",
-            "new_asaas_token": "t" * 20}
+    form = {
+        "debtor_daily_cap": 2,
+        "escalation_age_days": 60,
+        "conversion_window_days": 7,
+        "default_cadence": "",
+        "new_asaas_token": "t" * 20,
+    }
     assert "32 to 255" in staff.post(url, form).content.decode()  # refused, shown on the form
     form["new_asaas_token"] = "admin-token-" + "a" * 30
     assert staff.post(url, form).status_code == 302

@@ -1,4 +1,5 @@
 """POST/GET /charges, detail with plan and timeline, and the pay/cancel/write-off/reopen actions."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -28,13 +29,27 @@ def test_upsert_creates_then_updates_then_leaves_unchanged_by_external_id(api):
 
 
 def test_a_bad_charge_is_reported_by_index_and_the_rest_is_stored(api):
-    batch = [charge(0), charge(1, phone="123"), charge(2, amount="-5"), charge(3, document="111.111.111-11"),
-             charge(4, due_date="31/02/2030"), charge(0), charge(5, external_id=None), charge(6, cadence="Nope")]
+    batch = [
+        charge(0),
+        charge(1, phone="123"),
+        charge(2, amount="-5"),
+        charge(3, document="111.111.111-11"),
+        charge(4, due_date="31/02/2030"),
+        charge(0),
+        charge(5, external_id=None),
+        charge(6, cadence="Nope"),
+    ]
     body = upsert(api, batch).json()
     assert body["created"] == 1
     assert [(r["index"], r["code"]) for r in body["rejected"]] == [
-        (1, "invalid_phone"), (2, "invalid_amount"), (3, "invalid_document"), (4, "invalid_due_date"),
-        (5, "duplicate_external_id"), (6, "missing_external_id"), (7, "unknown_cadence")]
+        (1, "invalid_phone"),
+        (2, "invalid_amount"),
+        (3, "invalid_document"),
+        (4, "invalid_due_date"),
+        (5, "duplicate_external_id"),
+        (6, "missing_external_id"),
+        (7, "unknown_cadence"),
+    ]
     assert "98000" not in str(body["rejected"])  # phones are masked
     assert Charge.objects.filter(tenant=api.tenant).count() == 1
 
@@ -45,14 +60,17 @@ def test_strict_mode_stores_nothing_when_one_charge_is_bad(api):
     assert not Charge.objects.exists()
 
 
-@pytest.mark.parametrize("body, status, code", [
-    ({"charges": []}, 400, "validation_error"),
-    ({"charges": [{"external_id": "x", "colour": "red"}]}, 400, "unknown_field"),
-    ({"charges": [{"status": "paid"}]}, 400, "forbidden_field"),
-    ({"charges": "nope"}, 400, "validation_error"),
-    ({"charges": [charge(0)], "tenant": "other"}, 400, "forbidden_field"),
-    ({"charges": [{"phone": "x"}]}, 422, "no_valid_charges"),
-])
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({"charges": []}, 400, "validation_error"),
+        ({"charges": [{"external_id": "x", "colour": "red"}]}, 400, "unknown_field"),
+        ({"charges": [{"status": "paid"}]}, 400, "forbidden_field"),
+        ({"charges": "nope"}, 400, "validation_error"),
+        ({"charges": [charge(0)], "tenant": "other"}, 400, "forbidden_field"),
+        ({"charges": [{"phone": "x"}]}, 422, "no_valid_charges"),
+    ],
+)
 def test_malformed_upserts_get_a_4xx_and_write_nothing(api, body, status, code):
     response = api.post("/api/v1/billing/charges", body)
     assert response.status_code == status and response.json()["error"]["code"] == code
@@ -66,14 +84,21 @@ def test_more_than_ten_thousand_charges_is_413(api):
 
 def test_a_key_limited_to_notifications_cannot_create_charges(api):
     raw = api.new_key(allowed_template_types=["notification"])
-    response = api.client.post("/api/v1/billing/charges", data={"charges": [charge(0)]}, format="json",
-                               HTTP_X_BILLING_API_KEY=raw)
+    response = api.client.post(
+        "/api/v1/billing/charges", data={"charges": [charge(0)]}, format="json", HTTP_X_BILLING_API_KEY=raw
+    )
     assert response.status_code == 403 and response.json()["error"]["code"] == "template_type_not_allowed"
 
 
 def test_list_filters_by_status_due_range_and_debtor(api):
-    upsert(api, [charge(1, due_date="2030-01-10", debtor_external_id="PAC-1"), charge(2, due_date="2030-02-10"),
-                 charge(3, due_date="2030-03-10", debtor_external_id="PAC-1")])
+    upsert(
+        api,
+        [
+            charge(1, due_date="2030-01-10", debtor_external_id="PAC-1"),
+            charge(2, due_date="2030-02-10"),
+            charge(3, due_date="2030-03-10", debtor_external_id="PAC-1"),
+        ],
+    )
     api.post("/api/v1/billing/charges/INV-3/pay", {})
     ids = lambda **q: [c["external_id"] for c in api.get("/api/v1/billing/charges", **q).json()["results"]]  # noqa: E731
     assert ids() == ["INV-1", "INV-2", "INV-3"]
@@ -97,8 +122,10 @@ def test_detail_shows_the_plan_and_the_timeline(api):
 
 def test_pay_then_reopen_then_cancel_and_write_off_follow_the_transition_table(api):
     upsert(api, [charge(1)])
-    paid = api.post("/api/v1/billing/charges/INV-1/pay", {"paid_amount": "140,00", "reference": "TX-9",
-                                                        "paid_at": "2026-01-02T10:00:00-03:00"})
+    paid = api.post(
+        "/api/v1/billing/charges/INV-1/pay",
+        {"paid_amount": "140,00", "reference": "TX-9", "paid_at": "2026-01-02T10:00:00-03:00"},
+    )
     assert paid.status_code == 200, paid.content
     assert paid.json()["status"] == "paid" and paid.json()["paid_amount"] == "140.00"
     assert paid.json()["payment_source"] == "api" and paid.json()["paid_at"].startswith("2026-01-02T13:00")
@@ -113,8 +140,10 @@ def test_pay_then_reopen_then_cancel_and_write_off_follow_the_transition_table(a
     assert kinds == ["paid", "reopened", "written_off", "paid"]
 
 
-@pytest.mark.parametrize("body", [{"paid_amount": "-1"}, {"paid_at": "2026-01-02T10:00:00"},
-                                  {"paid_at": "2999-01-01T00:00:00Z"}, {"surprise": 1}])
+@pytest.mark.parametrize(
+    "body",
+    [{"paid_amount": "-1"}, {"paid_at": "2026-01-02T10:00:00"}, {"paid_at": "2999-01-01T00:00:00Z"}, {"surprise": 1}],
+)
 def test_bad_pay_bodies_are_400_and_change_nothing(api, body):
     upsert(api, [charge(1)])
     response = api.post("/api/v1/billing/charges/INV-1/pay", body)

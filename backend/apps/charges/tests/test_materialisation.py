@@ -1,6 +1,7 @@
 """The cadence job in-process: which steps become billing queues on which day, what is skipped
 and why, idempotency, escalation, and paid means silent for contacts already queued or claimed.
 Time is moved with time-machine; the tenant is in São Paulo (UTC-3)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -30,29 +31,40 @@ def at(day: date, hour: int = 9) -> datetime:
 
 
 def runs() -> Counter:
-    return Counter((r.charge.external_id, r.offset_days, r.status, r.skip_reason)
-                   for r in ChargeStepRun.objects.select_related("charge"))
+    return Counter(
+        (r.charge.external_id, r.offset_days, r.status, r.skip_reason)
+        for r in ChargeStepRun.objects.select_related("charge")
+    )
 
 
 def office_hours(api, spec: str = "mon-fri 08:00-18:00") -> None:
     BusinessHours.objects.filter(tenant=api.tenant).delete()
-    BusinessHours.objects.bulk_create([BusinessHours(tenant=api.tenant, weekday=d, opens_at=o, closes_at=c)
-                                       for d, o, c in parse_business_hours(spec)])
+    BusinessHours.objects.bulk_create(
+        [BusinessHours(tenant=api.tenant, weekday=d, opens_at=o, closes_at=c) for d, o, c in parse_business_hours(spec)]
+    )
 
 
 def test_each_due_step_becomes_a_queue_once_and_a_second_run_adds_nothing(api):
     with time_machine.travel(at(MONDAY), tick=False):
         make_cadence(api, offsets=(-3, 0, 1))
-        upsert(api, [charge(1, due_date=(MONDAY + timedelta(days=3)).isoformat()),
-                     charge(2, due_date=MONDAY.isoformat(), payment_link="https://pay.example.com/2"),
-                     charge(3, due_date=(MONDAY - timedelta(days=1)).isoformat()),
-                     charge(4, due_date=(MONDAY + timedelta(days=10)).isoformat())])
+        upsert(
+            api,
+            [
+                charge(1, due_date=(MONDAY + timedelta(days=3)).isoformat()),
+                charge(2, due_date=MONDAY.isoformat(), payment_link="https://pay.example.com/2"),
+                charge(3, due_date=(MONDAY - timedelta(days=1)).isoformat()),
+                charge(4, due_date=(MONDAY + timedelta(days=10)).isoformat()),
+            ],
+        )
         first = run_cycle()
         second = run_cycle()
     assert first["queued"] == 3 and second["queued"] == 0 and second["skipped"] == 0
-    assert runs() == Counter({("INV-1", -3, "queued", ""): 1, ("INV-2", 0, "queued", ""): 1,
-                              ("INV-3", 1, "queued", ""): 1})
-    queues = {q.billing_campaign.metadata["offset_days"]: q for q in BillingQueue.objects.select_related("billing_campaign")}
+    assert runs() == Counter(
+        {("INV-1", -3, "queued", ""): 1, ("INV-2", 0, "queued", ""): 1, ("INV-3", 1, "queued", ""): 1}
+    )
+    queues = {
+        q.billing_campaign.metadata["offset_days"]: q for q in BillingQueue.objects.select_related("billing_campaign")
+    }
     assert {offset: q.template_type for offset, q in queues.items()} == {-3: "upcoming", 0: "upcoming", 1: "overdue"}
     contact = BillingContact.objects.get(external_id="INV-2")
     assert contact.variables["payment_link"] == "https://pay.example.com/2" and contact.due_date == MONDAY
@@ -63,19 +75,39 @@ def test_the_daily_cap_holds_across_two_charges_of_one_debtor(api):
     BillingConfig.objects.filter(tenant=api.tenant).update(callback_url="https://crm.example.com/hooks")
     with time_machine.travel(at(MONDAY), tick=False):
         make_cadence(api, offsets=(0, 1))
-        upsert(api, [charge(1, due_date=MONDAY.isoformat(), debtor_external_id="PAC-1"),
-                     charge(2, due_date=(MONDAY - timedelta(days=1)).isoformat(), debtor_external_id="PAC-1",
-                            phone="+55 11 98888-0002"),
-                     charge(3, due_date=MONDAY.isoformat(), phone=charge(4)["phone"]),
-                     charge(4, due_date=MONDAY.isoformat())])
+        upsert(
+            api,
+            [
+                charge(1, due_date=MONDAY.isoformat(), debtor_external_id="PAC-1"),
+                charge(
+                    2,
+                    due_date=(MONDAY - timedelta(days=1)).isoformat(),
+                    debtor_external_id="PAC-1",
+                    phone="+55 11 98888-0002",
+                ),
+                charge(3, due_date=MONDAY.isoformat(), phone=charge(4)["phone"]),
+                charge(4, due_date=MONDAY.isoformat()),
+            ],
+        )
         run_cycle()
         run_cycle()
     # The oldest debt goes first; the same phone under another debtor id is the same person.
-    assert runs() == Counter({("INV-2", 1, "queued", ""): 1, ("INV-1", 0, "skipped", "daily_cap"): 1,
-                              ("INV-3", 0, "queued", ""): 1, ("INV-4", 0, "skipped", "daily_cap"): 1})
+    assert runs() == Counter(
+        {
+            ("INV-2", 1, "queued", ""): 1,
+            ("INV-1", 0, "skipped", "daily_cap"): 1,
+            ("INV-3", 0, "queued", ""): 1,
+            ("INV-4", 0, "skipped", "daily_cap"): 1,
+        }
+    )
     skipped = CallbackDelivery.objects.get(event="cadence.step_skipped")
-    assert skipped.payload["data"] == {"cadence": "Padrão", "offset_days": 0, "date": MONDAY.isoformat(),
-                                       "reason": "daily_cap", "charges": ["INV-1", "INV-4"]}
+    assert skipped.payload["data"] == {
+        "cadence": "Padrão",
+        "offset_days": 0,
+        "date": MONDAY.isoformat(),
+        "reason": "daily_cap",
+        "charges": ["INV-1", "INV-4"],
+    }
 
 
 def test_an_opted_out_phone_is_skipped(api):
@@ -92,14 +124,17 @@ def test_steps_falling_on_closed_days_go_out_on_the_next_business_day(api):
     office_hours(api)
     saturday = MONDAY - timedelta(days=2)
     make_cadence(api, offsets=(-1, 0, 1))
-    upsert(api, [charge(1, due_date=saturday.isoformat()), charge(2, due_date=(MONDAY + timedelta(days=1)).isoformat())])
+    upsert(
+        api, [charge(1, due_date=saturday.isoformat()), charge(2, due_date=(MONDAY + timedelta(days=1)).isoformat())]
+    )
     with time_machine.travel(at(saturday, 10), tick=False):
         assert run_cycle()["queued"] == 0  # closed: nothing is decided on a closed day
     with time_machine.travel(at(MONDAY, 7), tick=False):
         run_cycle()
     # D0 (Saturday) and D+1 (Sunday) of INV-1 both land on Monday: the later step wins.
-    assert runs() == Counter({("INV-1", 1, "queued", ""): 1, ("INV-1", 0, "skipped", "superseded"): 1,
-                              ("INV-2", -1, "queued", ""): 1})
+    assert runs() == Counter(
+        {("INV-1", 1, "queued", ""): 1, ("INV-1", 0, "skipped", "superseded"): 1, ("INV-2", -1, "queued", ""): 1}
+    )
     # Queued at 07:00, the queues start at the 08:00 opening.
     assert {q.scheduled_for for q in BillingQueue.objects.all()} == {at(MONDAY, 8)}
 
@@ -117,8 +152,13 @@ def test_old_charges_are_escalated_and_their_cadence_stops(api):
     BillingConfig.objects.filter(tenant=api.tenant).update(callback_url="https://crm.example.com/hooks")
     with time_machine.travel(at(MONDAY), tick=False):
         make_cadence(api, offsets=(90, 91))
-        upsert(api, [charge(1, due_date=(MONDAY - timedelta(days=90)).isoformat()),
-                     charge(2, due_date=(MONDAY - timedelta(days=89)).isoformat())])
+        upsert(
+            api,
+            [
+                charge(1, due_date=(MONDAY - timedelta(days=90)).isoformat()),
+                charge(2, due_date=(MONDAY - timedelta(days=89)).isoformat()),
+            ],
+        )
         result = run_cycle()
         assert run_cycle()["escalated"] == 0
     assert result["escalated"] == 1 and result["queued"] == 0
@@ -182,9 +222,14 @@ def test_a_tenant_another_process_is_materialising_is_left_to_it(api):
     with time_machine.travel(at(MONDAY), tick=False):
         make_cadence(api, offsets=(0,))
         upsert(api, [charge(1, due_date=MONDAY.isoformat())])
-        with psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"], user=settings_dict["USER"],
-                             password=settings_dict["PASSWORD"], dbname=settings_dict["NAME"],
-                             autocommit=True) as other:
+        with psycopg.connect(
+            host=settings_dict["HOST"],
+            port=settings_dict["PORT"],
+            user=settings_dict["USER"],
+            password=settings_dict["PASSWORD"],
+            dbname=settings_dict["NAME"],
+            autocommit=True,
+        ) as other:
             other.execute("SELECT pg_advisory_lock(%s)", [tenant_lock_key(api.tenant)])
             busy = run_cycle()
         free = run_cycle()
@@ -203,5 +248,11 @@ def test_the_command_runs_one_cycle_and_prints_its_counts(api):
         upsert(api, [charge(1, due_date=MONDAY.isoformat())])
         out = io.StringIO()
         call_command("run_charges_periodic", "--once", stdout=out)
-    assert json.loads(out.getvalue()) == {"tenants": 1, "escalated": 0, "queued": 1, "skipped": 0, "busy": 0,
-                                          "failed": 0}
+    assert json.loads(out.getvalue()) == {
+        "tenants": 1,
+        "escalated": 0,
+        "queued": 1,
+        "skipped": 0,
+        "busy": 0,
+        "failed": 0,
+    }

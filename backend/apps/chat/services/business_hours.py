@@ -5,11 +5,12 @@
 no query. All arithmetic happens on UTC instants built from local wall-clock times, so DST
 changes and ranges that cross midnight need no special cases at the call sites.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 # How far ahead `next_open_after` looks before answering "never" (a year of holidays is
@@ -43,8 +44,11 @@ class WeeklySchedule:
     def is_open(self, at: datetime) -> bool:
         at = _utc(at)
         local_day = at.astimezone(self.tz).date()
-        return any(start <= at < end for day in (local_day - timedelta(days=1), local_day)
-                   for start, end in self._intervals_on(day))
+        return any(
+            start <= at < end
+            for day in (local_day - timedelta(days=1), local_day)
+            for start, end in self._intervals_on(day)
+        )
 
     def next_open_after(self, at: datetime) -> datetime | None:
         """The first instant at or after `at` when sending is allowed; None if never (within
@@ -65,15 +69,23 @@ class WeeklySchedule:
         """When the opening that contains `at` ends (None when closed at `at`)."""
         at = _utc(at)
         local_day = at.astimezone(self.tz).date()
-        ends = [end for day in (local_day - timedelta(days=1), local_day)
-                for start, end in self._intervals_on(day) if start <= at < end]
+        ends = [
+            end
+            for day in (local_day - timedelta(days=1), local_day)
+            for start, end in self._intervals_on(day)
+            if start <= at < end
+        ]
         if not ends:
             return None
         end = max(ends)
         # An opening that ends exactly where the next begins (e.g. 24/7 rows) is one opening.
         while True:
-            follow = [e for day in (end.astimezone(self.tz).date() - timedelta(days=1), end.astimezone(self.tz).date())
-                      for s, e in self._intervals_on(day) if s <= end < e]
+            follow = [
+                e
+                for day in (end.astimezone(self.tz).date() - timedelta(days=1), end.astimezone(self.tz).date())
+                for s, e in self._intervals_on(day)
+                if s <= end < e
+            ]
             if not follow or max(follow) <= end or end - at > timedelta(days=MAX_LOOKAHEAD_DAYS):
                 return end
             end = max(follow)
@@ -97,8 +109,8 @@ class WeeklySchedule:
         intervals = []
         for opening in self._by_weekday[day.weekday()]:
             close_day = day if opening.closes_at > opening.opens_at else day + timedelta(days=1)
-            start = datetime.combine(day, opening.opens_at, tzinfo=self.tz).astimezone(timezone.utc)
-            end = datetime.combine(close_day, opening.closes_at, tzinfo=self.tz).astimezone(timezone.utc)
+            start = datetime.combine(day, opening.opens_at, tzinfo=self.tz).astimezone(UTC)
+            end = datetime.combine(close_day, opening.closes_at, tzinfo=self.tz).astimezone(UTC)
             if end > start:  # a range swallowed by a DST jump is empty, not negative
                 intervals.append((start, end))
         return intervals
@@ -107,7 +119,7 @@ class WeeklySchedule:
 def _utc(at: datetime) -> datetime:
     if at.tzinfo is None:
         raise ValueError("naive datetime: pass an aware datetime")
-    return at.astimezone(timezone.utc)
+    return at.astimezone(UTC)
 
 
 class BusinessHoursService:

@@ -9,6 +9,7 @@ what changes and why:
 * `resolve` — a person is done: the flag goes, the conversation closes (`closed_by="agent"`).
   A later reply reopens it, as any reply does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,8 +58,11 @@ def conversation_list(*, tenant: Tenant, filters: ConversationFilters = Conversa
 
 def attention_list(*, tenant: Tenant) -> QuerySet:
     """The staff inbox: conversations waiting for a person, the latest customer message first."""
-    return (Conversation.objects.filter(tenant=tenant, needs_attention=True).select_related("instance")
-            .order_by("-last_inbound_at", "-id"))
+    return (
+        Conversation.objects.filter(tenant=tenant, needs_attention=True)
+        .select_related("instance")
+        .order_by("-last_inbound_at", "-id")
+    )
 
 
 def conversation_get(*, tenant: Tenant, conversation_id: object) -> Conversation:
@@ -92,19 +96,25 @@ def record_reply_intent(*, message: Message, intent: str, confidence: float, att
     changes: dict = {"last_intent": intent, "last_inbound_at": now, "updated_at": now}
     if attention_reason:
         changes["needs_attention"] = True
-        changes["attention_reason"] = Case(When(needs_attention=True, then=F("attention_reason")),
-                                           default=Value(attention_reason[:20]))
+        changes["attention_reason"] = Case(
+            When(needs_attention=True, then=F("attention_reason")), default=Value(attention_reason[:20])
+        )
     Conversation.objects.filter(pk=message.conversation_id).update(**changes)
-    return bool(attention_reason) or Conversation.objects.filter(pk=message.conversation_id,
-                                                                 needs_attention=True).exists()
+    return (
+        bool(attention_reason) or Conversation.objects.filter(pk=message.conversation_id, needs_attention=True).exists()
+    )
 
 
 def resolve(*, conversation: Conversation) -> Conversation:
     """A person is done with it: no flag, closed by an agent."""
     now = timezone.now()
     Conversation.objects.filter(pk=conversation.pk, tenant_id=conversation.tenant_id).update(
-        needs_attention=False, attention_reason="", status=Conversation.Status.CLOSED, closed_by=CLOSED_BY_AGENT,
-        closed_at=now, updated_at=now,
+        needs_attention=False,
+        attention_reason="",
+        status=Conversation.Status.CLOSED,
+        closed_by=CLOSED_BY_AGENT,
+        closed_at=now,
+        updated_at=now,
     )
     conversation.refresh_from_db()
     return conversation

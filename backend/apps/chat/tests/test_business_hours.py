@@ -1,4 +1,4 @@
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -41,8 +41,8 @@ IS_OPEN = [
     (sp(2026, 11, 28, 9, 0), True),  # Saturday morning
     (sp(2026, 11, 28, 12, 0), False),
     (sp(2026, 11, 29, 10, 0), False),  # Sunday
-    (datetime(2026, 11, 23, 11, 0, tzinfo=timezone.utc), True),  # 08:00 in São Paulo
-    (datetime(2026, 11, 23, 10, 59, tzinfo=timezone.utc), False),  # 07:59 in São Paulo
+    (datetime(2026, 11, 23, 11, 0, tzinfo=UTC), True),  # 08:00 in São Paulo
+    (datetime(2026, 11, 23, 10, 59, tzinfo=UTC), False),  # 07:59 in São Paulo
 ]
 
 
@@ -98,35 +98,34 @@ def test_closes_after_reports_the_end_of_the_current_opening():
 def test_open_intervals_are_clipped_and_ordered():
     intervals = list(clinic_schedule().open_intervals(sp(2026, 11, 23, 10, 0), sp(2026, 11, 23, 14, 0)))
     assert intervals == [
-        (sp(2026, 11, 23, 10, 0).astimezone(timezone.utc), sp(2026, 11, 23, 12, 0).astimezone(timezone.utc)),
-        (sp(2026, 11, 23, 13, 0).astimezone(timezone.utc), sp(2026, 11, 23, 14, 0).astimezone(timezone.utc)),
+        (sp(2026, 11, 23, 10, 0).astimezone(UTC), sp(2026, 11, 23, 12, 0).astimezone(UTC)),
+        (sp(2026, 11, 23, 13, 0).astimezone(UTC), sp(2026, 11, 23, 14, 0).astimezone(UTC)),
     ]
 
 
 def test_dst_spring_forward_keeps_local_wall_clock_hours():
     # New York: 2026-03-08 02:00 -> 03:00. Sunday 08:00 local opens at 12:00 UTC (EDT).
     schedule = WeeklySchedule(NY, [OpeningRange(6, time(8), time(18)), OpeningRange(5, time(8), time(18))])
-    assert schedule.next_open_after(datetime(2026, 3, 8, 5, 0, tzinfo=timezone.utc)) == datetime(
-        2026, 3, 8, 12, 0, tzinfo=timezone.utc
-    )
+    assert schedule.next_open_after(datetime(2026, 3, 8, 5, 0, tzinfo=UTC)) == datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
     # the Saturday before still used EST (UTC-5)
-    assert schedule.is_open(datetime(2026, 3, 7, 13, 0, tzinfo=timezone.utc))
-    assert not schedule.is_open(datetime(2026, 3, 7, 12, 59, tzinfo=timezone.utc))
+    assert schedule.is_open(datetime(2026, 3, 7, 13, 0, tzinfo=UTC))
+    assert not schedule.is_open(datetime(2026, 3, 7, 12, 59, tzinfo=UTC))
 
 
 def test_dst_range_inside_the_skipped_hour_does_not_break():
     # 02:00-03:00 does not exist on 2026-03-08 in New York: the opening is empty, not negative.
     schedule = WeeklySchedule(NY, [OpeningRange(6, time(2), time(3))])
-    nxt = schedule.next_open_after(datetime(2026, 3, 8, 0, 0, tzinfo=timezone.utc))
-    assert nxt is not None and nxt > datetime(2026, 3, 8, 0, 0, tzinfo=timezone.utc)
+    nxt = schedule.next_open_after(datetime(2026, 3, 8, 0, 0, tzinfo=UTC))
+    assert nxt is not None and nxt > datetime(2026, 3, 8, 0, 0, tzinfo=UTC)
 
 
 def test_dst_fall_back_night_range_covers_the_repeated_hour():
     # 2026-11-01 01:00-02:00 happens twice in New York; a 00:00-03:00 range lasts 4 real hours.
     schedule = WeeklySchedule(NY, [OpeningRange(6, time(0), time(3))])
-    intervals = list(schedule.open_intervals(datetime(2026, 11, 1, 0, 0, tzinfo=timezone.utc),
-                                             datetime(2026, 11, 2, 0, 0, tzinfo=timezone.utc)))
-    (start, end), = intervals
+    intervals = list(
+        schedule.open_intervals(datetime(2026, 11, 1, 0, 0, tzinfo=UTC), datetime(2026, 11, 2, 0, 0, tzinfo=UTC))
+    )
+    ((start, end),) = intervals
     assert (end - start).total_seconds() == 4 * 3600
 
 

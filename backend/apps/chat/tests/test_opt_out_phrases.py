@@ -1,5 +1,6 @@
 """Is this reply a request to stop? Whole intent, not keywords: a table of phrases a Brazilian
 customer (or an English-speaking one) actually writes, and look-alikes that must not count."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,30 +14,90 @@ def is_opt_out_request(text: str) -> bool:
 
 
 OPT_OUTS = [
-    "SAIR", "sair", "Sair.", "  sair  ", "PARAR!!!", "Pare", "Parem", "STOP", "Stop please", "stop 🛑",
-    "Cancelar", "Descadastrar", "Unsubscribe", "unsubscribe me", "opt out", "Sair sair",
-    "Não quero mais receber", "não quero mais receber mensagens", "nao quero receber mais mensagens",
-    "NÃO QUERO MAIS RECEBER ESSAS MENSAGENS", "Não quero mais", "não desejo mais receber cobranças por aqui",
-    "Por favor, não me mande mais mensagens", "não me enviem mais nada", "Parem de me mandar mensagens!",
-    "para de mandar isso", "Me tire da lista", "me remova da sua lista", "Tirem meu número da lista",
-    "remover meu número", "Quero sair da lista", "quero sair", "Quero me descadastrar",
-    "gostaria de sair da lista de contatos", "quero cancelar o recebimento", "sair, obrigado", "Ok, pode parar",
-    "Chega de mensagens", "please stop messaging me", "remove me from your list", "I don't want any more messages",
-    "Do not contact me again", "no more messages",
+    "SAIR",
+    "sair",
+    "Sair.",
+    "  sair  ",
+    "PARAR!!!",
+    "Pare",
+    "Parem",
+    "STOP",
+    "Stop please",
+    "stop 🛑",
+    "Cancelar",
+    "Descadastrar",
+    "Unsubscribe",
+    "unsubscribe me",
+    "opt out",
+    "Sair sair",
+    "Não quero mais receber",
+    "não quero mais receber mensagens",
+    "nao quero receber mais mensagens",
+    "NÃO QUERO MAIS RECEBER ESSAS MENSAGENS",
+    "Não quero mais",
+    "não desejo mais receber cobranças por aqui",
+    "Por favor, não me mande mais mensagens",
+    "não me enviem mais nada",
+    "Parem de me mandar mensagens!",
+    "para de mandar isso",
+    "Me tire da lista",
+    "me remova da sua lista",
+    "Tirem meu número da lista",
+    "remover meu número",
+    "Quero sair da lista",
+    "quero sair",
+    "Quero me descadastrar",
+    "gostaria de sair da lista de contatos",
+    "quero cancelar o recebimento",
+    "sair, obrigado",
+    "Ok, pode parar",
+    "Chega de mensagens",
+    "please stop messaging me",
+    "remove me from your list",
+    "I don't want any more messages",
+    "Do not contact me again",
+    "no more messages",
     # WhatsApp spellings: abbreviations and stretched letters.
-    "naum quero mais receber msg", "SAIRRRR", "nao qro mais receber mensagem", "pode me tirar da lista?",
-    "parem de me ligar e de mandar mensagem", "SAIR DA LISTA",
+    "naum quero mais receber msg",
+    "SAIRRRR",
+    "nao qro mais receber mensagem",
+    "pode me tirar da lista?",
+    "parem de me ligar e de mandar mensagem",
+    "SAIR DA LISTA",
 ]
 
 LOOK_ALIKES = [
-    "quero parar de pagar juros", "Quero parar de pagar juros, tem desconto?", "não quero mais pagar juros",
-    "posso parar de pagar?", "parar de cobrar juros?", "Já paguei", "vou sair mais cedo hoje",
-    "como faço para sair do vermelho?", "não consigo sair de casa", "Quero sair do aluguel",
-    "sair do cadastro positivo como faz", "quero cancelar a multa", "cancelar o plano", "quero pagar",
-    "quero receber a segunda via", "não quero receber boleto por email", "Pode me mandar o boleto?",
-    "me manda o pix", "não me mande o boleto por email", "para quando é o vencimento?", "Obrigado", "ok", "não",
-    "não quero", "Não quero isso", "Por favor parem de cobrar juros abusivos", "stop by tomorrow",
-    "I stopped at the bank", "stop charging me interest", "Vou parar no banco e pago", "",
+    "quero parar de pagar juros",
+    "Quero parar de pagar juros, tem desconto?",
+    "não quero mais pagar juros",
+    "posso parar de pagar?",
+    "parar de cobrar juros?",
+    "Já paguei",
+    "vou sair mais cedo hoje",
+    "como faço para sair do vermelho?",
+    "não consigo sair de casa",
+    "Quero sair do aluguel",
+    "sair do cadastro positivo como faz",
+    "quero cancelar a multa",
+    "cancelar o plano",
+    "quero pagar",
+    "quero receber a segunda via",
+    "não quero receber boleto por email",
+    "Pode me mandar o boleto?",
+    "me manda o pix",
+    "não me mande o boleto por email",
+    "para quando é o vencimento?",
+    "Obrigado",
+    "ok",
+    "não",
+    "não quero",
+    "Não quero isso",
+    "Por favor parem de cobrar juros abusivos",
+    "stop by tomorrow",
+    "I stopped at the bank",
+    "stop charging me interest",
+    "Vou parar no banco e pago",
+    "",
 ]
 
 
@@ -59,11 +120,14 @@ def test_long_messages_are_conversations_not_stop_requests():
     assert is_opt_out_request("sair " * 200) is False
 
 
-@pytest.mark.parametrize("raw,normalized", [
-    ("NÃO quero MAIS!!", "nao quero mais"),
-    ("  Açúcar,  café… e pão ", "acucar cafe e pao"),
-    ("don’t", "dont"),
-    ("🛑 STOP 🛑", "stop"),
-])
+@pytest.mark.parametrize(
+    "raw,normalized",
+    [
+        ("NÃO quero MAIS!!", "nao quero mais"),
+        ("  Açúcar,  café… e pão ", "acucar cafe e pao"),
+        ("don’t", "dont"),
+        ("🛑 STOP 🛑", "stop"),
+    ],
+)
 def test_normalisation(raw, normalized):
     assert plain_text(raw) == normalized

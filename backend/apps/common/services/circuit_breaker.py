@@ -19,6 +19,7 @@ A "closed, nothing counted" answer is reused in this process for EVOLUTION_BREAK
 Anything else is never reused, and any failure this process sees forgets the cached answer at
 once; a breaker another process opened is seen here within that second.
 """
+
 from __future__ import annotations
 
 import logging
@@ -264,7 +265,9 @@ class CircuitBreaker:
         ttl_s = max(3600, int(cooldown_ms / 1000) * 10)
         try:
             _client, script = _redis(settings.REDIS_URL)
-            verdict, previous, remaining, failures = script(keys=[self.key], args=[op, threshold, cooldown_ms, lease_ms, ttl_s])
+            verdict, previous, remaining, failures = script(
+                keys=[self.key], args=[op, threshold, cooldown_ms, lease_ms, ttl_s]
+            )
         except redis.RedisError as exc:
             _warn_redis_down(self.instance_id, exc)
             return None

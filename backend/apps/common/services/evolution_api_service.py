@@ -12,18 +12,25 @@ Evolution bodies. Every call has a total deadline (apps/common/http_client.py).
 The contract this client follows is docs/evolution-api-contract.md; docs/providers.md
 explains retries, the circuit breaker and what a caller does with each error.
 """
+
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from apps.common.http_client import HTTPCallError, HTTPStatusError
 from apps.contacts.utils import mask_phone
 
-from .evolution_lookup import MessageLookup, ProviderMessage, find_messages_body, jid_candidates, parse_find_messages
+from .evolution_lookup import (
+    MessageLookup,
+    ProviderMessage,
+    find_messages_body,
+    jid_candidates,
+    parse_find_messages,
+)
 from .evolution_responses import error_for_lookup_response, error_for_send_response
 from .provider_client import (
     HEALTH_CLOSE,
@@ -54,8 +61,12 @@ from .provider_errors import (
 from .provider_http import HEALTH, LOOKUP, SEND, connect_timeout, deadline, provider_client
 from .provider_responses import error_for_lookup_transport, error_for_transport
 
-_PROVIDER_STATE_TO_HEALTH = {"open": HEALTH_OPEN, "connecting": HEALTH_CONNECTING, "close": HEALTH_CLOSE,
-                             "refused": HEALTH_CLOSE}
+_PROVIDER_STATE_TO_HEALTH = {
+    "open": HEALTH_OPEN,
+    "connecting": HEALTH_CONNECTING,
+    "close": HEALTH_CLOSE,
+    "refused": HEALTH_CLOSE,
+}
 # Events our webhook needs (contract §4): receipts, echoes, replies, connection changes, logouts.
 WEBHOOK_EVENTS = ["MESSAGES_UPSERT", "MESSAGES_UPDATE", "SEND_MESSAGE", "CONNECTION_UPDATE", "LOGOUT_INSTANCE"]
 INTEGRATION = "WHATSAPP-BAILEYS"
@@ -77,8 +88,11 @@ class EvolutionAPIService(ProviderClient):
         started = time.monotonic()
         try:
             response = provider_client.request(
-                "GET", self._url("instance/connectionState"), headers=self._headers(),
-                deadline=deadline(HEALTH), connect_timeout=connect_timeout(),
+                "GET",
+                self._url("instance/connectionState"),
+                headers=self._headers(),
+                deadline=deadline(HEALTH),
+                connect_timeout=connect_timeout(),
             )
         except HTTPCallError as exc:
             return self._health_without_answer(exc, started)
@@ -91,14 +105,17 @@ class EvolutionAPIService(ProviderClient):
         provider_state = inner.get("state") if isinstance(inner, dict) else None
         if provider_state == "open":
             self.breaker.probe_now()
-            return self._health(True, HEALTH_OPEN, "connected", started, status, provider_state=provider_state,
-                                outcome="healthy")
+            return self._health(
+                True, HEALTH_OPEN, "connected", started, status, provider_state=provider_state, outcome="healthy"
+            )
         if not provider_state:
-            return self._health(False, HEALTH_UNKNOWN, "the provider reported no state (instance not loaded)", started,
-                                status)
+            return self._health(
+                False, HEALTH_UNKNOWN, "the provider reported no state (instance not loaded)", started, status
+            )
         health = _PROVIDER_STATE_TO_HEALTH.get(str(provider_state), HEALTH_ERROR)
-        return self._health(False, health, f"provider state is {provider_state!r}", started, status,
-                            provider_state=str(provider_state))
+        return self._health(
+            False, health, f"provider state is {provider_state!r}", started, status, provider_state=str(provider_state)
+        )
 
     # ------------------------------------------------------------------ reconciliation
     def find_messages(
@@ -128,17 +145,23 @@ class EvolutionAPIService(ProviderClient):
                 if page > max_pages:
                     complete = False
                     break
-                body = find_messages_body(remote_jid=remote_jid, from_me=from_me, sent_after=sent_after,
-                                          sent_before=sent_before, page=page, page_size=page_size)
-                messages, page_total, pages = self._lookup_page("POST", url, body, masked, parse=parse_find_messages,
-                                                                error_for_response=error_for_lookup_response)
+                body = find_messages_body(
+                    remote_jid=remote_jid,
+                    from_me=from_me,
+                    sent_after=sent_after,
+                    sent_before=sent_before,
+                    page=page,
+                    page_size=page_size,
+                )
+                messages, page_total, pages = self._lookup_page(
+                    "POST", url, body, masked, parse=parse_find_messages, error_for_response=error_for_lookup_response
+                )
                 if page == 1:
                     total += page_total
                 for message in messages:
                     found.setdefault(message.provider_message_id, message)
                 page += 1
-        ordered = sorted(found.values(), key=lambda m: m.timestamp or datetime.min.replace(tzinfo=timezone.utc),
-                         reverse=True)
+        ordered = sorted(found.values(), key=lambda m: m.timestamp or datetime.min.replace(tzinfo=UTC), reverse=True)
         return MessageLookup(messages=ordered, total=total, complete=complete)
 
     # ------------------------------------------------------------------ webhooks and pairing
@@ -147,19 +170,36 @@ class EvolutionAPIService(ProviderClient):
         `Authorization: Bearer <JWT>` (no key: no headers). v1 (1.8) takes a flat body and
         sends no custom headers."""
         if self.instance.api_version == "v1":
-            return {"url": url, "enabled": True, "events": WEBHOOK_EVENTS, "webhook_by_events": False,
-                    "webhook_base64": False}
+            return {
+                "url": url,
+                "enabled": True,
+                "events": WEBHOOK_EVENTS,
+                "webhook_by_events": False,
+                "webhook_base64": False,
+            }
         headers = {"jwt_key": signing_key} if signing_key else {}
-        return {"webhook": {"enabled": True, "url": url, "headers": headers, "byEvents": False, "base64": False,
-                            "events": WEBHOOK_EVENTS}}
+        return {
+            "webhook": {
+                "enabled": True,
+                "url": url,
+                "headers": headers,
+                "byEvents": False,
+                "base64": False,
+                "events": WEBHOOK_EVENTS,
+            }
+        }
 
     def configure_webhook(self, *, url: str, signing_key: str) -> int:
         """`POST /webhook/set/{instance}` (contract §4); returns the answer's status."""
         body = self.webhook_body(url=url, signing_key=signing_key)
         try:
             response = provider_client.request(
-                "POST", self._url("webhook/set"), body=json.dumps(body).encode("utf-8"),
-                headers=self._headers(body=True), deadline=deadline(LOOKUP), connect_timeout=connect_timeout(),
+                "POST",
+                self._url("webhook/set"),
+                body=json.dumps(body).encode("utf-8"),
+                headers=self._headers(body=True),
+                deadline=deadline(LOOKUP),
+                connect_timeout=connect_timeout(),
             )
         except HTTPCallError as exc:
             raise error_for_lookup_transport(exc) from exc
@@ -168,20 +208,30 @@ class EvolutionAPIService(ProviderClient):
     def create_remote(self, *, webhook_url: str | None, signing_key: str) -> str:
         """`POST /instance/create` with the server's global key (v2); the answer's `hash` is the
         instance token we keep. The webhook is part of the same call."""
-        payload: dict[str, Any] = {"instanceName": self.instance.instance_name, "qrcode": True,
-                                   "integration": INTEGRATION}
+        payload: dict[str, Any] = {
+            "instanceName": self.instance.instance_name,
+            "qrcode": True,
+            "integration": INTEGRATION,
+        }
         if webhook_url:
             payload["webhook"] = self.webhook_body(url=webhook_url, signing_key=signing_key)["webhook"]
-        response = self._control_call("POST", f"{self.base_url}/instance/create", payload,
-                                      error_for_response=error_for_lookup_response,
-                                      error_for_transport=error_for_lookup_transport)
+        response = self._control_call(
+            "POST",
+            f"{self.base_url}/instance/create",
+            payload,
+            error_for_response=error_for_lookup_response,
+            error_for_transport=error_for_lookup_transport,
+        )
         body = response.json()
         token = body.get("hash") if isinstance(body, dict) else None
         if isinstance(token, dict):  # 1.8 answered {"hash": {"apikey": …}}
             token = token.get("apikey")
         if not token:
-            raise ProviderLookupError("The provider created the instance but returned no token.",
-                                      code="lookup_bad_answer", http_status=response.status)
+            raise ProviderLookupError(
+                "The provider created the instance but returned no token.",
+                code="lookup_bad_answer",
+                http_status=response.status,
+            )
         return str(token)
 
     def pairing_state(self) -> PairingState:
@@ -192,8 +242,13 @@ class EvolutionAPIService(ProviderClient):
             return PairingState(HEALTH_OPEN, True, health.reason)
         if health.state == HEALTH_ERROR:
             return PairingState(HEALTH_ERROR, False, health.reason)
-        response = self._control_call("GET", self._url("instance/connect"), error_for_response=error_for_lookup_response,
-                                      error_for_transport=error_for_lookup_transport, ok=(200,))
+        response = self._control_call(
+            "GET",
+            self._url("instance/connect"),
+            error_for_response=error_for_lookup_response,
+            error_for_transport=error_for_lookup_transport,
+            ok=(200,),
+        )
         body = response.json()
         body = body if isinstance(body, dict) else {}
         inner = body.get("instance") if isinstance(body.get("instance"), dict) else {}
@@ -206,14 +261,24 @@ class EvolutionAPIService(ProviderClient):
 
     def restart(self) -> None:
         """`POST /instance/restart/{instance}`."""
-        self._control_call("POST", self._url("instance/restart"), error_for_response=error_for_lookup_response,
-                           error_for_transport=error_for_lookup_transport, ok=(200, 201))
+        self._control_call(
+            "POST",
+            self._url("instance/restart"),
+            error_for_response=error_for_lookup_response,
+            error_for_transport=error_for_lookup_transport,
+            ok=(200, 201),
+        )
 
     def logout(self) -> None:
         """`DELETE /instance/logout/{instance}`: the number leaves this instance; pairing again
         needs a new QR scan."""
-        self._control_call("DELETE", self._url("instance/logout"), error_for_response=error_for_lookup_response,
-                           error_for_transport=error_for_lookup_transport, ok=(200,))
+        self._control_call(
+            "DELETE",
+            self._url("instance/logout"),
+            error_for_response=error_for_lookup_response,
+            error_for_transport=error_for_lookup_transport,
+            ok=(200,),
+        )
 
     # ------------------------------------------------------------------ one send attempt
     def _send_once(self, number: str, message: str, masked: str, attempt: int) -> SendResult:
@@ -222,8 +287,12 @@ class EvolutionAPIService(ProviderClient):
         started = time.monotonic()
         try:
             response = provider_client.request(
-                "POST", self._url("message/sendText"), body=json.dumps(self._send_payload(number, message)).encode(),
-                headers=self._headers(body=True), deadline=deadline(SEND), connect_timeout=connect_timeout(),
+                "POST",
+                self._url("message/sendText"),
+                body=json.dumps(self._send_payload(number, message)).encode(),
+                headers=self._headers(body=True),
+                deadline=deadline(SEND),
+                connect_timeout=connect_timeout(),
                 reuse_connection=False,
             )
         except HTTPCallError as exc:
@@ -254,8 +323,15 @@ class EvolutionAPIService(ProviderClient):
             attempts=attempt,
             response=body,
         )
-        self._record(OPERATION_SEND, "ok", started, masked, attempt, http_status=response.status,
-                     message_id=result.provider_message_id)
+        self._record(
+            OPERATION_SEND,
+            "ok",
+            started,
+            masked,
+            attempt,
+            http_status=response.status,
+            message_id=result.provider_message_id,
+        )
         return result
 
     # ------------------------------------------------------------------ helpers

@@ -14,10 +14,11 @@ answer. Read from Evolution v2's source (`fetchMessages` in the channel service,
 - Evolution answers from its database: with `DATABASE_SAVE_DATA_NEW_MESSAGE` off it holds
   nothing, and an empty answer proves nothing (docs/providers.md, "Reconciliation").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 JID_SUFFIX = "@s.whatsapp.net"
@@ -55,7 +56,12 @@ def jid_candidates(digits: str) -> list[str]:
 
 
 def find_messages_body(
-    *, remote_jid: str, from_me: bool, sent_after: datetime | None, sent_before: datetime | None, page: int,
+    *,
+    remote_jid: str,
+    from_me: bool,
+    sent_after: datetime | None,
+    sent_before: datetime | None,
+    page: int,
     page_size: int,
 ) -> dict[str, Any]:
     key: dict[str, Any] = {"remoteJid": remote_jid}
@@ -69,8 +75,8 @@ def find_messages_body(
 
 def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def message_text(message: Any) -> str:
@@ -89,7 +95,7 @@ def _timestamp(value: Any) -> datetime | None:
         seconds = int(value)
     except (TypeError, ValueError):
         return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def _status(record: dict[str, Any]) -> str | None:
@@ -123,8 +129,11 @@ def parse_find_messages(body: Any) -> tuple[list[ProviderMessage], int, int]:
     v2 one (or a bare list, as 1.8 answered)."""
     if isinstance(body, list):
         records, total, pages = body, len(body), 1
-    elif isinstance(body, dict) and isinstance(body.get("messages"), dict) \
-            and isinstance(body["messages"].get("records"), list):
+    elif (
+        isinstance(body, dict)
+        and isinstance(body.get("messages"), dict)
+        and isinstance(body["messages"].get("records"), list)
+    ):
         page = body["messages"]
         records = page["records"]
         total = int(page.get("total") or len(records))

@@ -9,6 +9,7 @@ nothing was relayed, and the answer counts as an attempt. Raised *inside* the se
 block, the catch wraps `Error.toString()`: `["Error: Connection Closed"]` (400, or 500 in
 2.3.0, #1772), and by then the message may already be on its way (#1247): outcome unknown.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,10 +21,10 @@ from .provider_errors import (
     InstanceUnavailableError,
     InvalidNumberError,
     ProviderAuthError,
+    ProviderError,
     ProviderRateLimitedError,
     TransientProviderError,
 )
-from .provider_errors import ProviderError
 from .provider_responses import error_for_read_answer, parse_retry_after
 
 CONNECTION_CLOSED = "connection closed"
@@ -71,7 +72,9 @@ def error_for_send_response(response: HTTPResponse) -> ProviderError:
     if _closed_during_send(body):
         return AmbiguousSendError(
             "The provider's WhatsApp connection closed during the send; the message may have been sent.",
-            code="connection_closed_during_send", http_status=status, details=details,
+            code="connection_closed_during_send",
+            http_status=status,
+            details=details,
         )
     if status == 400:
         return AmbiguousSendError(
@@ -80,7 +83,9 @@ def error_for_send_response(response: HTTPResponse) -> ProviderError:
             details=details,
         )
     if status in (401, 403):
-        return ProviderAuthError("The provider rejected the API key.", code="provider_unauthorized", http_status=status, details=details)
+        return ProviderAuthError(
+            "The provider rejected the API key.", code="provider_unauthorized", http_status=status, details=details
+        )
     if status == 404:
         return ProviderAuthError(
             "The provider does not know this instance (or the base URL is wrong).",
@@ -90,12 +95,18 @@ def error_for_send_response(response: HTTPResponse) -> ProviderError:
         )
     if status == 429:
         retry_after = parse_retry_after(response.header("Retry-After"))
-        return ProviderRateLimitedError("The provider is rate limiting this instance.", retry_after=retry_after, http_status=status, details=details)
+        return ProviderRateLimitedError(
+            "The provider is rate limiting this instance.", retry_after=retry_after, http_status=status, details=details
+        )
     if status == 500 or CONNECTION_CLOSED in text.lower():
         return InstanceUnavailableError("The instance cannot send right now.", http_status=status, details=details)
     if 500 <= status <= 599:
         return TransientProviderError(f"The provider answered {status}.", http_status=status, details=details)
-    return AmbiguousSendError(f"Unexpected answer {status} from the provider; the message may have been sent.", http_status=status, details=details)
+    return AmbiguousSendError(
+        f"Unexpected answer {status} from the provider; the message may have been sent.",
+        http_status=status,
+        details=details,
+    )
 
 
 def error_for_lookup_response(response: HTTPResponse) -> ProviderError:

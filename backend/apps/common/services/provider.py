@@ -4,6 +4,7 @@ Every caller (the dispatch step, health checks and recovery, reconciliation, web
 pairing, the opt-out confirmation) asks here, so adding a provider is one client class and one
 line below; they all speak `provider_client.ProviderClient` and raise `provider_errors`.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -13,6 +13,7 @@ A subclass implements the provider's HTTP: `_send_once`, `check_health`, `find_m
 `configure_webhook`, `create_remote`, `pairing_state`, `restart`, `logout`. Errors are always
 the `provider_errors` vocabulary, with the same `nothing_sent` rules (docs/providers.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
@@ -42,7 +43,15 @@ from .provider_errors import (
     TransientProviderError,
     UnsafeProviderAddressError,
 )
-from .provider_http import HEALTH, LOOKUP, connect_timeout, deadline, default_headers, json_headers, provider_client
+from .provider_http import (
+    HEALTH,
+    LOOKUP,
+    connect_timeout,
+    deadline,
+    default_headers,
+    json_headers,
+    provider_client,
+)
 from .provider_responses import error_for_lookup_transport, error_for_transport
 
 if TYPE_CHECKING:
@@ -159,9 +168,15 @@ class ProviderClient:
                     raise
                 last_error = error
                 logger.info(
-                    "%s send retrying", self.name,
-                    extra={**self._context(OPERATION_SEND), "phone": masked, "attempt": attempt,
-                           "wait_seconds": round(wait, 3), "error_code": error.code},
+                    "%s send retrying",
+                    self.name,
+                    extra={
+                        **self._context(OPERATION_SEND),
+                        "phone": masked,
+                        "attempt": attempt,
+                        "wait_seconds": round(wait, 3),
+                        "error_code": error.code,
+                    },
                 )
                 if wait > 0:
                     time.sleep(wait)
@@ -189,8 +204,16 @@ class ProviderClient:
         problems; not gated by the circuit breaker (a healthy answer ends its cool-down)."""
         raise NotImplementedError
 
-    def find_messages(self, phone: str, *, sent_after: datetime | None = None, sent_before: datetime | None = None,
-                      from_me: bool = True, page_size: int = 50, max_pages: int = 4) -> MessageLookup:
+    def find_messages(
+        self,
+        phone: str,
+        *,
+        sent_after: datetime | None = None,
+        sent_before: datetime | None = None,
+        from_me: bool = True,
+        page_size: int = 50,
+        max_pages: int = 4,
+    ) -> MessageLookup:
         """Our messages the provider holds for the chat with `phone`, newest first (reconciliation)."""
         raise NotImplementedError
 
@@ -221,18 +244,26 @@ class ProviderClient:
         if isinstance(error, UnsafeProviderAddressError):
             return self._health(False, HEALTH_ERROR, error.message, started, outcome="auth")
         if exc.kind in ("deadline", "connect_timeout"):
-            return self._health(False, HEALTH_ERROR, f"no answer within {deadline(HEALTH):g}s ({exc.kind})",
-                                started, outcome="timeout")
+            return self._health(
+                False, HEALTH_ERROR, f"no answer within {deadline(HEALTH):g}s ({exc.kind})", started, outcome="timeout"
+            )
         return self._health(False, HEALTH_ERROR, f"{error.code}: {error.message}", started, outcome="unavailable")
 
     def _health_refusal(self, status: int, started: float) -> HealthResult | None:
         """A health answer that is not a state: the key refused, the instance unknown, an error."""
         if status in (401, 403):
-            return self._health(False, HEALTH_ERROR, f"unauthorized ({status}): check the instance API key", started,
-                                status, outcome="auth")
+            return self._health(
+                False,
+                HEALTH_ERROR,
+                f"unauthorized ({status}): check the instance API key",
+                started,
+                status,
+                outcome="auth",
+            )
         if status == 404:
-            return self._health(False, HEALTH_ERROR, "instance not found on the provider (404)", started, status,
-                                outcome="auth")
+            return self._health(
+                False, HEALTH_ERROR, "instance not found on the provider (404)", started, status, outcome="auth"
+            )
         if status != 200:
             return self._health(False, HEALTH_ERROR, f"unexpected HTTP {status} from the provider", started, status)
         return None
@@ -246,16 +277,28 @@ class ProviderClient:
         key = self.instance.api_key if api_key is None else api_key
         return json_headers(self.auth_header, key) if body else default_headers(self.auth_header, key)
 
-    def _control_call(self, method: str, url: str, payload: Any = None, *, kind: str = LOOKUP,
-                      error_for_response: Any, error_for_transport: Any,
-                      ok: tuple[int, ...] = (200, 201)) -> HTTPResponse:
+    def _control_call(
+        self,
+        method: str,
+        url: str,
+        payload: Any = None,
+        *,
+        kind: str = LOOKUP,
+        error_for_response: Any,
+        error_for_transport: Any,
+        ok: tuple[int, ...] = (200, 201),
+    ) -> HTTPResponse:
         """A call that is neither a send nor a health check (pairing, webhook set-up, instance
         creation): within the lookup deadline, reusing connections; a refusal raises."""
         body = json.dumps(payload).encode("utf-8") if payload is not None else None
         try:
             response = provider_client.request(
-                method, url, body=body, headers=self._headers(body=body is not None),
-                deadline=deadline(kind), connect_timeout=connect_timeout(),
+                method,
+                url,
+                body=body,
+                headers=self._headers(body=body is not None),
+                deadline=deadline(kind),
+                connect_timeout=connect_timeout(),
             )
         except HTTPCallError as exc:
             raise error_for_transport(exc) from exc
@@ -263,15 +306,26 @@ class ProviderClient:
             raise error_for_response(response) from HTTPStatusError(response)
         return response
 
-    def _lookup_page(self, method: str, url: str, payload: Any, masked: str, *, parse: Callable[[Any], T],
-                     error_for_response: Callable[[HTTPResponse], ProviderError]) -> T:
+    def _lookup_page(
+        self,
+        method: str,
+        url: str,
+        payload: Any,
+        masked: str,
+        *,
+        parse: Callable[[Any], T],
+        error_for_response: Callable[[HTTPResponse], ProviderError],
+    ) -> T:
         """One page of a reconciliation look-up within EVOLUTION_LOOKUP_DEADLINE, recorded like
         a send attempt; an answer of an unknown shape is `lookup_bad_answer`."""
         started = time.monotonic()
         try:
             response = provider_client.request(
-                method, url, body=json.dumps(payload).encode("utf-8") if payload is not None else None,
-                headers=self._headers(body=payload is not None), deadline=deadline(LOOKUP),
+                method,
+                url,
+                body=json.dumps(payload).encode("utf-8") if payload is not None else None,
+                headers=self._headers(body=payload is not None),
+                deadline=deadline(LOOKUP),
                 connect_timeout=connect_timeout(),
             )
         except HTTPCallError as exc:
@@ -285,8 +339,11 @@ class ProviderClient:
         try:
             parsed = parse(response.json())
         except ValueError as exc:
-            error = ProviderLookupError("The provider's look-up answer has an unknown shape.",
-                                        code="lookup_bad_answer", http_status=response.status)
+            error = ProviderLookupError(
+                "The provider's look-up answer has an unknown shape.",
+                code="lookup_bad_answer",
+                http_status=response.status,
+            )
             self._record(OPERATION_LOOKUP, error.outcome, started, masked, 1, error=error)
             raise error from exc
         self._record(OPERATION_LOOKUP, "ok", started, masked, 1, http_status=response.status)
@@ -298,8 +355,9 @@ class ProviderClient:
         try:
             return e164_digits(normalize_phone(phone))
         except PhoneNumberError as exc:
-            error = InvalidNumberError(f"The phone number cannot be used: {exc.message}", details={"reason": exc.code},
-                                       nothing_sent=True)
+            error = InvalidNumberError(
+                f"The phone number cannot be used: {exc.message}", details={"reason": exc.code}, nothing_sent=True
+            )
             self._record(OPERATION_SEND, error.outcome, None, mask_phone(str(phone or "")), 0, error=error)
             raise error from exc
 
@@ -325,8 +383,12 @@ class ProviderClient:
         return wait
 
     def _context(self, operation: str) -> dict[str, Any]:
-        return {"instance_id": self.instance_id, "provider": self.name,
-                "provider_instance": self.instance.instance_name, "operation": operation}
+        return {
+            "instance_id": self.instance_id,
+            "provider": self.name,
+            "provider_instance": self.instance.instance_name,
+            "operation": operation,
+        }
 
     def _record(
         self,
@@ -352,8 +414,12 @@ class ProviderClient:
             extra.update(http_status=http_status, provider_message_id=message_id)
             logger.info("%s %s %s", self.name, verb, "accepted" if verb == "send" else "answered", extra=extra)
             return
-        extra.update(error_code=error.code, http_status=error.http_status, permanent=error.permanent,
-                     nothing_sent=error.nothing_sent)
+        extra.update(
+            error_code=error.code,
+            http_status=error.http_status,
+            permanent=error.permanent,
+            nothing_sent=error.nothing_sent,
+        )
         logger.warning("%s %s failed: %s", self.name, verb, error.code, extra=extra)
 
     def _health(
@@ -373,12 +439,27 @@ class ProviderClient:
         EVOLUTION_REQUEST_DURATION.labels(operation=OPERATION_HEALTH).observe(duration)
         logger.log(
             logging.INFO if healthy else logging.WARNING,
-            "%s health check: %s", self.name, state,
-            extra={**self._context(OPERATION_HEALTH), "outcome": outcome, "health_state": state, "reason": reason,
-                   "http_status": http_status, "duration_ms": round(duration * 1000, 1)},
+            "%s health check: %s",
+            self.name,
+            state,
+            extra={
+                **self._context(OPERATION_HEALTH),
+                "outcome": outcome,
+                "health_state": state,
+                "reason": reason,
+                "http_status": http_status,
+                "duration_ms": round(duration * 1000, 1),
+            },
         )
-        return HealthResult(healthy=healthy, state=state, reason=reason, checked_at=datetime.now(timezone.utc),
-                            provider_state=provider_state, http_status=http_status, session_lost=session_lost)
+        return HealthResult(
+            healthy=healthy,
+            state=state,
+            reason=reason,
+            checked_at=datetime.now(UTC),
+            provider_state=provider_state,
+            http_status=http_status,
+            session_lost=session_lost,
+        )
 
 
 def backoff_delay(attempt: int) -> float:

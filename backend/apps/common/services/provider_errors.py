@@ -7,6 +7,7 @@ answered. The original cause (an `HTTPCallError`, or an `HTTPStatusError` carryi
 is always chained with `raise ... from`. See docs/providers.md for what a caller should do with
 each one, and for the full `nothing_sent` table.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,6 +5,7 @@ a total wall-clock deadline per call (`deadline(kind)`), the provider address po
 (apps/common/url_safety.py: public addresses, plus the operator's EVOLUTION_ALLOWED_NETWORKS),
 no proxy, no redirects, no cookies, answers capped at MAX_RESPONSE_BYTES.
 """
+
 from __future__ import annotations
 
 from django.conf import settings

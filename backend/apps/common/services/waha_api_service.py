@@ -7,11 +7,12 @@ id that `check-exists` confirmed (waha_responses.py explains the two calls). Bot
 send fit inside one EVOLUTION_SEND_DEADLINE together, so reconciliation's "the send's deadline
 has passed" still means no call can arrive any more.
 """
+
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -34,7 +35,13 @@ from .provider_client import (
 from .provider_errors import AmbiguousSendError, InvalidNumberError, ProviderLookupError
 from .provider_http import HEALTH, LOOKUP, SEND, connect_timeout, deadline, provider_client
 from .provider_responses import error_for_lookup_transport, error_for_transport
-from .waha_lookup import chat_id, chat_id_candidates, chat_messages_query, parse_chat_messages, sent_message_id
+from .waha_lookup import (
+    chat_id,
+    chat_id_candidates,
+    chat_messages_query,
+    parse_chat_messages,
+    sent_message_id,
+)
 from .waha_responses import (
     error_for_check_response,
     error_for_check_transport,
@@ -43,8 +50,12 @@ from .waha_responses import (
 )
 
 WORKING = "WORKING"
-_STATUS_TO_HEALTH = {"STARTING": HEALTH_CONNECTING, "SCAN_QR_CODE": HEALTH_PAIRING, "STOPPED": HEALTH_CLOSE,
-                     "FAILED": HEALTH_ERROR}
+_STATUS_TO_HEALTH = {
+    "STARTING": HEALTH_CONNECTING,
+    "SCAN_QR_CODE": HEALTH_PAIRING,
+    "STOPPED": HEALTH_CLOSE,
+    "FAILED": HEALTH_ERROR,
+}
 # The session itself is gone: a paired number in one of these was logged out (or broke).
 SESSION_LOST = frozenset({"SCAN_QR_CODE", "FAILED"})
 # `message.any` carries the customer's messages and the echoes of ours; `message` (inbound
@@ -63,8 +74,13 @@ class WAHAAPIService(ProviderClient):
         """`GET /api/sessions/{session}`: healthy iff `status == "WORKING"` (never raises)."""
         started = time.monotonic()
         try:
-            response = provider_client.request("GET", self._session_url(), headers=self._headers(),
-                                               deadline=deadline(HEALTH), connect_timeout=connect_timeout())
+            response = provider_client.request(
+                "GET",
+                self._session_url(),
+                headers=self._headers(),
+                deadline=deadline(HEALTH),
+                connect_timeout=connect_timeout(),
+            )
         except HTTPCallError as exc:
             return self._health_without_answer(exc, started)
         status = response.status
@@ -77,11 +93,18 @@ class WAHAAPIService(ProviderClient):
             return self._health(False, HEALTH_ERROR, f"unexpected HTTP {status} from the provider", started, status)
         if session_status == WORKING:
             self.breaker.probe_now()
-            return self._health(True, HEALTH_OPEN, "connected", started, status, provider_state=session_status,
-                                outcome="healthy")
-        return self._health(False, _STATUS_TO_HEALTH.get(session_status, HEALTH_ERROR),
-                            f"session status is {session_status}", started, status, provider_state=session_status,
-                            session_lost=session_status in SESSION_LOST)
+            return self._health(
+                True, HEALTH_OPEN, "connected", started, status, provider_state=session_status, outcome="healthy"
+            )
+        return self._health(
+            False,
+            _STATUS_TO_HEALTH.get(session_status, HEALTH_ERROR),
+            f"session status is {session_status}",
+            started,
+            status,
+            provider_state=session_status,
+            session_lost=session_status in SESSION_LOST,
+        )
 
     # ------------------------------------------------------------------ reconciliation
     def find_messages(
@@ -107,17 +130,22 @@ class WAHAAPIService(ProviderClient):
                 if page == max_pages:
                     complete = False
                     break
-                query = chat_messages_query(from_me=from_me, sent_after=sent_after, sent_before=sent_before,
-                                            limit=page_size, offset=page * page_size)
+                query = chat_messages_query(
+                    from_me=from_me,
+                    sent_after=sent_after,
+                    sent_before=sent_before,
+                    limit=page_size,
+                    offset=page * page_size,
+                )
                 url = f"{self.base_url}/api/{self._session()}/chats/{quote(chat, safe='')}/messages?{urlencode(query)}"
-                messages = self._lookup_page("GET", url, None, masked, parse=parse_chat_messages,
-                                             error_for_response=error_for_read_response)
+                messages = self._lookup_page(
+                    "GET", url, None, masked, parse=parse_chat_messages, error_for_response=error_for_read_response
+                )
                 for message in messages:
                     found.setdefault(message.provider_message_id, message)
                 if len(messages) < page_size:
                     break
-        ordered = sorted(found.values(), key=lambda m: m.timestamp or datetime.min.replace(tzinfo=timezone.utc),
-                         reverse=True)
+        ordered = sorted(found.values(), key=lambda m: m.timestamp or datetime.min.replace(tzinfo=UTC), reverse=True)
         return MessageLookup(messages=ordered, total=len(ordered), complete=complete)
 
     # ------------------------------------------------------------------ webhooks and pairing
@@ -133,9 +161,14 @@ class WAHAAPIService(ProviderClient):
         session to apply it); returns the answer's status."""
         body = {"config": {"webhooks": [self.webhook_config(url=url, signing_key=signing_key)]}}
         try:
-            response = provider_client.request("PUT", self._session_url(), body=json.dumps(body).encode("utf-8"),
-                                               headers=self._headers(body=True), deadline=deadline(LOOKUP),
-                                               connect_timeout=connect_timeout())
+            response = provider_client.request(
+                "PUT",
+                self._session_url(),
+                body=json.dumps(body).encode("utf-8"),
+                headers=self._headers(body=True),
+                deadline=deadline(LOOKUP),
+                connect_timeout=connect_timeout(),
+            )
         except HTTPCallError as exc:
             raise error_for_lookup_transport(exc) from exc
         return response.status
@@ -146,8 +179,11 @@ class WAHAAPIService(ProviderClient):
         config: dict[str, Any] = {}
         if webhook_url:
             config["webhooks"] = [self.webhook_config(url=webhook_url, signing_key=signing_key)]
-        self._control("POST", f"{self.base_url}/api/sessions",
-                      {"name": self.instance.instance_name, "start": True, "config": config})
+        self._control(
+            "POST",
+            f"{self.base_url}/api/sessions",
+            {"name": self.instance.instance_name, "start": True, "config": config},
+        )
         return self.instance.api_key
 
     def pairing_state(self) -> PairingState:
@@ -158,7 +194,9 @@ class WAHAAPIService(ProviderClient):
             return PairingState(HEALTH_OPEN, True, health.reason)
         if health.provider_state == "SCAN_QR_CODE":
             response = self._control("GET", f"{self.base_url}/api/{self._session()}/auth/qr", ok=(200,))
-            return PairingState(HEALTH_PAIRING, False, "scan the QR code with WhatsApp", qr_data_url=_qr_image(response))
+            return PairingState(
+                HEALTH_PAIRING, False, "scan the QR code with WhatsApp", qr_data_url=_qr_image(response)
+            )
         if health.provider_state == "STOPPED":
             self._control("POST", f"{self._session_url()}/start")
             return PairingState(HEALTH_CONNECTING, False, "session starting")
@@ -179,9 +217,13 @@ class WAHAAPIService(ProviderClient):
         payload = {"session": self._session(), "chatId": chat, "text": message, "linkPreview": False}
         try:
             response = provider_client.request(
-                "POST", f"{self.base_url}/api/sendText", body=json.dumps(payload).encode("utf-8"),
-                headers=self._headers(body=True), deadline=max(budget - (time.monotonic() - started), 0.001),
-                connect_timeout=connect_timeout(), reuse_connection=False,
+                "POST",
+                f"{self.base_url}/api/sendText",
+                body=json.dumps(payload).encode("utf-8"),
+                headers=self._headers(body=True),
+                deadline=max(budget - (time.monotonic() - started), 0.001),
+                connect_timeout=connect_timeout(),
+                reuse_connection=False,
             )
         except HTTPCallError as exc:
             error = error_for_transport(exc)
@@ -194,22 +236,26 @@ class WAHAAPIService(ProviderClient):
         body = response.json()
         message_id = sent_message_id(body)
         if not message_id:
-            error = AmbiguousSendError("The provider accepted the request but returned no message id; the message "
-                                       "may have been sent.", code="missing_message_id", http_status=response.status)
+            error = AmbiguousSendError(
+                "The provider accepted the request but returned no message id; the message may have been sent.",
+                code="missing_message_id",
+                http_status=response.status,
+            )
             self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
             raise error from HTTPStatusError(response)
-        result = SendResult(provider_message_id=message_id, status="PENDING", remote_jid=chat, attempts=attempt,
-                            response=body)
-        self._record(OPERATION_SEND, "ok", started, masked, attempt, http_status=response.status,
-                     message_id=message_id)
+        result = SendResult(
+            provider_message_id=message_id, status="PENDING", remote_jid=chat, attempts=attempt, response=body
+        )
+        self._record(OPERATION_SEND, "ok", started, masked, attempt, http_status=response.status, message_id=message_id)
         return result
 
     def _check_exists(self, number: str, masked: str, attempt: int, started: float, budget: float) -> str:
         """`GET /api/contacts/check-exists`: the chat id to send to, or `InvalidNumberError`."""
         url = f"{self.base_url}/api/contacts/check-exists?{urlencode({'phone': number, 'session': self._session()})}"
         try:
-            response = provider_client.request("GET", url, headers=self._headers(), deadline=budget,
-                                               connect_timeout=min(connect_timeout(), budget))
+            response = provider_client.request(
+                "GET", url, headers=self._headers(), deadline=budget, connect_timeout=min(connect_timeout(), budget)
+            )
         except HTTPCallError as exc:
             error = error_for_check_transport(exc)
             self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
@@ -233,8 +279,14 @@ class WAHAAPIService(ProviderClient):
         return f"{self.base_url}/api/sessions/{self._session()}"
 
     def _control(self, method: str, url: str, payload: Any = None, *, ok: tuple[int, ...] = (200, 201)) -> HTTPResponse:
-        return self._control_call(method, url, payload, error_for_response=error_for_read_response,
-                                  error_for_transport=error_for_lookup_transport, ok=ok)
+        return self._control_call(
+            method,
+            url,
+            payload,
+            error_for_response=error_for_read_response,
+            error_for_transport=error_for_lookup_transport,
+            ok=ok,
+        )
 
 
 def _qr_image(response: HTTPResponse) -> str:

@@ -11,9 +11,10 @@
   &filter.fromMe=true&filter.timestamp.gte&filter.timestamp.lte` (Unix seconds), newest first,
   a bare list of messages `{id, timestamp, from, fromMe, to, body, ack, ackName}`.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .evolution_lookup import ProviderMessage, jid_candidates
@@ -59,12 +60,19 @@ def ack_status(raw: Any) -> str:
     try:
         return ACK_STATUS.get(int(raw), "")
     except (TypeError, ValueError):
-        return {"SERVER": "SERVER_ACK", "DEVICE": "DELIVERY_ACK", "READ": "READ", "PLAYED": "PLAYED",
-                "ERROR": "ERROR", "PENDING": "PENDING"}.get(str(raw or "").upper(), "")
+        return {
+            "SERVER": "SERVER_ACK",
+            "DEVICE": "DELIVERY_ACK",
+            "READ": "READ",
+            "PLAYED": "PLAYED",
+            "ERROR": "ERROR",
+            "PENDING": "PENDING",
+        }.get(str(raw or "").upper(), "")
 
 
-def chat_messages_query(*, from_me: bool, sent_after: datetime | None, sent_before: datetime | None, limit: int,
-                        offset: int) -> dict[str, str]:
+def chat_messages_query(
+    *, from_me: bool, sent_after: datetime | None, sent_before: datetime | None, limit: int, offset: int
+) -> dict[str, str]:
     query = {"limit": str(limit), "offset": str(offset), "downloadMedia": "false"}
     if from_me:
         query["filter.fromMe"] = "true"
@@ -81,7 +89,7 @@ def _timestamp(value: Any) -> datetime | None:
         return None
     if seconds > 10**11:  # milliseconds
         seconds //= 1000
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def parse_message(record: Any) -> ProviderMessage | None:

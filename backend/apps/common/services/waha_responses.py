@@ -14,13 +14,19 @@ rate limited; 500 → the engine failed while sending, so it may have gone out
 (`AmbiguousSendError`, reconciled); 400 → refused by WAHA's validation, counted as ambiguous too,
 the conservative side; other 5xx (a proxy) → transient.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from apps.common.http_client import HTTPCallError, HTTPResponse
 
-from .provider_errors import AmbiguousSendError, InstanceUnavailableError, ProviderError, TransientProviderError
+from .provider_errors import (
+    AmbiguousSendError,
+    InstanceUnavailableError,
+    ProviderError,
+    TransientProviderError,
+)
 from .provider_responses import error_for_read_answer, error_for_refusal, error_for_transport
 
 _MAX_DETAIL_CHARS = 200
@@ -37,8 +43,9 @@ def waha_message(body: Any, response: HTTPResponse) -> str:
 
 def _common(response: HTTPResponse, details: dict[str, Any]) -> ProviderError | None:
     if response.status == 422:
-        return InstanceUnavailableError("The WAHA session is not WORKING.", code="session_not_working",
-                                        http_status=422, details=details)
+        return InstanceUnavailableError(
+            "The WAHA session is not WORKING.", code="session_not_working", http_status=422, details=details
+        )
     return error_for_refusal(response, details=details)
 
 
@@ -48,16 +55,21 @@ def error_for_check_response(response: HTTPResponse) -> ProviderError:
     known = _common(response, details)
     if known is not None:
         return known
-    return TransientProviderError(f"The provider answered {response.status} to the number check.",
-                                  code="check_failed", http_status=response.status, details=details)
+    return TransientProviderError(
+        f"The provider answered {response.status} to the number check.",
+        code="check_failed",
+        http_status=response.status,
+        details=details,
+    )
 
 
 def error_for_check_transport(exc: HTTPCallError) -> ProviderError:
     """A number check without an answer: the message was not sent either way."""
     error = error_for_transport(exc)
     if isinstance(error, AmbiguousSendError):
-        return TransientProviderError("The number check got no answer in time; nothing was sent.",
-                                      code=f"check_{error.code}")
+        return TransientProviderError(
+            "The number check got no answer in time; nothing was sent.", code=f"check_{error.code}"
+        )
     return error
 
 
@@ -69,12 +81,18 @@ def error_for_send_response(response: HTTPResponse) -> ProviderError:
     if known is not None:
         return known
     if status in (400, 500):
-        return AmbiguousSendError(f"The provider answered {status} to the send; the message may have been sent.",
-                                  http_status=status, details=details)
+        return AmbiguousSendError(
+            f"The provider answered {status} to the send; the message may have been sent.",
+            http_status=status,
+            details=details,
+        )
     if 500 <= status <= 599:
         return TransientProviderError(f"The provider answered {status}.", http_status=status, details=details)
-    return AmbiguousSendError(f"Unexpected answer {status} from the provider; the message may have been sent.",
-                              http_status=status, details=details)
+    return AmbiguousSendError(
+        f"Unexpected answer {status} from the provider; the message may have been sent.",
+        http_status=status,
+        details=details,
+    )
 
 
 def error_for_read_response(response: HTTPResponse) -> ProviderError:

@@ -8,6 +8,7 @@ prints {"ready": true}, then answers one JSON line per command read from stdin:
     {"op": "send", "phone": ..., "text": ...} → {"ok": true, "id": ...} | {"ok": false, "error": ..., "code": ...}
     {"op": "state"}                           → {"state": "closed" | "open" | "half_open"}
 """
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # backend/
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from apps.common.services.evolution_api_service import ProviderError, EvolutionAPIService  # noqa: E402
+from apps.common.services.evolution_api_service import EvolutionAPIService, ProviderError  # noqa: E402
 from apps.connections.models import WhatsAppInstance  # noqa: E402
 
 

@@ -1,6 +1,7 @@
 """Settings for the provider-client tests: no backoff waits, short timeouts, a breaker
 threshold high enough not to interfere (breaker tests lower it), and a Redis key prefix unique
 to each test (its keys are deleted afterwards by pattern; never FLUSHDB)."""
+
 from __future__ import annotations
 
 import socket

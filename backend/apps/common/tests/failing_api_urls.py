@@ -1,5 +1,6 @@
 """The project's routes plus API views that fail, for the error-page tests: a plain Django view
 and DRF views raising a bug or Django's own exceptions."""
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path
@@ -7,7 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.urls import handler404, handler500, urlpatterns as project_urlpatterns
+from config.urls import handler404, handler500
+from config.urls import urlpatterns as project_urlpatterns
 
 
 def failing_view(request: HttpRequest) -> HttpResponse:

@@ -1,5 +1,6 @@
 """Every path under /api/ answers errors in the API's shape, whatever DEBUG says (`make run` has
 it on, production off); other paths keep Django's pages."""
+
 import pytest
 from django.test import Client
 
@@ -10,11 +11,14 @@ def debug(request, settings) -> bool:
     return request.param
 
 
-@pytest.mark.parametrize("method,path", [
-    ("get", "/api/v1/billing/no-such-route"),
-    ("post", "/api/v1/billing/send/nothing"),
-    ("get", "/api/v2/anything"),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", "/api/v1/billing/no-such-route"),
+        ("post", "/api/v1/billing/send/nothing"),
+        ("get", "/api/v2/anything"),
+    ],
+)
 def test_an_unknown_api_route_answers_the_json_not_found(debug, client, method, path):
     response = getattr(client, method)(path)
     assert response.status_code == 404
@@ -49,10 +53,13 @@ def test_a_bug_in_an_api_view_answers_the_json_internal_error(debug, caplog, pat
 
 
 @pytest.mark.urls("apps.common.tests.failing_api_urls")
-@pytest.mark.parametrize("path,status,code", [
-    ("/api/v1/billing/missing-drf", 404, "not_found"),
-    ("/api/v1/billing/forbidden-drf", 403, "permission_denied"),
-])
+@pytest.mark.parametrize(
+    "path,status,code",
+    [
+        ("/api/v1/billing/missing-drf", 404, "not_found"),
+        ("/api/v1/billing/forbidden-drf", 403, "permission_denied"),
+    ],
+)
 def test_django_s_own_exceptions_in_an_api_view_answer_the_error_shape(debug, client, path, status, code):
     response = client.get(path)
     assert response.status_code == status

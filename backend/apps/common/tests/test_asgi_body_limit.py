@@ -1,6 +1,7 @@
 """Oversized bodies are refused before they are read, on every route, by the real web process:
 uvicorn serving config.asgi, a raw socket pushing a 200 MB chunked body without credentials,
 the answer's time, how much of the body the server let in, and the server's memory."""
+
 from __future__ import annotations
 
 import json
@@ -37,18 +38,40 @@ def web(tmp_path_factory):
     listener.listen(64)
     port = listener.getsockname()[1]
     log = tmp_path_factory.mktemp("web") / "uvicorn.log"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "API_MAX_BODY_BYTES": str(LIMIT),
-           "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "API_MAX_BODY_BYTES": str(LIMIT),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--fd", str(listener.fileno()),
-             "--no-access-log", "--log-level", "warning"],
-            cwd=BACKEND, env=env, stdout=out, stderr=subprocess.STDOUT, pass_fds=(listener.fileno(),),
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--fd",
+                str(listener.fileno()),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=BACKEND,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),),
         )
     listener.close()
     try:
-        wait_for(lambda: request(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").startswith(b"HTTP/1.1 200"),
-                 timeout=30, interval=0.2, what=f"uvicorn up ({log})")
+        wait_for(
+            lambda: request(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").startswith(b"HTTP/1.1 200"),
+            timeout=30,
+            interval=0.2,
+            what=f"uvicorn up ({log})",
+        )
         yield port, process.pid
     finally:
         process.terminate()  # by PID: the process this fixture started
@@ -98,8 +121,14 @@ def read_rest(sock: socket.socket, answer: bytes) -> bytes:
     while True:
         head, separator, body = answer.partition(b"\r\n\r\n")
         if separator:
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
             if len(body) >= length:
                 return answer
         try:
@@ -111,8 +140,15 @@ def read_rest(sock: socket.socket, answer: bytes) -> bytes:
         answer += more
 
 
-@pytest.mark.parametrize("path", ["/api/v1/billing/send/notification", "/admin/login/",
-                                  "/api/v1/billing/webhooks/evolution/not-a-secret/", "/no/such/route"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/billing/send/notification",
+        "/admin/login/",
+        "/api/v1/billing/webhooks/evolution/not-a-secret/",
+        "/no/such/route",
+    ],
+)
 def test_a_200_mb_chunked_body_is_refused_at_once_with_memory_flat(web, path):
     port, pid = web
     before = rss_kib(pid)
@@ -139,7 +175,9 @@ def test_a_declared_length_over_the_limit_is_refused_before_a_byte_is_read(web):
 def test_a_body_under_the_limit_still_reaches_django(web):
     port, _pid = web
     body = b'{"external_id": "x", "contacts": []}'
-    answer = request(port, b"POST /api/v1/billing/send/notification HTTP/1.1\r\nHost: localhost\r\n"
-                           b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
-                     + b"\r\n\r\n" + body)
+    answer = request(
+        port,
+        b"POST /api/v1/billing/send/notification HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+    )
     assert answer.startswith(b"HTTP/1.1 401")  # no key: Django's authentication answered

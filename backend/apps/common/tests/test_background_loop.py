@@ -1,4 +1,5 @@
 """BackgroundLoop: runs coroutines for synchronous callers, and really ends when stopped."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ from apps.common.background_loop import BackgroundLoop
 def test_runs_coroutines_on_one_long_lived_loop():
     background = BackgroundLoop("test-loop")
     try:
+
         async def which_loop() -> asyncio.AbstractEventLoop:
             return asyncio.get_running_loop()
 

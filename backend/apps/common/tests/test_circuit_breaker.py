@@ -1,6 +1,7 @@
 """The per-instance circuit breaker: opens after N consecutive availability failures, fails
 fast without touching the provider, lets one probe through after the cool-down (success
 closes, failure re-opens), and is shared by every process through Redis."""
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,9 @@ def send_count(sandbox, instance) -> int:
     return len(sandbox.send_requests(instance.instance_name))
 
 
-def test_it_opens_after_the_threshold_and_then_fails_fast(evolution_sandbox, sandbox_whatsapp_instance, breaker_settings):
+def test_it_opens_after_the_threshold_and_then_fails_fast(
+    evolution_sandbox, sandbox_whatsapp_instance, breaker_settings
+):
     evolution_sandbox.set_state(sandbox_whatsapp_instance.instance_name, "close")
     service = EvolutionAPIService(sandbox_whatsapp_instance)
     for _ in range(3):
@@ -64,7 +67,9 @@ def test_it_opens_after_the_threshold_and_then_fails_fast(evolution_sandbox, san
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 3  # the 4th never reached it
 
 
-def test_transient_failures_count_and_retries_stop_when_it_opens(evolution_sandbox, sandbox_whatsapp_instance, breaker_settings):
+def test_transient_failures_count_and_retries_stop_when_it_opens(
+    evolution_sandbox, sandbox_whatsapp_instance, breaker_settings
+):
     evolution_sandbox.configure(sandbox_whatsapp_instance.instance_name, fail_next=10, failure_status=503)
 
     with pytest.raises(CircuitOpenError) as caught:
@@ -134,7 +139,9 @@ def test_half_open_probe_failure_reopens_it(evolution_sandbox, sandbox_whatsapp_
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 4
 
 
-def test_a_healthy_check_ends_the_cool_down_and_the_next_send_probes(evolution_sandbox, sandbox_whatsapp_instance, breaker_settings):
+def test_a_healthy_check_ends_the_cool_down_and_the_next_send_probes(
+    evolution_sandbox, sandbox_whatsapp_instance, breaker_settings
+):
     breaker_settings.EVOLUTION_BREAKER_COOLDOWN = 30.0
     name = sandbox_whatsapp_instance.instance_name
     service = EvolutionAPIService(sandbox_whatsapp_instance)
@@ -188,7 +195,9 @@ def _open_elsewhere(breaker: CircuitBreaker, settings) -> None:
     """What another process's failures leave in Redis: the breaker open for a minute."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     seconds, micros = client.time()
-    client.hset(breaker.key, mapping={"state": "open", "failures": 3, "until": seconds * 1000 + micros // 1000 + 60_000})
+    client.hset(
+        breaker.key, mapping={"state": "open", "failures": 3, "until": seconds * 1000 + micros // 1000 + 60_000}
+    )
     client.close()
 
 
@@ -220,7 +229,8 @@ def test_the_cache_window_ends_and_zero_disables_it(breaker_settings):
 
 
 def test_a_success_writes_to_redis_only_when_there_is_something_to_reset(
-        evolution_sandbox, sandbox_whatsapp_instance, breaker_settings, monkeypatch):
+    evolution_sandbox, sandbox_whatsapp_instance, breaker_settings, monkeypatch
+):
     breaker_settings.EVOLUTION_BREAKER_CACHE_SECONDS = 0  # every call asks, so every success is judged
     ops: list[str] = []
     real_run = CircuitBreaker._run
@@ -248,7 +258,9 @@ def test_a_success_writes_to_redis_only_when_there_is_something_to_reset(
         client.close()
 
 
-def test_it_fails_open_when_redis_is_unreachable(evolution_sandbox, sandbox_whatsapp_instance, breaker_settings, closed_port):
+def test_it_fails_open_when_redis_is_unreachable(
+    evolution_sandbox, sandbox_whatsapp_instance, breaker_settings, closed_port
+):
     breaker_settings.REDIS_URL = f"redis://127.0.0.1:{closed_port}/0"
     evolution_sandbox.set_state(sandbox_whatsapp_instance.instance_name, "close")
     service = EvolutionAPIService(sandbox_whatsapp_instance)
@@ -323,7 +335,11 @@ def test_another_process_sees_the_breaker_open_and_recovers_it(evolution_sandbox
         opened_at = time.monotonic()
 
         # the other process fails fast, without a request to the provider
-        assert worker.ask(op="send", phone=PHONE, text=TEXT) == {"ok": False, "error": "CircuitOpenError", "code": "circuit_open"}
+        assert worker.ask(op="send", phone=PHONE, text=TEXT) == {
+            "ok": False,
+            "error": "CircuitOpenError",
+            "code": "circuit_open",
+        }
         assert time.monotonic() - opened_at < 2.0, "the check must run inside the cool-down"
         assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 2
 

@@ -1,6 +1,7 @@
 """The deployment files hold together (no Docker engine runs here, so their structure is checked):
 docker-compose.yml, the Prometheus scrape config, the Grafana provisioning, Procfile,
 railway.toml (+ per-service files), the gunicorn config and the Dockerfile."""
+
 from __future__ import annotations
 
 import ast
@@ -14,8 +15,16 @@ import yaml
 from django.urls import resolve
 
 REPO = Path(__file__).resolve().parents[4]
-APP_SERVICES = ("migrate", "evolution_sandbox", "web", "billing_consumer", "billing_periodic", "billing_callbacks",
-                "charges_periodic", "privacy_retention")
+APP_SERVICES = (
+    "migrate",
+    "evolution_sandbox",
+    "web",
+    "billing_consumer",
+    "billing_periodic",
+    "billing_callbacks",
+    "charges_periodic",
+    "privacy_retention",
+)
 PROCESS_SERVICES = ("web", "billing_consumer", "billing_periodic", "billing_callbacks", "charges_periodic")
 BACKING = ("postgres", "redis", "rabbitmq")
 
@@ -108,7 +117,9 @@ class TestCompose:
                 source = volume.split(":")[0]
                 if source.startswith("./"):
                     assert (REPO / source).exists(), f"{service} mounts missing {source}"
-        assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+        assert (
+            "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+        )
 
 
 class TestPrometheus:
@@ -124,8 +135,11 @@ class TestPrometheus:
             assert sd["names"] == [name] and str(sd["port"]) == str(port), name
 
     def test_every_scrape_sends_the_token_the_prometheus_service_writes(self, prometheus, services):
-        token_files = {job["authorization"]["credentials_file"] for job in prometheus["scrape_configs"]
-                       if job["job_name"] != "prometheus"}
+        token_files = {
+            job["authorization"]["credentials_file"]
+            for job in prometheus["scrape_configs"]
+            if job["job_name"] != "prometheus"
+        }
         assert len(token_files) == 1
         assert next(iter(token_files)) in command_text(services["prometheus"])
         web_token = services["web"]["environment"]["METRICS_TOKEN"]
@@ -149,8 +163,14 @@ class TestGrafana:
 
         dashboard = json.loads((REPO / "deploy/grafana/dashboards/billing.json").read_text())
         titles = " | ".join(panel["title"].lower() for panel in dashboard["panels"])
-        for wanted in ("messages sent by type", "messages failed by type", "pace per instance", "queue backlog",
-                       "provider latency", "paused queues by reason"):
+        for wanted in (
+            "messages sent by type",
+            "messages failed by type",
+            "pace per instance",
+            "queue backlog",
+            "provider latency",
+            "paused queues by reason",
+        ):
             assert wanted in titles, wanted
         known = set()
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
@@ -165,8 +185,15 @@ class TestGrafana:
 class TestProcfileAndRailway:
     def test_procfile_names_every_process(self):
         entries = procfile()
-        assert set(entries) == {"release", "web", "billing_consumer", "billing_periodic", "billing_callbacks",
-                                "charges_periodic", "privacy_retention"}
+        assert set(entries) == {
+            "release",
+            "web",
+            "billing_consumer",
+            "billing_periodic",
+            "billing_callbacks",
+            "charges_periodic",
+            "privacy_retention",
+        }
         assert entries["release"] == "python manage.py migrate --noinput"
         assert entries["web"] == "gunicorn --config deploy/gunicorn.conf.py"
         assert entries["billing_consumer"] == "python manage.py run_billing_consumer"
@@ -183,8 +210,10 @@ class TestProcfileAndRailway:
         assert deploy["healthcheckPath"] == "/readyz" and resolve("/readyz").url_name == "readyz"
         assert deploy["restartPolicyType"] in {"ON_FAILURE", "ALWAYS"} and deploy["restartPolicyMaxRetries"] > 0
 
-    @pytest.mark.parametrize("process", ["billing_consumer", "billing_periodic", "billing_callbacks",
-                                         "charges_periodic", "privacy_retention"])
+    @pytest.mark.parametrize(
+        "process",
+        ["billing_consumer", "billing_periodic", "billing_callbacks", "charges_periodic", "privacy_retention"],
+    )
     def test_each_background_process_has_its_railway_service_file(self, process):
         config = tomllib.loads((REPO / f"deploy/railway/{process}.toml").read_text())
         assert config["build"]["builder"] == "DOCKERFILE"
@@ -196,8 +225,11 @@ class TestProcfileAndRailway:
 class TestImage:
     def test_the_gunicorn_config_serves_asgi_with_multiprocess_metrics(self):
         tree = ast.parse((REPO / "deploy/gunicorn.conf.py").read_text())
-        assigned = {node.targets[0].id: node.value for node in tree.body
-                    if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+        assigned = {
+            node.targets[0].id: node.value
+            for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        }
         assert ast.literal_eval(assigned["wsgi_app"]) == "config.asgi:application"
         assert ast.literal_eval(assigned["worker_class"]) == "uvicorn.workers.UvicornWorker"
         assert "PROMETHEUS_MULTIPROC_DIR" in ast.unparse(assigned["MULTIPROC_DIR"])

@@ -1,5 +1,6 @@
 """check_health() over real HTTP: healthy iff the provider says `state == "open"`; every other
 answer (or no answer) is unhealthy with the reason kept, and never raises."""
+
 from __future__ import annotations
 
 import time
@@ -18,10 +19,15 @@ def test_an_open_instance_is_healthy(evolution_sandbox, sandbox_whatsapp_instanc
     assert isinstance(result, HealthResult)
     assert (result.healthy, result.state, result.provider_state, result.http_status) == (True, "open", "open", 200)
     [request] = evolution_sandbox.requests(instance=sandbox_whatsapp_instance.instance_name)
-    assert (request["method"], request["path"]) == ("GET", f"/instance/connectionState/{sandbox_whatsapp_instance.instance_name}")
+    assert (request["method"], request["path"]) == (
+        "GET",
+        f"/instance/connectionState/{sandbox_whatsapp_instance.instance_name}",
+    )
 
 
-@pytest.mark.parametrize(("provider_state", "state"), [("close", "close"), ("connecting", "connecting"), ("refused", "close")])
+@pytest.mark.parametrize(
+    ("provider_state", "state"), [("close", "close"), ("connecting", "connecting"), ("refused", "close")]
+)
 def test_a_non_open_state_is_unhealthy(evolution_sandbox, sandbox_whatsapp_instance, provider_state, state):
     evolution_sandbox.set_state(sandbox_whatsapp_instance.instance_name, provider_state)
 
@@ -92,12 +98,15 @@ def test_health_checks_reuse_one_connection(evolution_sandbox, sandbox_whatsapp_
     service = EvolutionAPIService(sandbox_whatsapp_instance)
     assert service.check_health().healthy and service.check_health().healthy
 
-    peers = {request["peer"] for request in evolution_sandbox.requests(instance=sandbox_whatsapp_instance.instance_name)}
+    peers = {
+        request["peer"] for request in evolution_sandbox.requests(instance=sandbox_whatsapp_instance.instance_name)
+    }
     assert len(peers) == 1  # a read may ride a kept-alive connection
 
 
-def test_an_address_outside_the_allow_list_is_unhealthy_without_a_request(evolution_sandbox, sandbox_whatsapp_instance,
-                                                                            settings):
+def test_an_address_outside_the_allow_list_is_unhealthy_without_a_request(
+    evolution_sandbox, sandbox_whatsapp_instance, settings
+):
     settings.EVOLUTION_ALLOWED_NETWORKS = []
 
     result = EvolutionAPIService(sandbox_whatsapp_instance).check_health()
@@ -132,7 +141,10 @@ def test_the_result_maps_onto_the_instance_health_fields(evolution_sandbox, sand
 
 def test_health_checks_are_counted(evolution_sandbox, sandbox_whatsapp_instance):
     def sample(outcome):
-        return REGISTRY.get_sample_value("evolution_requests_total", {"operation": "connection_state", "outcome": outcome}) or 0.0
+        return (
+            REGISTRY.get_sample_value("evolution_requests_total", {"operation": "connection_state", "outcome": outcome})
+            or 0.0
+        )
 
     healthy, unhealthy = sample("healthy"), sample("unhealthy")
     service = EvolutionAPIService(sandbox_whatsapp_instance)

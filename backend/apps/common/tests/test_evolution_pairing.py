@@ -1,5 +1,6 @@
 """EvolutionAPIService's pairing and set-up calls against the sandbox: `/instance/create`,
 `/instance/connect` (the QR), `/instance/restart`, `/instance/logout`."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_create_remote_uses_the_global_key_sets_the_webhook_and_returns_the_instance_token(evolution_sandbox):
-    instance = WhatsAppInstance(name="new", base_url=evolution_sandbox.base_url, api_key=evolution_sandbox.api_key,
-                                instance_name="fresh")
+    instance = WhatsAppInstance(
+        name="new", base_url=evolution_sandbox.base_url, api_key=evolution_sandbox.api_key, instance_name="fresh"
+    )
 
     token = client_for(instance).create_remote(webhook_url="https://billing.example.com/hook/x/", signing_key="j" * 64)
 
@@ -25,14 +27,23 @@ def test_create_remote_uses_the_global_key_sets_the_webhook_and_returns_the_inst
 
 
 def test_create_remote_refuses_a_name_in_use_and_an_instance_token(evolution_sandbox, sandbox_whatsapp_instance):
-    taken = WhatsAppInstance(name="x", base_url=evolution_sandbox.base_url, api_key=evolution_sandbox.api_key,
-                             instance_name=sandbox_whatsapp_instance.instance_name)
+    taken = WhatsAppInstance(
+        name="x",
+        base_url=evolution_sandbox.base_url,
+        api_key=evolution_sandbox.api_key,
+        instance_name=sandbox_whatsapp_instance.instance_name,
+    )
     with pytest.raises(ProviderAuthError):  # 403: the name is in use
         client_for(taken).create_remote(webhook_url=None, signing_key="")
     with pytest.raises(ProviderAuthError):  # an instance token cannot create instances
-        client_for(WhatsAppInstance(name="y", base_url=evolution_sandbox.base_url,
-                                    api_key=sandbox_whatsapp_instance.api_key, instance_name="other")
-                   ).create_remote(webhook_url=None, signing_key="")
+        client_for(
+            WhatsAppInstance(
+                name="y",
+                base_url=evolution_sandbox.base_url,
+                api_key=sandbox_whatsapp_instance.api_key,
+                instance_name="other",
+            )
+        ).create_remote(webhook_url=None, signing_key="")
 
 
 def test_pairing_shows_the_qr_until_the_scan_then_connected(evolution_sandbox, make_sandbox_whatsapp_instance):

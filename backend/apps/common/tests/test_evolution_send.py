@@ -1,5 +1,6 @@
 """EvolutionAPIService.send over real HTTP against the sandbox: payloads, every error class,
 retry counts (the sandbox counts the requests it received) and backoff."""
+
 from __future__ import annotations
 
 import logging
@@ -12,11 +13,11 @@ from apps.common.http_client import HTTPCallError, HTTPStatusError
 from apps.common.logging import JsonFormatter
 from apps.common.services.evolution_api_service import (
     AmbiguousSendError,
-    ProviderError,
     EvolutionAPIService,
     InstanceUnavailableError,
     InvalidNumberError,
     ProviderAuthError,
+    ProviderError,
     ProviderRateLimitedError,
     SendResult,
     TransientProviderError,
@@ -36,7 +37,9 @@ def send_count(sandbox, instance) -> int:
 
 
 # ----------------------------------------------------------------------------- success
-def test_it_sends_the_v2_body_with_the_instance_key_and_returns_key_id(evolution_sandbox, sandbox_whatsapp_instance, settings):
+def test_it_sends_the_v2_body_with_the_instance_key_and_returns_key_id(
+    evolution_sandbox, sandbox_whatsapp_instance, settings
+):
     result = EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT)
 
     assert isinstance(result, SendResult)
@@ -117,7 +120,9 @@ def test_an_unparseable_phone_is_invalid_number_without_a_request(evolution_sand
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 0
 
 
-def test_a_closed_instance_is_unavailable_not_retried_and_counts_as_an_attempt(evolution_sandbox, sandbox_whatsapp_instance):
+def test_a_closed_instance_is_unavailable_not_retried_and_counts_as_an_attempt(
+    evolution_sandbox, sandbox_whatsapp_instance
+):
     """500 "Connection Closed" (the number lookup, before the send): an answer, so it counts."""
     evolution_sandbox.set_state(sandbox_whatsapp_instance.instance_name, "close")
 
@@ -133,14 +138,20 @@ def test_a_closed_instance_is_unavailable_not_retried_and_counts_as_an_attempt(e
 def test_a_connection_closed_inside_the_send_is_ambiguous(evolution_sandbox, sandbox_whatsapp_instance, status):
     """`["Error: Connection Closed"]` is the send's own catch: the message may be out (#1247)."""
     evolution_sandbox.configure(
-        sandbox_whatsapp_instance.instance_name, fail_next=1, failure_status=status, failure_message=["Error: Connection Closed"]
+        sandbox_whatsapp_instance.instance_name,
+        fail_next=1,
+        failure_status=status,
+        failure_message=["Error: Connection Closed"],
     )
 
     with pytest.raises(AmbiguousSendError) as caught:
         EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=3)
 
     assert (caught.value.code, caught.value.http_status, caught.value.nothing_sent) == (
-        "connection_closed_during_send", status, False)
+        "connection_closed_during_send",
+        status,
+        False,
+    )
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 1
 
 
@@ -185,7 +196,9 @@ def test_a_429_with_a_long_retry_after_goes_to_the_caller(evolution_sandbox, san
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 1
 
 
-def test_a_429_with_a_short_retry_after_is_waited_out_and_retried(evolution_sandbox, sandbox_whatsapp_instance, settings):
+def test_a_429_with_a_short_retry_after_is_waited_out_and_retried(
+    evolution_sandbox, sandbox_whatsapp_instance, settings
+):
     settings.EVOLUTION_RETRY_AFTER_MAX = 1.0
     evolution_sandbox.configure(sandbox_whatsapp_instance.instance_name, rate_limit_next=1, retry_after=0)
 
@@ -195,8 +208,9 @@ def test_a_429_with_a_short_retry_after_is_waited_out_and_retried(evolution_sand
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 2
 
 
-def test_a_provider_that_hangs_is_ambiguous_at_the_deadline_and_never_retried(evolution_sandbox, sandbox_whatsapp_instance,
-                                                                               settings):
+def test_a_provider_that_hangs_is_ambiguous_at_the_deadline_and_never_retried(
+    evolution_sandbox, sandbox_whatsapp_instance, settings
+):
     settings.EVOLUTION_SEND_DEADLINE = 0.5
     evolution_sandbox.configure(sandbox_whatsapp_instance.instance_name, hang_next=1, hang_seconds=3)
 
@@ -275,8 +289,14 @@ def test_a_connect_timeout_is_transient_and_retried(sandbox_whatsapp_instance, u
 
 
 def test_every_error_shares_one_base_with_code_and_permanent_flag():
-    classes = [InvalidNumberError, InstanceUnavailableError, ProviderRateLimitedError, ProviderAuthError,
-               AmbiguousSendError, TransientProviderError]
+    classes = [
+        InvalidNumberError,
+        InstanceUnavailableError,
+        ProviderRateLimitedError,
+        ProviderAuthError,
+        AmbiguousSendError,
+        TransientProviderError,
+    ]
     assert all(issubclass(cls, ProviderError) for cls in classes)
     assert {cls.__name__: (cls.permanent, cls.retryable) for cls in classes} == {
         "InvalidNumberError": (True, False),
@@ -313,7 +333,9 @@ def test_backoff_is_exponential_with_bounded_jitter(settings):
 
 
 # ----------------------------------------------------------------------------- observability
-def test_logs_are_structured_mask_the_phone_and_never_hold_the_text_or_key(evolution_sandbox, sandbox_whatsapp_instance, caplog):
+def test_logs_are_structured_mask_the_phone_and_never_hold_the_text_or_key(
+    evolution_sandbox, sandbox_whatsapp_instance, caplog
+):
     caplog.set_level(logging.INFO, logger="apps.common.services")
     evolution_sandbox.configure(sandbox_whatsapp_instance.instance_name, fail_next=1, failure_status=503)
 
@@ -336,7 +358,9 @@ def test_logs_are_structured_mask_the_phone_and_never_hold_the_text_or_key(evolu
 
 def test_metrics_count_each_attempt_by_outcome(evolution_sandbox, sandbox_whatsapp_instance):
     def sample(outcome):
-        return REGISTRY.get_sample_value("evolution_requests_total", {"operation": "send_text", "outcome": outcome}) or 0.0
+        return (
+            REGISTRY.get_sample_value("evolution_requests_total", {"operation": "send_text", "outcome": outcome}) or 0.0
+        )
 
     def observations():
         return REGISTRY.get_sample_value("evolution_request_duration_seconds_count", {"operation": "send_text"}) or 0.0
@@ -379,14 +403,18 @@ def test_a_dripping_answer_is_cut_at_the_send_deadline(evolution_sandbox, sandbo
     assert send_count(evolution_sandbox, sandbox_whatsapp_instance) == 1
 
 
-def test_a_base_url_outside_the_allow_list_is_refused_before_any_packet(evolution_sandbox, sandbox_whatsapp_instance,
-                                                                       settings):
+def test_a_base_url_outside_the_allow_list_is_refused_before_any_packet(
+    evolution_sandbox, sandbox_whatsapp_instance, settings
+):
     settings.EVOLUTION_ALLOWED_NETWORKS = ["10.0.0.0/8"]
 
     with pytest.raises(UnsafeProviderAddressError) as caught:
         EvolutionAPIService(sandbox_whatsapp_instance).send(PHONE, TEXT, max_retries=3)
 
     assert (caught.value.code, caught.value.permanent, caught.value.nothing_sent) == (
-        "unsafe_provider_address", True, True)
+        "unsafe_provider_address",
+        True,
+        True,
+    )
     assert "loopback address" in caught.value.message
     assert evolution_sandbox.requests(instance=sandbox_whatsapp_instance.instance_name) == []

@@ -1,5 +1,6 @@
 """/readyz reports each dependency and each background process; /metrics (web and the side
 exporter of the non-web processes) answers only with the token or from an allowed address."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ class TestReadiness:
         assert [p["process_id"] for p in body["processes"]["consumer"]] == ["host-a:1"]
         assert body["processes"]["periodic"][0]["stale"] is False
 
-    def test_it_answers_503_naming_the_broker_when_rabbitmq_is_down(self, client, db, heartbeat_key, settings,
-                                                                    closed_port):
+    def test_it_answers_503_naming_the_broker_when_rabbitmq_is_down(
+        self, client, db, heartbeat_key, settings, closed_port
+    ):
         settings.RABBITMQ_URL = f"amqp://guest:guest@127.0.0.1:{closed_port}/"
         started = time.monotonic()
         response = client.get("/readyz")
@@ -53,8 +55,7 @@ class TestReadiness:
         assert "guest" not in response.content.decode()  # no URL, no credentials in the answer
         assert time.monotonic() - started < 10
 
-    def test_it_answers_503_when_redis_is_down_and_cannot_read_heartbeats(self, client, db, settings,
-                                                                          closed_port):
+    def test_it_answers_503_when_redis_is_down_and_cannot_read_heartbeats(self, client, db, settings, closed_port):
         from apps.common import redis_client
 
         settings.REDIS_URL = f"redis://127.0.0.1:{closed_port}/0"
@@ -192,15 +193,23 @@ def test_multiprocess_mode_merges_the_samples_of_every_worker(tmp_path):
 
     from django.conf import settings as django_settings
 
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.test_settings",
-           "PYTHONPATH": str(django_settings.BASE_DIR)}
-    record = ("import django; django.setup(); from apps.billing.metrics import observe_ingest; "
-              "observe_ingest(7, 'overdue')")
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "PYTHONPATH": str(django_settings.BASE_DIR),
+    }
+    record = (
+        "import django; django.setup(); from apps.billing.metrics import observe_ingest; observe_ingest(7, 'overdue')"
+    )
     for _ in range(2):
         subprocess.run([sys.executable, "-c", record], env=env, check=True, timeout=60)
-    read = ("import django; django.setup(); from apps.common.metrics_exporter import render_metrics; "
-            "print(render_metrics(None)[0].decode())")
-    output = subprocess.run([sys.executable, "-c", read], env=env, check=True, timeout=60, capture_output=True,
-                            text=True).stdout
+    read = (
+        "import django; django.setup(); from apps.common.metrics_exporter import render_metrics; "
+        "print(render_metrics(None)[0].decode())"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", read], env=env, check=True, timeout=60, capture_output=True, text=True
+    ).stdout
     assert 'billing_ingest_contacts_count{template_type="overdue"} 2.0' in output
     assert 'billing_ingest_contacts_sum{template_type="overdue"} 14.0' in output

@@ -1,4 +1,5 @@
 """The stdlib HS256 JWT used for the `jwt_key` webhook header."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,6 +34,11 @@ def test_a_tampered_or_wrongly_keyed_token_is_rejected():
 def test_the_webhook_token_expires_after_ten_minutes():
     token = hs256.webhook_token("key", now=1_000_000)
 
-    assert hs256.decode(token, "key", verify_exp=False) == {"iat": 1_000_000, "exp": 1_000_600, "app": "evolution", "action": "webhook"}
+    assert hs256.decode(token, "key", verify_exp=False) == {
+        "iat": 1_000_000,
+        "exp": 1_000_600,
+        "app": "evolution",
+        "action": "webhook",
+    }
     with pytest.raises(hs256.InvalidToken, match="expired"):
         hs256.decode(token, "key")

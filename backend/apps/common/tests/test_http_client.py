@@ -1,5 +1,6 @@
 """The total-deadline HTTP client on its own: the deadline holds against a dripping peer, the
 address guard acts before any packet, and `nothing_sent` is only claimed when it is true."""
+
 from __future__ import annotations
 
 import socket
@@ -27,7 +28,7 @@ class Peer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 peer.requests += 1
                 if self.path == "/drip":
@@ -46,7 +47,7 @@ class Peer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -96,7 +97,10 @@ def test_a_refused_address_gets_no_packet(peer):
         client(allow_loopback=False).request("POST", f"{peer.url}/ok", body=b"{}", deadline=2, connect_timeout=1)
 
     assert (caught.value.kind, caught.value.nothing_sent, caught.value.refused_because) == (
-        http_client.REFUSED_ADDRESS, True, "loopback address")
+        http_client.REFUSED_ADDRESS,
+        True,
+        "loopback address",
+    )
     assert peer.requests == 0
 
 
@@ -118,27 +122,31 @@ def test_an_answer_longer_than_accepted_is_cut(peer):
 
 
 def test_without_reading_the_body_the_status_still_comes_back(peer):
-    response = client(max_bytes=0).request("POST", f"{peer.url}/big", body=b"{}", deadline=2, connect_timeout=1,
-                                          read_body=False)
+    response = client(max_bytes=0).request(
+        "POST", f"{peer.url}/big", body=b"{}", deadline=2, connect_timeout=1, read_body=False
+    )
 
     assert (response.status, response.body) == (200, b"")
 
 
-@pytest.mark.parametrize(("code", "started", "refused", "too_large", "expected"), [
-    (pycurl.E_COULDNT_RESOLVE_HOST, False, None, False, (http_client.DNS, True)),
-    (pycurl.E_COULDNT_CONNECT, False, None, False, (http_client.CONNECT, True)),
-    (pycurl.E_COULDNT_CONNECT, False, "private address", False, (http_client.REFUSED_ADDRESS, True)),
-    (pycurl.E_ABORTED_BY_CALLBACK, False, "loopback address", False, (http_client.REFUSED_ADDRESS, True)),
-    (pycurl.E_OPERATION_TIMEDOUT, False, None, False, (http_client.CONNECT_TIMEOUT, True)),
-    (pycurl.E_OPERATION_TIMEDOUT, True, None, False, (http_client.DEADLINE, False)),
-    (pycurl.E_SSL_CONNECT_ERROR, False, None, False, (http_client.TLS, True)),
-    (pycurl.E_PEER_FAILED_VERIFICATION, False, None, False, (http_client.TLS, True)),
-    (pycurl.E_GOT_NOTHING, True, None, False, (http_client.DROPPED, False)),
-    (pycurl.E_RECV_ERROR, True, None, False, (http_client.DROPPED, False)),
-    (pycurl.E_SEND_ERROR, True, None, False, (http_client.DROPPED, False)),
-    (pycurl.E_SEND_ERROR, False, None, False, (http_client.CONNECT, True)),
-    (pycurl.E_WRITE_ERROR, True, None, True, (http_client.TOO_LARGE, False)),
-    (pycurl.E_URL_MALFORMAT, False, None, False, (http_client.BAD_URL, True)),
-])
+@pytest.mark.parametrize(
+    ("code", "started", "refused", "too_large", "expected"),
+    [
+        (pycurl.E_COULDNT_RESOLVE_HOST, False, None, False, (http_client.DNS, True)),
+        (pycurl.E_COULDNT_CONNECT, False, None, False, (http_client.CONNECT, True)),
+        (pycurl.E_COULDNT_CONNECT, False, "private address", False, (http_client.REFUSED_ADDRESS, True)),
+        (pycurl.E_ABORTED_BY_CALLBACK, False, "loopback address", False, (http_client.REFUSED_ADDRESS, True)),
+        (pycurl.E_OPERATION_TIMEDOUT, False, None, False, (http_client.CONNECT_TIMEOUT, True)),
+        (pycurl.E_OPERATION_TIMEDOUT, True, None, False, (http_client.DEADLINE, False)),
+        (pycurl.E_SSL_CONNECT_ERROR, False, None, False, (http_client.TLS, True)),
+        (pycurl.E_PEER_FAILED_VERIFICATION, False, None, False, (http_client.TLS, True)),
+        (pycurl.E_GOT_NOTHING, True, None, False, (http_client.DROPPED, False)),
+        (pycurl.E_RECV_ERROR, True, None, False, (http_client.DROPPED, False)),
+        (pycurl.E_SEND_ERROR, True, None, False, (http_client.DROPPED, False)),
+        (pycurl.E_SEND_ERROR, False, None, False, (http_client.CONNECT, True)),
+        (pycurl.E_WRITE_ERROR, True, None, True, (http_client.TOO_LARGE, False)),
+        (pycurl.E_URL_MALFORMAT, False, None, False, (http_client.BAD_URL, True)),
+    ],
+)
 def test_what_a_failure_sent(code, started, refused, too_large, expected):
     assert classify_failure(code, request_started=started, refused_because=refused, too_large=too_large) == expected

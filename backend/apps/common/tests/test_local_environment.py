@@ -1,6 +1,7 @@
 """What a newcomer meets on a fresh clone: scripts that work from any directory, `manage.py` by
 hand without inventing a SECRET_KEY, tests that stay out of the local run's Redis database, and
 instructions without paths of somebody else's machine."""
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,11 @@ def bare_env(*drop: str) -> dict[str, str]:
 
 
 def test_local_env_points_at_this_checkout_from_any_directory(tmp_path):
-    out = bash(f"source {REPO}/scripts/local_env.sh; echo $BILLING_LOCAL_DIR; echo $REDIS_URL",
-               env=bare_env("REDIS_URL"), cwd=tmp_path)
+    out = bash(
+        f"source {REPO}/scripts/local_env.sh; echo $BILLING_LOCAL_DIR; echo $REDIS_URL",
+        env=bare_env("REDIS_URL"),
+        cwd=tmp_path,
+    )
     local_dir, redis_url = out.split()
     assert local_dir == str(REPO / ".local")
     assert redis_url.endswith(":56379/0")  # the local run's database
@@ -37,8 +41,9 @@ def test_local_env_points_at_this_checkout_from_any_directory(tmp_path):
 def test_manage_sh_runs_manage_py_without_a_secret_key(tmp_path):
     """Production settings refuse to start without SECRET_KEY; the wrapper runs DEBUG on."""
     env = bare_env("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")
-    done = subprocess.run([sys.executable, "manage.py", "check"], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode != 0 and "SECRET_KEY must be set" in done.stderr
     out = bash(f"cd {tmp_path} && {REPO}/scripts/manage.sh check", env=env, cwd=tmp_path)
     assert "no issues" in out
@@ -49,8 +54,11 @@ def test_the_tests_use_a_redis_database_of_their_own():
     assert database != 0, "database 0 is the local run's (make run): its /readyz would list the tests' heartbeats"
     out = subprocess.run(
         [sys.executable, "-c", "import config.test_settings as s; print(s.REDIS_URL)"],
-        env={**bare_env("REDIS_URL"), "PYTHONPATH": str(REPO / "backend")}, capture_output=True, text=True,
-        timeout=60, check=True,
+        env={**bare_env("REDIS_URL"), "PYTHONPATH": str(REPO / "backend")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     assert out.strip().endswith("/1")
 
@@ -60,12 +68,29 @@ MACHINE_PATH = re.compile(r"/work/|/home/\w+/|/Users/\w+/")
 
 def test_docs_scripts_and_benches_name_no_path_of_one_machine():
     tracked = subprocess.run(
-        ["git", "ls-files", "README.md", "Makefile", ".env.example", "pyproject.toml", "docs", "bench", "scripts",
-         "backend/config"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+        [
+            "git",
+            "ls-files",
+            "README.md",
+            "Makefile",
+            ".env.example",
+            "pyproject.toml",
+            "docs",
+            "bench",
+            "scripts",
+            "backend/config",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout.split()
     assert "docs/api.md" in tracked
-    offending = [f"{name}:{number}"
-                 for name in tracked
-                 for number, line in enumerate((REPO / name).read_text(errors="replace").splitlines(), 1)
-                 if MACHINE_PATH.search(line)]
+    offending = [
+        f"{name}:{number}"
+        for name in tracked
+        for number, line in enumerate((REPO / name).read_text(errors="replace").splitlines(), 1)
+        if MACHINE_PATH.search(line)
+    ]
     assert offending == []

@@ -1,4 +1,5 @@
 """prepared_sql: Django's connection, its transaction and error classes, a plan kept per connection."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,10 @@ def test_rows_come_back_and_the_plan_is_prepared_once_and_generic():
     for _ in range(3):
         assert prepared_sql.run(query, {"id": tenant.pk}).rows == [("Clinic",)]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*), sum(generic_plans), sum(custom_plans) FROM pg_prepared_statements "
-                       "WHERE statement = 'SELECT name FROM tenancy_tenant WHERE id = $1'")
+        cursor.execute(
+            "SELECT count(*), sum(generic_plans), sum(custom_plans) FROM pg_prepared_statements "
+            "WHERE statement = 'SELECT name FROM tenancy_tenant WHERE id = $1'"
+        )
         prepared, generic, custom = cursor.fetchone()
     assert prepared == 1, "prepared once on this connection, then reused"
     assert (generic, custom) == (3, 0), "one generic plan, never re-planned per execution"

@@ -1,4 +1,5 @@
 """The send pace and the API limits, as atomic scripts on the real Redis."""
+
 from __future__ import annotations
 
 import time

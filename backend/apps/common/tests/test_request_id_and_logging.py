@@ -1,5 +1,6 @@
 """Request ids travel from the HTTP request into every log line; the JSON formatter's safety net
 masks what must never be logged."""
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,8 @@ class TestRequestIdContext:
         assert clean_request_id(raw) is None
 
     def test_a_worker_binding_none_gets_no_stale_id(self):
-        with bind_request_id("outer"):
-            with bind_request_id(None):
-                assert get_request_id() is None
+        with bind_request_id("outer"), bind_request_id(None):
+            assert get_request_id() is None
 
 
 class TestJsonFormatter:
@@ -54,9 +54,17 @@ class TestJsonFormatter:
         with bind_request_id("bound"):
             assert _format(_record(request_id="explicit"))["request_id"] == "explicit"
 
-    @pytest.mark.parametrize("leak", [
-        "+5511998765432", "+55 11 99876-5432", "(11) 99876-5432", "11 99876-5432", "5511998765432", "11998765432",
-    ])
+    @pytest.mark.parametrize(
+        "leak",
+        [
+            "+5511998765432",
+            "+55 11 99876-5432",
+            "(11) 99876-5432",
+            "11 99876-5432",
+            "5511998765432",
+            "11998765432",
+        ],
+    )
     def test_phones_in_messages_and_extra_are_masked(self, leak):
         formatter = JsonFormatter()
         line = json.loads(formatter.format(_record(f"sending to {leak}", detail={"to": [leak]})))
@@ -67,9 +75,17 @@ class TestJsonFormatter:
 
     def test_api_keys_cpfs_and_secret_fields_are_redacted(self):
         raw_key = "bk_live_0123456789abcdef_SeCrEtSeCrEtSeCrEt-_x"
-        line = _format(_record(f"key {raw_key}", apikey="provider-key", api_key=raw_key, authorization="Bearer t",
-                               text="Olá Maria, sua fatura", variables={"nome": "Maria"},
-                               note="cpf 123.456.789-09"))
+        line = _format(
+            _record(
+                f"key {raw_key}",
+                apikey="provider-key",
+                api_key=raw_key,
+                authorization="Bearer t",
+                text="Olá Maria, sua fatura",
+                variables={"nome": "Maria"},
+                note="cpf 123.456.789-09",
+            )
+        )
         output = json.dumps(line)
         for secret in ("SeCrEt", "provider-key", "Bearer t", "Olá Maria", "123.456.789-09"):
             assert secret not in output
@@ -86,9 +102,14 @@ class TestJsonFormatter:
         assert "998765432" not in line["exc_info"] and "ValueError" in line["exc_info"]
 
     def test_ordinary_ids_and_numbers_are_left_alone(self):
-        values = {"queue_id": "6f1c0d2e-1234-4a5b-9c8d-123456789012", "contact_id": 12345678901,
-                  "provider_message_id": "3EB0C767D26A1D4F2A4B", "duration_ms": 1234,
-                  "published_at": "2025-01-02T10:11:12.123456+00:00", "phone": "+55 11 9****-4321"}
+        values = {
+            "queue_id": "6f1c0d2e-1234-4a5b-9c8d-123456789012",
+            "contact_id": 12345678901,
+            "provider_message_id": "3EB0C767D26A1D4F2A4B",
+            "duration_ms": 1234,
+            "published_at": "2025-01-02T10:11:12.123456+00:00",
+            "phone": "+55 11 9****-4321",
+        }
         formatter = JsonFormatter()
         line = json.loads(formatter.format(_record("ok", **values)))
         assert {key: line[key] for key in values} == values
@@ -106,8 +127,8 @@ class TestRequestIdMiddleware:
 
     def test_it_keeps_a_clean_caller_id_and_replaces_a_dirty_one(self, client):
         assert client.get("/healthz", HTTP_X_REQUEST_ID="erp-42.a")["X-Request-ID"] == "erp-42.a"
-        replaced = client.get("/healthz", HTTP_X_REQUEST_ID="x\" injected")["X-Request-ID"]
-        assert replaced != "x\" injected" and len(replaced) == 32
+        replaced = client.get("/healthz", HTTP_X_REQUEST_ID='x" injected')["X-Request-ID"]
+        assert replaced != 'x" injected' and len(replaced) == 32
 
     def test_log_lines_written_during_the_request_carry_it(self, client, db):
         records: list[str] = []
@@ -123,8 +144,9 @@ class TestRequestIdMiddleware:
         old_level = logger.level
         logger.setLevel(logging.INFO)
         try:
-            response = client.get("/api/v1/billing/queue/x/status", HTTP_X_BILLING_API_KEY="bk_live_nope",
-                                  HTTP_X_REQUEST_ID="trace-me")
+            response = client.get(
+                "/api/v1/billing/queue/x/status", HTTP_X_BILLING_API_KEY="bk_live_nope", HTTP_X_REQUEST_ID="trace-me"
+            )
         finally:
             logger.removeHandler(handler)
             logger.setLevel(old_level)

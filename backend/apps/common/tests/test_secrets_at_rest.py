@@ -1,6 +1,7 @@
 """Secrets at rest: provider keys, webhook secrets and callback secrets are Fernet tokens in
 the database, readable by the app, found by keyed hash where they are looked up by value,
 rotated by a command, and never shown back in full by the admin."""
+
 from __future__ import annotations
 
 import io
@@ -29,8 +30,9 @@ def raw(table: str, column: str, pk) -> str:
 
 @pytest.fixture
 def instance(db) -> WhatsAppInstance:
-    return WhatsAppInstance.objects.create(tenant=build_tenant(), name="main", base_url="https://evo.example",
-                                           api_key=PROVIDER_KEY, instance_name="main")
+    return WhatsAppInstance.objects.create(
+        tenant=build_tenant(), name="main", base_url="https://evo.example", api_key=PROVIDER_KEY, instance_name="main"
+    )
 
 
 @pytest.fixture
@@ -45,9 +47,11 @@ def rotated_keys(settings):
 
 def test_the_database_holds_tokens_the_app_reads_back_in_clear(instance):
     config = BillingConfig.for_tenant(instance.tenant)
-    stored = {"api_key": raw("connections_whatsappinstance", "api_key", instance.pk),
-              "webhook_secret": raw("connections_whatsappinstance", "webhook_secret", instance.pk),
-              "callback_secret": raw("billing_billingconfig", "callback_secret", config.pk)}
+    stored = {
+        "api_key": raw("connections_whatsappinstance", "api_key", instance.pk),
+        "webhook_secret": raw("connections_whatsappinstance", "webhook_secret", instance.pk),
+        "callback_secret": raw("billing_billingconfig", "callback_secret", config.pk),
+    }
     for column, value in stored.items():
         assert value.startswith("gAAAA"), column  # a Fernet token
     assert PROVIDER_KEY not in stored["api_key"] and instance.webhook_secret not in stored["webhook_secret"]
@@ -97,8 +101,10 @@ def test_the_admin_shows_hints_never_the_secrets(instance, superuser_client):  #
 
 def test_regenerating_the_callback_secret_shows_the_new_one_once(instance, superuser_client):  # noqa: F811
     config = BillingConfig.for_tenant(instance.tenant)
-    response = superuser_client.post(reverse("admin:billing_billingconfig_changelist"),
-                                     {"action": "regenerate_callback_secret", "_selected_action": [config.pk]})
+    response = superuser_client.post(
+        reverse("admin:billing_billingconfig_changelist"),
+        {"action": "regenerate_callback_secret", "_selected_action": [config.pk]},
+    )
     config.refresh_from_db()
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     assert config.callback_secret in response.content.decode()
@@ -119,7 +125,8 @@ def test_the_migrations_encrypt_rows_written_in_clear_before_them():
                 " instance_name, webhook_secret, is_active, health_state, health_reason, attention_reason,"
                 " created_at, updated_at) VALUES (%s, 'old', 'evolution', 'v2', 'https://evo.example', %s, 'old',"
                 " 'legacy-secret-0123456789', true, 'unknown', '', '', now(), now()) RETURNING id",
-                [tenant.pk, PROVIDER_KEY])
+                [tenant.pk, PROVIDER_KEY],
+            )
             instance_id = cursor.fetchone()[0]
     finally:
         executor = MigrationExecutor(connection)

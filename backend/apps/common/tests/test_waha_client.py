@@ -1,8 +1,9 @@
 """WAHAAPIService over real HTTP against the sandbox in WAHA mode: the two calls of a send, every
 error class with its `nothing_sent`, health, the chat history reconciliation reads, pairing."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,7 +18,12 @@ from apps.common.services.provider_errors import (
     TransientProviderError,
 )
 from apps.common.services.waha_api_service import WAHAAPIService
-from apps.common.services.waha_lookup import ack_status, message_key, parse_chat_messages, sent_message_id
+from apps.common.services.waha_lookup import (
+    ack_status,
+    message_key,
+    parse_chat_messages,
+    sent_message_id,
+)
 from apps.connections.models import WhatsAppInstance
 
 pytestmark = pytest.mark.django_db
@@ -53,8 +59,12 @@ def test_it_checks_the_number_then_sends_to_the_chat_id_with_the_x_api_key(evolu
     [check] = checks(evolution_sandbox, waha)
     assert check["method"] == "GET" and check["auth"] == "instance"
     [request] = sends(evolution_sandbox, waha)
-    assert request["body"] == {"session": waha.instance_name, "chatId": f"{DIGITS}@c.us", "text": TEXT,
-                               "linkPreview": False}
+    assert request["body"] == {
+        "session": waha.instance_name,
+        "chatId": f"{DIGITS}@c.us",
+        "text": TEXT,
+        "linkPreview": False,
+    }
     assert request["auth"] == "instance" and request["user_agent"] == settings.EVOLUTION_USER_AGENT
 
 
@@ -75,8 +85,11 @@ def test_a_session_that_is_not_working_is_unavailable_and_sent_nothing(evolution
     with pytest.raises(InstanceUnavailableError) as caught:
         client_for(waha).send(PHONE, TEXT, max_retries=3)
 
-    assert (caught.value.code, caught.value.http_status, caught.value.nothing_sent) == ("session_not_working", 422,
-                                                                                         False)
+    assert (caught.value.code, caught.value.http_status, caught.value.nothing_sent) == (
+        "session_not_working",
+        422,
+        False,
+    )
     assert sends(evolution_sandbox, waha) == [] and evolution_sandbox.messages(instance=waha.instance_name) == []
 
 
@@ -124,20 +137,22 @@ def test_a_500_from_the_engine_may_have_sent_it_and_is_never_retried(evolution_s
         client_for(waha).send(PHONE, TEXT, max_retries=3)
 
     assert caught.value.http_status == 500 and isinstance(caught.value.__cause__, HTTPStatusError)
-    assert len(sends(evolution_sandbox, waha)) == 1 and len(evolution_sandbox.messages(instance=waha.instance_name)) == 1
+    assert (
+        len(sends(evolution_sandbox, waha)) == 1 and len(evolution_sandbox.messages(instance=waha.instance_name)) == 1
+    )
 
 
 def test_a_hung_send_ends_at_the_send_deadline_and_is_ambiguous(evolution_sandbox, waha, settings):
     settings.EVOLUTION_SEND_DEADLINE = 1.5
     evolution_sandbox.configure(waha.instance_name, hang_next=1, hang_seconds=10)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
 
     with pytest.raises(AmbiguousSendError) as caught:
         client_for(waha).send(PHONE, TEXT)
 
     assert caught.value.code == "deadline_exceeded"
     # the check and the POST share the one deadline
-    assert (datetime.now(timezone.utc) - started).total_seconds() < 1.5 + 1.0
+    assert (datetime.now(UTC) - started).total_seconds() < 1.5 + 1.0
 
 
 def test_a_check_that_gets_no_answer_in_time_sent_nothing(evolution_sandbox, waha, unaccepting_port):
@@ -150,9 +165,15 @@ def test_a_check_that_gets_no_answer_in_time_sent_nothing(evolution_sandbox, wah
 
 
 # ----------------------------------------------------------------------------- health
-@pytest.mark.parametrize("state,health,lost", [
-    ("close", "close", False), ("connecting", "connecting", False), ("qr", "pairing", True), ("refused", "error", True),
-])
+@pytest.mark.parametrize(
+    "state,health,lost",
+    [
+        ("close", "close", False),
+        ("connecting", "connecting", False),
+        ("qr", "pairing", True),
+        ("refused", "error", True),
+    ],
+)
 def test_a_session_not_working_is_unhealthy_in_our_words(evolution_sandbox, waha, state, health, lost):
     evolution_sandbox.set_state(waha.instance_name, state)
 
@@ -178,15 +199,17 @@ def test_an_unknown_session_is_unhealthy_with_the_404_kept(evolution_sandbox, wa
 # ----------------------------------------------------------------------------- reconciliation
 def test_the_chat_history_finds_our_message_within_the_window(evolution_sandbox, waha):
     sent = client_for(waha).send(PHONE, TEXT)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
-    lookup = client_for(waha).find_messages(PHONE, sent_after=now - timedelta(minutes=1),
-                                            sent_before=now + timedelta(minutes=1))
+    lookup = client_for(waha).find_messages(
+        PHONE, sent_after=now - timedelta(minutes=1), sent_before=now + timedelta(minutes=1)
+    )
 
     assert [m.provider_message_id for m in lookup.messages] == [sent.provider_message_id]
     assert lookup.messages[0].text == TEXT and lookup.messages[0].from_me and lookup.complete
-    later = client_for(waha).find_messages(PHONE, sent_after=now + timedelta(hours=1),
-                                           sent_before=now + timedelta(hours=2))
+    later = client_for(waha).find_messages(
+        PHONE, sent_after=now + timedelta(hours=1), sent_before=now + timedelta(hours=2)
+    )
     assert later.messages == [] and later.complete
 
 
@@ -205,9 +228,21 @@ def test_message_ids_and_receipts_of_every_shape_are_understood():
     assert sent_message_id({"key": {"id": "3EB0X"}}) == "3EB0X"
     assert sent_message_id({"id": {"_serialized": "true_x@c.us_3EB0Y"}}) == "3EB0Y"
     assert [ack_status(v) for v in (-1, 0, 1, 2, 3, 4, "DEVICE", 9)] == [
-        "ERROR", "PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED", "DELIVERY_ACK", ""]
-    [parsed] = parse_chat_messages([{"id": "true_1@c.us_Z", "fromMe": True, "to": "1@c.us", "body": "x",
-                                     "timestamp": 1_700_000_000, "ack": 3}, {"no": "id"}])
+        "ERROR",
+        "PENDING",
+        "SERVER_ACK",
+        "DELIVERY_ACK",
+        "READ",
+        "PLAYED",
+        "DELIVERY_ACK",
+        "",
+    ]
+    [parsed] = parse_chat_messages(
+        [
+            {"id": "true_1@c.us_Z", "fromMe": True, "to": "1@c.us", "body": "x", "timestamp": 1_700_000_000, "ack": 3},
+            {"no": "id"},
+        ]
+    )
     assert (parsed.provider_message_id, parsed.remote_jid, parsed.status) == ("Z", "1@c.us", "READ")
     with pytest.raises(ValueError):
         parse_chat_messages({"messages": []})
@@ -215,8 +250,14 @@ def test_message_ids_and_receipts_of_every_shape_are_understood():
 
 # ----------------------------------------------------------------------------- pairing and set-up
 def test_create_remote_makes_a_session_with_its_signed_webhook_and_keeps_the_server_key(evolution_sandbox, db):
-    instance = WhatsAppInstance(tenant_id=None, name="new", provider="waha", base_url=evolution_sandbox.base_url,
-                                api_key=evolution_sandbox.api_key, instance_name="fresh-session")
+    instance = WhatsAppInstance(
+        tenant_id=None,
+        name="new",
+        provider="waha",
+        base_url=evolution_sandbox.base_url,
+        api_key=evolution_sandbox.api_key,
+        instance_name="fresh-session",
+    )
 
     key = client_for(instance).create_remote(webhook_url="https://billing.example.com/hook/x/", signing_key="k" * 64)
 

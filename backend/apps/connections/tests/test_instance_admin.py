@@ -1,6 +1,7 @@
 """Hostile and careless configuration of a WhatsApp instance, through the admin a person uses:
 the provider URL passes the address guard and only superusers set it; an instance that queues
 still send through cannot be deleted; the attention flag the worker raises is shown and cleared."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,19 +37,29 @@ def change_url(instance: WhatsAppInstance) -> str:
 
 
 def form_data(instance: WhatsAppInstance, **changes: str) -> dict[str, str]:
-    data = {"tenant": str(instance.tenant_id), "name": instance.name, "provider": instance.provider,
-            "api_version": instance.api_version, "base_url": instance.base_url, "api_key": "",
-            "instance_name": instance.instance_name, "is_active": "on"}
+    data = {
+        "tenant": str(instance.tenant_id),
+        "name": instance.name,
+        "provider": instance.provider,
+        "api_version": instance.api_version,
+        "base_url": instance.base_url,
+        "api_key": "",
+        "instance_name": instance.instance_name,
+        "is_active": "on",
+    }
     data.update(changes)
     return data
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("http://169.254.169.254/latest", "cloud metadata address"),
-    ("http://10.1.2.3:8080", "private address"),
-    ("http://[::ffff:192.168.0.1]:8080", "private address"),
-    ("ftp://evolution.example.com", "must be http or https"),
-])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://169.254.169.254/latest", "cloud metadata address"),
+        ("http://10.1.2.3:8080", "private address"),
+        ("http://[::ffff:192.168.0.1]:8080", "private address"),
+        ("ftp://evolution.example.com", "must be http or https"),
+    ],
+)
 def test_a_provider_url_inside_our_network_is_refused_on_save(admin_client, tenant_api, url, problem):
     instance = tenant_api.instance
 
@@ -77,8 +88,9 @@ def test_tenant_staff_can_neither_change_the_provider_url_nor_add_instances(staf
     assert page.status_code == 200
     assert b'name="base_url"' not in page.content  # shown, not editable
 
-    response = staff_client.post(change_url(instance), form_data(instance, base_url="https://93.184.215.14",
-                                                                 name="renamed"))
+    response = staff_client.post(
+        change_url(instance), form_data(instance, base_url="https://93.184.215.14", name="renamed")
+    )
     assert response.status_code == 302
     instance.refresh_from_db()
     assert (instance.name, instance.base_url) == ("renamed", "http://127.0.0.1:9")  # the rest is theirs
@@ -94,8 +106,10 @@ def test_an_instance_with_open_queues_cannot_be_deleted(admin_client, tenant_api
     assert "1 billing queue(s) not finished yet" in page.content.decode()
     refused = admin_client.post(url, {"post": "yes"})
     assert "not finished yet" in refused.content.decode()  # the confirmation never goes through
-    bulk = admin_client.post(reverse("admin:connections_whatsappinstance_changelist"),
-                             {"action": "delete_selected", "_selected_action": [instance.pk], "post": "yes"})
+    bulk = admin_client.post(
+        reverse("admin:connections_whatsappinstance_changelist"),
+        {"action": "delete_selected", "_selected_action": [instance.pk], "post": "yes"},
+    )
     assert "not finished yet" in bulk.content.decode()
     assert WhatsAppInstance.objects.filter(pk=instance.pk).exists()
     queue.refresh_from_db()
@@ -119,8 +133,11 @@ def test_the_attention_flag_is_shown_and_a_person_clears_it(admin_client, tenant
     page = admin_client.get(change_url(instance)).content.decode()
     assert "provider_error: still failing" in page
 
-    response = admin_client.post(reverse("admin:connections_whatsappinstance_changelist"),
-                                 {"action": "clear_attention_flag", "_selected_action": [instance.pk]}, follow=True)
+    response = admin_client.post(
+        reverse("admin:connections_whatsappinstance_changelist"),
+        {"action": "clear_attention_flag", "_selected_action": [instance.pk]},
+        follow=True,
+    )
     assert "Attention flag cleared on 1 instance(s)." in response.content.decode()
     instance.refresh_from_db()
     assert (instance.attention_reason, instance.attention_since) == ("", None)

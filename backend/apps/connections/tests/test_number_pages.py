@@ -2,6 +2,7 @@
 a number on the operator's server (webhook set at once), pair it by QR, restart and log it out,
 read its health, skip its warm-up (audited), clear its protection. Another tenant's number is a
 404 on every page; the QR never reaches a log line."""
+
 from __future__ import annotations
 
 import json
@@ -32,12 +33,22 @@ def provider(request) -> str:
 
 @pytest.fixture
 def servers(settings, evolution_sandbox):
-    settings.WHATSAPP_PROVIDER_SERVERS = json.dumps([
-        {"name": "evo", "provider": "evolution", "base_url": evolution_sandbox.base_url,
-         "api_key": evolution_sandbox.api_key},
-        {"name": "waha", "provider": "waha", "base_url": evolution_sandbox.base_url,
-         "api_key": evolution_sandbox.api_key},
-    ])
+    settings.WHATSAPP_PROVIDER_SERVERS = json.dumps(
+        [
+            {
+                "name": "evo",
+                "provider": "evolution",
+                "base_url": evolution_sandbox.base_url,
+                "api_key": evolution_sandbox.api_key,
+            },
+            {
+                "name": "waha",
+                "provider": "waha",
+                "base_url": evolution_sandbox.base_url,
+                "api_key": evolution_sandbox.api_key,
+            },
+        ]
+    )
     settings.BILLING_PUBLIC_BASE_URL = "https://billing.example.com"
     return settings
 
@@ -70,15 +81,19 @@ def create(client: Client, name: str, server: str):
 
 
 # ----------------------------------------------------------------------------- creating and pairing
-def test_staff_create_a_number_its_webhook_is_set_and_it_pairs_by_qr(alpha, alpha_staff, servers, evolution_sandbox,
-                                                                     provider, caplog):
+def test_staff_create_a_number_its_webhook_is_set_and_it_pairs_by_qr(
+    alpha, alpha_staff, servers, evolution_sandbox, provider, caplog
+):
     caplog.set_level(logging.DEBUG)
     response = create(alpha_staff, "Vendas", "evo" if provider == "evolution" else "waha")
 
     instance = WhatsAppInstance.objects.get(tenant=alpha.tenant, name="Vendas")
     assert response.status_code == 302 and response["Location"] == url("pairing", instance.pk)
     assert (instance.provider, instance.instance_name, instance.base_url) == (
-        provider, "pages-alpha-vendas", evolution_sandbox.base_url)
+        provider,
+        "pages-alpha-vendas",
+        evolution_sandbox.base_url,
+    )
     remote = evolution_sandbox.instance(instance.instance_name)
     if provider == "evolution":
         assert instance.api_key == remote["token"] != evolution_sandbox.api_key  # the instance token, not the server's
@@ -119,7 +134,8 @@ def test_without_provider_servers_staff_cannot_create_numbers(alpha, alpha_staff
 
 
 def test_restart_and_logout_reach_the_provider_and_a_logout_protects_the_number(
-        alpha, alpha_staff, make_sandbox_whatsapp_instance, evolution_sandbox, provider):
+    alpha, alpha_staff, make_sandbox_whatsapp_instance, evolution_sandbox, provider
+):
     instance = make_sandbox_whatsapp_instance(tenant=alpha.tenant, provider=provider)
 
     assert alpha_staff.post(url("restart", instance.pk)).status_code == 302
@@ -134,7 +150,8 @@ def test_restart_and_logout_reach_the_provider_and_a_logout_protects_the_number(
 
 # ----------------------------------------------------------------------------- health
 def test_the_health_page_shows_sends_against_the_cap_and_skipping_the_warm_up_is_audited(
-        alpha, alpha_staff, make_sandbox_whatsapp_instance):
+    alpha, alpha_staff, make_sandbox_whatsapp_instance
+):
     instance = make_sandbox_whatsapp_instance(tenant=alpha.tenant, warmed_up=False)
 
     page = alpha_staff.get(url("health", instance.pk)).content.decode()
@@ -153,9 +170,12 @@ def test_the_health_page_shows_sends_against_the_cap_and_skipping_the_warm_up_is
 
 def test_clearing_a_protection_from_the_health_page(alpha, alpha_staff, make_sandbox_whatsapp_instance):
     instance = make_sandbox_whatsapp_instance(tenant=alpha.tenant)
-    WhatsAppInstance.objects.filter(pk=instance.pk).update(protected_reason="logged out (provider webhook)",
-                                                          protected_since=instance.created_at,
-                                                          attention_reason="x", attention_since=instance.created_at)
+    WhatsAppInstance.objects.filter(pk=instance.pk).update(
+        protected_reason="logged out (provider webhook)",
+        protected_since=instance.created_at,
+        attention_reason="x",
+        attention_since=instance.created_at,
+    )
     assert "logged out (provider webhook)" in alpha_staff.get(url("health", instance.pk)).content.decode()
 
     alpha_staff.post(url("clear_protection", instance.pk))
@@ -165,8 +185,9 @@ def test_clearing_a_protection_from_the_health_page(alpha, alpha_staff, make_san
 
 
 # ----------------------------------------------------------------------------- isolation
-def test_another_tenants_number_is_a_404_on_every_page_and_action(alpha, make_sandbox_whatsapp_instance,
-                                                                  evolution_sandbox):
+def test_another_tenants_number_is_a_404_on_every_page_and_action(
+    alpha, make_sandbox_whatsapp_instance, evolution_sandbox
+):
     theirs = make_sandbox_whatsapp_instance(tenant=make_tenant("pages-beta").tenant)
     outsider = staff(alpha.tenant, "charlie")
 
@@ -197,8 +218,14 @@ def test_a_provider_that_does_not_answer_shows_the_error_state(alpha, alpha_staf
 def test_the_tenant_edits_its_warm_up_schedule_and_a_bad_one_is_refused(alpha):
     client = staff(alpha.tenant, "bia")
     add = reverse("admin:connections_numberhealthsettings_add")
-    data = {"schedule": "0:10, 3:30", "warmup_uncapped_from_day": "20", "invalid_share_limit": "0.3",
-            "invalid_window": "50", "block_burst_limit": "5", "block_window_minutes": "60"}
+    data = {
+        "schedule": "0:10, 3:30",
+        "warmup_uncapped_from_day": "20",
+        "invalid_share_limit": "0.3",
+        "invalid_window": "50",
+        "block_burst_limit": "5",
+        "block_window_minutes": "60",
+    }
 
     bad = client.post(add, {**data, "schedule": "0:10, 30:30"})
     assert bad.status_code == 200 and "after the last step" in bad.content.decode()

@@ -105,8 +105,16 @@ def phone_like(draw) -> str:
     area = draw(st.sampled_from(["11", "21", "55", "85", "99", "10", "90", "01", "1", ""]))
     subscriber = draw(st.text("0123456789", min_size=6, max_size=11))
     cut = draw(st.integers(0, len(subscriber)))
-    parts = [prefix, draw(_PUNCTUATION), area, draw(_PUNCTUATION), subscriber[:cut], draw(_PUNCTUATION),
-             subscriber[cut:], draw(_PUNCTUATION)]
+    parts = [
+        prefix,
+        draw(_PUNCTUATION),
+        area,
+        draw(_PUNCTUATION),
+        subscriber[:cut],
+        draw(_PUNCTUATION),
+        subscriber[cut:],
+        draw(_PUNCTUATION),
+    ]
     return "".join(parts)
 
 

@@ -1,6 +1,7 @@
 """Pins the sandbox's answers to the examples of the provider contract
 (docs/evolution-api-contract.md; section numbers below). If the real server is found
 to behave differently, fix the contract document first, then this test, then the sandbox."""
+
 from __future__ import annotations
 
 import time
@@ -12,13 +13,44 @@ NUMBER = "5511998765432"
 TEXT = "Sua fatura vence amanhã."
 
 # §1.4: the keys of the 201 body, and of its `key`
-SEND_RESPONSE_KEYS = {"key", "pushName", "status", "message", "contextInfo", "messageType", "messageTimestamp", "instanceId", "source"}
+SEND_RESPONSE_KEYS = {
+    "key",
+    "pushName",
+    "status",
+    "message",
+    "contextInfo",
+    "messageType",
+    "messageTimestamp",
+    "instanceId",
+    "source",
+}
 KEY_KEYS = {"remoteJid", "fromMe", "id"}
 # §3: the Prisma Instance row of fetchInstances (v2)
 INSTANCE_ROW_KEYS = {
-    "id", "name", "connectionStatus", "ownerJid", "profileName", "profilePicUrl", "integration", "number", "businessId",
-    "token", "clientName", "disconnectionReasonCode", "disconnectionObject", "disconnectionAt", "createdAt", "updatedAt",
-    "Chatwoot", "Proxy", "Rabbitmq", "Nats", "Sqs", "Websocket", "Setting", "_count",
+    "id",
+    "name",
+    "connectionStatus",
+    "ownerJid",
+    "profileName",
+    "profilePicUrl",
+    "integration",
+    "number",
+    "businessId",
+    "token",
+    "clientName",
+    "disconnectionReasonCode",
+    "disconnectionObject",
+    "disconnectionAt",
+    "createdAt",
+    "updatedAt",
+    "Chatwoot",
+    "Proxy",
+    "Rabbitmq",
+    "Nats",
+    "Sqs",
+    "Websocket",
+    "Setting",
+    "_count",
 }
 
 
@@ -38,7 +70,12 @@ def get(sandbox, path, key=None, **kwargs):
 
 
 def send(sandbox, body=None, key="INSTANCE-TOKEN", instance="billing-bot"):
-    return post(sandbox, f"/message/sendText/{instance}", body if body is not None else {"number": NUMBER, "text": TEXT, "linkPreview": False}, key)
+    return post(
+        sandbox,
+        f"/message/sendText/{instance}",
+        body if body is not None else {"number": NUMBER, "text": TEXT, "linkPreview": False},
+        key,
+    )
 
 
 # ----------------------------------------------------------------------------- §1.1 auth
@@ -46,7 +83,11 @@ def test_an_unknown_instance_is_404_before_the_key_is_checked(evolution_sandbox)
     response = send(evolution_sandbox, key=None, instance="x")
 
     assert response.status_code == 404
-    assert response.json() == {"status": 404, "error": "Not Found", "response": {"message": ['The "x" instance does not exist']}}
+    assert response.json() == {
+        "status": 404,
+        "error": "Not Found",
+        "response": {"message": ['The "x" instance does not exist']},
+    }
 
 
 @pytest.mark.parametrize("key", [None, "wrong-key"])
@@ -118,7 +159,10 @@ def test_a_number_not_on_whatsapp_is_400_exists_false(evolution_sandbox, inst):
     ("body", "message"),
     [
         ({"number": NUMBER}, [['instance requires property "text"']]),
-        ({"number": NUMBER, "textMessage": {"text": TEXT}}, [['instance requires property "text"']]),  # a v1 body (#2570)
+        (
+            {"number": NUMBER, "textMessage": {"text": TEXT}},
+            [['instance requires property "text"']],
+        ),  # a v1 body (#2570)
         ({"number": 5511998765432, "text": TEXT}, [["Invalid format"]]),
         ({"number": NUMBER, "text": "   "}, ["Text is required"]),
     ],
@@ -136,7 +180,11 @@ def test_a_closed_instance_answers_500_connection_closed(evolution_sandbox, inst
     response = send(evolution_sandbox)
 
     assert response.status_code == 500
-    assert response.json() == {"status": 500, "error": "Internal Server Error", "response": {"message": "Connection Closed"}}
+    assert response.json() == {
+        "status": 500,
+        "error": "Internal Server Error",
+        "response": {"message": "Connection Closed"},
+    }
 
 
 def test_a_rate_limited_instance_answers_429_with_retry_after(evolution_sandbox, inst):
@@ -165,7 +213,10 @@ def test_a_v1_instance_expects_the_v1_body(evolution_sandbox, inst):
     assert flat.status_code == 400
     assert flat.json()["response"]["message"] == [['instance requires property "textMessage"']]
 
-    response = send(evolution_sandbox, {"number": NUMBER, "options": {"delay": 0, "linkPreview": False}, "textMessage": {"text": TEXT}})
+    response = send(
+        evolution_sandbox,
+        {"number": NUMBER, "options": {"delay": 0, "linkPreview": False}, "textMessage": {"text": TEXT}},
+    )
     assert response.status_code == 201
     body = response.json()
     assert set(body) == {"key", "message", "messageTimestamp", "status"}
@@ -214,7 +265,9 @@ def test_fetch_instances_with_a_token_lists_only_its_instance(evolution_sandbox,
 
     rows = get(evolution_sandbox, "/instance/fetchInstances", "INSTANCE-TOKEN").json()
     assert [row["name"] for row in rows] == ["billing-bot"]
-    assert get(evolution_sandbox, "/instance/fetchInstances?instanceName=other-bot", "INSTANCE-TOKEN").status_code == 401
+    assert (
+        get(evolution_sandbox, "/instance/fetchInstances?instanceName=other-bot", "INSTANCE-TOKEN").status_code == 401
+    )
     assert get(evolution_sandbox, "/instance/fetchInstances", "nobody").status_code == 401
 
 
@@ -235,16 +288,36 @@ def test_the_root_answers_without_auth(evolution_sandbox):
 
 # ----------------------------------------------------------------------------- §4 webhook config
 def test_webhook_set_answers_201_with_the_stored_row_and_find_returns_it(evolution_sandbox, inst):
-    webhook = {"enabled": True, "url": "https://billing.example.com/wa/hook/s3cret", "headers": {"X-Hook-Token": "s3cret"},
-               "byEvents": False, "base64": False, "events": ["MESSAGES_UPSERT", "MESSAGES_UPDATE"]}
+    webhook = {
+        "enabled": True,
+        "url": "https://billing.example.com/wa/hook/s3cret",
+        "headers": {"X-Hook-Token": "s3cret"},
+        "byEvents": False,
+        "base64": False,
+        "events": ["MESSAGES_UPSERT", "MESSAGES_UPDATE"],
+    }
 
     response = post(evolution_sandbox, "/webhook/set/billing-bot", {"webhook": webhook}, "INSTANCE-TOKEN")
 
     assert response.status_code == 201
     row = response.json()
-    assert set(row) == {"id", "url", "headers", "enabled", "events", "webhookByEvents", "webhookBase64", "createdAt", "updatedAt", "instanceId"}
+    assert set(row) == {
+        "id",
+        "url",
+        "headers",
+        "enabled",
+        "events",
+        "webhookByEvents",
+        "webhookBase64",
+        "createdAt",
+        "updatedAt",
+        "instanceId",
+    }
     assert (row["url"], row["enabled"], row["events"], row["headers"]) == (
-        webhook["url"], True, ["MESSAGES_UPSERT", "MESSAGES_UPDATE"], {"X-Hook-Token": "s3cret"}
+        webhook["url"],
+        True,
+        ["MESSAGES_UPSERT", "MESSAGES_UPDATE"],
+        {"X-Hook-Token": "s3cret"},
     )
     assert get(evolution_sandbox, "/webhook/find/billing-bot", "INSTANCE-TOKEN").json() == row
 
@@ -256,7 +329,12 @@ def test_webhook_find_is_null_before_any_set(evolution_sandbox, inst):
 
 
 def test_enabled_with_no_events_subscribes_to_all(evolution_sandbox, inst):
-    row = post(evolution_sandbox, "/webhook/set/billing-bot", {"webhook": {"enabled": True, "url": "http://127.0.0.1:9/h", "events": []}}, "INSTANCE-TOKEN").json()
+    row = post(
+        evolution_sandbox,
+        "/webhook/set/billing-bot",
+        {"webhook": {"enabled": True, "url": "http://127.0.0.1:9/h", "events": []}},
+        "INSTANCE-TOKEN",
+    ).json()
 
     assert {"MESSAGES_UPSERT", "MESSAGES_UPDATE", "SEND_MESSAGE", "CONNECTION_UPDATE"} <= set(row["events"])
 
@@ -292,16 +370,27 @@ def test_find_messages_answers_what_was_sent_in_the_paged_v2_shape(evolution_san
     second = send(evolution_sandbox).json()
     send(evolution_sandbox, {"number": "5521987651234", "text": "outro"})
 
-    response = find(evolution_sandbox, {"where": {"key": {"remoteJid": f"{NUMBER}@s.whatsapp.net"}}, "page": 1,
-                                        "offset": 50})
+    response = find(
+        evolution_sandbox, {"where": {"key": {"remoteJid": f"{NUMBER}@s.whatsapp.net"}}, "page": 1, "offset": 50}
+    )
 
     assert response.status_code == 200
     page = response.json()["messages"]
     assert (page["total"], page["pages"], page["currentPage"]) == (2, 1, 1)
     assert [record["key"]["id"] for record in page["records"]] == [second["key"]["id"], first["key"]["id"]]
     record = page["records"][0]
-    assert set(record) == {"id", "key", "pushName", "messageType", "message", "messageTimestamp", "instanceId",
-                           "source", "contextInfo", "MessageUpdate"}
+    assert set(record) == {
+        "id",
+        "key",
+        "pushName",
+        "messageType",
+        "message",
+        "messageTimestamp",
+        "instanceId",
+        "source",
+        "contextInfo",
+        "MessageUpdate",
+    }
     assert record["key"] == second["key"] and record["message"] == {"conversation": TEXT}
     assert record["messageTimestamp"] == second["messageTimestamp"] and record["instanceId"] == inst.data["id"]
 
@@ -309,13 +398,16 @@ def test_find_messages_answers_what_was_sent_in_the_paged_v2_shape(evolution_san
 def test_find_messages_pages_and_filters_by_id_and_time(evolution_sandbox, inst):
     ids = [send(evolution_sandbox).json()["key"]["id"] for _ in range(3)]
 
-    page2 = find(evolution_sandbox, {"where": {"key": {"remoteJid": f"{NUMBER}@s.whatsapp.net"}}, "page": 2,
-                                     "offset": 2}).json()["messages"]
+    page2 = find(
+        evolution_sandbox, {"where": {"key": {"remoteJid": f"{NUMBER}@s.whatsapp.net"}}, "page": 2, "offset": 2}
+    ).json()["messages"]
     assert (page2["total"], page2["pages"], len(page2["records"])) == (3, 2, 1)
     by_id = find(evolution_sandbox, {"where": {"key": {"id": ids[1]}}}).json()["messages"]
     assert [record["key"]["id"] for record in by_id["records"]] == [ids[1]]
-    past = find(evolution_sandbox, {"where": {"messageTimestamp": {"gte": "2020-01-01T00:00:00Z",
-                                                                   "lte": "2020-01-02T00:00:00Z"}}}).json()
+    past = find(
+        evolution_sandbox,
+        {"where": {"messageTimestamp": {"gte": "2020-01-01T00:00:00Z", "lte": "2020-01-02T00:00:00Z"}}},
+    ).json()
     assert past["messages"]["total"] == 0
 
 
@@ -325,8 +417,12 @@ def test_find_messages_follows_the_guard_order(evolution_sandbox, inst):
 
 
 def test_a_sent_message_is_still_echoed_as_send_message(evolution_sandbox, inst, webhook_receiver):
-    post(evolution_sandbox, "/webhook/set/billing-bot", {"webhook": {"enabled": True, "url": webhook_receiver.url,
-                                                                     "events": ["SEND_MESSAGE"]}}, "INSTANCE-TOKEN")
+    post(
+        evolution_sandbox,
+        "/webhook/set/billing-bot",
+        {"webhook": {"enabled": True, "url": webhook_receiver.url, "events": ["SEND_MESSAGE"]}},
+        "INSTANCE-TOKEN",
+    )
     sent = send(evolution_sandbox).json()
 
     [event] = webhook_receiver.wait_for(1, "send.message")

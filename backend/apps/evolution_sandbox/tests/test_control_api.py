@@ -1,4 +1,5 @@
 """The `/_sandbox/` control endpoints: instances and their fault switches, records, reset."""
+
 from __future__ import annotations
 
 import time
@@ -54,7 +55,12 @@ def test_messages_are_recorded_and_filtered_by_instance_and_number(evolution_san
     send(evolution_sandbox, second, number="+55 21 98765-4321")
 
     [message] = evolution_sandbox.messages(instance=first.name)
-    assert (message["instance"], message["number"], message["text"], message["status"]) == (first.name, NUMBER, "oi", "PENDING")
+    assert (message["instance"], message["number"], message["text"], message["status"]) == (
+        first.name,
+        NUMBER,
+        "oi",
+        "PENDING",
+    )
     assert message["id"] and message["timestamp"] and message["created_at"]
     assert [m["instance"] for m in evolution_sandbox.messages(number="5521987654321")] == [second.name]
     assert len(evolution_sandbox.messages()) == 2
@@ -162,4 +168,6 @@ def test_unknown_control_paths_and_methods_are_errors(evolution_sandbox):
 
 
 def test_the_global_api_key_is_never_echoed_by_the_control_api(evolution_sandbox):
-    assert evolution_sandbox.api_key not in requests.get(f"{evolution_sandbox.base_url}/_sandbox/config", timeout=5).text
+    assert (
+        evolution_sandbox.api_key not in requests.get(f"{evolution_sandbox.base_url}/_sandbox/config", timeout=5).text
+    )

@@ -1,5 +1,6 @@
 """The two ways to start the sandbox: `python -m apps.evolution_sandbox.server` (no Django)
 and `manage.py run_evolution_sandbox`; startup options; loopback by default; clean stop."""
+
 from __future__ import annotations
 
 import json
@@ -43,13 +44,28 @@ def test_the_module_starts_with_startup_instances_that_survive_a_reset():
 def test_the_management_command_runs_the_same_server(tmp_path: Path):
     ready = tmp_path / "ready.json"
     env = {**os.environ, "LOG_FORMAT": "text"}
-    command = [sys.executable, "manage.py", "run_evolution_sandbox", "--host", "127.0.0.1", "--port", "0",
-               "--instance", "demo:TOKEN", "--ready-file", str(ready)]
-    process = subprocess.Popen(command, cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    command = [
+        sys.executable,
+        "manage.py",
+        "run_evolution_sandbox",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--instance",
+        "demo:TOKEN",
+        "--ready-file",
+        str(ready),
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+    )
     try:
         info = wait_for(lambda: ready.exists() and json.loads(ready.read_text()), timeout=20, what="ready file")
         assert info["pid"] == process.pid
-        state = requests.get(f"{info['base_url']}/instance/connectionState/demo", headers={"apikey": "TOKEN"}, timeout=5)
+        state = requests.get(
+            f"{info['base_url']}/instance/connectionState/demo", headers={"apikey": "TOKEN"}, timeout=5
+        )
         assert state.json() == {"instance": {"instanceName": "demo", "state": "open"}}
     finally:
         os.kill(process.pid, signal.SIGTERM)

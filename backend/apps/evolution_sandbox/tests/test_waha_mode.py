@@ -1,6 +1,7 @@
 """The sandbox in WAHA mode (contract §6), over real HTTP: the key first, sessions, sendText and
 its faults, webhooks signed with HMAC-SHA512 over the exact bytes, pairing by QR and the
 phone's logout; and Evolution's pairing routes and logout events."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,13 @@ def api(sandbox, method: str, path: str, key: str, **kwargs) -> requests.Respons
 
 
 def hook(sandbox, session, url: str, events: list[str]) -> None:
-    response = api(sandbox, "PUT", f"/api/sessions/{session.name}", session.token,
-                   json={"config": {"webhooks": [{"url": url, "events": events, "hmac": {"key": HMAC_KEY}}]}})
+    response = api(
+        sandbox,
+        "PUT",
+        f"/api/sessions/{session.name}",
+        session.token,
+        json={"config": {"webhooks": [{"url": url, "events": events, "hmac": {"key": HMAC_KEY}}]}},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -41,9 +47,17 @@ def test_an_evolution_instance_is_not_a_waha_session_and_the_reverse(evolution_s
     evolution = evolution_sandbox.create_instance()
     waha = evolution_sandbox.create_instance(provider="waha")
 
-    assert api(evolution_sandbox, "GET", f"/api/sessions/{evolution.name}", evolution_sandbox.api_key).status_code == 404
-    assert requests.get(f"{evolution_sandbox.base_url}/instance/connectionState/{waha.name}",
-                        headers={"apikey": evolution_sandbox.api_key}, timeout=5).status_code == 404
+    assert (
+        api(evolution_sandbox, "GET", f"/api/sessions/{evolution.name}", evolution_sandbox.api_key).status_code == 404
+    )
+    assert (
+        requests.get(
+            f"{evolution_sandbox.base_url}/instance/connectionState/{waha.name}",
+            headers={"apikey": evolution_sandbox.api_key},
+            timeout=5,
+        ).status_code
+        == 404
+    )
 
 
 def test_send_text_answers_nowebs_message_and_a_stopped_session_is_422(evolution_sandbox):
@@ -67,10 +81,15 @@ def test_check_exists_knows_the_numbers_not_on_whatsapp(evolution_sandbox):
     session = evolution_sandbox.create_instance(provider="waha")
     evolution_sandbox.set_not_on_whatsapp(NUMBER)
 
-    answer = api(evolution_sandbox, "GET", f"/api/contacts/check-exists?phone={NUMBER}&session={session.name}",
-                 session.token).json()
-    other = api(evolution_sandbox, "GET", f"/api/contacts/check-exists?phone=5511911112222&session={session.name}",
-                session.token).json()
+    answer = api(
+        evolution_sandbox, "GET", f"/api/contacts/check-exists?phone={NUMBER}&session={session.name}", session.token
+    ).json()
+    other = api(
+        evolution_sandbox,
+        "GET",
+        f"/api/contacts/check-exists?phone=5511911112222&session={session.name}",
+        session.token,
+    ).json()
 
     assert answer == {"numberExists": False, "chatId": None}
     assert other == {"numberExists": True, "chatId": "5511911112222@c.us"}
@@ -80,8 +99,13 @@ def test_webhooks_are_hmac_signed_over_the_bytes_sent_and_in_order(evolution_san
     session = evolution_sandbox.create_instance(provider="waha", ack_delays=FAST_ACKS)
     hook(evolution_sandbox, session, webhook_receiver.url + "/hook", ["message.any", "message.ack"])
 
-    sent = api(evolution_sandbox, "POST", "/api/sendText", session.token,
-               json={"session": session.name, "chatId": CHAT, "text": "Olá"}).json()
+    sent = api(
+        evolution_sandbox,
+        "POST",
+        "/api/sendText",
+        session.token,
+        json={"session": session.name, "chatId": CHAT, "text": "Olá"},
+    ).json()
     received = webhook_receiver.wait_for(4)
 
     assert [e["event"] for e in received] == ["message.any", "message.ack", "message.ack", "message.ack"]
@@ -99,8 +123,13 @@ def test_error_acks_on_request_and_for_numbers_not_on_whatsapp(evolution_sandbox
     hook(evolution_sandbox, session, webhook_receiver.url, ["message.ack"])
     evolution_sandbox.set_not_on_whatsapp("5511911112222")
     for chat in (CHAT, "5511911112222@c.us", "5511933334444@c.us"):
-        api(evolution_sandbox, "POST", "/api/sendText", session.token,
-            json={"session": session.name, "chatId": chat, "text": "Olá"})
+        api(
+            evolution_sandbox,
+            "POST",
+            "/api/sendText",
+            session.token,
+            json={"session": session.name, "chatId": chat, "text": "Olá"},
+        )
 
     received = webhook_receiver.wait_for(5)
 
@@ -109,12 +138,22 @@ def test_error_acks_on_request_and_for_numbers_not_on_whatsapp(evolution_sandbox
 
 
 def test_pairing_a_session_qr_then_scan_then_working(evolution_sandbox, webhook_receiver):
-    created = api(evolution_sandbox, "POST", "/api/sessions", evolution_sandbox.api_key,
-                  json={"name": "fresh", "start": True,
-                        "config": {"webhooks": [{"url": webhook_receiver.url, "events": ["session.status"]}]}})
+    created = api(
+        evolution_sandbox,
+        "POST",
+        "/api/sessions",
+        evolution_sandbox.api_key,
+        json={
+            "name": "fresh",
+            "start": True,
+            "config": {"webhooks": [{"url": webhook_receiver.url, "events": ["session.status"]}]},
+        },
+    )
     assert created.status_code == 201 and created.json()["status"] == "SCAN_QR_CODE"
-    assert api(evolution_sandbox, "POST", "/api/sessions", evolution_sandbox.api_key,
-               json={"name": "fresh"}).status_code == 422
+    assert (
+        api(evolution_sandbox, "POST", "/api/sessions", evolution_sandbox.api_key, json={"name": "fresh"}).status_code
+        == 422
+    )
 
     qr = api(evolution_sandbox, "GET", "/api/fresh/auth/qr", evolution_sandbox.api_key).json()
     assert qr["mimetype"] == "image/png" and qr["data"].startswith("iVBOR")
@@ -134,24 +173,34 @@ def test_the_phones_logout_sends_a_waha_session_back_to_scan(evolution_sandbox, 
 
     [event] = webhook_receiver.wait_for(1)
     assert event["payload"] == {"name": session.name, "status": "SCAN_QR_CODE"}
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - the test client raises whatever the 409 maps to
         evolution_sandbox.scan(evolution_sandbox.create_instance().name)  # open: nothing to scan (409)
 
 
 def test_evolution_pairing_and_logout_events(evolution_sandbox, webhook_receiver):
     instance = evolution_sandbox.create_instance(state="close")
-    requests.post(f"{evolution_sandbox.base_url}/webhook/set/{instance.name}", headers={"apikey": instance.token},
-                  json={"webhook": {"enabled": True, "url": webhook_receiver.url}}, timeout=5)
+    requests.post(
+        f"{evolution_sandbox.base_url}/webhook/set/{instance.name}",
+        headers={"apikey": instance.token},
+        json={"webhook": {"enabled": True, "url": webhook_receiver.url}},
+        timeout=5,
+    )
 
-    connect = requests.get(f"{evolution_sandbox.base_url}/instance/connect/{instance.name}",
-                           headers={"apikey": instance.token}, timeout=5).json()
+    connect = requests.get(
+        f"{evolution_sandbox.base_url}/instance/connect/{instance.name}", headers={"apikey": instance.token}, timeout=5
+    ).json()
     assert connect["base64"].startswith("data:image/png;base64,") and connect["count"] == 1
     evolution_sandbox.scan(instance.name)
-    logout = requests.delete(f"{evolution_sandbox.base_url}/instance/logout/{instance.name}",
-                             headers={"apikey": instance.token}, timeout=5)
+    logout = requests.delete(
+        f"{evolution_sandbox.base_url}/instance/logout/{instance.name}", headers={"apikey": instance.token}, timeout=5
+    )
 
     assert logout.json()["status"] == "SUCCESS"
     events = [(e["event"], e["data"].get("state"), e["data"].get("statusReason")) for e in webhook_receiver.wait_for(4)]
-    assert events == [("connection.update", "connecting", 428), ("connection.update", "open", 200),
-                      ("logout.instance", None, None), ("connection.update", "close", 401)]
+    assert events == [
+        ("connection.update", "connecting", 428),
+        ("connection.update", "open", 200),
+        ("logout.instance", None, None),
+        ("connection.update", "close", 401),
+    ]
     assert json.loads(json.dumps(evolution_sandbox.instance(instance.name)))["paired"] is False

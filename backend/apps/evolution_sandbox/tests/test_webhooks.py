@@ -1,5 +1,6 @@
 """Webhooks as the real server sends them (contract §4): envelope, events and their order,
 filters, byEvents paths, custom headers, `jwt_key` → Bearer HS256 JWT, retries."""
+
 from __future__ import annotations
 
 import time
@@ -44,7 +45,12 @@ def test_a_send_emits_send_message_then_the_three_receipts_in_order(evolution_sa
     sent = send(evolution_sandbox, inst)
     received = webhook_receiver.wait_for(4)
 
-    assert [envelope["event"] for envelope in received] == ["send.message", "messages.update", "messages.update", "messages.update"]
+    assert [envelope["event"] for envelope in received] == [
+        "send.message",
+        "messages.update",
+        "messages.update",
+        "messages.update",
+    ]
     assert [envelope["data"]["status"] for envelope in received[1:]] == ["SERVER_ACK", "DELIVERY_ACK", "READ"]
     assert received[0]["data"] == sent
     for envelope in received:
@@ -138,8 +144,13 @@ def test_by_events_appends_the_event_to_the_url(evolution_sandbox, webhook_recei
 
 def test_custom_headers_are_sent_and_jwt_key_becomes_a_bearer_token(evolution_sandbox, webhook_receiver):
     inst = evolution_sandbox.create_instance()
-    set_webhook(evolution_sandbox, inst, url=webhook_receiver.url, events=["CONNECTION_UPDATE"],
-                headers={"X-Hook-Token": "s3cret", "jwt_key": "signing-key"})
+    set_webhook(
+        evolution_sandbox,
+        inst,
+        url=webhook_receiver.url,
+        events=["CONNECTION_UPDATE"],
+        headers={"X-Hook-Token": "s3cret", "jwt_key": "signing-key"},
+    )
 
     before = int(time.time())
     evolution_sandbox.set_state(inst.name, "close")
@@ -189,7 +200,9 @@ def test_failed_deliveries_are_retried_but_not_after_a_4xx_that_stops_them(evolu
 
 def test_v1_instances_send_v1_payloads_without_custom_headers_or_retries(evolution_sandbox):
     evolution_sandbox.configure_server(webhook_retry_base=0.01)
-    inst = evolution_sandbox.create_instance(api_version="v1", ack_delays={"SERVER_ACK": 0.01, "DELIVERY_ACK": None, "READ": None})
+    inst = evolution_sandbox.create_instance(
+        api_version="v1", ack_delays={"SERVER_ACK": 0.01, "DELIVERY_ACK": None, "READ": None}
+    )
     with WebhookReceiver(statuses=[500]) as receiver:
         response = requests.post(
             f"{evolution_sandbox.base_url}/webhook/set/{inst.name}",

@@ -21,6 +21,7 @@ Order, and why:
 5. The audit trail records who asked, when, and how many rows each table gave up — never the
    phone (only its keyed hash, so a second request for the same person can be recognised).
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,12 +34,11 @@ from redis.exceptions import RedisError
 
 from apps.audit.models import ActorKind, AuditAction
 from apps.audit.services import Actor, record_event
-from apps.billing.constants import ContactErrorCode, ContactStatus, UNSENT_CONTACT_STATUSES
+from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus
 from apps.billing.models import CallbackDelivery, SuppressedPhone
 from apps.billing.services.contact_skip import skip_unsent_contacts
 from apps.billing.services.reconciliation import _echo_key
 from apps.charges.constants import ChangeSource, ChargeStatus
-from apps.charges.models import Charge
 from apps.charges.services.charge_status import change_charge_status
 from apps.common.exceptions import ApplicationError
 from apps.common.keyed_hash import phone_hash
@@ -65,29 +65,55 @@ def erase_data_subject(*, tenant: Tenant, phone: str, actor: Actor) -> dict[str,
         counts["opt_out_hashed"] = _keep_opt_out_as_hash(tenant=tenant, phone=phone)
         unsent = held.billing_contacts(tenant=tenant, phone=phone).filter(status__in=sorted(UNSENT_CONTACT_STATUSES))
         counts["contacts_skipped"] = skip_unsent_contacts(
-            tenant=tenant, contact_ids=unsent.values_list("pk", flat=True), code=ContactErrorCode.OPTED_OUT,
-            reason=ERASED_REASON)
+            tenant=tenant,
+            contact_ids=unsent.values_list("pk", flat=True),
+            code=ContactErrorCode.OPTED_OUT,
+            reason=ERASED_REASON,
+        )
         in_flight = held.billing_contacts(tenant=tenant, phone=phone).filter(status__in=IN_FLIGHT).count()
         if in_flight:
             raise ApplicationError(
                 "data_subject_in_flight",
                 "A message to this number is being delivered right now; ask again in a minute.",
-                status=409, details={"in_flight": in_flight, "retry_after": IN_FLIGHT_RETRY_AFTER_SECONDS},
-                headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_SECONDS)})
+                status=409,
+                details={"in_flight": in_flight, "retry_after": IN_FLIGHT_RETRY_AFTER_SECONDS},
+                headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_SECONDS)},
+            )
     counts["charges_cancelled"] = _cancel_open_charges(tenant=tenant, phone=phone, actor=actor)
     counts["billing_contacts"] = _in_batches(
         held.billing_contacts(tenant=tenant, phone=phone),
-        phone="", name="", external_id="", variables={}, rendered_message="", last_error="")
+        phone="",
+        name="",
+        external_id="",
+        variables={},
+        rendered_message="",
+        last_error="",
+    )
     counts["campaign_contacts"] = _in_batches(held.campaign_contacts(tenant=tenant, phone=phone), phone="", name="")
     counts["charges"] = _in_batches(
         held.charges(tenant=tenant, phone=phone),
-        phone="", name="", document="", debtor_external_id="", description="", payment_link="", pix_code="",
-        boleto_line="", variables={}, debtor_key=Concat(Value("erased:"), Cast("id", CharField())))
+        phone="",
+        name="",
+        document="",
+        debtor_external_id="",
+        description="",
+        payment_link="",
+        pix_code="",
+        boleto_line="",
+        variables={},
+        debtor_key=Concat(Value("erased:"), Cast("id", CharField())),
+    )
     counts["conversations"] = _delete_in_batches(held.conversations(tenant=tenant, phone=phone))
     counts["callbacks"] = _scrub_callbacks(tenant=tenant, phone=phone)
     _forget_echoes(tenant=tenant, phone=phone)
-    record_event(actor=actor, tenant_id=tenant.pk, action=AuditAction.DATA_SUBJECT_ERASED,
-                 object_type="data_subject", object_id=phone_hash(phone), details=counts)
+    record_event(
+        actor=actor,
+        tenant_id=tenant.pk,
+        action=AuditAction.DATA_SUBJECT_ERASED,
+        object_type="data_subject",
+        object_id=phone_hash(phone),
+        details=counts,
+    )
     logger.info("data subject erased", extra={"tenant_id": str(tenant.pk), **counts})
     return counts
 
@@ -98,8 +124,9 @@ def _keep_opt_out_as_hash(*, tenant: Tenant, phone: str) -> int:
         return SuppressedPhone.objects.filter(tenant=tenant, phone=phone).delete()[0]  # a later duplicate
     updated = SuppressedPhone.objects.filter(tenant=tenant, phone=phone).update(phone=None, phone_hash=hashed)
     if not updated:
-        SuppressedPhone.objects.create(tenant=tenant, phone=None, phone_hash=hashed, reason=ERASED_REASON,
-                                       source=SuppressedPhone.Source.ERASURE)
+        SuppressedPhone.objects.create(
+            tenant=tenant, phone=None, phone_hash=hashed, reason=ERASED_REASON, source=SuppressedPhone.Source.ERASURE
+        )
     return 1
 
 
@@ -107,8 +134,9 @@ def _cancel_open_charges(*, tenant: Tenant, phone: str, actor: Actor) -> int:
     source = ChangeSource.ADMIN if actor.kind == ActorKind.USER else ChangeSource.API
     cancelled = 0
     for charge in held.charges(tenant=tenant, phone=phone).filter(status=ChargeStatus.OPEN).order_by("pk"):
-        cancelled += change_charge_status(charge=charge, target=ChargeStatus.CANCELLED, source=source,
-                                          reason="data_subject_erased").changed
+        cancelled += change_charge_status(
+            charge=charge, target=ChargeStatus.CANCELLED, source=source, reason="data_subject_erased"
+        ).changed
     return cancelled
 
 
@@ -146,8 +174,11 @@ def _scrub_callbacks(*, tenant: Tenant, phone: str) -> int:
 def _scrubbed(value: Any, phone: str) -> Any:
     if isinstance(value, dict):
         names_phone = phone in value.values()
-        return {key: ("" if item == phone else _scrubbed(item, phone)) for key, item in value.items()
-                if not (names_phone and key == "text")}
+        return {
+            key: ("" if item == phone else _scrubbed(item, phone))
+            for key, item in value.items()
+            if not (names_phone and key == "text")
+        }
     if isinstance(value, list):
         return [_scrubbed(item, phone) for item in value]
     return value
@@ -162,5 +193,7 @@ def _forget_echoes(*, tenant: Tenant, phone: str) -> None:
     try:
         get_redis().delete(*keys)
     except RedisError:
-        logger.warning("reconciliation echoes not dropped at erasure; they expire by themselves",
-                       extra={"tenant_id": str(tenant.pk)})
+        logger.warning(
+            "reconciliation echoes not dropped at erasure; they expire by themselves",
+            extra={"tenant_id": str(tenant.pk)},
+        )

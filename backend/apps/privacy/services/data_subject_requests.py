@@ -1,6 +1,7 @@
 """A data subject's request, as the API and the admin take it: the phone in any common
 writing (as in the send endpoints), the tenant of the key or the staff member, and one audit
 event per request naming who asked — never the phone (only its keyed hash)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,14 @@ def export_request(*, tenant: Tenant, raw_phone: str, actor: Actor) -> dict[str,
     phone = data_subject_phone(raw_phone)
     document = export_data_subject(tenant=tenant, phone=phone)
     counts = {name: len(rows) for name, rows in document.items() if isinstance(rows, list)}
-    record_event(actor=actor, tenant_id=tenant.pk, action=AuditAction.DATA_SUBJECT_EXPORTED,
-                 object_type="data_subject", object_id=phone_hash(phone), details=counts)
+    record_event(
+        actor=actor,
+        tenant_id=tenant.pk,
+        action=AuditAction.DATA_SUBJECT_EXPORTED,
+        object_type="data_subject",
+        object_id=phone_hash(phone),
+        details=counts,
+    )
     return document
 
 

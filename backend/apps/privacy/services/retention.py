@@ -17,6 +17,7 @@ What it clears, per table:
 Phones and names stay until the person asks (erasure): they are what the opt-out, disputes and
 the reports need.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -57,13 +58,19 @@ class RetentionTarget:
 
 TARGETS = (
     RetentionTarget(
-        "billing_contacts", BillingContact, "created_at", {"rendered_message": "", "variables": {}},
+        "billing_contacts",
+        BillingContact,
+        "created_at",
+        {"rendered_message": "", "variables": {}},
         has_content=~Q(rendered_message="") | ~Q(variables={}),
         eligible=~Q(status__in=sorted(UNFINISHED_CONTACT_STATUSES)),
     ),
     RetentionTarget("chat_messages", Message, "created_at", {"content": ""}, has_content=~Q(content="")),
     RetentionTarget(
-        "closed_charges", Charge, "due_date", {"variables": {}, "description": ""},
+        "closed_charges",
+        Charge,
+        "due_date",
+        {"variables": {}, "description": ""},
         has_content=~Q(variables={}) | ~Q(description=""),
         eligible=Q(status__in=[ChargeStatus.PAID, ChargeStatus.CANCELLED, ChargeStatus.WRITTEN_OFF]),
         cutoff=lambda cutoff: cutoff.date(),
@@ -71,8 +78,9 @@ TARGETS = (
 )
 
 
-def run_retention(*, now: dt.datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                  max_batches: int | None = None) -> dict[str, int]:
+def run_retention(
+    *, now: dt.datetime | None = None, batch_size: int = DEFAULT_BATCH_SIZE, max_batches: int | None = None
+) -> dict[str, int]:
     """One pass over every tenant and table; rows cleared per table. `max_batches` bounds the
     pass (per tenant and table) so one run never holds the process long."""
     now = now or timezone.now()
@@ -91,8 +99,11 @@ def _clear(tenant: Tenant, target: RetentionTarget, cutoff: Any, batch_size: int
     old = target.model.objects.filter(Q(tenant=tenant) & Q(**{f"{target.time_field}__lt": cutoff}) & target.eligible)
     total, batches = 0, 0
     while max_batches is None or batches < max_batches:
-        rows = list(_after(old, target.time_field, progress.position)
-                    .order_by(target.time_field, "pk").values_list(target.time_field, "pk")[:batch_size])
+        rows = list(
+            _after(old, target.time_field, progress.position)
+            .order_by(target.time_field, "pk")
+            .values_list(target.time_field, "pk")[:batch_size]
+        )
         if not rows:
             break
         try:

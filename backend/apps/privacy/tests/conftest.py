@@ -1,5 +1,6 @@
 """Privacy test fixtures: tenants through the set-up service (billing's API helpers), the
 in-process dispatch fixtures for flows that really send, and a way to search every table."""
+
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -32,11 +33,17 @@ def rows_containing(needle: str) -> list[str]:
     for model in apps.get_models():
         if model._meta.proxy or not model._meta.managed:
             continue
-        text_fields = [f for f in model._meta.concrete_fields
-                       if isinstance(f, (models.CharField, models.TextField, models.JSONField))]
+        text_fields = [
+            f
+            for f in model._meta.concrete_fields
+            if isinstance(f, (models.CharField, models.TextField, models.JSONField))
+        ]
         for field in text_fields:
-            hits = (model._default_manager.annotate(_text=Cast(field.attname, TextField()))
-                    .filter(Q(_text__contains=needle)).count())
+            hits = (
+                model._default_manager.annotate(_text=Cast(field.attname, TextField()))
+                .filter(Q(_text__contains=needle))
+                .count()
+            )
             if hits:
                 found.append(f"{model._meta.label}.{field.name} ({hits})")
     return found

@@ -1,5 +1,6 @@
 """Data-subject requests in the admin: a tenant's staff export and erase a person's data and
 see the requests answered (their tenant's only, read-only)."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,13 @@ def staff_of(tenant) -> Client:
 
 @pytest.fixture
 def person(api):
-    response = api.send("notification", {"external_id": "adm", "contacts": [
-        {"phone": PHONE, "name": "Lia Admin", "variables": {"message": "Texto da Lia"}}]})
+    response = api.send(
+        "notification",
+        {
+            "external_id": "adm",
+            "contacts": [{"phone": PHONE, "name": "Lia Admin", "variables": {"message": "Texto da Lia"}}],
+        },
+    )
     assert response.status_code == 202
     return BillingContact.objects.get(tenant=api.tenant)
 
@@ -44,8 +50,7 @@ def test_staff_download_the_persons_data_as_json(api, person, plain_static_stora
     assert event.actor_kind == "user" and event.tenant_id == api.tenant.pk
 
 
-def test_staff_erase_and_see_the_request_listed_only_in_their_tenant(api, other_api, person,
-                                                                     plain_static_storage):  # noqa: F811
+def test_staff_erase_and_see_the_request_listed_only_in_their_tenant(api, other_api, person, plain_static_storage):  # noqa: F811
     staff = staff_of(api.tenant)
     response = staff.post(ADD, {"phone": "11 98765 4321", "action": "erase"})
     assert response.status_code == 302 and response["Location"] == LIST

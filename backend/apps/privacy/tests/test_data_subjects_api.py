@@ -1,12 +1,19 @@
 """Data-subject requests through the HTTP API: phone writings, tenant isolation, bad input,
 a message in flight, callbacks that carried the phone, and the record of each request."""
+
 from __future__ import annotations
 
 import pytest
 
 from apps.audit.models import AuditAction, AuditEvent
 from apps.billing.constants import ContactStatus
-from apps.billing.models import BillingConfig, BillingContact, CallbackDelivery, CallbackEvent, SuppressedPhone
+from apps.billing.models import (
+    BillingConfig,
+    BillingContact,
+    CallbackDelivery,
+    CallbackEvent,
+    SuppressedPhone,
+)
 from apps.billing.services.callbacks import enqueue_event
 from apps.billing.services.opt_out import suppress
 
@@ -20,8 +27,15 @@ def requests_recorded():
 
 
 def send(api, phone: str = "11 98765-4321", name: str = "Rita Apagada", external_id: str = "r1"):
-    response = api.send("notification", {"external_id": external_id, "contacts": [
-        {"phone": phone, "name": name, "external_id": "c1", "variables": {"message": "Texto privado"}}]})
+    response = api.send(
+        "notification",
+        {
+            "external_id": external_id,
+            "contacts": [
+                {"phone": phone, "name": name, "external_id": "c1", "variables": {"message": "Texto privado"}}
+            ],
+        },
+    )
     assert response.status_code == 202, response.content[:300]
     return response.json()
 
@@ -38,8 +52,10 @@ def test_any_common_writing_of_the_phone_finds_the_person(api, writing):
 def test_another_tenant_sees_and_erases_nothing_of_this_one(api, other_api):
     send(api)
     document = export(other_api, PHONE).json()
-    assert all(document[name] == [] for name in ("billing_contacts", "campaign_contacts", "conversations",
-                                                   "charges", "callbacks", "opt_out"))
+    assert all(
+        document[name] == []
+        for name in ("billing_contacts", "campaign_contacts", "conversations", "charges", "callbacks", "opt_out")
+    )
     assert erase(other_api, PHONE).status_code == 200
     assert BillingContact.objects.get(tenant=api.tenant).phone == PHONE
     assert not SuppressedPhone.objects.filter(tenant=api.tenant).exists()
@@ -87,8 +103,12 @@ def test_callbacks_that_carried_the_phone_keep_no_phone_or_reply_text(api):
     BillingConfig.objects.filter(tenant=api.tenant).update(callback_url="https://crm.example/hook")
     body = send(api)
     queue = BillingContact.objects.get().queue
-    enqueue_event(tenant=api.tenant, queue=queue, event=CallbackEvent.REPLY_RECEIVED,
-                  data={"phone": PHONE, "text": "não devo nada", "intent": "other", "queue_id": body["queue_id"]})
+    enqueue_event(
+        tenant=api.tenant,
+        queue=queue,
+        event=CallbackEvent.REPLY_RECEIVED,
+        data={"phone": PHONE, "text": "não devo nada", "intent": "other", "queue_id": body["queue_id"]},
+    )
     assert export(api, PHONE).json()["callbacks"][0]["payload"]["data"]["text"] == "não devo nada"
     assert erase(api, PHONE).json()["erased"]["callbacks"] == 1
     payload = CallbackDelivery.objects.get(event=CallbackEvent.REPLY_RECEIVED).payload

@@ -1,6 +1,7 @@
 """An erased phone's opt-out, kept only as a keyed hash, is seen by every suppression check
 the phone goes through: the worker's and replies' `is_suppressed`, the charges' `suppressed_phones`,
 and a later reply asking to stop (no second row)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,9 @@ ERASED, OTHER, PLAIN = "+5511987654321", "+5511912345678", "+5521988887777"
 
 def test_every_check_matches_the_hash_and_only_in_its_tenant(django_assert_num_queries):
     tenant, elsewhere = build_tenant(), build_tenant()
-    SuppressedPhone.objects.create(tenant=tenant, phone=None, phone_hash=phone_hash(ERASED),
-                                   source=SuppressedPhone.Source.ERASURE)
+    SuppressedPhone.objects.create(
+        tenant=tenant, phone=None, phone_hash=phone_hash(ERASED), source=SuppressedPhone.Source.ERASURE
+    )
     suppress(tenant=tenant, phone=PLAIN)
     assert is_suppressed(tenant=tenant, phone=ERASED) and not is_suppressed(tenant=tenant, phone=OTHER)
     assert not is_suppressed(tenant=elsewhere, phone=ERASED)

@@ -1,6 +1,7 @@
 """Retention: texts older than the tenant's retention are removed in batches, counters and
 statuses stay, recent rows and unfinished contacts are untouched, each tenant has its own
 period, and a pass resumes where the last one stopped."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,13 +21,14 @@ from apps.privacy.models import RetentionProgress
 from apps.privacy.services.retention import run_retention
 
 pytestmark = pytest.mark.django_db
-NOW = dt.datetime(2026, 9, 1, 12, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 9, 1, 12, tzinfo=dt.UTC)
 
 
 def contact_at(queue, when: dt.datetime, status: str = ContactStatus.DELIVERED) -> BillingContact:
     with time_machine.travel(when, tick=False):
-        return build_contact(queue, status=status, rendered_message="Olá Maria, sua fatura…",
-                             variables={"valor": "R$ 10,00"})
+        return build_contact(
+            queue, status=status, rendered_message="Olá Maria, sua fatura…", variables={"valor": "R$ 10,00"}
+        )
 
 
 def message_at(tenant, when: dt.datetime, content: str = "Já paguei ontem") -> Message:
@@ -91,9 +93,16 @@ def test_closed_charges_lose_their_texts_open_ones_keep_what_they_still_send():
     from apps.charges.models import Charge
 
     tenant = build_tenant()
-    common = {"tenant": tenant, "phone": "+5511987650000", "name": "Maria", "debtor_key": "+5511987650000",
-              "amount": "10.00", "due_date": (NOW - dt.timedelta(days=200)).date(),
-              "variables": {"parcela": "3/10"}, "description": "Mensalidade"}
+    common = {
+        "tenant": tenant,
+        "phone": "+5511987650000",
+        "name": "Maria",
+        "debtor_key": "+5511987650000",
+        "amount": "10.00",
+        "due_date": (NOW - dt.timedelta(days=200)).date(),
+        "variables": {"parcela": "3/10"},
+        "description": "Mensalidade",
+    }
     paid = Charge.objects.create(external_id="paid", status="paid", **common)
     still_open = Charge.objects.create(external_id="open", **common)
     assert run_retention(now=NOW)["closed_charges"] == 1

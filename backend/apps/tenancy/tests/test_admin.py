@@ -1,4 +1,5 @@
 """The admin is usable by a person: every page renders, and tenant staff see only their rows."""
+
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission, User
@@ -18,8 +19,11 @@ def tenants():
     b = Tenant.objects.create(name="Beta Clinic", slug="beta")
     for tenant in (a, b):
         WhatsAppInstance.objects.create(
-            tenant=tenant, name=f"{tenant.slug}-main", base_url="http://127.0.0.1:8081",
-            api_key=f"secret-key-of-{tenant.slug}", instance_name=tenant.slug,
+            tenant=tenant,
+            name=f"{tenant.slug}-main",
+            base_url="http://127.0.0.1:8081",
+            api_key=f"secret-key-of-{tenant.slug}",
+            instance_name=tenant.slug,
         )
     return a, b
 
@@ -64,8 +68,15 @@ def test_tenant_staff_sees_only_their_tenant(staff_of_alpha, tenants):
 
 
 def test_tenant_staff_cannot_add_instances_the_provider_url_is_the_operators(staff_of_alpha, admin_client, tenants):
-    form = {"name": "second", "provider": "evolution", "api_version": "v2", "base_url": "http://127.0.0.1:8081",
-            "api_key": "new-key", "instance_name": "second", "is_active": "on"}
+    form = {
+        "name": "second",
+        "provider": "evolution",
+        "api_version": "v2",
+        "base_url": "http://127.0.0.1:8081",
+        "api_key": "new-key",
+        "instance_name": "second",
+        "is_active": "on",
+    }
     assert staff_of_alpha.post(reverse("admin:connections_whatsappinstance_add"), form).status_code == 403
     response = admin_client.post(reverse("admin:connections_whatsappinstance_add"), {**form, "tenant": tenants[0].pk})
     assert response.status_code == 302, response.content[:2000]

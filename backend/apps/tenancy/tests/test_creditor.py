@@ -2,6 +2,7 @@
 with valid check digits; a collection template that does not print them is refused when saved,
 with a message staff can act on; the worker adds them to every render (the end-to-end erasure
 test sends one); a tenant that has not recorded them cannot send a collection message."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,12 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from apps.billing.models import BillingTemplate
-from apps.billing.tests.conftest import CREDITOR_LINE, build_staff, build_template, plain_static_storage  # noqa: F401
+from apps.billing.tests.conftest import (  # noqa: F401
+    CREDITOR_LINE,
+    build_staff,
+    build_template,
+    plain_static_storage,
+)
 from apps.billing.tests.test_admin import template_post
 from apps.billing.utils.template_engine import BillingTemplateEngine, MissingVariablesError
 from apps.tenancy.creditor import creditor_variables
@@ -18,8 +24,9 @@ from apps.tenancy.models import Tenant
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize(("given", "stored"), [("390.533.447-05", "39053344705"),
-                                                ("11.222.333/0001-81", "11222333000181")])
+@pytest.mark.parametrize(
+    ("given", "stored"), [("390.533.447-05", "39053344705"), ("11.222.333/0001-81", "11222333000181")]
+)
 def test_a_valid_cpf_or_cnpj_is_stored_as_digits_and_printed_formatted(given, stored):
     tenant = Tenant(name="Clínica", slug="c", creditor_legal_name="Clínica Ltda.", creditor_document=given)
     tenant.full_clean()
@@ -44,22 +51,29 @@ def test_a_collection_template_without_the_creditor_is_refused_in_the_admin(clie
     tenant = Tenant.objects.create(name="Alpha", slug="alpha")
     client.force_login(build_staff(tenant))
     for template_type in ("overdue", "upcoming"):
-        data = template_post(f"Sem credor {template_type}", [{"name": "A", "content": "Pague {{amount|money}}",
-                                                              "weight": "1", "is_active": "on"}], template_type)
+        data = template_post(
+            f"Sem credor {template_type}",
+            [{"name": "A", "content": "Pague {{amount|money}}", "weight": "1", "is_active": "on"}],
+            template_type,
+        )
         response = client.post(reverse("admin:billing_billingtemplate_add"), data)
         assert response.status_code == 200
         assert "precisa identificar o credor" in response.content.decode()
     # Inside a condition it is not printed on every path: still refused.
     conditional = "Pague {{#if creditor_name}}{{creditor_name}} {{creditor_document}}{{/if}}"
     data = template_post("Condicional", [{"name": "A", "content": conditional, "weight": "1", "is_active": "on"}])
-    assert "precisa identificar o credor" in client.post(reverse("admin:billing_billingtemplate_add"),
-                                                         data).content.decode()
+    assert (
+        "precisa identificar o credor"
+        in client.post(reverse("admin:billing_billingtemplate_add"), data).content.decode()
+    )
     # A notification needs no creditor; a collection template that prints it is saved.
-    data = template_post("Aviso", [{"name": "A", "content": "{{message}}", "weight": "1", "is_active": "on"}],
-                         "notification")
+    data = template_post(
+        "Aviso", [{"name": "A", "content": "{{message}}", "weight": "1", "is_active": "on"}], "notification"
+    )
     assert client.post(reverse("admin:billing_billingtemplate_add"), data).status_code == 302
-    data = template_post("Com credor", [{"name": "A", "content": "Pague" + CREDITOR_LINE, "weight": "1",
-                                         "is_active": "on"}])
+    data = template_post(
+        "Com credor", [{"name": "A", "content": "Pague" + CREDITOR_LINE, "weight": "1", "is_active": "on"}]
+    )
     assert client.post(reverse("admin:billing_billingtemplate_add"), data).status_code == 302
     assert set(BillingTemplate.objects.values_list("name", flat=True)) == {"Aviso", "Com credor"}
 
@@ -74,9 +88,16 @@ def test_without_recorded_creditor_a_collection_message_cannot_render():
 
 def test_the_tenant_admin_validates_the_document(admin_client):
     tenant = Tenant.objects.create(name="Alpha", slug="alpha")
-    data = {"name": "Alpha", "slug": "alpha", "timezone": tenant.timezone, "is_active": "on",
-            "creditor_legal_name": "Alpha Serviços Ltda.", "creditor_document": "11.222.333/0001-00",
-            "legal_basis": "credit_protection", "retention_days": "90"}
+    data = {
+        "name": "Alpha",
+        "slug": "alpha",
+        "timezone": tenant.timezone,
+        "is_active": "on",
+        "creditor_legal_name": "Alpha Serviços Ltda.",
+        "creditor_document": "11.222.333/0001-00",
+        "legal_basis": "credit_protection",
+        "retention_days": "90",
+    }
     response = admin_client.post(reverse("admin:tenancy_tenant_change", args=[tenant.pk]), data)
     assert response.status_code == 200 and "CPF ou CNPJ válido" in response.content.decode()
     data["creditor_document"] = "11.222.333/0001-81"

@@ -63,7 +63,9 @@ def test_instance_name_is_unique_per_tenant_and_secret_is_generated(tenant):
     other = Tenant.objects.create(name="Other", slug="other")
     WhatsAppInstance.objects.create(tenant=other, name="main", base_url="http://x.test", api_key="k", instance_name="d")
     with pytest.raises(IntegrityError):
-        WhatsAppInstance.objects.create(tenant=tenant, name="main", base_url="http://x.test", api_key="k", instance_name="d")
+        WhatsAppInstance.objects.create(
+            tenant=tenant, name="main", base_url="http://x.test", api_key="k", instance_name="d"
+        )
 
 
 def test_instance_base_url_must_be_http(tenant):

@@ -9,6 +9,7 @@ For support ("why was this reply taken as a payment?") and for regression corpor
 `--explain` adds the names of the rules that fired. Nothing is read from or written to the
 database, and no text is logged.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@
         --messages-per-minute 20 --timezone America/Sao_Paulo \
         --business-hours "mon-fri 08:00-18:00; sat 08:00-12:00" --json
 """
+
 from __future__ import annotations
 
 import json
@@ -44,28 +45,42 @@ class Command(BaseCommand):
         if bool(options["evolution_url"]) != bool(options["instance"]):
             raise CommandError("--evolution-url and --instance go together")
         try:
-            hours = ALWAYS_OPEN if options["always_open"] else (
-                parse_business_hours(options["business_hours"]) if options["business_hours"] else None)
+            hours = (
+                ALWAYS_OPEN
+                if options["always_open"]
+                else (parse_business_hours(options["business_hours"]) if options["business_hours"] else None)
+            )
             result = setup_tenant(
-                name=options["tenant"], slug=options["slug"], timezone=options["timezone"],
-                evolution_url=options["evolution_url"], evolution_api_key=options["evolution_api_key"],
-                instance_name=options["instance"], messages_per_minute=options["messages_per_minute"],
-                business_hours=hours, key_name=options["key_name"],
-                creditor_legal_name=options["creditor_name"], creditor_document=options["creditor_document"],
+                name=options["tenant"],
+                slug=options["slug"],
+                timezone=options["timezone"],
+                evolution_url=options["evolution_url"],
+                evolution_api_key=options["evolution_api_key"],
+                instance_name=options["instance"],
+                messages_per_minute=options["messages_per_minute"],
+                business_hours=hours,
+                key_name=options["key_name"],
+                creditor_legal_name=options["creditor_name"],
+                creditor_document=options["creditor_document"],
             )
         except (BusinessHoursSpecError, ValidationError) as exc:
             raise CommandError(str(exc)) from exc
         summary = {
-            "tenant": result.tenant.slug, "tenant_id": str(result.tenant.pk), "created": result.created,
+            "tenant": result.tenant.slug,
+            "tenant_id": str(result.tenant.pk),
+            "created": result.created,
             "instance": result.instance.name if result.instance else None,
-            "messages_per_minute": result.config.messages_per_minute, "api_key": result.raw_api_key,
+            "messages_per_minute": result.config.messages_per_minute,
+            "api_key": result.raw_api_key,
         }
         extras = self.extend_setup(result=result, options=options)
         summary.update(extras)
         if options["json"]:
             self.stdout.write(json.dumps(summary))
             return
-        self.stdout.write(f"Tenant {result.tenant.name} ({result.tenant.slug}) {'created' if result.created else 'updated'}")
+        self.stdout.write(
+            f"Tenant {result.tenant.name} ({result.tenant.slug}) {'created' if result.created else 'updated'}"
+        )
         self.stdout.write(f"API key (shown once, store it now): {result.raw_api_key}")
         for name, value in extras.items():
             self.stdout.write(f"{name}: {value}")

@@ -9,6 +9,7 @@ The URL sent to the provider carries the instance's webhook secret; this command
 masked. `--no-jwt` skips Evolution's `jwt_key` header option (v1 servers never use it); WAHA
 webhooks are always HMAC-signed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,8 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", help="Tenant slug.")
         parser.add_argument("--instance", help="Our name for the instance (WhatsAppInstance.name).")
         parser.add_argument("--all", action="store_true", help="Every active instance (of --tenant, if given).")
-        parser.add_argument("--base-url", default=None,
-                            help="Public URL of this service (default: BILLING_PUBLIC_BASE_URL).")
+        parser.add_argument(
+            "--base-url", default=None, help="Public URL of this service (default: BILLING_PUBLIC_BASE_URL)."
+        )
         parser.add_argument("--no-jwt", action="store_true", help="Do not ask Evolution for a Bearer JWT.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -39,14 +41,17 @@ class Command(BaseCommand):
         failures = 0
         for instance in instances:
             try:
-                result = configure_instance_webhook(instance=instance, public_base_url=base_url,
-                                                    use_jwt=not options["no_jwt"])
+                result = configure_instance_webhook(
+                    instance=instance, public_base_url=base_url, use_jwt=not options["no_jwt"]
+                )
             except WebhookSetupError as exc:
                 failures += 1
                 self.stderr.write(f"{instance.name}: {exc}")
                 continue
-            self.stdout.write(f"{instance.name}: {instance.provider} webhook set to {result.masked_url} "
-                              f"(signed {'on' if result.signed else 'off'})")
+            self.stdout.write(
+                f"{instance.name}: {instance.provider} webhook set to {result.masked_url} "
+                f"(signed {'on' if result.signed else 'off'})"
+            )
         if failures:
             raise CommandError(f"{failures} instance(s) could not be configured.")
 

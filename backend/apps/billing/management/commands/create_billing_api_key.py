@@ -3,6 +3,7 @@
 The raw key is written to stdout once and is not stored: keep it from this output. With
 `--json` the output is one JSON object, for scripts.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,11 +29,18 @@ class Command(BaseCommand):
         parser.add_argument("--name", required=True, help="Who uses the key, e.g. 'ERP production'.")
         parser.add_argument("--expires-days", type=int, default=None, help="Expire after N days (default: never).")
         parser.add_argument(
-            "--allowed-ip", action="append", default=[], dest="allowed_ips",
+            "--allowed-ip",
+            action="append",
+            default=[],
+            dest="allowed_ips",
             help="IP or CIDR allowed to use the key (repeatable; default: any).",
         )
         parser.add_argument(
-            "--type", action="append", default=[], dest="types", choices=TemplateType.values,
+            "--type",
+            action="append",
+            default=[],
+            dest="types",
+            choices=TemplateType.values,
             help="Template type the key may send (repeatable; default: all).",
         )
         parser.add_argument("--rate-limit", type=int, default=None, help="Requests per minute for this key.")
@@ -58,21 +66,29 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
-        record_event(actor=Actor.command("create_billing_api_key"), tenant_id=tenant.pk,
-                     action=AuditAction.API_KEY_ISSUED, obj=key)
+        record_event(
+            actor=Actor.command("create_billing_api_key"),
+            tenant_id=tenant.pk,
+            action=AuditAction.API_KEY_ISSUED,
+            obj=key,
+        )
 
         if options["json"]:
-            self.stdout.write(json.dumps({
-                "id": str(key.pk),
-                "tenant": tenant.slug,
-                "name": key.name,
-                "prefix": key.prefix,
-                "key": raw_key,
-                "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-                "allowed_ips": key.allowed_ips,
-                "allowed_template_types": key.allowed_template_types,
-                "rate_limit_per_minute": key.rate_limit_per_minute,
-            }))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "id": str(key.pk),
+                        "tenant": tenant.slug,
+                        "name": key.name,
+                        "prefix": key.prefix,
+                        "key": raw_key,
+                        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+                        "allowed_ips": key.allowed_ips,
+                        "allowed_template_types": key.allowed_template_types,
+                        "rate_limit_per_minute": key.rate_limit_per_minute,
+                    }
+                )
+            )
             return
         self.stdout.write(f"Created API key {key.name!r} for tenant {tenant.slug} (id {key.pk}).")
         self.stdout.write(f"Expires: {key.expires_at.isoformat() if key.expires_at else 'never'}")

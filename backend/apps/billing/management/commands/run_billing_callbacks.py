@@ -6,6 +6,7 @@ sends. Several replicas are safe: deliveries are claimed with SKIP LOCKED. SIGTE
 attempts in flight finish (each bounded by BILLING_CALLBACK_DEADLINE) and exits.
 See services/callback_delivery.py.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,9 @@ class Command(BaseCommand):
         dispatcher = CallbackDispatcher()
         heartbeat = threading.Thread(target=self._heartbeat, args=(stop,), name="callbacks-heartbeat", daemon=True)
         heartbeat.start()
-        logger.info("billing callbacks started", extra={"workers": dispatcher.workers, "per_tenant": dispatcher.per_tenant})
+        logger.info(
+            "billing callbacks started", extra={"workers": dispatcher.workers, "per_tenant": dispatcher.per_tenant}
+        )
         try:
             dispatcher.run(stop)
         finally:

@@ -13,6 +13,7 @@ process's silence frees whatever it held within BILLING_CONSUMER_DEAD_AFTER_SECO
 3: the consumers could not be restored after a broker reconnection; the platform's restart
 policy brings a fresh process.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,20 +36,24 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--queues", nargs="+", choices=ALL_QUEUES, help="default: all six")
-        parser.add_argument("--concurrency", type=int,
-                            help="sender threads (default BILLING_CONSUMER_CONCURRENCY)")
+        parser.add_argument("--concurrency", type=int, help="sender threads (default BILLING_CONSUMER_CONCURRENCY)")
         parser.add_argument("--max-queues", type=int, help="queues held at most (default BILLING_CONSUMER_MAX_QUEUES)")
         parser.add_argument("--watchdog-interval", type=float, help="seconds between consumer checks (default 15)")
         parser.add_argument("--reconnect-interval", type=float, help="seconds between broker reconnections (default 5)")
-        parser.add_argument("--shutdown-grace", type=float, help="seconds workers get to stop (default: send + publish timeouts + 3)")
+        parser.add_argument(
+            "--shutdown-grace", type=float, help="seconds workers get to stop (default: send + publish timeouts + 3)"
+        )
 
     def handle(self, *args, **options) -> None:
         for name in ("concurrency", "max_queues"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         consumer = BillingConsumer(
-            queues=options["queues"], concurrency=options["concurrency"], max_queues=options["max_queues"],
-            watchdog_interval=options["watchdog_interval"], reconnect_interval=options["reconnect_interval"],
+            queues=options["queues"],
+            concurrency=options["concurrency"],
+            max_queues=options["max_queues"],
+            watchdog_interval=options["watchdog_interval"],
+            reconnect_interval=options["reconnect_interval"],
             shutdown_grace=options["shutdown_grace"],
         )
         connections.close_all()  # the main thread needs none: the threads borrow from the pool

@@ -8,6 +8,7 @@ got. It makes no HTTP call itself, so no provider or client endpoint can stall i
 are safe: a cycle runs under a PostgreSQL advisory lock, so only one replica works at a time,
 and every step is idempotent anyway.
 """
+
 from __future__ import annotations
 
 import logging

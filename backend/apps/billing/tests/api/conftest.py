@@ -1,5 +1,6 @@
 """API test fixtures: tenants built through the same setup service ops use, keys issued by the
 model's own `issue`, requests through DRF's test client with the real middleware stack."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ class ApiTenant:
     client: APIClient
 
     def post(self, path: str, body: Any, **extra: Any):
-        return self.client.post(path, data=json.dumps(body), content_type="application/json",
-                                HTTP_X_BILLING_API_KEY=self.raw_key, **extra)
+        return self.client.post(
+            path, data=json.dumps(body), content_type="application/json", HTTP_X_BILLING_API_KEY=self.raw_key, **extra
+        )
 
     def get(self, path: str, **params: Any):
         return self.client.get(path, params, HTTP_X_BILLING_API_KEY=self.raw_key)
@@ -44,8 +46,13 @@ def make_tenant(slug: str) -> ApiTenant:
     """A tenant ready to send, whose number has history (no warm-up cap: number-health tests
     make fresh numbers themselves)."""
     result = setup_tenant(
-        name=f"Clinic {slug}", slug=slug, evolution_url="http://127.0.0.1:9", evolution_api_key="sandbox-key",
-        instance_name=f"{slug}-main", business_hours=ALWAYS_OPEN, **CREDITOR,
+        name=f"Clinic {slug}",
+        slug=slug,
+        evolution_url="http://127.0.0.1:9",
+        evolution_api_key="sandbox-key",
+        instance_name=f"{slug}-main",
+        business_hours=ALWAYS_OPEN,
+        **CREDITOR,
     )
     skip_warm_up(instance=result.instance, user=None, reason="a number with history (test tenant)")
     return ApiTenant(result.tenant, result.instance, result.config, result.api_key, result.raw_api_key, APIClient())
@@ -72,5 +79,6 @@ def future(days: int = 5) -> str:
 def contacts(n: int, start: int = 0, **fields: Any) -> list[dict[str, Any]]:
     """`n` distinct valid São Paulo mobiles."""
     fields.setdefault("variables", {"message": "A clínica fechará no feriado."})
-    return [{"phone": f"+55 11 9{7000_0000 + start + i:08d}", "name": f"Cliente {start + i}", **fields}
-            for i in range(n)]
+    return [
+        {"phone": f"+55 11 9{7000_0000 + start + i:08d}", "name": f"Cliente {start + i}", **fields} for i in range(n)
+    ]

@@ -1,5 +1,6 @@
 """The API docs pages (Swagger UI, Redoc) load pinned bundles from our own static files
 (drf-spectacular-sidecar), so they work offline and never change under us from a CDN."""
+
 import re
 
 import pytest
@@ -20,10 +21,13 @@ def static_client(settings) -> Client:
     return Client()
 
 
-@pytest.mark.parametrize("page,bundle", [
-    ("/api/v1/billing/docs/", "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"),
-    ("/api/v1/billing/redoc/", "/static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js"),
-])
+@pytest.mark.parametrize(
+    "page,bundle",
+    [
+        ("/api/v1/billing/docs/", "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"),
+        ("/api/v1/billing/redoc/", "/static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js"),
+    ],
+)
 def test_the_docs_page_loads_its_bundle_from_our_static_files(static_client, page, bundle):
     response = static_client.get(page)
     assert response.status_code == 200

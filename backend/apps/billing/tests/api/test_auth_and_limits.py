@@ -1,4 +1,5 @@
 """Authentication, authorisation, throttles, tenant isolation and request limits."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def body(ext: str = "a-1", n: int = 1) -> dict:
 
 def post(raw_key: str | None, payload=None, **extra):
     headers = {"HTTP_X_BILLING_API_KEY": raw_key} if raw_key is not None else {}
-    return APIClient().post(SEND, data=json.dumps(payload or body()), content_type="application/json",
-                            **headers, **extra)
+    return APIClient().post(
+        SEND, data=json.dumps(payload or body()), content_type="application/json", **headers, **extra
+    )
 
 
 def error_code(response) -> str:
@@ -88,8 +90,9 @@ def test_template_type_not_allowed_for_the_key_is_403(api):
 
 
 def test_key_in_query_string_is_refused(api):
-    response = APIClient().post(SEND + f"?api_key={api.raw_key}", data=json.dumps(body()),
-                                content_type="application/json")
+    response = APIClient().post(
+        SEND + f"?api_key={api.raw_key}", data=json.dumps(body()), content_type="application/json"
+    )
     assert response.status_code == 400 and error_code(response) == "api_key_in_query_string"
 
 

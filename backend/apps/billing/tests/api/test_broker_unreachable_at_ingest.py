@@ -1,5 +1,6 @@
 """The broker down while a request comes in: the request is accepted (PostgreSQL is the outbox),
 the queue's publish stamp is cleared, and the periodic task publishes it once the broker is back."""
+
 from __future__ import annotations
 
 import logging
@@ -33,10 +34,13 @@ def unreachable_broker(monkeypatch):
 
 
 def test_a_request_accepted_while_the_broker_is_down_is_published_by_the_periodic_task(
-        api, unreachable_broker, monkeypatch, django_capture_on_commit_callbacks, caplog):
-    with caplog.at_level(logging.WARNING, logger="apps.billing.rabbitmq.billing_publisher"):
-        with django_capture_on_commit_callbacks(execute=True):
-            response = api.send("notification", {"external_id": "broker-down-1", "contacts": contacts(2)})
+    api, unreachable_broker, monkeypatch, django_capture_on_commit_callbacks, caplog
+):
+    with (
+        caplog.at_level(logging.WARNING, logger="apps.billing.rabbitmq.billing_publisher"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = api.send("notification", {"external_id": "broker-down-1", "contacts": contacts(2)})
     assert response.status_code == 202, response.json()
     queue = BillingQueue.objects.get(pk=response.json()["queue_id"])
     assert (queue.status, queue.publish_count, queue.last_published_at) == ("pending", 0, None)

@@ -1,5 +1,6 @@
 """Garbage at every endpoint: schemathesis against our own OpenAPI schema, plus hand-written
 hostile bodies. Whatever arrives, the answer is a 2xx or a 4xx in the one error shape."""
+
 from __future__ import annotations
 
 import json
@@ -59,24 +60,48 @@ SEND = "/api/v1/billing/send/overdue"
         ('{"external_id": ["x"], "contacts": []}', "application/json", 400, "validation_error"),
         ('{"external_id": "x", "contacts": [], "tenant": "other"}', "application/json", 400, "forbidden_field"),
         ('{"external_id": "x", "contacts": [], "surprise": 1}', "application/json", 400, "unknown_field"),
-        ('{"external_id": "x", "contacts": [{"phone": "11999999999", "name": "a", "status": "sent"}]}',
-         "application/json", 400, "forbidden_field"),
-        ('{"external_id": "x", "contacts": [{"phone": "11999999999", "name": "a", "provider_message_id": "z"}]}',
-         "application/json", 400, "forbidden_field"),
+        (
+            '{"external_id": "x", "contacts": [{"phone": "11999999999", "name": "a", "status": "sent"}]}',
+            "application/json",
+            400,
+            "forbidden_field",
+        ),
+        (
+            '{"external_id": "x", "contacts": [{"phone": "11999999999", "name": "a", "provider_message_id": "z"}]}',
+            "application/json",
+            400,
+            "forbidden_field",
+        ),
         ('{"external_id": "\\u0000", "contacts": [{"phone": "1"}]}', "application/json", 400, "invalid_characters"),
         ('{"external_id": "x", "contacts": [1, "two", null, [3]]}', "application/json", 422, "no_valid_contacts"),
         ('{"external_id": "x", "metadata": [1], "contacts": [{"phone": "1"}]}', "application/json", 400, None),
-        ('{"external_id": "x", "callback_url": "javascript:alert(1)", "contacts": [{"phone": "1"}]}',
-         "application/json", 400, None),
+        (
+            '{"external_id": "x", "callback_url": "javascript:alert(1)", "contacts": [{"phone": "1"}]}',
+            "application/json",
+            400,
+            None,
+        ),
         ('{"external_id": "' + "x" * 201 + '", "contacts": [{"phone": "1"}]}', "application/json", 400, None),
         ('{"external_id": "x", "strict": "maybe", "contacts": [{"phone": "1"}]}', "application/json", 400, None),
         ('{"a":' * 5000 + "1" + "}" * 5000, "application/json", 400, None),
-        ('{"external_id": "x", "contacts": [{"phone": "11999999999", "name": "a", "variables": {"v": "\\u0000"}}]}',
-         "application/json", 400, "invalid_characters"),
-        ('{"external_id": "x", "metadata": {"k": "a\\u0000b"}, "contacts": [{"phone": "1"}]}',
-         "application/json", 400, "invalid_characters"),
-        ('{"external_id": "x", "template": "\\u0000", "contacts": [{"phone": "1"}]}',
-         "application/json", 400, "invalid_characters"),
+        (
+            '{"external_id": "x", "contacts": [{"phone": "11999999999", "name": "a", "variables": {"v": "\\u0000"}}]}',
+            "application/json",
+            400,
+            "invalid_characters",
+        ),
+        (
+            '{"external_id": "x", "metadata": {"k": "a\\u0000b"}, "contacts": [{"phone": "1"}]}',
+            "application/json",
+            400,
+            "invalid_characters",
+        ),
+        (
+            '{"external_id": "x", "template": "\\u0000", "contacts": [{"phone": "1"}]}',
+            "application/json",
+            400,
+            "invalid_characters",
+        ),
     ],
 )
 def test_hostile_bodies_get_a_clear_4xx(api, raw_body, content_type, status, code):
@@ -100,14 +125,34 @@ def test_hostile_bodies_get_a_clear_4xx(api, raw_body, content_type, status, cod
         ({"phone": "11 99999-9999", "name": "a", "due_date": "2020-01-01", "amount": -5}, "invalid_amount"),
         ({"phone": "11 99999-9999", "name": "a", "due_date": "2020-01-01", "amount": "NaN"}, "invalid_amount"),
         ({"phone": "11 99999-9999", "name": "a", "due_date": "2020-01-01", "amount": 1.234}, "invalid_amount"),
-        ({"phone": "11 99999-9999", "name": "a", "due_date": "2020-01-01", "amount": 1, "variables": [1]},
-         "invalid_variables"),
-        ({"phone": "11 99999-9999", "name": "a", "due_date": "2020-01-01", "amount": 1,
-          "variables": {"a": {"b": {"c": {"d": 1}}}}}, "invalid_variables"),
-        ({"phone": "11 99999-9999", "name": "a", "due_date": "2020-01-01", "amount": 1,
-          "variables": {"bad key": 1}}, "invalid_variables"),
-        ({"phone": "11 99999-9999", "name": "a", "due_date": "2020-01-01", "amount": 1,
-          "variables": {"big": "x" * 5000}}, "invalid_variables"),
+        (
+            {"phone": "11 99999-9999", "name": "a", "due_date": "2020-01-01", "amount": 1, "variables": [1]},
+            "invalid_variables",
+        ),
+        (
+            {
+                "phone": "11 99999-9999",
+                "name": "a",
+                "due_date": "2020-01-01",
+                "amount": 1,
+                "variables": {"a": {"b": {"c": {"d": 1}}}},
+            },
+            "invalid_variables",
+        ),
+        (
+            {"phone": "11 99999-9999", "name": "a", "due_date": "2020-01-01", "amount": 1, "variables": {"bad key": 1}},
+            "invalid_variables",
+        ),
+        (
+            {
+                "phone": "11 99999-9999",
+                "name": "a",
+                "due_date": "2020-01-01",
+                "amount": 1,
+                "variables": {"big": "x" * 5000},
+            },
+            "invalid_variables",
+        ),
         ({"phone": "<script>", "name": "a"}, "invalid_phone"),
     ],
 )
@@ -132,8 +177,14 @@ def test_unknown_api_route_is_404_json(api):
 def test_schema_documents_every_endpoint_with_examples(api):
     spec = json.loads(api.client.get("/api/v1/billing/schema/?format=json").content)
     paths = spec["paths"]
-    for path in ("send/overdue", "send/upcoming", "send/notification", "queue/{queue_id}/status",
-                 "queue/{queue_id}/control", "queue/{queue_id}/contacts"):
+    for path in (
+        "send/overdue",
+        "send/upcoming",
+        "send/notification",
+        "queue/{queue_id}/status",
+        "queue/{queue_id}/control",
+        "queue/{queue_id}/contacts",
+    ):
         operations = paths[f"/api/v1/billing/{path}"]
         for operation in operations.values():
             text = json.dumps(operation)

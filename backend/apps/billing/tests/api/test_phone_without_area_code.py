@@ -1,4 +1,5 @@
 """A number sent without its area code (DDD) is refused saying so, through the real API."""
+
 from apps.billing.models import BillingContact
 
 from .conftest import contacts

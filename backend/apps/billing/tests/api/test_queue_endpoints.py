@@ -1,4 +1,5 @@
 """Status, per-contact listing and pause/resume/cancel."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,8 +29,17 @@ def test_status_reports_counters_progress_and_times(api, queue_id, django_assert
     body = response.json()
     assert response.status_code == 200
     assert body["status"] == "pending" and body["template_type"] == "notification"
-    assert body["counters"] == {"total": 5, "pending": 5, "sent": 0, "delivered": 0, "read": 0, "failed": 0,
-                                "cancelled": 0, "skipped": 0, "replied": 0}
+    assert body["counters"] == {
+        "total": 5,
+        "pending": 5,
+        "sent": 0,
+        "delivered": 0,
+        "read": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "skipped": 0,
+        "replied": 0,
+    }
     assert body["progress_percent"] == 0.0
     assert body["eta"] is not None
     for field in ("started_at", "completed_at", "pause_reason", "next_resume_at", "last_heartbeat"):

@@ -3,6 +3,7 @@ with Retry-After — never 500 — and work again by themselves when Redis is ba
 
 The Redis here is a private `redis-server` on a free port, started and stopped by the test: the
 shared one serves everybody else's tests."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,5 +1,6 @@
 """The lean request path (issue 21): what a request costs once its tenant is cached, and that the
 cache never outlives a change made through the writers (revocation, admin, setup)."""
+
 from __future__ import annotations
 
 import pytest
@@ -51,8 +52,12 @@ def test_a_revoked_key_stops_on_the_next_request_although_its_tenant_is_cached(a
 def test_a_key_issued_after_the_tenant_was_cached_works_at_once(api):
     assert send(api, "before").status_code == 202
     raw = api.new_key()
-    response = api.client.post("/api/v1/billing/send/notification", data={"external_id": "new-key",
-                               "contacts": contacts(1)}, format="json", HTTP_X_BILLING_API_KEY=raw)
+    response = api.client.post(
+        "/api/v1/billing/send/notification",
+        data={"external_id": "new-key", "contacts": contacts(1)},
+        format="json",
+        HTTP_X_BILLING_API_KEY=raw,
+    )
     assert response.status_code == 202
 
 
@@ -83,18 +88,25 @@ def test_a_variation_deleted_behind_the_cache_is_not_a_server_error(api):
     BillingTemplateVariation.objects.filter(pk__in=[v.pk for v in doomed[1:]]).delete()  # no version bump
     response = send(api, "after", n=4)
     assert response.status_code == 202, response.content
-    chosen = set(BillingContact.objects.filter(queue_id=response.json()["queue_id"]).values_list("variation_id",
-                                                                                                 flat=True))
+    chosen = set(
+        BillingContact.objects.filter(queue_id=response.json()["queue_id"]).values_list("variation_id", flat=True)
+    )
     assert chosen == {doomed[0].pk}
 
 
 def test_numbers_beyond_64_bits_are_stored_not_a_server_error(api):
     """orjson refuses them; the parser and the statement fall back to the standard library."""
     big = 10**30
-    body = '{"external_id": "big", "metadata": {"n": %d}, "contacts": [{"phone": "11 99876-5432", "name": "A", ' \
-           '"variables": {"message": "m", "n": %d}}]}' % (big, big)
-    response = api.client.post("/api/v1/billing/send/notification", data=body, content_type="application/json",
-                               HTTP_X_BILLING_API_KEY=api.raw_key)
+    body = (
+        f'{{"external_id": "big", "metadata": {{"n": {big}}}, "contacts": [{{"phone": "11 99876-5432", "name": "A", '
+        f'"variables": {{"message": "m", "n": {big}}}}}]}}'
+    )
+    response = api.client.post(
+        "/api/v1/billing/send/notification",
+        data=body,
+        content_type="application/json",
+        HTTP_X_BILLING_API_KEY=api.raw_key,
+    )
     assert response.status_code == 202, response.content
     contact = BillingContact.objects.get(queue_id=response.json()["queue_id"])
     assert contact.variables["n"] == big and contact.billing_campaign.metadata == {"n": big}

@@ -1,8 +1,9 @@
 """POST send/{overdue|upcoming|notification}: acceptance, per-contact refusals, idempotency."""
+
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.db import connection
@@ -17,8 +18,13 @@ pytestmark = pytest.mark.django_db
 
 
 def row_counts() -> tuple[int, ...]:
-    return (Campaign.objects.count(), BillingCampaign.objects.count(), BillingQueue.objects.count(),
-            CampaignContact.objects.count(), BillingContact.objects.count())
+    return (
+        Campaign.objects.count(),
+        BillingCampaign.objects.count(),
+        BillingQueue.objects.count(),
+        CampaignContact.objects.count(),
+        BillingContact.objects.count(),
+    )
 
 
 def test_notification_is_accepted_with_queue_and_contacts(api):
@@ -54,8 +60,12 @@ def test_overdue_needs_past_due_date_and_amount_per_contact(api):
     body = response.json()
     assert body["accepted"] == 2
     assert [(r["index"], r["code"]) for r in body["rejected"]] == [
-        (1, "due_date_not_past"), (2, "missing_amount"), (3, "missing_due_date"), (4, "not_mobile"),
-        (5, "invalid_due_date"), (6, "invalid_amount"),
+        (1, "due_date_not_past"),
+        (2, "missing_amount"),
+        (3, "missing_due_date"),
+        (4, "not_mobile"),
+        (5, "invalid_due_date"),
+        (6, "invalid_amount"),
     ]
     assert body["rejected"][3]["phone"] == "+55 11 3***-4444"  # masked, never the raw number
     amounts = sorted(BillingContact.objects.values_list("amount", flat=True))
@@ -76,9 +86,11 @@ def test_upcoming_accepts_today_in_the_tenant_timezone_and_refuses_the_past(api)
 
 def test_duplicate_phones_in_one_request_are_sent_once(api):
     note = {"message": "Aviso"}
-    batch = [{"phone": "(11) 99876-5432", "name": "A", "variables": note},
-             {"phone": "+5511998765432", "name": "B", "variables": note},
-             {"phone": "11 99876-5433", "name": "C", "variables": note}]
+    batch = [
+        {"phone": "(11) 99876-5432", "name": "A", "variables": note},
+        {"phone": "+5511998765432", "name": "B", "variables": note},
+        {"phone": "11 99876-5433", "name": "C", "variables": note},
+    ]
     body = api.send("notification", {"external_id": "d-1", "contacts": batch}).json()
     assert body["accepted"] == 2 and body["duplicates_removed"] == 1
     assert BillingContact.objects.count() == 2
@@ -86,8 +98,10 @@ def test_duplicate_phones_in_one_request_are_sent_once(api):
 
 def test_strict_refuses_everything_when_one_contact_is_bad(api):
     before = row_counts()
-    response = api.send("notification", {"external_id": "s-1", "strict": True,
-                                         "contacts": contacts(2) + [{"phone": "123", "name": "x"}]})
+    response = api.send(
+        "notification",
+        {"external_id": "s-1", "strict": True, "contacts": contacts(2) + [{"phone": "123", "name": "x"}]},
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "contacts_rejected"
     assert response.json()["error"]["details"]["rejected"][0]["index"] == 2
@@ -171,7 +185,9 @@ def test_unknown_instance_is_refused(api):
 
 
 def test_named_instance_is_used(api):
-    body = api.send("notification", {"external_id": "t-4", "instance": api.instance.name, "contacts": contacts(1)}).json()
+    body = api.send(
+        "notification", {"external_id": "t-4", "instance": api.instance.name, "contacts": contacts(1)}
+    ).json()
     assert BillingQueue.objects.get(pk=body["queue_id"]).instance == api.instance
 
 
@@ -179,9 +195,13 @@ def test_missing_template_variable_is_refused_per_contact(api):
     from apps.billing.models import BillingTemplate, BillingTemplateVariation
 
     template = BillingTemplate.objects.create(tenant=api.tenant, name="Com protocolo", template_type="notification")
-    BillingTemplateVariation.objects.create(template=template, name="A", content="Protocolo {{protocol}} para {{name}}.")
-    batch = [{"phone": "11 99876-5432", "name": "A", "variables": {"protocol": "123"}},
-             {"phone": "11 99876-5433", "name": "B"}]
+    BillingTemplateVariation.objects.create(
+        template=template, name="A", content="Protocolo {{protocol}} para {{name}}."
+    )
+    batch = [
+        {"phone": "11 99876-5432", "name": "A", "variables": {"protocol": "123"}},
+        {"phone": "11 99876-5433", "name": "B"},
+    ]
     body = api.send("notification", {"external_id": "v-1", "template": "Com protocolo", "contacts": batch}).json()
     assert body["accepted"] == 1
     assert body["rejected"][0]["code"] == "missing_variables"
@@ -189,8 +209,9 @@ def test_missing_template_variable_is_refused_per_contact(api):
 
 
 def test_scheduled_for_needs_an_offset(api):
-    response = api.send("notification", {"external_id": "sc-1", "scheduled_for": "2026-12-01T09:00:00",
-                                         "contacts": contacts(1)})
+    response = api.send(
+        "notification", {"external_id": "sc-1", "scheduled_for": "2026-12-01T09:00:00", "contacts": contacts(1)}
+    )
     assert response.status_code == 400
     assert "scheduled_for" in response.json()["error"]["details"]
 
@@ -198,15 +219,16 @@ def test_scheduled_for_needs_an_offset(api):
 def test_scheduled_for_is_stored(api):
     from datetime import datetime, timezone
 
-    when = (datetime.now(timezone.utc) + timedelta(days=30)).replace(microsecond=0)
+    when = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     local = when.astimezone(timezone(timedelta(hours=-3))).isoformat()
     body = api.send("notification", {"external_id": "sc-2", "scheduled_for": local, "contacts": contacts(1)}).json()
     assert BillingQueue.objects.get(pk=body["queue_id"]).scheduled_for == when
 
 
 def test_scheduled_for_more_than_a_year_ahead_is_refused(api):
-    response = api.send("notification", {"external_id": "sc-3", "scheduled_for": "2099-01-02T09:00:00-03:00",
-                                         "contacts": contacts(1)})
+    response = api.send(
+        "notification", {"external_id": "sc-3", "scheduled_for": "2099-01-02T09:00:00-03:00", "contacts": contacts(1)}
+    )
     assert response.status_code == 400
 
 

@@ -1,5 +1,6 @@
 """Callback test helpers: a tiny client endpoint (http.server in a thread) and an independent
 Standard Webhooks verifier written from the spec, sharing no code with services/callbacks.py."""
+
 from __future__ import annotations
 
 import base64
@@ -24,15 +25,18 @@ class InvalidSignature(Exception):
     pass
 
 
-def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes, *, tolerance: int = 300,
-                            now: float | None = None) -> dict[str, Any]:
+def verify_standard_webhook(
+    secret: str, headers: dict[str, str], body: bytes, *, tolerance: int = 300, now: float | None = None
+) -> dict[str, Any]:
     """https://www.standardwebhooks.com/ verification, as a receiving client would write it."""
     lowered = {name.lower(): value for name, value in headers.items()}
     msg_id, timestamp, signatures = lowered["webhook-id"], lowered["webhook-timestamp"], lowered["webhook-signature"]
     if abs((now if now is not None else time.time()) - int(timestamp)) > tolerance:
         raise InvalidSignature("timestamp outside tolerance")
     key = base64.b64decode(secret.split("_", 1)[1]) if secret.startswith("whsec_") else secret.encode()
-    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    ).decode()
     for candidate in signatures.split(" "):
         version, _, value = candidate.partition(",")
         if version == "v1" and hmac.compare_digest(value, expected):
@@ -52,7 +56,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
                     status = receiver.statuses[min(len(receiver.requests), len(receiver.statuses) - 1)]
@@ -66,7 +70,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -127,8 +131,13 @@ def api(db) -> ApiTenant:
 
 
 def queue_for(api: ApiTenant, **fields):
-    return build_queue(api.tenant, template=api.tenant.billing_templates.filter(template_type="overdue").first(),
-                       total=2, instance=api.instance, **fields)
+    return build_queue(
+        api.tenant,
+        template=api.tenant.billing_templates.filter(template_type="overdue").first(),
+        total=2,
+        instance=api.instance,
+        **fields,
+    )
 
 
 def set_callback(api: ApiTenant, url: str, *, contact_events: bool = False) -> BillingConfig:

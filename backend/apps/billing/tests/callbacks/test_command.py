@@ -1,5 +1,6 @@
 """`manage.py run_billing_callbacks`: one round with `--once`; the loop delivers what is due,
 beats its heartbeat for /readyz, and on SIGTERM (a deploy) stops and returns."""
+
 from __future__ import annotations
 
 import io
@@ -47,8 +48,9 @@ def test_once_attempts_what_is_due_and_says_how_many(db, receiver, allow_loopbac
     assert delivery.status == "delivered" and len(endpoint.requests) == 1
 
 
-def test_the_loop_delivers_beats_and_stops_on_sigterm(transactional_db, receiver, allow_loopback, heartbeat_key,
-                                                      settings, caplog):
+def test_the_loop_delivers_beats_and_stops_on_sigterm(
+    transactional_db, receiver, allow_loopback, heartbeat_key, settings, caplog
+):
     settings.BILLING_CALLBACK_POLL_SECONDS = 0.05
     endpoint = receiver()
     delivery = due_callback("cmd-loop", endpoint.url)

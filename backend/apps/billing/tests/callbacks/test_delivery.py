@@ -1,5 +1,6 @@
 """Delivering callbacks: signed, verified by the client's own check, retried with backoff under
 the same webhook-id, given up after a day, never redirected, always time-limited."""
+
 from __future__ import annotations
 
 import json
@@ -83,7 +84,11 @@ def test_failures_are_retried_with_backoff_and_the_same_webhook_id(client_tenant
     assert callback_delivery.deliver_due(now=now) == 1
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
-        "pending", 1, 500, "HTTP 500")
+        "pending",
+        1,
+        500,
+        "HTTP 500",
+    )
     assert delivery.next_attempt_at == now + timedelta(seconds=30)
     assert callback_delivery.deliver_due(now=now + timedelta(seconds=29)) == 0  # not due yet
 
@@ -159,8 +164,13 @@ def test_payloads_carry_ids_and_statuses_never_message_texts(client_tenant, rece
     endpoint = receiver()
     set_callback(client_tenant, endpoint.url, contact_events=True)
     queue = queue_for(client_tenant)
-    contact = build_contact(queue, status=ContactStatus.SENT, rendered_message="Olá Maria, sua fatura de R$ 10",
-                            provider_message_id="3EB0TEXTLESS0001", external_id="crm-42")
+    contact = build_contact(
+        queue,
+        status=ContactStatus.SENT,
+        rendered_message="Olá Maria, sua fatura de R$ 10",
+        provider_message_id="3EB0TEXTLESS0001",
+        external_id="crm-42",
+    )
     callbacks.on_contact_outcome(contact, "contact.sent")
     CallbackDelivery.objects.update(next_attempt_at=timezone.now())
     callback_delivery.deliver_due()
@@ -168,7 +178,11 @@ def test_payloads_carry_ids_and_statuses_never_message_texts(client_tenant, rece
     assert "fatura" not in body and contact.phone not in body
     event = json.loads(body)["data"]["events"][0]
     assert (event["type"], event["contact_id"], event["external_id"], event["status"]) == (
-        "contact.sent", contact.pk, "crm-42", "sent")
+        "contact.sent",
+        contact.pk,
+        "crm-42",
+        "sent",
+    )
 
 
 # ----------------------------------------------------------------------------- per-contact events
@@ -190,7 +204,9 @@ def test_per_contact_events_are_batched_per_queue_until_the_first_attempt(client
     batches = CallbackDelivery.objects.filter(event="contact.batch")
     assert batches.count() == 2
     batch = batches.get(queue=queue)
-    assert batch.item_count == 3 and [e["contact_id"] for e in batch.payload["data"]["events"]] == [c.pk for c in contacts]
+    assert batch.item_count == 3 and [e["contact_id"] for e in batch.payload["data"]["events"]] == [
+        c.pk for c in contacts
+    ]
     assert callback_delivery.deliver_due() == 0  # a batch waits BILLING_CALLBACK_BATCH_SECONDS to gather events
 
     callback_delivery.deliver_due(now=timezone.now() + timedelta(seconds=11))
@@ -215,8 +231,9 @@ def test_webhook_driven_contact_events_are_recorded(client_tenant):
 
     set_callback(client_tenant, "https://erp.example.com/hooks", contact_events=True)
     contact = build_contact(queue_for(client_tenant), status=ContactStatus.SENT, provider_message_id="3EB0CB0000000001")
-    apply_provider_status(tenant_id=client_tenant.tenant.pk, provider_message_id="3EB0CB0000000001",
-                          provider_status="READ")
+    apply_provider_status(
+        tenant_id=client_tenant.tenant.pk, provider_message_id="3EB0CB0000000001", provider_status="READ"
+    )
     [batch] = CallbackDelivery.objects.filter(event="contact.batch")
     assert [e["type"] for e in batch.payload["data"]["events"]] == ["contact.read"]
     assert batch.payload["data"]["events"][0]["status"] == "read"
@@ -252,10 +269,12 @@ def test_a_refused_control_action_records_no_event(client_tenant):
 def test_admin_send_again_requeues_with_the_same_webhook_id(client_tenant, superuser_client):
     set_callback(client_tenant, "https://erp.example.com/hooks")
     delivery = callbacks.on_queue_started(queue_for(client_tenant))
-    CallbackDelivery.objects.filter(pk=delivery.pk).update(status="failed", attempts=12, last_error="HTTP 500",
-                                                           next_attempt_at=timezone.now() - timedelta(days=2))
-    response = superuser_client.post("/admin/billing/callbackdelivery/",
-                                     {"action": "send_again", "_selected_action": [delivery.pk]})
+    CallbackDelivery.objects.filter(pk=delivery.pk).update(
+        status="failed", attempts=12, last_error="HTTP 500", next_attempt_at=timezone.now() - timedelta(days=2)
+    )
+    response = superuser_client.post(
+        "/admin/billing/callbackdelivery/", {"action": "send_again", "_selected_action": [delivery.pk]}
+    )
     assert response.status_code == 302
     refreshed = CallbackDelivery.objects.get(pk=delivery.pk)
     assert (refreshed.status, refreshed.webhook_id, refreshed.last_error) == ("pending", delivery.webhook_id, "")

@@ -1,6 +1,7 @@
 """Callbacks cannot hurt anyone: a client endpoint that drips one byte every second holds its
 own tenant's share of the delivery threads for one deadline per attempt, never another
 tenant's callbacks, and never the periodic steps."""
+
 from __future__ import annotations
 
 import select
@@ -37,7 +38,7 @@ class DrippingEndpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with endpoint.lock:
                     endpoint.open_now += 1
@@ -57,7 +58,7 @@ class DrippingEndpoint:
                         endpoint.open_now -= 1
                     self.close_connection = True
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -114,7 +115,8 @@ def statuses(deliveries: list[CallbackDelivery]) -> list[str]:
 
 
 def test_a_dripping_endpoint_of_one_tenant_does_not_delay_another_tenants_callbacks(
-        transactional_db, receiver, dripping, running_dispatcher, allow_loopback, settings):
+    transactional_db, receiver, dripping, running_dispatcher, allow_loopback, settings
+):
     settings.BILLING_CALLBACK_DEADLINE = 3.0
     slow, fast = make_tenant("drip-a"), make_tenant("quick-b")
     set_callback(slow, dripping.url)
@@ -134,11 +136,15 @@ def test_a_dripping_endpoint_of_one_tenant_does_not_delay_another_tenants_callba
 
     # A is cut at each deadline and retried later; never more than its share at once.
     slow_ids = [d.pk for d in slow_deliveries]
-    wait_for(lambda: CallbackDelivery.objects.filter(pk__in=slow_ids, attempts=1).exclude(last_error="").count() == 6,
-             timeout=20, what="every attempt of A cut at its deadline")
+    wait_for(
+        lambda: CallbackDelivery.objects.filter(pk__in=slow_ids, attempts=1).exclude(last_error="").count() == 6,
+        timeout=20,
+        what="every attempt of A cut at its deadline",
+    )
     assert dripping.most_open == 2
     assert set(CallbackDelivery.objects.filter(pk__in=slow_ids).values_list("status", "last_error")) == {
-        ("pending", "transport: deadline")}
+        ("pending", "transport: deadline")
+    }
 
 
 def test_each_attempt_ends_at_the_total_deadline(db, dripping, allow_loopback, settings):
@@ -162,7 +168,9 @@ def test_the_periodic_steps_never_deliver_callbacks(db, dripping, allow_loopback
     api = make_tenant("periodic-free")
     set_callback(api, dripping.url)
     enqueue(api, 3)
-    waiting = queue_for(api, status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at=timezone.now() - timedelta(minutes=1))
+    waiting = queue_for(
+        api, status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at=timezone.now() - timedelta(minutes=1)
+    )
 
     periodic.recently_published.clear()
     started = time.monotonic()
@@ -180,8 +188,9 @@ def test_the_periodic_steps_never_deliver_callbacks(db, dripping, allow_loopback
     assert dripping.most_open == 0
 
 
-def test_an_endpoint_that_keeps_failing_opens_its_circuit_without_costing_attempts(db, receiver, allow_loopback,
-                                                                                    settings):
+def test_an_endpoint_that_keeps_failing_opens_its_circuit_without_costing_attempts(
+    db, receiver, allow_loopback, settings
+):
     settings.BILLING_CALLBACK_BREAKER_THRESHOLD = 2
     failing, healthy = receiver([500]), receiver([200])
     api, other = make_tenant("circuit-a"), make_tenant("circuit-b")

@@ -1,4 +1,5 @@
 """Standard Webhooks signatures: the spec's published example, secrets in both forms."""
+
 from __future__ import annotations
 
 import base64
@@ -51,8 +52,11 @@ def test_the_signing_key_is_the_decoded_part_of_a_whsec_secret():
 def test_older_secrets_without_the_prefix_sign_with_their_bytes():
     legacy = "Zm9vYmFyLWxlZ2FjeS10b2tlbl91cmxzYWZlLXNlY3JldA"
     assert signing_key(legacy) == legacy.encode()
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": "1700000000",
-               "webhook-signature": sign(legacy, "msg_1", 1700000000, b"{}")}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+        "webhook-signature": sign(legacy, "msg_1", 1700000000, b"{}"),
+    }
     assert verify_standard_webhook(legacy, headers, b"{}", now=1700000000) == {}
 
 

@@ -1,4 +1,5 @@
 """SSRF: callback URLs that reach inside our network are refused at registration and at send."""
+
 from __future__ import annotations
 
 import socket
@@ -57,10 +58,14 @@ def test_a_name_that_resolves_to_a_private_address_is_refused(monkeypatch):
 
 
 def test_one_bad_address_among_good_ones_refuses_the_name(monkeypatch):
-    monkeypatch.setattr(url_safety.socket, "getaddrinfo", lambda host, port, *a, **k: [
-        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port)),
-        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
-    ])
+    monkeypatch.setattr(
+        url_safety.socket,
+        "getaddrinfo",
+        lambda host, port, *a, **k: [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port)),
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+        ],
+    )
     with pytest.raises(UnsafeURL, match="loopback"):
         validate_callback_url("https://mixed.example/hooks")
 
@@ -98,7 +103,10 @@ def test_the_connection_itself_is_checked_against_dns_rebinding(receiver):
     with pytest.raises(HTTPCallError) as caught:
         post(endpoint.url)
     assert (caught.value.kind, caught.value.nothing_sent, caught.value.refused_because) == (
-        http_client.REFUSED_ADDRESS, True, "loopback address")
+        http_client.REFUSED_ADDRESS,
+        True,
+        "loopback address",
+    )
     assert endpoint.requests == []
 
 
@@ -113,8 +121,16 @@ def test_the_callback_client_ignores_proxy_settings(receiver, monkeypatch, setti
 
 
 # ----------------------------------------------------------------------------- registration (API)
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/hook", "http://10.0.0.1/hook", "http://169.254.169.254/latest",
-                                 "http://[::1]/hook", "http://localhost/hook"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]/hook",
+        "http://localhost/hook",
+    ],
+)
 def test_ingest_refuses_an_unsafe_callback_url_and_writes_nothing(api, url):
     response = api.send("notification", {"external_id": "ssrf-1", "callback_url": url, "contacts": contacts(1)})
     assert response.status_code == 400, response.content
@@ -123,18 +139,23 @@ def test_ingest_refuses_an_unsafe_callback_url_and_writes_nothing(api, url):
 
 
 def test_ingest_accepts_a_public_callback_url(api):
-    response = api.send("notification", {"external_id": "ssrf-2", "callback_url": "https://93.184.215.14/hooks",
-                                         "contacts": contacts(1)})
+    response = api.send(
+        "notification",
+        {"external_id": "ssrf-2", "callback_url": "https://93.184.215.14/hooks", "contacts": contacts(1)},
+    )
     assert response.status_code == 202, response.content
     assert BillingCampaign.objects.get().callback_url == "https://93.184.215.14/hooks"
 
 
 def test_ingest_accepts_a_name_that_does_not_resolve_yet(api, monkeypatch):
     """Not unsafe in itself; the send-time check refuses it if it later resolves inward."""
+
     def fail(*args, **kwargs):
         raise socket.gaierror(-2, "Name or service not known")
 
     monkeypatch.setattr(url_safety.socket, "getaddrinfo", fail)
-    response = api.send("notification", {"external_id": "ssrf-3", "callback_url": "https://erp.example.com/hooks",
-                                         "contacts": contacts(1)})
+    response = api.send(
+        "notification",
+        {"external_id": "ssrf-3", "callback_url": "https://erp.example.com/hooks", "contacts": contacts(1)},
+    )
     assert response.status_code == 202, response.content

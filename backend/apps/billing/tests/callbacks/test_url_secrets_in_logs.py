@@ -1,5 +1,6 @@
 """Secrets in URLs never reach a log line, whatever the answer: a callback URL's userinfo and
 query string, and the provider webhook's path secret (Django warns on every 4xx with the path)."""
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,9 @@ def test_a_callback_url_secret_is_never_logged_whatever_the_answer(db, receiver,
     assert QUERY_SECRET not in lines and USER_SECRET not in lines  # ...and no log line did
 
 
-def test_a_callback_url_secret_is_never_logged_when_the_endpoint_is_unreachable(db, allow_loopback, caplog,
-                                                                                closed_port):
+def test_a_callback_url_secret_is_never_logged_when_the_endpoint_is_unreachable(
+    db, allow_loopback, caplog, closed_port
+):
     caplog.set_level(logging.DEBUG)
     api = make_tenant("secret-unreachable")
     set_callback(api, secret_url(f"http://127.0.0.1:{closed_port}/hooks"))
@@ -89,8 +91,9 @@ def test_the_webhook_path_secret_is_never_logged_on_a_4xx(db, client, caplog, bo
     url = reverse("billing:evolution-webhook", kwargs={"token": secret})
 
     response = client.post(url, data=body, content_type="application/json")
-    wrong = client.post(reverse("billing:evolution-webhook", kwargs={"token": secret[::-1]}), data=body,
-                        content_type="application/json")
+    wrong = client.post(
+        reverse("billing:evolution-webhook", kwargs={"token": secret[::-1]}), data=body, content_type="application/json"
+    )
 
     assert 400 <= response.status_code < 500 and 400 <= wrong.status_code < 500
     lines = all_lines(caplog)

@@ -6,6 +6,7 @@ as services.sh (`rabbitmq-server` in the foreground, as user `rabbitmq` when we 
 own node name, ports and data under a private temporary directory. Its data survives a
 restart, like a real broker's: durable queues and persistent messages are still there.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,11 @@ def free_port() -> int:
 
 def amqp_answers(port: int) -> bool:
     """A real AMQP handshake (scripts/amqp_ping.py): RabbitMQ accepts TCP before it can serve."""
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "amqp_ping.py"), "127.0.0.1", str(port)],
-                            capture_output=True, timeout=10)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "amqp_ping.py"), "127.0.0.1", str(port)],
+        capture_output=True,
+        timeout=10,
+    )
     return result.returncode == 0
 
 
@@ -67,11 +71,17 @@ class SecondBroker:
 
     def _env(self) -> dict[str, str]:
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.dir), "LANG": "C.UTF-8",
-            "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "ERL_EPMD_PORT": str(self.epmd_port), "ERL_CRASH_DUMP": str(self.dir / "log" / "erl_crash.dump"),
-            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"), "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.dir),
+            "LANG": "C.UTF-8",
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_CRASH_DUMP": str(self.dir / "log" / "erl_crash.dump"),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
             "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(self.dir / "rabbitmq.pid"),
@@ -81,12 +91,25 @@ class SecondBroker:
         assert self.process is None or self.process.poll() is not None, "already running"
         command = [str(RABBITMQ_SERVER)]
         if self._as_root:  # like services.sh: the broker's files belong to `rabbitmq`
-            command = ["runuser", "-u", "rabbitmq", "--", "env", *(f"{k}={v}" for k, v in self._env().items()),
-                       *command]
+            command = [
+                "runuser",
+                "-u",
+                "rabbitmq",
+                "--",
+                "env",
+                *(f"{k}={v}" for k, v in self._env().items()),
+                *command,
+            ]
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, cwd=self.dir, env=self._env(), stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                cwd=self.dir,
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while not amqp_answers(self.port):
             if self.process.poll() is not None:
@@ -117,8 +140,13 @@ class SecondBroker:
     def close(self) -> None:
         """Stop the node and its epmd (asked through its port, not found by name); drop the data."""
         self.stop()
-        subprocess.run(["epmd", "-kill"], env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
-                       capture_output=True, timeout=10, check=False)
+        subprocess.run(
+            ["epmd", "-kill"],
+            env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def tail(self, chars: int = 2000) -> str:

@@ -8,6 +8,7 @@ the pipeline tests' `purge_broker`) must neither disturb them nor be disturbed. 
 the test process publishes there too: `settings.RABBITMQ_URL` points at it and the publisher
 singleton is rebuilt for each test.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -111,11 +112,14 @@ def db_connections(pid: int | None = None) -> int:
     them; with `pid`, only those whose client socket belongs to that process (Linux /proc)."""
     with connection.cursor() as cursor:
         if pid is None:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND pid <> pg_backend_pid()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
         else:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND client_port = ANY(%s)", [sorted(_local_tcp_ports(pid))])
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND client_port = ANY(%s)",
+                [sorted(_local_tcp_ports(pid))],
+            )
         return int(cursor.fetchone()[0])
 
 

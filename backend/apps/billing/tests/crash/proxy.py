@@ -5,6 +5,7 @@ bytes wait in the kernel's buffers, heartbeats stop arriving, new connections ar
 never answered. `heal()` resumes relaying. Only sockets are involved; nothing outside the test
 process is touched.
 """
+
 from __future__ import annotations
 
 import select

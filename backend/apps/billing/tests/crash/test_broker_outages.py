@@ -1,5 +1,6 @@
 """The broker comes and goes: the consumer survives and really consumes again, the API keeps
 accepting, nothing is sent twice. The broker is the test's own node (`crash_broker`)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,9 @@ def consumers_restored(url: str, expected: int = 1):
     def check() -> bool:
         try:
             return all(consumers == expected for consumers, _ in queue_counts(url).values())
-        except Exception:  # noqa: BLE001 - the broker may still be starting
+        except Exception:
             return False
+
     return check
 
 
@@ -58,8 +60,12 @@ def test_the_consumer_keeps_consuming_across_two_broker_restarts(pipeline_tenant
         body = tenant.send("notification", notification_contacts(50, start=1000 * restart), external_id=f"r{restart}")
         queue_ids.append(body["queue_id"])
         before = len(tenant.messages())
-        wait_until(lambda: len(tenant.messages()) >= before + 15, timeout=30, what=f"progress before restart {restart}",
-                   alive=[consumer, periodic])
+        wait_until(
+            lambda before=before: len(tenant.messages()) >= before + 15,
+            timeout=30,
+            what=f"progress before restart {restart}",
+            alive=[consumer, periodic],
+        )
         if restart < 2:
             crash_broker.stop()
             time.sleep(1)
@@ -68,20 +74,19 @@ def test_the_consumer_keeps_consuming_across_two_broker_restarts(pipeline_tenant
         queue = wait_until(completed(tenant, queue_id), timeout=90, what="queue completed", alive=[consumer, periodic])
         assert queue.sent_count == 50
     assert_sent_once(tenant, 150)
-    wait_until(consumers_restored(crash_broker.url), timeout=20, what="one consumer on every queue",
-               alive=[consumer])
+    wait_until(consumers_restored(crash_broker.url), timeout=20, what="one consumer on every queue", alive=[consumer])
     messages = log_messages(consumer)
     assert messages.count("billing consumer reconnected to RabbitMQ; checking its consumers") == 2
     assert "billing consumer started" in messages and consumer.process.poll() is None
 
 
-def test_the_api_accepts_while_the_broker_is_down_and_every_queue_runs_after(pipeline_tenant, start_process,
-                                                                             crash_broker):
+def test_the_api_accepts_while_the_broker_is_down_and_every_queue_runs_after(
+    pipeline_tenant, start_process, crash_broker
+):
     tenant = pipeline_tenant()
     early = start_process(*CONSUMER)
     periodic = start_process(*PERIODIC, **PERIODIC_ENV)
-    wait_until(lambda: "billing consumer started" in log_messages(early), timeout=30, what="consumer up",
-               alive=[early])
+    wait_until(lambda: "billing consumer started" in log_messages(early), timeout=30, what="consumer up", alive=[early])
     crash_broker.stop()
     late = start_process(*CONSUMER)  # starts while the broker is down: it must wait, not die
     queue_ids = []
@@ -91,17 +96,30 @@ def test_the_api_accepts_while_the_broker_is_down_and_every_queue_runs_after(pip
         assert time.monotonic() - started < 5, "the API waited on the broker"
         queue_ids.append(body["queue_id"])
     assert set(BillingQueue.objects.filter(pk__in=queue_ids).values_list("status", "last_published_at")) == {
-        ("pending", None)}
-    wait_until(lambda: "billing consumer cannot reach RabbitMQ yet; retrying" in log_messages(late), timeout=30,
-               what="late consumer waiting for the broker", alive=[late])
+        ("pending", None)
+    }
+    wait_until(
+        lambda: "billing consumer cannot reach RabbitMQ yet; retrying" in log_messages(late),
+        timeout=30,
+        what="late consumer waiting for the broker",
+        alive=[late],
+    )
     crash_broker.start()
     for queue_id in queue_ids:
-        wait_until(completed(tenant, queue_id), timeout=60, what="queue completed after the outage",
-                   alive=[early, late, periodic])
+        wait_until(
+            completed(tenant, queue_id),
+            timeout=60,
+            what="queue completed after the outage",
+            alive=[early, late, periodic],
+        )
     assert_sent_once(tenant, 20)
     assert "billing consumer started" in log_messages(late)
-    wait_until(consumers_restored(crash_broker.url, expected=2), timeout=20, what="both consumers on every queue",
-               alive=[early, late])
+    wait_until(
+        consumers_restored(crash_broker.url, expected=2),
+        timeout=20,
+        what="both consumers on every queue",
+        alive=[early, late],
+    )
 
 
 def test_a_consumer_cancelled_by_the_broker_consumes_again(pipeline_tenant, start_process, crash_broker):
@@ -116,8 +134,12 @@ def test_a_consumer_cancelled_by_the_broker_consumes_again(pipeline_tenant, star
             await channel.queue_delete(NOTIFICATION)  # the broker cancels every consumer of it
 
     asyncio.run(delete_queue())
-    wait_until(consumers_restored(crash_broker.url), timeout=30, what="consumer back on the re-declared queue",
-               alive=[consumer])
+    wait_until(
+        consumers_restored(crash_broker.url),
+        timeout=30,
+        what="consumer back on the re-declared queue",
+        alive=[consumer],
+    )
     body = tenant.send("notification", notification_contacts(5))
     wait_until(completed(tenant, body["queue_id"]), timeout=30, what="queue completed", alive=[consumer])
     assert_sent_once(tenant, 5)
@@ -136,12 +158,20 @@ def test_a_network_cut_longer_than_the_heartbeat_timeout_is_survived(pipeline_te
         body = tenant.send("notification", notification_contacts(80))
         wait_until(lambda: len(tenant.messages()) >= 10, timeout=30, what="first messages", alive=[consumer])
         proxy.cut()
-        wait_until(lambda: "billing consumer lost its broker connection; aio-pika reconnects" in log_messages(consumer),
-                   timeout=30, what="connection declared lost", alive=[consumer])
+        wait_until(
+            lambda: "billing consumer lost its broker connection; aio-pika reconnects" in log_messages(consumer),
+            timeout=30,
+            what="connection declared lost",
+            alive=[consumer],
+        )
         time.sleep(3)  # at least one reconnection attempt fails while the network is still cut
         proxy.heal()
-        queue = wait_until(completed(tenant, body["queue_id"]), timeout=90, what="queue completed after the cut",
-                           alive=[consumer, periodic])
+        queue = wait_until(
+            completed(tenant, body["queue_id"]),
+            timeout=90,
+            what="queue completed after the cut",
+            alive=[consumer, periodic],
+        )
         assert queue.sent_count == 80
         assert_sent_once(tenant, 80)
         wait_until(consumers_restored(crash_broker.url), timeout=30, what="consumer restored", alive=[consumer])
@@ -181,8 +211,7 @@ async def _drop_consumer_behind_aio_pikas_back(consumer: BillingConsumer) -> str
 @pytest.mark.django_db(transaction=True)  # the consumer registers its process row before it subscribes
 def test_the_watchdog_resubscribes_a_consumer_that_was_not_restored(crash_broker):
     async def scenario() -> tuple[int, str, str, int]:
-        consumer = BillingConsumer(queues=[NOTIFICATION], concurrency=1, url=crash_broker.url,
-                                   watchdog_interval=0.2)
+        consumer = BillingConsumer(queues=[NOTIFICATION], concurrency=1, url=crash_broker.url, watchdog_interval=0.2)
         task = await _start_in_process(consumer)
         old_tag = await _drop_consumer_behind_aio_pikas_back(consumer)
         for _ in range(100):
@@ -202,8 +231,7 @@ def test_the_watchdog_resubscribes_a_consumer_that_was_not_restored(crash_broker
 @pytest.mark.django_db(transaction=True)
 def test_the_consumer_exits_non_zero_when_its_consumer_cannot_be_restored(crash_broker, caplog):
     async def scenario() -> int:
-        consumer = BillingConsumer(queues=[NOTIFICATION], concurrency=1, url=crash_broker.url,
-                                   watchdog_interval=0.2)
+        consumer = BillingConsumer(queues=[NOTIFICATION], concurrency=1, url=crash_broker.url, watchdog_interval=0.2)
 
         async def refuse(name: str) -> bool:
             return False

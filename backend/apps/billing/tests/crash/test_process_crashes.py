@@ -1,5 +1,6 @@
 """Invariants 1-2 (no lost contact, no duplicate) while consumer processes are killed, frozen
 and stopped by the test, by PID. The sandbox's own record of what it received is the judge."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,11 @@ pytestmark = pytest.mark.slow
 STALE_SECONDS = 3  # stale threshold of these tests' tenants (production: 10 min)
 PERIODIC = ("run_billing_periodic_tasks", "--interval", "0.5")
 # A consumer silent for 3 s (three of its 1 s heartbeats) is dead here (production: 30 s).
-PERIODIC_ENV = {"BILLING_CONSUMER_DEAD_AFTER_SECONDS": "3", "BILLING_REPUBLISH_AFTER_SECONDS": "2",
-                "BILLING_CONTROL_REPUBLISH_SECONDS": "1"}
+PERIODIC_ENV = {
+    "BILLING_CONSUMER_DEAD_AFTER_SECONDS": "3",
+    "BILLING_REPUBLISH_AFTER_SECONDS": "2",
+    "BILLING_CONTROL_REPUBLISH_SECONDS": "1",
+}
 
 
 def completed(tenant, queue_id: str):
@@ -33,7 +37,9 @@ def statuses(queue_id: str) -> Counter:
 
 
 def assert_each_number_handed_over_at_most_once(tenant) -> Counter:
-    requests = Counter((r.get("body") or {}).get("number") for r in tenant.sandbox.send_requests(tenant.instance.instance_name))
+    requests = Counter(
+        (r.get("body") or {}).get("number") for r in tenant.sandbox.send_requests(tenant.instance.instance_name)
+    )
     numbers = Counter(m["number"] for m in tenant.messages())
     assert not [n for n, c in numbers.items() if c > 1], "a contact was delivered twice"
     assert not [n for n, c in requests.items() if c > 1], "a contact was handed to the provider twice"
@@ -53,15 +59,20 @@ def test_sigkill_five_times_during_a_500_contact_queue_loses_and_duplicates_noth
     kills = 0
     for _ in range(5):
         before = len(tenant.messages())
-        wait_until(lambda: len(tenant.messages()) >= before + 10, timeout=30, what=f"progress (seed {seed})",
-                   alive=[consumer, periodic])
+        wait_until(
+            lambda before=before: len(tenant.messages()) >= before + 10,
+            timeout=30,
+            what=f"progress (seed {seed})",
+            alive=[consumer, periodic],
+        )
         time.sleep(rng.uniform(0.0, 1.5))
         consumer.signal(signal.SIGKILL)
         consumer.wait(10)
         kills += 1
         consumer = start_process("run_billing_consumer", "--concurrency", "2")
-    queue = wait_until(completed(tenant, queue_id), timeout=120, what=f"queue completed (seed {seed})",
-                       alive=[consumer, periodic])
+    queue = wait_until(
+        completed(tenant, queue_id), timeout=120, what=f"queue completed (seed {seed})", alive=[consumer, periodic]
+    )
     counts = statuses(queue_id)
     # Every contact caught in flight by a kill was reconciled with the provider: sent if it had
     # it, sent again (once) if it provably never got it. Zero lost, zero sent twice.
@@ -69,8 +80,10 @@ def test_sigkill_five_times_during_a_500_contact_queue_loses_and_duplicates_noth
     numbers = assert_each_number_handed_over_at_most_once(tenant)
     assert len(numbers) == 500
     provider_ids = {m["id"] for m in tenant.messages()}
-    assert set(BillingContact.objects.filter(queue_id=queue_id).values_list("provider_message_id", flat=True)) \
-        == provider_ids, "every contact carries the id the provider gave its message"
+    assert (
+        set(BillingContact.objects.filter(queue_id=queue_id).values_list("provider_message_id", flat=True))
+        == provider_ids
+    ), "every contact carries the id the provider gave its message"
     assert queue.sent_count == 500 and queue.failed_count == 0
 
 
@@ -87,16 +100,20 @@ def test_a_frozen_consumer_that_wakes_after_release_sends_nothing_more(pipeline_
         assert tenant.queue(queue_id).processing_by.split(":")[1] == str(first.pid)
         second = start_process("run_billing_consumer", "--concurrency", "1")
         # The frozen process stops heart-beating: its queue is released and republished.
-        wait_until(lambda: tenant.queue(queue_id).processing_by.split(":")[1:2] == [str(second.pid)],
-                   timeout=30, what="second consumer took over", alive=[second, periodic])
+        wait_until(
+            lambda: tenant.queue(queue_id).processing_by.split(":")[1:2] == [str(second.pid)],
+            timeout=30,
+            what="second consumer took over",
+            alive=[second, periodic],
+        )
         taken_over = len(tenant.messages())
-        wait_until(lambda: len(tenant.messages()) >= taken_over + 3, timeout=30, what="second consumer sends",
-                   alive=[second])
+        wait_until(
+            lambda: len(tenant.messages()) >= taken_over + 3, timeout=30, what="second consumer sends", alive=[second]
+        )
         offset = first.log_path.stat().st_size
     finally:
         first.signal(signal.SIGCONT)
-    queue = wait_until(completed(tenant, queue_id), timeout=60, what="queue completed",
-                       alive=[first, second, periodic])
+    queue = wait_until(completed(tenant, queue_id), timeout=60, what="queue completed", alive=[first, second, periodic])
     time.sleep(1.5)  # the woken worker's next step runs now: it must find the lease gone
     woken = log_lines_after(first, offset)
     # A call already past `start_sending` when it froze may complete on waking (no HTTP call can
@@ -134,8 +151,10 @@ def test_sigterm_stops_within_the_bound_and_hands_the_queue_back(pipeline_tenant
     queue = tenant.queue(queue_id)
     assert queue.status == "pending" and queue.processing_by == "" and queue.lease_token is None
     counts = statuses(queue_id)
-    assert counts["sending"] == 0 and not BillingContact.objects.filter(queue_id=queue_id,
-                                                                        claim_token__isnull=False).exists()
+    assert (
+        counts["sending"] == 0
+        and not BillingContact.objects.filter(queue_id=queue_id, claim_token__isnull=False).exists()
+    )
     reasons = [line.get("reason") for line in first.log_lines() if line.get("message") == "billing queue released"]
     assert reasons == ["shutdown"]
     assert any(line.get("message") == "billing consumer stopped" for line in first.log_lines())
@@ -164,15 +183,17 @@ def test_a_second_signal_exits_at_once_and_the_stale_check_cleans_up(pipeline_te
     tenant.sandbox.configure(tenant.instance.instance_name, latency_ms=0)
     periodic = start_process(*PERIODIC, **PERIODIC_ENV)
     second = start_process("run_billing_consumer", "--concurrency", "1")
-    wait_until(completed(tenant, queue_id), timeout=60, what="completed after the stale release",
-               alive=[second, periodic])
+    wait_until(
+        completed(tenant, queue_id), timeout=60, what="completed after the stale release", alive=[second, periodic]
+    )
     counts = statuses(queue_id)
     assert counts == Counter({"sent": 6}), counts  # the one in flight reconciled, not lost, not doubled
     assert len(assert_each_number_handed_over_at_most_once(tenant)) == 6
 
 
 def test_after_a_sigkill_a_new_consumer_sends_again_within_a_minute_with_the_default_settings(
-        pipeline_tenant, start_process):
+    pipeline_tenant, start_process
+):
     """Issue 14's recovery target, with production timings (5 s heartbeats, dead after 30 s, a
     periodic cycle every 5 s): SIGKILL the only consumer mid-queue, start a new one at once, and
     the queue sends again in at most 60 s, with nothing sent twice."""

@@ -2,6 +2,7 @@
 the API answers 503, never 500; the consumer sends nothing it cannot pace, does not crash, and
 goes on by itself when Redis is back — which comes back empty, so the pace is recovered from
 PostgreSQL: nothing is sent twice and no two sends come closer than the pace allows."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,19 +12,20 @@ from datetime import datetime
 
 import pytest
 
-from .conftest import notification_contacts, wait_until
 from ..pipeline.conftest import wait_started
+from .conftest import notification_contacts, wait_until
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary"),
+]
 
 OUTAGE_SECONDS = 15
 INTERVAL = 0.5  # 120 messages a minute
 
 
 def sandbox_times(tenant) -> list[float]:
-    return sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")).timestamp()
-                  for m in tenant.messages())
+    return sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")).timestamp() for m in tenant.messages())
 
 
 def test_redis_stopped_mid_queue_no_500_no_duplicate_pace_held(private_redis, pipeline_tenant, start_process):
@@ -35,11 +37,15 @@ def test_redis_stopped_mid_queue_no_500_no_duplicate_pace_held(private_redis, pi
 
     private_redis.stop()
     stopped_at = time.time()
-    send = tenant.client.post("/api/v1/billing/send/notification", content_type="application/json",
-                              data={"external_id": "during", "contacts": notification_contacts(1, start=500)},
-                              HTTP_X_BILLING_API_KEY=tenant.raw_key)
-    status = tenant.client.get(f"/api/v1/billing/queue/{body['queue_id']}/status",
-                               HTTP_X_BILLING_API_KEY=tenant.raw_key)
+    send = tenant.client.post(
+        "/api/v1/billing/send/notification",
+        content_type="application/json",
+        data={"external_id": "during", "contacts": notification_contacts(1, start=500)},
+        HTTP_X_BILLING_API_KEY=tenant.raw_key,
+    )
+    status = tenant.client.get(
+        f"/api/v1/billing/queue/{body['queue_id']}/status", HTTP_X_BILLING_API_KEY=tenant.raw_key
+    )
     assert (send.status_code, status.status_code) == (503, 503), (send.content, status.content)
     assert send.json()["error"]["code"] == "service_unavailable" and int(send["Retry-After"]) >= 1
     time.sleep(2)  # a send already past its pace check when Redis went may still land
@@ -49,8 +55,12 @@ def test_redis_stopped_mid_queue_no_500_no_duplicate_pace_held(private_redis, pi
     assert consumer.process.poll() is None, "the consumer must wait, not crash"
 
     private_redis.start()  # back, and empty: no pace key, no holds
-    queue = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "completed" and q, timeout=60,
-                       what="the queue completes after Redis is back", alive=[consumer])
+    queue = wait_until(
+        lambda: (q := tenant.queue(body["queue_id"])).status == "completed" and q,
+        timeout=60,
+        what="the queue completes after Redis is back",
+        alive=[consumer],
+    )
     assert queue.sent_count == 20
     numbers = Counter(m["number"] for m in tenant.messages())
     assert len(numbers) == 20 and set(numbers.values()) == {1}

@@ -1,5 +1,6 @@
 """In-process dispatch: the consumer's engine (scheduler + runner) driven from the test thread,
 against the real database, Redis and the sandbox; no broker, no threads."""
+
 from __future__ import annotations
 
 import threading
@@ -11,10 +12,16 @@ from apps.billing.dispatch.engine import DispatchEngine, QueueRun, run_queue_her
 from ..pipeline.conftest import pipeline_tenant, purge_broker  # noqa: F401  (shared fixtures)
 
 
-def make_engine(*, holder: str = "test-consumer", stop_event: threading.Event | None = None,
-                republished: list | None = None) -> DispatchEngine:
-    return DispatchEngine(holder=holder, threads=1, max_queues=100, stop_event=stop_event or threading.Event(),
-                          republish=(republished.append if republished is not None else None))
+def make_engine(
+    *, holder: str = "test-consumer", stop_event: threading.Event | None = None, republished: list | None = None
+) -> DispatchEngine:
+    return DispatchEngine(
+        holder=holder,
+        threads=1,
+        max_queues=100,
+        stop_event=stop_event or threading.Event(),
+        republish=(republished.append if republished is not None else None),
+    )
 
 
 def run_queue(queue_id: str, *, timeout: float = 60.0) -> QueueRun:

@@ -1,4 +1,5 @@
 """Consumer processes heartbeat in PostgreSQL; a silent one's queues are found in seconds."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -52,7 +53,9 @@ def test_orphaned_queues_are_those_of_dead_or_unknown_holders(tenant, settings):
     alive, dead = claimed(tenant, "alive:1:a"), claimed(tenant, "dead:2:b")
     unknown_old, unknown_new = claimed(tenant, "ghost:3:c"), claimed(tenant, "ghost:4:d")
     consumer_registry.heartbeat("alive:1:a", held=[str(alive.pk)], started_at=now)
-    ConsumerProcess.objects.create(id="dead:2:b", hostname="h", pid=2, started_at=now, last_seen_at=now - timedelta(seconds=31))
+    ConsumerProcess.objects.create(
+        id="dead:2:b", hostname="h", pid=2, started_at=now, last_seen_at=now - timedelta(seconds=31)
+    )
     BillingQueue.objects.filter(pk=unknown_old.pk).update(last_heartbeat=now - timedelta(seconds=31))
     orphans = dict(consumer_registry.orphaned_queues())
     assert orphans == {str(dead.pk): "dead:2:b", str(unknown_old.pk): "ghost:3:c"}
@@ -62,7 +65,9 @@ def test_orphaned_queues_are_those_of_dead_or_unknown_holders(tenant, settings):
 def test_a_dead_holders_queue_is_released_once_and_its_row_forgotten_after(tenant):
     now = timezone.now()
     queue = claimed(tenant, "dead:2:b")
-    ConsumerProcess.objects.create(id="dead:2:b", hostname="h", pid=2, started_at=now, last_seen_at=now - timedelta(hours=1))
+    ConsumerProcess.objects.create(
+        id="dead:2:b", hostname="h", pid=2, started_at=now, last_seen_at=now - timedelta(hours=1)
+    )
     assert consumer_registry.forget_dead_consumers() == 0, "it still holds a queue"
     assert queue_lease.release_stale(queue.pk, now, holder="dead:2:b")
     assert not queue_lease.release_stale(queue.pk, now, holder="dead:2:b"), "a duplicate changes nothing"

@@ -1,5 +1,6 @@
 """The queue runner stepped in-process against the sandbox: statements per message, fencing,
 stale release, waits that hold nothing, outcomes written with their callbacks."""
+
 from __future__ import annotations
 
 import threading
@@ -65,8 +66,9 @@ def test_stale_release_leaves_the_in_flight_contact_unconfirmed_and_frees_the_re
     assert first.rendered_message == "Olá" and first.send_started_at is not None, "what reconciliation searches for"
     queue = BillingQueue.objects.get(pk=body["queue_id"])
     assert queue.status == "pending" and queue.failed_count == 0 and queue.lease_token is None
-    assert set(BillingContact.objects.filter(queue_id=queue.pk, status="pending")
-               .values_list("claim_token", flat=True)) == {None}
+    assert set(
+        BillingContact.objects.filter(queue_id=queue.pk, status="pending").values_list("claim_token", flat=True)
+    ) == {None}
     assert not queue_lease.record_sent(lease, first, provider_message_id="x", rendered="y")
 
 
@@ -86,7 +88,8 @@ def test_pause_from_the_api_stops_the_runner_before_the_next_send(tenant):
     assert result.outcome == "stopped" and result.sent == 0
     assert tenant.messages() == []
     assert set(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", "claim_token")) == {
-        ("pending", None)}, "the claimed contacts went back unsent"
+        ("pending", None)
+    }, "the claimed contacts went back unsent"
 
 
 def test_a_phone_opted_out_while_the_queue_runs_is_skipped_not_sent(tenant):
@@ -129,7 +132,8 @@ def test_receipts_that_beat_the_outcome_write_are_applied_by_the_worker(tenant, 
 
     def receipt_first(lease, contact, *, provider_message_id, **kwargs):
         early = delivery_status.apply_provider_status(
-            tenant_id=contact.tenant_id, provider_message_id=provider_message_id, provider_status=next(receipts))
+            tenant_id=contact.tenant_id, provider_message_id=provider_message_id, provider_status=next(receipts)
+        )
         assert early == "unknown_message"  # kept for later: the contact does not know its id yet
         return real_record_sent(lease, contact, provider_message_id=provider_message_id, **kwargs)
 
@@ -193,7 +197,8 @@ def test_an_interrupted_contact_counts_nowhere_until_it_is_settled(tenant):
     from apps.billing.models import BillingConfig, BillingTemplateVariation, CallbackDelivery
 
     BillingConfig.objects.filter(tenant=tenant.tenant).update(
-        callback_url="https://erp.example.com/hooks/billing", callback_contact_events=True)
+        callback_url="https://erp.example.com/hooks/billing", callback_contact_events=True
+    )
     body = tenant.send("notification", notification_contacts(2))
     lease = queue_lease.claim_queue(body["queue_id"], "crashed")
     first, _ = queue_lease.claim_contacts(lease, 10)
@@ -215,8 +220,9 @@ def _sending_contact(tenant, body) -> tuple:
     lease = queue_lease.claim_queue(body["queue_id"], "lock-order")
     [contact] = queue_lease.claim_contacts(lease, 10)
     assert queue_lease.start_sending(lease, contact, text="Olá")
-    chat = OutboundChat(tenant_id=tenant.tenant.pk, instance_id=tenant.instance.pk, phone=contact.phone,
-                        contact_name=contact.name)
+    chat = OutboundChat(
+        tenant_id=tenant.tenant.pk, instance_id=tenant.instance.pk, phone=contact.phone, contact_name=contact.name
+    )
     return lease, contact, chat
 
 
@@ -224,8 +230,9 @@ def _wait_for_a_lock_wait(session) -> None:
     """Until some backend of this database waits for a row lock (the statement under test)."""
     for _ in range(200):
         session.execute("SELECT pg_stat_clear_snapshot()")  # inside a transaction it would not move
-        if session.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                           "AND datname = current_database()").fetchone()[0]:
+        if session.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ).fetchone()[0]:
             return
         time.sleep(0.01)
     raise AssertionError("nothing waited for a lock")
@@ -242,8 +249,9 @@ def test_the_outcome_write_takes_the_variation_before_the_conversation_like_a_re
 
     body = tenant.send("notification", notification_contacts(1))
     lease, contact, chat = _sending_contact(tenant, body)
-    conversation = Conversation.objects.create(tenant=tenant.tenant, instance=tenant.instance,
-                                               contact_phone=contact.phone)  # an earlier exchange
+    conversation = Conversation.objects.create(
+        tenant=tenant.tenant, instance=tenant.instance, contact_phone=contact.phone
+    )  # an earlier exchange
     other = connections.create_connection("default")
     other.ensure_connection()
     session = other.connection
@@ -252,9 +260,10 @@ def test_the_outcome_write_takes_the_variation_before_the_conversation_like_a_re
 
     def write() -> None:
         try:
-            outcome["recorded"] = queue_lease.record_sent(lease, contact, provider_message_id="3EB0LOCKORDER",
-                                                         rendered="Olá", chat=chat)
-        except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+            outcome["recorded"] = queue_lease.record_sent(
+                lease, contact, provider_message_id="3EB0LOCKORDER", rendered="Olá", chat=chat
+            )
+        except Exception as exc:
             outcome["error"] = exc
         finally:
             connection.close()
@@ -266,8 +275,10 @@ def test_the_outcome_write_takes_the_variation_before_the_conversation_like_a_re
         _wait_for_a_lock_wait(session)
         session.execute("SAVEPOINT probe")
         try:
-            session.execute("SELECT id FROM billing_billingtemplatevariation WHERE id = %s FOR UPDATE NOWAIT",
-                            [contact.variation_id])
+            session.execute(
+                "SELECT id FROM billing_billingtemplatevariation WHERE id = %s FOR UPDATE NOWAIT",
+                [contact.variation_id],
+            )
             variation_taken_first = False
         except psycopg.errors.LockNotAvailable:
             variation_taken_first = True
@@ -333,8 +344,9 @@ def test_the_hours_are_judged_for_the_instant_the_message_leaves(pipeline_tenant
     tenant = pipeline_tenant()
     tenant.configure(messages_per_minute=60000)
     due = (date.today() - timedelta(days=3)).isoformat()
-    body = tenant.send("overdue", [{"phone": "+55 21 98100-0001", "name": "Devedor", "due_date": due,
-                                    "amount": "120.50"}])
+    body = tenant.send(
+        "overdue", [{"phone": "+55 21 98100-0001", "name": "Devedor", "due_date": due, "amount": "120.50"}]
+    )
     engine = make_engine()
     runner = engine.claim(body["queue_id"])
     closing = timezone.now() + timedelta(seconds=queue_runner.SEND_MARGIN / 2)
@@ -365,13 +377,15 @@ def test_a_callback_that_cannot_be_written_never_costs_the_outcome(tenant, monke
     from apps.billing.services import callbacks, delivery_status
 
     BillingConfig.objects.filter(tenant=tenant.tenant).update(
-        callback_url="https://erp.example.com/hooks/billing", callback_contact_events=True)
+        callback_url="https://erp.example.com/hooks/billing", callback_contact_events=True
+    )
     body = tenant.send("notification", notification_contacts(2))
     real_record_sent = queue_lease.record_sent
 
     def receipt_first(lease, contact, *, provider_message_id, **kwargs):
-        delivery_status.apply_provider_status(tenant_id=contact.tenant_id, provider_message_id=provider_message_id,
-                                              provider_status="DELIVERY_ACK")
+        delivery_status.apply_provider_status(
+            tenant_id=contact.tenant_id, provider_message_id=provider_message_id, provider_status="DELIVERY_ACK"
+        )
         return real_record_sent(lease, contact, provider_message_id=provider_message_id, **kwargs)
 
     outcomes = []

@@ -2,6 +2,7 @@
 id when the provider has it, goes back to sending only when the provider provably never got
 it, and fails as `outcome_unknown` when nothing proves either within the window. Nobody gets a
 message twice."""
+
 from __future__ import annotations
 
 import time
@@ -62,8 +63,9 @@ def test_an_answer_that_may_mean_sent_is_settled_from_the_providers_store(tenant
     assert set(sandbox_counts(tenant).values()) == {1} and len(sandbox_counts(tenant)) == 3
     queue = BillingQueue.objects.get(pk=body["queue_id"])
     assert (queue.sent_count, queue.failed_count) == (3, 0)
-    assert {c.provider_message_id for c in contacts} == {m["id"] for m in tenant.messages()}, \
+    assert {c.provider_message_id for c in contacts} == {m["id"] for m in tenant.messages()}, (
         "the reconciled contact carries the provider's own id: its receipts match"
+    )
 
 
 def test_an_interrupted_send_the_provider_has_ends_sent_with_its_id_and_is_not_sent_again(tenant):
@@ -75,8 +77,11 @@ def test_an_interrupted_send_the_provider_has_ends_sent_with_its_id_and_is_not_s
     assert contact.status == "sent" and contact.provider_message_id and contact.message_id
     assert sandbox_counts(tenant)[contact.phone.lstrip("+")] == 1, "reconciled, never re-sent"
     assert len(sandbox_counts(tenant)) == 3
-    events = [item for batch in CallbackDelivery.objects.filter(queue_id=body["queue_id"], event="contact.batch")
-              for item in batch.payload["data"]["events"]]
+    events = [
+        item
+        for batch in CallbackDelivery.objects.filter(queue_id=body["queue_id"], event="contact.batch")
+        for item in batch.payload["data"]["events"]
+    ]
     settled = [e for e in events if e["contact_id"] == contact.pk]
     assert [(e["type"], e.get("reconciled")) for e in settled] == [("contact.sent", True)]
 
@@ -126,9 +131,13 @@ def test_the_providers_echo_settles_a_contact_at_once_even_when_it_arrived_first
         assert queue_lease.start_sending(lease, contact, text=f"Texto {contact.pk}")
 
     def echo(contact, message_id):
-        payload = envelope(SEND_MESSAGE_V2, tenant.instance, key={
-            "remoteJid": f"{contact.phone.lstrip('+')}@s.whatsapp.net", "fromMe": True, "id": message_id},
-            message={"conversation": f"Texto {contact.pk}"}, messageTimestamp=int(time.time()))
+        payload = envelope(
+            SEND_MESSAGE_V2,
+            tenant.instance,
+            key={"remoteJid": f"{contact.phone.lstrip('+')}@s.whatsapp.net", "fromMe": True, "id": message_id},
+            message={"conversation": f"Texto {contact.pk}"},
+            messageTimestamp=int(time.time()),
+        )
         return handle_event(instance=tenant.instance, payload=payload)
 
     assert echo(first, "3EB0ECHOFIRST1") != "reconciled", "still sending: the echo is only remembered"
@@ -139,8 +148,9 @@ def test_the_providers_echo_settles_a_contact_at_once_even_when_it_arrived_first
     summary = reconciliation.reconcile_due(queue_id=body["queue_id"])
     first.refresh_from_db()
     assert summary.sent == 1 and (first.status, first.provider_message_id) == ("sent", "3EB0ECHOFIRST1")
-    assert len(tenant.sandbox.requests(tenant.instance.instance_name, path="findMessages")) == 0, \
+    assert len(tenant.sandbox.requests(tenant.instance.instance_name, path="findMessages")) == 0, (
         "the remembered echo answered: no provider look-up"
+    )
 
 
 def test_a_send_stranded_in_a_paused_queue_is_swept_and_settled_by_a_control_message(tenant):
@@ -175,5 +185,6 @@ def test_a_cancelled_queues_contact_the_provider_never_got_ends_cancelled(tenant
     assert reconciliation.reconcile_due(queue_id=body["queue_id"]).retried == 1
     contact.refresh_from_db()
     assert (contact.status, contact.error_code) == ("cancelled", "cancelled")
-    assert not BillingContact.objects.filter(queue_id=body["queue_id"], status__in=["pending", "sending",
-                                                                                    "unconfirmed"]).exists()
+    assert not BillingContact.objects.filter(
+        queue_id=body["queue_id"], status__in=["pending", "sending", "unconfirmed"]
+    ).exists()

@@ -1,4 +1,5 @@
 """The scheduler's rules, with a clock the test moves: no threads, no sleeps, no database."""
+
 from __future__ import annotations
 
 import threading

@@ -1,6 +1,7 @@
 """What a step does when the provider or Redis pushes back: waits are instants returned to the
 scheduler (the queue holds nothing meanwhile), provider holds are per number and visible,
 every provider answer counts toward max_attempts, and the pace survives Redis losing it."""
+
 from __future__ import annotations
 
 import time
@@ -99,8 +100,9 @@ def test_the_pace_survives_redis_losing_it(pipeline_tenant):
 
 def test_a_provider_failing_while_it_says_open_ends_every_contact_within_max_attempts(tenant):
     tenant.configure(max_attempts=3, retry_backoff_seconds=1)
-    tenant.sandbox.configure(tenant.instance.instance_name, failure_rate=1.0, failure_status=500,
-                             failure_message="Internal Server Error")
+    tenant.sandbox.configure(
+        tenant.instance.instance_name, failure_rate=1.0, failure_status=500, failure_message="Internal Server Error"
+    )
     body = tenant.send("notification", notification_contacts(2))
     result = run_queue(body["queue_id"], timeout=60)
     assert result.outcome == "completed"

@@ -1,5 +1,6 @@
 """Number-health fixtures: pipeline tenants (a fresh number unless said otherwise), its tenant's
 health settings, and the in-process runner of the dispatch tests."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,6 +1,7 @@
 """Automatic protection in-process: too many "not on WhatsApp" answers, a logout, a lost session
 found by a health check. Each pauses the number's queues with the reason, records
 `number.protected`, and recovery leaves them paused until a person clears it."""
+
 from __future__ import annotations
 
 import pytest
@@ -56,8 +57,9 @@ def test_too_many_not_on_whatsapp_answers_protect_the_number_until_a_person_clea
 def test_a_protected_number_stops_its_other_queues_at_their_first_step(pipeline_tenant):
     tenant = pipeline_tenant()
     instance = instance_of(tenant)
-    WhatsAppInstance.objects.filter(pk=instance.pk).update(protected_reason="logged out (test)",
-                                                          protected_since=instance.created_at)
+    WhatsAppInstance.objects.filter(pk=instance.pk).update(
+        protected_reason="logged out (test)", protected_since=instance.created_at
+    )
     body = tenant.send("notification", notification_contacts(3))
 
     result = run_queue(body["queue_id"])
@@ -66,10 +68,11 @@ def test_a_protected_number_stops_its_other_queues_at_their_first_step(pipeline_
     assert tenant.queue(body["queue_id"]).pause_reason == "instance_down: number_protected: logged out (test)"
 
 
-def test_a_logout_webhook_protects_the_number_and_its_queues_stay_paused(pipeline_tenant, evolution_sandbox,
-                                                                         live_server):
-    from apps.billing.services.webhook_setup import configure_instance_webhook
+def test_a_logout_webhook_protects_the_number_and_its_queues_stay_paused(
+    pipeline_tenant, evolution_sandbox, live_server
+):
     from apps.billing.services import queue_lease
+    from apps.billing.services.webhook_setup import configure_instance_webhook
 
     tenant = pipeline_tenant()
     BillingConfig.objects.filter(tenant=tenant.tenant).update(callback_url=HOOK)
@@ -91,8 +94,9 @@ def test_a_logout_webhook_protects_the_number_and_its_queues_stay_paused(pipelin
     assert tenant.queue(body["queue_id"]).status == "instance_down"
 
 
-def test_a_health_check_finding_a_paired_waha_session_lost_protects_the_number(make_sandbox_whatsapp_instance,
-                                                                               evolution_sandbox):
+def test_a_health_check_finding_a_paired_waha_session_lost_protects_the_number(
+    make_sandbox_whatsapp_instance, evolution_sandbox
+):
     instance = make_sandbox_whatsapp_instance(provider="waha")
     record_health(instance, client_for(instance).check_health())  # WORKING: now paired
     assert instance_of_pk(instance.pk).paired_at is not None
@@ -122,7 +126,10 @@ def test_an_unsigned_waha_webhook_cannot_protect_a_number(make_sandbox_whatsapp_
     instance = make_sandbox_whatsapp_instance(provider="waha")
     path = reverse("billing:waha-webhook", kwargs={"token": instance.webhook_secret})
 
-    response = Client().post(path, data=b'{"event": "session.status", "session": "x", "payload": {"status": "FAILED"}}',
-                             content_type="application/json")
+    response = Client().post(
+        path,
+        data=b'{"event": "session.status", "session": "x", "payload": {"status": "FAILED"}}',
+        content_type="application/json",
+    )
 
     assert response.status_code == 401 and not instance_of_pk(instance.pk).is_protected

@@ -2,6 +2,7 @@
 day (the tenant's zone) saying why, resumes by itself then, and the ETA counts the cap. Runs the
 real runner in-process against the sandbox, the database and Redis; the day moves with
 time-machine."""
+
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
@@ -48,8 +49,12 @@ def test_a_new_number_stops_at_its_day_0_cap_and_resumes_the_next_day(fresh_tena
     assert datetime.fromisoformat(status(fresh_tenant, body["queue_id"])["eta"]) >= next_midnight(tz)
 
     with time_machine.travel(next_midnight(tz) + timedelta(minutes=1), tick=True):
-        assert control.resume(BillingMessage(type="resume", queue_id=body["queue_id"],
-                                             tenant_id=str(fresh_tenant.tenant.pk))) == 1
+        assert (
+            control.resume(
+                BillingMessage(type="resume", queue_id=body["queue_id"], tenant_id=str(fresh_tenant.tenant.pk))
+            )
+            == 1
+        )
         result = run_queue(body["queue_id"])
 
     assert result.outcome == "completed" and len(fresh_tenant.messages()) == 25
@@ -93,7 +98,9 @@ def test_a_skipped_warm_up_has_no_cap(fresh_tenant, django_user_model):
 
     instance.refresh_from_db()
     assert (instance.warmup_skipped_by, instance.warmup_skip_reason) == (
-        user, "migrated from the old bot, two years of history")
+        user,
+        "migrated from the old bot, two years of history",
+    )
     assert not skip_warm_up(instance=instance, user=user, reason="again")  # once
 
 
@@ -106,14 +113,17 @@ def test_the_default_schedule_grows_with_the_numbers_age():
     assert caps == [20, 20, 50, 50, 100, 100, 200, 200, None, None]
 
 
-@pytest.mark.parametrize("steps,uncapped,message", [
-    ([], 31, "at least one step"),
-    ([[1, 20]], 31, "start at day 0"),
-    ([[0, 20], [0, 30]], 31, "strictly up"),
-    ([[0, 0]], 31, "at least 1"),
-    ([[0, 20], [40, 50]], 31, "after the last step"),
-    ([[0, "20"]], 31, "whole numbers"),
-])
+@pytest.mark.parametrize(
+    "steps,uncapped,message",
+    [
+        ([], 31, "at least one step"),
+        ([[1, 20]], 31, "start at day 0"),
+        ([[0, 20], [0, 30]], 31, "strictly up"),
+        ([[0, 0]], 31, "at least 1"),
+        ([[0, 20], [40, 50]], 31, "after the last step"),
+        ([[0, "20"]], 31, "whole numbers"),
+    ],
+)
 def test_a_bad_schedule_is_refused_with_a_reason(steps, uncapped, message):
     with pytest.raises(ValueError, match=message):
         WarmUpSchedule.from_steps(steps, uncapped_from_day=uncapped)
@@ -132,20 +142,25 @@ def test_the_eta_counts_the_cap_day_by_day():
     warm_up = WarmUp(started_on=start.date(), skipped=False, schedule=SCHEDULE)
 
     # 45 messages at 60 a minute: 5 more today (15 already sent), 20 on day 1, 20 on day 2.
-    eta = estimate_completion(start=start, messages=45, messages_per_minute=60,
-                              daily_cap=DailyCapPlan(warm_up=warm_up, tz=tz, sent_today=15))
+    eta = estimate_completion(
+        start=start, messages=45, messages_per_minute=60, daily_cap=DailyCapPlan(warm_up=warm_up, tz=tz, sent_today=15)
+    )
     assert eta == datetime(2026, 12, 9, 0, 0, 20, tzinfo=tz)
     # uncapped: 45 seconds
     assert estimate_completion(start=start, messages=45, messages_per_minute=60) == start + timedelta(seconds=45)
     # a number past its warm-up: the pace alone
     old = WarmUp(started_on=start.date() - timedelta(days=60), skipped=False, schedule=SCHEDULE)
-    assert estimate_completion(start=start, messages=45, messages_per_minute=60,
-                               daily_cap=DailyCapPlan(warm_up=old, tz=tz, sent_today=0)) == start + timedelta(seconds=45)
+    assert estimate_completion(
+        start=start, messages=45, messages_per_minute=60, daily_cap=DailyCapPlan(warm_up=old, tz=tz, sent_today=0)
+    ) == start + timedelta(seconds=45)
 
 
 def test_the_quota_key_is_the_physical_number_and_its_local_day():
-    quota = NumberQuota(number_key=number_key("http://evo/", "main"), tz=timezone.get_default_timezone(),
-                        instance_ids=(1,), warm_up=WarmUp(started_on=datetime(2026, 1, 1).date(), skipped=True,
-                                                          schedule=SCHEDULE))
+    quota = NumberQuota(
+        number_key=number_key("http://evo/", "main"),
+        tz=timezone.get_default_timezone(),
+        instance_ids=(1,),
+        warm_up=WarmUp(started_on=datetime(2026, 1, 1).date(), skipped=True, schedule=SCHEDULE),
+    )
     assert number_key("http://evo", "main") == number_key("http://evo/", "main") != number_key("http://evo", "x")
     assert quota.take(timezone.now()).cap is None  # skipped: not even counted

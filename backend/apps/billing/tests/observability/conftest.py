@@ -1,5 +1,6 @@
 """Fixtures for the observability tests: tenants with keys (the API tests' builder), queues, and
 an isolated progress throttle."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,7 +43,8 @@ def pipeline_tenant(transactional_db, make_sandbox_whatsapp_instance, evolution_
     from apps.billing.tests.pipeline.conftest import PipelineTenant
 
     def make(messages_per_minute: int = 600, **options: Any) -> PipelineTenant:
-        return PipelineTenant(make_sandbox_whatsapp_instance(), evolution_sandbox,
-                              messages_per_minute=messages_per_minute, **options)
+        return PipelineTenant(
+            make_sandbox_whatsapp_instance(), evolution_sandbox, messages_per_minute=messages_per_minute, **options
+        )
 
     return make

@@ -1,4 +1,5 @@
 """The billing metrics record what the helpers are told, with bounded labels, and never raise."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,10 +21,12 @@ class TestSendMetrics:
         before_count = sample("billing_send_duration_seconds_count", tenant_id="all", template_type="overdue")
         before_instance = sample("billing_instance_sends_total", instance_id="77")
         metrics.observe_send("tenant-uuid", "overdue", "sent", 0.42, instance_id=77)
-        assert sample("billing_messages_sent_total", tenant_id="all", template_type="overdue",
-                      status="sent") == before + 1
-        assert sample("billing_send_duration_seconds_count", tenant_id="all",
-                      template_type="overdue") == before_count + 1
+        assert (
+            sample("billing_messages_sent_total", tenant_id="all", template_type="overdue", status="sent") == before + 1
+        )
+        assert (
+            sample("billing_send_duration_seconds_count", tenant_id="all", template_type="overdue") == before_count + 1
+        )
         assert sample("billing_instance_sends_total", instance_id="77") == before_instance + 1
 
     def test_the_tenant_label_is_a_setting(self, settings):

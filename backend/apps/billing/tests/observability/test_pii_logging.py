@@ -7,6 +7,7 @@ message texts, the API key (and its secret part), the instance's provider key an
 global key. A second capture runs the formatter with its safety net off, to prove the code
 itself logs none of them: the net is for the day someone forgets, not a licence to forget.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 
 from apps.billing.constants import API_KEY_PREFIX, QueueStatus
+from apps.billing.dispatch.engine import run_queue_here
 from apps.billing.models import BillingContact
 from apps.billing.tests.pipeline.conftest import PipelineTenant
-from apps.billing.dispatch.engine import run_queue_here
 from apps.common.logging import JsonFormatter
 from apps.common.request_id import bind_request_id
 from apps.contacts.utils import normalize_phone
@@ -28,15 +29,21 @@ pytestmark = pytest.mark.slow
 REQUEST_ID = "pii-scan-req-1"
 MESSAGE = "Sua consulta com a Dra Helena está confirmada para amanhã às 14h"
 CONTACTS = [
-    {"phone": "(11) 99876-5432", "name": "Maria Aparecida Souza", "external_id": "p1",
-     "variables": {"message": MESSAGE}},
-    {"phone": "+55 21 98765-4321", "name": "João Pereira Lima", "external_id": "p2",
-     "variables": {"message": MESSAGE + " (sala 3)"}},
-    {"phone": "11 97654-3210", "name": "Ana Beatriz Costa", "external_id": "p3",
-     "variables": {"message": MESSAGE}},
+    {
+        "phone": "(11) 99876-5432",
+        "name": "Maria Aparecida Souza",
+        "external_id": "p1",
+        "variables": {"message": MESSAGE},
+    },
+    {
+        "phone": "+55 21 98765-4321",
+        "name": "João Pereira Lima",
+        "external_id": "p2",
+        "variables": {"message": MESSAGE + " (sala 3)"},
+    },
+    {"phone": "11 97654-3210", "name": "Ana Beatriz Costa", "external_id": "p3", "variables": {"message": MESSAGE}},
     # A landline: refused at ingest (not_mobile); its number must not be logged either.
-    {"phone": "(21) 3333-4444", "name": "Carlos Eduardo Ramos", "external_id": "p4",
-     "variables": {"message": MESSAGE}},
+    {"phone": "(21) 3333-4444", "name": "Carlos Eduardo Ramos", "external_id": "p4", "variables": {"message": MESSAGE}},
 ]
 
 
@@ -75,7 +82,7 @@ def forbidden_strings(tenant: PipelineTenant, sandbox_api_key: str) -> dict[str,
         found[f"raw digits {raw}"] = digits
         try:
             e164 = normalize_phone(raw)
-        except Exception:  # noqa: BLE001 - the landline does not normalise; its raw forms are enough
+        except Exception:
             e164 = "+55" + digits
         found[f"E.164 {raw}"] = e164
         found[f"E.164 digits {raw}"] = e164.lstrip("+")
@@ -89,7 +96,7 @@ def forbidden_strings(tenant: PipelineTenant, sandbox_api_key: str) -> dict[str,
     found["API key"] = tenant.raw_key
     # The secret is what follows the public id; it may itself contain "_" (token_urlsafe), so
     # splitting on the last "_" could leave a one-letter "secret" that every log line contains.
-    found["API key secret"] = tenant.raw_key[len(API_KEY_PREFIX):].partition("_")[2]
+    found["API key secret"] = tenant.raw_key[len(API_KEY_PREFIX) :].partition("_")[2]
     found["instance api key"] = tenant.instance.api_key
     found["sandbox global key"] = sandbox_api_key
     return found
@@ -108,8 +115,10 @@ def test_the_whole_flow_logs_no_phone_name_text_or_key(pipeline_tenant, evolutio
 
     response = tenant.client.post(
         "/api/v1/billing/send/notification",
-        data=json.dumps({"external_id": "pii-1", "contacts": CONTACTS}), content_type="application/json",
-        HTTP_X_BILLING_API_KEY=tenant.raw_key, HTTP_X_REQUEST_ID=REQUEST_ID,
+        data=json.dumps({"external_id": "pii-1", "contacts": CONTACTS}),
+        content_type="application/json",
+        HTTP_X_BILLING_API_KEY=tenant.raw_key,
+        HTTP_X_REQUEST_ID=REQUEST_ID,
     )
     assert response.status_code == 202, response.content[:500]
     assert response["X-Request-ID"] == REQUEST_ID

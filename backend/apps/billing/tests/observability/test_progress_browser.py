@@ -6,6 +6,7 @@ Chromium is Debian's package (`scripts/browser.sh ensure` installs it); the test
 the DevTools protocol with the `websockets` client, so no WebDriver is needed. Without a
 browser the test skips and says how to get one.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,25 @@ from typing import Any
 import pytest
 import requests
 
-from apps.billing.tests.pipeline.conftest import REPO, notification_contacts, subprocess_env, wait_until
+from apps.billing.tests.pipeline.conftest import (
+    REPO,
+    notification_contacts,
+    subprocess_env,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--remote-debugging-port=0",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-port=0",
 ]
 
 
@@ -66,9 +79,25 @@ def web_server(tmp_path, transactional_db) -> Iterator[str]:
     log = open(tmp_path / "uvicorn.log", "wb")
     env = subprocess_env(ALLOWED_HOSTS="127.0.0.1,localhost", SECURE_SSL_REDIRECT="0", LOG_LEVEL="WARNING")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--app-dir", "backend", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--app-dir",
+            "backend",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
 
@@ -126,18 +155,28 @@ def browser(tmp_path) -> Iterator[DevTools]:
     profile = tmp_path / "chromium-profile"
     profile.mkdir()
     log = open(tmp_path / "chromium.log", "wb")
-    process = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     port_file = Path(profile) / "DevToolsActivePort"
     devtools = None
     try:
-        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), timeout=30,
-                   what="Chromium's DevTools port")
+        wait_until(
+            lambda: port_file.exists() and port_file.read_text().strip(), timeout=30, what="Chromium's DevTools port"
+        )
         port = int(port_file.read_text().splitlines()[0])
         targets = wait_until(
-            lambda: [t for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
-                     if t.get("type") == "page"],
-            timeout=15, what="a page target")
+            lambda: [
+                t
+                for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+                if t.get("type") == "page"
+            ],
+            timeout=15,
+            what="a page target",
+        )
         devtools = DevTools(targets[0]["webSocketDebuggerUrl"])
         yield devtools
     finally:
@@ -156,26 +195,29 @@ READ_PAGE = """JSON.stringify({
 })"""
 
 
-def test_the_progress_bar_moves_as_the_sandbox_receives_messages(pipeline_tenant, web_server, browser,
-                                                                 monkeypatch):
+def test_the_progress_bar_moves_as_the_sandbox_receives_messages(pipeline_tenant, web_server, browser, monkeypatch):
+    from apps.billing.dispatch.engine import run_queue_here
     from apps.billing.progress import publish_queue_progress
     from apps.billing.services import queue_lease
-    from apps.billing.dispatch.engine import run_queue_here
 
     tenant = pipeline_tenant(messages_per_minute=120)  # one message every 0.5 s
     body = tenant.send("notification", notification_contacts(6), external_id="browser-1")
     queue_id = body["queue_id"]
 
-    token = requests.post(f"{web_server}/api/v1/billing/queue/{queue_id}/ws-token",
-                          headers={"X-Billing-API-Key": tenant.raw_key}, timeout=10)
+    token = requests.post(
+        f"{web_server}/api/v1/billing/queue/{queue_id}/ws-token",
+        headers={"X-Billing-API-Key": tenant.raw_key},
+        timeout=10,
+    )
     assert token.status_code == 200, token.text
     browser.call("Page.navigate", url=web_server + token.json()["progress_url"])
 
     def page() -> dict[str, Any]:
         return json.loads(browser.evaluate(READ_PAGE) or "{}")
 
-    first = wait_until(lambda: (state := page()).get("status") == "pending" and state, timeout=20,
-                       what="the page's first snapshot")
+    first = wait_until(
+        lambda: (state := page()).get("status") == "pending" and state, timeout=20, what="the page's first snapshot"
+    )
     assert first["bar"] == 0 and first["connection"] == "open"
     assert "token=" not in first["address"]  # the page drops it from the address bar
 

@@ -1,5 +1,6 @@
 """`ws/billing/queues/<id>/`: who may watch (API key header, signed token, nobody else), and that
 what the worker publishes reaches the watchers — through the real ASGI app and Redis layer."""
+
 from __future__ import annotations
 
 import uuid

@@ -4,6 +4,7 @@ The same shape as `channels.testing.WebsocketCommunicator`, built on asgiref's
 `ApplicationCommunicator` (what Channels' class subclasses): importing `channels.testing`
 imports `daphne` (for its live-server test case), which this project does not depend on.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """The suppression list: kept per tenant, checked at ingest in one query, never lifted by the
 CRM sending the contact again, lifted by an admin."""
+
 from __future__ import annotations
 
 import pytest
@@ -102,7 +103,9 @@ def test_ingest_checks_the_list_in_one_query_whatever_the_size(api, django_asser
 
 
 def test_staff_can_add_a_phone_in_any_format_and_it_is_normalised(api, staff_client, tenant):
-    response = staff_client.post("/admin/billing/suppressedphone/add/", {"phone": "(11) 97000-0001", "reason": "pedido por telefone"})
+    response = staff_client.post(
+        "/admin/billing/suppressedphone/add/", {"phone": "(11) 97000-0001", "reason": "pedido por telefone"}
+    )
     assert response.status_code == 302, response.content[:500]
     row = SuppressedPhone.objects.get()
     assert (row.phone, row.source, row.tenant_id) == ("+5511970000001", "admin", tenant.pk)

@@ -3,6 +3,7 @@ database (transactional tests, so the subprocess sees committed rows) and the sa
 
 Every test here runs once per provider (`provider`: the sandbox speaks Evolution or WAHA), so
 the whole path is proven for both in the same run."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,14 @@ from apps.billing.tests.conftest import CREDITOR
 REPO = Path(__file__).resolve().parents[5]
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, what: str = "",
-               alive: list | tuple = ()) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "",
+    alive: list | tuple = (),
+) -> Any:
     """Poll `predicate`; fail early if one of the `alive` processes died."""
     deadline = time.monotonic() + timeout
     while True:
@@ -37,31 +44,46 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, interval:
             return value
         for handle in alive:
             if handle.process.poll() is not None:
-                raise AssertionError(f"process {handle.pid} exited ({handle.process.returncode}): "
-                                     + handle.log_path.read_text(errors="replace")[-3000:])
+                raise AssertionError(
+                    f"process {handle.pid} exited ({handle.process.returncode}): "
+                    + handle.log_path.read_text(errors="replace")[-3000:]
+                )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
 
 
-def wait_started(*handles: "ProcessHandle", timeout: float = 30.0) -> None:
+def wait_started(*handles: ProcessHandle, timeout: float = 30.0) -> None:
     """Until each consumer process has subscribed (its 'billing consumer started' line)."""
     for handle in handles:
-        wait_until(lambda: any(line.get("message") == "billing consumer started" for line in handle.log_lines()),
-                   timeout=timeout, what="consumer started", alive=[handle])
+        wait_until(
+            lambda handle=handle: any(line.get("message") == "billing consumer started" for line in handle.log_lines()),
+            timeout=timeout,
+            what="consumer started",
+            alive=[handle],
+        )
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:
     db = connection.settings_dict
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "REDIS_URL": settings.REDIS_URL, "RABBITMQ_URL": settings.RABBITMQ_URL,
-        "SECRET_KEY": "pipeline-test", "DEBUG": "0", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
-        "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1",
-        "EVOLUTION_RETRY_BACKOFF": "0", "EVOLUTION_CONNECT_TIMEOUT": "2", "EVOLUTION_SEND_DEADLINE": "5",
-        "BILLING_CONSUMER_HEARTBEAT_SECONDS": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "REDIS_URL": settings.REDIS_URL,
+            "RABBITMQ_URL": settings.RABBITMQ_URL,
+            "SECRET_KEY": "pipeline-test",
+            "DEBUG": "0",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONUNBUFFERED": "1",
+            "EVOLUTION_RETRY_BACKOFF": "0",
+            "EVOLUTION_CONNECT_TIMEOUT": "2",
+            "EVOLUTION_SEND_DEADLINE": "5",
+            "BILLING_CONSUMER_HEARTBEAT_SECONDS": "1",
+        }
+    )
     env.pop("TEST_DATABASE_NAME", None)
     env.update(overrides)
     return env
@@ -74,7 +96,11 @@ class ProcessHandle:
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", *args], cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.pid = self.process.pid
@@ -151,9 +177,14 @@ def purge_broker() -> None:
 class PipelineTenant:
     def __init__(self, instance, sandbox_client, *, messages_per_minute: int, hours=ALWAYS_OPEN) -> None:
         result = setup_tenant(
-            name=instance.tenant.name, slug=instance.tenant.slug, evolution_url=instance.base_url,
-            evolution_api_key=instance.api_key, instance_name=instance.name,
-            messages_per_minute=messages_per_minute, business_hours=hours, **CREDITOR,
+            name=instance.tenant.name,
+            slug=instance.tenant.slug,
+            evolution_url=instance.base_url,
+            evolution_api_key=instance.api_key,
+            instance_name=instance.name,
+            messages_per_minute=messages_per_minute,
+            business_hours=hours,
+            **CREDITOR,
         )
         # setup_tenant names the provider instance after ours; point it at the sandbox instance
         result.instance.instance_name, result.instance.provider = instance.instance_name, instance.provider
@@ -175,14 +206,19 @@ class PipelineTenant:
         response = self.client.post(
             f"/api/v1/billing/send/{template_type}",
             data=json.dumps({"external_id": external_id, "contacts": contacts, **body}),
-            content_type="application/json", HTTP_X_BILLING_API_KEY=self.raw_key,
+            content_type="application/json",
+            HTTP_X_BILLING_API_KEY=self.raw_key,
         )
         assert response.status_code == 202, response.content[:500]
         return response.json()
 
     def control(self, queue_id: str, action: str):
-        return self.client.post(f"/api/v1/billing/queue/{queue_id}/control", data={"action": action},
-                                format="json", HTTP_X_BILLING_API_KEY=self.raw_key)
+        return self.client.post(
+            f"/api/v1/billing/queue/{queue_id}/control",
+            data={"action": action},
+            format="json",
+            HTTP_X_BILLING_API_KEY=self.raw_key,
+        )
 
     def queue(self, queue_id: str) -> BillingQueue:
         return BillingQueue.objects.get(pk=queue_id)
@@ -193,16 +229,28 @@ class PipelineTenant:
 
 
 @pytest.fixture
-def pipeline_tenant(transactional_db, make_sandbox_whatsapp_instance, evolution_sandbox,
-                    purge_broker) -> Callable[..., PipelineTenant]:
+def pipeline_tenant(
+    transactional_db, make_sandbox_whatsapp_instance, evolution_sandbox, purge_broker
+) -> Callable[..., PipelineTenant]:
     def make(messages_per_minute: int = 600, warmed_up: bool = True, **options: Any) -> PipelineTenant:
         """`warmed_up=False`: a brand-new number, under its warm-up cap from day 0."""
-        return PipelineTenant(make_sandbox_whatsapp_instance(warmed_up=warmed_up), evolution_sandbox,
-                              messages_per_minute=messages_per_minute, **options)
+        return PipelineTenant(
+            make_sandbox_whatsapp_instance(warmed_up=warmed_up),
+            evolution_sandbox,
+            messages_per_minute=messages_per_minute,
+            **options,
+        )
 
     return make
 
 
 def notification_contacts(n: int, start: int = 0) -> list[dict]:
-    return [{"phone": f"+55 11 9{6000_0000 + start + i:08d}", "name": f"Cliente {start + i}",
-             "external_id": f"c{start + i}", "variables": {"message": "Aviso de teste."}} for i in range(n)]
+    return [
+        {
+            "phone": f"+55 11 9{6000_0000 + start + i:08d}",
+            "name": f"Cliente {start + i}",
+            "external_id": f"c{start + i}",
+            "variables": {"message": "Aviso de teste."},
+        }
+        for i in range(n)
+    ]

@@ -1,5 +1,6 @@
 """The three control queues carry real work: the periodic process publishes one message per thing
 to act on, a real consumer acts on it, and a duplicate message changes nothing."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -9,7 +10,13 @@ import pytest
 from django.utils import timezone
 
 from apps.billing.constants import QueueStatus
-from apps.billing.models import BillingConfig, BillingContact, BillingQueue, CallbackDelivery, ConsumerProcess
+from apps.billing.models import (
+    BillingConfig,
+    BillingContact,
+    BillingQueue,
+    CallbackDelivery,
+    ConsumerProcess,
+)
 from apps.billing.services import periodic
 
 from .conftest import health_check_path, notification_contacts, wait_started, wait_until
@@ -49,8 +56,10 @@ def test_a_resume_message_resumes_the_queue_once_and_it_is_sent(pipeline_tenant,
     body = tenant.send("notification", notification_contacts(3), scheduled_for=later())
     # As if it had paused at closing time and its next opening has come.
     BillingQueue.objects.filter(pk=body["queue_id"]).update(
-        status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at=timezone.now() - timedelta(seconds=1),
-        scheduled_for=None)
+        status=QueueStatus.PAUSED_BUSINESS_HOURS,
+        next_resume_at=timezone.now() - timedelta(seconds=1),
+        scheduled_for=None,
+    )
     assert publish_twice(periodic.publish_due_resumes) == 2
     wait_until(completed(tenant, body["queue_id"]), timeout=30, what="resumed and sent", alive=[consumer])
     assert len(tenant.messages()) == 3
@@ -64,12 +73,20 @@ def test_a_recovery_message_checks_the_instance_and_resumes_its_queues_once(pipe
     BillingConfig.objects.filter(tenant=tenant.tenant).update(callback_url=HOOK)
     tenant.sandbox.set_state(tenant.instance.instance_name, "close")
     body = tenant.send("notification", notification_contacts(2))
-    wait_until(lambda: tenant.queue(body["queue_id"]).status == "instance_down", timeout=30,
-               what="instance down", alive=[consumer])
+    wait_until(
+        lambda: tenant.queue(body["queue_id"]).status == "instance_down",
+        timeout=30,
+        what="instance down",
+        alive=[consumer],
+    )
     assert publish_twice(periodic.publish_recovery_checks) == 2
     checks = health_check_path(tenant.instance.provider)
-    wait_until(lambda: len(tenant.sandbox.requests(tenant.instance.instance_name, path=checks)) >= 3,
-               timeout=30, what="both checks ran", alive=[consumer])
+    wait_until(
+        lambda: len(tenant.sandbox.requests(tenant.instance.instance_name, path=checks)) >= 3,
+        timeout=30,
+        what="both checks ran",
+        alive=[consumer],
+    )
     assert tenant.queue(body["queue_id"]).status == "instance_down", "still closed: nothing resumes"
     tenant.sandbox.set_state(tenant.instance.instance_name, "open")
     periodic.recently_published.clear()
@@ -86,18 +103,29 @@ def test_a_stale_message_releases_a_dead_consumers_queue_once(pipeline_tenant, s
     tenant = pipeline_tenant()
     body = tenant.send("notification", notification_contacts(4), scheduled_for=later())
     gone = "dead-host:4242:abcdef"
-    ConsumerProcess.objects.create(id=gone, hostname="dead-host", pid=4242, started_at=timezone.now(),
-                                   last_seen_at=timezone.now() - timedelta(minutes=5))
+    ConsumerProcess.objects.create(
+        id=gone,
+        hostname="dead-host",
+        pid=4242,
+        started_at=timezone.now(),
+        last_seen_at=timezone.now() - timedelta(minutes=5),
+    )
     BillingQueue.objects.filter(pk=body["queue_id"]).update(
-        status=QueueStatus.RUNNING, processing_by=gone, lease_token="00000000-0000-0000-0000-000000000001",
-        last_heartbeat=timezone.now(), scheduled_for=None)
+        status=QueueStatus.RUNNING,
+        processing_by=gone,
+        lease_token="00000000-0000-0000-0000-000000000001",
+        last_heartbeat=timezone.now(),
+        scheduled_for=None,
+    )
     contact = BillingContact.objects.filter(queue_id=body["queue_id"]).order_by("pk").first()
     BillingContact.objects.filter(pk=contact.pk).update(  # in flight when it died; the provider never got it
-        status="sending", attempts=1, rendered_message="Aviso de teste.",
-        send_started_at=timezone.now() - timedelta(minutes=10))
+        status="sending",
+        attempts=1,
+        rendered_message="Aviso de teste.",
+        send_started_at=timezone.now() - timedelta(minutes=10),
+    )
     assert publish_twice(periodic.publish_stale_checks) == 2
-    wait_until(completed(tenant, body["queue_id"]), timeout=60, what="released, reconciled and sent",
-               alive=[consumer])
+    wait_until(completed(tenant, body["queue_id"]), timeout=60, what="released, reconciled and sent", alive=[consumer])
     queue = tenant.queue(body["queue_id"])
     # Released once; its in-flight contact was provably never received (the provider keeps the
     # other messages we sent) and was sent once, so nothing is lost and nothing doubled.

@@ -2,10 +2,12 @@
 server), per provider: a brand-new number stops at its day's cap, saying so; a logout the
 provider reports pauses the number's queues with the reason, and they stay paused through
 recovery cycles, even once the number is paired again, until a person clears it."""
+
 from __future__ import annotations
 
 import time
-from datetime import datetime, time as clock, timedelta
+from datetime import datetime, timedelta
+from datetime import time as clock
 
 import pytest
 from django.utils import timezone
@@ -24,17 +26,23 @@ def test_a_new_number_stops_at_its_daily_cap_and_says_so(pipeline_tenant, start_
     consumer = start_process("run_billing_consumer", "--concurrency", "1")
     body = tenant.send("notification", notification_contacts(5))
 
-    queue = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "paused_business_hours" and q,
-                       timeout=60, what="paused at the cap", alive=[consumer])
+    queue = wait_until(
+        lambda: (q := tenant.queue(body["queue_id"])).status == "paused_business_hours" and q,
+        timeout=60,
+        what="paused at the cap",
+        alive=[consumer],
+    )
 
     assert queue.pause_reason.startswith("daily_cap: 3/3 messages sent today through this number (warm-up day 0)")
-    tomorrow = datetime.combine(timezone.now().astimezone(tenant.tenant.tzinfo).date() + timedelta(days=1), clock.min,
-                                tenant.tenant.tzinfo)
+    tomorrow = datetime.combine(
+        timezone.now().astimezone(tenant.tenant.tzinfo).date() + timedelta(days=1), clock.min, tenant.tenant.tzinfo
+    )
     assert queue.next_resume_at == tomorrow and queue.sent_count == 3
     time.sleep(1.5)
     assert len(tenant.messages()) == 3, "sent past the day's cap"
-    status = tenant.client.get(f"/api/v1/billing/queue/{body['queue_id']}/status",
-                               HTTP_X_BILLING_API_KEY=tenant.raw_key).json()
+    status = tenant.client.get(
+        f"/api/v1/billing/queue/{body['queue_id']}/status", HTTP_X_BILLING_API_KEY=tenant.raw_key
+    ).json()
     assert status["status"] == "paused_business_hours" and datetime.fromisoformat(status["eta"]) >= tomorrow
 
 
@@ -50,8 +58,12 @@ def test_a_logout_pauses_the_numbers_queues_and_they_stay_paused(pipeline_tenant
 
     tenant.sandbox.phone_logout(instance.instance_name)
 
-    queue = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "instance_down" and q, timeout=30,
-                       what="the queue paused", alive=[consumer, periodic])
+    queue = wait_until(
+        lambda: (q := tenant.queue(body["queue_id"])).status == "instance_down" and q,
+        timeout=30,
+        what="the queue paused",
+        alive=[consumer, periodic],
+    )
     assert queue.pause_reason.startswith("number_protected: "), queue.pause_reason
     protected = WhatsAppInstance.objects.get(pk=instance.pk)
     assert protected.is_protected and protected.last_disconnect_at is not None

@@ -1,12 +1,12 @@
 """The send pipeline's promises, proven with real processes: exactly once across consumers,
 the per-instance pace, business hours, instance outages, API control, provider errors."""
+
 from __future__ import annotations
 
 import signal
-
 import time
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -40,18 +40,29 @@ def test_a_queue_handed_over_between_two_consumers_sends_every_contact_exactly_o
         handle = start_process("run_billing_consumer", "--concurrency", "2")
         consumers[handle.pid] = handle
     body = tenant.send("notification", notification_contacts(300))
-    running = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "running" and q.sent_count >= 30
-                         and q, timeout=60, what="first sends", alive=list(consumers.values()))
+    running = wait_until(
+        lambda: (q := tenant.queue(body["queue_id"])).status == "running" and q.sent_count >= 30 and q,
+        timeout=60,
+        what="first sends",
+        alive=list(consumers.values()),
+    )
     first = consumers[holder_pid(running)]
     first.signal(signal.SIGTERM)  # a deploy: the holder hands the queue back, the other takes it
     assert first.wait(30) == 0
-    queue = wait_until(completed(tenant, body["queue_id"]), timeout=120, what="queue completed",
-                       alive=[h for h in consumers.values() if h is not first])
+    queue = wait_until(
+        completed(tenant, body["queue_id"]),
+        timeout=120,
+        what="queue completed",
+        alive=[h for h in consumers.values() if h is not first],
+    )
     numbers = Counter(m["number"] for m in tenant.messages())
     assert len(numbers) == 300 and set(numbers.values()) == {1}
     assert queue.sent_count == 300
-    senders = {pid for pid, handle in consumers.items()
-               if any(line.get("message") == "billing message sent" for line in handle.log_lines())}
+    senders = {
+        pid
+        for pid, handle in consumers.items()
+        if any(line.get("message") == "billing message sent" for line in handle.log_lines())
+    }
     assert len(senders) == 2, "both consumer processes should have sent part of the queue"
 
 
@@ -72,14 +83,15 @@ def test_pace_holds_across_two_consumer_processes(pipeline_tenant, start_process
     assert min(gaps) >= 0.7 * 0.5, gaps
     rate = (len(times) - 1) / (times[-1] - times[0]).total_seconds()
     assert abs(rate - 2.0) / 2.0 <= 0.05, rate
-    senders = {line.get("holder") for c in consumers for line in c.log_lines()
-               if line.get("message") == "billing message sent"}
+    senders = {
+        line.get("holder") for c in consumers for line in c.log_lines() if line.get("message") == "billing message sent"
+    }
     assert len(senders) == 2, "both processes must have been sending at the same time"
 
 
 def _zone_with_daytime_now() -> ZoneInfo:
     """A fixed-offset zone where it is mid-day now, so test openings never cross midnight."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for hours in range(-12, 13):
         local = now + timedelta(hours=hours)
         if 3 <= local.hour <= 20:
@@ -92,8 +104,12 @@ def test_business_hours_end_mid_run_and_the_queue_resumes_by_itself(pipeline_ten
     tenant = pipeline_tenant(messages_per_minute=60)
     consumer = start_process("run_billing_consumer", "--concurrency", "1")
     periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5")
-    wait_until(lambda: any(line.get("message") == "billing consumer started" for line in consumer.log_lines()),
-               timeout=30, what="consumer ready", alive=[consumer])
+    wait_until(
+        lambda: any(line.get("message") == "billing consumer started" for line in consumer.log_lines()),
+        timeout=30,
+        what="consumer ready",
+        alive=[consumer],
+    )
     # Open now, closed from +4 s to +9 s, open again: the hours are set once the consumer is
     # ready, so the run really straddles the closing time.
     tz = _zone_with_daytime_now()
@@ -104,22 +120,39 @@ def test_business_hours_end_mid_run_and_the_queue_resumes_by_itself(pipeline_ten
     tenant.tenant.save(update_fields=["timezone"])
     BusinessHours.objects.filter(tenant=tenant.tenant).delete()
     weekday = now_local.weekday()
-    BusinessHours.objects.bulk_create([
-        BusinessHours(tenant=tenant.tenant, weekday=weekday, opens_at=(now_local - timedelta(hours=1)).time(),
-                      closes_at=closes.time()),
-        BusinessHours(tenant=tenant.tenant, weekday=weekday, opens_at=reopens.time(),
-                      closes_at=(now_local + timedelta(hours=1)).time()),
-    ])
+    BusinessHours.objects.bulk_create(
+        [
+            BusinessHours(
+                tenant=tenant.tenant,
+                weekday=weekday,
+                opens_at=(now_local - timedelta(hours=1)).time(),
+                closes_at=closes.time(),
+            ),
+            BusinessHours(
+                tenant=tenant.tenant,
+                weekday=weekday,
+                opens_at=reopens.time(),
+                closes_at=(now_local + timedelta(hours=1)).time(),
+            ),
+        ]
+    )
     due = (date.today() - timedelta(days=5)).isoformat()
-    overdue = [{"phone": f"+55 21 9{8100_0000 + i:08d}", "name": f"Devedor {i}", "due_date": due, "amount": "99.90"}
-               for i in range(10)]
+    overdue = [
+        {"phone": f"+55 21 9{8100_0000 + i:08d}", "name": f"Devedor {i}", "due_date": due, "amount": "99.90"}
+        for i in range(10)
+    ]
     body = tenant.send("overdue", overdue)
-    paused = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "paused_business_hours" and q,
-                        timeout=30, what="paused for business hours", alive=[consumer])
-    assert paused.next_resume_at == reopens.astimezone(timezone.utc)
+    paused = wait_until(
+        lambda: (q := tenant.queue(body["queue_id"])).status == "paused_business_hours" and q,
+        timeout=30,
+        what="paused for business hours",
+        alive=[consumer],
+    )
+    assert paused.next_resume_at == reopens.astimezone(UTC)
     assert paused.pause_reason
-    queue = wait_until(completed(tenant, body["queue_id"]), timeout=60, what="resumed and completed",
-                       alive=[consumer, periodic])
+    queue = wait_until(
+        completed(tenant, body["queue_id"]), timeout=60, what="resumed and completed", alive=[consumer, periodic]
+    )
     times = sandbox_times(tenant.messages())
     assert len(times) == 10 and queue.sent_count == 10
     assert not [t for t in times if closes <= t < reopens], "a message went out while closed"
@@ -134,8 +167,12 @@ def test_instance_down_pauses_the_queue_and_it_resumes_on_recovery(pipeline_tena
     body = tenant.send("notification", notification_contacts(12))
     wait_until(lambda: len(tenant.messages()) >= 3, timeout=30, what="first messages", alive=[consumer])
     tenant.sandbox.set_state(tenant.instance.instance_name, "close")
-    down = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "instance_down" and q,
-                      timeout=30, what="instance_down", alive=[consumer])
+    down = wait_until(
+        lambda: (q := tenant.queue(body["queue_id"])).status == "instance_down" and q,
+        timeout=30,
+        what="instance_down",
+        alive=[consumer],
+    )
     assert down.pause_reason.startswith("instance_down")
     sent_while_open = len(tenant.messages())
     time.sleep(2)
@@ -160,8 +197,7 @@ def test_pause_resume_and_cancel_through_the_api_during_a_run(pipeline_tenant, s
     assert len(tenant.messages()) == paused_count, "sent while paused"
     assert tenant.queue(queue_id).status == "paused"
     assert tenant.control(queue_id, "resume").status_code == 200
-    wait_until(lambda: len(tenant.messages()) >= paused_count + 2, timeout=30, what="sending again",
-               alive=[consumer])
+    wait_until(lambda: len(tenant.messages()) >= paused_count + 2, timeout=30, what="sending again", alive=[consumer])
     response = tenant.control(queue_id, "cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     time.sleep(0.5)
@@ -181,14 +217,15 @@ def test_invalid_numbers_fail_and_provider_errors_are_retried(pipeline_tenant, s
     batch = notification_contacts(10)
     invalid = ["5511960000003", "5511960000007"]
     tenant.sandbox.set_not_on_whatsapp(*invalid)
-    tenant.sandbox.configure(tenant.instance.instance_name, fail_next=2, failure_status=503, rate_limit_next=1,
-                             retry_after=1)
+    tenant.sandbox.configure(
+        tenant.instance.instance_name, fail_next=2, failure_status=503, rate_limit_next=1, retry_after=1
+    )
     consumer = start_process("run_billing_consumer", "--concurrency", "1")
-    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5",
-                             BILLING_REPUBLISH_AFTER_SECONDS="1")
+    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5", BILLING_REPUBLISH_AFTER_SECONDS="1")
     body = tenant.send("notification", batch)
-    queue = wait_until(completed(tenant, body["queue_id"]), timeout=60, what="completed after retries",
-                       alive=[consumer, periodic])
+    queue = wait_until(
+        completed(tenant, body["queue_id"]), timeout=60, what="completed after retries", alive=[consumer, periodic]
+    )
     contacts = {c.phone: c for c in BillingContact.objects.filter(queue_id=queue.pk)}
     for number in invalid:
         assert contacts["+" + number].status == "failed" and contacts["+" + number].error_code == "invalid_number"
@@ -209,4 +246,5 @@ def test_a_run_never_exceeds_max_attempts(pipeline_tenant, start_process):
     queue = wait_until(completed(tenant, body["queue_id"]), timeout=60, what="gave up", alive=[consumer, periodic])
     assert queue.failed_count == 2
     assert set(BillingContact.objects.filter(queue_id=queue.pk).values_list("error_code", "attempts")) == {
-        ("max_attempts", 2)}
+        ("max_attempts", 2)
+    }

@@ -1,5 +1,6 @@
 """A CRM's POST ends as WhatsApp messages: HTTP API → PostgreSQL → RabbitMQ → consumer process
 → sandbox, checked on the sandbox's own record of what it received."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -17,8 +18,12 @@ def test_fifty_notifications_are_each_sent_exactly_once(pipeline_tenant, start_p
     tenant = pipeline_tenant()
     consumer = start_process("run_billing_consumer", "--concurrency", "2")
     body = tenant.send("notification", notification_contacts(50))
-    queue = wait_until(lambda: (q := tenant.queue(body["queue_id"])).status == "completed" and q, timeout=60,
-                       what="queue completed", alive=[consumer])
+    queue = wait_until(
+        lambda: (q := tenant.queue(body["queue_id"])).status == "completed" and q,
+        timeout=60,
+        what="queue completed",
+        alive=[consumer],
+    )
     messages = tenant.messages()
     numbers = Counter(m["number"] for m in messages)
     assert len(numbers) == 50 and set(numbers.values()) == {1}

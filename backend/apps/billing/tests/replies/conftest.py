@@ -1,5 +1,6 @@
 """Reply tests: a tenant with an instance and sent collection messages (the webhook tests'
 builders), replies posted to the real webhook URL, and helpers to read what they did."""
+
 from __future__ import annotations
 
 import itertools
@@ -18,8 +19,15 @@ _ids = itertools.count(1)
 PIX = "00020126580014br.gov.bcb.pix0136a629532e-7693-4846-852d-1bbff817b5a8520400005303986540510.005802BR"
 
 
-def post_reply(hook: Hook, text: str = "", *, phone_jid: str = "5511998765432@s.whatsapp.net",
-               quoted: str | None = None, message: dict[str, Any] | None = None, message_id: str | None = None):
+def post_reply(
+    hook: Hook,
+    text: str = "",
+    *,
+    phone_jid: str = "5511998765432@s.whatsapp.net",
+    quoted: str | None = None,
+    message: dict[str, Any] | None = None,
+    message_id: str | None = None,
+):
     """A customer's `messages.upsert`, as Evolution sends it."""
     body = envelope(MESSAGES_UPSERT_V2, hook.instance)
     body["data"]["key"] = {"remoteJid": phone_jid, "fromMe": False, "id": message_id or f"3A5F{next(_ids):012X}"}
@@ -36,13 +44,23 @@ def sent_collection(hook: Hook, *, phone: str = PHONE, **variables: Any) -> Bill
     if variables:
         BillingContact.objects.filter(pk=contact.pk).update(variables=variables)
         contact.refresh_from_db()
-    record_outbound_message(contact=contact, instance=hook.instance, text="Sua fatura venceu.",
-                            provider_message_id=contact.provider_message_id)
+    record_outbound_message(
+        contact=contact,
+        instance=hook.instance,
+        text="Sua fatura venceu.",
+        provider_message_id=contact.provider_message_id,
+    )
     return contact
 
 
-def pending_collection(hook: Hook, *, phone: str = PHONE, status: str = ContactStatus.PENDING,
-                       queue_status: str = QueueStatus.PENDING, **fields: Any) -> BillingContact:
+def pending_collection(
+    hook: Hook,
+    *,
+    phone: str = PHONE,
+    status: str = ContactStatus.PENDING,
+    queue_status: str = QueueStatus.PENDING,
+    **fields: Any,
+) -> BillingContact:
     """A collection message to `phone` not sent yet, in a queue of its own."""
     queue = build_queue(hook.tenant, template=hook.template(), total=1, instance=hook.instance, status=queue_status)
     return build_contact(queue, phone=phone, status=status, variation=hook.template().variations.first(), **fields)
@@ -53,8 +71,9 @@ def status_of(contact: BillingContact) -> str:
 
 
 def reply_callbacks(tenant) -> list[dict[str, Any]]:
-    return [d.payload["data"] for d in CallbackDelivery.objects.filter(tenant=tenant, event="reply.received")
-            .order_by("id")]
+    return [
+        d.payload["data"] for d in CallbackDelivery.objects.filter(tenant=tenant, event="reply.received").order_by("id")
+    ]
 
 
 def with_callback_url(hook: Hook) -> None:

@@ -1,5 +1,6 @@
 """`/api/v1/billing/conversations`: list with filters, a thread, a person's reply through the
 pipeline, resolve — tenant-scoped, strict about input, in the API's error shape."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -35,7 +36,11 @@ def test_the_list_filters_by_phone_status_attention_intent_and_date(hook, talk):
     assert [row["id"] for row in page["results"]] == [quiet_id, talk.pk]  # the latest activity first
     row = page["results"][1]
     assert (row["phone"], row["needs_attention"], row["attention_reason"], row["last_intent"]) == (
-        PHONE, True, "negotiate", "negotiate")
+        PHONE,
+        True,
+        "negotiate",
+        "negotiate",
+    )
 
     def ids(**params) -> list[int]:
         response = hook.api.get(API, **params)
@@ -52,12 +57,18 @@ def test_the_list_filters_by_phone_status_attention_intent_and_date(hook, talk):
     assert ids(date_to=(timezone.localdate() - timedelta(days=2)).isoformat()) == []
 
 
-@pytest.mark.parametrize("params,code", [
-    ({"phone": "12"}, "invalid_phone"), ({"intent": "angry"}, "validation_error"),
-    ({"status": "lost"}, "validation_error"), ({"date_from": "2026-13-01"}, "validation_error"),
-    ({"date_from": "2026-12-02", "date_to": "2026-12-01"}, "validation_error"), ({"colour": "x"}, "unknown_field"),
-    ({"tenant": "x"}, "forbidden_field"),
-])
+@pytest.mark.parametrize(
+    "params,code",
+    [
+        ({"phone": "12"}, "invalid_phone"),
+        ({"intent": "angry"}, "validation_error"),
+        ({"status": "lost"}, "validation_error"),
+        ({"date_from": "2026-13-01"}, "validation_error"),
+        ({"date_from": "2026-12-02", "date_to": "2026-12-01"}, "validation_error"),
+        ({"colour": "x"}, "unknown_field"),
+        ({"tenant": "x"}, "forbidden_field"),
+    ],
+)
 def test_bad_filters_are_a_400_with_a_code(hook, params, code):
     response = hook.api.get(API, **params)
     assert response.status_code == 400 and error_code(response) == code
@@ -68,8 +79,11 @@ def test_the_thread_shows_who_wrote_each_message(hook, talk):
     thread = hook.api.get(f"{API}/{talk.pk}").json()
     assert thread["conversation"]["id"] == talk.pk and thread["has_more_messages"] is False
     [collection, customer] = thread["messages"]
-    assert (collection["direction"], collection["author"], collection["text"]) == ("outbound", "collection",
-                                                                                  "Sua fatura venceu.")
+    assert (collection["direction"], collection["author"], collection["text"]) == (
+        "outbound",
+        "collection",
+        "Sua fatura venceu.",
+    )
     assert (customer["author"], customer["text"], customer["intent"]) == ("customer", "quero parcelar", "negotiate")
     assert customer["intent_confidence"] >= 0.8
 
@@ -79,7 +93,8 @@ def test_another_tenants_conversation_is_not_found(hook, other_hook, talk):
         other_hook.api.get(f"{API}/{talk.pk}"),
         other_hook.api.post(f"{API}/{talk.pk}/messages", {"text": "oi"}),
         other_hook.api.post(f"{API}/{talk.pk}/resolve", {}),
-        hook.api.get(f"{API}/999999"), hook.api.get(f"{API}/not-a-number"),
+        hook.api.get(f"{API}/999999"),
+        hook.api.get(f"{API}/not-a-number"),
     ):
         assert response.status_code == 404 and error_code(response) == "not_found"
     assert other_hook.api.get(API).json()["results"] == []
@@ -119,15 +134,18 @@ def test_a_reply_to_an_opted_out_phone_is_refused(hook, talk):
     assert not ConversationReply.objects.exists()
 
 
-@pytest.mark.parametrize("body,status,code", [
-    ({"text": ""}, 400, "validation_error"),
-    ({"text": "<b></b>"}, 400, "empty_text"),
-    ({"text": "x" * 1001}, 400, "text_too_long"),
-    ({"text": "oi\u0000"}, 400, "invalid_characters"),
-    ({"text": "oi", "to": "+5511999999999"}, 400, "unknown_field"),
-    ({"message": "oi"}, 400, "unknown_field"),
-    ({}, 400, "validation_error"),
-])
+@pytest.mark.parametrize(
+    "body,status,code",
+    [
+        ({"text": ""}, 400, "validation_error"),
+        ({"text": "<b></b>"}, 400, "empty_text"),
+        ({"text": "x" * 1001}, 400, "text_too_long"),
+        ({"text": "oi\u0000"}, 400, "invalid_characters"),
+        ({"text": "oi", "to": "+5511999999999"}, 400, "unknown_field"),
+        ({"message": "oi"}, 400, "unknown_field"),
+        ({}, 400, "validation_error"),
+    ],
+)
 def test_bad_replies_are_refused_and_write_nothing(hook, talk, body, status, code):
     before = BillingContact.objects.count()
     response = hook.api.post(f"{API}/{talk.pk}/messages", body)
@@ -137,8 +155,9 @@ def test_bad_replies_are_refused_and_write_nothing(hook, talk, body, status, cod
 
 def test_a_key_that_may_not_send_notifications_may_not_reply(hook, talk):
     _, raw = BillingAPIKey.issue(tenant=hook.tenant, name="overdue only", allowed_template_types=["overdue"])
-    response = hook.api.client.post(f"{API}/{talk.pk}/messages", data={"text": "oi"}, content_type="application/json",
-                                    HTTP_X_BILLING_API_KEY=raw)
+    response = hook.api.client.post(
+        f"{API}/{talk.pk}/messages", data={"text": "oi"}, content_type="application/json", HTTP_X_BILLING_API_KEY=raw
+    )
     assert response.status_code == 403 and error_code(response) == "template_type_not_allowed"
 
 
@@ -147,7 +166,10 @@ def test_resolve_takes_the_conversation_out_of_the_queue_for_people(hook, talk):
     response = hook.api.post(f"{API}/{talk.pk}/resolve", {})
     assert response.status_code == 200
     assert (response.json()["needs_attention"], response.json()["status"], response.json()["closed_by"]) == (
-        False, "closed", "agent")
+        False,
+        "closed",
+        "agent",
+    )
     assert hook.api.get(API, needs_attention="true").json()["results"] == []
     assert hook.api.post(f"{API}/{talk.pk}/resolve", {"force": True}).status_code == 400
 

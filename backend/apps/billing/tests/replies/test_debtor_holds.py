@@ -1,5 +1,6 @@
 """Holding and stopping one debtor's collection messages (services/debtor_holds.py), and the
 contract with the dispatch core: a held contact is never started, even one already claimed."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -128,8 +129,12 @@ def test_two_debtors_paying_at_once_each_held_where_the_other_is_credited_do_not
 
     def answer(phone: str) -> None:
         try:
-            response = post_reply(Hook(hook.api, Client()), "já paguei", phone_jid=f"{phone[1:]}@s.whatsapp.net",
-                                  quoted=credited[phone].provider_message_id)
+            response = post_reply(
+                Hook(hook.api, Client()),
+                "já paguei",
+                phone_jid=f"{phone[1:]}@s.whatsapp.net",
+                quoted=credited[phone].provider_message_id,
+            )
             outcomes[phone] = response.status_code
         finally:
             connection.close()

@@ -7,6 +7,7 @@ collection stops the rest to that debtor and the CRM gets `reply.received` with 
 "número errado" suppresses the phone; "me manda o pix" gets one paced, recorded answer with the
 PIX code. (The inbox's "quero parcelar" is test_inbox_browser.py.)
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -41,8 +42,14 @@ PACE = 30  # messages a minute: a collection of several contacts stays running f
 
 def overdue(phone: str, name: str, external_id: str, **variables: Any) -> dict[str, Any]:
     due = (timezone.localdate() - timedelta(days=5)).isoformat()
-    return {"phone": phone, "name": name, "external_id": external_id, "amount": "150.00", "due_date": due,
-            "variables": variables}
+    return {
+        "phone": phone,
+        "name": name,
+        "external_id": external_id,
+        "amount": "150.00",
+        "due_date": due,
+        "variables": variables,
+    }
 
 
 def others(n: int, start: int) -> list[dict[str, Any]]:
@@ -58,13 +65,21 @@ def debtor_contact(queue_id: str) -> BillingContact:
 
 
 @pytest.fixture
-def replying_tenant(pipeline_tenant, live_server, webhook_receiver, settings):  # noqa: F811
+def replying_tenant(pipeline_tenant, live_server, webhook_receiver, settings):
     """A tenant whose sandbox instance posts its webhooks to the live server and whose CRM
     endpoint is the receiver (a loopback address: allowed for this test only)."""
     settings.BILLING_CALLBACK_ALLOW_PRIVATE = True
     tenant = pipeline_tenant(messages_per_minute=PACE)
-    call_command("configure_evolution_webhook", "--tenant", tenant.tenant.slug, "--instance", tenant.instance.name,
-                 "--base-url", live_server.url, stdout=None)
+    call_command(
+        "configure_evolution_webhook",
+        "--tenant",
+        tenant.tenant.slug,
+        "--instance",
+        tenant.instance.name,
+        "--base-url",
+        live_server.url,
+        stdout=None,
+    )
     tenant.configure(callback_url=webhook_receiver.url)
     tenant.crm = webhook_receiver
     return tenant
@@ -73,8 +88,9 @@ def replying_tenant(pipeline_tenant, live_server, webhook_receiver, settings):  
 def collections(tenant: PipelineTenant, **debtor_variables: Any) -> tuple[str, str]:
     """Two overdue queues: the debtor first in one (sent at once), last in the other (still
     pending when the debtor answers the first)."""
-    first = tenant.send("overdue", [overdue(DEBTOR, "Maria Souza", "d1", **debtor_variables), *others(3, 0)],
-                        external_id="collection-1")
+    first = tenant.send(
+        "overdue", [overdue(DEBTOR, "Maria Souza", "d1", **debtor_variables), *others(3, 0)], external_id="collection-1"
+    )
     second = tenant.send("overdue", [*others(8, 10), overdue(DEBTOR, "Maria Souza", "d2")], external_id="collection-2")
     return first["queue_id"], second["queue_id"]
 
@@ -95,19 +111,31 @@ def crm_events(tenant, event_type: str) -> list[dict[str, Any]]:
 
 
 def test_ja_paguei_on_a_running_collection_stops_the_rest_to_that_debtor_and_tells_the_crm(
-        replying_tenant, start_process):  # noqa: F811
+    replying_tenant, start_process
+):
     tenant = replying_tenant
     consumer = start_process("run_billing_consumer", "--concurrency", "2")
     first_queue, second_queue = collections(tenant)
     answer_the_first_message(tenant, "Já paguei, segue o comprovante", consumer)
 
-    held = wait_until(lambda: (c := debtor_contact(second_queue)).status == ContactStatus.PENDING_RETRY and c,
-                      timeout=30, what="the debtor's second message held", alive=[consumer])
+    held = wait_until(
+        lambda: (c := debtor_contact(second_queue)).status == ContactStatus.PENDING_RETRY and c,
+        timeout=30,
+        what="the debtor's second message held",
+        alive=[consumer],
+    )
     assert held.next_attempt_at > timezone.now() + timedelta(days=2, hours=23)
     # Everyone else is still sent, at the tenant's pace; the second queue waits for the held contact.
-    wait_until(lambda: tenant.queue(first_queue).status == QueueStatus.COMPLETED
-               and (q := tenant.queue(second_queue)).sent_count == 8 and q.status == QueueStatus.PENDING,
-               timeout=90, what="both queues done with everyone else", alive=[consumer])
+    wait_until(
+        lambda: (
+            tenant.queue(first_queue).status == QueueStatus.COMPLETED
+            and (q := tenant.queue(second_queue)).sent_count == 8
+            and q.status == QueueStatus.PENDING
+        ),
+        timeout=90,
+        what="both queues done with everyone else",
+        alive=[consumer],
+    )
     assert tenant.queue(second_queue).next_resume_at == held.next_attempt_at
     assert len(to_debtor(tenant)) == 1
 
@@ -117,16 +145,24 @@ def test_ja_paguei_on_a_running_collection_stops_the_rest_to_that_debtor_and_tel
     assert data["actions"]["held_contacts"] == 1 and "text" not in data
 
 
-def test_numero_errado_suppresses_the_phone_and_nothing_more_reaches_it(replying_tenant, start_process):  # noqa: F811
+def test_numero_errado_suppresses_the_phone_and_nothing_more_reaches_it(replying_tenant, start_process):
     tenant = replying_tenant
     consumer = start_process("run_billing_consumer", "--concurrency", "2")
     _, second_queue = collections(tenant)
     answer_the_first_message(tenant, "número errado, não conheço essa Maria", consumer)
 
-    wait_until(lambda: SuppressedPhone.objects.filter(tenant=tenant.tenant, phone=DEBTOR).exists(), timeout=30,
-               what="the phone suppressed", alive=[consumer])
-    wait_until(lambda: tenant.queue(second_queue).status == QueueStatus.COMPLETED, timeout=90,
-               what="the second queue completed", alive=[consumer])
+    wait_until(
+        lambda: SuppressedPhone.objects.filter(tenant=tenant.tenant, phone=DEBTOR).exists(),
+        timeout=30,
+        what="the phone suppressed",
+        alive=[consumer],
+    )
+    wait_until(
+        lambda: tenant.queue(second_queue).status == QueueStatus.COMPLETED,
+        timeout=90,
+        what="the second queue completed",
+        alive=[consumer],
+    )
     contact = debtor_contact(second_queue)
     assert (contact.status, contact.error_code) == (ContactStatus.SKIPPED, "opted_out")
     queue = tenant.queue(second_queue)
@@ -135,34 +171,52 @@ def test_numero_errado_suppresses_the_phone_and_nothing_more_reaches_it(replying
     assert crm_events(tenant, "reply.received")[0]["data"]["actions"]["suppressed"] is True
 
 
-def test_me_manda_o_pix_gets_one_paced_recorded_answer_with_the_pix_code(replying_tenant, start_process):  # noqa: F811
+def test_me_manda_o_pix_gets_one_paced_recorded_answer_with_the_pix_code(replying_tenant, start_process):
     tenant = replying_tenant
     consumer = start_process("run_billing_consumer", "--concurrency", "2")
-    tenant.send("overdue", [overdue(DEBTOR, "Maria Souza", "d1", pix_code=PIX), *others(5, 0)],
-                external_id="collection-pix")
+    tenant.send(
+        "overdue", [overdue(DEBTOR, "Maria Souza", "d1", pix_code=PIX), *others(5, 0)], external_id="collection-pix"
+    )
     asked = answer_the_first_message(tenant, "me manda o pix", consumer)
 
-    answer = wait_until(lambda: len(found := to_debtor(tenant)) >= 2 and found[1], timeout=60,
-                        what="the automatic answer at the sandbox", alive=[consumer])
+    answer = wait_until(
+        lambda: len(found := to_debtor(tenant)) >= 2 and found[1],
+        timeout=60,
+        what="the automatic answer at the sandbox",
+        alive=[consumer],
+    )
     assert PIX in answer["text"] and "Maria" in answer["text"]
     reply = ConversationReply.objects.get(conversation__contact_phone=DEBTOR)
-    recorded = wait_until(lambda: (c := BillingContact.objects.get(pk=reply.contact_id)).message_id and c,
-                          timeout=30, what="the answer recorded")
+    recorded = wait_until(
+        lambda: (c := BillingContact.objects.get(pk=reply.contact_id)).message_id and c,
+        timeout=30,
+        what="the answer recorded",
+    )
     stored = Message.objects.get(pk=recorded.message_id)
     assert (stored.direction, stored.content, stored.provider_message_id) == ("outbound", answer["text"], answer["id"])
 
     # Paced: no two sends through the instance closer than the tenant's interval (2 s), answer included.
-    wait_until(lambda: BillingContact.objects.filter(tenant=tenant.tenant, status__in=["sent", "delivered", "read"])
-               .count() == 7, timeout=90, what="everything sent", alive=[consumer])
+    wait_until(
+        lambda: (
+            BillingContact.objects.filter(tenant=tenant.tenant, status__in=["sent", "delivered", "read"]).count() == 7
+        ),
+        timeout=90,
+        what="everything sent",
+        alive=[consumer],
+    )
     times = sorted(BillingContact.objects.filter(tenant=tenant.tenant).values_list("sent_at", flat=True))
     gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
     assert min(gaps) >= 0.8 * 60 / PACE, gaps
 
     # Asking again the same day answers nothing more: no new queue, so nothing can be sent.
     queues = BillingQueue.objects.count()
-    tenant.sandbox.inbound(tenant.instance.instance_name, number=DEBTOR_DIGITS, text="manda o pix de novo",
-                           reply_to=message_id(asked))
-    wait_until(lambda: Message.objects.filter(direction="inbound", conversation__contact_phone=DEBTOR).count() == 2,
-               timeout=30, what="the second request stored")
+    tenant.sandbox.inbound(
+        tenant.instance.instance_name, number=DEBTOR_DIGITS, text="manda o pix de novo", reply_to=message_id(asked)
+    )
+    wait_until(
+        lambda: Message.objects.filter(direction="inbound", conversation__contact_phone=DEBTOR).count() == 2,
+        timeout=30,
+        what="the second request stored",
+    )
     assert BillingQueue.objects.count() == queues and ConversationReply.objects.count() == 1
     assert len(to_debtor(tenant)) == 2

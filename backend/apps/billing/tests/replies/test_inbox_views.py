@@ -1,4 +1,5 @@
 """The staff inbox's pages and socket: who may see what, escaping, reply, resolve, live pushes."""
+
 from __future__ import annotations
 
 import pytest

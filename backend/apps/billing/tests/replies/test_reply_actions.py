@@ -1,5 +1,6 @@
 """What a reply does, through the real webhook URL: hold, suppress, answer, flag, tell the CRM —
 and what it must not do (numbers we never wrote to, retries, low confidence, opted-out phones)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -87,8 +88,15 @@ def test_a_receipt_image_holds_too_but_a_lower_confidence_than_the_tenant_wants_
     assert (stored.content, stored.intent) == ("[imagem]", "claims_paid")
     assert (conversation(hook).needs_attention, conversation(hook).attention_reason) == (True, "claims_paid")
 
-    post_reply(hook, message={"documentWithCaptionMessage": {"message": {"documentMessage": {
-        "fileName": "comprovante.pdf", "caption": "segue"}}}}, quoted=sent.provider_message_id)
+    post_reply(
+        hook,
+        message={
+            "documentWithCaptionMessage": {
+                "message": {"documentMessage": {"fileName": "comprovante.pdf", "caption": "segue"}}
+            }
+        },
+        quoted=sent.provider_message_id,
+    )
     assert status_of(pending) == ContactStatus.PENDING_RETRY  # a caption makes it 0.75
 
 
@@ -158,8 +166,9 @@ def test_never_an_automatic_answer_to_a_suppressed_phone(hook):
 
 
 # ----------------------------------------------------------------------------- a person
-@pytest.mark.parametrize("text,reason", [("quero parcelar em 3x", "negotiate"),
-                                         ("quero falar com um atendente", "talk_to_human")])
+@pytest.mark.parametrize(
+    "text,reason", [("quero parcelar em 3x", "negotiate"), ("quero falar com um atendente", "talk_to_human")]
+)
 def test_negotiations_and_requests_for_a_person_flag_the_conversation(hook, text, reason):
     with_callback_url(hook)
     sent = sent_collection(hook)
@@ -197,8 +206,9 @@ def test_a_retried_webhook_changes_nothing_the_second_time(hook):
     with_callback_url(hook)
     sent = sent_collection(hook, pix_code=PIX)
     for _ in range(3):
-        assert post_reply(hook, "me manda o pix", quoted=sent.provider_message_id,
-                          message_id="3A5F00000000BEEF").json()["outcome"] in ("reply", "duplicate")
+        assert post_reply(
+            hook, "me manda o pix", quoted=sent.provider_message_id, message_id="3A5F00000000BEEF"
+        ).json()["outcome"] in ("reply", "duplicate")
     assert ConversationReply.objects.count() == 1
     assert len(reply_callbacks(hook.tenant)) == 1
     assert Message.objects.filter(direction="inbound").count() == 1
@@ -238,8 +248,9 @@ def test_a_reply_updates_queue_state_nowhere_else(hook):
     assert BillingContact.objects.get(pk=pending.pk).status == ContactStatus.PENDING_RETRY
 
 
-def test_the_inbox_is_told_only_about_conversations_waiting_for_a_person(hook, monkeypatch,
-                                                                          django_capture_on_commit_callbacks):
+def test_the_inbox_is_told_only_about_conversations_waiting_for_a_person(
+    hook, monkeypatch, django_capture_on_commit_callbacks
+):
     from apps.billing.services import reply_actions
 
     pushed = []

@@ -1,18 +1,24 @@
 """BillingDateCalculator: days counted on the tenant's calendar on the day of sending."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 
-from apps.billing.utils.date_calculator import BillingDateCalculator, format_date, format_money, today_in
+from apps.billing.utils.date_calculator import (
+    BillingDateCalculator,
+    format_date,
+    format_money,
+    today_in,
+)
 from apps.billing.utils.default_templates import DEFAULT_TEMPLATES
+from apps.billing.utils.template_engine import BillingTemplateEngine
 
 CREDITOR_VARIABLES = {"creditor_name": "Clínica Exemplo Ltda.", "creditor_document": "11.222.333/0001-81"}
-from apps.billing.utils.template_engine import BillingTemplateEngine
 
 
 @pytest.mark.parametrize(
@@ -76,26 +82,26 @@ def test_dates_are_formatted_dd_mm_aaaa(value, expected):
     ("tz", "instant", "expected"),
     [
         # São Paulo is UTC-3 all year (no DST since 2019): midnight local is 03:00 UTC.
-        ("America/Sao_Paulo", datetime(2025, 3, 1, 2, 30, tzinfo=timezone.utc), date(2025, 2, 28)),
-        ("America/Sao_Paulo", datetime(2025, 3, 1, 2, 59, 59, tzinfo=timezone.utc), date(2025, 2, 28)),
-        ("America/Sao_Paulo", datetime(2025, 3, 1, 3, 0, tzinfo=timezone.utc), date(2025, 3, 1)),
-        ("America/Sao_Paulo", datetime(2024, 3, 1, 2, 30, tzinfo=timezone.utc), date(2024, 2, 29)),
-        ("America/Sao_Paulo", datetime(2025, 1, 1, 2, 30, tzinfo=timezone.utc), date(2024, 12, 31)),
-        ("America/Sao_Paulo", datetime(2025, 1, 1, 3, 30, tzinfo=timezone.utc), date(2025, 1, 1)),
+        ("America/Sao_Paulo", datetime(2025, 3, 1, 2, 30, tzinfo=UTC), date(2025, 2, 28)),
+        ("America/Sao_Paulo", datetime(2025, 3, 1, 2, 59, 59, tzinfo=UTC), date(2025, 2, 28)),
+        ("America/Sao_Paulo", datetime(2025, 3, 1, 3, 0, tzinfo=UTC), date(2025, 3, 1)),
+        ("America/Sao_Paulo", datetime(2024, 3, 1, 2, 30, tzinfo=UTC), date(2024, 2, 29)),
+        ("America/Sao_Paulo", datetime(2025, 1, 1, 2, 30, tzinfo=UTC), date(2024, 12, 31)),
+        ("America/Sao_Paulo", datetime(2025, 1, 1, 3, 30, tzinfo=UTC), date(2025, 1, 1)),
         # Manaus is UTC-4, Noronha UTC-2: one Brazilian instant, three Brazilian dates.
-        ("America/Manaus", datetime(2025, 1, 1, 3, 30, tzinfo=timezone.utc), date(2024, 12, 31)),
-        ("America/Noronha", datetime(2025, 1, 1, 1, 30, tzinfo=timezone.utc), date(2024, 12, 31)),
-        ("America/Noronha", datetime(2025, 1, 1, 2, 30, tzinfo=timezone.utc), date(2025, 1, 1)),
+        ("America/Manaus", datetime(2025, 1, 1, 3, 30, tzinfo=UTC), date(2024, 12, 31)),
+        ("America/Noronha", datetime(2025, 1, 1, 1, 30, tzinfo=UTC), date(2024, 12, 31)),
+        ("America/Noronha", datetime(2025, 1, 1, 2, 30, tzinfo=UTC), date(2025, 1, 1)),
         # East of UTC the local day starts earlier.
-        ("Asia/Tokyo", datetime(2024, 12, 31, 15, 0, tzinfo=timezone.utc), date(2025, 1, 1)),
-        ("Asia/Tokyo", datetime(2024, 12, 31, 14, 59, tzinfo=timezone.utc), date(2024, 12, 31)),
+        ("Asia/Tokyo", datetime(2024, 12, 31, 15, 0, tzinfo=UTC), date(2025, 1, 1)),
+        ("Asia/Tokyo", datetime(2024, 12, 31, 14, 59, tzinfo=UTC), date(2024, 12, 31)),
         # A zone with DST: New York on the night clocks change.
-        ("America/New_York", datetime(2024, 3, 10, 4, 30, tzinfo=timezone.utc), date(2024, 3, 9)),
-        ("America/New_York", datetime(2024, 3, 10, 5, 30, tzinfo=timezone.utc), date(2024, 3, 10)),
-        ("UTC", datetime(2025, 1, 1, 0, 0, tzinfo=timezone.utc), date(2025, 1, 1)),
+        ("America/New_York", datetime(2024, 3, 10, 4, 30, tzinfo=UTC), date(2024, 3, 9)),
+        ("America/New_York", datetime(2024, 3, 10, 5, 30, tzinfo=UTC), date(2024, 3, 10)),
+        ("UTC", datetime(2025, 1, 1, 0, 0, tzinfo=UTC), date(2025, 1, 1)),
         # The instant may be given in any zone.
         ("America/Sao_Paulo", datetime(2025, 3, 1, 0, 30, tzinfo=ZoneInfo("America/Sao_Paulo")), date(2025, 3, 1)),
-        (ZoneInfo("America/Sao_Paulo"), datetime(2025, 3, 1, 2, 30, tzinfo=timezone.utc), date(2025, 2, 28)),
+        (ZoneInfo("America/Sao_Paulo"), datetime(2025, 3, 1, 2, 30, tzinfo=UTC), date(2025, 2, 28)),
     ],
 )
 def test_today_is_the_tenant_local_date(tz, instant, expected):
@@ -104,7 +110,7 @@ def test_today_is_the_tenant_local_date(tz, instant, expected):
     assert BillingDateCalculator.for_timezone(tz, instant).today == expected
 
 
-@time_machine.travel(datetime(2025, 3, 1, 2, 30, tzinfo=timezone.utc), tick=False)
+@time_machine.travel(datetime(2025, 3, 1, 2, 30, tzinfo=UTC), tick=False)
 def test_today_defaults_to_the_current_instant():
     assert today_in("America/Sao_Paulo") == date(2025, 2, 28)
     assert today_in("UTC") == date(2025, 3, 1)
@@ -112,7 +118,7 @@ def test_today_defaults_to_the_current_instant():
 
 def test_a_bill_due_today_is_not_called_overdue_on_the_evening_it_is_due():
     # 23:30 in São Paulo on the due date is already the next day in UTC.
-    evening = datetime(2025, 3, 11, 2, 30, tzinfo=timezone.utc)
+    evening = datetime(2025, 3, 11, 2, 30, tzinfo=UTC)
     calculator = BillingDateCalculator.for_timezone("America/Sao_Paulo", evening)
     assert calculator.is_due_today(date(2025, 3, 10))
     assert calculator.days_overdue(date(2025, 3, 10)) == 0
@@ -176,7 +182,10 @@ def test_enrich_keeps_the_clients_other_keys_and_first_name():
         ({"name": "Ana"}, {"name", "first_name"}),
         ({"due_date": date(2025, 3, 12)}, {"due_date", "days_overdue", "days_until_due", "is_due_today"}),
         ({"amount": 10}, {"amount"}),
-        ({"due_date": "2025-03-12", "amount": "99.9"}, {"due_date", "days_overdue", "days_until_due", "is_due_today", "amount"}),
+        (
+            {"due_date": "2025-03-12", "amount": "99.9"},
+            {"due_date", "days_overdue", "days_until_due", "is_due_today", "amount"},
+        ),
     ],
 )
 def test_enrich_adds_only_what_applies(kwargs, keys):
@@ -191,8 +200,8 @@ def test_enrich_refuses_values_it_cannot_read(kwargs):
 
 def test_a_queue_paused_over_the_weekend_sends_mondays_numbers():
     contact = {"name": "João Souza", "due_date": date(2025, 3, 6), "amount": Decimal("89.90")}
-    friday = BillingDateCalculator.for_timezone("America/Sao_Paulo", datetime(2025, 3, 7, 20, 0, tzinfo=timezone.utc))
-    monday = BillingDateCalculator.for_timezone("America/Sao_Paulo", datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc))
+    friday = BillingDateCalculator.for_timezone("America/Sao_Paulo", datetime(2025, 3, 7, 20, 0, tzinfo=UTC))
+    monday = BillingDateCalculator.for_timezone("America/Sao_Paulo", datetime(2025, 3, 10, 12, 0, tzinfo=UTC))
 
     on_friday = friday.enrich(CREDITOR_VARIABLES, **contact)
     on_monday = monday.enrich(on_friday, **contact)  # re-enriching stored variables refreshes them

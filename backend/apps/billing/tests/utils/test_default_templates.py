@@ -1,4 +1,5 @@
 """The default Portuguese templates a new tenant starts with, and the preview sample data."""
+
 from __future__ import annotations
 
 from datetime import date

@@ -1,7 +1,8 @@
 """Brazilian money, dates and names: the tables behind the template filters."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -53,8 +54,28 @@ def test_money(value, expected):
 
 @pytest.mark.parametrize(
     "value",
-    ["", "abc", "12a", "1,234.56", "12,34,56", "1.23.4", "R$", "--1", "1e5", "NaN", "Infinity", "1" * 80,
-     True, None, [], Decimal("NaN"), Decimal("Infinity"), float("inf"), Decimal("1e20"), date(2025, 1, 1)],
+    [
+        "",
+        "abc",
+        "12a",
+        "1,234.56",
+        "12,34,56",
+        "1.23.4",
+        "R$",
+        "--1",
+        "1e5",
+        "NaN",
+        "Infinity",
+        "1" * 80,
+        True,
+        None,
+        [],
+        Decimal("NaN"),
+        Decimal("Infinity"),
+        float("inf"),
+        Decimal("1e20"),
+        date(2025, 1, 1),
+    ],
 )
 def test_money_refuses_what_is_not_an_amount(value):
     with pytest.raises(ValueError):
@@ -70,7 +91,7 @@ def test_to_decimal_keeps_exact_values():
     ("value", "expected"),
     [
         (date(2025, 1, 31), "31/01/2025"),
-        (datetime(2025, 1, 31, 23, 59, tzinfo=timezone.utc), "31/01/2025"),
+        (datetime(2025, 1, 31, 23, 59, tzinfo=UTC), "31/01/2025"),
         ("2025-01-31", "31/01/2025"),
         (" 2025-01-31 ", "31/01/2025"),
         ("2025-01-31T10:00:00", "31/01/2025"),
@@ -87,7 +108,19 @@ def test_dates(value, expected):
 
 @pytest.mark.parametrize(
     "value",
-    ["", "amanhã", "31/02/2025", "29/02/2025", "2025-13-01", "2025/01/31", "01-31-2025", "x" * 100, 20250131, None, 1.5],
+    [
+        "",
+        "amanhã",
+        "31/02/2025",
+        "29/02/2025",
+        "2025-13-01",
+        "2025/01/31",
+        "01-31-2025",
+        "x" * 100,
+        20250131,
+        None,
+        1.5,
+    ],
 )
 def test_dates_refuse_what_is_not_a_date(value):
     with pytest.raises(ValueError):
@@ -125,7 +158,15 @@ def test_title_name(value, expected):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0, "0 dias"), (1, "1 dia"), (2, "2 dias"), (-1, "-1 dia"), ("7", "7 dias"), (3.0, "3 dias"), (Decimal("4"), "4 dias")],
+    [
+        (0, "0 dias"),
+        (1, "1 dia"),
+        (2, "2 dias"),
+        (-1, "-1 dia"),
+        ("7", "7 dias"),
+        (3.0, "3 dias"),
+        (Decimal("4"), "4 dias"),
+    ],
 )
 def test_days(value, expected):
     assert format_days(value) == expected

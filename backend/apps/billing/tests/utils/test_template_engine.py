@@ -1,8 +1,9 @@
 """BillingTemplateEngine: syntax, values, missing variables, errors with positions, limits."""
+
 from __future__ import annotations
 
 import pickle
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -42,7 +43,7 @@ render = BillingTemplateEngine.render
         ("{{flag}}", {"flag": True}, "sim"),
         ("{{flag}}", {"flag": False}, "não"),
         ("{{d}}", {"d": date(2025, 1, 31)}, "31/01/2025"),
-        ("{{d}}", {"d": datetime(2024, 2, 29, 23, 59, tzinfo=timezone.utc)}, "29/02/2024"),
+        ("{{d}}", {"d": datetime(2024, 2, 29, 23, 59, tzinfo=UTC)}, "29/02/2024"),
         # symbols Brazilian messages use are left alone
         ("{{a}}", {"a": "R$ 1.234,56 & juros < 2%"}, "R$ 1.234,56 & juros < 2%"),
         ("*{{a}}* _{{b}}_ ~{{c}}~", {"a": "negrito", "b": "itálico", "c": "riscado"}, "*negrito* _itálico_ ~riscado~"),
@@ -224,15 +225,7 @@ def test_long_values_are_capped_by_the_sanitizer():
 
 
 def test_block_tags_alone_on_a_line_take_the_line_with_them():
-    template = (
-        "Olá {{name}}\n"
-        "{{#if link}}\n"
-        "  Pague: {{link}}\n"
-        "{{else}}\n"
-        "  Responda esta mensagem.\n"
-        "{{/if}}\n"
-        "Obrigado"
-    )
+    template = "Olá {{name}}\n{{#if link}}\n  Pague: {{link}}\n{{else}}\n  Responda esta mensagem.\n{{/if}}\nObrigado"
     assert render(template, {"name": "Ana", "link": "https://x.com"}) == "Olá Ana\n  Pague: https://x.com\nObrigado"
     assert render(template, {"name": "Ana"}) == "Olá Ana\n  Responda esta mensagem.\nObrigado"
 
@@ -426,6 +419,8 @@ def test_rendering_does_not_modify_the_variables():
 
 def test_sample_variables_render_the_documented_example():
     variables = BillingTemplateEngine.sample_variables("overdue", today=date(2025, 3, 10))
-    text = render("{{name|first_name}} deve {{amount|money}} desde {{due_date|date}} ({{days_overdue|days}})", variables)
+    text = render(
+        "{{name|first_name}} deve {{amount|money}} desde {{due_date|date}} ({{days_overdue|days}})", variables
+    )
     assert text == "Maria deve R$ 1.234,56 desde 05/03/2025 (5 dias)"
     assert variables["due_date"] == (date(2025, 3, 10) - timedelta(days=5)).strftime("%d/%m/%Y")

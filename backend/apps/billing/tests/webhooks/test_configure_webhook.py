@@ -1,4 +1,5 @@
 """`manage.py configure_evolution_webhook` against the sandbox (the real HTTP path)."""
+
 from __future__ import annotations
 
 from io import StringIO
@@ -25,6 +26,7 @@ def sandboxed(make_sandbox_whatsapp_instance):
         api = make_tenant(f"cfg-{api_version}")
         instance = make_sandbox_whatsapp_instance(tenant=api.tenant, api_version=api_version)
         return api, instance
+
     return make
 
 
@@ -34,8 +36,13 @@ def test_it_sets_url_events_and_jwt_on_a_v2_instance(sandboxed, evolution_sandbo
     webhook = evolution_sandbox.instance(instance.instance_name)["webhook"]
     assert webhook["enabled"] is True and webhook["byEvents"] is False
     assert webhook["url"] == f"{BASE}/api/v1/billing/webhooks/evolution/{instance.webhook_secret}/"
-    assert sorted(webhook["events"]) == ["CONNECTION_UPDATE", "LOGOUT_INSTANCE", "MESSAGES_UPDATE",
-                                        "MESSAGES_UPSERT", "SEND_MESSAGE"]
+    assert sorted(webhook["events"]) == [
+        "CONNECTION_UPDATE",
+        "LOGOUT_INSTANCE",
+        "MESSAGES_UPDATE",
+        "MESSAGES_UPSERT",
+        "SEND_MESSAGE",
+    ]
     assert webhook["headers"] == {"jwt_key": webhook_jwt_key(instance)}
     request = evolution_sandbox.requests(instance=instance.instance_name, path="/webhook/set/")[-1]
     assert request["auth"] in ("instance", "global")  # sent with the apikey header
@@ -57,11 +64,14 @@ def test_a_provider_refusal_is_a_command_error(sandboxed, evolution_sandbox):
         run("--tenant", api.tenant.slug, "--instance", instance.name, "--base-url", BASE)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--all"], "base-url"),
-    (["--base-url", BASE], "--instance"),
-    (["--base-url", BASE, "--tenant", "nobody", "--all"], "No active instance"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--all"], "base-url"),
+        (["--base-url", BASE], "--instance"),
+        (["--base-url", BASE, "--tenant", "nobody", "--all"], "No active instance"),
+    ],
+)
 def test_bad_arguments_are_refused(db, settings, args, message):
     settings.BILLING_PUBLIC_BASE_URL = ""
     with pytest.raises(CommandError, match=message):

@@ -1,4 +1,5 @@
 """`connection.update`: health recorded at once; `close` pauses the instance's running queues."""
+
 from __future__ import annotations
 
 import uuid
@@ -54,8 +55,11 @@ def test_close_records_health_and_pauses_running_queues_releasing_claims(hook):
 
 def test_open_only_records_health(hook):
     queue, _ = running_queue(hook)
-    queue_lease.release(queue_lease.Lease(queue.pk, BillingQueue.objects.get(pk=queue.pk).lease_token, "w"),
-                        QueueStatus.INSTANCE_DOWN, pause_reason="instance_down: test")
+    queue_lease.release(
+        queue_lease.Lease(queue.pk, BillingQueue.objects.get(pk=queue.pk).lease_token, "w"),
+        QueueStatus.INSTANCE_DOWN,
+        pause_reason="instance_down: test",
+    )
     response = hook.post(envelope(CONNECTION_UPDATE_V2, hook.instance, state="open", statusReason=200))
     assert response.json()["outcome"] == "health_recorded"
     assert WhatsAppInstance.objects.get(pk=hook.instance.pk).health_state == "open"
@@ -89,7 +93,8 @@ def test_an_unknown_state_is_ignored(hook):
 def test_a_queue_whose_lease_changed_meanwhile_is_not_touched_twice(hook):
     queue, lease = running_queue(hook)
     queue_lease.release(lease, QueueStatus.PENDING)
-    BillingQueue.objects.filter(pk=queue.pk).update(status=QueueStatus.RUNNING, lease_token=uuid.uuid4(),
-                                                    processing_by="someone", last_heartbeat=timezone.now())
+    BillingQueue.objects.filter(pk=queue.pk).update(
+        status=QueueStatus.RUNNING, lease_token=uuid.uuid4(), processing_by="someone", last_heartbeat=timezone.now()
+    )
     response = hook.post(envelope(CONNECTION_UPDATE_V2, hook.instance))
     assert response.json()["outcome"] == "paused_1_queues"

@@ -1,5 +1,6 @@
 """Delivery receipts: statuses only move forward, whatever the order or the number of repeats,
 and the queue's and the variation's counters count each contact once."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,8 +22,12 @@ from .conftest import MESSAGES_UPDATE_V1, MESSAGES_UPDATE_V2, SEND_MESSAGE_V2, e
 def counters(contact: BillingContact) -> dict[str, int]:
     queue = BillingQueue.objects.get(pk=contact.queue_id)
     variation = BillingTemplateVariation.objects.get(pk=contact.variation_id)
-    return {"queue_delivered": queue.delivered_count, "queue_read": queue.read_count,
-            "variation_delivered": variation.delivered_count, "variation_read": variation.read_count}
+    return {
+        "queue_delivered": queue.delivered_count,
+        "queue_read": queue.read_count,
+        "variation_delivered": variation.delivered_count,
+        "variation_read": variation.read_count,
+    }
 
 
 def receipt(hook, contact, status):
@@ -82,11 +87,14 @@ def test_shuffled_and_repeated_receipts_end_read_and_count_once(hook, seed):
     assert counters(contact) == {"queue_delivered": 1, "queue_read": 1, "variation_delivered": 1, "variation_read": 1}
 
 
-@pytest.mark.parametrize("statuses,final,delivered", [
-    (["DELIVERY_ACK"] * 10, ContactStatus.DELIVERED, 1),  # the provider retries up to 10 times
-    (["SERVER_ACK", "PENDING", "ERROR", "DELETED", "SOMETHING"], ContactStatus.SENT, 0),
-    ([3, "3", 4], ContactStatus.READ, 1),  # v1 may send numeric statuses (renderStatus.ts)
-])
+@pytest.mark.parametrize(
+    "statuses,final,delivered",
+    [
+        (["DELIVERY_ACK"] * 10, ContactStatus.DELIVERED, 1),  # the provider retries up to 10 times
+        (["SERVER_ACK", "PENDING", "ERROR", "DELETED", "SOMETHING"], ContactStatus.SENT, 0),
+        ([3, "3", 4], ContactStatus.READ, 1),  # v1 may send numeric statuses (renderStatus.ts)
+    ],
+)
 def test_repeats_and_statuses_that_mean_nothing(hook, statuses, final, delivered):
     contact = hook.sent_contact()
     for status in statuses:
@@ -123,8 +131,9 @@ def test_send_message_echo_is_accepted_and_moves_nothing(hook):
 
 def test_receipts_for_an_inbound_message_are_ignored(hook):
     contact = hook.sent_contact()
-    response = hook.post(envelope(MESSAGES_UPDATE_V2, hook.instance, keyId=contact.provider_message_id,
-                                  fromMe=False, status="READ"))
+    response = hook.post(
+        envelope(MESSAGES_UPDATE_V2, hook.instance, keyId=contact.provider_message_id, fromMe=False, status="READ")
+    )
     assert response.json()["outcome"] == "ignored"
 
 
@@ -141,8 +150,9 @@ def test_another_tenants_message_id_is_not_touched(hook):
 
 def test_the_chat_message_follows_forward_only_too(hook):
     contact = hook.sent_contact()
-    message = record_outbound_message(contact=contact, instance=hook.instance, text="Olá",
-                                      provider_message_id=contact.provider_message_id)
+    message = record_outbound_message(
+        contact=contact, instance=hook.instance, text="Olá", provider_message_id=contact.provider_message_id
+    )
     receipt(hook, contact, "READ")
     receipt(hook, contact, "DELIVERY_ACK")
     message.refresh_from_db()
@@ -187,8 +197,10 @@ def test_early_receipts_taken_but_not_applied_go_back_to_redis(hook, monkeypatch
         delivery_status.apply_early_receipts(tenant_id=hook.instance.tenant_id, provider_message_ids=ids)
     monkeypatch.setattr(delivery_status, "_apply_early", real_apply)
     assert delivery_status.apply_early_receipts(tenant_id=hook.instance.tenant_id, provider_message_ids=ids) == 2
-    assert sorted(BillingContact.objects.filter(pk__in=[c.pk for c in contacts])
-                  .values_list("status", flat=True)) == [ContactStatus.DELIVERED] * 3
+    assert (
+        sorted(BillingContact.objects.filter(pk__in=[c.pk for c in contacts]).values_list("status", flat=True))
+        == [ContactStatus.DELIVERED] * 3
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -206,7 +218,7 @@ def test_concurrent_duplicate_receipts_count_once(hook):
         try:
             barrier.wait(timeout=10)
             apply_provider_status(tenant_id=tenant_id, provider_message_id=message_id, provider_status=status)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             close_old_connections()

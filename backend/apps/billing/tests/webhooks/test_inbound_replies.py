@@ -1,4 +1,5 @@
 """Customer replies: stored, conversation reopened, contact credited once, opt-out handled."""
+
 from __future__ import annotations
 
 import copy
@@ -13,8 +14,9 @@ from apps.chat.models import Conversation, Message
 from .conftest import MESSAGES_UPSERT_V2, PHONE, envelope
 
 
-def upsert(hook, *, text: str, message_id: str, quoted: str | None = None, jid: str = "5511998765432@s.whatsapp.net",
-           **key):
+def upsert(
+    hook, *, text: str, message_id: str, quoted: str | None = None, jid: str = "5511998765432@s.whatsapp.net", **key
+):
     body = envelope(MESSAGES_UPSERT_V2, hook.instance)
     body["data"]["key"] = {"remoteJid": jid, "fromMe": False, "id": message_id, **key}
     body["data"]["message"] = {"conversation": text}
@@ -24,8 +26,12 @@ def upsert(hook, *, text: str, message_id: str, quoted: str | None = None, jid: 
 
 def sent_with_history(hook, **kwargs):
     contact = hook.sent_contact(**kwargs)
-    record_outbound_message(contact=contact, instance=hook.instance, text="Sua fatura venceu.",
-                            provider_message_id=contact.provider_message_id)
+    record_outbound_message(
+        contact=contact,
+        instance=hook.instance,
+        text="Sua fatura venceu.",
+        provider_message_id=contact.provider_message_id,
+    )
     return contact
 
 
@@ -41,7 +47,11 @@ def test_the_contract_reply_reopens_the_conversation_and_marks_the_contact_repli
     conversation.refresh_from_db()
     assert (conversation.status, conversation.closed_by, conversation.closed_at) == ("open", "", None)
     inbound = Message.objects.get(conversation=conversation, direction="inbound")
-    assert (inbound.content, inbound.status, inbound.provider_message_id) == ("Já paguei", "received", "3A5F00000000000A")
+    assert (inbound.content, inbound.status, inbound.provider_message_id) == (
+        "Já paguei",
+        "received",
+        "3A5F00000000000A",
+    )
     contact.refresh_from_db()
     assert contact.replied_at is not None
     assert contact.status == ContactStatus.DELIVERED  # the delivery chain is untouched
@@ -83,12 +93,15 @@ def test_a_stranger_writing_creates_an_open_conversation_and_credits_nobody(hook
     assert conversation.status == "open"
 
 
-@pytest.mark.parametrize("key,jid", [
-    ({"fromMe": True}, "5511998765432@s.whatsapp.net"),  # our own message echoed
-    ({}, "120363025246125486@g.us"),  # a group
-    ({}, "status@broadcast"),
-    ({}, "123456789012345@lid"),  # a LID without remoteJidAlt
-])
+@pytest.mark.parametrize(
+    "key,jid",
+    [
+        ({"fromMe": True}, "5511998765432@s.whatsapp.net"),  # our own message echoed
+        ({}, "120363025246125486@g.us"),  # a group
+        ({}, "status@broadcast"),
+        ({}, "123456789012345@lid"),  # a LID without remoteJidAlt
+    ],
+)
 def test_messages_that_are_not_a_customer_reply_are_ignored(hook, key, jid):
     before = Message.objects.count()
     response = upsert(hook, text="SAIR", message_id="3A5F0000000000E1", jid=jid, **key)
@@ -99,16 +112,26 @@ def test_messages_that_are_not_a_customer_reply_are_ignored(hook, key, jid):
 
 
 def test_a_lid_sender_with_its_phone_jid_is_understood(hook):
-    upsert(hook, text="Oi", message_id="3A5F0000000000E2", jid="123456789012345@lid",
-           remoteJidAlt="5511998765432@s.whatsapp.net")
+    upsert(
+        hook,
+        text="Oi",
+        message_id="3A5F0000000000E2",
+        jid="123456789012345@lid",
+        remoteJidAlt="5511998765432@s.whatsapp.net",
+    )
     assert Conversation.objects.filter(contact_phone=PHONE).exists()
 
 
 def test_v1_text_from_extended_text_message(hook):
     body = envelope(MESSAGES_UPSERT_V2, hook.instance)
-    body["data"] = {"key": {"remoteJid": "5511998765432@s.whatsapp.net", "fromMe": False, "id": "3A5F0000000000F1"},
-                    "pushName": "Maria", "message": {"extendedTextMessage": {"text": "Já paguei ontem"}},
-                    "messageTimestamp": 1717689200, "owner": hook.instance.instance_name, "source": "android"}
+    body["data"] = {
+        "key": {"remoteJid": "5511998765432@s.whatsapp.net", "fromMe": False, "id": "3A5F0000000000F1"},
+        "pushName": "Maria",
+        "message": {"extendedTextMessage": {"text": "Já paguei ontem"}},
+        "messageTimestamp": 1717689200,
+        "owner": hook.instance.instance_name,
+        "source": "android",
+    }
     assert hook.post(body).status_code == 200
     assert Message.objects.get(provider_message_id="3A5F0000000000F1").content == "Já paguei ontem"
 
@@ -127,8 +150,9 @@ def inline_confirmation(settings):
     settings.BILLING_OPT_OUT_CONFIRMATION_ASYNC = False
 
 
-def test_sair_suppresses_the_phone_and_confirms_once(make_sandbox_whatsapp_instance, evolution_sandbox, client,
-                                                     inline_confirmation, django_capture_on_commit_callbacks):
+def test_sair_suppresses_the_phone_and_confirms_once(
+    make_sandbox_whatsapp_instance, evolution_sandbox, client, inline_confirmation, django_capture_on_commit_callbacks
+):
     from .conftest import Hook, make_tenant
 
     api = make_tenant("optout-sandbox")

@@ -1,5 +1,6 @@
 """WAHA webhooks (contract §6) through the real URL: the HMAC, then each event mapped onto the same
 services as Evolution's — receipts, replies, echoes, health, number protection."""
+
 from __future__ import annotations
 
 import copy
@@ -26,27 +27,62 @@ from .conftest import PHONE, Hook, make_tenant
 
 CHAT = "5511998765432@c.us"
 # Payloads as contract §6 and WAHA's docs print them (ids and the session filled in per test).
-MESSAGE = {"id": "false_5511998765432@c.us_3A5F00000000000A", "timestamp": 1717689200, "from": CHAT,
-           "fromMe": False, "source": "app", "to": "5511900000000@c.us", "body": "Já paguei", "hasMedia": False,
-           "ack": 2, "ackName": "DEVICE", "replyTo": None, "_data": {"notifyName": "Maria"}}
-ACK = {"id": "true_5511998765432@c.us_3EB0A1B2C3D4E5F6", "from": CHAT, "participant": None, "fromMe": True,
-       "ack": 2, "ackName": "DEVICE"}
+MESSAGE = {
+    "id": "false_5511998765432@c.us_3A5F00000000000A",
+    "timestamp": 1717689200,
+    "from": CHAT,
+    "fromMe": False,
+    "source": "app",
+    "to": "5511900000000@c.us",
+    "body": "Já paguei",
+    "hasMedia": False,
+    "ack": 2,
+    "ackName": "DEVICE",
+    "replyTo": None,
+    "_data": {"notifyName": "Maria"},
+}
+ACK = {
+    "id": "true_5511998765432@c.us_3EB0A1B2C3D4E5F6",
+    "from": CHAT,
+    "participant": None,
+    "fromMe": True,
+    "ack": 2,
+    "ackName": "DEVICE",
+}
 
 
 class WahaHook(Hook):
     def envelope(self, event: str, payload: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        return {"id": "evt_01", "timestamp": 1717689200000, "event": event, "session": self.instance.instance_name,
-                "metadata": {}, "me": {"id": "5511900000000@c.us", "pushName": "Loja"}, "payload": payload,
-                "engine": "NOWEB", "environment": {"version": "2025.9.1", "engine": "NOWEB", "tier": "CORE"},
-                **fields}
+        return {
+            "id": "evt_01",
+            "timestamp": 1717689200000,
+            "event": event,
+            "session": self.instance.instance_name,
+            "metadata": {},
+            "me": {"id": "5511900000000@c.us", "pushName": "Loja"},
+            "payload": payload,
+            "engine": "NOWEB",
+            "environment": {"version": "2025.9.1", "engine": "NOWEB", "tier": "CORE"},
+            **fields,
+        }
 
-    def post_event(self, event: str, payload: dict[str, Any], *, key: str | None = None, signed: bool = True,
-                   raw: bytes | None = None, token: str | None = None, **fields: Any):
+    def post_event(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        *,
+        key: str | None = None,
+        signed: bool = True,
+        raw: bytes | None = None,
+        token: str | None = None,
+        **fields: Any,
+    ):
         body = raw if raw is not None else json.dumps(self.envelope(event, payload, **fields)).encode()
         headers = {}
         if signed:
-            headers["HTTP_X_WEBHOOK_HMAC"] = hmac.new((key or waha_hmac_key(self.instance)).encode(), body,
-                                                      hashlib.sha512).hexdigest()
+            headers["HTTP_X_WEBHOOK_HMAC"] = hmac.new(
+                (key or waha_hmac_key(self.instance)).encode(), body, hashlib.sha512
+            ).hexdigest()
         path = reverse("billing:waha-webhook", kwargs={"token": token or self.instance.webhook_secret})
         return self.client.post(path, data=body, content_type="application/json", **headers)
 
@@ -82,14 +118,19 @@ def test_a_bad_or_missing_hmac_is_401_and_changes_nothing(waha_hook, how, caplog
     elif how == "wrong_key":
         response = waha_hook.post_event("message.ack", ACK, key="not-our-key")
     elif how == "evolution_route":  # a WAHA instance's secret is not an Evolution URL
-        response = waha_hook.client.post(f"/api/v1/billing/webhooks/evolution/{waha_hook.instance.webhook_secret}/",
-                                         data=body, content_type="application/json")
+        response = waha_hook.client.post(
+            f"/api/v1/billing/webhooks/evolution/{waha_hook.instance.webhook_secret}/",
+            data=body,
+            content_type="application/json",
+        )
     else:
         signature = hmac.new(waha_hmac_key(waha_hook.instance).encode(), body, hashlib.sha512).hexdigest()
         response = waha_hook.client.post(
             reverse("billing:waha-webhook", kwargs={"token": waha_hook.instance.webhook_secret}),
-            data=body.replace(b"DEVICE", b"READ\x20\x20"), content_type="application/json",
-            HTTP_X_WEBHOOK_HMAC=signature)
+            data=body.replace(b"DEVICE", b"READ\x20\x20"),
+            content_type="application/json",
+            HTTP_X_WEBHOOK_HMAC=signature,
+        )
 
     assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
     assert status_of(contact) == ContactStatus.SENT
@@ -173,20 +214,42 @@ def test_a_customer_reply_is_stored_and_credited_by_its_quote(waha_hook):
 
 
 def test_an_image_with_a_caption_is_stored_as_media(waha_hook):
-    waha_hook.post_event("message", {**MESSAGE, "hasMedia": True, "body": "comprovante",
-                                     "media": {"mimetype": "image/jpeg", "url": None}})
+    waha_hook.post_event(
+        "message",
+        {**MESSAGE, "hasMedia": True, "body": "comprovante", "media": {"mimetype": "image/jpeg", "url": None}},
+    )
 
     assert Message.objects.get(provider_message_id="3A5F00000000000A").content == "[imagem] comprovante"
 
 
 def test_our_own_message_settles_an_unconfirmed_contact(waha_hook):
-    queue = build_queue(waha_hook.tenant, template=waha_hook.template(), total=1, instance=waha_hook.instance,
-                        status=QueueStatus.RUNNING)
-    contact = build_contact(queue, phone=PHONE, status=ContactStatus.UNCONFIRMED, attempts=1,
-                            variation=waha_hook.template().variations.first(), rendered_message="Sua fatura venceu.",
-                            send_started_at=timezone.now(), next_attempt_at=timezone.now())
-    echo = {**MESSAGE, "id": f"true_{CHAT}_3EB0ECHO00000001", "fromMe": True, "source": "api", "to": CHAT,
-            "from": "5511900000000@c.us", "body": "Sua fatura venceu.", "timestamp": int(timezone.now().timestamp())}
+    queue = build_queue(
+        waha_hook.tenant,
+        template=waha_hook.template(),
+        total=1,
+        instance=waha_hook.instance,
+        status=QueueStatus.RUNNING,
+    )
+    contact = build_contact(
+        queue,
+        phone=PHONE,
+        status=ContactStatus.UNCONFIRMED,
+        attempts=1,
+        variation=waha_hook.template().variations.first(),
+        rendered_message="Sua fatura venceu.",
+        send_started_at=timezone.now(),
+        next_attempt_at=timezone.now(),
+    )
+    echo = {
+        **MESSAGE,
+        "id": f"true_{CHAT}_3EB0ECHO00000001",
+        "fromMe": True,
+        "source": "api",
+        "to": CHAT,
+        "from": "5511900000000@c.us",
+        "body": "Sua fatura venceu.",
+        "timestamp": int(timezone.now().timestamp()),
+    }
 
     response = waha_hook.post_event("message.any", echo)
 
@@ -241,8 +304,9 @@ def test_a_paired_number_losing_its_session_is_protected_and_its_queues_paused(w
 
 
 def test_scan_qr_code_while_pairing_is_not_a_logout(waha_hook):
-    response = waha_hook.post_event("session.status",
-                                    {"name": waha_hook.instance.instance_name, "status": "SCAN_QR_CODE"})
+    response = waha_hook.post_event(
+        "session.status", {"name": waha_hook.instance.instance_name, "status": "SCAN_QR_CODE"}
+    )
 
     instance = WhatsAppInstance.objects.get(pk=waha_hook.instance.pk)
     assert response.json()["outcome"] == "health_recorded"
@@ -257,8 +321,11 @@ def test_the_hmac_is_over_the_raw_bytes_as_sent(waha_hook, caplog):
     signed = json.dumps(envelope, separators=(",", ":")).encode()
     signature = hmac.new(waha_hmac_key(waha_hook.instance).encode(), signed, hashlib.sha512).hexdigest()
 
-    response = waha_hook.client.post(reverse("billing:waha-webhook", kwargs={"token": waha_hook.instance.webhook_secret}),
-                                     data=json.dumps(envelope).encode(), content_type="application/json",
-                                     HTTP_X_WEBHOOK_HMAC=signature)
+    response = waha_hook.client.post(
+        reverse("billing:waha-webhook", kwargs={"token": waha_hook.instance.webhook_secret}),
+        data=json.dumps(envelope).encode(),
+        content_type="application/json",
+        HTTP_X_WEBHOOK_HMAC=signature,
+    )
 
     assert response.status_code == 401 and status_of(contact) == ContactStatus.SENT

@@ -1,4 +1,5 @@
 """Who may call the provider webhook, and what a refused call leaves behind (nothing)."""
+
 from __future__ import annotations
 
 import base64
@@ -21,6 +22,7 @@ from .conftest import CONNECTION_UPDATE_V2, MESSAGES_UPDATE_V2, MESSAGES_UPSERT_
 
 def jwt(key: str, **claims) -> str:
     """An HS256 token built here, the way Evolution's generateJwtToken() does."""
+
     def b64(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -33,7 +35,8 @@ def jwt(key: str, **claims) -> str:
 def snapshot(hook) -> tuple:
     instance = WhatsAppInstance.objects.get(pk=hook.instance.pk)
     return (
-        Message.objects.count(), Conversation.objects.count(),
+        Message.objects.count(),
+        Conversation.objects.count(),
         tuple(BillingContact.objects.order_by("pk").values_list("status", "delivered_at", "replied_at")),
         tuple(BillingQueue.objects.order_by("pk").values_list("status", "delivered_count", "replied_count")),
         (instance.health_state, instance.health_checked_at),
@@ -45,7 +48,9 @@ def test_an_unknown_or_malformed_secret_gets_401_and_nothing_is_written(hook, to
     contact = hook.sent_contact()
     before = snapshot(hook)
     for template in (MESSAGES_UPDATE_V2, MESSAGES_UPSERT_V2, CONNECTION_UPDATE_V2):
-        body = envelope(template, hook.instance, **({"keyId": contact.provider_message_id} if "keyId" in template["data"] else {}))
+        body = envelope(
+            template, hook.instance, **({"keyId": contact.provider_message_id} if "keyId" in template["data"] else {})
+        )
         response = hook.post(body, token=token)
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
@@ -73,19 +78,25 @@ def test_an_inactive_instance_is_refused(hook):
 
 def test_a_valid_evolution_bearer_token_is_accepted(hook):
     token = jwt(webhook_jwt_key(hook.instance))
-    response = hook.post(envelope(CONNECTION_UPDATE_V2, hook.instance, state="open"), HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = hook.post(
+        envelope(CONNECTION_UPDATE_V2, hook.instance, state="open"), HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
     assert response.status_code == 200, response.content
 
 
-@pytest.mark.parametrize("make_header", [
-    lambda key: "Bearer " + jwt("wrong-key"),
-    lambda key: "Bearer not.a.jwt",
-    lambda key: "Bearer ",
-    lambda key: "Basic dXNlcjpwYXNz",
-    lambda key: "Bearer " + jwt(key, iat=int(time.time()) - 4000, exp=int(time.time()) - 3400),  # expired
-    lambda key: "Bearer " + jwt(key, iat=int(time.time()) + 3600, exp=int(time.time()) + 4200),  # from the future
-    lambda key: "Bearer " + jwt(key, action="other"),
-], ids=["wrong-key", "garbage", "empty", "basic", "expired", "future", "other-action"])
+@pytest.mark.parametrize(
+    "make_header",
+    [
+        lambda key: "Bearer " + jwt("wrong-key"),
+        lambda key: "Bearer not.a.jwt",
+        lambda key: "Bearer ",
+        lambda key: "Basic dXNlcjpwYXNz",
+        lambda key: "Bearer " + jwt(key, iat=int(time.time()) - 4000, exp=int(time.time()) - 3400),  # expired
+        lambda key: "Bearer " + jwt(key, iat=int(time.time()) + 3600, exp=int(time.time()) + 4200),  # from the future
+        lambda key: "Bearer " + jwt(key, action="other"),
+    ],
+    ids=["wrong-key", "garbage", "empty", "basic", "expired", "future", "other-action"],
+)
 def test_a_bad_bearer_token_gets_401_even_with_the_right_path(hook, make_header):
     before = snapshot(hook)
     header = make_header(webhook_jwt_key(hook.instance))
@@ -105,7 +116,10 @@ def test_the_bearer_token_can_be_required(hook, settings):
     settings.BILLING_WEBHOOK_REQUIRE_JWT = True
     assert hook.post(envelope(CONNECTION_UPDATE_V2, hook.instance)).status_code == 401
     token = jwt(webhook_jwt_key(hook.instance))
-    assert hook.post(envelope(CONNECTION_UPDATE_V2, hook.instance), HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    assert (
+        hook.post(envelope(CONNECTION_UPDATE_V2, hook.instance), HTTP_AUTHORIZATION=f"Bearer {token}").status_code
+        == 200
+    )
 
 
 def test_bodies_over_the_limit_get_413_and_nothing_is_written(hook, settings):
@@ -136,16 +150,22 @@ def test_the_provider_apikey_is_never_logged_or_stored(hook, caplog):
     contact = hook.sent_contact()
     secret_key = "INSTANCE-TOKEN-7f3e9a"
     caplog.set_level(logging.DEBUG)
-    for template, data in ((MESSAGES_UPDATE_V2, {"keyId": contact.provider_message_id}),
-                           (MESSAGES_UPSERT_V2, {"key": {"remoteJid": "5511998765432@s.whatsapp.net",
-                                                         "fromMe": False, "id": "3A5F0000000000AA"}})):
+    for template, data in (
+        (MESSAGES_UPDATE_V2, {"keyId": contact.provider_message_id}),
+        (
+            MESSAGES_UPSERT_V2,
+            {"key": {"remoteJid": "5511998765432@s.whatsapp.net", "fromMe": False, "id": "3A5F0000000000AA"}},
+        ),
+    ):
         body = envelope(template, hook.instance, **data)
         body["apikey"] = secret_key
         assert hook.post(body).status_code == 200
     logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
     assert secret_key not in logged
     assert hook.instance.webhook_secret not in logged
-    stored = json.dumps(list(Message.objects.values()), default=str) + json.dumps(list(BillingContact.objects.values()), default=str)
+    stored = json.dumps(list(Message.objects.values()), default=str) + json.dumps(
+        list(BillingContact.objects.values()), default=str
+    )
     assert secret_key not in stored
 
 
@@ -162,8 +182,9 @@ def test_by_events_urls_work_too(hook):
     contact = hook.sent_contact()
     body = envelope(MESSAGES_UPDATE_V2, hook.instance, keyId=contact.provider_message_id)
     del body["event"]
-    response = hook.client.post(webhook_path(hook.instance, "messages-update"), data=json.dumps(body),
-                                content_type="application/json")
+    response = hook.client.post(
+        webhook_path(hook.instance, "messages-update"), data=json.dumps(body), content_type="application/json"
+    )
     assert response.status_code == 200, response.content
     contact.refresh_from_db()
     assert contact.status == ContactStatus.DELIVERED

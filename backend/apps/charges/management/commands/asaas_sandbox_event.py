@@ -5,6 +5,7 @@ Asaas would (the local demo; the tests post the same payloads to the same view).
     python manage.py asaas_sandbox_event --url "$(jq -r .asaas_webhook_url setup.json)" \
         --token "$ASAAS_TOKEN" --event PAYMENT_RECEIVED --external-id INV-1001 --value 150 --due-date 2026-12-10
 """
+
 from __future__ import annotations
 
 import json
@@ -37,12 +38,23 @@ class Command(BaseCommand):
             due = date.fromisoformat(options["due_date"])
         except ValueError:
             raise CommandError("--due-date must be YYYY-MM-DD") from None
-        payload = asaas_event(options["event"], external_reference=options["external_id"], value=value,
-                              due_date=due, payment_id=options["payment_id"])
+        payload = asaas_event(
+            options["event"],
+            external_reference=options["external_id"],
+            value=value,
+            due_date=due,
+            payment_id=options["payment_id"],
+        )
         try:
-            response = requests.post(options["url"], json=payload, headers={"asaas-access-token": options["token"]},
-                                     timeout=10, allow_redirects=False)
+            response = requests.post(
+                options["url"],
+                json=payload,
+                headers={"asaas-access-token": options["token"]},
+                timeout=10,
+                allow_redirects=False,
+            )
         except requests.RequestException as exc:
             raise CommandError(f"could not reach {options['url']}: {type(exc).__name__}") from exc
-        self.stdout.write(json.dumps({"event_id": payload["id"], "http_status": response.status_code,
-                                      "answer": response.text[:500]}))
+        self.stdout.write(
+            json.dumps({"event_id": payload["id"], "http_status": response.status_code, "answer": response.text[:500]})
+        )

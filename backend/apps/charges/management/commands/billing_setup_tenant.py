@@ -5,13 +5,18 @@ This app is listed before `billing` in INSTALLED_APPS, so Django runs this subcl
 command's name; billing's command stays unaware of charges (it only offers the
 `extend_setup` seam). The token is checked before anything is written.
 """
+
 from __future__ import annotations
 
 from django.core.management.base import CommandError
 
 from apps.billing.management.commands.billing_setup_tenant import Command as BillingSetupCommand
 from apps.billing.services.tenant_setup import TenantSetupResult
-from apps.charges.services.asaas_setup import AsaasTokenError, check_asaas_token, configure_asaas_webhook
+from apps.charges.services.asaas_setup import (
+    AsaasTokenError,
+    check_asaas_token,
+    configure_asaas_webhook,
+)
 
 
 class Command(BillingSetupCommand):
@@ -19,8 +24,9 @@ class Command(BillingSetupCommand):
 
     def add_arguments(self, parser) -> None:
         super().add_arguments(parser)
-        parser.add_argument("--asaas-webhook-token",
-                            help="The token Asaas sends in the asaas-access-token header (32-255 characters)")
+        parser.add_argument(
+            "--asaas-webhook-token", help="The token Asaas sends in the asaas-access-token header (32-255 characters)"
+        )
 
     def handle(self, *args, **options) -> None:
         if options.get("asaas_webhook_token") is not None:

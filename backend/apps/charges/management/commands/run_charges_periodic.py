@@ -6,6 +6,7 @@ replicas: materialisation holds a per-tenant advisory lock, escalation skips loc
 both are idempotent. A step due today is queued at the first cycle of the day (or the first
 after the charge arrives), so the interval bounds how late a same-day charge starts.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """Charges through the real stack: the API, the cadence job (in this process, its clock moved
 with time-machine), billing queues sent by the real consumer process (real time) to the
 sandbox, Asaas events posted to the real webhook view."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,17 @@ def e164(n: int) -> str:
 
 
 def charges(*items: tuple[int, object], **fields) -> list[dict]:
-    return [{"external_id": f"CH-{n}", "phone": phone(n), "name": f"Devedor {n}", "amount": "100.00",
-             "due_date": due.isoformat(), **fields} for n, due in items]
+    return [
+        {
+            "external_id": f"CH-{n}",
+            "phone": phone(n),
+            "name": f"Devedor {n}",
+            "amount": "100.00",
+            "due_date": due.isoformat(),
+            **fields,
+        }
+        for n, due in items
+    ]
 
 
 def sent_to(tenant, n: int) -> list[dict]:
@@ -55,22 +65,30 @@ def queues_done(tenant):
 
 def asaas(tenant, name: str, external_id: str, *, seconds: int = 0) -> dict:
     url = configure_asaas_webhook(tenant=tenant.tenant, token=TOKEN)
-    payload = asaas_event(name, external_reference=external_id, value="100.00",
-                          due_date=Charge.objects.get(external_id=external_id).due_date,
-                          created_at=datetime.now().astimezone() + timedelta(seconds=seconds))
-    response = Client().post(url, data=json.dumps(payload), content_type="application/json",
-                             HTTP_ASAAS_ACCESS_TOKEN=TOKEN)
+    payload = asaas_event(
+        name,
+        external_reference=external_id,
+        value="100.00",
+        due_date=Charge.objects.get(external_id=external_id).due_date,
+        created_at=datetime.now().astimezone() + timedelta(seconds=seconds),
+    )
+    response = Client().post(
+        url, data=json.dumps(payload), content_type="application/json", HTTP_ASAAS_ACCESS_TOKEN=TOKEN
+    )
     assert response.status_code == 200, response.content
     return response.json()
 
 
-def test_a_minus3_0_plus1_plan_sends_exactly_its_three_steps_on_their_days_inside_hours(pipeline_tenant,
-                                                                                        start_process):
+def test_a_minus3_0_plus1_plan_sends_exactly_its_three_steps_on_their_days_inside_hours(pipeline_tenant, start_process):
     tenant = pipeline_tenant()
     zone, opens, closes = open_around_now(tenant)
     consumer = start_process("run_billing_consumer", "--concurrency", "1")
-    assert api_post(tenant, "cadences", {"name": "Régua", "default": True,
-                                         "steps": [{"offset_days": d} for d in (-3, 0, 1)]}).status_code == 201
+    assert (
+        api_post(
+            tenant, "cadences", {"name": "Régua", "default": True, "steps": [{"offset_days": d} for d in (-3, 0, 1)]}
+        ).status_code
+        == 201
+    )
     today = today_in(zone)
     assert api_post(tenant, "charges", {"charges": charges((1, today + timedelta(days=3)))}).status_code == 200
     expected = {0: 1, 1: 1, 2: 1, 3: 2, 4: 3, 5: 3}  # messages seen after the job of each day
@@ -80,7 +98,10 @@ def test_a_minus3_0_plus1_plan_sends_exactly_its_three_steps_on_their_days_insid
         assert len(sent_to(tenant, 1)) == expected[day], f"day {day}"
     runs = ChargeStepRun.objects.order_by("offset_days")
     assert [(r.offset_days, r.scheduled_date - today, r.status) for r in runs] == [
-        (-3, timedelta(0), "queued"), (0, timedelta(3), "queued"), (1, timedelta(4), "queued")]
+        (-3, timedelta(0), "queued"),
+        (0, timedelta(3), "queued"),
+        (1, timedelta(4), "queued"),
+    ]
     assert [r.billing_contact.queue.template_type for r in runs] == ["upcoming", "upcoming", "overdue"]
     for message in sent_to(tenant, 1):
         at = datetime.fromisoformat(message["created_at"].replace("Z", "+00:00")).astimezone(zone)
@@ -88,8 +109,9 @@ def test_a_minus3_0_plus1_plan_sends_exactly_its_three_steps_on_their_days_insid
 
 
 @pytest.mark.parametrize("pay_with", ["api", "asaas"])
-def test_paying_while_the_steps_queue_runs_stops_its_message_and_every_later_step(pipeline_tenant, start_process,
-                                                                                   pay_with):
+def test_paying_while_the_steps_queue_runs_stops_its_message_and_every_later_step(
+    pipeline_tenant, start_process, pay_with
+):
     tenant = pipeline_tenant(messages_per_minute=30)  # one message every 2 s
     zone, _, _ = open_around_now(tenant)
     consumer = start_process("run_billing_consumer", "--concurrency", "1")
@@ -122,12 +144,15 @@ def test_paying_while_the_steps_queue_runs_stops_its_message_and_every_later_ste
     assert Decimal(report["amount_recovered"]) == sum(c.paid_amount for c in paid) == Decimal("280.50")
     assert report["charges_due"]["paid"] == 3 and report["charges_due"]["open"] == 2
     sent = BillingContact.objects.filter(sent_at__isnull=False, external_id__startswith="CH-")
-    assert report["conversion_by_step"] == [{"cadence": "Régua", "offset_days": 0, "messages": sent.count(),
-                                             "paid": 2, "conversion": 0.5}]
+    assert report["conversion_by_step"] == [
+        {"cadence": "Régua", "offset_days": 0, "messages": sent.count(), "paid": 2, "conversion": 0.5}
+    ]
     assert sum(row["messages"] for row in report["conversion_by_variation"]) == 4
     assert sum(row["paid"] for row in report["conversion_by_variation"]) == 2
-    days = [(Charge.objects.get(external_id=c.external_id).paid_at - c.sent_at).total_seconds() / 86400
-            for c in sent.filter(external_id__in=["CH-1", "CH-2"])]
+    days = [
+        (Charge.objects.get(external_id=c.external_id).paid_at - c.sent_at).total_seconds() / 86400
+        for c in sent.filter(external_id__in=["CH-1", "CH-2"])
+    ]
     assert report["median_days_to_payment"] == round(statistics.median(days), 2)
 
 
@@ -135,8 +160,7 @@ def test_a_refund_reopens_the_charge_and_the_cadence_resumes_from_the_next_due_s
     tenant = pipeline_tenant()
     zone, _, _ = open_around_now(tenant)
     consumer = start_process("run_billing_consumer", "--concurrency", "1")
-    api_post(tenant, "cadences", {"name": "Régua", "default": True,
-                                  "steps": [{"offset_days": d} for d in (0, 1, 2)]})
+    api_post(tenant, "cadences", {"name": "Régua", "default": True, "steps": [{"offset_days": d} for d in (0, 1, 2)]})
     today = today_in(zone)
     api_post(tenant, "charges", {"charges": charges((1, today))})
     job_on(0)

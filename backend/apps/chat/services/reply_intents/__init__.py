@@ -11,12 +11,31 @@ repeated letters, emoji) in `normalize.py`; how rules combine into one answer in
 `classifier.py`. The labelled corpus in `apps/chat/tests/data/reply_corpus.jsonl` and
 `bench/reply_intents_bench.py` measure it.
 """
+
 from .classifier import IntentResult, classify
-from .rules import CLAIMS_PAID, GREETING, NEGOTIATE, OPT_OUT, OTHER, PAYMENT_INFO, TALK_TO_HUMAN, WRONG_PERSON
+from .rules import (
+    CLAIMS_PAID,
+    GREETING,
+    NEGOTIATE,
+    OPT_OUT,
+    OTHER,
+    PAYMENT_INFO,
+    TALK_TO_HUMAN,
+    WRONG_PERSON,
+)
 
 INTENTS = (OPT_OUT, CLAIMS_PAID, NEGOTIATE, PAYMENT_INFO, WRONG_PERSON, TALK_TO_HUMAN, GREETING, OTHER)
 
 __all__ = [
-    "CLAIMS_PAID", "GREETING", "INTENTS", "IntentResult", "NEGOTIATE", "OPT_OUT", "OTHER", "PAYMENT_INFO",
-    "TALK_TO_HUMAN", "WRONG_PERSON", "classify",
+    "CLAIMS_PAID",
+    "GREETING",
+    "INTENTS",
+    "IntentResult",
+    "NEGOTIATE",
+    "OPT_OUT",
+    "OTHER",
+    "PAYMENT_INFO",
+    "TALK_TO_HUMAN",
+    "WRONG_PERSON",
+    "classify",
 ]

@@ -1,4 +1,5 @@
 """Combine the rules into one answer with a confidence."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,13 +65,16 @@ def _classify_words(text: str, words: tuple[str, ...]) -> IntentResult:
 
 
 def _fires(rule: rules.Rule, line: str) -> bool:
-    return any(not _cancelled(rule.negatable, rule.not_a_question, line, match.start(), match.end())
-               for match in rule.pattern.finditer(line))
+    return any(
+        not _cancelled(rule.negatable, rule.not_a_question, line, match.start(), match.end())
+        for match in rule.pattern.finditer(line)
+    )
 
 
 def _vetoes(veto: rules.Veto, line: str) -> bool:
-    return any(not _cancelled(veto.negatable, False, line, match.start(), match.end())
-               for match in veto.pattern.finditer(line))
+    return any(
+        not _cancelled(veto.negatable, False, line, match.start(), match.end()) for match in veto.pattern.finditer(line)
+    )
 
 
 def _cancelled(negatable: bool, not_a_question: bool, line: str, start: int, end: int) -> bool:
@@ -98,5 +102,5 @@ def _cancelled(negatable: bool, not_a_question: bool, line: str, start: int, end
 def _is_greeting(words: tuple[str, ...]) -> bool:
     if not all(word in rules.GREETING_WORDS for word in words):
         return False
-    pairs = {" ".join(words[i:i + 2]) for i in range(len(words) - 1)}
+    pairs = {" ".join(words[i : i + 2]) for i in range(len(words) - 1)}
     return bool(rules.SALUTATIONS & (set(words) | pairs))

@@ -4,6 +4,7 @@ A corpus is JSON Lines, one reply per line: `{"text": ..., "intent": ..., "media
 (`media` optional: image, document, audio, sticker; image and document count as a likely
 receipt, as `classify(has_media=True)` is told in production).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,10 +55,17 @@ class Report:
 
     def as_dict(self) -> dict:
         return {
-            "messages": self.total, "accuracy": round(self.accuracy, 4),
+            "messages": self.total,
+            "accuracy": round(self.accuracy, 4),
             "microseconds_per_message": round(self.microseconds_per_message, 1),
-            "per_intent": {intent: {"precision": _round(self.precision(intent)), "recall": _round(self.recall(intent)),
-                                    "support": self.support(intent)} for intent in INTENTS},
+            "per_intent": {
+                intent: {
+                    "precision": _round(self.precision(intent)),
+                    "recall": _round(self.recall(intent)),
+                    "support": self.support(intent),
+                }
+                for intent in INTENTS
+            },
         }
 
 

@@ -10,6 +10,7 @@ silences a debtor who only asked a question.
 Matched against the plain form and the token form of the reply (`normalize.py`), so "naum
 quero mais receber msg" and "SAIRRRR" count as well.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,13 +23,19 @@ _FILLERS = (
 _FILLER_EDGES = re.compile(rf"^(?:(?:{_FILLERS})\s+)+|(?:\s+(?:{_FILLERS}))+$")
 
 # Building blocks. Optional parts always carry their own leading space: "(?: mais)?".
-_MSGS = (r"(?:(?:essas|estas|as|suas|sua|tuas|nenhuma|mais) )?(?:mensagens|mensagem|msgs|msg|cobrancas|cobranca|"
-         r"avisos|aviso|lembretes|notificacoes)(?: de (?:cobranca|voces|vcs))?")
+_MSGS = (
+    r"(?:(?:essas|estas|as|suas|sua|tuas|nenhuma|mais) )?(?:mensagens|mensagem|msgs|msg|cobrancas|cobranca|"
+    r"avisos|aviso|lembretes|notificacoes)(?: de (?:cobranca|voces|vcs))?"
+)
 _MSGS_OR_THIS = rf"(?:{_MSGS}|isso|isto|nada)"
-_WHERE = (r"(?:por aqui|aqui|no whatsapp|no zap|pelo whatsapp|pelo zap|por whatsapp|neste numero|nesse numero|"
-          r"de voces|de vcs|pra mim|para mim)")
-_LIST = (r"(?:da|dessa|desta|de sua|da sua|do) (?:lista|cadastro|contatos|base)"
-         r"(?: de (?:contatos|mensagens|envio|envios|cobranca|voces|vcs))?")
+_WHERE = (
+    r"(?:por aqui|aqui|no whatsapp|no zap|pelo whatsapp|pelo zap|por whatsapp|neste numero|nesse numero|"
+    r"de voces|de vcs|pra mim|para mim)"
+)
+_LIST = (
+    r"(?:da|dessa|desta|de sua|da sua|do) (?:lista|cadastro|contatos|base)"
+    r"(?: de (?:contatos|mensagens|envio|envios|cobranca|voces|vcs))?"
+)
 _NUMBER = r"(?:o )?meu (?:numero|contato|telefone|celular)"
 _WANT = r"(?:eu )?(?:quero|queria|gostaria de|desejo|preciso)"
 _DONT_WANT = r"(?:eu )?(?:nao|n) (?:quero|desejo|gostaria de|aceito)"

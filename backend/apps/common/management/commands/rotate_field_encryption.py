@@ -5,6 +5,7 @@ run this command, then remove the old keys. Each table is done in batches, each 
 own short transaction with its rows locked, so the app keeps reading and writing meanwhile;
 a row that no configured key decrypts stops the command (nothing is guessed or skipped).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -41,12 +42,17 @@ class Command(BaseCommand):
         while True:
             with transaction.atomic(), connection.cursor() as cursor:
                 after = "" if last is None else f"WHERE {quote(pk)} > %s"
-                cursor.execute(f"SELECT {quote(pk)}, {selected} FROM {quote(table)} {after} "
-                               f"ORDER BY {quote(pk)} LIMIT {BATCH} FOR UPDATE", [] if last is None else [last])
+                cursor.execute(
+                    f"SELECT {quote(pk)}, {selected} FROM {quote(table)} {after} "
+                    f"ORDER BY {quote(pk)} LIMIT {BATCH} FOR UPDATE",
+                    [] if last is None else [last],
+                )
                 rows = cursor.fetchall()
                 for row_pk, *values in rows:
                     rotated = [rotate(value) if value else value for value in values]
-                    cursor.execute(f"UPDATE {quote(table)} SET {assignments} WHERE {quote(pk)} = %s", [*rotated, row_pk])
+                    cursor.execute(
+                        f"UPDATE {quote(table)} SET {assignments} WHERE {quote(pk)} = %s", [*rotated, row_pk]
+                    )
             if not rows:
                 return done
             done += len(rows)

@@ -2,6 +2,7 @@
 
 The same server as `python -m apps.evolution_sandbox.server`; this entry point exists so the
 local run can start everything through manage.py. It touches no database."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,21 @@ class Command(BaseCommand):
         server.build_parser(parser)
 
     def handle(self, *args, **options) -> None:
-        namespace = argparse.Namespace(**{key: options[key] for key in (
-            "host", "port", "api_key", "instance", "not_on_whatsapp", "server_url", "ready_file", "log_level")})
+        namespace = argparse.Namespace(
+            **{
+                key: options[key]
+                for key in (
+                    "host",
+                    "port",
+                    "api_key",
+                    "instance",
+                    "not_on_whatsapp",
+                    "server_url",
+                    "ready_file",
+                    "log_level",
+                )
+            }
+        )
         try:
             server.parse_instances(namespace.instance or [])
         except ValueError as exc:

@@ -7,6 +7,7 @@ Its own process, not a step of billing's periodic task: privacy sits above billi
 pass every few minutes is plenty, and each pass works in short batches. Safe with several
 replicas (a batch rewrites rows idempotently; progress only moves forward).
 """
+
 from __future__ import annotations
 
 import json
