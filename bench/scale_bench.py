@@ -139,17 +139,30 @@ def setup_django(env: dict[str, str]) -> None:
 
 
 def make_tenants(
-    count: int, sandbox: Any, rate: int, stale_seconds: int, health_cache: int | None, *, prefix: str = "bench"
+    count: int,
+    sandbox: Any,
+    rate: int,
+    stale_seconds: int,
+    health_cache: int | None,
+    *,
+    prefix: str = "bench",
+    numbers_per_tenant: int = 1,
 ) -> list[dict[str, Any]]:
+    """`count` numbers, each a tenant of its own unless `numbers_per_tenant` > 1 (then one tenant
+    owns them all). Warm-up is skipped: these are long-lived numbers, not new ones."""
+    from django.utils import timezone
+
     from apps.billing.models import BillingConfig
     from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
+    from apps.connections.models import WhatsAppInstance
 
     tenants = []
     for i in range(count):
         info = sandbox.create_instance(name=f"{prefix}-{i:04d}")
+        slug = prefix if numbers_per_tenant > 1 else f"{prefix}-{i:04d}"
         result = setup_tenant(
-            name=f"{prefix} {i:04d}",
-            slug=f"{prefix}-{i:04d}",
+            name=slug,
+            slug=slug,
             evolution_url=sandbox.base_url,
             evolution_api_key=info.token,
             instance_name=info.name,
@@ -160,6 +173,7 @@ def make_tenants(
         if health_cache is not None:
             tuning["health_cache_seconds"] = health_cache
         BillingConfig.objects.filter(tenant=result.tenant).update(**tuning)
+        WhatsAppInstance.objects.filter(pk=result.instance.pk).update(warmup_skipped_at=timezone.now())
         tenants.append({"tenant": result.tenant, "instance": info.name})
     return tenants
 
@@ -177,7 +191,7 @@ def ingest(tenants: list[dict[str, Any]], contacts_per_queue: int, *, external_p
             }
             for j in range(contacts_per_queue)
         ]
-        data = {"external_id": f"{external_prefix}-{i}", "contacts": contacts}
+        data = {"external_id": f"{external_prefix}-{i}", "instance": entry["instance"], "contacts": contacts}
         result = BillingCampaignService(tenant=entry["tenant"], api_key=None).ingest(
             template_type="notification", data=data, raw_payload=data
         )
@@ -352,8 +366,8 @@ def measure_recovery(
 
 
 def measure_isolation(args: argparse.Namespace, sandbox: Any, start_consumer: Any) -> dict[str, Any]:
-    """Tenant A: six numbers behind a day-long Retry-After (then hanging); tenant B: 10
-    notifications. Each round on a fresh consumer with the default settings."""
+    """Tenant A: one tenant with six numbers behind a day-long Retry-After (then hanging);
+    tenant B: 10 notifications. Each round on a fresh consumer with the default settings."""
     from django.utils import timezone
 
     from apps.billing.models import BillingQueue
@@ -366,7 +380,7 @@ def measure_isolation(args: argparse.Namespace, sandbox: Any, start_consumer: An
     ):
         consumer = start_consumer()
         time.sleep(3)
-        tenant_a = make_tenants(6, sandbox, 600, 600, None, prefix=f"iso-a-{round_name}")
+        tenant_a = make_tenants(6, sandbox, 600, 600, None, prefix=f"iso-a-{round_name}", numbers_per_tenant=6)
         tenant_b = make_tenants(1, sandbox, 600, 600, None, prefix=f"iso-b-{round_name}")
         for entry in tenant_a:
             sandbox.configure(entry["instance"], **fault)
@@ -401,7 +415,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pool", type=int, default=10, help="the consumer's DB_POOL_MAX_SIZE")
     parser.add_argument("--warmup", type=float, default=90, help="seconds allowed for every queue to start")
     parser.add_argument("--duration", type=float, default=120, help="measuring window, seconds")
-    parser.add_argument("--redis-db", type=int, default=7)
+    parser.add_argument("--redis-db", type=int, default=4)
     parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument("--skip-isolation", action="store_true")
     parser.add_argument("--only-isolation", action="store_true", help="skip the scale and recovery parts")

@@ -43,13 +43,7 @@ def queue_eta(queue: BillingQueue, *, context: TenantContext) -> object:
     now = timezone.now()
     start = max(t for t in (now, queue.scheduled_for, queue.next_resume_at) if t is not None)
     schedule = context.schedule if config.respects_business_hours(queue.template_type) else None
-    quota = context.number_quotas.get(queue.instance_id)
-    daily_cap = None
-    if quota is not None and quota.warm_up.cap_on(start.astimezone(quota.tz).date()) is not None:
-        same_day = start.astimezone(quota.tz).date() == now.astimezone(quota.tz).date()
-        daily_cap = DailyCapPlan(
-            warm_up=quota.warm_up, tz=quota.tz, sent_today=quota.sent_today(now) if same_day else 0
-        )
+    daily_cap = DailyCapPlan.for_number(context.number_quotas.get(queue.instance_id), start=start, now=now)
     return estimate_completion(
         start=start,
         messages=queue.pending_count,

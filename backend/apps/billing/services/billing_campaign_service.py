@@ -30,7 +30,7 @@ from apps.billing.models import BillingAPIKey, BillingCampaign
 from apps.billing.rabbitmq.billing_publisher import publish_stamped_queue_on_commit
 from apps.billing.services.contact_validation import ContactValidator, Rejection, ValidContact
 from apps.billing.services.copy_rows import copy_insert  # noqa: F401  (its home before; charges imports it here)
-from apps.billing.services.eta import estimate_completion
+from apps.billing.services.eta import DailyCapPlan, estimate_completion
 from apps.billing.services.ingest_statement import IngestOutcome, IngestRows, write_request
 from apps.billing.services.variation_rotation import NoActiveVariationError, draw_variations
 from apps.billing.tenant_context import TemplateEntry, TenantContext
@@ -287,7 +287,7 @@ class BillingCampaignService:
             "accepted": len(accepted),
             "rejected": [r.as_dict() for r in rejected],
             "duplicates_removed": duplicates,
-            "eta": self._eta(template_type, len(accepted), scheduled_for, now),
+            "eta": self._eta(template_type, len(accepted), scheduled_for, now, instance_id),
             "status_url": reverse("billing:queue-status", args=[queue_id]),
         }
         drawn = draw_variations(entry.variations, entry.template.rotation_strategy, len(accepted))
@@ -320,7 +320,9 @@ class BillingCampaignService:
             rotation=[v.pk for v in entry.variations],
         )
 
-    def _eta(self, template_type: str, count: int, scheduled_for: datetime | None, now: datetime) -> str | None:
+    def _eta(
+        self, template_type: str, count: int, scheduled_for: datetime | None, now: datetime, instance_id: int
+    ) -> str | None:
         start = max(now, scheduled_for) if scheduled_for else now
         schedule = self.context.schedule if self.config.respects_business_hours(template_type) else None
         eta = estimate_completion(
@@ -329,5 +331,6 @@ class BillingCampaignService:
             messages_per_minute=self.config.messages_per_minute,
             jitter_seconds=float(self.config.jitter_seconds),
             schedule=schedule,
+            daily_cap=DailyCapPlan.for_number(self.context.number_quotas.get(instance_id), start=start, now=now),
         )
         return eta.isoformat() if eta else None

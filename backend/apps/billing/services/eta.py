@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from apps.billing.services.daily_cap import Day
+from apps.billing.services.daily_cap import Day, NumberQuota
 from apps.chat.services.business_hours import MAX_LOOKAHEAD_DAYS, WeeklySchedule
 from apps.connections.warmup import WarmUp
 
@@ -23,6 +23,16 @@ class DailyCapPlan:
     warm_up: WarmUp
     tz: ZoneInfo
     sent_today: int
+
+    @classmethod
+    def for_number(cls, quota: NumberQuota | None, *, start: datetime, now: datetime) -> DailyCapPlan | None:
+        """None unless the number is still capped on the day the queue starts (then today's
+        sends count, one Redis read, when that day is today): the ingest answer and the status
+        estimate read the cap the same way."""
+        if quota is None or quota.warm_up.cap_on(start.astimezone(quota.tz).date()) is None:
+            return None
+        same_day = start.astimezone(quota.tz).date() == now.astimezone(quota.tz).date()
+        return cls(warm_up=quota.warm_up, tz=quota.tz, sent_today=quota.sent_today(now) if same_day else 0)
 
 
 def seconds_per_message(messages_per_minute: int, jitter_seconds: float = 0.0) -> float:

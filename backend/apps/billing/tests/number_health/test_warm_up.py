@@ -35,6 +35,16 @@ def status(tenant, queue_id: str) -> dict:
     return response.json()
 
 
+def test_the_ingest_answer_already_counts_a_new_numbers_cap(fresh_tenant):
+    """The 202's ETA and the status ETA read the cap the same way: 25 messages on a day-0 number
+    (cap 20) cannot all go today."""
+    tz = fresh_tenant.tenant.tzinfo
+    small = fresh_tenant.send("notification", notification_contacts(5, start=100), external_id="small")
+    assert datetime.fromisoformat(small["eta"]) < next_midnight(tz)  # hours always open, 60,000 a minute
+    body = fresh_tenant.send("notification", notification_contacts(25))
+    assert datetime.fromisoformat(body["eta"]) >= next_midnight(tz)
+
+
 def test_a_new_number_stops_at_its_day_0_cap_and_resumes_the_next_day(fresh_tenant):
     tz = fresh_tenant.tenant.tzinfo
     body = fresh_tenant.send("notification", notification_contacts(25))
