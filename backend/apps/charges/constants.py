@@ -93,6 +93,7 @@ class SkipReason(models.TextChoices):
     SUPERSEDED = "superseded", "A later step of the same charge falls on the same day"
     PAST_DUE = "past_due", "A reminder moved past the due date (non-business days)"
     AFTER_HOURS = "after_hours", "No business hours left today"
+    HELD = "held", "The debtor says it is paid (a reply): held for the reply settings' days"
 
 
 class AsaasOutcome(models.TextChoices):

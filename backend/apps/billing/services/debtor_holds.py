@@ -12,6 +12,9 @@
   `start_sending` refuses a suppressed phone and the worker records the skip (and counts it)
   itself — skipping it here too would count it twice.
 
+`held_phones` answers the same question for messages not queued yet (the charges' cadence
+steps): a debtor whose confident "já paguei" is younger than the hold gets no new step either.
+
 A contact already `sending` is in the provider's hands and is left alone. Lock order, as
 everywhere (queue_lease.py): the queue rows first, in id order, then the contacts.
 """
@@ -23,14 +26,18 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from datetime import timedelta
+
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Now
 
 from apps.billing.constants import ContactErrorCode, ContactStatus
-from apps.billing.models import BillingQueue
+from apps.billing.models import BillingQueue, ReplySettings
 from apps.billing.progress import publish_queue_progress
 from apps.billing.services.debtor_data import pending_collection
+from apps.chat.models import Message
+from apps.chat.services.reply_intents.rules import CLAIMS_PAID
 from apps.contacts.utils import mask_phone
 from apps.tenancy.models import Tenant
 
@@ -79,6 +86,26 @@ def hold_debtor(*, tenant: Tenant, phone: str, until: datetime, reason: str) -> 
         extra={"tenant_id": str(tenant.pk), "phone": mask_phone(phone), "contacts": held, "until": until.isoformat()},
     )
     return held
+
+
+def held_phones(*, tenant: Tenant, phones: Iterable[str], now: datetime) -> set[str]:
+    """Which of `phones` are within a hold: they said, sure enough to act on, that they paid less
+    than `hold_days_on_claims_paid` days ago (the rule `reply_actions` holds queued messages by).
+    One query on the messages' (tenant, created_at) index."""
+    wanted = set(phones)
+    settings = ReplySettings.for_tenant(tenant)
+    if not wanted or not settings.hold_days_on_claims_paid:
+        return set()
+    return set(
+        Message.objects.filter(
+            tenant=tenant,
+            created_at__gte=now - timedelta(days=settings.hold_days_on_claims_paid),
+            direction=Message.Direction.INBOUND,
+            intent=CLAIMS_PAID,
+            intent_confidence__gte=settings.min_confidence,
+            conversation__contact_phone__in=wanted,
+        ).values_list("conversation__contact_phone", flat=True)
+    )
 
 
 def stop_debtor(*, tenant: Tenant, phone: str, reason: str) -> int:

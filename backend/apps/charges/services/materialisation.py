@@ -6,7 +6,8 @@ Run every few minutes (`run_charges_periodic`); each run, per tenant:
    cadence_calendar) that has no step run yet — one query per cadence step;
 2. decides, in memory, which of them must not be sent and why: a later step of the same charge
    falls on the same day (`superseded`), a reminder moved past its due date (`past_due`), no
-   business hours left today (`after_hours`), the phone opted out (`opted_out`), the debtor
+   business hours left today (`after_hours`), the phone opted out (`opted_out`), the debtor said
+   "já paguei" within the hold of the reply settings (`held`, as its queued messages are), the debtor
    already got `debtor_daily_cap` collection messages today across all charges (`daily_cap`);
 3. queues the rest through `BillingCampaignService.ingest`, one queue per step and day (split
    further only where ingest must: more contacts than the tenant's per-request limit, or one
@@ -39,6 +40,7 @@ from django.utils import timezone
 from apps.billing.constants import ContactStatus, TemplateType
 from apps.billing.models import BillingConfig, BillingContact
 from apps.billing.services.billing_campaign_service import BillingCampaignService, copy_insert
+from apps.billing.services.debtor_holds import held_phones
 from apps.billing.services.opt_out import suppressed_phones
 from apps.charges.constants import ChargeStatus, SkipReason, StepRunStatus
 from apps.charges.metrics import observe_steps
@@ -206,11 +208,15 @@ class _Run:
                 self._skip(item, SkipReason.AFTER_HOURS)
             else:
                 remaining.append(item)
-        opted_out = suppressed_phones(tenant=self.tenant, phones=[item.charge["phone"] for item in remaining])
+        phones = [item.charge["phone"] for item in remaining]
+        opted_out = suppressed_phones(tenant=self.tenant, phones=phones)
+        held = held_phones(tenant=self.tenant, phones=phones, now=self.now)
         allowed = []
         for item in remaining:
             if item.charge["phone"] in opted_out:
                 self._skip(item, SkipReason.OPTED_OUT)
+            elif item.charge["phone"] in held:
+                self._skip(item, SkipReason.HELD)
             else:
                 allowed.append(item)
         return self._apply_daily_cap(allowed)
