@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-
-from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F, Value
