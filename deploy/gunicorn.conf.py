@@ -25,6 +25,11 @@ keepalive = 5
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = None  # Django's JSON logs carry the request id; access lines would duplicate them
 
+# Django's connection pool for each web worker (config/settings.py): under ASGI every request
+# runs in a thread of its own, and without a pool it would open (and leave) a PostgreSQL
+# connection per request, which costs more than the request itself (docs/performance.md).
+os.environ.setdefault("DB_POOL_MAX_SIZE", "4")
+
 # Set before any worker imports prometheus_client (workers fork from this process).
 MULTIPROC_DIR = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/billing-prometheus-web")
 

@@ -49,7 +49,7 @@ start() {  # start <name> <command...>: run in the background, log to .local/log
 
 start sandbox "$PY" manage.py run_evolution_sandbox --port "$BILLING_SANDBOX_PORT" --api-key "$SANDBOX_KEY" \
   --instance "demo:$SANDBOX_TOKEN"
-start web "$PY" -m uvicorn config.asgi:application --app-dir backend --host 127.0.0.1 --port "$BILLING_WEB_PORT"
+DB_POOL_MAX_SIZE="${DB_POOL_MAX_SIZE:-4}" start web "$PY" -m uvicorn config.asgi:application --app-dir backend --host 127.0.0.1 --port "$BILLING_WEB_PORT"
 METRICS_PORT=9101 start consumer "$PY" manage.py run_billing_consumer
 METRICS_PORT=9102 start periodic "$PY" manage.py run_billing_periodic_tasks
 METRICS_PORT=9103 start callbacks "$PY" manage.py run_billing_callbacks

@@ -138,8 +138,9 @@ DATABASES["default"]["OPTIONS"]["options"] = (
 # Django's own psycopg pool (Django 5.1+): threads borrow a connection and give it back, so a
 # process never opens more than DB_POOL_MAX_SIZE connections whatever its thread count. The
 # consumer (`manage.py run_billing_consumer`) pools by default: its sender, claim and control
-# threads share 10 connections, whatever the deployment (Procfile, compose, Railway) says. Other
-# processes keep one persistent connection per thread (DB_CONN_MAX_AGE) unless told (0 = off).
+# threads share 10 connections, whatever the deployment (Procfile, compose, Railway) says; the
+# web workers get 4 each from deploy/gunicorn.conf.py. Other processes keep one persistent
+# connection per thread (DB_CONN_MAX_AGE) unless told (0 = off).
 _RUNS_THE_CONSUMER = len(sys.argv) > 1 and sys.argv[1] == "run_billing_consumer"
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10 if _RUNS_THE_CONSUMER else 0)
 if DB_POOL_MAX_SIZE > 0:
