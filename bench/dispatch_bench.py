@@ -373,7 +373,7 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 # --------------------------------------------------------------------------- in-process parts
 def _post(url: str, api_key: str, body: dict[str, Any]) -> Any:
     """One send as the product makes it: its HTTP client, a fresh connection, the send deadline."""
-    from apps.common.services.evolution_http import (
+    from apps.common.services.provider_http import (
         SEND,
         connect_timeout,
         deadline,
@@ -385,7 +385,7 @@ def _post(url: str, api_key: str, body: dict[str, Any]) -> Any:
         "POST",
         url,
         body=json.dumps(body).encode(),
-        headers=json_headers(api_key),
+        headers=json_headers("apikey", api_key),  # Evolution's header (the sandbox speaks it)
         deadline=deadline(SEND),
         connect_timeout=connect_timeout(),
         reuse_connection=False,
@@ -438,7 +438,7 @@ def bare_loop(db_url: str, queue_id: str, url: str, api_key: str, text: str) -> 
 def timed_http_posts() -> Iterator[list[float]]:
     """Seconds spent inside each HTTP POST of the provider client (the runner's sends),
     measured in the run itself: what "beside the HTTP call" subtracts."""
-    from apps.common.services.evolution_http import provider_client
+    from apps.common.services.provider_http import provider_client
 
     durations = []
     real_request = provider_client.request
