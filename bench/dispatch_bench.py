@@ -260,9 +260,13 @@ def classify(sql: str) -> str:
 # --------------------------------------------------------------------------- Django side
 def make_tenant(sandbox: Any, label: str, messages_per_minute: int) -> dict[str, Any]:
     """A tenant as ops would set it up (always open), its own sandbox instance (receipts off),
-    then the pace forced with update() (the model caps it at 600 for real tenants)."""
+    then the pace forced with update() (the model caps it at 600 for real tenants). Its number
+    is a long-lived one: no warm-up cap."""
+    from django.utils import timezone
+
     from apps.billing.models import BillingAPIKey, BillingConfig
     from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
+    from apps.connections.models import WhatsAppInstance
 
     slug = f"dispatch-{label}-{uuid.uuid4().hex[:6]}"
     info = sandbox.create_instance(name=slug, ack_delays=NO_RECEIPTS)
@@ -276,6 +280,8 @@ def make_tenant(sandbox: Any, label: str, messages_per_minute: int) -> dict[str,
         key_name="dispatch-bench",
     )
     BillingConfig.objects.filter(tenant=result.tenant).update(messages_per_minute=messages_per_minute)
+    WhatsAppInstance.objects.filter(pk=result.instance.pk).update(warmup_skipped_at=timezone.now())
+    result.instance.refresh_from_db()
     _key, raw_key = BillingAPIKey.issue(tenant=result.tenant, name="bench", rate_limit_per_minute=100_000_000)
     return {
         "tenant": result.tenant,
