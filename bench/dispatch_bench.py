@@ -1065,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import connection, connections
 
         from apps.common.redis_client import get_redis
-        from apps.evolution_sandbox.testing import SandboxProcess
+        from devtools.sandbox_process import SandboxProcess
 
         log("migrating")
         call_command("migrate", verbosity=0, interactive=False)

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-BACKEND_DIR = Path(__file__).resolve().parents[2]
+BACKEND_DIR = Path(__file__).resolve().parents[1]
 GLOBAL_API_KEY = "sandbox-global-key"
 
 
@@ -165,7 +165,7 @@ class SandboxProcess:
         command = [
             sys.executable,
             "-m",
-            "apps.evolution_sandbox.server",
+            "devtools.evolution_sandbox.server",
             "--host",
             "127.0.0.1",
             "--port",

@@ -1,4 +1,4 @@
-"""Run the Evolution API sandbox: `python -m apps.evolution_sandbox.server --port 8081` (from
+"""Run the Evolution API sandbox: `python -m devtools.evolution_sandbox.server --port 8081` (from
 backend/, no Django needed) or `python manage.py run_evolution_sandbox` (same options).
 
 Options fall back to the environment: EVOLUTION_SANDBOX_HOST (127.0.0.1),
@@ -62,7 +62,7 @@ def parse_instances(values: list[str]) -> list[tuple[str, str | None]]:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="python -m apps.evolution_sandbox.server", description=__doc__)
+    parser = parser or argparse.ArgumentParser(prog="python -m devtools.evolution_sandbox.server", description=__doc__)
     env = os.environ
     parser.add_argument(
         "--host",

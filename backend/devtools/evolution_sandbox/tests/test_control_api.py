@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from apps.evolution_sandbox.testing import SandboxError
+from devtools.sandbox_process import SandboxError
 
 NUMBER = "5511998765432"
 

@@ -1,4 +1,4 @@
-"""The two ways to start the sandbox: `python -m apps.evolution_sandbox.server` (no Django)
+"""The two ways to start the sandbox: `python -m devtools.evolution_sandbox.server` (no Django)
 and `manage.py run_evolution_sandbox`; startup options; loopback by default; clean stop."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from apps.evolution_sandbox import server
-from apps.evolution_sandbox.testing import BACKEND_DIR, SandboxProcess, wait_for
+from devtools.evolution_sandbox import server
+from devtools.sandbox_process import BACKEND_DIR, SandboxProcess, wait_for
 
 REPO_DIR = BACKEND_DIR.parent
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from apps.common import hs256
-from apps.evolution_sandbox.testing import WebhookReceiver
+from devtools.sandbox_process import WebhookReceiver
 
 NUMBER = "5511998765432"
 ENVELOPE_KEYS = {"event", "instance", "data", "destination", "date_time", "sender", "server_url", "apikey"}

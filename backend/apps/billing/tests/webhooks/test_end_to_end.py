@@ -20,7 +20,7 @@ from apps.billing.tests.api.conftest import make_tenant
 from apps.billing.tests.conftest import build_contact, build_queue
 from apps.chat.models import Conversation, Message
 from apps.common.services.provider import client_for
-from apps.evolution_sandbox.testing import wait_for
+from devtools.sandbox_process import wait_for
 
 PHONE = "+5511987650001"
 

@@ -1,6 +1,6 @@
 """`python manage.py run_evolution_sandbox --host 127.0.0.1 --port 8081 [--instance demo:TOKEN]`
 
-The same server as `python -m apps.evolution_sandbox.server`; this entry point exists so the
+The same server as `python -m devtools.evolution_sandbox.server`; this entry point exists so the
 local run can start everything through manage.py. It touches no database."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.evolution_sandbox import server
+from devtools.evolution_sandbox import server
 
 
 class Command(BaseCommand):
