@@ -30,7 +30,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.billing.services.debtor_data import open_debts
 from apps.billing.services.reply_sending import MAX_REPLY_LENGTH, send_staff_reply
-from apps.billing.utils.formatting import format_date, format_money
+from apps.billing.templating.formatting import format_date, format_money
 from apps.chat.models import Conversation
 from apps.chat.services import conversations
 from apps.common.admin import tenant_of

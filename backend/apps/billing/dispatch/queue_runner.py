@@ -57,9 +57,9 @@ from apps.billing.services.eta import seconds_per_message
 from apps.billing.services.instance_checker import InstanceHealthChecker, InstanceRecoveryService
 from apps.billing.services.opt_out import is_suppressed
 from apps.billing.services.queue_lease import Lease, LeaseLost
-from apps.billing.utils.date_calculator import BillingDateCalculator, today_in
-from apps.billing.utils.errors import TemplateError
-from apps.billing.utils.template_engine import BillingTemplateEngine
+from apps.billing.templating.date_calculator import BillingDateCalculator, today_in
+from apps.billing.templating.engine import BillingTemplateEngine
+from apps.billing.templating.errors import TemplateError
 from apps.chat.services import BusinessHoursService, WeeklySchedule
 from apps.common.db_connections import release_connection
 from apps.common.rate_limiting import SlotAnswer, acquire_send_slot, hold_back

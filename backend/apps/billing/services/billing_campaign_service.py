@@ -33,8 +33,8 @@ from apps.billing.services.copy_rows import copy_insert  # noqa: F401  (its home
 from apps.billing.services.eta import estimate_completion
 from apps.billing.services.ingest_statement import IngestOutcome, IngestRows, write_request
 from apps.billing.services.variation_rotation import NoActiveVariationError, draw_variations
+from apps.billing.templating.date_calculator import today_in
 from apps.billing.tenant_context import TemplateEntry, TenantContext
-from apps.billing.utils.date_calculator import today_in
 from apps.common.exceptions import ApplicationError
 from apps.contacts.utils import mask_phone
 from apps.tenancy.models import Tenant

@@ -1,7 +1,7 @@
 """The one error family of the template utilities.
 
 Kept in its own module so the engine, the parser and the sanitizer can all raise it without
-importing each other. `template_engine` re-exports both classes: import them from there.
+importing each other. `engine` re-exports both classes: import them from there.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from apps.billing.utils.date_calculator import BillingDateCalculator
-from apps.billing.utils.default_templates import DEFAULT_TEMPLATES, TEMPLATE_TYPES, sample_variables
-from apps.billing.utils.template_engine import BillingTemplateEngine
-from apps.billing.utils.template_sanitizer import TemplateSanitizer
+from apps.billing.templating.date_calculator import BillingDateCalculator
+from apps.billing.templating.default_templates import DEFAULT_TEMPLATES, TEMPLATE_TYPES, sample_variables
+from apps.billing.templating.engine import BillingTemplateEngine
+from apps.billing.templating.sanitizer import TemplateSanitizer
 
 TODAY = date(2025, 3, 10)
 ALL_DEFAULTS = [(kind, index, text) for kind, texts in DEFAULT_TEMPLATES.items() for index, text in enumerate(texts)]

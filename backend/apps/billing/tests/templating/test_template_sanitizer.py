@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from apps.billing.utils.template_engine import BillingTemplateEngine, TemplateError
-from apps.billing.utils.template_sanitizer import MAX_VALUE_LENGTH, TemplateSanitizer
+from apps.billing.templating.engine import BillingTemplateEngine, TemplateError
+from apps.billing.templating.sanitizer import MAX_VALUE_LENGTH, TemplateSanitizer
 
 clean_value = TemplateSanitizer.clean_value
 clean_template = TemplateSanitizer.clean_template

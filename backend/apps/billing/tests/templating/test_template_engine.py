@@ -8,14 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from apps.billing.utils.template_engine import (
+from apps.billing.templating.engine import (
     BillingTemplateEngine,
     CompiledTemplate,
     MissingVariablesError,
     TemplateError,
 )
-from apps.billing.utils.template_parser import MAX_DEPTH, MAX_TAGS, MAX_TEMPLATE_LENGTH
-from apps.billing.utils.template_sanitizer import MAX_VALUE_LENGTH
+from apps.billing.templating.parser import MAX_DEPTH, MAX_TAGS, MAX_TEMPLATE_LENGTH
+from apps.billing.templating.sanitizer import MAX_VALUE_LENGTH
 
 render = BillingTemplateEngine.render
 
@@ -383,7 +383,7 @@ def test_compile_parses_once_and_renders_per_contact():
 
 
 def test_compile_cache_is_bounded():
-    from apps.billing.utils.template_engine import COMPILE_CACHE_SIZE, _compile_cached
+    from apps.billing.templating.engine import COMPILE_CACHE_SIZE, _compile_cached
 
     for index in range(COMPILE_CACHE_SIZE + 10):
         BillingTemplateEngine.compile(f"Mensagem {index} {{{{name}}}}")

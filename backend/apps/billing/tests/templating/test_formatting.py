@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from apps.billing.utils.formatting import (
+from apps.billing.templating.formatting import (
     first_name,
     format_date,
     format_days,

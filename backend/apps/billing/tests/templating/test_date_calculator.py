@@ -9,14 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from apps.billing.utils.date_calculator import (
+from apps.billing.templating.date_calculator import (
     BillingDateCalculator,
     format_date,
     format_money,
     today_in,
 )
-from apps.billing.utils.default_templates import DEFAULT_TEMPLATES
-from apps.billing.utils.template_engine import BillingTemplateEngine
+from apps.billing.templating.default_templates import DEFAULT_TEMPLATES
+from apps.billing.templating.engine import BillingTemplateEngine
 
 CREDITOR_VARIABLES = {"creditor_name": "Clínica Exemplo Ltda.", "creditor_document": "11.222.333/0001-81"}
 

@@ -25,7 +25,7 @@ and booleans are formatted (dates as `dd/mm/aaaa`, decimals with a comma, boolea
 `{{x}}`. The rendered text is trimmed and runs of blank lines are collapsed to one.
 
 There is no way to write a literal `{{` and deliberately no loops, partials or expressions:
-see `template_parser` for why rendering is linear and bounded.
+see `parser` for why rendering is linear and bounded.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import Any
 from . import formatting
 from .default_templates import sample_variables
 from .errors import MissingVariablesError, TemplateError
-from .template_parser import MAX_DEPTH, MAX_TAGS, MAX_TEMPLATE_LENGTH, Block, Node, Text, Var, parse
-from .template_sanitizer import TemplateSanitizer
+from .parser import MAX_DEPTH, MAX_TAGS, MAX_TEMPLATE_LENGTH, Block, Node, Text, Var, parse
+from .sanitizer import TemplateSanitizer
 
 __all__ = [
     "BillingTemplateEngine",

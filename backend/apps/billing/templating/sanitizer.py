@@ -43,7 +43,7 @@ import bleach
 from bleach.html5lib_shim import Filter
 
 from .errors import TemplateError, position
-from .template_parser import MAX_TEMPLATE_LENGTH, parse
+from .parser import MAX_TEMPLATE_LENGTH, parse
 
 MAX_VALUE_LENGTH = 1000
 # Raw input is cut (values) or refused (templates) beyond this before bleach parses it, so a
@@ -189,7 +189,7 @@ class TemplateSanitizer:
         Block structure is checked on the text as typed (so line/column match what the author
         sees), then again after cleaning, with the engine's full limits.
         """
-        from .template_engine import BillingTemplateEngine  # the engine imports this module
+        from .engine import BillingTemplateEngine  # the engine imports this module
 
         if not isinstance(content, str):
             raise TypeError(f"template must be str, not {type(content).__name__}")
