@@ -18,7 +18,7 @@ Syntax
   `None`, `False`, zero, blank or empty, so variables used only in conditions are optional.
   A block tag alone on its line removes that line from the output (as in Handlebars).
 
-Output: every string value passes through `TemplateSanitizer.clean_value` before any filter
+Output: every string value passes through `text_cleaning.clean_value` before any filter
 (no markup, no control characters, no script URLs, at most 1,000 characters); numbers, dates
 and booleans are formatted (dates as `dd/mm/aaaa`, decimals with a comma, booleans as
 `sim`/`não`). Values are never parsed as templates: a name containing `{{x}}` is printed as
@@ -42,7 +42,7 @@ from . import formatting
 from .default_templates import sample_variables
 from .errors import MissingVariablesError, TemplateError
 from .parser import MAX_DEPTH, MAX_TAGS, MAX_TEMPLATE_LENGTH, Block, Node, Text, Var, parse
-from .sanitizer import TemplateSanitizer
+from .text_cleaning import clean_value
 
 __all__ = [
     "BillingTemplateEngine",
@@ -96,10 +96,10 @@ def _prepare(raw: Any) -> Any:
     if raw is _MISSING or raw is None:
         return _MISSING
     if isinstance(raw, str):
-        return TemplateSanitizer.clean_value(raw)
+        return clean_value(raw)
     if isinstance(raw, (bool, int, float, Decimal, date, Mapping, list, tuple, set, frozenset)):
         return raw
-    return TemplateSanitizer.clean_value(raw)
+    return clean_value(raw)
 
 
 def _lookup(variables: Mapping[str, Any], name: str) -> Any:
