@@ -50,7 +50,7 @@ from apps.billing.models import (
 )
 from apps.billing.progress import publish_queue_progress
 from apps.billing.services import callbacks, number_protection, queue_lease, reconciliation
-from apps.billing.services.billing_send_service import OutboundChat
+from apps.billing.services.chat_history import OutboundChat
 from apps.billing.services.daily_cap import NumberQuota, QuotaAnswer, number_key
 from apps.billing.services.delivery_status import apply_early_receipts
 from apps.billing.services.eta import seconds_per_message

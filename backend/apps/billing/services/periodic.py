@@ -27,7 +27,7 @@ from apps.billing.rabbitmq.billing_publisher import publish_control, publish_que
 from apps.billing.rabbitmq.messages import BillingMessage
 from apps.billing.rabbitmq.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
 from apps.billing.services import reconciliation
-from apps.billing.services.billing_send_service import close_idle_billing_conversations
+from apps.billing.services.chat_history import close_idle_billing_conversations
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from apps.billing.models import (
     BillingTemplateVariation,
     SuppressedPhone,
 )
-from apps.billing.services.billing_send_service import (
+from apps.billing.services.chat_history import (
     OutboundChat,
     next_message_id_sql,
     outbound_chat_ctes,

@@ -57,7 +57,7 @@ from apps.billing.models import (
     BillingTemplateVariation,
 )
 from apps.billing.services import callbacks
-from apps.billing.services.billing_send_service import store_outbound_message
+from apps.billing.services.chat_history import store_outbound_message
 from apps.common.db_connections import release_connection
 from apps.common.redis_client import get_redis
 from apps.common.services.evolution_lookup import jid_candidates

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, BillingTemplate, SuppressedPhone
-from apps.billing.services.billing_send_service import record_outbound_message
+from apps.billing.services.chat_history import record_outbound_message
 from apps.billing.tests.api.conftest import make_tenant
 from apps.billing.tests.conftest import build_contact, build_queue
 from apps.chat.models import Conversation, Message
