@@ -1,8 +1,9 @@
 """Chat history for billing: every message sent or received lands in a Conversation.
 
-The worker writes each accepted send's history in the outcome statement itself
-(`OutboundChat` + `outbound_chat_ctes`, through `queue_lease.record_sent`); other senders call
-`record_outbound_message` / `record_outbound_text`; the provider webhooks call
+An outbound message's history has one writer, `outbound_chat_ctes`: the worker runs it inside
+its outcome statement (`OutboundChat`, through `queue_lease.record_sent`), and the other senders
+run it alone through `record_outbound_message` / `record_outbound_text` (reconciliation through
+`store_outbound_message`, in its own transaction); the provider webhooks call
 `record_inbound_message`; the periodic task calls `close_idle_billing_conversations`.
 
 Conversation life (one per tenant + instance + phone):
@@ -47,21 +48,15 @@ CLOSED_BY_SYSTEM = "system"
 
 # "Get or create, then touch", as one INSERT … ON CONFLICT: a new conversation starts closed by
 # billing; a closed one stays closed (now by billing); an open one stays open (someone may be
-# talking). Shared by `store_outbound_message` and the worker's outcome statement.
+# talking). Every outbound message is written by `outbound_chat_ctes`, the worker's outcome
+# statement and `store_outbound_message` alike.
 _TABLE = Conversation._meta.db_table
-_CONVERSATION_COLUMNS = """(tenant_id, instance_id, contact_phone, contact_name, status, closed_by, closed_at,
-     last_message_at, created_at, updated_at)"""
 _TOUCH_ON_CONFLICT = f"""ON CONFLICT (tenant_id, instance_id, contact_phone) DO UPDATE SET
     last_message_at = EXCLUDED.last_message_at,
     updated_at = EXCLUDED.updated_at,
     closed_by = CASE WHEN {_TABLE}.status = 'closed' THEN EXCLUDED.closed_by ELSE {_TABLE}.closed_by END,
     closed_at = CASE WHEN {_TABLE}.status = 'closed' THEN EXCLUDED.closed_at ELSE {_TABLE}.closed_at END
 RETURNING id"""
-_UPSERT_CONVERSATION = f"""
-INSERT INTO {_TABLE} {_CONVERSATION_COLUMNS}
-VALUES (%(tenant)s, %(instance)s, %(phone)s, %(name)s, 'closed', %(billing)s, %(now)s, %(now)s, %(now)s, %(now)s)
-{_TOUCH_ON_CONFLICT}
-"""
 
 
 def record_outbound_message(
@@ -89,40 +84,32 @@ def record_outbound_message(
 
 def store_outbound_message(
     *,
-    tenant_id,
-    instance: WhatsAppInstance,
+    tenant_id: Any,
+    instance: WhatsAppInstance | None,
     phone: str,
     contact_name: str,
     text: str,
     provider_message_id: str,
     source: str = SOURCE_BILLING,
 ) -> Message:
-    """The conversation upsert and the message insert: two statements in the caller's
-    transaction. Call `delivery_status.apply_early_receipt` after the commit."""
-    now = timezone.now()
+    """The conversation upsert and the message insert, in the caller's transaction: the
+    worker's own SQL (`outbound_chat_ctes`) run for one row, so the history has one writer.
+    Call `delivery_status.apply_early_receipt` after the commit."""
+    chat = OutboundChat(
+        tenant_id=tenant_id, instance_id=instance.pk if instance else None, phone=phone, contact_name=contact_name
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            _UPSERT_CONVERSATION,
-            {
-                "tenant": tenant_id,
-                "instance": instance.pk if instance else None,
-                "phone": phone,
-                "name": contact_name[:200],
-                "billing": CLOSED_BY_BILLING,
-                "now": now,
-            },
+            _store_one_statement(), chat.params(text=text, provider_message_id=provider_message_id, source=source)
         )
-        conversation_id = cursor.fetchone()[0]
-    return Message.objects.create(
-        tenant_id=tenant_id,
-        conversation_id=conversation_id,
-        direction=Message.Direction.OUTBOUND,
-        content=text,
-        provider_message_id=provider_message_id[:128],
-        status=Message.Status.SENT,
-        source=source,
-        sent_at=now,
-    )
+        message_id = cursor.fetchone()[0]
+    return Message.objects.get(pk=message_id)
+
+
+@functools.cache
+def _store_one_statement() -> str:
+    chat = outbound_chat_ctes(rows="one_row", message_id="message_id")
+    return f"WITH one_row AS (SELECT 1), message_id AS (SELECT {next_message_id_sql()} AS id),{chat}\nSELECT id FROM message_id"
 
 
 @dataclass(frozen=True)
@@ -136,7 +123,7 @@ class OutboundChat:
     phone: str
     contact_name: str
 
-    def params(self, *, text: str, provider_message_id: str) -> dict[str, Any]:
+    def params(self, *, text: str, provider_message_id: str, source: str = SOURCE_BILLING) -> dict[str, Any]:
         return {
             "chat_tenant": self.tenant_id,
             "chat_instance": self.instance_id,
@@ -145,12 +132,16 @@ class OutboundChat:
             "chat_closed_by": CLOSED_BY_BILLING,
             "chat_text": text,
             "chat_pmid": provider_message_id[:128],
+            "chat_source": source,
+            # The application's clock, not the transaction's: a conversation's order is the
+            # order its messages happened in, whatever transaction wrote them.
+            "chat_now": timezone.now(),
         }
 
 
 def outbound_chat_ctes(*, rows: str, message_id: str, after: str | None = None) -> str:
-    """SQL for two CTEs, `conversation` and `message`: the same rules as
-    `store_outbound_message`, run once per row of the CTE `rows` (none when it is empty); the
+    """SQL for two CTEs, `conversation` and `message`: the one write of an outbound message's
+    history (see the upsert's rules above), run once per row of the CTE `rows` (none when it is empty); the
     message's id is the one the CTE `message_id` drew from its sequence, so the outcome's
     UPDATE can link the contact to it in the same statement. Parameters: `OutboundChat.params`.
 
@@ -162,9 +153,10 @@ def outbound_chat_ctes(*, rows: str, message_id: str, after: str | None = None) 
     ordering = f"\n     WHERE (SELECT count(*) FROM {after}) >= 0" if after else ""
     return f"""
 conversation AS (
-    INSERT INTO {_TABLE} {_CONVERSATION_COLUMNS}
+    INSERT INTO {_TABLE} (tenant_id, instance_id, contact_phone, contact_name, status, closed_by, closed_at,
+                          last_message_at, created_at, updated_at)
     SELECT %(chat_tenant)s, %(chat_instance)s, %(chat_phone)s, %(chat_name)s, 'closed', %(chat_closed_by)s,
-           now(), now(), now(), now()
+           %(chat_now)s, %(chat_now)s, %(chat_now)s, %(chat_now)s
       FROM {rows}{ordering}
     {_TOUCH_ON_CONFLICT}
 ),
@@ -173,7 +165,7 @@ message AS (
         (id, tenant_id, conversation_id, direction, content, provider_message_id, status, source, created_at,
          sent_at)
     SELECT (SELECT id FROM {message_id}), %(chat_tenant)s, conversation.id, 'outbound', %(chat_text)s,
-           %(chat_pmid)s, 'sent', '{SOURCE_BILLING}', now(), now()
+           %(chat_pmid)s, 'sent', %(chat_source)s, %(chat_now)s, %(chat_now)s
       FROM conversation
 )"""
 
