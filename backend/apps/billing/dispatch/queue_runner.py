@@ -307,7 +307,7 @@ class QueueRunner:
 
     def _hand_back(self, reason: str) -> Step:
         """Back to pending and to the broker: another consumer (or this one, later) takes it."""
-        if queue_lease.release(self.lease, QueueStatus.PENDING, last_published_at=None) and self.ctx.republish:
+        if queue_lease.hand_back(self.lease) and self.ctx.republish:
             self.ctx.republish(self.queue)
         logger.info("billing queue released", extra={**self._log_context(), "reason": reason})
         return self._ended("released", reason=reason)
@@ -353,7 +353,7 @@ class QueueRunner:
         if wait <= float(settings.BILLING_KEEP_WAITING_SECONDS):
             return Step(self.ctx.monotonic() + max(wait, 0.0), "waiting_retry")
         # A retry far away: hand the queue back until then (the periodic task republishes it).
-        queue_lease.release(self.lease, QueueStatus.PENDING, next_resume_at=earliest_retry, last_published_at=None)
+        queue_lease.hand_back(self.lease, due_at=earliest_retry)
         return self._ended("waiting_retry")
 
     # ------------------------------------------------------------------ pace
