@@ -156,7 +156,7 @@ def _broker(url: str, purge: bool) -> int:
     """Consumers on billing.notification; purge the send queues first when asked."""
     import aio_pika
 
-    from apps.billing.rabbitmq.topology import SEND_QUEUES, declare_topology
+    from apps.billing.broker.topology import SEND_QUEUES, declare_topology
 
     async def go() -> int:
         connection = await aio_pika.connect(url)
@@ -600,8 +600,8 @@ def consumer_run(
 ) -> dict[str, Any]:
     """Queues first (wake-ups purged), then the consumers, then one publish per queue; the rate
     counts from the first to the last message the sandbox accepted."""
+    from apps.billing.broker.publisher import publish_queue
     from apps.billing.models import BillingContact, BillingQueue
-    from apps.billing.rabbitmq.billing_publisher import publish_queue
 
     sandbox = ctx["sandbox"]
     queue_ids = [ingest(entry, per_queue) for entry in tenants]
@@ -1089,7 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
         }
 
         def close_publisher() -> None:
-            module = sys.modules.get("apps.billing.rabbitmq.billing_publisher")
+            module = sys.modules.get("apps.billing.broker.publisher")
             if module is not None:
                 module.get_publisher().close()
 

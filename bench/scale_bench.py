@@ -585,8 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         for handle in processes:
             handle.stop()
         sandbox_process.stop()
-        if "apps.billing.rabbitmq.billing_publisher" in sys.modules:  # our own wake-up calls' connection
-            sys.modules["apps.billing.rabbitmq.billing_publisher"].get_publisher().close()
+        if "apps.billing.broker.publisher" in sys.modules:  # our own wake-up calls' connection
+            sys.modules["apps.billing.broker.publisher"].get_publisher().close()
         broker.close()
         try:
             from django.db import connections

@@ -25,11 +25,11 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from apps.billing.broker.messages import BillingMessage
+from apps.billing.broker.publisher import publish_queue
+from apps.billing.broker.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
 from apps.billing.constants import QueueStatus
 from apps.billing.models import BillingConfig, BillingQueue
-from apps.billing.rabbitmq.billing_publisher import publish_queue
-from apps.billing.rabbitmq.messages import BillingMessage
-from apps.billing.rabbitmq.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
 from apps.billing.services import callbacks, reconciliation
 from apps.billing.services.instance_checker import InstanceRecoveryService
 from apps.billing.services.queue_lease import release_stale, return_to_pending

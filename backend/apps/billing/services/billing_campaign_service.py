@@ -24,10 +24,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.billing import tenant_context
+from apps.billing.broker.publisher import publish_stamped_queue_on_commit
 from apps.billing.constants import TemplateType
 from apps.billing.metrics import observe_ingest
 from apps.billing.models import BillingAPIKey, BillingCampaign
-from apps.billing.rabbitmq.billing_publisher import publish_stamped_queue_on_commit
 from apps.billing.services.contact_validation import ContactValidator, Rejection, ValidContact
 from apps.billing.services.copy_rows import copy_insert  # noqa: F401  (its home before; charges imports it here)
 from apps.billing.services.eta import estimate_completion

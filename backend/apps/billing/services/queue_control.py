@@ -15,6 +15,7 @@ from django.db.models import F
 
 from apps.audit.models import AuditAction
 from apps.audit.services import Actor, record_event
+from apps.billing.broker.publisher import publish_queue_on_commit
 from apps.billing.constants import (
     UNSENT_CONTACT_STATUSES,
     ContactErrorCode,
@@ -23,7 +24,6 @@ from apps.billing.constants import (
 )
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.models.status_machine import transition_rows
-from apps.billing.rabbitmq.billing_publisher import publish_queue_on_commit
 from apps.billing.services import callbacks
 from apps.common.exceptions import ApplicationError
 

@@ -21,8 +21,8 @@ import aio_pika
 import pytest
 from django.db import connection
 
-from apps.billing.rabbitmq import billing_publisher
-from apps.billing.rabbitmq.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
+from apps.billing.broker import publisher as billing_publisher
+from apps.billing.broker.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
 from apps.billing.tests.pipeline.conftest import (  # noqa: F401 - fixtures shared with the pipeline tests
     notification_contacts,
     pipeline_tenant,
