@@ -1,29 +1,14 @@
 """Development tools (backend/devtools/) and test modules stay out of production: production
 settings do not install the sandbox, and no production module or benchmark imports either."""
 
-import ast
 from pathlib import Path
 
 from django.conf import settings
 
 from config import settings as production_settings
+from devtools.import_graph import imported_modules, python_files
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
-
-
-def python_files(folder: Path) -> list[Path]:
-    return [p for p in sorted(folder.rglob("*.py")) if "tests" not in p.relative_to(REPO).parts]
 
 
 def is_test_module(name: str) -> bool:
