@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-from apps.common import hs256
+import jwt
 
 from . import contract, waha_contract
 from .scheduler import Scheduler
@@ -34,6 +35,13 @@ logger = logging.getLogger(__name__)
 NO_RETRY_STATUSES = {400, 401, 403, 404, 422}
 # Webhooks go straight to the receiver: no proxy from the environment.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def webhook_token(key: str) -> str:
+    """The token Evolution sends with webhooks when the webhook's headers name a `jwt_key`
+    (contract §4, `generateJwtToken()`): HS256, `{iat, exp: iat+600, app, action}`."""
+    iat = int(time.time())
+    return jwt.encode({"iat": iat, "exp": iat + 600, "app": "evolution", "action": "webhook"}, key, algorithm="HS256")
 
 
 class WebhookEmitter:
@@ -81,7 +89,7 @@ class WebhookEmitter:
             jwt_key = custom.pop("jwt_key", None)
             headers.update(custom)
             if jwt_key:
-                headers["Authorization"] = f"Bearer {hs256.webhook_token(jwt_key)}"
+                headers["Authorization"] = f"Bearer {webhook_token(jwt_key)}"
         retry = {
             "attempts": 1 if v1 else config.webhook_retry_attempts,
             "base": config.webhook_retry_base,
