@@ -152,8 +152,8 @@ def consumers(
 
 
 # --------------------------------------------------------------------------- broker
-def _broker(url: str, purge: bool) -> int:
-    """Consumers on billing.notification; purge the send queues first when asked."""
+def broker_consumers(url: str) -> int:
+    """Consumers on billing.notification."""
     import aio_pika
 
     from apps.billing.broker.topology import SEND_QUEUES, declare_topology
@@ -161,25 +161,19 @@ def _broker(url: str, purge: bool) -> int:
     async def go() -> int:
         connection = await aio_pika.connect(url)
         async with connection:
-            channel = await connection.channel()
-            queues = await declare_topology(channel)
-            if purge:
-                for name in SEND_QUEUES.values():
-                    await queues[name].purge()
-                queues = await declare_topology(channel)
+            queues = await declare_topology(await connection.channel())
             return int(queues[SEND_QUEUES["notification"]].declaration_result.consumer_count)
 
     return asyncio.run(go())
 
 
-def broker_consumers(url: str) -> int:
-    return _broker(url, purge=False)
-
-
 def purge_send_queues(url: str) -> None:
     """Drop wake-up calls ingest published while no consumer ran: each run publishes its own
     queues at the instant it chooses, after every consumer process is subscribed."""
-    _broker(url, purge=True)
+    from apps.billing.broker.topology import SEND_QUEUES
+    from devtools.broker_purge import purge_billing_queues
+
+    purge_billing_queues(url, SEND_QUEUES.values())
 
 
 # --------------------------------------------------------------------------- driver-level counts
