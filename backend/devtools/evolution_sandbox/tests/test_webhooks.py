@@ -149,7 +149,7 @@ def test_custom_headers_are_sent_and_jwt_key_becomes_a_bearer_token(evolution_sa
         inst,
         url=webhook_receiver.url,
         events=["CONNECTION_UPDATE"],
-        headers={"X-Hook-Token": "s3cret", "jwt_key": "signing-key"},
+        headers={"X-Hook-Token": "s3cret", "jwt_key": "signing-key-of-32-bytes-or-more!!"},
     )
 
     before = int(time.time())
@@ -161,12 +161,12 @@ def test_custom_headers_are_sent_and_jwt_key_becomes_a_bearer_token(evolution_sa
     assert "jwt_key" not in headers
     scheme, token = headers["authorization"].split(" ", 1)
     assert scheme == "Bearer"
-    payload = jwt.decode(token, "signing-key", algorithms=["HS256"])
+    payload = jwt.decode(token, "signing-key-of-32-bytes-or-more!!", algorithms=["HS256"])
     assert payload["app"] == "evolution" and payload["action"] == "webhook"
     assert payload["exp"] == payload["iat"] + 600
     assert before <= payload["iat"] <= time.time()
     with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(token, "another-key", algorithms=["HS256"])
+        jwt.decode(token, "another-key-of-32-bytes-or-more!!", algorithms=["HS256"])
 
 
 def test_exposed_apikey_is_the_instance_token(evolution_sandbox, webhook_receiver):
