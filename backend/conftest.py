@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from apps.evolution_sandbox.testing import SandboxClient, SandboxProcess, WebhookReceiver
+from devtools.sandbox_process import SandboxClient, SandboxProcess, WebhookReceiver
 
 
 @pytest.fixture(scope="session")

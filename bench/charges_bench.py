@@ -188,7 +188,7 @@ def seed_charges(tenant: Any, total: int, due_for: Callable[[int], Any], run: st
 
 def measure_materialise(tenant: Any, *, total: int, spread_days: int) -> dict[str, Any]:
     from apps.billing.models import BillingConfig
-    from apps.billing.utils.date_calculator import today_in
+    from apps.billing.templating.date_calculator import today_in
     from apps.charges.models import ChargeStepRun
     from apps.charges.services.materialisation import materialise_due_steps
 

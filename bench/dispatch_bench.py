@@ -152,34 +152,28 @@ def consumers(
 
 
 # --------------------------------------------------------------------------- broker
-def _broker(url: str, purge: bool) -> int:
-    """Consumers on billing.notification; purge the send queues first when asked."""
+def broker_consumers(url: str) -> int:
+    """Consumers on billing.notification."""
     import aio_pika
 
-    from apps.billing.rabbitmq.topology import SEND_QUEUES, declare_topology
+    from apps.billing.broker.topology import SEND_QUEUES, declare_topology
 
     async def go() -> int:
         connection = await aio_pika.connect(url)
         async with connection:
-            channel = await connection.channel()
-            queues = await declare_topology(channel)
-            if purge:
-                for name in SEND_QUEUES.values():
-                    await queues[name].purge()
-                queues = await declare_topology(channel)
+            queues = await declare_topology(await connection.channel())
             return int(queues[SEND_QUEUES["notification"]].declaration_result.consumer_count)
 
     return asyncio.run(go())
 
 
-def broker_consumers(url: str) -> int:
-    return _broker(url, purge=False)
-
-
 def purge_send_queues(url: str) -> None:
     """Drop wake-up calls ingest published while no consumer ran: each run publishes its own
     queues at the instant it chooses, after every consumer process is subscribed."""
-    _broker(url, purge=True)
+    from apps.billing.broker.topology import SEND_QUEUES
+    from devtools.broker_purge import purge_billing_queues
+
+    purge_billing_queues(url, SEND_QUEUES.values())
 
 
 # --------------------------------------------------------------------------- driver-level counts
@@ -606,8 +600,8 @@ def consumer_run(
 ) -> dict[str, Any]:
     """Queues first (wake-ups purged), then the consumers, then one publish per queue; the rate
     counts from the first to the last message the sandbox accepted."""
+    from apps.billing.broker.publisher import publish_queue
     from apps.billing.models import BillingContact, BillingQueue
-    from apps.billing.rabbitmq.billing_publisher import publish_queue
 
     sandbox = ctx["sandbox"]
     queue_ids = [ingest(entry, per_queue) for entry in tenants]
@@ -1071,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
         from django.db import connection, connections
 
         from apps.common.redis_client import get_redis
-        from apps.evolution_sandbox.testing import SandboxProcess
+        from devtools.sandbox_process import SandboxProcess
 
         log("migrating")
         call_command("migrate", verbosity=0, interactive=False)
@@ -1095,7 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
         }
 
         def close_publisher() -> None:
-            module = sys.modules.get("apps.billing.rabbitmq.billing_publisher")
+            module = sys.modules.get("apps.billing.broker.publisher")
             if module is not None:
                 module.get_publisher().close()
 

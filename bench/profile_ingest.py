@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _close_publisher() -> None:
-    from apps.billing.rabbitmq import billing_publisher
+    from apps.billing.broker import publisher as billing_publisher
 
     if billing_publisher._publisher is not None:
         billing_publisher._publisher.close()

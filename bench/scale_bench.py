@@ -16,7 +16,7 @@ Three questions, measured on real processes with the default consumer settings:
    round, hang): how long do tenant B's 10 notifications take (target ≤ 10 s)?
 
 Everything it touches is its own: a database (`billing_scale_bench`, created, migrated and
-dropped), a RabbitMQ node on free ports under a temporary directory (tests/crash/broker.py),
+dropped), a RabbitMQ node on free ports under a temporary directory (backend/devtools/second_broker.py),
 a Redis database number (`--redis-db`), and a sandbox process (the Evolution API stand-in).
 
     source scripts/local_env.sh && .venv/bin/python bench/scale_bench.py
@@ -507,8 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         log("DATABASE_URL is not set: run `source scripts/local_env.sh` first")
         return 2
     sys.path.insert(0, str(BACKEND))
-    from apps.billing.tests.crash.broker import SecondBroker
-    from apps.evolution_sandbox.testing import SandboxProcess
+    from devtools.sandbox_process import SandboxProcess
+    from devtools.second_broker import SecondBroker
 
     db_url = with_path(base_db, "/billing_scale_bench")
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"billing-scale-bench-{os.getpid()}"
@@ -599,8 +599,8 @@ def main(argv: list[str] | None = None) -> int:
         for handle in processes:
             handle.stop()
         sandbox_process.stop()
-        if "apps.billing.rabbitmq.billing_publisher" in sys.modules:  # our own wake-up calls' connection
-            sys.modules["apps.billing.rabbitmq.billing_publisher"].get_publisher().close()
+        if "apps.billing.broker.publisher" in sys.modules:  # our own wake-up calls' connection
+            sys.modules["apps.billing.broker.publisher"].get_publisher().close()
         broker.close()
         try:
             from django.db import connections

@@ -74,7 +74,6 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.audit",
     "apps.privacy",
-    "apps.evolution_sandbox",
 ]
 
 MIDDLEWARE = [

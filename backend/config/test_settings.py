@@ -1,6 +1,6 @@
-"""Settings for pytest: production settings, with defaults that point at the local services
-`scripts/services.sh up` starts. `scripts/test.sh` exports the same values; these let a bare
-`python -m pytest` work too. Nothing here loosens production behaviour."""
+"""Settings for pytest: production settings plus the development tools (dev_settings), with
+defaults that point at the local services `scripts/services.sh up` starts. `scripts/test.sh`
+exports the same values; these let a bare `python -m pytest` work too. Nothing here loosens production behaviour."""
 
 import os
 
@@ -21,7 +21,7 @@ os.environ.setdefault("EVOLUTION_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5ISE=")
 os.environ.setdefault("PERSONAL_DATA_HASH_KEY", "test-only-personal-data-hash-key")
 
-from .settings import *  # noqa: F403
+from .dev_settings import *  # noqa: F403
 
 # The manifest needs `collectstatic`; tests render admin pages without it.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

@@ -64,7 +64,7 @@ class _StatusChoices(models.TextChoices):
     @classmethod
     def sources_for(cls, target: str) -> frozenset[str]:
         """Statuses from which `target` may be entered: the WHERE clause of a bulk update."""
-        return _SOURCES[cls._kind()][str(target)]
+        return status_sources(cls._kind(), target)
 
     @classmethod
     def can_transition(cls, source: str, target: str) -> bool:
@@ -220,6 +220,11 @@ def register_transitions(kind: str, table: Mapping[str, frozenset[str]]) -> None
         return
     _TABLES[kind] = table
     _SOURCES[kind] = _invert(table, table.keys())
+
+
+def status_sources(kind: str, target: str) -> frozenset[str]:
+    """Statuses from which `target` may be entered, for the table of `kind`."""
+    return _SOURCES[str(kind)][str(target)]
 
 
 def check_transition(kind: str, from_status: str, to_status: str) -> None:

@@ -30,8 +30,8 @@ from django.conf import settings
 
 from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate
 from apps.billing.services.daily_cap import NumberQuota, tenant_quotas
-from apps.billing.utils.date_calculator import BillingDateCalculator
-from apps.billing.utils.template_engine import BillingTemplateEngine
+from apps.billing.templating.date_calculator import BillingDateCalculator
+from apps.billing.templating.engine import BillingTemplateEngine
 from apps.chat.services import BusinessHoursService
 from apps.chat.services.business_hours import WeeklySchedule
 from apps.common.config_version import bump_config_version, ensure_config_version, version_key

@@ -70,7 +70,7 @@ class Conversation(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
     # What the customer's replies said (services/conversations.py). Database defaults: the send
-    # worker inserts conversations with an explicit column list (billing_send_service).
+    # worker inserts conversations with an explicit column list (chat_history).
     needs_attention = models.BooleanField(
         default=False, db_default=False, help_text="A person should answer (negotiation, a request for one)."
     )

@@ -15,25 +15,22 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from .live import group_name, read_inbox_token
+from .staff_access import inbox_tenant
 
 CLOSE_UNAUTHENTICATED = 4401
 
 
 def authorized_tenant(token: str) -> str | None:
-    """The tenant id this token may watch, or None."""
-    from apps.tenancy.models import Membership
+    """The tenant id this token may watch, or None: the token's user must still pass the inbox
+    pages' own rule (`inbox_tenant`) for the token's tenant."""
+    from django.contrib.auth import get_user_model
 
     grant = read_inbox_token(token)
     if grant is None:
         return None
-    allowed = Membership.objects.filter(
-        user_id=grant.user_id,
-        tenant_id=grant.tenant_id,
-        user__is_active=True,
-        user__is_staff=True,
-        tenant__is_active=True,
-    ).exists()
-    return grant.tenant_id if allowed else None
+    user = get_user_model().objects.select_related("tenant_membership__tenant").filter(pk=grant.user_id).first()
+    tenant = inbox_tenant(user)
+    return grant.tenant_id if tenant is not None and str(tenant.pk) == str(grant.tenant_id) else None
 
 
 class InboxConsumer(AsyncJsonWebsocketConsumer):

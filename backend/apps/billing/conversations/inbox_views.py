@@ -30,13 +30,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.billing.services.debtor_data import open_debts
 from apps.billing.services.reply_sending import MAX_REPLY_LENGTH, send_staff_reply
-from apps.billing.utils.formatting import format_date, format_money
+from apps.billing.templating.formatting import format_date, format_money
 from apps.chat.models import Conversation
 from apps.chat.services import conversations
-from apps.common.admin import tenant_of
 from apps.common.exceptions import ApplicationError
 
 from .live import issue_inbox_token, publish_conversation_update
+from .staff_access import inbox_tenant
 from .thread import build_thread
 
 LIST_LIMIT = 100
@@ -69,8 +69,8 @@ def tenant_staff(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
     @login_required(login_url=LOGIN_URL)
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        tenant = tenant_of(request) if request.user.is_staff else None
-        if tenant is None or not tenant.is_active:
+        tenant = inbox_tenant(request.user)
+        if tenant is None:
             return render(request, "billing/inbox/forbidden.html", status=403)
         response = view(request, tenant, *args, **kwargs)
         response["Cache-Control"] = "no-store"

@@ -25,14 +25,14 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from apps.billing.broker.messages import BillingMessage
+from apps.billing.broker.publisher import publish_queue
+from apps.billing.broker.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
 from apps.billing.constants import QueueStatus
 from apps.billing.models import BillingConfig, BillingQueue
-from apps.billing.rabbitmq.billing_publisher import publish_queue
-from apps.billing.rabbitmq.messages import BillingMessage
-from apps.billing.rabbitmq.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
 from apps.billing.services import callbacks, reconciliation
 from apps.billing.services.instance_checker import InstanceRecoveryService
-from apps.billing.services.queue_lease import release_stale
+from apps.billing.services.queue_lease import release_stale, return_to_pending
 from apps.connections.models import WhatsAppInstance
 
 logger = logging.getLogger(__name__)
@@ -42,10 +42,9 @@ def resume(message: BillingMessage) -> int:
     """A queue whose business hours opened goes back to pending and to the broker."""
     now = timezone.now()
     with transaction.atomic():
-        moved = BillingQueue.objects.filter(
-            pk=message.queue_id, status=QueueStatus.PAUSED_BUSINESS_HOURS, next_resume_at__lte=now
-        ).update(
-            status=QueueStatus.PENDING, pause_reason="", next_resume_at=None, last_published_at=None, updated_at=now
+        moved = return_to_pending(
+            BillingQueue.objects.filter(pk=message.queue_id, next_resume_at__lte=now),
+            from_statuses=[QueueStatus.PAUSED_BUSINESS_HOURS],
         )
         queue = BillingQueue.objects.select_related("tenant").filter(pk=message.queue_id).first() if moved else None
         if queue is not None:

@@ -29,7 +29,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.billing import metrics
-from apps.billing.constants import QueueStatus
 from apps.billing.dispatch import consumer_registry
 from apps.billing.dispatch.queue_runner import DispatchContext, QueueRunner, Step
 from apps.billing.dispatch.scheduler import Entry, Scheduler
@@ -202,7 +201,7 @@ class DispatchEngine:
         try:
             later = timezone.now() + timedelta(seconds=CRASH_BACKOFF_SECONDS)
             queue_lease.forget_claims(runner.lease, [c.pk for c in runner.batch])
-            queue_lease.release(runner.lease, QueueStatus.PENDING, next_resume_at=later, last_published_at=None)
+            queue_lease.hand_back(runner.lease, due_at=later)
         except Exception:
             logger.exception(
                 "billing queue could not be handed back after a crash", extra={"queue_id": str(runner.queue_id)}

@@ -50,16 +50,16 @@ from apps.billing.models import (
 )
 from apps.billing.progress import publish_queue_progress
 from apps.billing.services import callbacks, number_protection, queue_lease, reconciliation
-from apps.billing.services.billing_send_service import OutboundChat
+from apps.billing.services.chat_history import OutboundChat
 from apps.billing.services.daily_cap import NumberQuota, QuotaAnswer, number_key
 from apps.billing.services.delivery_status import apply_early_receipts
 from apps.billing.services.eta import seconds_per_message
 from apps.billing.services.instance_checker import InstanceHealthChecker, InstanceRecoveryService
 from apps.billing.services.opt_out import is_suppressed
 from apps.billing.services.queue_lease import Lease, LeaseLost
-from apps.billing.utils.date_calculator import BillingDateCalculator, today_in
-from apps.billing.utils.errors import TemplateError
-from apps.billing.utils.template_engine import BillingTemplateEngine
+from apps.billing.templating.date_calculator import BillingDateCalculator, today_in
+from apps.billing.templating.engine import BillingTemplateEngine
+from apps.billing.templating.errors import TemplateError
 from apps.chat.services import BusinessHoursService, WeeklySchedule
 from apps.common.db_connections import release_connection
 from apps.common.rate_limiting import SlotAnswer, acquire_send_slot, hold_back
@@ -307,7 +307,7 @@ class QueueRunner:
 
     def _hand_back(self, reason: str) -> Step:
         """Back to pending and to the broker: another consumer (or this one, later) takes it."""
-        if queue_lease.release(self.lease, QueueStatus.PENDING, last_published_at=None) and self.ctx.republish:
+        if queue_lease.hand_back(self.lease) and self.ctx.republish:
             self.ctx.republish(self.queue)
         logger.info("billing queue released", extra={**self._log_context(), "reason": reason})
         return self._ended("released", reason=reason)
@@ -353,7 +353,7 @@ class QueueRunner:
         if wait <= float(settings.BILLING_KEEP_WAITING_SECONDS):
             return Step(self.ctx.monotonic() + max(wait, 0.0), "waiting_retry")
         # A retry far away: hand the queue back until then (the periodic task republishes it).
-        queue_lease.release(self.lease, QueueStatus.PENDING, next_resume_at=earliest_retry, last_published_at=None)
+        queue_lease.hand_back(self.lease, due_at=earliest_retry)
         return self._ended("waiting_retry")
 
     # ------------------------------------------------------------------ pace

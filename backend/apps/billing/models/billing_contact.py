@@ -67,7 +67,7 @@ class BillingContact(StatusMachineMixin):
     error_code = models.CharField(max_length=32, choices=ContactErrorCode.choices, blank=True)
     # Indexed in Meta (a plain btree: `db_index` would add a LIKE twin nothing uses).
     provider_message_id = models.CharField(max_length=128, blank=True)
-    # The chat history row of the message sent to this contact (billing_send_service). The link
+    # The chat history row of the message sent to this contact (chat_history). The link
     # lives here, not on chat.Message, so the host chat app does not depend on billing.
     message = models.OneToOneField(
         "chat.Message",

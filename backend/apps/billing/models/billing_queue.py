@@ -132,6 +132,20 @@ class BillingQueue(StatusMachineMixin):
         return self.status in FINAL_QUEUE_STATUSES
 
     # ------------------------------------------------------------------ transitions
+    @staticmethod
+    def back_to_pending_fields(*, due_at: datetime | None = None) -> dict[str, Any]:
+        """What going back to pending writes, however a queue gets there (released by its worker
+        or as stale, resumed by a person, its hours or its number): nobody holds it, no pause
+        shown, due at `due_at` (at once when None), and unpublished, so the periodic task
+        publishes it if the caller does not."""
+        return {
+            "processing_by": "",
+            "lease_token": None,
+            "pause_reason": "",
+            "next_resume_at": due_at,
+            "last_published_at": None,
+        }
+
     def transition_side_effects(self, new_status: str, now: datetime) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         if new_status == QueueStatus.RUNNING:
@@ -140,8 +154,7 @@ class BillingQueue(StatusMachineMixin):
             fields["pause_reason"] = ""
             fields["next_resume_at"] = None
         elif new_status == QueueStatus.PENDING:
-            # Released (stale, shutdown, time slice) or resumed: nobody owns it any more.
-            fields.update(processing_by="", lease_token=None, pause_reason="", next_resume_at=None)
+            fields.update(self.back_to_pending_fields())
         elif new_status in (QueueStatus.PAUSED, QueueStatus.PAUSED_BUSINESS_HOURS, QueueStatus.INSTANCE_DOWN):
             fields.update(processing_by="", lease_token=None)
         elif new_status in FINAL_QUEUE_STATUSES:

@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 
 from apps.billing.constants import MAX_ACTIVE_VARIATIONS, RotationStrategy, TemplateType
-from apps.billing.utils.template_engine import BillingTemplateEngine
+from apps.billing.templating.engine import BillingTemplateEngine
 from apps.tenancy.creditor import MISSING_CREDITOR_MESSAGE, missing_creditor_variables
 
 ACTIVE_LIMIT_MESSAGE = f"A template can have at most {MAX_ACTIVE_VARIATIONS} active variations."

@@ -38,16 +38,15 @@ from aiormq.exceptions import ChannelInvalidStateError, ChannelNotFoundEntity
 from django.conf import settings
 
 from apps.billing import metrics
+from apps.billing.broker.messages import BillingMessage, PoisonMessage
+from apps.billing.broker.publisher import publish_queue
+from apps.billing.broker.topology import ALL_QUEUES, QUEUE_ARGUMENTS, SEND_QUEUES, declare_topology
 from apps.billing.constants import TemplateType
 from apps.billing.dispatch import control
 from apps.billing.dispatch.consumer_registry import new_consumer_id
 from apps.billing.dispatch.engine import DispatchEngine
 from apps.billing.dispatch.queue_runner import QueueRunner
 from apps.common.db_connections import release_idle_connection
-
-from .billing_publisher import publish_queue
-from .messages import BillingMessage, PoisonMessage
-from .topology import ALL_QUEUES, QUEUE_ARGUMENTS, SEND_QUEUES, declare_topology
 
 logger = logging.getLogger(__name__)
 

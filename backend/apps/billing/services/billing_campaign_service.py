@@ -24,17 +24,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.billing import tenant_context
+from apps.billing.broker.publisher import publish_stamped_queue_on_commit
 from apps.billing.constants import TemplateType
 from apps.billing.metrics import observe_ingest
 from apps.billing.models import BillingAPIKey, BillingCampaign
-from apps.billing.rabbitmq.billing_publisher import publish_stamped_queue_on_commit
 from apps.billing.services.contact_validation import ContactValidator, Rejection, ValidContact
 from apps.billing.services.copy_rows import copy_insert  # noqa: F401  (its home before; charges imports it here)
 from apps.billing.services.eta import DailyCapPlan, estimate_completion
 from apps.billing.services.ingest_statement import IngestOutcome, IngestRows, write_request
 from apps.billing.services.variation_rotation import NoActiveVariationError, draw_variations
+from apps.billing.templating.date_calculator import today_in
 from apps.billing.tenant_context import TemplateEntry, TenantContext
-from apps.billing.utils.date_calculator import today_in
 from apps.common.exceptions import ApplicationError
 from apps.contacts.utils import mask_phone
 from apps.tenancy.models import Tenant

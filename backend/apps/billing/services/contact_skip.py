@@ -23,6 +23,7 @@ from django.db.models.functions import Now
 
 from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingContact, BillingQueue
+from apps.billing.models.status_machine import transition_rows
 from apps.billing.progress import publish_queue_progress
 from apps.tenancy.models import Tenant
 
@@ -63,13 +64,13 @@ def skip_unsent_contacts(*, tenant: Tenant, contact_ids: Iterable[int], code: st
         )
         if not skipped:
             return 0
-        BillingContact.objects.filter(pk__in=[pk for pk, _ in skipped], status__in=_SKIPPABLE).update(
-            status=ContactStatus.SKIPPED,
+        transition_rows(
+            BillingContact.objects.filter(pk__in=[pk for pk, _ in skipped]),
+            ContactStatus.SKIPPED,
             error_code=code,
             last_error=reason[:500],
             claim_token=None,
             claimed_at=None,
-            updated_at=Now(),
         )
         per_queue = Counter(queue_id for _, queue_id in skipped)
         for queue_id, count in per_queue.items():

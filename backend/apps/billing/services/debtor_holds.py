@@ -30,8 +30,9 @@ from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Now
 
-from apps.billing.constants import ContactErrorCode, ContactStatus
+from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus
 from apps.billing.models import BillingQueue, ReplySettings
+from apps.billing.models.status_machine import transition_rows
 from apps.billing.progress import publish_queue_progress
 from apps.billing.services.debtor_data import pending_collection
 from apps.chat.models import Message
@@ -64,20 +65,21 @@ def lock_debtor_queues(*, tenant: Tenant, phone: str, also: Iterable[Any] = ()) 
 
 def hold_debtor(*, tenant: Tenant, phone: str, until: datetime, reason: str) -> int:
     """Postpone the debtor's unsent collection messages to `until`; how many were held."""
-    holdable = {ContactStatus.PENDING_RETRY} | (
-        ContactStatus.sources_for(ContactStatus.PENDING_RETRY) & {ContactStatus.PENDING}
-    )
+    # Unsent contacts only (a `sending` one is in the provider's hands); one already waiting
+    # for a retry waits longer.
+    holdable = sorted(UNSENT_CONTACT_STATUSES)
     with transaction.atomic():
-        contacts = pending_collection(tenant=tenant, phone=phone).filter(status__in=sorted(holdable))
+        contacts = pending_collection(tenant=tenant, phone=phone).filter(status__in=holdable)
         if not _lock_queues(contacts):
             return 0
-        held = contacts.update(
-            status=ContactStatus.PENDING_RETRY,
+        held = transition_rows(
+            contacts,
+            ContactStatus.PENDING_RETRY,
+            from_statuses=holdable,
             next_attempt_at=Greatest(Coalesce("next_attempt_at", Value(until)), Value(until)),
             claim_token=None,
             claimed_at=None,
             last_error=reason[:500],
-            updated_at=Now(),
         )
     logger.info(
         "billing debtor held",
@@ -114,13 +116,13 @@ def stop_debtor(*, tenant: Tenant, phone: str, reason: str) -> int:
         contacts = pending_collection(tenant=tenant, phone=phone).filter(status__in=stoppable, claim_token__isnull=True)
         for queue_id in _lock_queues(contacts):
             # Counted from the UPDATE itself: a contact a worker claimed meanwhile is not skipped.
-            skipped = contacts.filter(queue_id=queue_id).update(
-                status=ContactStatus.SKIPPED,
+            skipped = transition_rows(
+                contacts.filter(queue_id=queue_id),
+                ContactStatus.SKIPPED,
                 error_code=ContactErrorCode.OPTED_OUT,
                 last_error=reason[:500],
                 claim_token=None,
                 claimed_at=None,
-                updated_at=Now(),
             )
             if skipped:
                 BillingQueue.objects.filter(pk=queue_id).update(

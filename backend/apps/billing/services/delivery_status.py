@@ -38,6 +38,7 @@ from apps.billing.models import (
     BillingTemplateVariation,
     CallbackEvent,
 )
+from apps.billing.models.status_machine import transition_rows
 from apps.chat.models import Message
 from apps.common.redis_client import get_redis
 
@@ -112,12 +113,12 @@ def _move(row: dict[str, Any], old: str, target: str, tenant_id: Any) -> None:
     counters = ["read_count"] if target == ContactStatus.READ else []
     if target == ContactStatus.DELIVERED or old == ContactStatus.SENT:
         counters.append("delivered_count")  # sent → read: read implies delivered
-    fields: dict[str, Any] = {"status": target, "updated_at": now, "delivered_at": Coalesce(F("delivered_at"), now)}
+    fields: dict[str, Any] = {"updated_at": now, "delivered_at": Coalesce(F("delivered_at"), now)}
     if target == ContactStatus.READ:
         fields["read_at"] = Coalesce(F("read_at"), now)
     with transaction.atomic():
         BillingQueue.objects.filter(pk=row["queue_id"]).update(**{name: F(name) + 1 for name in counters})
-        if not BillingContact.objects.filter(pk=row["pk"], status=old).update(**fields):
+        if not transition_rows(BillingContact.objects.filter(pk=row["pk"]), target, from_statuses=[old], **fields):
             raise _Raced()
         if row["variation_id"]:
             BillingTemplateVariation.objects.filter(pk=row["variation_id"]).update(

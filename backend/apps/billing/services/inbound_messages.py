@@ -40,8 +40,8 @@ from apps.billing.models import (
     SuppressedPhone,
 )
 from apps.billing.services import opt_out, reply_actions
-from apps.billing.services.billing_send_service import record_inbound_message
 from apps.billing.services.callbacks import enqueue_event, on_contact_outcome
+from apps.billing.services.chat_history import record_inbound_message
 from apps.chat.services.reply_intents import OPT_OUT, classify
 from apps.common.services.evolution_lookup import message_text
 from apps.connections.models import WhatsAppInstance

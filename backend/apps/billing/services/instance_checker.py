@@ -132,6 +132,7 @@ class InstanceRecoveryService:
 
         from apps.billing.models import BillingQueue
         from apps.billing.services import callbacks
+        from apps.billing.services.queue_lease import return_to_pending
 
         if not instance.is_active or not instance.tenant.is_active or instance.is_protected:
             return []  # a protected number waits for a person (number_protection.py)
@@ -144,12 +145,8 @@ class InstanceRecoveryService:
         resumed = []
         for queue in queues:
             with transaction.atomic():
-                moved = BillingQueue.objects.filter(pk=queue.pk, status=QueueStatus.INSTANCE_DOWN).update(
-                    status=QueueStatus.PENDING,
-                    pause_reason="",
-                    next_resume_at=None,
-                    last_published_at=None,
-                    updated_at=timezone.now(),
+                moved = return_to_pending(
+                    BillingQueue.objects.filter(pk=queue.pk), from_statuses=[QueueStatus.INSTANCE_DOWN]
                 )
                 if moved:
                     callbacks.on_queue_resumed(queue)

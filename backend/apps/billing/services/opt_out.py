@@ -98,7 +98,7 @@ def _send_confirmation_in_thread(instance_id: int, phone: str, text: str) -> Non
 def send_confirmation(*, instance_id: int, phone: str, text: str) -> bool:
     """One attempt (`max_retries=0`); the answer is kept in the chat history. Never raises for
     provider trouble: a missing courtesy message must not undo the suppression."""
-    from apps.billing.services.billing_send_service import record_outbound_text
+    from apps.billing.services.chat_history import record_outbound_text
     from apps.common.services.provider import client_for
     from apps.common.services.provider_errors import ProviderError
     from apps.connections.models import WhatsAppInstance

@@ -20,14 +20,14 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.billing.broker.messages import BillingMessage
+from apps.billing.broker.publisher import publish_control, publish_queue
+from apps.billing.broker.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
 from apps.billing.constants import QueueStatus
 from apps.billing.dispatch import consumer_registry
 from apps.billing.models import BillingQueue
-from apps.billing.rabbitmq.billing_publisher import publish_control, publish_queue
-from apps.billing.rabbitmq.messages import BillingMessage
-from apps.billing.rabbitmq.topology import CHECK_RECOVERY_QUEUE, CHECK_STALE_QUEUE, RESUME_QUEUE
 from apps.billing.services import reconciliation
-from apps.billing.services.billing_send_service import close_idle_billing_conversations
+from apps.billing.services.chat_history import close_idle_billing_conversations
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from django.db.models import F
 
 from apps.audit.models import AuditAction
 from apps.audit.services import Actor, record_event
+from apps.billing.broker.publisher import publish_queue_on_commit
 from apps.billing.constants import (
     UNSENT_CONTACT_STATUSES,
     ContactErrorCode,
@@ -22,7 +23,7 @@ from apps.billing.constants import (
     QueueStatus,
 )
 from apps.billing.models import BillingContact, BillingQueue
-from apps.billing.rabbitmq.billing_publisher import publish_queue_on_commit
+from apps.billing.models.status_machine import transition_rows
 from apps.billing.services import callbacks
 from apps.common.exceptions import ApplicationError
 
@@ -57,14 +58,19 @@ def queue_control(*, queue: BillingQueue, action: str, actor: Actor) -> BillingQ
             locked.transition_to(QueueStatus.PAUSED, pause_reason="manual")
             callbacks.on_queue_paused(locked, "manual")
         elif action == "resume":
-            locked.transition_to(QueueStatus.PENDING, last_published_at=None)
+            locked.transition_to(QueueStatus.PENDING)
             publish_queue_on_commit(locked)
             callbacks.on_queue_resumed(locked)
         else:
             # Only what was never handed to the provider: an `unconfirmed` contact may have gone
             # out, and reconciliation settles it (as cancelled if the provider never got it).
-            cancelled = BillingContact.objects.filter(queue=locked, status__in=sorted(UNSENT_CONTACT_STATUSES)).update(
-                status=ContactStatus.CANCELLED, error_code=ContactErrorCode.CANCELLED, claim_token=None, claimed_at=None
+            cancelled = transition_rows(
+                BillingContact.objects.filter(queue=locked),
+                ContactStatus.CANCELLED,
+                from_statuses=UNSENT_CONTACT_STATUSES,
+                error_code=ContactErrorCode.CANCELLED,
+                claim_token=None,
+                claimed_at=None,
             )
             locked.transition_to(QueueStatus.CANCELLED)
             BillingQueue.objects.filter(pk=locked.pk).update(cancelled_count=F("cancelled_count") + cancelled)

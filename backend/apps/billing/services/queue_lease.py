@@ -14,13 +14,13 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import Case, F, When
+from django.db.models import Case, F, QuerySet, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -30,6 +30,7 @@ from apps.billing.constants import (
     ContactErrorCode,
     ContactStatus,
     QueueStatus,
+    TransitionKind,
 )
 from apps.billing.models import (
     BillingContact,
@@ -37,7 +38,8 @@ from apps.billing.models import (
     BillingTemplateVariation,
     SuppressedPhone,
 )
-from apps.billing.services.billing_send_service import (
+from apps.billing.models.status_machine import status_move_sql, transition_rows
+from apps.billing.services.chat_history import (
     OutboundChat,
     next_message_id_sql,
     outbound_chat_ctes,
@@ -74,14 +76,14 @@ def claim_queue(queue_id: str | uuid.UUID, worker_id: str) -> Lease | None:
         # now() is the statement's transaction time, so `started_at = now()` in RETURNING is
         # true exactly when COALESCE filled it in: this claim is the first start.
         cursor.execute(
-            f"""UPDATE {table} SET status = %s, processing_by = %s, lease_token = %s, last_heartbeat = now(),
+            f"""UPDATE {table} SET {_SET_RUNNING}, processing_by = %s, lease_token = %s, last_heartbeat = now(),
                        started_at = COALESCE(started_at, now()), pause_reason = '', next_resume_at = NULL,
                        updated_at = now()
-                 WHERE id = %s AND status = %s
+                 WHERE id = %s AND {_WHERE_CLAIMABLE}
                    AND (scheduled_for IS NULL OR scheduled_for <= now())
                    AND (next_resume_at IS NULL OR next_resume_at <= now())
              RETURNING started_at = now()""",
-            [QueueStatus.RUNNING, worker_id[:200], token, queue_id, QueueStatus.PENDING],
+            [worker_id[:200], token, queue_id],
         )
         row = cursor.fetchone()
     if row is None:
@@ -131,11 +133,20 @@ RETURNING c.*
 
 # The hot path is plain SQL, one prepared statement each (apps.common.prepared_sql): planned
 # once per connection, no ORM query building per message.
+_SET_SENDING, _WHERE_SENDABLE = status_move_sql(
+    TransitionKind.CONTACT, ContactStatus.SENDING, from_statuses=UNSENT_CONTACT_STATUSES, alias="c"
+)
+_SET_SENT, _WHERE_SENDING = status_move_sql(
+    TransitionKind.CONTACT, ContactStatus.SENT, from_statuses=[ContactStatus.SENDING]
+)
+_SET_RUNNING, _WHERE_CLAIMABLE = status_move_sql(
+    TransitionKind.QUEUE, QueueStatus.RUNNING, from_statuses=[QueueStatus.PENDING]
+)
 _START_SENDING = f"""
-UPDATE {_CONTACT} c SET status = 'sending', attempts = c.attempts + 1, updated_at = now(),
+UPDATE {_CONTACT} c SET {_SET_SENDING}, attempts = c.attempts + 1, updated_at = now(),
        send_started_at = now(), rendered_message = %(text)s
   FROM {_QUEUE} q
- WHERE c.id = %(contact)s AND c.claim_token = %(token)s AND c.status IN ('pending', 'pending_retry')
+ WHERE c.id = %(contact)s AND c.claim_token = %(token)s AND {_WHERE_SENDABLE}
    AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
    AND q.id = c.queue_id AND q.lease_token = %(token)s AND q.status = 'running'
    AND NOT EXISTS (SELECT 1 FROM {_SUPPRESSED} s WHERE s.tenant_id = c.tenant_id
@@ -156,10 +167,10 @@ WITH q AS (
     SELECT id FROM {_QUEUE} WHERE id = %(queue)s FOR NO KEY UPDATE
 ), {"message_id AS (SELECT " + next_message_id_sql() + " AS id)," if with_chat else ""}
 done AS (
-    UPDATE {_CONTACT} SET status = 'sent', provider_message_id = %(pmid)s, rendered_message = %(text)s,
+    UPDATE {_CONTACT} SET {_SET_SENT}, provider_message_id = %(pmid)s, rendered_message = %(text)s,
            sent_at = now(), claim_token = NULL, claimed_at = NULL, last_error = '', error_code = '',
            {"message_id = (SELECT id FROM message_id)," if with_chat else ""} updated_at = now()
-     WHERE id = %(contact)s AND claim_token = %(token)s AND status = 'sending' AND EXISTS (SELECT 1 FROM q)
+     WHERE id = %(contact)s AND claim_token = %(token)s AND {_WHERE_SENDING} AND EXISTS (SELECT 1 FROM q)
     RETURNING variation_id
 ), counters AS (
     UPDATE {_QUEUE} SET sent_count = sent_count + 1, updated_at = now(), last_sent_at = now(),
@@ -277,6 +288,7 @@ def _finish(
     lease: Lease,
     contact: BillingContact,
     *,
+    status: str,
     from_statuses,
     queue_counters: dict[str, int],
     variation_counter: str | None,
@@ -289,6 +301,7 @@ def _finish(
         lambda: _finish_once(
             lease,
             contact,
+            status=status,
             from_statuses=from_statuses,
             queue_counters=queue_counters,
             variation_counter=variation_counter,
@@ -302,6 +315,7 @@ def _finish_once(
     lease: Lease,
     contact: BillingContact,
     *,
+    status: str,
     from_statuses,
     queue_counters: dict[str, int],
     variation_counter: str | None,
@@ -315,8 +329,11 @@ def _finish_once(
         # and a paid charge or a hold changed the status, so nothing is written (not even a
         # counter that would then break the queue's processed-within-total check).
         BillingQueue.objects.select_for_update(no_key=True).filter(pk=lease.queue_id).exists()
-        done = BillingContact.objects.filter(pk=contact.pk, claim_token=lease.token, status__in=from_statuses).update(
-            updated_at=Now(), **contact_fields
+        done = transition_rows(
+            BillingContact.objects.filter(pk=contact.pk, claim_token=lease.token),
+            status,
+            from_statuses=from_statuses,
+            **contact_fields,
         )
         if not done:
             logger.warning(
@@ -334,8 +351,7 @@ def _finish_once(
             BillingTemplateVariation.objects.filter(pk=contact.variation_id).update(
                 **{variation_counter: F(variation_counter) + 1}
             )
-        if "status" in contact_fields:
-            contact.status = contact_fields["status"]
+        contact.status = status
         if then is not None:
             _then(then)
     return True
@@ -436,15 +452,41 @@ def record_retry(
 
 
 def release(lease: Lease, to_status: str, *, then: Callable[[], object] | None = None, **queue_fields) -> bool:
-    """Hand the queue back (pending, paused_business_hours, instance_down, completed): the queue
-    row first, then our claimed-but-unsent contacts. False when the lease was already gone.
-    `then` (the callback reporting the change) commits with it."""
-    now = timezone.now()
-    fields = {"status": to_status, "processing_by": "", "lease_token": None, "updated_at": now, **queue_fields}
+    """Let go of the queue into a waiting or final status (paused_business_hours, paused,
+    instance_down, completed; back to pending is `hand_back`): the queue row first, then our
+    claimed-but-unsent contacts. False when the lease was already gone. `then` (the callback
+    reporting the change) commits with it."""
+    if to_status == QueueStatus.PENDING:
+        raise ValueError("a queue goes back to pending through hand_back")
+    fields = {"processing_by": "", "lease_token": None, **queue_fields}
     if to_status == QueueStatus.COMPLETED:
-        fields["completed_at"] = now
+        fields["completed_at"] = timezone.now()
+    return _let_go(
+        lease, lambda rows: transition_rows(rows, to_status, from_statuses=[QueueStatus.RUNNING], **fields), then
+    )
+
+
+def hand_back(lease: Lease, *, due_at: datetime | None = None, then: Callable[[], object] | None = None) -> bool:
+    """running → pending, due at `due_at` (at once when None): a time slice ended, a retry is
+    far away, the worker crashed on it or stops. Another consumer (or this one) takes it."""
+    return _let_go(
+        lease, lambda rows: return_to_pending(rows, from_statuses=[QueueStatus.RUNNING], due_at=due_at), then
+    )
+
+
+def return_to_pending(
+    rows: QuerySet[BillingQueue], *, from_statuses: Iterable[str], due_at: datetime | None = None
+) -> int:
+    """The one way queues go back to pending (`BillingQueue.back_to_pending_fields`), from the
+    statuses the caller names; how many moved. A queue that moved meanwhile is left alone."""
+    return transition_rows(
+        rows, QueueStatus.PENDING, from_statuses=from_statuses, **BillingQueue.back_to_pending_fields(due_at=due_at)
+    )
+
+
+def _let_go(lease: Lease, move: Callable[[QuerySet[BillingQueue]], int], then: Callable[[], object] | None) -> bool:
     with transaction.atomic():
-        if not lease.queue_rows().update(**fields):
+        if not move(lease.queue_rows()):
             return False
         BillingContact.objects.filter(
             queue_id=lease.queue_id, claim_token=lease.token, status__in=UNSENT_CONTACT_STATUSES
@@ -496,13 +538,7 @@ def release_stale(queue_id: uuid.UUID, stale_before: datetime, *, holder: str | 
         BillingContact.objects.filter(
             queue_id=queue_id, status__in=UNSENT_CONTACT_STATUSES, claim_token__isnull=False
         ).update(claim_token=None, claimed_at=None)
-        BillingQueue.objects.filter(pk=queue_id).update(
-            status=QueueStatus.PENDING,
-            processing_by="",
-            lease_token=None,
-            last_published_at=None,
-            updated_at=Now(),
-        )
+        return_to_pending(BillingQueue.objects.filter(pk=queue_id), from_statuses=[QueueStatus.RUNNING])
     logger.warning(
         "billing queue released as stale",
         extra={"queue_id": str(queue_id), "holder": queue.processing_by, "interrupted": caught},
@@ -514,8 +550,10 @@ def mark_interrupted(contacts) -> int:
     """`sending` contacts whose call nobody will finish (their holder died or lost the queue) →
     `unconfirmed` (`interrupted`), due for reconciliation now. `contacts` is a queryset of
     `sending` rows; the status in the UPDATE's WHERE makes a concurrent outcome write win."""
-    return contacts.filter(status=ContactStatus.SENDING).update(
-        status=ContactStatus.UNCONFIRMED,
+    return transition_rows(
+        contacts,
+        ContactStatus.UNCONFIRMED,
+        from_statuses=[ContactStatus.SENDING],
         error_code=ContactErrorCode.INTERRUPTED,
         claim_token=None,
         claimed_at=None,

@@ -56,8 +56,9 @@ from apps.billing.models import (
     BillingQueue,
     BillingTemplateVariation,
 )
+from apps.billing.models.status_machine import transition_rows
 from apps.billing.services import callbacks
-from apps.billing.services.billing_send_service import store_outbound_message
+from apps.billing.services.chat_history import store_outbound_message
 from apps.common.db_connections import release_connection
 from apps.common.redis_client import get_redis
 from apps.common.services.evolution_lookup import jid_candidates
@@ -314,8 +315,10 @@ def settle_sent(contact: BillingContact, provider_message_id: str, at: datetime,
 
     with transaction.atomic():
         BillingQueue.objects.select_for_update(no_key=True).filter(pk=contact.queue_id).exists()
-        moved = BillingContact.objects.filter(pk=contact.pk, status=ContactStatus.UNCONFIRMED).update(
-            status=ContactStatus.SENT,
+        moved = transition_rows(
+            BillingContact.objects.filter(pk=contact.pk),
+            ContactStatus.SENT,
+            from_statuses=[ContactStatus.UNCONFIRMED],
             provider_message_id=provider_message_id[:128],
             sent_at=at,
             error_code="",
@@ -358,31 +361,35 @@ def settle_not_received(contact: BillingContact, *, queue_status: str) -> int:
     max_attempts = config.max_attempts if config else 3
     with transaction.atomic():
         BillingQueue.objects.select_for_update(no_key=True).filter(pk=contact.queue_id).exists()
-        rows = BillingContact.objects.filter(pk=contact.pk, status=ContactStatus.UNCONFIRMED)
+        rows = BillingContact.objects.filter(pk=contact.pk)
+        unconfirmed = [ContactStatus.UNCONFIRMED]
         if queue_status == QueueStatus.CANCELLED:
-            moved = rows.update(
-                status=ContactStatus.CANCELLED,
+            moved = transition_rows(
+                rows,
+                ContactStatus.CANCELLED,
+                from_statuses=unconfirmed,
                 error_code=ContactErrorCode.CANCELLED,
                 next_attempt_at=None,
-                updated_at=Now(),
             )
             counter, outcome = "cancelled_count", "cancelled"
         elif contact.attempts >= max_attempts:
-            moved = rows.update(
-                status=ContactStatus.FAILED,
+            moved = transition_rows(
+                rows,
+                ContactStatus.FAILED,
+                from_statuses=unconfirmed,
                 error_code=ContactErrorCode.MAX_ATTEMPTS,
                 last_error="never received, attempts used up",
                 next_attempt_at=None,
-                updated_at=Now(),
             )
             counter, outcome = "failed_count", "failed"
         else:
-            moved = rows.update(
-                status=ContactStatus.PENDING_RETRY,
+            moved = transition_rows(
+                rows,
+                ContactStatus.PENDING_RETRY,
+                from_statuses=unconfirmed,
                 next_attempt_at=Now(),
                 claim_token=None,
                 last_error="never received by the provider: sent again",
-                updated_at=Now(),
             )
             counter, outcome = None, "resent"
         if not moved:
@@ -403,12 +410,13 @@ def settle_failed(contact: BillingContact, *, reason: str) -> int:
     """unconfirmed → failed/outcome_unknown: the window closed without evidence. Never re-sent."""
     with transaction.atomic():
         BillingQueue.objects.select_for_update(no_key=True).filter(pk=contact.queue_id).exists()
-        moved = BillingContact.objects.filter(pk=contact.pk, status=ContactStatus.UNCONFIRMED).update(
-            status=ContactStatus.FAILED,
+        moved = transition_rows(
+            BillingContact.objects.filter(pk=contact.pk),
+            ContactStatus.FAILED,
+            from_statuses=[ContactStatus.UNCONFIRMED],
             error_code=ContactErrorCode.OUTCOME_UNKNOWN,
             last_error=reason[:500],
             next_attempt_at=None,
-            updated_at=Now(),
         )
         if not moved:
             return 0

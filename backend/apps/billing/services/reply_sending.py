@@ -37,8 +37,8 @@ from apps.billing.services.reply_templates import (
     payment_info_template,
     staff_reply_template,
 )
-from apps.billing.utils.date_calculator import today_in
-from apps.billing.utils.template_sanitizer import TemplateSanitizer
+from apps.billing.templating.date_calculator import today_in
+from apps.billing.templating.sanitizer import TemplateSanitizer
 from apps.chat.models import Conversation
 from apps.common.exceptions import ApplicationError
 

@@ -1,6 +1,6 @@
 """Checking and previewing template content for people editing templates (admin, API).
 
-A thin adapter over `utils.template_sanitizer` and `utils.template_engine`: it turns their
+A thin adapter over `templating.sanitizer` and `templating.engine`: it turns their
 `TemplateError` into one error type with a readable message (with line and column), so the
 model's `clean()` and the admin preview speak the same language.
 """
@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from apps.billing.utils.template_engine import (
+from apps.billing.templating.engine import (
     BillingTemplateEngine,
     MissingVariablesError,
     TemplateError,
     sample_variables,
 )
-from apps.billing.utils.template_sanitizer import TemplateSanitizer
+from apps.billing.templating.sanitizer import TemplateSanitizer
 
 
 class TemplateContentError(ValueError):

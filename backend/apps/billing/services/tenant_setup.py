@@ -20,7 +20,7 @@ from apps.billing.models import (
     BillingTemplate,
     BillingTemplateVariation,
 )
-from apps.billing.utils.default_templates import DEFAULT_TEMPLATES
+from apps.billing.templating.default_templates import DEFAULT_TEMPLATES
 from apps.chat.models import BusinessHours
 from apps.common.config_version import bump_config_version
 from apps.connections.models import WhatsAppInstance

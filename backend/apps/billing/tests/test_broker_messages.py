@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from apps.billing.rabbitmq.messages import BillingMessage, PoisonMessage
+from apps.billing.broker.messages import BillingMessage, PoisonMessage
 
 
 def test_a_message_survives_the_round_trip_without_its_empty_fields():

@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
 from apps.billing.models import BillingAPIKey, BillingConfig, BillingTemplate
-from apps.billing.utils.default_templates import DEFAULT_TEMPLATES
+from apps.billing.templating.default_templates import DEFAULT_TEMPLATES
 from apps.chat.models import BusinessHours
 from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Tenant

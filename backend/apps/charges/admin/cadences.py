@@ -15,7 +15,7 @@ from apps.audit.admin_mixins import AuditedDeletesMixin
 from apps.audit.models import AuditAction
 from apps.audit.services import audit_change
 from apps.billing.admin.base import BillingTenantAdmin
-from apps.billing.utils.formatting import format_date
+from apps.billing.templating.formatting import format_date
 from apps.charges.models import Cadence, CadenceStep
 from apps.charges.services.cadence_calendar import TenantCalendar
 

@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apps.billing.models import BillingConfig
-from apps.billing.utils.date_calculator import today_in
+from apps.billing.templating.date_calculator import today_in
 from apps.charges.models.cadence import template_type_for_offset
 from apps.chat.services import BusinessHoursService, WeeklySchedule
 from apps.tenancy.models import Tenant

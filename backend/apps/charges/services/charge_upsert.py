@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from apps.billing.utils.date_calculator import today_in
+from apps.billing.templating.date_calculator import today_in
 from apps.charges.constants import MAX_CHARGES_PER_REQUEST, ChangeSource, ChargeStatus
 from apps.charges.models import Cadence, Charge
 from apps.charges.services.charge_changes import AmountOrDueChange, record_changes

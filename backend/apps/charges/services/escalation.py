@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from apps.billing.utils.date_calculator import today_in
+from apps.billing.templating.date_calculator import today_in
 from apps.charges.constants import ChargeStatus
 from apps.charges.models import Charge, ChargeSettings
 from apps.charges.services.charge_status import escalate_charge

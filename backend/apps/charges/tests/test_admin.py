@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from openpyxl import Workbook
 
-from apps.billing.utils.date_calculator import today_in
+from apps.billing.templating.date_calculator import today_in
 from apps.charges.models import Charge
 from apps.tenancy.models import Membership
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from apps.billing.utils.date_calculator import today_in
+from apps.billing.templating.date_calculator import today_in
 from apps.charges.models import Charge, ChargeEvent
 
 from .conftest import charge, make_cadence, upsert

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.evolution_sandbox.testing import wait_for
+from devtools.sandbox_process import wait_for
 
 BACKEND = Path(__file__).resolve().parents[3]
 CHUNK = 64 * 1024

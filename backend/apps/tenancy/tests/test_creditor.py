@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from apps.billing.models import BillingTemplate
+from apps.billing.templating.engine import BillingTemplateEngine, MissingVariablesError
 from apps.billing.tests.conftest import (  # noqa: F401
     CREDITOR_LINE,
     build_staff,
@@ -17,7 +18,6 @@ from apps.billing.tests.conftest import (  # noqa: F401
     plain_static_storage,
 )
 from apps.billing.tests.test_admin import template_post
-from apps.billing.utils.template_engine import BillingTemplateEngine, MissingVariablesError
 from apps.tenancy.creditor import creditor_variables
 from apps.tenancy.models import Tenant
 

@@ -25,8 +25,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from apps.billing.broker.topology import ALL_QUEUES
 from apps.billing.rabbitmq.billing_consumer import BillingConsumer
-from apps.billing.rabbitmq.topology import ALL_QUEUES
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import socket
 
 import pytest
 
+from apps.billing.broker import publisher as billing_publisher
+from apps.billing.broker.publisher import BillingQueuePublisher
 from apps.billing.models import BillingQueue
-from apps.billing.rabbitmq import billing_publisher
-from apps.billing.rabbitmq.billing_publisher import BillingQueuePublisher
 from apps.billing.services.periodic import publish_waiting_queues
 
 from .conftest import contacts
@@ -37,7 +37,7 @@ def test_a_request_accepted_while_the_broker_is_down_is_published_by_the_periodi
     api, unreachable_broker, monkeypatch, django_capture_on_commit_callbacks, caplog
 ):
     with (
-        caplog.at_level(logging.WARNING, logger="apps.billing.rabbitmq.billing_publisher"),
+        caplog.at_level(logging.WARNING, logger="apps.billing.broker.publisher"),
         django_capture_on_commit_callbacks(execute=True),
     ):
         response = api.send("notification", {"external_id": "broker-down-1", "contacts": contacts(2)})

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from apps.billing.models import BillingCampaign, BillingContact, BillingQueue
-from apps.billing.utils.date_calculator import today_in
+from apps.billing.templating.date_calculator import today_in
 from apps.campaigns.models import Campaign, CampaignContact
 
 from .conftest import contacts, future, make_tenant, past

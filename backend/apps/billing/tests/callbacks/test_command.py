@@ -17,7 +17,7 @@ from apps.billing.services import callbacks
 from apps.billing.tests.api.conftest import make_tenant
 from apps.common.health import default_process_id, read_process_heartbeats
 from apps.common.redis_client import get_redis
-from apps.evolution_sandbox.testing import wait_for
+from devtools.sandbox_process import wait_for
 
 from .conftest import queue_for, set_callback
 

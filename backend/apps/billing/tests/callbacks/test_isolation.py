@@ -20,7 +20,7 @@ from apps.billing.models import BillingQueue, CallbackDelivery
 from apps.billing.services import callback_delivery, callbacks, periodic
 from apps.billing.services.callback_delivery import CallbackDispatcher
 from apps.billing.tests.api.conftest import make_tenant
-from apps.evolution_sandbox.testing import wait_for
+from devtools.sandbox_process import wait_for
 
 from .conftest import queue_for, set_callback
 
@@ -179,8 +179,8 @@ def test_the_periodic_steps_never_deliver_callbacks(db, dripping, allow_loopback
     assert time.monotonic() - started < 1.0
     assert "deliver_callbacks" not in results
     assert results["publish_due_resumes"] == 1  # a consumer acts on it (dispatch/control.py):
+    from apps.billing.broker.messages import BillingMessage
     from apps.billing.dispatch import control
-    from apps.billing.rabbitmq.messages import BillingMessage
 
     assert control.resume(BillingMessage(type="resume", queue_id=str(waiting.pk))) == 1
     assert BillingQueue.objects.get(pk=waiting.pk).status == QueueStatus.PENDING

@@ -2,7 +2,7 @@
 RabbitMQ node of our own.
 
 Every test here runs against `crash_broker`, a second RabbitMQ started for the session
-(tests/crash/broker.py), never against the suite's shared broker on 55672: these tests stop and
+(backend/devtools/second_broker.py), never against the suite's shared broker on 55672: these tests stop and
 restart their broker, delete queues and count consumers, and other test runs (other checkouts,
 the pipeline tests' `purge_broker`) must neither disturb them nor be disturbed. The API side of
 the test process publishes there too: `settings.RABBITMQ_URL` points at it and the publisher
@@ -21,8 +21,8 @@ import aio_pika
 import pytest
 from django.db import connection
 
-from apps.billing.rabbitmq import billing_publisher
-from apps.billing.rabbitmq.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
+from apps.billing.broker import publisher as billing_publisher
+from apps.billing.broker.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
 from apps.billing.tests.pipeline.conftest import (  # noqa: F401 - fixtures shared with the pipeline tests
     notification_contacts,
     pipeline_tenant,
@@ -31,8 +31,7 @@ from apps.billing.tests.pipeline.conftest import (  # noqa: F401 - fixtures shar
     subprocess_env,
     wait_until,
 )
-
-from .broker import SecondBroker
+from devtools.second_broker import SecondBroker
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from collections import Counter
 import aio_pika
 import pytest
 
+from apps.billing.broker.topology import SEND_QUEUES
 from apps.billing.models import BillingQueue
 from apps.billing.rabbitmq.billing_consumer import EXIT_CONSUMERS_LOST, BillingConsumer
-from apps.billing.rabbitmq.topology import SEND_QUEUES
 
 from .conftest import notification_contacts, queue_counts, wait_until
 from .proxy import CuttableProxy

@@ -215,7 +215,7 @@ def test_an_interrupted_contact_counts_nowhere_until_it_is_settled(tenant):
 
 
 def _sending_contact(tenant, body) -> tuple:
-    from apps.billing.services.billing_send_service import OutboundChat
+    from apps.billing.services.chat_history import OutboundChat
 
     lease = queue_lease.claim_queue(body["queue_id"], "lock-order")
     [contact] = queue_lease.claim_contacts(lease, 10)

@@ -154,8 +154,8 @@ def test_the_providers_echo_settles_a_contact_at_once_even_when_it_arrived_first
 
 
 def test_a_send_stranded_in_a_paused_queue_is_swept_and_settled_by_a_control_message(tenant):
+    from apps.billing.broker.messages import BillingMessage
     from apps.billing.dispatch import control
-    from apps.billing.rabbitmq.messages import BillingMessage
 
     body = tenant.send("notification", notification_contacts(2))
     engine = make_engine()

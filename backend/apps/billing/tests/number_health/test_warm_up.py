@@ -11,8 +11,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from apps.billing.broker.messages import BillingMessage
 from apps.billing.dispatch import control
-from apps.billing.rabbitmq.messages import BillingMessage
 from apps.billing.services.daily_cap import NumberQuota, number_key
 from apps.billing.services.eta import DailyCapPlan, estimate_completion
 from apps.billing.tests.pipeline.conftest import notification_contacts

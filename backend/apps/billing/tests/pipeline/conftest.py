@@ -160,7 +160,7 @@ def purge_broker() -> None:
 
     import aio_pika
 
-    from apps.billing.rabbitmq.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
+    from apps.billing.broker.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
 
     async def purge() -> None:
         conn = await aio_pika.connect(settings.RABBITMQ_URL)

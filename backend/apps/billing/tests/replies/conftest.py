@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, CallbackDelivery
-from apps.billing.services.billing_send_service import record_outbound_message
+from apps.billing.services.chat_history import record_outbound_message
 from apps.billing.tests.conftest import build_contact, build_queue
 from apps.billing.tests.webhooks.conftest import MESSAGES_UPSERT_V2, PHONE, Hook, envelope, hook  # noqa: F401
 

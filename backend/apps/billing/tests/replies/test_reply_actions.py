@@ -140,7 +140,7 @@ def test_me_manda_o_pix_queues_one_automatic_answer_a_day_with_the_pix_code(hook
 
 
 def test_the_answer_renders_the_payment_data_the_debt_has(hook):
-    from apps.billing.utils.template_engine import BillingTemplateEngine
+    from apps.billing.templating.engine import BillingTemplateEngine
 
     sent = sent_collection(hook, pix_code=PIX)
     post_reply(hook, "qual a chave pix?", quoted=sent.provider_message_id)

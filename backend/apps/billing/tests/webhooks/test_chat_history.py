@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from apps.billing.models import BillingContact
-from apps.billing.services.billing_send_service import (
+from apps.billing.services.chat_history import (
     close_idle_billing_conversations,
     record_inbound_message,
     record_outbound_message,

@@ -92,7 +92,7 @@ def test_an_unknown_state_is_ignored(hook):
 
 def test_a_queue_whose_lease_changed_meanwhile_is_not_touched_twice(hook):
     queue, lease = running_queue(hook)
-    queue_lease.release(lease, QueueStatus.PENDING)
+    queue_lease.hand_back(lease)
     BillingQueue.objects.filter(pk=queue.pk).update(
         status=QueueStatus.RUNNING, lease_token=uuid.uuid4(), processing_by="someone", last_heartbeat=timezone.now()
     )

@@ -12,7 +12,7 @@ from django.db import close_old_connections, connection
 
 from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation
-from apps.billing.services.billing_send_service import record_outbound_message
+from apps.billing.services.chat_history import record_outbound_message
 from apps.billing.services.delivery_status import apply_provider_status
 from apps.chat.models import Message
 

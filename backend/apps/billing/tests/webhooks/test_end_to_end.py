@@ -15,12 +15,12 @@ from django.utils import timezone
 
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, BillingTemplate, SuppressedPhone
-from apps.billing.services.billing_send_service import record_outbound_message
+from apps.billing.services.chat_history import record_outbound_message
 from apps.billing.tests.api.conftest import make_tenant
 from apps.billing.tests.conftest import build_contact, build_queue
 from apps.chat.models import Conversation, Message
 from apps.common.services.provider import client_for
-from apps.evolution_sandbox.testing import wait_for
+from devtools.sandbox_process import wait_for
 
 PHONE = "+5511987650001"
 

@@ -8,7 +8,7 @@ import pytest
 
 from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingQueue, BillingTemplateVariation, SuppressedPhone
-from apps.billing.services.billing_send_service import record_outbound_message
+from apps.billing.services.chat_history import record_outbound_message
 from apps.chat.models import Conversation, Message
 
 from .conftest import MESSAGES_UPSERT_V2, PHONE, envelope

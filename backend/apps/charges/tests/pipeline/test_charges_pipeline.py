@@ -15,7 +15,7 @@ import time_machine
 from django.test import Client
 
 from apps.billing.models import BillingContact, BillingQueue
-from apps.billing.utils.date_calculator import today_in
+from apps.billing.templating.date_calculator import today_in
 from apps.charges.asaas_sandbox import asaas_event
 from apps.charges.models import Charge, ChargeStepRun
 from apps.charges.services.asaas_setup import configure_asaas_webhook
