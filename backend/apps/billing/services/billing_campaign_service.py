@@ -29,7 +29,6 @@ from apps.billing.metrics import observe_ingest
 from apps.billing.models import BillingAPIKey, BillingCampaign
 from apps.billing.rabbitmq.billing_publisher import publish_stamped_queue_on_commit
 from apps.billing.services.contact_validation import ContactValidator, Rejection, ValidContact
-from apps.billing.services.copy_rows import copy_insert  # noqa: F401  (its home before; charges imports it here)
 from apps.billing.services.eta import estimate_completion
 from apps.billing.services.ingest_statement import IngestOutcome, IngestRows, write_request
 from apps.billing.services.variation_rotation import NoActiveVariationError, draw_variations
