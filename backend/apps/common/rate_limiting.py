@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.commands.core import Script
 
@@ -102,14 +103,14 @@ return 1
 _scripts: dict[tuple[str, int], Script] = {}
 
 
-def _run(source: str, key: str | list[str], *args: int) -> object:
+def _run(source: str, key: str | list[str], *args: int) -> list[Any]:
     """Run a script through EVALSHA on this process's client: the body travels only when Redis
     does not know it yet (redis-py reloads it then), not on every call."""
     client = get_redis()
     script = _scripts.get((source, id(client)))
     if script is None:
         script = _scripts.setdefault((source, id(client)), client.register_script(source))
-    return script(keys=[key] if isinstance(key, str) else key, args=list(args))
+    return list(script(keys=[key] if isinstance(key, str) else key, args=list(args)))  # a Lua table
 
 
 @dataclass(frozen=True)

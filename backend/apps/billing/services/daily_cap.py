@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis.commands.core import Script
@@ -53,12 +54,12 @@ return 1
 _scripts: dict[tuple[str, int], Script] = {}
 
 
-def _run(source: str, key: str, *args: int) -> object:
+def _run(source: str, key: str, *args: int) -> list[Any]:
     client = get_redis()
     script = _scripts.get((source, id(client)))
     if script is None:
         script = _scripts.setdefault((source, id(client)), client.register_script(source))
-    return script(keys=[key], args=list(args))
+    return list(script(keys=[key], args=list(args)))  # a Lua table
 
 
 @dataclass(frozen=True)
