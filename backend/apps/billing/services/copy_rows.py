@@ -65,7 +65,7 @@ def copy_insert(
     varying = [_concrete_field(meta, name) for name in fields]
     varying_columns = {field.column for field in varying}
     fixed = [field for field in meta.concrete_fields if field is not pk and field.column not in varying_columns]
-    columns = [_column(f) for f in ([pk] if return_ids else []) + varying + fixed]
+    columns = [column_name(f) for f in ([pk] if return_ids else []) + varying + fixed]
     constant = tuple(field.get_db_prep_save(field.pre_save(prototype, True), db) for field in fixed)
     prepare = [None if _passes_through(field) else field.get_db_prep_save for field in varying]
     quote = db.ops.quote_name
@@ -94,7 +94,8 @@ def _concrete_field(meta: Options[Any], name: str) -> models.Field[Any, Any]:
     return field
 
 
-def _column(field: models.Field[Any, Any]) -> str:
+def column_name(field: models.Field[Any, Any]) -> str:
+    """The field's column (typed optional: a field without one is not concrete)."""
     if field.column is None:  # concrete fields always have one
         raise ValueError(f"{field} has no column")
     return field.column
