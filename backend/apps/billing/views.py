@@ -12,7 +12,7 @@ from apps.common.exceptions import ApplicationError
 
 from . import api_docs
 from .authentication import BillingAPIKeyAuthentication, KeyedRequest
-from .constants import TemplateType
+from .constants import ContactStatus, TemplateType
 from .permissions import HasBillingAPIKey
 from .selectors import queue_contacts, queue_eta, queue_get
 from .serializers import (
@@ -130,7 +130,7 @@ class QueueContactsView(BillingAPIView):
         summary="Per-contact status of a queue (paginated)",
         tags=["queue"],
         parameters=[
-            OpenApiParameter("status", str, enum=ContactsQuerySerializer().fields["status"].choices),
+            OpenApiParameter("status", str, enum=ContactStatus.values),
             OpenApiParameter("external_id", str, description="Your contact id"),
             OpenApiParameter("cursor", str),
             OpenApiParameter("page_size", int),

@@ -16,7 +16,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -123,8 +123,10 @@ class BillingCampaignService:
                 # A template, variation or instance the cached context holds was deleted:
                 # nothing was written; decide again on fresh configuration.
                 tenant_context.invalidate(self.tenant.pk)
-                self.context = tenant_context.context_for(self.tenant.pk, None, rebuild=True)
-                self.config = self.context.config
+                context = tenant_context.context_for(self.tenant.pk, None, rebuild=True)
+                if context is None:  # the tenant itself was deleted meanwhile
+                    raise
+                self.context, self.config = context, context.config
                 return self._accept(template_type, data, fingerprint, fresh=True)
             if outcome.suppressed_phones:
                 accepted, rejected = self._drop_opted_out(accepted, rejected, outcome.suppressed_phones)
@@ -230,7 +232,7 @@ class BillingCampaignService:
     # ------------------------------------------------------------------ contacts
     @staticmethod
     def _validate_contacts(
-        entry: TemplateEntry, template_type: str, today, contacts_raw: list[Any]
+        entry: TemplateEntry, template_type: str, today: date, contacts_raw: list[Any]
     ) -> tuple[list[ValidContact], list[Rejection], int]:
         validator = ContactValidator(
             template_type=template_type, today=today, required_variables=entry.needed_variables
