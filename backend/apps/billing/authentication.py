@@ -111,7 +111,7 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         if tenant_id is not None and version is None:
             version = tenant_context.read_version(tenant_id)
         key, context = self._key(parsed, raw, tenant_id, version)
-        if key is None or context is None:  # (both or neither)
+        if key is None or context is None:  # both or neither
             logger.info("billing api: unknown key", extra={"client_ip": ip})
             raise exceptions.AuthenticationFailed("The API key is not valid.", code="invalid_api_key")
         problem = key.usability_error(ip=ip)
@@ -159,8 +159,7 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         if key is None:
             tenant_context.forget_key(parsed[0])
         # An unknown public id costs the same comparison as a wrong secret.
-        if not hmac.compare_digest(hash_raw_key(raw), key.key_hash if key is not None else DUMMY_HASH) or key is None:
-            return None, None
-        if context is None:  # a key comes from its context
+        match = hmac.compare_digest(hash_raw_key(raw), key.key_hash if key is not None else DUMMY_HASH)
+        if not match or key is None or context is None:
             return None, None
         return key, context
