@@ -103,14 +103,14 @@ return 1
 _scripts: dict[tuple[str, int], Script] = {}
 
 
-def _run(source: str, key: str | list[str], *args: int) -> list[Any]:
+def _run(source: str, key: str | list[str], *args: int) -> Any:  # the script's reply: a number or a list
     """Run a script through EVALSHA on this process's client: the body travels only when Redis
     does not know it yet (redis-py reloads it then), not on every call."""
     client = get_redis()
     script = _scripts.get((source, id(client)))
     if script is None:
         script = _scripts.setdefault((source, id(client)), client.register_script(source))
-    return list(script(keys=[key] if isinstance(key, str) else key, args=list(args)))  # a Lua table
+    return script(keys=[key] if isinstance(key, str) else key, args=list(args))
 
 
 @dataclass(frozen=True)

@@ -54,12 +54,12 @@ return 1
 _scripts: dict[tuple[str, int], Script] = {}
 
 
-def _run(source: str, key: str, *args: int) -> list[Any]:
+def _run(source: str, key: str, *args: int) -> Any:  # the script's reply
     client = get_redis()
     script = _scripts.get((source, id(client)))
     if script is None:
         script = _scripts.setdefault((source, id(client)), client.register_script(source))
-    return list(script(keys=[key], args=list(args)))  # a Lua table
+    return script(keys=[key], args=list(args))
 
 
 @dataclass(frozen=True)
