@@ -16,6 +16,8 @@ PY="$ROOT/.venv/bin/python"
 echo "[test] ruff check, ruff format --check" >&2
 "$ROOT/.venv/bin/ruff" check --quiet .
 "$ROOT/.venv/bin/ruff" format --check --quiet .
+echo "[test] mypy" >&2
+"$ROOT/.venv/bin/mypy"   # pyproject.toml, [tool.mypy]: loads the settings, needs no service; cache in .mypy_cache
 echo "[test] makemigrations --check" >&2
 "$PY" manage.py makemigrations --check --dry-run >/dev/null || { echo "[test] missing migrations" >&2; "$PY" manage.py makemigrations --check --dry-run; exit 1; }
 echo "[test] check --deploy (production settings)" >&2

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import hmac
 import logging
+from typing import cast
+from uuid import UUID
 
 import redis
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -24,11 +27,12 @@ from rest_framework.request import Request
 from apps.common.config_version import version_key
 from apps.common.exceptions import ApplicationError
 from apps.common.http import client_ip
-from apps.common.rate_limiting import hit_all
+from apps.common.rate_limiting import RateLimitResult, hit_all
 
 from . import tenant_context
 from .models import BillingAPIKey
 from .models.billing_api_key import hash_raw_key, parse_raw_key
+from .tenant_context import TenantContext
 from .throttling import key_limit, key_throttle_name
 
 DUMMY_HASH = hash_raw_key("billing-api-key-dummy")
@@ -47,6 +51,22 @@ REFUSALS = {
 }
 
 
+class KeyedHttpRequest(HttpRequest):
+    """What the authentication leaves on the Django request. A type for the checker only
+    (django-stubs' pattern for attributes added at run time): requests stay `HttpRequest`."""
+
+    tenant_context: TenantContext
+    key_throttle: RateLimitResult
+
+
+class KeyedRequest(Request):
+    """The request of a view behind `HasBillingAPIKey`: `auth` is the key, `tenant_context` its
+    tenant's context (DRF's Request reads it from the Django request). A type only, as above."""
+
+    auth: BillingAPIKey
+    tenant_context: TenantContext
+
+
 class BillingAPIKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[None, BillingAPIKey] | None:
         try:
@@ -58,8 +78,8 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
             raise
 
     def _authenticate(self, request: Request) -> tuple[None, BillingAPIKey] | None:
-        ip = client_ip(request._request)
-        request._request.client_ip = ip
+        django_request = cast(KeyedHttpRequest, request._request)
+        ip = client_ip(django_request)
         raw = request.META.get(HEADER, "").strip()
         parsed = parse_raw_key(raw)
         # A key this process already holds, valid and usable in its tenant's cached context, has
@@ -91,7 +111,7 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         if tenant_id is not None and version is None:
             version = tenant_context.read_version(tenant_id)
         key, context = self._key(parsed, raw, tenant_id, version)
-        if key is None:
+        if key is None or context is None:  # both or neither
             logger.info("billing api: unknown key", extra={"client_ip": ip})
             raise exceptions.AuthenticationFailed("The API key is not valid.", code="invalid_api_key")
         problem = key.usability_error(ip=ip)
@@ -104,9 +124,9 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
                 raise exceptions.AuthenticationFailed(message, code=code)
             raise ApplicationError(code, message, status=status)
         key.touch_last_used()
-        request._request.tenant_context = context
+        django_request.tenant_context = context
         if held is not None and held.pk == key.pk:
-            request._request.key_throttle = result  # BillingAPIKeyThrottle answers from it
+            django_request.key_throttle = result  # BillingAPIKeyThrottle answers from it
         return (None, key)
 
     @staticmethod
@@ -125,7 +145,9 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         return 'ApiKey header="X-Billing-API-Key"'
 
     @staticmethod
-    def _key(parsed: tuple[str, str] | None, raw: str, tenant_id, version: str | None):
+    def _key(
+        parsed: tuple[str, str] | None, raw: str, tenant_id: UUID | None, version: str | None
+    ) -> tuple[BillingAPIKey, TenantContext] | tuple[None, None]:
         """The key whose hash matches `raw` and its tenant's context, or (None, None). A key the
         context does not hold (issued after it was built) rebuilds it once."""
         if parsed is None or tenant_id is None:
@@ -137,6 +159,7 @@ class BillingAPIKeyAuthentication(BaseAuthentication):
         if key is None:
             tenant_context.forget_key(parsed[0])
         # An unknown public id costs the same comparison as a wrong secret.
-        if not hmac.compare_digest(hash_raw_key(raw), key.key_hash if key is not None else DUMMY_HASH) or key is None:
+        match = hmac.compare_digest(hash_raw_key(raw), key.key_hash if key is not None else DUMMY_HASH)
+        if not match or key is None or context is None:
             return None, None
         return key, context

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -93,14 +94,14 @@ class QueueProgressConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event["data"])
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str:
+def _header(scope: Mapping[str, Any], name: bytes) -> str:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
             return value.decode("latin1").strip()
     return ""
 
 
-def _client_ip(scope: dict[str, Any]) -> str:
+def _client_ip(scope: Mapping[str, Any]) -> str:
     """The same rule as the HTTP API (TRUSTED_PROXY_HOPS, apps.common.http.client_ip)."""
     from django.http import HttpRequest
 
@@ -115,7 +116,7 @@ def _client_ip(scope: dict[str, Any]) -> str:
     return client_ip(request)
 
 
-def authorize(scope: dict[str, Any], queue_id: str) -> tuple[int, dict[str, Any] | None]:
+def authorize(scope: Mapping[str, Any], queue_id: str) -> tuple[int, dict[str, Any] | None]:
     """(close code, None) on refusal, (0, snapshot) when this caller may watch the queue."""
     from django.conf import settings
 

@@ -93,7 +93,7 @@ def snapshot_from_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def queue_snapshot(queue_id: object, *, tenant_id: object | None = None) -> dict[str, Any] | None:
+def queue_snapshot(queue_id: object, *, tenant_id: uuid.UUID | None = None) -> dict[str, Any] | None:
     """The snapshot of one queue (of `tenant_id` when given); None when there is no such queue."""
     from apps.billing.models import BillingQueue
 

@@ -9,10 +9,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import api_docs
+from .authentication import KeyedRequest
 from .progress import issue_ws_token, read_ws_token
 from .selectors import queue_get
 from .views import BillingAPIView
@@ -55,7 +55,7 @@ class QueueWsTokenView(BillingAPIView):
             )
         ],
     )
-    def post(self, request: Request, queue_id: str) -> Response:
+    def post(self, request: KeyedRequest, queue_id: str) -> Response:
         key = request.auth
         queue = queue_get(tenant=key.tenant, queue_id=queue_id)
         token = issue_ws_token(queue_id=queue.pk, tenant_id=queue.tenant_id, api_key_id=key.pk)

@@ -6,6 +6,7 @@ and its contacts are read a page at a time by id (keyset), never counted."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -33,7 +34,7 @@ def queue_get(*, tenant: Tenant, queue_id: str) -> BillingQueue:
     return queue
 
 
-def queue_eta(queue: BillingQueue, *, context: TenantContext) -> object:
+def queue_eta(queue: BillingQueue, *, context: TenantContext) -> datetime | None:
     """Remaining time at the tenant's pace, inside business hours where they apply, within the
     number's warm-up caps (the tenant's config, hours and numbers come from its context: no
     query; today's sends of a number in warm-up, one Redis read)."""
@@ -43,7 +44,8 @@ def queue_eta(queue: BillingQueue, *, context: TenantContext) -> object:
     now = timezone.now()
     start = max(t for t in (now, queue.scheduled_for, queue.next_resume_at) if t is not None)
     schedule = context.schedule if config.respects_business_hours(queue.template_type) else None
-    daily_cap = DailyCapPlan.for_number(context.number_quotas.get(queue.instance_id), start=start, now=now)
+    quota = context.number_quotas.get(queue.instance_id) if queue.instance_id is not None else None
+    daily_cap = DailyCapPlan.for_number(quota, start=start, now=now)
     return estimate_completion(
         start=start,
         messages=queue.pending_count,

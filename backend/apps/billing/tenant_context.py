@@ -35,7 +35,7 @@ from apps.billing.templating.engine import BillingTemplateEngine
 from apps.chat.services import BusinessHoursService
 from apps.chat.services.business_hours import WeeklySchedule
 from apps.common.config_version import bump_config_version, ensure_config_version, version_key
-from apps.common.redis_client import get_redis
+from apps.common.redis_client import get_redis, text
 from apps.connections.models import WhatsAppInstance
 from apps.tenancy.creditor import CREDITOR_VARIABLES
 from apps.tenancy.models import Tenant
@@ -108,7 +108,7 @@ def forget_key(public_id: str) -> None:
 
 def read_version(tenant_id: Any) -> str | None:
     """The tenant's configuration version, for callers that did not read it with the throttle."""
-    return get_redis().get(version_key(tenant_id))
+    return text(get_redis().get(version_key(tenant_id)))
 
 
 def cached_context(tenant_id: Any | None) -> TenantContext | None:

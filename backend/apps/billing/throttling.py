@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
 
 from apps.common.rate_limiting import hit
 
@@ -30,9 +31,9 @@ class BillingAPIKeyThrottle(BaseThrottle):
     def __init__(self) -> None:
         self._wait = 0.0
 
-    def allow_request(self, request: Request, view) -> bool:
+    def allow_request(self, request: Request, view: APIView) -> bool:
         key = request.auth
-        if key is None:
+        if not isinstance(key, BillingAPIKey):  # no key: the permission check answers 401
             return True
         # Usually counted by the authentication in the same Redis round trip as the IP's limit.
         result = getattr(request._request, "key_throttle", None) or hit(key_throttle_name(key), key_limit(key), 60)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.pagination import CursorPagination
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -12,8 +11,8 @@ from apps.audit.services import Actor
 from apps.common.exceptions import ApplicationError
 
 from . import api_docs
-from .authentication import BillingAPIKeyAuthentication
-from .constants import TemplateType
+from .authentication import BillingAPIKeyAuthentication, KeyedRequest
+from .constants import ContactStatus, TemplateType
 from .permissions import HasBillingAPIKey
 from .selectors import queue_contacts, queue_eta, queue_get
 from .serializers import (
@@ -38,7 +37,7 @@ class BillingAPIView(APIView):
 class SendView(BillingAPIView):
     template_type: str = ""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: KeyedRequest) -> Response:
         key = request.auth
         if not key.allows_type(self.template_type):
             raise ApplicationError(
@@ -56,7 +55,7 @@ def _send_view(template_type: str, example: dict) -> type[SendView]:
     """One view class per type, each with its own documented `post` (a fresh function, since
     extend_schema annotates the function object it decorates)."""
 
-    def post(self: SendView, request: Request) -> Response:
+    def post(self: SendView, request: KeyedRequest) -> Response:
         return SendView.post(self, request)
 
     post = extend_schema(
@@ -91,7 +90,7 @@ class QueueStatusView(BillingAPIView):
         responses={200: QueueStatusSerializer, **api_docs.ERROR_RESPONSES_READ},
         examples=[OpenApiExample("running", value=api_docs.STATUS_EXAMPLE, response_only=True)],
     )
-    def get(self, request: Request, queue_id: str) -> Response:
+    def get(self, request: KeyedRequest, queue_id: str) -> Response:
         queue = queue_get(tenant=request.auth.tenant, queue_id=queue_id)
         queue.eta_value = queue_eta(queue, context=request.tenant_context)
         return Response(QueueStatusSerializer(queue).data)
@@ -109,7 +108,7 @@ class QueueControlView(BillingAPIView):
             OpenApiExample("paused", value=api_docs.PAUSED_EXAMPLE, response_only=True),
         ],
     )
-    def post(self, request: Request, queue_id: str) -> Response:
+    def post(self, request: KeyedRequest, queue_id: str) -> Response:
         queue = queue_get(tenant=request.auth.tenant, queue_id=queue_id)
         serializer = QueueControlSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -131,7 +130,7 @@ class QueueContactsView(BillingAPIView):
         summary="Per-contact status of a queue (paginated)",
         tags=["queue"],
         parameters=[
-            OpenApiParameter("status", str, enum=ContactsQuerySerializer().fields["status"].choices),
+            OpenApiParameter("status", str, enum=ContactStatus.values),
             OpenApiParameter("external_id", str, description="Your contact id"),
             OpenApiParameter("cursor", str),
             OpenApiParameter("page_size", int),
@@ -139,7 +138,7 @@ class QueueContactsView(BillingAPIView):
         responses={200: ContactStatusSerializer(many=True), **api_docs.ERROR_RESPONSES_READ},
         examples=[OpenApiExample("page", value=api_docs.CONTACTS_EXAMPLE, response_only=True)],
     )
-    def get(self, request: Request, queue_id: str) -> Response:
+    def get(self, request: KeyedRequest, queue_id: str) -> Response:
         queue = queue_get(tenant=request.auth.tenant, queue_id=queue_id)
         query = ContactsQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)

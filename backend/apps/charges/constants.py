@@ -71,7 +71,7 @@ class ChargeEventKind(models.TextChoices):
 
 
 #: The timeline event a status change writes.
-EVENT_FOR_STATUS = {
+EVENT_FOR_STATUS: dict[str, ChargeEventKind] = {
     ChargeStatus.PAID: ChargeEventKind.PAID,
     ChargeStatus.CANCELLED: ChargeEventKind.CANCELLED,
     ChargeStatus.WRITTEN_OFF: ChargeEventKind.WRITTEN_OFF,

@@ -229,13 +229,14 @@ class CadenceStepOutputSerializer(serializers.Serializer):
 
 class CadenceSerializer(serializers.ModelSerializer):
     steps = CadenceStepOutputSerializer(many=True)
-    default = serializers.SerializerMethodField()
+    # Not get_default: that name is DRF's Field.get_default, which a serializer also is.
+    default = serializers.SerializerMethodField(method_name="is_default")
 
     class Meta:
         model = Cadence
         fields = ["name", "default", "steps", "created_at", "updated_at"]
 
-    def get_default(self, cadence: Cadence) -> bool:
+    def is_default(self, cadence: Cadence) -> bool:
         return cadence.pk == self.context.get("default_cadence_id")
 
 

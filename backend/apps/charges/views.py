@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.audit.services import Actor
+from apps.billing.authentication import KeyedRequest
 from apps.billing.constants import TemplateType
 from apps.billing.views import BillingAPIView
 from apps.billing.views import (
@@ -44,7 +44,7 @@ from apps.charges.services.timeline import charge_plan, charge_timeline
 from apps.common.exceptions import ApplicationError
 
 
-def require_collection_key(request: Request) -> None:
+def require_collection_key(request: KeyedRequest) -> None:
     """Charges and cadences make collection messages: the key must allow overdue and upcoming."""
     key = request.auth
     if not (key.allows_type(TemplateType.OVERDUE) and key.allows_type(TemplateType.UPCOMING)):
@@ -68,7 +68,7 @@ class ChargesView(BillingAPIView):
         ],
         responses={200: ChargeSerializer(many=True), **api_docs.ERRORS_READ},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: KeyedRequest) -> Response:
         query = ChargesQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         filters = {k: v for k, v in query.validated_data.items() if k not in ("cursor", "page_size")}
@@ -86,7 +86,7 @@ class ChargesView(BillingAPIView):
         responses={200: UpsertResultSerializer, **api_docs.ERRORS_UPSERT},
         examples=[OpenApiExample("charges", value=api_docs.UPSERT_EXAMPLE, request_only=True)],
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: KeyedRequest) -> Response:
         require_collection_key(request)
         serializer = ChargesUpsertSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -106,7 +106,7 @@ class ChargeDetailView(BillingAPIView):
         tags=["charges"],
         responses={200: ChargeDetailSerializer, **api_docs.ERRORS_READ},
     )
-    def get(self, request: Request, external_id: str) -> Response:
+    def get(self, request: KeyedRequest, external_id: str) -> Response:
         charge = charge_get(tenant=request.auth.tenant, external_id=external_id)
         charge.plan = charge_plan(charge, now=timezone.now())
         charge.timeline = charge_timeline(charge)
@@ -116,7 +116,7 @@ class ChargeDetailView(BillingAPIView):
 class ChargeActionView(BillingAPIView):
     action: str = ""
 
-    def post(self, request: Request, external_id: str) -> Response:
+    def post(self, request: KeyedRequest, external_id: str) -> Response:
         charge = charge_get(tenant=request.auth.tenant, external_id=external_id)
         serializer_class = PayChargeSerializer if self.action == "pay" else ChargeActionSerializer
         serializer = serializer_class(data=request.data if request.data else {})
@@ -135,7 +135,7 @@ class ChargeActionView(BillingAPIView):
 
 
 def _action_view(action: str, serializer_class: type) -> type[ChargeActionView]:
-    def post(self: ChargeActionView, request: Request, external_id: str) -> Response:
+    def post(self: ChargeActionView, request: KeyedRequest, external_id: str) -> Response:
         return ChargeActionView.post(self, request, external_id)
 
     post = extend_schema(
@@ -154,7 +154,7 @@ WriteOffChargeView = _action_view("write-off", ChargeActionSerializer)
 ReopenChargeView = _action_view("reopen", ChargeActionSerializer)
 
 
-def _cadence_context(request: Request) -> dict:
+def _cadence_context(request: KeyedRequest) -> dict:
     return {"default_cadence_id": ChargeSettings.for_tenant(request.auth.tenant).default_cadence_id}
 
 
@@ -165,7 +165,7 @@ class CadencesView(BillingAPIView):
         tags=["cadences"],
         responses={200: CadenceSerializer(many=True), **api_docs.ERRORS_READ},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: KeyedRequest) -> Response:
         cadences = cadences_list(tenant=request.auth.tenant)
         return Response(CadenceSerializer(cadences, many=True, context=_cadence_context(request)).data)
 
@@ -177,7 +177,7 @@ class CadencesView(BillingAPIView):
         responses={201: CadenceSerializer, **api_docs.ERRORS_CADENCE},
         examples=[OpenApiExample("cadence", value=api_docs.CADENCE_EXAMPLE, request_only=True)],
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: KeyedRequest) -> Response:
         require_collection_key(request)
         serializer = CadenceInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -198,7 +198,7 @@ class CadenceDetailView(BillingAPIView):
         tags=["cadences"],
         responses={200: CadenceSerializer, **api_docs.ERRORS_READ},
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: KeyedRequest, name: str) -> Response:
         cadence = cadence_get(tenant=request.auth.tenant, name=name)
         return Response(CadenceSerializer(cadence, context=_cadence_context(request)).data)
 
@@ -209,7 +209,7 @@ class CadenceDetailView(BillingAPIView):
         request=CadenceReplaceSerializer,
         responses={200: CadenceSerializer, **api_docs.ERRORS_CADENCE},
     )
-    def put(self, request: Request, name: str) -> Response:
+    def put(self, request: KeyedRequest, name: str) -> Response:
         require_collection_key(request)
         cadence = cadence_get(tenant=request.auth.tenant, name=name)
         serializer = CadenceReplaceSerializer(data=request.data)
@@ -229,7 +229,7 @@ class CadenceDetailView(BillingAPIView):
         tags=["cadences"],
         responses={204: None, **api_docs.ERRORS_CADENCE_DELETE},
     )
-    def delete(self, request: Request, name: str) -> Response:
+    def delete(self, request: KeyedRequest, name: str) -> Response:
         require_collection_key(request)
         cadence_delete(cadence=cadence_get(tenant=request.auth.tenant, name=name), actor=Actor.of_request(request))
         return Response(status=204)
@@ -248,7 +248,7 @@ class RecoveryReportView(BillingAPIView):
         responses={200: dict, **api_docs.ERRORS_READ},
         examples=[OpenApiExample("report", value=api_docs.REPORT_EXAMPLE, response_only=True)],
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: KeyedRequest) -> Response:
         query = RecoveryQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         tenant = request.auth.tenant

@@ -24,7 +24,7 @@ class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = [
+    fields = (
         "direction",
         "status",
         "intent",
@@ -34,7 +34,7 @@ class MessageInline(admin.TabularInline):
         "sent_at",
         "delivered_at",
         "read_at",
-    ]
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):

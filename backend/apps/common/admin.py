@@ -13,23 +13,27 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
+from django.db.models.fields.related import ForeignKey
+from django.forms import ModelChoiceField
 from django.http import HttpRequest
+
+from apps.tenancy.models import Tenant
 
 from .config_version import bump_config_version
 
 
-def tenant_of(request: HttpRequest):
+def tenant_of(request: HttpRequest) -> Tenant | None:
     """The tenant a non-superuser staff member belongs to, or None."""
     membership = getattr(request.user, "tenant_membership", None)
     return membership.tenant if membership is not None else None
 
 
-class TenantScopedAdmin(admin.ModelAdmin):
+class TenantScopedAdmin(admin.ModelAdmin[Any]):
     #: path from the model to its tenant, e.g. "tenant" or "billing_campaign__tenant"
     tenant_field = "tenant"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         qs = super().get_queryset(request)
         if request.user.is_superuser:
             return qs
@@ -38,13 +42,13 @@ class TenantScopedAdmin(admin.ModelAdmin):
             return qs.none()
         return qs.filter(**{self.tenant_field: tenant})
 
-    def get_list_filter(self, request: HttpRequest):
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
         filters = list(super().get_list_filter(request))
         if not request.user.is_superuser and "tenant" in filters:
             filters.remove("tenant")
         return filters
 
-    def get_exclude(self, request: HttpRequest, obj: Any = None):
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> list[str]:
         exclude = list(super().get_exclude(request, obj) or [])
         if not request.user.is_superuser and self.tenant_field == "tenant":
             exclude.append("tenant")
@@ -64,7 +68,7 @@ class TenantScopedAdmin(admin.ModelAdmin):
         super().delete_model(request, obj)
         self._bump(obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         tenant_ids = set(queryset.values_list("tenant_id", flat=True)) if self.tenant_field == "tenant" else set()
         super().delete_queryset(request, queryset)
         for tenant_id in tenant_ids:
@@ -76,7 +80,9 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if tenant_id is not None:
             bump_config_version(tenant_id)
 
-    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField[Model] | None:
         """Offer only the staff member's tenant's rows in foreign-key choices."""
         if not request.user.is_superuser:
             related = db_field.related_model

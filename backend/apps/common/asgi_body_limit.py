@@ -15,7 +15,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -23,8 +23,8 @@ from django.conf import settings
 from apps.common.exceptions import error_body
 from apps.common.request_id import new_request_id
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+Scope = dict[str, Any]  # the ASGI types Django's handler declares
+Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]

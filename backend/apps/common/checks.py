@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
-def data_protection_keys(app_configs, **kwargs) -> list[Warning]:
+def data_protection_keys(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[Warning]:
     warnings = []
     if not settings.FIELD_ENCRYPTION_KEYS:
         warnings.append(

@@ -56,5 +56,8 @@ def ensure_config_version(tenant_id: Any, version: str | None) -> str:
         return version
     client = get_redis()
     key = version_key(tenant_id)
-    created, current = client.pipeline(transaction=False).set(key, uuid.uuid4().hex, nx=True).get(key).execute()
-    return current
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, uuid.uuid4().hex, nx=True)
+    pipe.get(key)
+    _, current = pipe.execute()
+    return str(current)

@@ -70,12 +70,12 @@ def mask_secret(value: str) -> str:
     return f"{value[:4]}…{value[-2:]} ({len(value)} characters)" if len(value) > 12 else "••••"
 
 
-class EncryptedTextField(models.TextField):
+class EncryptedTextField(models.TextField[str, str]):
     """A TextField whose column holds a Fernet token; blank stays blank (nothing to protect).
     Not searchable or orderable by value: look such a value up through a keyed hash beside it
     (`apps.common.keyed_hash`)."""
 
-    def from_db_value(self, value: Any, expression: Any, connection: Any) -> str | None:
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
         if value is None or value == "":
             return value
         return decrypt(value)

@@ -74,7 +74,7 @@ def service_unavailable(dependency: str) -> ApplicationError:
     )
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         logger.warning("redis unavailable: answering 503", extra={"error": type(exc).__name__})
         exc = service_unavailable("redis")
@@ -87,19 +87,19 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
-    response = drf_exception_handler(exc, context)
-    if response is None:
+    drf_response = drf_exception_handler(exc, context)
+    if drf_response is None or not isinstance(exc, drf.APIException):  # DRF answers its own exceptions only
         return None  # a real bug: Django logs it and answers 500
     code, message, details = _describe(exc)
-    response.data = error_body(code, message, details)
-    return response
+    drf_response.data = error_body(code, message, details)
+    return drf_response
 
 
 def _describe(exc: drf.APIException) -> tuple[str, str, Any]:
     if isinstance(exc, drf.ValidationError):
         return "validation_error", "The request is not valid; see details.", exc.detail
     if isinstance(exc, drf.Throttled):
-        wait = math.ceil(exc.wait or 1)
+        wait = math.ceil(exc.wait or 1)  # type: ignore[attr-defined]  # set by __init__; the DRF stubs omit it
         return "rate_limited", f"Too many requests; retry in {wait} s.", {"retry_after": wait}
     for klass, (code, message) in _DRF_CODES.items():
         if isinstance(exc, klass):

@@ -19,9 +19,10 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connections
@@ -76,7 +77,7 @@ async def heartbeat_forever(
 ) -> None:
     """For asyncio processes (the consumer): beat every `interval` seconds until `stop` is set.
     It runs on the event loop itself, so a blocked loop stops the beats, which is the point."""
-    interval = float(interval or getattr(settings, "BILLING_PROCESS_HEARTBEAT_SECONDS", 15.0))
+    interval = float(interval) if interval else float(getattr(settings, "BILLING_PROCESS_HEARTBEAT_SECONDS", 15.0))
     process_id = process_id or default_process_id()
     while stop is None or not stop.is_set():
         await asyncio.to_thread(record_process_heartbeat, kind, process_id)
@@ -96,7 +97,7 @@ def read_process_heartbeats(now: float | None = None) -> dict[str, Any]:
     expected = list(getattr(settings, "BILLING_EXPECTED_PROCESSES", ["consumer", "periodic"]))
     members = get_redis().zrange(_heartbeat_key(), 0, -1, withscores=True)
     kinds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in expected}
-    for member, score in members:
+    for member, score in cast(list[tuple[str, float]], members):  # withscores: pairs; redis-py types any reply
         kind, _, process_id = str(member).partition("|")
         age = max(now - float(score), 0.0)
         kinds.setdefault(kind, []).append(
@@ -138,7 +139,7 @@ class Check:
         return body
 
 
-def _timed(fn) -> Check:
+def _timed(fn: Callable[[], object]) -> Check:
     started = time.monotonic()
     try:
         fn()
@@ -164,7 +165,7 @@ def check_rabbitmq(url: str | None = None, timeout: float | None = None) -> Chec
     """A real AMQP connection (protocol handshake, login, vhost open), then closed. A bare TCP
     connect is not enough: RabbitMQ accepts sockets before it can serve them."""
     url = url or settings.RABBITMQ_URL
-    timeout = float(timeout or getattr(settings, "READINESS_AMQP_TIMEOUT", 3.0))
+    timeout = float(timeout) if timeout else float(getattr(settings, "READINESS_AMQP_TIMEOUT", 3.0))
 
     async def connect() -> None:
         import aio_pika

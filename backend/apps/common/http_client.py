@@ -220,7 +220,8 @@ class DeadlineHTTPClient:
         if getattr(self._local, "pid", None) != pid:
             self._local.curl = pycurl.Curl()
             self._local.pid = pid
-        return self._local.curl
+        curl: pycurl.Curl = self._local.curl
+        return curl
 
     def request(
         self,

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -59,7 +60,7 @@ def metrics_access_allowed(client_ip: str, authorization: str | None) -> bool:
         address = ipaddress.ip_address(client_ip)
     except ValueError:
         return False
-    if getattr(address, "ipv4_mapped", None):
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return any(address in network for network in _networks(getattr(settings, "METRICS_ALLOWED_IPS", [])))
 
@@ -71,7 +72,7 @@ def metrics_registry() -> Any:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
         return registry
     return REGISTRY
 
@@ -90,15 +91,15 @@ class _QuietHandler(WSGIRequestHandler):
         return
 
 
-def _exporter_app(liveness: Callable[[], tuple[bool, dict]]) -> Callable:
-    def app(environ: dict, start_response: Callable) -> list[bytes]:
+def _exporter_app(liveness: Callable[[], tuple[bool, dict[str, Any]]]) -> WSGIApplication:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             import json
 
-            alive, body = liveness()
+            alive, report = liveness()
             start_response("200 OK" if alive else "503 Service Unavailable", [("Content-Type", "application/json")])
-            return [json.dumps(body).encode()]
+            return [json.dumps(report).encode()]
         if path not in ("/metrics", "/"):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
@@ -140,14 +141,14 @@ def start_metrics_server(kind: str, *, port: int | None = None, addr: str | None
         port = int(getattr(settings, "METRICS_PORT", 0) or 0)
         if port <= 0:
             return None
-    addr = addr if addr is not None else str(getattr(settings, "METRICS_ADDR", "127.0.0.1"))
+    host = addr if addr is not None else str(getattr(settings, "METRICS_ADDR", "127.0.0.1"))
 
     class _Server(ThreadingWSGIServer):
-        address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
     try:
         httpd = make_server(
-            addr, port, _exporter_app(lambda: local_liveness(kind)), _Server, handler_class=_QuietHandler
+            host, port, _exporter_app(lambda: local_liveness(kind)), _Server, handler_class=_QuietHandler
         )
     except OSError as exc:
         logger.error("metrics exporter could not start", extra={"port": port, "error": type(exc).__name__})
@@ -155,5 +156,5 @@ def start_metrics_server(kind: str, *, port: int | None = None, addr: str | None
     thread = threading.Thread(target=httpd.serve_forever, name=f"metrics-{kind}", daemon=True)
     thread.start()
     server = MetricsServer(httpd, thread)
-    logger.info("metrics exporter listening", extra={"kind": kind, "addr": addr, "port": server.port})
+    logger.info("metrics exporter listening", extra={"kind": kind, "addr": host, "port": server.port})
     return server

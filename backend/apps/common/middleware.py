@@ -55,7 +55,6 @@ class RequestIDMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = clean_request_id(request.META.get(META_KEY)) or new_request_id()
-        request.request_id = request_id  # type: ignore[attr-defined]
         with bind_request_id(request_id):
             response = self.get_response(request)
         response[HEADER] = request_id

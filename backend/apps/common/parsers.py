@@ -9,6 +9,10 @@ it accepted before and only valid, ordinary JSON takes the fast path.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
+from typing import IO, Any
+
 import orjson
 from django.conf import settings
 from rest_framework.exceptions import ParseError
@@ -20,9 +24,11 @@ class SafeJSONParser(JSONParser):
     recurses once per level, so `[[[[...]]]]` a few thousand deep raises RecursionError, which
     DRF does not catch (orjson refuses it by itself)."""
 
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self, stream: IO[Any] | None, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         if stream is None:  # no body: DRF's parser answers this case
-            return super().parse(stream, media_type, parser_context)
+            return super().parse(stream, media_type, parser_context)  # type: ignore[arg-type]  # DRF handles None; its stubs say IO
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         body = stream.read()
         try:
@@ -31,17 +37,6 @@ class SafeJSONParser(JSONParser):
         except orjson.JSONDecodeError:
             pass
         try:
-            return super().parse(_Replay(body), media_type, parser_context)
+            return super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON nested too deeply.") from None
-
-
-class _Replay:
-    """The body already read, offered again to DRF's parser (which reads a stream)."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def read(self, *args) -> bytes:
-        body, self._body = self._body, b""
-        return body

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.commands.core import Script
 
@@ -102,7 +103,7 @@ return 1
 _scripts: dict[tuple[str, int], Script] = {}
 
 
-def _run(source: str, key: str | list[str], *args: int) -> object:
+def _run(source: str, key: str | list[str], *args: int) -> Any:  # the script's reply: a number or a list
     """Run a script through EVALSHA on this process's client: the body travels only when Redis
     does not know it yet (redis-py reloads it then), not on every call."""
     client = get_redis()

@@ -17,3 +17,9 @@ def _client(url: str) -> redis.Redis:
 
 def get_redis() -> redis.Redis:
     return _client(settings.REDIS_URL)
+
+
+def text(reply: bytes | str | None) -> str | None:
+    """A reply of `get_redis()` as the str it is: the client decodes, but redis-py types its
+    replies as bytes or str whatever the client does."""
+    return reply.decode() if isinstance(reply, bytes) else reply

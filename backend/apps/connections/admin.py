@@ -204,7 +204,8 @@ class NumberHealthSettingsForm(forms.ModelForm):
         ).as_text()
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         try:
             schedule = WarmUpSchedule.parse(
                 cleaned.get("schedule", ""), uncapped_from_day=cleaned.get("warmup_uncapped_from_day") or 0

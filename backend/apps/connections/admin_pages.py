@@ -14,7 +14,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
@@ -39,9 +39,9 @@ class NewNumberForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["server"].choices = [
-            (name, f"{name} ({server.provider})") for name, server in provider_servers().items()
-        ]
+        server_field = self.fields["server"]
+        assert isinstance(server_field, forms.ChoiceField)  # declared above
+        server_field.choices = [(name, f"{name} ({server.provider})") for name, server in provider_servers().items()]
 
 
 class SkipWarmUpForm(forms.Form):
@@ -50,8 +50,8 @@ class SkipWarmUpForm(forms.Form):
     )
 
 
-class NumberPagesMixin:
-    """Mixed into WhatsAppInstanceAdmin (admin.py)."""
+class NumberPagesMixin(admin.ModelAdmin[WhatsAppInstance]):
+    """Mixed into WhatsAppInstanceAdmin (admin.py), before TenantScopedAdmin."""
 
     def get_urls(self) -> list:
         info = self.opts.app_label, self.opts.model_name

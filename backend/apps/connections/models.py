@@ -5,6 +5,7 @@ number-health settings."""
 from __future__ import annotations
 
 import secrets
+import uuid
 import zoneinfo
 
 from django.conf import settings
@@ -176,6 +177,6 @@ class NumberHealthSettings(models.Model):
         return WarmUpSchedule.from_steps(self.warmup_schedule, uncapped_from_day=self.warmup_uncapped_from_day)
 
     @classmethod
-    def for_tenant(cls, tenant_id: object) -> NumberHealthSettings:
+    def for_tenant(cls, tenant_id: uuid.UUID | str) -> NumberHealthSettings:
         """The tenant's row, or the defaults (unsaved: reading never writes)."""
         return cls.objects.filter(tenant_id=tenant_id).first() or cls(tenant_id=tenant_id)

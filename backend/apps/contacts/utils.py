@@ -149,7 +149,7 @@ def normalize_phone(raw: str, default_region: str = "BR") -> str:
     if phonenumbers.number_type(number) in _WHATSAPP_TYPES:
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if not phonenumbers.is_valid_number(number):
-        if phonenumbers.region_code_for_country_code(number.country_code) == "ZZ":
+        if phonenumbers.region_code_for_country_code(number.country_code or 0) == "ZZ":
             raise PhoneNumberError("invalid_country", "Phone number has an unknown country code.")
         if _lacks_area_code(number):
             raise PhoneNumberError(

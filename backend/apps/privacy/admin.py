@@ -57,6 +57,8 @@ class DataSubjectRequestAdmin(TenantScopedAdmin):
         form = DataSubjectRequestForm(request.POST or None, superuser=superuser)
         if request.method == "POST" and form.is_valid():
             tenant = form.cleaned_data["tenant"] if superuser else tenant_of(request)
+            if tenant is None:  # has_add_permission lets no tenant-less staff member through
+                raise PermissionDenied
             try:
                 return self._answer(
                     request, tenant=tenant, phone=form.cleaned_data["phone"], action=form.cleaned_data["action"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.audit.services import Actor
+from apps.billing.authentication import KeyedRequest
 from apps.billing.views import BillingAPIView
 
 from . import api_docs
@@ -30,7 +30,7 @@ class DataSubjectView(BillingAPIView):
         responses={200: OpenApiResponse(dict, "The document"), **api_docs.ERRORS},
         examples=[OpenApiExample("document", value=api_docs.EXPORT_EXAMPLE, response_only=True)],
     )
-    def get(self, request: Request, phone: str) -> Response:
+    def get(self, request: KeyedRequest, phone: str) -> Response:
         document = export_request(tenant=request.auth.tenant, raw_phone=phone, actor=Actor.of_request(request))
         return Response(document, headers={"Cache-Control": "no-store"})
 
@@ -43,6 +43,6 @@ class DataSubjectView(BillingAPIView):
         responses={200: OpenApiResponse(dict, "Rows changed per table"), **api_docs.ERRORS_ERASE},
         examples=[OpenApiExample("erased", value=api_docs.ERASE_EXAMPLE, response_only=True)],
     )
-    def delete(self, request: Request, phone: str) -> Response:
+    def delete(self, request: KeyedRequest, phone: str) -> Response:
         counts = erase_request(tenant=request.auth.tenant, raw_phone=phone, actor=Actor.of_request(request))
         return Response({"erased": counts})

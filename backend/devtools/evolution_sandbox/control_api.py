@@ -101,6 +101,8 @@ def scan(app: SandboxApp, request: Request, name: str) -> Response:
     if instance.state != "qr":
         return _error(409, f"instance {name!r} is not waiting for a QR scan (state {instance.state!r})")
     moved = app.state.set_state(name, "open")
+    if moved is None:  # deleted meanwhile
+        return _error(404, f"no instance {name!r}")
     app.events.state_changed(moved[0], moved[1])
     return Response(200, moved[0].public())
 
@@ -112,6 +114,8 @@ def phone_logout(app: SandboxApp, request: Request, name: str) -> Response:
     if instance is None:
         return _error(404, f"no instance {name!r}")
     moved = app.state.set_state(name, "qr" if instance.provider == "waha" else "close", logged_out=True)
+    if moved is None:  # deleted meanwhile
+        return _error(404, f"no instance {name!r}")
     app.events.state_changed(moved[0], moved[1], logged_out=True)
     return Response(200, moved[0].public())
 

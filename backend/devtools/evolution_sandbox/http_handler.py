@@ -87,7 +87,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        app: SandboxApp = self.server.app  # type: ignore[attr-defined]
+        app: SandboxApp = self.server.app  # type: ignore[attr-defined]  # a SandboxServer; socketserver types a BaseServer
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
@@ -131,7 +131,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _drip(self, response: Response, payload: bytes) -> None:
         """Status line, headers and body, one byte at a time: every read the client makes gets
         something, so only a total deadline ends the call. The connection is closed afterwards."""
-        app: SandboxApp = self.server.app  # type: ignore[attr-defined]
+        app: SandboxApp = self.server.app  # type: ignore[attr-defined]  # a SandboxServer; socketserver types a BaseServer
         head = [
             f"HTTP/1.1 {response.status} {self.responses.get(response.status, ('',))[0]}",
             "Content-Type: application/json; charset=utf-8",

@@ -169,11 +169,12 @@ def create_instance(app: SandboxApp, request: Request) -> Response:
     name = body["instanceName"]
     if app.state.get_instance(name) is not None:
         return _reply(contract.name_in_use(name))
-    webhook = None
+    webhook: dict[str, Any] | None = None
     if body.get("webhook") is not None:
-        webhook = _validate_webhook({"webhook": body["webhook"]}, False)
-        if isinstance(webhook, Response):
-            return webhook
+        validated = _validate_webhook({"webhook": body["webhook"]}, False)
+        if isinstance(validated, Response):
+            return validated
+        webhook = validated
     token = body.get("token") if isinstance(body.get("token"), str) and body.get("token") else None
     try:
         created = app.state.create_instance(name, token, state="close")
@@ -309,7 +310,7 @@ def webhook_set(app: SandboxApp, request: Request, instance: SandboxInstance) ->
     updated = app.state.set_webhook(instance.name, webhook)
     if updated is None:
         return _reply(contract.instance_not_found(instance.name))
-    return Response(201, contract.webhook_row(webhook=updated.webhook, instance_id=updated.id))
+    return Response(201, contract.webhook_row(webhook=webhook, instance_id=updated.id))  # stored as given, with its id
 
 
 def webhook_find(app: SandboxApp, request: Request, instance: SandboxInstance) -> Response:

@@ -46,7 +46,8 @@ class SandboxServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
+        host = str(host)  # bytes only for AF_UNIX servers, which this is not
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}"
 
 

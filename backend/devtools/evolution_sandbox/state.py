@@ -11,6 +11,7 @@ import random
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -75,7 +76,7 @@ def _choice(choices: tuple[str, ...]):
 def _ack_delays(value: Any, name: str) -> dict[str, float | None]:
     if not isinstance(value, dict) or set(value) - set(contract.ACK_STATUSES):
         raise OptionError(f"{name} must be an object with keys among {', '.join(contract.ACK_STATUSES)}")
-    delays = dict(DEFAULT_ACK_DELAYS)
+    delays: dict[str, float | None] = dict(DEFAULT_ACK_DELAYS)
     for status, delay in value.items():
         delays[status] = None if delay is None else _number(delay, f"{name}.{status}")
     return delays
@@ -118,8 +119,7 @@ INSTANCE_OPTIONS = {
     "seed": _optional_int,
 }
 
-CONFIG_OPTIONS = {
-    "not_on_whatsapp": None,  # list of numbers, handled apart
+CONFIG_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
     "expose_apikey": _boolean,
     "server_url": _text,
     "version": _text,
@@ -260,9 +260,9 @@ class SandboxState:
     def update_config(self, options: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             for name, value in options.items():
-                if name not in CONFIG_OPTIONS:
+                if name not in CONFIG_OPTIONS and name != "not_on_whatsapp":
                     raise OptionError(f"unknown config option {name!r}")
-                if name == "not_on_whatsapp":
+                if name == "not_on_whatsapp":  # a list of numbers, handled apart
                     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
                         raise OptionError("not_on_whatsapp must be a list of phone numbers (strings)")
                     continue

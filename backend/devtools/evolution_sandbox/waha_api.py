@@ -165,7 +165,7 @@ def create_session(app: SandboxApp, request: Request) -> Response:
         return _reply(waha_contract.validation_error("name must be a string"))
     if app.state.get_instance(name) is not None:
         return _reply(waha_contract.session_exists(name))
-    config = body.get("config") if isinstance(body.get("config"), dict) else {}
+    config = body["config"] if isinstance(body.get("config"), dict) else {}
     try:
         created = app.state.create_instance(name, app.state.config.api_key, provider="waha", state="close")
     except OptionError as exc:

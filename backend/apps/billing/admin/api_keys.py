@@ -29,7 +29,7 @@ from apps.billing.models.billing_api_key import validate_ip_list
 _ISSUED_KEY_ATTR = "_billing_issued_raw_key"
 
 
-class IPListField(forms.CharField):
+class IPListField(forms.Field):
     """IPs/CIDRs typed one per line (commas and spaces also separate) → list of strings."""
 
     widget = forms.Textarea(attrs={"rows": 3, "cols": 40})
@@ -42,7 +42,7 @@ class IPListField(forms.CharField):
     def to_python(self, value: Any) -> list[str]:
         if isinstance(value, list):
             return value
-        text = super().to_python(value) or ""
+        text = "" if value in self.empty_values else str(value)
         return [item for item in re.split(r"[\s,;]+", text) if item]
 
     def validate(self, value: list[str]) -> None:
@@ -100,11 +100,11 @@ class BillingAPIKeyAdmin(BillingTenantAdmin):
     change_readonly_fields = ["tenant", "display_prefix", "state", "last_used_at", "created_at", "revoked_at"]
 
     # ------------------------------------------------------------------ forms
-    def get_fields(self, request: HttpRequest, obj: BillingAPIKey | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: BillingAPIKey | None = None) -> tuple[str, ...]:
         fields = list(self.add_fields if obj is None else self.change_fields)
         if not request.user.is_superuser:
             fields.remove("tenant")
-        return fields
+        return tuple(fields)
 
     def get_readonly_fields(self, request: HttpRequest, obj: BillingAPIKey | None = None) -> list[str]:
         if obj is None:

@@ -22,7 +22,7 @@ def tenant_validating_form(form_class: type[forms.ModelForm], tenant: Any | None
     """`form_class`, but with the instance's tenant set (if `tenant` is given and it has none)
     and with tenant-bound constraints validated even when `tenant` is not a form field."""
 
-    class TenantValidatingForm(form_class):  # type: ignore[valid-type, misc]
+    class TenantValidatingForm(form_class):  # type: ignore[valid-type, misc]  # a base known at run time only
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             if tenant is not None and getattr(self.instance, "tenant_id", None) is None:

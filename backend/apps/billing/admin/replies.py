@@ -32,7 +32,11 @@ class ReplySettingsAdmin(BillingTenantAdmin):
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs: Any):
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if db_field.name in ("payment_info_template", "staff_reply_template"):
+        if (
+            field is not None
+            and field.queryset is not None
+            and db_field.name in ("payment_info_template", "staff_reply_template")
+        ):
             field.queryset = field.queryset.filter(template_type=TemplateType.NOTIFICATION, is_active=True)
         return field
 

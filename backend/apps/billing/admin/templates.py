@@ -33,7 +33,7 @@ class VariationInlineFormSet(BaseInlineFormSet):
     """Counts active variations over the submitted set (after deletions), not row by row."""
 
     def _construct_form(self, i: int, **kwargs: Any) -> forms.ModelForm:
-        form = super()._construct_form(i, **kwargs)
+        form = super()._construct_form(i, **kwargs)  # type: ignore[misc]  # Django's private hook, absent from django-stubs
         form.instance.skip_active_limit_check = True
         return form
 
@@ -42,7 +42,7 @@ class VariationInlineFormSet(BaseInlineFormSet):
         active = 0
         for form in self.forms:
             cleaned = getattr(form, "cleaned_data", None)
-            if not cleaned or (self.can_delete and self._should_delete_form(form)):
+            if not cleaned or (self.can_delete and self._should_delete_form(form)):  # type: ignore[attr-defined]  # as above
                 continue
             if cleaned.get("is_active"):
                 active += 1

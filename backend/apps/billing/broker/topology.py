@@ -9,6 +9,7 @@ queue exists (RabbitMQ answers PRECONDITION_FAILED), so they are stated here onl
 from __future__ import annotations
 
 import aio_pika
+from pamqp.common import FieldTable
 
 from apps.billing.constants import TemplateType
 
@@ -26,7 +27,7 @@ ALL_QUEUES = (*SEND_QUEUES.values(), *CONTROL_QUEUES)
 DEAD_LETTER_EXCHANGE = "billing.dlx"
 DEAD_LETTER_QUEUE = "billing.dead"
 MAX_PRIORITY = 10
-QUEUE_ARGUMENTS = {
+QUEUE_ARGUMENTS: FieldTable = {
     "x-max-priority": MAX_PRIORITY,
     "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
     "x-dead-letter-routing-key": DEAD_LETTER_QUEUE,

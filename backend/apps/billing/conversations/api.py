@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.pagination import CursorPagination
-from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.billing.authentication import KeyedRequest
 from apps.billing.constants import TemplateType
 from apps.billing.services.reply_sending import send_staff_reply
 from apps.billing.views import BillingAPIView
@@ -33,7 +33,7 @@ from .serializers import (
 from .thread import build_thread
 
 
-def conversation_for(request: Request, conversation_id: str) -> Conversation:
+def conversation_for(request: KeyedRequest, conversation_id: str) -> Conversation:
     try:
         return conversations.conversation_get(tenant=request.auth.tenant, conversation_id=conversation_id)
     except conversations.ConversationNotFound:
@@ -74,7 +74,7 @@ class ConversationListView(BillingAPIView):
             )
         ],
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: KeyedRequest) -> Response:
         query = ConversationQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         filters = {key: value for key, value in query.validated_data.items() if key not in ("cursor", "page_size")}
@@ -99,7 +99,7 @@ class ConversationDetailView(BillingAPIView):
         responses={200: ConversationDetailSerializer, **api_docs.ERROR_RESPONSES_READ},
         examples=[OpenApiExample("thread", response_only=True, value=api_docs.DETAIL_EXAMPLE)],
     )
-    def get(self, request: Request, conversation_id: str) -> Response:
+    def get(self, request: KeyedRequest, conversation_id: str) -> Response:
         conversation = conversation_for(request, conversation_id)
         return Response(ConversationDetailSerializer(build_thread(conversation=conversation)).data)
 
@@ -121,7 +121,7 @@ class ConversationMessagesView(BillingAPIView):
             OpenApiExample("queued", response_only=True, value=api_docs.REPLY_QUEUED_EXAMPLE, status_codes=["202"]),
         ],
     )
-    def post(self, request: Request, conversation_id: str) -> Response:
+    def post(self, request: KeyedRequest, conversation_id: str) -> Response:
         key = request.auth
         conversation = conversation_for(request, conversation_id)
         if not key.allows_type(TemplateType.NOTIFICATION):
@@ -171,7 +171,7 @@ class ConversationResolveView(BillingAPIView):
             )
         ],
     )
-    def post(self, request: Request, conversation_id: str) -> Response:
+    def post(self, request: KeyedRequest, conversation_id: str) -> Response:
         ResolveSerializer(data=request.data or {}).is_valid(raise_exception=True)
         conversation = conversations.resolve(conversation=conversation_for(request, conversation_id))
         publish_conversation_update(tenant_id=conversation.tenant_id, conversation_id=conversation.pk)

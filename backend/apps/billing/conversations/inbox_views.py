@@ -23,6 +23,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView, LogoutView
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -55,11 +56,11 @@ _REFUSALS = {
 class InboxLoginView(LoginView):
     template_name = "billing/inbox/login.html"
     redirect_authenticated_user = True
-    next_page = reverse_lazy("billing-inbox:list")
+    next_page = reverse_lazy("billing-inbox:list")  # type: ignore[assignment]  # Django takes a lazy URL; django-stubs say str
 
 
 class InboxLogoutView(LogoutView):
-    next_page = LOGIN_URL
+    next_page = LOGIN_URL  # type: ignore[assignment]  # as above
 
 
 def tenant_staff(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -87,6 +88,8 @@ def _conversation(tenant, conversation_id: str) -> Conversation:
 
 
 def _socket(request: HttpRequest, tenant) -> dict[str, Any]:
+    if request.user.pk is None:  # tenant_staff lets logged-in users only
+        raise PermissionDenied
     return {
         "ws_token": issue_inbox_token(tenant_id=tenant.pk, user_id=request.user.pk),
         "ws_path": "/ws/billing/inbox/",
@@ -158,7 +161,7 @@ def reply(request: HttpRequest, tenant, conversation_id: str) -> HttpResponse:
         send_staff_reply(
             conversation=conversation,
             text=request.POST.get("text", ""),
-            author_user=request.user,
+            author_user=request.user if request.user.is_authenticated else None,  # (tenant_staff: it is)
             idempotency_key=request.POST.get("idempotency_key", "")[:100],
         )
     except ApplicationError as refused:

@@ -45,7 +45,7 @@ def dead_after() -> float:
     return max(float(settings.BILLING_CONSUMER_DEAD_AFTER_SECONDS), 3 * heartbeat)
 
 
-def heartbeat(consumer_id: str, *, held: Iterable[str], started_at: datetime) -> int:
+def heartbeat(consumer_id: str, *, held: Iterable[object], started_at: datetime) -> int:
     """Say this process is alive, and that it still tends the queues `held`; returns how many of
     them the database still shows as ours and running."""
     held_ids = [str(queue_id) for queue_id in held]
@@ -71,7 +71,7 @@ def heartbeat(consumer_id: str, *, held: Iterable[str], started_at: datetime) ->
                 "running": QueueStatus.RUNNING,
             },
         )
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
 
 def unregister(consumer_id: str) -> None:

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 def resume(message: BillingMessage) -> int:
     """A queue whose business hours opened goes back to pending and to the broker."""
+    if message.queue_id is None:  # nothing named: nothing to do
+        return 0
     now = timezone.now()
     with transaction.atomic():
         moved = return_to_pending(
@@ -57,6 +59,8 @@ def resume(message: BillingMessage) -> int:
 
 def check_recovery(message: BillingMessage) -> int:
     """One health check of the instance; if it answers `open`, its queues resume."""
+    if message.instance_id is None:
+        return 0
     instance = WhatsAppInstance.objects.select_related("tenant").filter(pk=message.instance_id).first()
     if instance is None:
         return 0
@@ -71,6 +75,8 @@ def check_stale(message: BillingMessage) -> int:
     nothing), `sending` contacts become `unconfirmed` until reconciliation says what happened.
     A queue nobody runs (paused, cancelled, waiting) gets its due `unconfirmed` contacts settled
     here; one whose contacts go back to sending is published."""
+    if message.queue_id is None:
+        return 0
     queue = BillingQueue.objects.select_related("tenant").filter(pk=message.queue_id).first()
     if queue is None:
         return 0

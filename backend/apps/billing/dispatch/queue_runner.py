@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -219,13 +220,11 @@ class QueueRunner:
             return self._hand_back("shutdown")
         leaves_at = now + timedelta(seconds=SEND_MARGIN)  # the hours are judged for when the message leaves
         if self.schedule is not None and not self.schedule.is_open(leaves_at):
-            return self._pause_for_hours(leaves_at)
+            return self._pause_for_hours(self.schedule, leaves_at)
         unusable = self._unusable_reason()
         if unusable is not None:
             return unusable
-        health = self.ctx.health.check(
-            self.instance, max_age=float(self.config.health_cache_seconds), client=self.client
-        )
+        health = self.ctx.health.check(self.number, max_age=float(self.config.health_cache_seconds), client=self.client)
         if not health.healthy:
             return self._instance_down(health.reason)
         if self.ctx.monotonic() >= self._reconcile_at:
@@ -245,9 +244,17 @@ class QueueRunner:
             return ended
         return Step(self.ctx.monotonic() + max(slot.seconds - ASK_EARLY, 0.0), "sent")
 
+    @property
+    def number(self) -> WhatsAppInstance:
+        """The queue's WhatsApp number. A queue without one stops at its first step
+        (`_unusable_reason`), before anything that sends or checks health asks for it."""
+        if self.instance is None:
+            raise RuntimeError(f"queue {self.queue_id} has no WhatsApp instance")
+        return self.instance
+
     # ------------------------------------------------------------------ the checks
-    def _pause_for_hours(self, closed_at: datetime) -> Step:
-        resume_at = self.schedule.next_open_after(closed_at)
+    def _pause_for_hours(self, schedule: WeeklySchedule, closed_at: datetime) -> Step:
+        resume_at = schedule.next_open_after(closed_at)
         queue_lease.release(
             self.lease,
             QueueStatus.PAUSED_BUSINESS_HOURS,
@@ -392,7 +399,7 @@ class QueueRunner:
         if self._lane_ids is None:
             self._lane_ids = tuple(
                 WhatsAppInstance.objects.filter(
-                    base_url=self.instance.base_url, instance_name=self.instance.instance_name
+                    base_url=self.number.base_url, instance_name=self.number.instance_name
                 ).values_list("pk", flat=True)
             )
         return self._lane_ids
@@ -402,7 +409,7 @@ class QueueRunner:
             number_key=self.pace_key,
             tz=self.tenant.tzinfo,
             instance_ids=self._lane(),
-            warm_up=self.instance.warm_up(self.number_health.schedule, self.tenant.tzinfo),
+            warm_up=self.number.warm_up(self.number_health.schedule, self.tenant.tzinfo),
         )
 
     def _pause_for_daily_cap(self, quota: QuotaAnswer) -> Step:
@@ -468,14 +475,14 @@ class QueueRunner:
                 self.quota.give_back(quota)
             return self._record_error(contact, error, text, context, seconds=self.ctx.monotonic() - started)
         seconds = self.ctx.monotonic() - started
-        self.ctx.health.send_accepted(self.instance.pk)
+        self.ctx.health.send_accepted(self.number.pk)
         recorded = queue_lease.record_sent(
             self.lease,
             contact,
             provider_message_id=result.provider_message_id,
             rendered=text,
             chat=OutboundChat(
-                tenant_id=self.tenant.pk, instance_id=self.instance.pk, phone=contact.phone, contact_name=contact.name
+                tenant_id=self.tenant.pk, instance_id=self.number.pk, phone=contact.phone, contact_name=contact.name
             ),
             then=self._contact_callback(contact, "contact.sent"),
         )
@@ -483,15 +490,13 @@ class QueueRunner:
             self.sent += 1
             self._sent_ids.append(result.provider_message_id)
             self._apply_early_receipts()
-        number_protection.record_send_outcome(
-            instance=self.instance, not_on_whatsapp=False, settings=self.number_health
-        )
-        metrics.observe_send(self.tenant.pk, self.template_type, "sent", seconds, instance_id=self.instance.pk)
+        number_protection.record_send_outcome(instance=self.number, not_on_whatsapp=False, settings=self.number_health)
+        metrics.observe_send(self.tenant.pk, self.template_type, "sent", seconds, instance_id=self.number.pk)
         logger.info("billing message sent", extra={**context, "duration_ms": round(1000 * seconds)})
         self._progress()
         return None
 
-    def _not_started(self, contact: BillingContact, context: dict) -> Step | None:
+    def _not_started(self, contact: BillingContact, context: dict[str, Any]) -> Step | None:
         """start_sending refused: the queue is no longer ours and running (a pause or cancel
         from the API, a lost lease) → let go; the phone opted out → skip; the contact was
         postponed or closed under us (a hold, a paid charge) → leave it to whoever changed it."""
@@ -508,7 +513,7 @@ class QueueRunner:
         return None
 
     def _render(self, contact: BillingContact) -> str:
-        variation = self.variations.get(contact.variation_id)
+        variation = self.variations.get(contact.variation_id) if contact.variation_id is not None else None
         if variation is None:
             raise ValueError("contact has no variation")
         today = today_in(self.tenant.timezone)
@@ -521,7 +526,7 @@ class QueueRunner:
 
     # ------------------------------------------------------------------ what the provider said
     def _record_error(
-        self, contact: BillingContact, error: ProviderError, text: str, context: dict, *, seconds: float
+        self, contact: BillingContact, error: ProviderError, text: str, context: dict[str, Any], *, seconds: float
     ) -> Step | None:
         """One row per answer; every answer from the provider counts toward max_attempts, so a
         contact ends within max_attempts whatever the provider does. Only a call that provably
@@ -556,18 +561,18 @@ class QueueRunner:
                 # The provider kept failing while it said the number was connected: a person
                 # has to look (a broken build, a misrouted proxy); the admin shows the flag.
                 flag_for_attention(
-                    instance_id=self.instance.pk,
+                    instance_id=self.number.pk,
                     reason=f"sends fail ({error.code}) while the provider reports the number connected",
                 )
             outcome = "failed"
         else:
             outcome = "retry"
-        metrics.observe_send(self.tenant.pk, self.template_type, outcome, seconds, instance_id=self.instance.pk)
+        metrics.observe_send(self.tenant.pk, self.template_type, outcome, seconds, instance_id=self.number.pk)
         if isinstance(error, InvalidNumberError):
             protected = number_protection.record_send_outcome(
-                instance=self.instance, not_on_whatsapp=True, settings=self.number_health
+                instance=self.number, not_on_whatsapp=True, settings=self.number_health
             )
-            return self._instance_down(f"number_protected: {self.instance.protected_reason}") if protected else None
+            return self._instance_down(f"number_protected: {self.number.protected_reason}") if protected else None
         if isinstance(error, ProviderRateLimitedError):
             hold = min(float(error.retry_after or 30), float(settings.BILLING_RETRY_AFTER_CAP_SECONDS))
             # This number only: every queue sending through it waits, no other number does.
@@ -593,11 +598,11 @@ class QueueRunner:
                     refund_attempt=refund,
                 )
             # Is the number really down, or does it fail while the provider says it is open?
-            self.ctx.health.forget(self.instance.pk)
-            health = self.ctx.health.check(self.instance, max_age=0.0, client=self.client)
+            self.ctx.health.forget(self.number.pk)
+            health = self.ctx.health.check(self.number, max_age=0.0, client=self.client)
             if not health.healthy or isinstance(error, ProviderAuthError):
                 return self._instance_down(health.reason if not health.healthy else reason)
-            metrics.observe_failing_while_open(self.instance.pk)
+            metrics.observe_failing_while_open(self.number.pk)
             return None
         if outcome == "retry":  # a transient failure: back off, counted
             queue_lease.record_retry(
@@ -683,7 +688,7 @@ class QueueRunner:
             self._last_progress = now
             publish_queue_progress(self.queue_id, force=True)
 
-    def _log_context(self) -> dict:
+    def _log_context(self) -> dict[str, Any]:
         tenant = getattr(self, "tenant", None)
         return {
             "queue_id": str(self.queue_id),

@@ -30,7 +30,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,10 @@ class Scheduler:
     def keys(self) -> list[Hashable]:
         with self._lock:
             return list(self._entries)
+
+    def __iter__(self) -> Iterator[Hashable]:
+        """The held keys as they are now (the scheduler changes while the caller loops)."""
+        return iter(self.keys())
 
     def waiting(self) -> list[Entry]:
         with self._lock:

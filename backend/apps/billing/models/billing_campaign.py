@@ -73,7 +73,7 @@ class BillingCampaign(models.Model):
                 errors["template_type"] = "Must match the template's type."
             if self.tenant_id is not None and self.template.tenant_id != self.tenant_id:
                 errors["template"] = "The template belongs to another tenant."
-        if self.instance_id is not None and self.tenant_id is not None and self.instance.tenant_id != self.tenant_id:
+        if self.instance is not None and self.tenant_id is not None and self.instance.tenant_id != self.tenant_id:
             errors["instance"] = "The instance belongs to another tenant."
         if errors:
             raise ValidationError(errors)

@@ -141,7 +141,7 @@ class BillingConfig(models.Model):
 
     def clean(self) -> None:
         super().clean()
-        if self.default_instance_id and self.tenant_id and self.default_instance.tenant_id != self.tenant_id:
+        if self.default_instance is not None and self.tenant_id and self.default_instance.tenant_id != self.tenant_id:
             raise ValidationError({"default_instance": "The default instance must belong to the same tenant."})
 
     @classmethod
@@ -152,7 +152,7 @@ class BillingConfig(models.Model):
 
     def respects_business_hours(self, template_type: str) -> bool:
         """Whether messages of this type may only go out inside the tenant's business hours."""
-        switches = {
+        switches: dict[str, bool] = {
             TemplateType.OVERDUE: self.business_hours_overdue,
             TemplateType.UPCOMING: self.business_hours_upcoming,
             TemplateType.NOTIFICATION: self.business_hours_notification,

@@ -109,6 +109,9 @@ class BillingQueue(StatusMachineMixin):
             ),
         ]
 
+    #: The estimated finish, set by the status views for the serializer (selectors.queue_eta); not a column.
+    eta_value: datetime | None
+
     def __str__(self) -> str:
         return f"Queue {self.pk} ({self.status})"
 

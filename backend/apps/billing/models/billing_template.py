@@ -32,7 +32,7 @@ def validate_variable_names(value: Any) -> None:
         )
 
 
-class BillingTemplateQuerySet(models.QuerySet):
+class BillingTemplateQuerySet(models.QuerySet["BillingTemplate"]):
     def for_tenant(self, tenant) -> BillingTemplateQuerySet:
         return self.filter(tenant=tenant)
 
@@ -160,7 +160,7 @@ class BillingTemplateVariation(models.Model):
     # ------------------------------------------------------------------ validation
     def clean(self) -> None:
         super().clean()
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[str | ValidationError]] = {}
         if self.content:
             from apps.billing.services.template_preview import (
                 TemplateContentError,

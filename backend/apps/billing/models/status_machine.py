@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -25,6 +26,7 @@ class StatusMachineMixin(models.Model):
 
     #: TransitionKind value naming the table that governs `status`.
     status_kind: str = ""
+    status: str  # each model declares the field
 
     class Meta:
         abstract = True
@@ -49,7 +51,7 @@ class StatusMachineMixin(models.Model):
         if hasattr(self, "updated_at"):
             fields["updated_at"] = now
         if save and self.pk is not None:
-            updated = type(self)._default_manager.filter(pk=self.pk, status=old_status).update(**fields)
+            updated = type(self)._default_manager.filter(Q(status=old_status), pk=self.pk).update(**fields)
             if updated != 1:
                 raise InvalidTransition(self.status_kind, old_status, new_status, code="concurrent_change")
         for name, value in fields.items():

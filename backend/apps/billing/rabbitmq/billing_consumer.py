@@ -28,6 +28,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,12 +135,13 @@ class BillingConsumer:
         )
         self._claims = ThreadPoolExecutor(max_workers=CLAIM_THREADS, thread_name_prefix="billing-claim")
         self._control = ThreadPoolExecutor(max_workers=CONTROL_THREADS, thread_name_prefix="billing-control")
-        self._stopping: asyncio.Event | None = None
-        self._tasks: set[asyncio.Task] = set()  # deliveries being handled
-        self._background: list[asyncio.Task] = []
+        # Made here, bound to the loop that first waits on them (asyncio's events are since 3.10).
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()  # deliveries being handled
+        self._background: list[asyncio.Task[None]] = []
         self._queues: dict[str, aio_pika.abc.AbstractQueue] = {}
         self._tags: dict[str, str] = {}
-        self._reconnected: asyncio.Event | None = None
+        self._reconnected = asyncio.Event()
         self._stopping_since: float | None = None
         self.connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.channel: aio_pika.abc.AbstractChannel | None = None
@@ -148,8 +150,6 @@ class BillingConsumer:
     async def run(self) -> int:
         """Consume until `request_stop()` (or until the consumers cannot be restored); return
         the process exit code."""
-        self._stopping = asyncio.Event()
-        self._reconnected = asyncio.Event()
         if self.stop_event.is_set():
             self._stopping.set()
         loop = asyncio.get_running_loop()
@@ -176,7 +176,7 @@ class BillingConsumer:
             await self._stopping.wait()
         return await self._shutdown()
 
-    def _on_background_done(self, task: asyncio.Task) -> None:
+    def _on_background_done(self, task: asyncio.Task[None]) -> None:
         """The watchdog and the heartbeat end only at shutdown: anything else means this process
         runs unwatched, so it stops and lets the platform start a fresh one."""
         if self._stopping.is_set():
@@ -193,8 +193,7 @@ class BillingConsumer:
         """First signal: stop taking deliveries; every held queue is handed back after its
         step in flight."""
         self.stop_event.set()
-        if self._stopping is not None:
-            self._stopping.set()
+        self._stopping.set()
 
     async def _start(self) -> bool:
         """Connect and subscribe, retrying while the broker is unreachable (a consumer that
@@ -294,7 +293,7 @@ class BillingConsumer:
         except TimeoutError:
             pass
 
-    def _spawn(self, coro: Any) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -365,7 +364,7 @@ class BillingConsumer:
         )
 
     async def _on_control(self, message: aio_pika.abc.AbstractIncomingMessage, parsed: BillingMessage) -> None:
-        handler = control.HANDLERS.get(message.routing_key)
+        handler = control.HANDLERS.get(message.routing_key or "")
         if handler is None:
             await _settle(message, "reject", requeue=False)
             metrics.observe_delivery(message.routing_key, "rejected")
@@ -466,9 +465,13 @@ class BillingConsumer:
     async def _missing_consumers(self) -> list[str]:
         """Queues whose consumer is not registered on our channel, or that the broker says
         nobody consumes."""
-        underlay = await self.channel.get_underlay_channel()
-        missing = {name for name, tag in self._tags.items() if tag not in underlay.consumers}
-        amqp = self.connection.transport.connection
+        connection, channel = self._link()
+        underlay = await channel.get_underlay_channel()
+        # aiormq's Channel has `consumers`; its abstract base, which aio-pika's types name, does not.
+        missing = {name for name, tag in self._tags.items() if tag not in underlay.consumers}  # type: ignore[attr-defined]
+        if connection.transport is None:
+            raise ConnectionError("the broker connection is being re-established")
+        amqp = connection.transport.connection
         probe = None
         try:
             for name in self._tags:
@@ -490,6 +493,13 @@ class BillingConsumer:
             logger.warning("billing consumer missing on queues", extra={"queues": sorted(missing)})
         return sorted(missing)
 
+    def _link(self) -> tuple[aio_pika.abc.AbstractRobustConnection, aio_pika.abc.AbstractChannel]:
+        """The connection and channel `_connect_and_subscribe` opened; a connection error while
+        they are gone (shutting down), which the watchdog's callers already handle."""
+        if self.connection is None or self.channel is None:
+            raise ConnectionError("not connected to the broker")
+        return self.connection, self.channel
+
     async def _resubscribe(self, name: str) -> bool:
         """Declare the queue again (it may have been deleted) and consume from it afresh."""
         queue = self._queues[name]
@@ -498,7 +508,8 @@ class BillingConsumer:
         except (TimeoutError, *CONNECTION_EXCEPTIONS):
             logger.debug("cancel before re-subscribe failed", exc_info=True)
         try:
-            queue = await self.channel.declare_queue(name, durable=True, arguments=QUEUE_ARGUMENTS)
+            _, channel = self._link()
+            queue = await channel.declare_queue(name, durable=True, arguments=QUEUE_ARGUMENTS)
             self._queues[name] = queue
             self._tags[name] = await queue.consume(self._on_message)
         except (TimeoutError, *CONNECTION_EXCEPTIONS) as exc:

@@ -16,7 +16,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -29,7 +29,6 @@ from apps.billing.constants import TemplateType
 from apps.billing.metrics import observe_ingest
 from apps.billing.models import BillingAPIKey, BillingCampaign
 from apps.billing.services.contact_validation import ContactValidator, Rejection, ValidContact
-from apps.billing.services.copy_rows import copy_insert  # noqa: F401  (its home before; charges imports it here)
 from apps.billing.services.eta import DailyCapPlan, estimate_completion
 from apps.billing.services.ingest_statement import IngestOutcome, IngestRows, write_request
 from apps.billing.services.variation_rotation import NoActiveVariationError, draw_variations
@@ -124,8 +123,10 @@ class BillingCampaignService:
                 # A template, variation or instance the cached context holds was deleted:
                 # nothing was written; decide again on fresh configuration.
                 tenant_context.invalidate(self.tenant.pk)
-                self.context = tenant_context.context_for(self.tenant.pk, None, rebuild=True)
-                self.config = self.context.config
+                context = tenant_context.context_for(self.tenant.pk, None, rebuild=True)
+                if context is None:  # the tenant itself was deleted meanwhile
+                    raise
+                self.context, self.config = context, context.config
                 return self._accept(template_type, data, fingerprint, fresh=True)
             if outcome.suppressed_phones:
                 accepted, rejected = self._drop_opted_out(accepted, rejected, outcome.suppressed_phones)
@@ -231,7 +232,7 @@ class BillingCampaignService:
     # ------------------------------------------------------------------ contacts
     @staticmethod
     def _validate_contacts(
-        entry: TemplateEntry, template_type: str, today, contacts_raw: list[Any]
+        entry: TemplateEntry, template_type: str, today: date, contacts_raw: list[Any]
     ) -> tuple[list[ValidContact], list[Rejection], int]:
         validator = ContactValidator(
             template_type=template_type, today=today, required_variables=entry.needed_variables

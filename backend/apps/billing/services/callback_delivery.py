@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -104,7 +104,7 @@ def claim_due(
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL, [now, per_tenant, slots + sum(busy.values())])
             rows = cursor.fetchall()
-        ids = []
+        ids: list[int] = []
         for pk, tenant_id in rows:
             if len(ids) < slots and busy[tenant_id] < per_tenant:
                 busy[tenant_id] += 1
@@ -305,8 +305,8 @@ class CallbackDispatcher:
             # network wait of up to a deadline; a connection per attempt is cheap beside it).
             connection.close()
 
-    def _done(self, tenant_id: Any):
-        def done(_future: Future) -> None:
+    def _done(self, tenant_id: Any) -> Callable[[Future[None]], None]:
+        def done(_future: Future[None]) -> None:
             with self._lock:
                 self._in_flight[tenant_id] -= 1
                 if self._in_flight[tenant_id] <= 0:

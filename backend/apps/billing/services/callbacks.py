@@ -30,7 +30,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -129,7 +129,8 @@ def signature_headers(*, secret: str, msg_id: str, timestamp: int, body: bytes) 
 
 # ----------------------------------------------------------------------------- enqueue
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    jsonable: dict[str, Any] = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    return jsonable
 
 
 def _target_url(config: BillingConfig, queue: BillingQueue | None) -> str:
@@ -237,7 +238,7 @@ def _give_up_after() -> timedelta:
 # ----------------------------------------------------------------------------- hooks (worker, queue control)
 def _queue_data(queue: BillingQueue, **extra: Any) -> dict[str, Any]:
     """Ids, status and counters, read fresh (the caller's instance may predate F() updates)."""
-    row = (
+    row: Mapping[str, Any] = (
         BillingQueue.objects.filter(pk=queue.pk)
         .values(
             "status",
@@ -341,7 +342,7 @@ def retry_delay(attempts: int) -> float:
     """Seconds before the next try after `attempts` failed ones: base·2^(n-1), capped."""
     base = float(settings.BILLING_CALLBACK_RETRY_BASE_SECONDS)
     cap = float(settings.BILLING_CALLBACK_RETRY_MAX_SECONDS)
-    return min(base * (2 ** max(attempts - 1, 0)), cap)
+    return min(base * (2.0 ** max(attempts - 1, 0)), cap)
 
 
 def send_again(deliveries: Iterable[CallbackDelivery]) -> int:

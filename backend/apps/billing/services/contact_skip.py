@@ -13,6 +13,7 @@ claim or an outcome write.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -76,7 +77,7 @@ def skip_unsent_contacts(*, tenant: Tenant, contact_ids: Iterable[int], code: st
         for queue_id, count in per_queue.items():
             BillingQueue.objects.filter(pk=queue_id).update(skipped_count=F("skipped_count") + count, updated_at=Now())
         for queue_id in per_queue:
-            transaction.on_commit(lambda queue_id=queue_id: publish_queue_progress(queue_id, force=True))
+            transaction.on_commit(functools.partial(publish_queue_progress, queue_id, force=True))
     logger.info(
         "billing contacts skipped",
         extra={"tenant_id": str(tenant.pk), "skipped": len(skipped), "queues": len(per_queue), "error_code": code},

@@ -104,10 +104,10 @@ class ContactValidator:
             return ""
         if not isinstance(value, str):
             raise _Refused(f"invalid_{name}", f"{name} must be a string.")
-        value = value.strip()
-        if len(value) > max_length or "\x00" in value:
+        text = value.strip()
+        if len(text) > max_length or "\x00" in text:
             raise _Refused(f"invalid_{name}", f"{name} must be at most {max_length} characters.")
-        return value
+        return text
 
     def _due_date(self, value: Any) -> date | None:
         if value is None or value == "":

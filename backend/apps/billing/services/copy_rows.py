@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.models.fields.related import RelatedField
+from django.db.models.options import Options
 
 # Column types whose `get_db_prep_save` returns a value of the field's own Python type unchanged on
 # PostgreSQL (str, int, date, Decimal, UUID): copy_insert skips that call for them, which is
@@ -60,10 +62,10 @@ def copy_insert(
     pk = meta.auto_field
     if pk is None:
         raise ValueError(f"copy_insert needs an auto primary key; {meta.label} has none")
-    varying = [meta.get_field(name) for name in fields]
+    varying = [_concrete_field(meta, name) for name in fields]
     varying_columns = {field.column for field in varying}
     fixed = [field for field in meta.concrete_fields if field is not pk and field.column not in varying_columns]
-    columns = ([pk.column] if return_ids else []) + [f.column for f in varying] + [f.column for f in fixed]
+    columns = [column_name(f) for f in ([pk] if return_ids else []) + varying + fixed]
     constant = tuple(field.get_db_prep_save(field.pre_save(prototype, True), db) for field in fixed)
     prepare = [None if _passes_through(field) else field.get_db_prep_save for field in varying]
     quote = db.ops.quote_name
@@ -85,7 +87,21 @@ def copy_insert(
     return ids
 
 
-def _passes_through(field: models.Field) -> bool:
+def _concrete_field(meta: Options[Any], name: str) -> models.Field[Any, Any]:
+    field = meta.get_field(name)
+    if not isinstance(field, models.Field) or not field.concrete:
+        raise ValueError(f"{meta.label}.{name} is not a column: copy_insert writes columns only")
+    return field
+
+
+def column_name(field: models.Field[Any, Any]) -> str:
+    """The field's column (typed optional: a field without one is not concrete)."""
+    if field.column is None:  # concrete fields always have one
+        raise ValueError(f"{field} has no column")
+    return field.column
+
+
+def _passes_through(field: models.Field[Any, Any]) -> bool:
     """True when the field's database preparation is the identity (see _PASS_THROUGH_TYPES)."""
-    target = field.target_field if field.is_relation else field
+    target = field.target_field if isinstance(field, RelatedField) else field
     return target.get_internal_type() in _PASS_THROUGH_TYPES

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis.commands.core import Script
@@ -53,7 +54,7 @@ return 1
 _scripts: dict[tuple[str, int], Script] = {}
 
 
-def _run(source: str, key: str, *args: int) -> object:
+def _run(source: str, key: str, *args: int) -> Any:  # the script's reply
     client = get_redis()
     script = _scripts.get((source, id(client)))
     if script is None:

@@ -50,7 +50,7 @@ class OpenDebt:
     status: str
 
 
-def pending_collection(*, tenant: Tenant, phone: str) -> QuerySet:
+def pending_collection(*, tenant: Tenant, phone: str) -> QuerySet[BillingContact]:
     """The debtor's collection messages not sent yet. A conversation's own answers (automatic
     or a person's) are not collection: a hold never delays them."""
     return BillingContact.objects.filter(
@@ -61,7 +61,9 @@ def pending_collection(*, tenant: Tenant, phone: str) -> QuerySet:
 def payment_data(*, contact_id: int) -> PaymentData | None:
     """The payment data of the debt the debtor replied about; None when there is none to send."""
     row = BillingContact.objects.filter(pk=contact_id).values("variables", "amount", "due_date").first()
-    variables = (row or {}).get("variables") or {}
+    if row is None:
+        return None
+    variables = row["variables"] or {}
     found = {
         key: str(variables[key]).strip()
         for key in PAYMENT_KEYS

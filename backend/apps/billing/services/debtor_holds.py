@@ -21,17 +21,18 @@ everywhere (queue_lease.py): the queue rows first, in id order, then the contact
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Coalesce, Greatest, Now
 
 from apps.billing.constants import UNSENT_CONTACT_STATUSES, ContactErrorCode, ContactStatus
-from apps.billing.models import BillingQueue, ReplySettings
+from apps.billing.models import BillingContact, BillingQueue, ReplySettings
 from apps.billing.models.status_machine import transition_rows
 from apps.billing.progress import publish_queue_progress
 from apps.billing.services.debtor_data import pending_collection
@@ -43,7 +44,7 @@ from apps.tenancy.models import Tenant
 logger = logging.getLogger(__name__)
 
 
-def _lock_queues(contacts, also: Iterable[Any] = ()) -> list:
+def _lock_queues(contacts: QuerySet[BillingContact], also: Iterable[Any] = ()) -> list[Any]:
     queue_ids = sorted(set(contacts.values_list("queue_id", flat=True)) | set(also))
     if queue_ids:
         list(
@@ -128,7 +129,7 @@ def stop_debtor(*, tenant: Tenant, phone: str, reason: str) -> int:
                 BillingQueue.objects.filter(pk=queue_id).update(
                     skipped_count=F("skipped_count") + skipped, updated_at=Now()
                 )
-                transaction.on_commit(lambda pk=queue_id: publish_queue_progress(pk))
+                transaction.on_commit(functools.partial(publish_queue_progress, queue_id))
                 stopped += skipped
     logger.info(
         "billing debtor stopped", extra={"tenant_id": str(tenant.pk), "phone": mask_phone(phone), "contacts": stopped}

@@ -22,6 +22,7 @@ BILLING_EARLY_RECEIPT_TTL seconds. The worker looks them up for what it sent, in
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -40,7 +41,7 @@ from apps.billing.models import (
 )
 from apps.billing.models.status_machine import transition_rows
 from apps.chat.models import Message
-from apps.common.redis_client import get_redis
+from apps.common.redis_client import get_redis, text
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ PROVIDER_TO_CONTACT = {
     "READ": ContactStatus.READ,
     "PLAYED": ContactStatus.READ,
 }
-_RANK = {ContactStatus.SENT: 1, ContactStatus.DELIVERED: 2, ContactStatus.READ: 3}
+_RANK: dict[str, int] = {ContactStatus.SENT: 1, ContactStatus.DELIVERED: 2, ContactStatus.READ: 3}
 _MESSAGE_RANK = {Message.Status.PENDING: 0, Message.Status.SENT: 1, Message.Status.DELIVERED: 2, Message.Status.READ: 3}
 _CAS_ATTEMPTS = 3
 
@@ -108,7 +109,7 @@ def apply_provider_status(
     return "unchanged"
 
 
-def _move(row: dict[str, Any], old: str, target: str, tenant_id: Any) -> None:
+def _move(row: Mapping[str, Any], old: str, target: str, tenant_id: Any) -> None:
     now = timezone.now()
     counters = ["read_count"] if target == ContactStatus.READ else []
     if target == ContactStatus.DELIVERED or old == ContactStatus.SENT:
@@ -158,7 +159,7 @@ def _early_key(tenant_id: Any, provider_message_id: str) -> str:
 def _remember_early(tenant_id: Any, provider_message_id: str, target: str) -> None:
     key = _early_key(tenant_id, provider_message_id)
     redis = get_redis()
-    known = redis.get(key)
+    known = text(redis.get(key))
     if known is None or _RANK.get(target, 0) > _RANK.get(known, 0):
         redis.set(key, target, ex=int(settings.BILLING_EARLY_RECEIPT_TTL))
 
@@ -167,7 +168,7 @@ def apply_early_receipt(*, tenant_id: Any, provider_message_id: str) -> str:
     """Apply a receipt that arrived before the contact knew its provider id, if one is kept."""
     if not provider_message_id:
         return "ignored"
-    target = get_redis().getdel(_early_key(tenant_id, provider_message_id))
+    target = text(get_redis().getdel(_early_key(tenant_id, provider_message_id)))
     return "ignored" if target is None else _apply_early(tenant_id, provider_message_id, target)
 
 

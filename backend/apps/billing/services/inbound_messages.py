@@ -181,16 +181,17 @@ def _replied_contact(*, instance: WhatsAppInstance, phone: str, quoted_id: str) 
     sent = BillingContact.objects.filter(tenant_id=instance.tenant_id, status__in=sorted(SENT_CONTACT_STATUSES))
     fields = ("pk", "tenant_id", "queue_id", "variation_id", "replied_at")
     if quoted_id:
-        row = sent.filter(provider_message_id=quoted_id).values(*fields).first()
+        row: dict[str, Any] | None = sent.filter(provider_message_id=quoted_id).values(*fields).first()
         if row is not None:
             return row
     since = timezone.now() - timedelta(days=float(settings.BILLING_REPLY_WINDOW_DAYS))
-    return (
+    latest: dict[str, Any] | None = (
         sent.filter(phone=phone, queue__instance=instance, sent_at__gte=since)
         .order_by("-sent_at")
         .values(*fields)
         .first()
     )
+    return latest
 
 
 def _mark_replied(contact: dict[str, Any]) -> None:

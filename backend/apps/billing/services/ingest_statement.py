@@ -44,6 +44,7 @@ from apps.billing.models import (
     BillingTemplateVariation,
     SuppressedPhone,
 )
+from apps.billing.services.copy_rows import column_name
 from apps.campaigns.models import Campaign, CampaignContact
 from apps.common import prepared_sql
 from apps.common.keyed_hash import phone_hash
@@ -138,7 +139,7 @@ def _dumps(value: Any) -> str:
 def _contacts_json(rows: IngestRows) -> str:
     """The contacts as one JSON array for `json_to_recordset`: orjson writes 10,000 of them in a
     few milliseconds, where binding seven arrays element by element took a third of a second."""
-    variation_ids = rows.variation_ids or [None] * len(rows.phones)
+    variation_ids: Sequence[int | None] = rows.variation_ids or [None] * len(rows.phones)
     return _dumps(
         [
             {
@@ -307,7 +308,7 @@ def _insert(model: type[models.Model], given: dict[str, str], *, source: str | N
                     continue  # NULL: what PostgreSQL writes for a column left out
         if expression.startswith("%("):
             expression = f"{expression}::{_cast(field)}"
-        columns.append(connection.ops.quote_name(field.column))
+        columns.append(connection.ops.quote_name(column_name(field)))
         values.append(expression)
     table = connection.ops.quote_name(meta.db_table)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)}"
@@ -322,10 +323,12 @@ def _sequence_literal(model: type[models.Model]) -> str:
         return sql.Literal(cursor.fetchone()[0]).as_string(connection.connection)
 
 
-def _cast(field: models.Field) -> str:
+def _cast(field: models.Field[Any, Any]) -> str:
     """The column's type without its modifiers: a cast to varchar(n) would truncate silently
     where the insert itself refuses a value too long."""
     db_type = field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
+    if db_type is None:
+        raise ValueError(f"{field} has no column type")
     base = db_type.split("(")[0].strip()
     return {
         "varchar": "text",
@@ -336,7 +339,7 @@ def _cast(field: models.Field) -> str:
     }.get(base, base)
 
 
-def _default_literal(field: models.Field) -> str | None:
+def _default_literal(field: models.Field[Any, Any]) -> str | None:
     if field.has_default() and callable(field.default) and field.default not in _STATIC_CALLABLE_DEFAULTS:
         raise ValueError(f"{field} has a default computed per row: the ingest statement must set it")
     if field.db_default is not models.NOT_PROVIDED:

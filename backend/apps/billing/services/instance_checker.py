@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
@@ -25,6 +26,10 @@ from apps.common.services.provider import client_for
 from apps.common.services.provider_client import HealthResult
 from apps.connections.models import WhatsAppInstance
 from apps.connections.services import record_connection_state
+
+if TYPE_CHECKING:  # both import this module
+    from apps.billing.models import BillingQueue
+    from apps.billing.services.queue_lease import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +122,13 @@ class InstanceRecoveryService:
     protected number, until a person clears it."""
 
     @staticmethod
-    def handle_instance_down(lease, reason: str, *, then: Any = None) -> bool:
+    def handle_instance_down(lease: Lease, reason: str, *, then: Callable[[], object] | None = None) -> bool:
         from apps.billing.services.queue_lease import release
 
         return release(lease, QueueStatus.INSTANCE_DOWN, pause_reason=f"instance_down: {reason}"[:200], then=then)
 
     @staticmethod
-    def recover(instance: WhatsAppInstance) -> list:
+    def recover(instance: WhatsAppInstance) -> list[BillingQueue]:
         """If the instance is switched on and answers `open`, move its instance_down queues to
         pending, each with its `queue.resumed` callback in the same transaction; return them (the
         caller publishes them, after commit). Each move is a compare-and-swap on the status, so

@@ -25,6 +25,8 @@ def pause_running_queues(*, instance: WhatsAppInstance, reason: str) -> int:
     paused = 0
     rows = BillingQueue.objects.filter(instance=instance, status=QueueStatus.RUNNING, lease_token__isnull=False)
     for queue in rows.only("pk", "tenant", "lease_token", "processing_by", "status"):
+        if queue.lease_token is None:  # (the filter asked for one)
+            continue
         lease = queue_lease.Lease(queue.pk, queue.lease_token, queue.processing_by)
         with transaction.atomic():
             if queue_lease.release(lease, QueueStatus.INSTANCE_DOWN, pause_reason=reason[:200]):

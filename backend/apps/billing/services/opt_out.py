@@ -61,7 +61,7 @@ def suppressed_phones(*, tenant: Tenant, phones: Iterable[str]) -> set[str]:
     rows = SuppressedPhone.objects.filter(
         Q(phone__in=list(by_hash.values())) | Q(phone_hash__in=list(by_hash)), tenant=tenant
     ).values_list("phone", "phone_hash")
-    return {phone if phone is not None else by_hash[hashed] for phone, hashed in rows}
+    return {phone if phone is not None else by_hash[str(hashed)] for phone, hashed in rows}
 
 
 # ----------------------------------------------------------------------------- confirmation

@@ -111,10 +111,10 @@ def publish_stale_checks() -> int:
     running = BillingQueue.objects.filter(status=QueueStatus.RUNNING).values_list(
         "pk", "last_heartbeat", "tenant__billing_config__stale_threshold_seconds"
     )
-    for queue_id, beat, threshold in running:
+    for pk, beat, threshold in running:
         if beat is None or now - beat >= timedelta(seconds=float(threshold or 600)):
             published += _publish_control(
-                ("stale", str(queue_id)), BillingMessage(type="check_stale", queue_id=str(queue_id)), CHECK_STALE_QUEUE
+                ("stale", str(pk)), BillingMessage(type="check_stale", queue_id=str(pk)), CHECK_STALE_QUEUE
             )
     return published
 

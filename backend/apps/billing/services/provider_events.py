@@ -23,6 +23,11 @@ PAUSE_REASON = "instance_down: connection closed (provider webhook)"
 REFUSED = "ERROR"  # WhatsApp did not take the message: blocked by the recipient, or the number restricted
 
 
+def json_object(value: object) -> dict[str, Any]:
+    """A nested object of a provider's payload, or {} when it is missing or not an object."""
+    return value if isinstance(value, dict) else {}
+
+
 def unix_time(value: Any) -> datetime | None:
     """A provider's Unix timestamp (seconds, or milliseconds) as an instant; None if it is not one."""
     try:

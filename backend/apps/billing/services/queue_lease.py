@@ -14,10 +14,10 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import Case, F, QuerySet, When
@@ -62,7 +62,7 @@ class Lease:
     worker_id: str
     first_start: bool = False
 
-    def queue_rows(self):
+    def queue_rows(self) -> QuerySet[BillingQueue]:
         return BillingQueue.objects.filter(pk=self.queue_id, lease_token=self.token, status=QueueStatus.RUNNING)
 
 
@@ -265,9 +265,9 @@ def record_sent(
 
     def write() -> int:
         if then is None:
-            return prepared_sql.run(sql, params).rows[0][0]
+            return int(prepared_sql.run(sql, params).rows[0][0])
         with transaction.atomic():
-            count = prepared_sql.run(sql, params).rows[0][0]
+            count = int(prepared_sql.run(sql, params).rows[0][0])
             if count == 1:
                 contact.status = ContactStatus.SENT
                 _then(then)
@@ -289,11 +289,11 @@ def _finish(
     contact: BillingContact,
     *,
     status: str,
-    from_statuses,
+    from_statuses: Collection[str],
     queue_counters: dict[str, int],
     variation_counter: str | None,
     then: Callable[[], object] | None = None,
-    **contact_fields,
+    **contact_fields: Any,
 ) -> bool:
     """The other outcomes (failed, retry, skipped): rarer, so plain ORM; same lock order and
     fence as `record_sent`; `then` (the callbacks) commits with the outcome."""
@@ -316,11 +316,11 @@ def _finish_once(
     contact: BillingContact,
     *,
     status: str,
-    from_statuses,
+    from_statuses: Collection[str],
     queue_counters: dict[str, int],
     variation_counter: str | None,
     then: Callable[[], object] | None,
-    **contact_fields,
+    **contact_fields: Any,
 ) -> bool:
     with transaction.atomic():
         # Queue row locked first (lock order), counted only once the contact really moved: the
@@ -432,7 +432,7 @@ def record_retry(
     """sending → pending_retry at `at`. `refund_attempt` when provably nothing left our process
     (circuit open, connection refused): that try does not count toward max_attempts. Any
     answer from the provider counts, so every contact ends within max_attempts."""
-    extra = {"attempts": F("attempts") - 1} if refund_attempt else {}
+    extra: dict[str, Any] = {"attempts": F("attempts") - 1} if refund_attempt else {}
     if refund_attempt:
         contact.attempts -= 1
     return _finish(
@@ -451,7 +451,7 @@ def record_retry(
     )
 
 
-def release(lease: Lease, to_status: str, *, then: Callable[[], object] | None = None, **queue_fields) -> bool:
+def release(lease: Lease, to_status: str, *, then: Callable[[], object] | None = None, **queue_fields: Any) -> bool:
     """Let go of the queue into a waiting or final status (paused_business_hours, paused,
     instance_down, completed; back to pending is `hand_back`): the queue row first, then our
     claimed-but-unsent contacts. False when the lease was already gone. `then` (the callback
@@ -546,7 +546,7 @@ def release_stale(queue_id: uuid.UUID, stale_before: datetime, *, holder: str | 
     return True
 
 
-def mark_interrupted(contacts) -> int:
+def mark_interrupted(contacts: QuerySet[BillingContact]) -> int:
     """`sending` contacts whose call nobody will finish (their holder died or lost the queue) →
     `unconfirmed` (`interrupted`), due for reconciliation now. `contacts` is a queryset of
     `sending` rows; the status in the UPDATE's WHERE makes a concurrent outcome write win."""

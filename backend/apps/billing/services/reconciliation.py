@@ -175,12 +175,13 @@ def provider_keeps_history(instance: WhatsAppInstance, client: ProviderClient) -
         .values("phone", "provider_message_id", "sent_at")
         .first()
     )
-    if known is None:
+    if known is None or known["sent_at"] is None:  # (the filter asked for a sent_at)
         return False  # nothing to prove it with yet (not cached: the next sent message will do)
+    sent_at = known["sent_at"]
     release_connection()
     try:
         lookup = client.find_messages(
-            known["phone"], sent_after=known["sent_at"] - LOOKUP_MARGIN, sent_before=known["sent_at"] + LOOKUP_MARGIN
+            known["phone"], sent_after=sent_at - LOOKUP_MARGIN, sent_before=sent_at + LOOKUP_MARGIN
         )
     except ProviderError:
         return False  # not cached: the provider did not answer, which proves nothing either way
@@ -335,15 +336,16 @@ def settle_sent(contact: BillingContact, provider_message_id: str, at: datetime,
         if contact.variation_id:
             BillingTemplateVariation.objects.filter(pk=contact.variation_id).update(sent_count=F("sent_count") + 1)
         instance = WhatsAppInstance.objects.filter(billing_queues__pk=contact.queue_id).first()
-        message = store_outbound_message(
-            tenant_id=contact.tenant_id,
-            instance=instance,
-            phone=contact.phone,
-            contact_name=contact.name,
-            text=contact.rendered_message,
-            provider_message_id=provider_message_id,
-        )
-        BillingContact.objects.filter(pk=contact.pk).update(message=message)
+        if instance is not None:  # a number deleted since leaves the queue without one: no chat to write in
+            message = store_outbound_message(
+                tenant_id=contact.tenant_id,
+                instance=instance,
+                phone=contact.phone,
+                contact_name=contact.name,
+                text=contact.rendered_message,
+                provider_message_id=provider_message_id,
+            )
+            BillingContact.objects.filter(pk=contact.pk).update(message=message)
         contact.status = ContactStatus.SENT
         _callback(contact, "contact.sent")
     try:

@@ -109,7 +109,7 @@ def act_before_store(
         else:
             plan.flag()
     elif intent == PAYMENT_INFO:
-        if not (sure and settings.answer_payment_info and _answer(plan, settings)):
+        if not (sure and settings.answer_payment_info and _answer(plan, settings, contact_id=contact["pk"])):
             plan.flag()
     elif (intent == NEGOTIATE and settings.flag_negotiate) or (intent == TALK_TO_HUMAN and settings.flag_talk_to_human):
         plan.flag()
@@ -132,7 +132,7 @@ def _suppress(plan: ReplyPlan) -> None:
     )
 
 
-def _answer(plan: ReplyPlan, settings: ReplySettings) -> bool:
+def _answer(plan: ReplyPlan, settings: ReplySettings, *, contact_id: int) -> bool:
     """Queue the automatic answer; False when a person has to answer instead."""
     if opt_out.is_suppressed(tenant=plan.instance.tenant, phone=plan.phone):
         return True  # nobody may write to this phone: nothing to send, no one to ask
@@ -145,7 +145,7 @@ def _answer(plan: ReplyPlan, settings: ReplySettings) -> bool:
         return False
     try:
         queued = answer_automatically(
-            conversation=conversation, intent=plan.result.intent, contact_id=plan.contact["pk"], settings=settings
+            conversation=conversation, intent=plan.result.intent, contact_id=contact_id, settings=settings
         )
     except ApplicationError as refused:  # e.g. the instance was deactivated: a person answers
         logger.warning(
@@ -170,16 +170,16 @@ def record_after_store(*, plan: ReplyPlan, message: Message) -> None:
         confidence=plan.result.confidence,
         attention_reason=plan.attention_reason,
     )
-    if plan.contact is not None:
-        _tell_the_crm(plan, message)
+    if plan.contact is not None and plan.settings is not None:  # the settings are read for every contact
+        _tell_the_crm(plan, message, contact_id=plan.contact["pk"], settings=plan.settings)
     if waiting:  # the staff inbox shows conversations waiting for a person: tell its open pages
         tenant_id, conversation_id = plan.instance.tenant_id, message.conversation_id
         transaction.on_commit(lambda: publish_conversation_update(tenant_id=tenant_id, conversation_id=conversation_id))
 
 
-def _tell_the_crm(plan: ReplyPlan, message: Message) -> None:
+def _tell_the_crm(plan: ReplyPlan, message: Message, *, contact_id: int, settings: ReplySettings) -> None:
     contact = (
-        BillingContact.objects.filter(pk=plan.contact["pk"])
+        BillingContact.objects.filter(pk=contact_id)
         .values(
             "external_id",
             "queue_id",
@@ -189,12 +189,14 @@ def _tell_the_crm(plan: ReplyPlan, message: Message) -> None:
         )
         .first()
     )
+    if contact is None:  # erased since the reply was matched to it: nothing left to tell
+        return
     queue = BillingQueue.objects.filter(pk=contact["queue_id"]).only("pk", "tenant").first()
     data = {
         "conversation_id": message.conversation_id,
         "message_id": message.pk,
         "phone": plan.phone,
-        "contact_id": plan.contact["pk"],
+        "contact_id": contact_id,
         "contact_external_id": contact["external_id"],
         "queue_id": str(contact["queue_id"]),
         "billing_campaign_id": str(contact["billing_campaign_id"]),
@@ -205,6 +207,6 @@ def _tell_the_crm(plan: ReplyPlan, message: Message) -> None:
         "actions": plan.actions,
         "received_at": message.created_at,
     }
-    if plan.settings.callback_include_text:
+    if settings.callback_include_text:
         data["text"] = message.content
     enqueue_event(tenant=plan.instance.tenant, queue=queue, event=CallbackEvent.REPLY_RECEIVED, data=data)

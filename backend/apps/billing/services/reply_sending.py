@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from apps.billing.constants import TemplateType
@@ -90,7 +91,7 @@ def send_staff_reply(
     *,
     conversation: Conversation,
     text: str,
-    author_user=None,
+    author_user: User | None = None,
     author_api_key: BillingAPIKey | None = None,
     idempotency_key: str = "",
 ) -> QueuedReply:
@@ -133,7 +134,7 @@ def _queue(
     external_id: str,
     kind: str,
     intent: str = "",
-    author_user=None,
+    author_user: User | None = None,
     author_api_key: BillingAPIKey | None = None,
 ) -> QueuedReply:
     if conversation.instance is None:

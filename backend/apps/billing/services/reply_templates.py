@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from apps.billing.constants import RotationStrategy, TemplateType
 from apps.billing.models import BillingTemplate, BillingTemplateVariation, ReplySettings
 from apps.common.config_version import bump_config_version
+from apps.tenancy.models import Tenant
 
 PAYMENT_INFO_NAME = "Resposta automática: dados de pagamento"
 STAFF_REPLY_NAME = "Resposta da equipe"
@@ -49,26 +50,28 @@ PAYMENT_INFO_VARIATIONS = [
 
 
 def payment_info_template(*, settings: ReplySettings) -> BillingTemplate:
-    if settings.payment_info_template_id is None:
+    template = settings.payment_info_template  # no query while there is none
+    if template is None:
         template = _ensure(settings.tenant, PAYMENT_INFO_NAME, PAYMENT_INFO_VARIATIONS)
         ReplySettings.objects.filter(pk=settings.pk, payment_info_template__isnull=True).update(
             payment_info_template=template
         )
         settings.payment_info_template = template
-    return settings.payment_info_template
+    return template
 
 
 def staff_reply_template(*, settings: ReplySettings) -> BillingTemplate:
-    if settings.staff_reply_template_id is None:
+    template = settings.staff_reply_template  # no query while there is none
+    if template is None:
         template = _ensure(settings.tenant, STAFF_REPLY_NAME, ["{{" + STAFF_REPLY_VARIABLE + "}}"])
         ReplySettings.objects.filter(pk=settings.pk, staff_reply_template__isnull=True).update(
             staff_reply_template=template
         )
         settings.staff_reply_template = template
-    return settings.staff_reply_template
+    return template
 
 
-def _ensure(tenant, name: str, texts: list[str]) -> BillingTemplate:
+def _ensure(tenant: Tenant, name: str, texts: list[str]) -> BillingTemplate:
     """The tenant's template of this name, created with `texts` as its variations (race-safe:
     a concurrent first reply creating it makes this one read it)."""
     template = BillingTemplate.objects.filter(tenant=tenant, name=name).first()

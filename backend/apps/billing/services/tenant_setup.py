@@ -27,7 +27,7 @@ from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Tenant
 
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
-DEFAULT_TEMPLATE_NAMES = {
+DEFAULT_TEMPLATE_NAMES: dict[str, str] = {
     TemplateType.OVERDUE: "Cobrança padrão",
     TemplateType.UPCOMING: "Lembrete padrão",
     TemplateType.NOTIFICATION: "Aviso padrão",

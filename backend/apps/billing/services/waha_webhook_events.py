@@ -72,14 +72,14 @@ def inbound_item(data: dict[str, Any]) -> dict[str, Any]:
     """A WAHA message in the shape of an Evolution `messages.upsert` item."""
     body = str(data.get("body") or "")
     message: dict[str, Any] = {"conversation": body}
-    media = data.get("media") if isinstance(data.get("media"), dict) else {}
+    media = provider_events.json_object(data.get("media"))
     if data.get("hasMedia"):
         mimetype = str(media.get("mimetype") or "")
         kind = next((key for prefix, key in _MEDIA if mimetype.startswith(prefix)), "documentMessage")
         message = {kind: {"caption": body}}
-    reply = data.get("replyTo") if isinstance(data.get("replyTo"), dict) else {}
+    reply = provider_events.json_object(data.get("replyTo"))
     quoted = message_key(reply.get("id")) if reply.get("id") else ""
-    extra = data.get("_data") if isinstance(data.get("_data"), dict) else {}
+    extra = provider_events.json_object(data.get("_data"))
     return {
         "key": {"remoteJid": str(data.get("from") or ""), "fromMe": False, "id": message_key(data.get("id"))},
         "pushName": str(extra.get("notifyName") or ""),

@@ -72,7 +72,7 @@ def _status_update(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     """`messages.update` (v2 `keyId`, v1 `id`) and `send.message` (`key.id`)."""
     if data.get("fromMe") is False:
         return "ignored"  # a receipt for a message the customer sent us
-    key = data.get("key") if isinstance(data.get("key"), dict) else {}
+    key = provider_events.json_object(data.get("key"))
     message_id = str(data.get("keyId") or data.get("id") or key.get("id") or "")[:128]
     return provider_events.receipt(instance=instance, provider_message_id=message_id, status=data.get("status"))
 
@@ -103,7 +103,7 @@ def _logout(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
 def _echo(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     """The provider says it sent one of our messages: settle the `unconfirmed` contact it proves
     sent (services/reconciliation.py), or remember it for one that becomes unconfirmed later."""
-    key = data.get("key") if isinstance(data.get("key"), dict) else {}
+    key = provider_events.json_object(data.get("key"))
     if key.get("fromMe") is not True:
         return "ignored"
     return provider_events.echo(
@@ -123,7 +123,7 @@ def _sent(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
 
 def _upsert(instance: WhatsAppInstance, data: dict[str, Any]) -> str:
     """`messages.upsert`: a customer's message, or (some builds) the echo of one of ours."""
-    key = data.get("key") if isinstance(data.get("key"), dict) else {}
+    key = provider_events.json_object(data.get("key"))
     return _echo(instance, data) if key.get("fromMe") is True else _inbound(instance, data)
 
 

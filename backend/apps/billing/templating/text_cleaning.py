@@ -43,7 +43,7 @@ from decimal import Decimal
 from typing import Any
 
 import bleach
-from bleach.html5lib_shim import Filter
+from bleach.html5lib_shim import Filter  # type: ignore[attr-defined]  # defined at run time; the stubs omit it
 
 from .errors import TemplateError, position
 

@@ -56,7 +56,8 @@ class ReportForm(forms.Form):
     date_to = forms.CharField(label="to (dd/mm/aaaa)")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         start, end = parse_due_date(data.get("date_from", "")), parse_due_date(data.get("date_to", ""))
         if start is None or end is None or end < start:
             raise forms.ValidationError("Give two dates, the second on or after the first.")

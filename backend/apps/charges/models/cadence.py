@@ -82,7 +82,7 @@ class CadenceStep(models.Model):
 
     def clean(self) -> None:
         super().clean()
-        if self.template_id is not None and self.offset_days is not None:
+        if self.template is not None and self.offset_days is not None:
             if self.template.template_type != self.template_type:
                 raise ValidationError(
                     {"template": f"A D{self.offset_days:+d} step needs a {self.template_type} template."}

@@ -86,6 +86,11 @@ class Charge(StatusMachineMixin):
             models.CheckConstraint(condition=Q(amount__gte=0), name="charge_amount_non_negative"),
         ]
 
+    #: The cadence's steps and what happened, set by the detail view for its serializer
+    #: (services.timeline); not columns.
+    plan: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]
+
     def __str__(self) -> str:
         return f"{self.external_id} ({self.status})"
 

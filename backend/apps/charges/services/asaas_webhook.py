@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
@@ -44,7 +44,7 @@ from apps.tenancy.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-_TARGETS = {
+_TARGETS: dict[str, ChargeStatus] = {
     AsaasAction.PAY: ChargeStatus.PAID,
     AsaasAction.CANCEL: ChargeStatus.CANCELLED,
     AsaasAction.REOPEN: ChargeStatus.OPEN,
@@ -113,7 +113,7 @@ def parse_notification(payload: Any) -> AsaasNotification:
     )
 
 
-def _text(value: Any, limit: int) -> bool:
+def _text(value: Any, limit: int) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= limit and not any(ord(ch) < 32 for ch in value)
 
 

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -40,7 +41,10 @@ ACTION_TARGET = {
     "write-off": ChargeStatus.WRITTEN_OFF,
     "reopen": ChargeStatus.OPEN,
 }
-_CALLBACK_FOR_STATUS = {ChargeStatus.PAID: CallbackEvent.CHARGE_PAID, ChargeStatus.OPEN: CallbackEvent.CHARGE_REOPENED}
+_CALLBACK_FOR_STATUS: dict[str, CallbackEvent] = {
+    ChargeStatus.PAID: CallbackEvent.CHARGE_PAID,
+    ChargeStatus.OPEN: CallbackEvent.CHARGE_REOPENED,
+}
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def change_locked_charge_status(
     paid_amount: Decimal | None = None,
     reference: str = "",
     reason: str = "",
-    **fields: object,
+    **fields: Any,
 ) -> StatusChange:
     """The same, for a caller already holding the charge's row lock in its transaction (the
     Asaas webhook); `fields` are more columns written in the same UPDATE."""

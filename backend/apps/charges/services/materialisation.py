@@ -39,7 +39,8 @@ from django.utils import timezone
 
 from apps.billing.constants import ContactStatus, TemplateType
 from apps.billing.models import BillingConfig, BillingContact
-from apps.billing.services.billing_campaign_service import BillingCampaignService, copy_insert
+from apps.billing.services.billing_campaign_service import BillingCampaignService
+from apps.billing.services.copy_rows import copy_insert
 from apps.billing.services.debtor_holds import held_phones
 from apps.billing.services.opt_out import suppressed_phones
 from apps.charges.constants import ChargeStatus, SkipReason, StepRunStatus

@@ -18,7 +18,7 @@ _CONTACT_MOMENTS = (
     ("read_at", "message_read"),
     ("replied_at", "message_replied"),
 )
-_CONTACT_ENDINGS = {
+_CONTACT_ENDINGS: dict[str, str] = {
     ContactStatus.FAILED: "message_failed",
     ContactStatus.SKIPPED: "message_skipped",
     ContactStatus.CANCELLED: "message_cancelled",

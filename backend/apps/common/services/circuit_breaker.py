@@ -32,6 +32,7 @@ from django.conf import settings
 from redis.commands.core import Script
 
 from apps.common.metrics import EVOLUTION_BREAKER_STATE
+from apps.common.redis_client import text
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ class CircuitBreaker:
             raw = _redis(settings.REDIS_URL)[0].hget(self.key, "state")
         except redis.RedisError:
             return CLOSED
-        return raw.decode() if raw else CLOSED
+        return text(raw) or CLOSED
 
     def reset(self) -> None:
         """Forget everything (an operator fixed the instance)."""

@@ -251,7 +251,8 @@ class EvolutionAPIService(ProviderClient):
         )
         body = response.json()
         body = body if isinstance(body, dict) else {}
-        inner = body.get("instance") if isinstance(body.get("instance"), dict) else {}
+        inner = body.get("instance")
+        inner = inner if isinstance(inner, dict) else {}
         if inner.get("state") == "open":
             return PairingState(HEALTH_OPEN, True, "connected")
         image = body.get("base64")
@@ -307,7 +308,8 @@ class EvolutionAPIService(ProviderClient):
 
         body = response.json()
         key = body.get("key") if isinstance(body, dict) else None
-        message_id = key.get("id") if isinstance(key, dict) else None
+        key = key if isinstance(key, dict) else {}
+        message_id = key.get("id")
         if not message_id:
             error = AmbiguousSendError(
                 "The provider accepted the request but returned no key.id; the message may have been sent.",

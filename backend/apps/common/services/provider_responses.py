@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from apps.common import http_client
 from apps.common.http_client import HTTPCallError, HTTPResponse
@@ -101,7 +102,7 @@ def error_for_lookup_transport(exc: HTTPCallError) -> ProviderError:
     )
 
 
-def error_for_read_answer(response: HTTPResponse, *, details: dict) -> ProviderError:
+def error_for_read_answer(response: HTTPResponse, *, details: dict[str, Any]) -> ProviderError:
     """A read or control call answered something else than success: a configuration problem
     stays one, a 429 is a rate limit, anything else proves nothing (`ProviderLookupError`)."""
     return error_for_refusal(response, details=details) or ProviderLookupError(
@@ -109,7 +110,7 @@ def error_for_read_answer(response: HTTPResponse, *, details: dict) -> ProviderE
     )
 
 
-def error_for_refusal(response: HTTPResponse, *, details: dict) -> ProviderError | None:
+def error_for_refusal(response: HTTPResponse, *, details: dict[str, Any]) -> ProviderError | None:
     """What any provider means by 401/403 (the key), 404 (the instance, or a wrong base URL) and
     429 (slow down); None for another status."""
     status = response.status

@@ -130,8 +130,10 @@ def export_data_subject(*, tenant: Tenant, phone: str) -> dict[str, Any]:
             "read_at",
         )
     )
-    for row in conversation_rows:
-        row["messages"] = [message for message in messages if message["conversation_id"] == row["id"]]
+    conversations_with_messages = [
+        {**row, "messages": [message for message in messages if message["conversation_id"] == row["id"]]}
+        for row in conversation_rows
+    ]
     charge_rows = list(charges(tenant=tenant, phone=phone).values(*CHARGE_FIELDS))
     events = (
         ChargeEvent.objects.filter(charge_id__in=[row["id"] for row in charge_rows])
@@ -158,7 +160,7 @@ def export_data_subject(*, tenant: Tenant, phone: str) -> dict[str, Any]:
             .order_by("id")
             .values("id", "campaign_id", "phone", "name", "created_at")
         ),
-        "conversations": conversation_rows,
+        "conversations": conversations_with_messages,
         "conversation_replies": list(
             ConversationReply.objects.filter(conversation_id__in=conversation_ids).values(
                 "id", "conversation_id", "kind", "intent", "local_date", "created_at"

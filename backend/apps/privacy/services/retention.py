@@ -96,7 +96,9 @@ def run_retention(
 
 def _clear(tenant: Tenant, target: RetentionTarget, cutoff: Any, batch_size: int, max_batches: int | None) -> int:
     progress, _ = RetentionProgress.objects.get_or_create(tenant=tenant, target=target.name)
-    old = target.model.objects.filter(Q(tenant=tenant) & Q(**{f"{target.time_field}__lt": cutoff}) & target.eligible)
+    old = target.model._default_manager.filter(
+        Q(tenant=tenant) & Q(**{f"{target.time_field}__lt": cutoff}) & target.eligible
+    )
     total, batches = 0, 0
     while max_batches is None or batches < max_batches:
         rows = list(
@@ -111,7 +113,7 @@ def _clear(tenant: Tenant, target: RetentionTarget, cutoff: Any, batch_size: int
                 with connection.cursor() as cursor:
                     cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                 ids = [pk for _, pk in rows]
-                total += target.model.objects.filter(target.has_content, pk__in=ids).update(**target.cleared)
+                total += target.model._default_manager.filter(target.has_content, pk__in=ids).update(**target.cleared)
                 last_time, last_pk = rows[-1]
                 progress.position = [last_time.isoformat(), last_pk]
                 progress.save(update_fields=["position", "updated_at"])

@@ -24,11 +24,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         for model in apps.get_models():
-            columns = [f.column for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
-            if not columns or model._meta.proxy:
+            columns = [f.column for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField) and f.column]
+            pk_column = model._meta.pk.column
+            if not columns or model._meta.proxy or pk_column is None:
                 continue
             try:
-                count = self._rotate_table(model._meta.db_table, model._meta.pk.column, columns)
+                count = self._rotate_table(model._meta.db_table, pk_column, columns)
             except DecryptionError as exc:
                 raise CommandError(f"{model._meta.label}: {exc}") from exc
             self.stdout.write(f"{model._meta.label}: {count} row(s) re-encrypted ({', '.join(columns)})")
