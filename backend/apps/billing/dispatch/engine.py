@@ -100,9 +100,9 @@ class DispatchEngine:
         republished) because the stop event is set; True when all were handed back in time."""
         deadline = self.clock() + grace
         while len(self.scheduler) and self.clock() < deadline:
-            # keys(): a snapshot taken under the scheduler's lock (it is not a dict), so rescheduling
-            # while looping is safe; a step in flight is rescheduled once it is done.
-            for key in self.scheduler.keys():  # noqa: SIM118 - Scheduler has no __iter__
+            # A snapshot taken under the scheduler's lock, so rescheduling while looping is safe;
+            # a step in flight is rescheduled once it is done.
+            for key in self.scheduler:
                 self.scheduler.reschedule(key, self.clock())
             time.sleep(0.05)
         drained = not len(self.scheduler)
