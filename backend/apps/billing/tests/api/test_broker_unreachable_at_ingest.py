@@ -13,8 +13,7 @@ from apps.billing.models import BillingQueue
 from apps.billing.rabbitmq import billing_publisher
 from apps.billing.rabbitmq.billing_publisher import BillingQueuePublisher
 from apps.billing.services.periodic import publish_waiting_queues
-
-from .conftest import contacts
+from apps.billing.tests.support.api import contacts
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ import pytest
 from django.db import connection
 
 from apps.billing.models import BillingCampaign, BillingContact, BillingQueue
+from apps.billing.tests.support.api import contacts, future, make_tenant, past
 from apps.billing.utils.date_calculator import today_in
 from apps.campaigns.models import Campaign, CampaignContact
-
-from .conftest import contacts, future, make_tenant, past
 
 pytestmark = pytest.mark.django_db
 

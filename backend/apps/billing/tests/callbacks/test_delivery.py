@@ -15,7 +15,7 @@ from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingConfig, CallbackDelivery
 from apps.billing.services import callback_delivery, callbacks
 from apps.billing.services.queue_control import queue_control
-from apps.billing.tests.conftest import build_contact
+from apps.billing.tests.support.builders import build_contact
 
 from .conftest import queue_for, set_callback, verify_standard_webhook
 
@@ -282,9 +282,9 @@ def test_admin_send_again_requeues_with_the_same_webhook_id(client_tenant, super
     assert superuser_client.get(f"/admin/billing/callbackdelivery/{delivery.pk}/change/").status_code == 200
 
 
-def test_staff_see_only_their_tenants_deliveries(client_tenant, client, plain_static_storage):
-    from apps.billing.tests.api.conftest import make_tenant
-    from apps.billing.tests.conftest import build_staff
+def test_staff_see_only_their_tenants_deliveries(client_tenant, client):
+    from apps.billing.tests.support.api import make_tenant
+    from apps.billing.tests.support.builders import build_staff
 
     other = make_tenant("cb-other")
     set_callback(client_tenant, "https://erp.example.com/a")

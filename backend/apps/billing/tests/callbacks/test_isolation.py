@@ -19,7 +19,7 @@ from apps.billing.constants import QueueStatus
 from apps.billing.models import BillingQueue, CallbackDelivery
 from apps.billing.services import callback_delivery, callbacks, periodic
 from apps.billing.services.callback_delivery import CallbackDispatcher
-from apps.billing.tests.api.conftest import make_tenant
+from apps.billing.tests.support.api import make_tenant
 from apps.evolution_sandbox.testing import wait_for
 
 from .conftest import queue_for, set_callback

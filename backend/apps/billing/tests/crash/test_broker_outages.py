@@ -13,8 +13,9 @@ import pytest
 from apps.billing.models import BillingQueue
 from apps.billing.rabbitmq.billing_consumer import EXIT_CONSUMERS_LOST, BillingConsumer
 from apps.billing.rabbitmq.topology import SEND_QUEUES
+from apps.billing.tests.support.broker import queue_counts
+from apps.billing.tests.support.processes import notification_contacts, wait_until
 
-from .conftest import notification_contacts, queue_counts, wait_until
 from .proxy import CuttableProxy
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,7 @@ from collections import Counter
 import pytest
 
 from apps.billing.models import BillingContact
-
-from ..pipeline.conftest import wait_started
-from .conftest import notification_contacts, wait_until
+from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -14,10 +14,11 @@ import pytest
 from django.utils import timezone
 
 from apps.billing.models import BillingContact, BillingQueue
+from apps.billing.tests.support.broker import publish_raw, queue_counts
+from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
 from apps.connections.models import WhatsAppInstance
 
-from ..pipeline.conftest import wait_started
-from .conftest import db_connections, notification_contacts, publish_raw, queue_counts, wait_until
+from .conftest import db_connections
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,9 @@ import pytest
 from django.conf import settings
 
 from apps.billing.models import BillingContact
+from apps.billing.tests.support.processes import notification_contacts, wait_until
 
-from .conftest import log_lines_after, notification_contacts, wait_until
+from .conftest import log_lines_after
 
 pytestmark = pytest.mark.slow
 

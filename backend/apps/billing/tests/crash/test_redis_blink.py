@@ -12,8 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from ..pipeline.conftest import wait_started
-from .conftest import notification_contacts, wait_until
+from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,9 +15,8 @@ from django.utils import timezone
 
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.services import queue_lease
-
-from ..pipeline.conftest import notification_contacts
-from .conftest import finish, make_engine, run_queue
+from apps.billing.tests.support.dispatch import finish, make_engine, run_queue
+from apps.billing.tests.support.processes import notification_contacts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

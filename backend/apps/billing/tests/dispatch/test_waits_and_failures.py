@@ -13,10 +13,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from apps.billing.dispatch import queue_runner
 from apps.billing.models import BillingContact, BillingQueue
+from apps.billing.tests.support.dispatch import make_engine, run_queue
+from apps.billing.tests.support.processes import notification_contacts
 from apps.common.redis_client import get_redis
-
-from ..pipeline.conftest import notification_contacts
-from .conftest import make_engine, run_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from apps.billing.models import BillingAPIKey, BillingQueue
 from apps.billing.progress import issue_ws_token, publish_queue_progress
+from apps.billing.tests.support.ws_client import WebsocketCommunicator
 
 from .conftest import make_queue
-from .ws_client import WebsocketCommunicator
 
 TIMEOUT = 5
 

@@ -18,10 +18,9 @@ from apps.billing.models import (
     ConsumerProcess,
 )
 from apps.billing.services import periodic
+from apps.billing.tests.support.processes import health_check_path, notification_contacts, wait_started, wait_until
 
-from .conftest import health_check_path, notification_contacts, wait_started, wait_until
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.each_provider]  # every path proven for Evolution and WAHA
 
 HOOK = "https://crm.example.com/hooks/billing"
 

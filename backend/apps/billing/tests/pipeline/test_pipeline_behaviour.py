@@ -12,11 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from apps.billing.models import BillingContact
+from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
 from apps.chat.models import BusinessHours
 
-from .conftest import notification_contacts, wait_started, wait_until
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.each_provider]  # every path proven for Evolution and WAHA
 
 
 def sandbox_times(messages: list[dict]) -> list[datetime]:

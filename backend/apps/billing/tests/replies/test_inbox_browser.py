@@ -16,14 +16,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from apps.billing.tests.conftest import build_staff
-from apps.billing.tests.observability.test_progress_browser import browser, web_server  # noqa: F401 - fixtures
-from apps.billing.tests.pipeline.conftest import (  # noqa: F401
-    pipeline_tenant,
-    purge_broker,
-    start_process,
-    wait_until,
-)
+from apps.billing.tests.support.builders import build_staff
+from apps.billing.tests.support.processes import wait_until
 from apps.chat.models import Conversation
 
 pytestmark = pytest.mark.slow
