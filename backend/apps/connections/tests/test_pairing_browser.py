@@ -17,7 +17,8 @@ from apps.billing.tests.support.processes import REPO, subprocess_env, wait_unti
 from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Membership, Tenant
 
-pytestmark = [pytest.mark.slow, pytest.mark.each_provider]
+# One worker: collectstatic writes the repository's staticfiles/ (two at once would race).
+pytestmark = [pytest.mark.slow, pytest.mark.each_provider, pytest.mark.xdist_group("collectstatic")]
 
 
 @pytest.fixture(scope="session")

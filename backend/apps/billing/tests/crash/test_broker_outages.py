@@ -18,7 +18,7 @@ from apps.billing.tests.support.processes import notification_contacts, wait_unt
 
 from .proxy import CuttableProxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]  # one worker, one second broker (conftest)
 
 PERIODIC = ("run_billing_periodic_tasks", "--interval", "0.5")
 PERIODIC_ENV = {"BILLING_REPUBLISH_AFTER_SECONDS": "2"}

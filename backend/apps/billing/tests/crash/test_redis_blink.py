@@ -16,6 +16,7 @@ from apps.billing.tests.support.processes import notification_contacts, wait_sta
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("crash"),  # one worker, one second broker (conftest)
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary"),
 ]
 

@@ -27,14 +27,6 @@ REPLY = "Olá, Maria! Podemos parcelar em 3x de R$ 50,00 <sem juros>."
 
 
 @pytest.fixture
-def plain_http_cookies(monkeypatch) -> None:
-    """The web server runs production settings over plain http on loopback: let its session and
-    CSRF cookies travel without TLS (the subprocess inherits this environment)."""
-    monkeypatch.setenv("SESSION_COOKIE_SECURE", "0")
-    monkeypatch.setenv("CSRF_COOKIE_SECURE", "0")
-
-
-@pytest.fixture
 def inbox_server(plain_http_cookies, web_server) -> str:
     return web_server
 
