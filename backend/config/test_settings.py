@@ -41,8 +41,11 @@ def _per_worker(worker: str) -> None:
     os.environ["RABBITMQ_URL"] = urlunsplit(broker._replace(path="/" + quote(f"{vhost}-{worker}", safe="")))
 
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
+# Once per worker: the processes its tests start with these settings inherit both variables and
+# the URLs already derived (BILLING_TEST_WORKER says so).
+if os.environ.get("PYTEST_XDIST_WORKER", "") not in ("", os.environ.get("BILLING_TEST_WORKER")):
     _per_worker(os.environ["PYTEST_XDIST_WORKER"])
+    os.environ["BILLING_TEST_WORKER"] = os.environ["PYTEST_XDIST_WORKER"]
 
 from .settings import *  # noqa: E402, F403 - after the per-worker environment, which the settings read
 

@@ -101,7 +101,7 @@ class DispatchEngine:
         republished) because the stop event is set; True when all were handed back in time."""
         deadline = self.clock() + grace
         while len(self.scheduler) and self.clock() < deadline:
-            for key in self.scheduler:  # a step in flight is rescheduled once it is done
+            for key in self.scheduler.keys():  # noqa: SIM118 - no mapping: keys() is a snapshot; a step in flight is rescheduled once it is done
                 self.scheduler.reschedule(key, self.clock())
             time.sleep(0.05)
         drained = not len(self.scheduler)

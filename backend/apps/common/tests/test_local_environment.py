@@ -62,11 +62,17 @@ def test_each_xdist_worker_has_a_redis_database_and_a_vhost_of_its_own():
     assert first.rabbitmq.endswith(":55672/billing-tests-gw0") and third.rabbitmq.endswith(":55672/billing-tests-gw2")
     named = urls_of_test_settings(PYTEST_XDIST_WORKER="gw1", RABBITMQ_URL="amqp://guest:guest@127.0.0.1:55672/h_ci")
     assert named.rabbitmq == "amqp://guest:guest@127.0.0.1:55672/h_ci-gw1"
+    # A process a worker's test starts inherits the derived URLs and derives nothing more.
+    child = urls_of_test_settings(PYTEST_XDIST_WORKER="gw2", BILLING_TEST_WORKER="gw2", **third.as_env())
+    assert child == third
 
 
 class Urls(NamedTuple):
     redis: str
     rabbitmq: str
+
+    def as_env(self) -> dict[str, str]:
+        return {"REDIS_URL": self.redis, "RABBITMQ_URL": self.rabbitmq}
 
 
 def urls_of_test_settings(**env: str) -> Urls:
