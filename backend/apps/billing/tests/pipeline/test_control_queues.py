@@ -96,8 +96,6 @@ def test_a_recovery_message_checks_the_instance_and_resumes_its_queues_once(pipe
 
 
 def test_a_stale_message_releases_a_dead_consumers_queue_once(pipeline_tenant, start_process):
-    consumer = start_process("run_billing_consumer", "--concurrency", "2", BILLING_RECONCILE_EVERY_SECONDS="1")
-    wait_started(consumer)
     periodic.recently_published.clear()
     tenant = pipeline_tenant()
     body = tenant.send("notification", notification_contacts(4), scheduled_for=later())
@@ -123,7 +121,10 @@ def test_a_stale_message_releases_a_dead_consumers_queue_once(pipeline_tenant, s
         rendered_message="Aviso de teste.",
         send_started_at=timezone.now() - timedelta(minutes=10),
     )
+    # Both checks wait in the broker before a consumer runs: however fast it would have handled
+    # the first, the second still names a stale queue.
     assert publish_twice(periodic.publish_stale_checks) == 2
+    consumer = start_process("run_billing_consumer", "--concurrency", "2", BILLING_RECONCILE_EVERY_SECONDS="1")
     wait_until(completed(tenant, body["queue_id"]), timeout=60, what="released, reconciled and sent", alive=[consumer])
     queue = tenant.queue(body["queue_id"])
     # Released once; its in-flight contact was provably never received (the provider keeps the
