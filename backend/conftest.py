@@ -22,9 +22,27 @@ else's tests and must never be stopped).
 sandbox instance (`.sandbox` holds the sandbox side). `make_sandbox_whatsapp_instance(**options)`
 makes more, passing sandbox options (e.g. `api_version="v1"`, `provider="waha"`).
 
-`provider`: which provider those instances speak, "evolution" here; a test directory or module
-that must hold for both overrides it (`@pytest.fixture(params=["evolution", "waha"])`), so one
-test body runs once per provider in the same run.
+`provider`: which provider those instances speak, "evolution" here; a test module that must
+hold for every provider is marked `each_provider` (`pytestmark = pytest.mark.each_provider`),
+and its tests that use `provider` run once per provider in the same run.
+
+The fixtures several apps' tests share live here, their helpers in plain modules under
+apps/billing/tests/support/:
+
+`api`, `other_api`: tenants A and B ready to send, each with an API key and a DRF client.
+`superuser_client`: Django's test client logged in as a superuser (the admin pages).
+
+`pipeline_tenant(messages_per_minute=600, warmed_up=True)`: a tenant whose number is a fresh
+sandbox instance (transactional: the processes the test starts see its rows); `start_process`
+starts `manage.py <command>` as an OS process against the test database and stops it (by PID)
+at the end; `purge_broker` empties the billing queues first.
+
+`web_server`: uvicorn serving config.asgi on a free port; `browser`: headless Chromium on it
+(skips, saying how to get one, where Chromium is missing); `plain_http_cookies`: that server's
+session and CSRF cookies travel over plain http on loopback.
+
+Every session (each pytest-xdist worker is one) has its own test database, Redis database and
+RabbitMQ vhost (config/test_settings.py); `broker_vhost` creates the vhost the first time.
 """
 
 from __future__ import annotations
@@ -39,6 +57,17 @@ from typing import Any
 import pytest
 
 from devtools.sandbox_process import SandboxClient, SandboxProcess, WebhookReceiver
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker_vhost() -> str:
+    """This session's RabbitMQ vhost, created when missing (a fresh clone, a new xdist worker)."""
+    from django.conf import settings
+
+    from apps.billing.tests.support.broker import ensure_vhost, vhost_of
+
+    ensure_vhost(settings.RABBITMQ_URL)
+    return vhost_of(settings.RABBITMQ_URL)
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +91,13 @@ def evolution_sandbox(evolution_sandbox_process: SandboxProcess) -> SandboxClien
 @pytest.fixture
 def provider() -> str:
     return "evolution"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "provider" in metafunc.fixturenames and metafunc.definition.get_closest_marker("each_provider"):
+        from apps.connections.models import WhatsAppInstance
+
+        metafunc.parametrize("provider", WhatsAppInstance.Provider.values)
 
 
 @pytest.fixture
@@ -158,3 +194,94 @@ def private_redis(settings) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def superuser_client(client, db):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    return client
+
+
+@pytest.fixture
+def api(db):
+    from apps.billing.tests.support.api import make_tenant
+
+    return make_tenant("alpha")
+
+
+@pytest.fixture
+def other_api(db):
+    from apps.billing.tests.support.api import make_tenant
+
+    return make_tenant("beta")
+
+
+@pytest.fixture
+def purge_broker() -> None:
+    """Wake-up calls left by earlier tests name queues this database never had: drop them."""
+    from django.conf import settings
+
+    from devtools.broker_purge import purge_billing_queues
+
+    purge_billing_queues(settings.RABBITMQ_URL)
+
+
+@pytest.fixture
+def start_process(tmp_path):
+    from apps.billing.tests.support.processes import ProcessHandle, subprocess_env
+
+    handles: list[ProcessHandle] = []
+
+    def start(*args: str, **env_overrides: str) -> ProcessHandle:
+        handle = ProcessHandle(list(args), subprocess_env(**env_overrides), tmp_path / f"proc-{len(handles)}.log")
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        handle.stop()
+
+
+@pytest.fixture
+def pipeline_tenant(transactional_db, make_sandbox_whatsapp_instance, evolution_sandbox, purge_broker):
+    from apps.billing.tests.support.processes import PipelineTenant
+
+    def make(messages_per_minute: int = 600, warmed_up: bool = True, **options: Any) -> PipelineTenant:
+        """`warmed_up=False`: a brand-new number, under its warm-up cap from day 0."""
+        return PipelineTenant(
+            make_sandbox_whatsapp_instance(warmed_up=warmed_up),
+            evolution_sandbox,
+            messages_per_minute=messages_per_minute,
+            **options,
+        )
+
+    return make
+
+
+@pytest.fixture
+def web_server(tmp_path, transactional_db) -> Iterator[str]:
+    from apps.billing.tests.support.browser import asgi_server
+
+    with asgi_server(tmp_path) as base:
+        yield base
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from apps.billing.tests.support.browser import chromium_binary, headless_chromium
+
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("no Chromium: run `bash scripts/browser.sh ensure` (installs Debian's chromium; needs root)")
+    with headless_chromium(tmp_path, binary) as devtools:
+        yield devtools
+
+
+@pytest.fixture
+def plain_http_cookies(monkeypatch) -> None:
+    """The web server runs production settings over plain http on loopback: let its session and
+    CSRF cookies travel without TLS (the subprocess inherits this environment)."""
+    monkeypatch.setenv("SESSION_COOKIE_SECURE", "0")
+    monkeypatch.setenv("CSRF_COOKIE_SECURE", "0")

@@ -27,10 +27,16 @@ DEBUG=0 SECURE_SSL_REDIRECT=1 ALLOWED_HOSTS=billing.example.com SECRET_KEY="$(he
 
 # Coverage (pyproject.toml, [tool.coverage]): the processes the tests start are measured too and
 # combined here; the report lists every file not fully covered, with its branch columns.
-echo "[test] pytest under coverage" >&2
+# pytest-xdist: BILLING_TEST_WORKERS sessions side by side (the tests mostly wait on I/O, so
+# more workers than cores pay); each has its own test database, Redis database (BILLING_REDIS_DB
+# plus its number) and RabbitMQ vhost (config/test_settings.py). `loadgroup` keeps each
+# `xdist_group` (the crash tests' second broker, collectstatic) on one worker. The workers are
+# processes the tests start too: coverage measures them, and the processes they start, alike.
+WORKERS="${BILLING_TEST_WORKERS:-3}"
+echo "[test] pytest under coverage, $WORKERS workers" >&2
 "$PY" -m coverage erase
 status=0
-"$PY" -m coverage run -m pytest "$@" || status=$?
+"$PY" -m coverage run -m pytest -n "$WORKERS" --dist loadgroup "$@" || status=$?
 "$PY" -m coverage combine --quiet
 "$PY" -m coverage report
 [ "$status" = 0 ] || exit "$status"

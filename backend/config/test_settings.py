@@ -3,6 +3,7 @@ defaults that point at the local services `scripts/services.sh up` starts. `scri
 exports the same values; these let a bare `python -m pytest` work too. Nothing here loosens production behaviour."""
 
 import os
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 os.environ.setdefault("DATABASE_URL", "postgres://billing:billing@127.0.0.1:55432/billing")
 # Redis database 1: the local run (`make run`) keeps database 0, and the heartbeats, throttles and
@@ -21,7 +22,32 @@ os.environ.setdefault("EVOLUTION_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZpZWxkLWVuY3J5cHRpb24ta2V5ISE=")
 os.environ.setdefault("PERSONAL_DATA_HASH_KEY", "test-only-personal-data-hash-key")
 
-from .dev_settings import *  # noqa: F403
+
+def _per_worker(worker: str) -> None:
+    """Under pytest-xdist each worker (`gw0`, `gw1`...) is a test session of its own: pytest-django
+    gives it its own test database (suffixed `_gw0`...), and this its own Redis database (the
+    base one plus the worker's number: heartbeats, throttles and locks do not leak between
+    workers) and its own RabbitMQ vhost (`<base vhost>-gw0`: one worker's consumer never takes
+    another's wake-up calls). Written to the environment, so the processes the tests start
+    inherit them; the root conftest creates the vhost when it is missing."""
+    index = int(worker.removeprefix("gw"))
+    redis = urlsplit(os.environ["REDIS_URL"])
+    redis_db = int(redis.path.strip("/") or 0) + index
+    if redis_db > 15:
+        raise RuntimeError(f"xdist worker {worker} would use Redis database {redis_db}: lower the base in REDIS_URL")
+    os.environ["REDIS_URL"] = urlunsplit(redis._replace(path=f"/{redis_db}"))
+    broker = urlsplit(os.environ["RABBITMQ_URL"])
+    vhost = unquote(broker.path[1:]).strip("/") or "billing-tests"
+    os.environ["RABBITMQ_URL"] = urlunsplit(broker._replace(path="/" + quote(f"{vhost}-{worker}", safe="")))
+
+
+# Once per worker: the processes its tests start with these settings inherit both variables and
+# the URLs already derived (BILLING_TEST_WORKER says so).
+if os.environ.get("PYTEST_XDIST_WORKER", "") not in ("", os.environ.get("BILLING_TEST_WORKER")):
+    _per_worker(os.environ["PYTEST_XDIST_WORKER"])
+    os.environ["BILLING_TEST_WORKER"] = os.environ["PYTEST_XDIST_WORKER"]
+
+from .dev_settings import *  # noqa: E402, F403 - after the per-worker environment, which the settings read
 
 # The manifest needs `collectstatic`; tests render admin pages without it.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

@@ -13,8 +13,7 @@ from django.urls import reverse
 
 from apps.audit.models import AuditAction, AuditEvent
 from apps.billing.models import BillingAPIKey, BillingTemplate
-from apps.billing.tests.conftest import CREDITOR_LINE, build_staff, plain_static_storage  # noqa: F401
-from apps.billing.tests.test_admin import template_post
+from apps.billing.tests.support.builders import CREDITOR_LINE, build_staff, template_post
 
 LIST = reverse("admin:audit_auditevent_changelist")
 
@@ -64,7 +63,7 @@ def test_cadence_edits_through_the_api_are_recorded(api):
     ]
 
 
-def test_keys_issued_and_revoked_in_the_admin_are_recorded_with_the_user(api, plain_static_storage):  # noqa: F811
+def test_keys_issued_and_revoked_in_the_admin_are_recorded_with_the_user(api):
     user = build_staff(api.tenant)
     client = Client()
     client.force_login(user)
@@ -78,7 +77,7 @@ def test_keys_issued_and_revoked_in_the_admin_are_recorded_with_the_user(api, pl
     assert (issued.actor_kind, issued.actor_label, revoked.actor_id) == ("user", user.username, str(user.pk))
 
 
-def test_template_and_instance_edits_in_the_admin_are_recorded_without_values(api, plain_static_storage):  # noqa: F811
+def test_template_and_instance_edits_in_the_admin_are_recorded_without_values(api):
     user = build_staff(api.tenant)
     user.user_permissions.add(*Permission.objects.filter(content_type__app_label="connections"))
     client = Client()
@@ -103,7 +102,7 @@ def test_template_and_instance_edits_in_the_admin_are_recorded_without_values(ap
     assert "a-brand-new-provider-key" not in str(event.details)
 
 
-def test_staff_see_their_tenants_events_and_can_change_or_delete_none(api, other_api, plain_static_storage):  # noqa: F811
+def test_staff_see_their_tenants_events_and_can_change_or_delete_none(api, other_api):
     mine, theirs = staff_of(api.tenant), staff_of(other_api.tenant)
     event = events(AuditAction.API_KEY_ISSUED).get(tenant_id=api.tenant.pk)
     own = AuditEvent.objects.filter(tenant_id=api.tenant.pk).count()  # set-up: instance saved, key issued

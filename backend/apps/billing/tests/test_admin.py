@@ -16,7 +16,14 @@ from apps.billing.models import (
     BillingTemplateVariation,
 )
 
-from .conftest import CREDITOR_LINE, build_contact, build_queue, build_template
+from .support.builders import (
+    CREDITOR_LINE,
+    build_contact,
+    build_queue,
+    build_template,
+    inline_management,
+    template_post,
+)
 
 pytestmark = pytest.mark.django_db
 RAW_KEY = re.compile(r"bk_live_[0-9a-f]{16}_[A-Za-z0-9_\-]{40,}")
@@ -24,31 +31,6 @@ RAW_KEY = re.compile(r"bk_live_[0-9a-f]{16}_[A-Za-z0-9_\-]{40,}")
 
 def url(name: str, *args) -> str:
     return reverse(f"admin:billing_{name}", args=args)
-
-
-def inline_management(total: int, initial: int = 0) -> dict[str, str]:
-    return {
-        "variations-TOTAL_FORMS": str(total),
-        "variations-INITIAL_FORMS": str(initial),
-        "variations-MIN_NUM_FORMS": "0",
-        "variations-MAX_NUM_FORMS": "1000",
-    }
-
-
-def template_post(name: str, variations: list[dict], template_type: str = "overdue", **extra) -> dict[str, str]:
-    data = {
-        "name": name,
-        "template_type": template_type,
-        "rotation_strategy": "random",
-        "is_active": "on",
-        "required_variables": "[]",
-        "description": "",
-        **inline_management(len(variations)),
-        **extra,
-    }
-    for i, variation in enumerate(variations):
-        data.update({f"variations-{i}-{k}": v for k, v in variation.items()})
-    return data
 
 
 # --------------------------------------------------------------------------- API keys
@@ -274,7 +256,7 @@ def test_tenant_staff_see_only_their_tenants_rows(staff_client, tenant, other_te
     assert staff_client.get(url("billingtemplate_object_preview", theirs.pk)).status_code == 404
 
 
-def test_staff_without_membership_see_nothing(client, plain_static_storage, tenant):
+def test_staff_without_membership_see_nothing(client, tenant):
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
 

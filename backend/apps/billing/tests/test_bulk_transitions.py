@@ -13,8 +13,7 @@ from apps.billing.constants import ContactErrorCode, ContactStatus, InvalidTrans
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.models.status_machine import status_move_sql, transition_rows
 from apps.billing.services import queue_lease
-
-from .conftest import build_contact, build_queue
+from apps.billing.tests.support.builders import build_contact, build_queue
 
 pytestmark = pytest.mark.django_db
 

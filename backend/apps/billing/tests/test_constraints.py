@@ -16,9 +16,8 @@ from apps.billing.models import (
     BillingTemplate,
     BillingTemplateVariation,
 )
+from apps.billing.tests.support.builders import build_contact, build_queue, build_template
 from apps.campaigns.models import Campaign
-
-from .conftest import build_contact, build_queue, build_template
 
 pytestmark = pytest.mark.django_db
 

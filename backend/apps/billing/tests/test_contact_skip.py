@@ -8,8 +8,7 @@ import pytest
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.services import queue_lease
 from apps.billing.services.contact_skip import skip_unsent_contacts
-
-from .conftest import build_contact, build_queue
+from apps.billing.tests.support.builders import build_contact, build_queue
 
 pytestmark = pytest.mark.django_db
 

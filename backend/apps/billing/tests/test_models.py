@@ -7,9 +7,8 @@ from django.core.exceptions import ValidationError
 
 from apps.billing.constants import MAX_ACTIVE_VARIATIONS, QueueStatus, TemplateType
 from apps.billing.models import BillingConfig, BillingTemplate, BillingTemplateVariation
+from apps.billing.tests.support.builders import CREDITOR_LINE, build_contact, build_queue, build_template
 from apps.connections.models import WhatsAppInstance
-
-from .conftest import CREDITOR_LINE, build_contact, build_queue, build_template
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,7 @@ from apps.billing.constants import (
     QueueStatus,
 )
 from apps.billing.models import BillingContact, BillingQueue
-
-from .conftest import build_contact, build_queue
+from apps.billing.tests.support.builders import build_contact, build_queue
 
 QUEUE_PAIRS = list(itertools.product(QueueStatus.values, repeat=2))
 CONTACT_PAIRS = list(itertools.product(ContactStatus.values, repeat=2))

@@ -10,8 +10,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from apps.billing.models import BillingTemplateVariation
-
-from .conftest import build_template, build_tenant
+from apps.billing.tests.support.builders import build_template, build_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,10 +15,9 @@ from apps.billing.constants import RotationStrategy, TemplateType
 from apps.billing.models import BillingContact, BillingTemplate, BillingTemplateVariation
 from apps.billing.services.billing_campaign_service import BillingCampaignService
 from apps.billing.services.variation_rotation import NoActiveVariationError, draw_variations
+from apps.billing.tests.support.api import make_tenant
+from apps.billing.tests.support.builders import build_template
 from apps.common.exceptions import ApplicationError
-
-from .api.conftest import make_tenant
-from .conftest import build_template
 
 DRAWS = 10_000
 TOLERANCE = 0.03  # ±3 percentage points

@@ -1,12 +1,12 @@
-"""Charges test fixtures: tenants made by the same set-up service ops use (billing's API test
-helper), requests through DRF's test client and the real middleware, data through the API."""
+"""Charges test helpers: charges and cadences made through the real API by the root conftest's
+`api` tenants (the set-up service ops use, DRF's test client, the real middleware)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any
 
-from apps.billing.tests.api.conftest import ApiTenant, api, other_api  # noqa: F401 - fixtures (tenants A and B)
+from apps.billing.tests.support.api import ApiTenant
 
 
 def charge(n: int = 0, **fields: Any) -> dict[str, Any]:

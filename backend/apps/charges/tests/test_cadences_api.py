@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.billing.tests.conftest import build_template
+from apps.billing.tests.support.builders import build_template
 from apps.charges.models import Cadence, ChargeSettings
 
 from .conftest import charge, make_cadence, upsert

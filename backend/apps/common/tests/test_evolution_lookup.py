@@ -74,7 +74,7 @@ def test_a_lookup_that_drips_is_cut_at_its_deadline(evolution_sandbox, sandbox_w
         EvolutionAPIService(sandbox_whatsapp_instance).find_messages(PHONE)
 
     assert caught.value.code == "lookup_deadline"
-    assert 0.9 <= time.monotonic() - started < 2.5
+    assert 0.9 <= time.monotonic() - started < 10  # the answer alone: ~30 s; margin for a loaded box
 
 
 def test_both_forms_of_a_brazilian_mobile_are_asked():

@@ -94,14 +94,25 @@ class TestReadiness:
     def test_the_async_heartbeat_loop_beats_until_stopped(self, heartbeat_key, settings):
         import asyncio
 
+        client = redis_lib.Redis.from_url(settings.REDIS_URL)
+
+        async def beats(count: int) -> None:
+            """Until the heartbeat was written `count` times (each beat stamps a new time)."""
+            stamps = set()
+            while len(stamps) < count:
+                if stamp := client.zscore(heartbeat_key, "consumer|loop:1"):
+                    stamps.add(stamp)
+                await asyncio.sleep(0.01)  # the loop under test runs meanwhile
+
         async def run() -> None:
             stop = asyncio.Event()
             task = asyncio.create_task(health.heartbeat_forever("consumer", "loop:1", interval=0.05, stop=stop))
-            await asyncio.sleep(0.2)
+            await asyncio.wait_for(beats(2), 10)  # the loop went round, however slowly this box runs it
             stop.set()
             await asyncio.wait_for(task, 2)
 
         asyncio.run(run())
+        client.close()
         assert health.read_process_heartbeats()["consumer"][0]["process_id"] == "loop:1"
 
     def test_healthz_stays_a_pure_liveness_check(self, client, settings, closed_port):

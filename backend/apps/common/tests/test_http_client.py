@@ -89,7 +89,7 @@ def test_a_dripping_peer_is_cut_at_the_deadline_not_per_byte(peer):
     elapsed = time.monotonic() - started
 
     assert (caught.value.kind, caught.value.nothing_sent) == (http_client.DEADLINE, False)
-    assert 0.9 <= elapsed < 2.0  # ~8 s for the whole answer at that pace
+    assert 0.9 <= elapsed < 5  # ~8 s for the whole answer at that pace; margin for a loaded box
 
 
 def test_a_refused_address_gets_no_packet(peer):

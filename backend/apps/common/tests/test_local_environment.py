@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -52,15 +53,44 @@ def test_manage_sh_runs_manage_py_without_a_secret_key(tmp_path):
 def test_the_tests_use_a_redis_database_of_their_own():
     database = int(urlsplit(settings.REDIS_URL).path.strip("/") or 0)
     assert database != 0, "database 0 is the local run's (make run): its /readyz would list the tests' heartbeats"
+    assert urls_of_test_settings().redis.endswith("/1")
+
+
+def test_each_xdist_worker_has_a_redis_database_and_a_vhost_of_its_own():
+    first, third = urls_of_test_settings(PYTEST_XDIST_WORKER="gw0"), urls_of_test_settings(PYTEST_XDIST_WORKER="gw2")
+    assert (first.redis[-2:], third.redis[-2:]) == ("/1", "/3")  # the base database plus the worker's number
+    assert first.rabbitmq.endswith(":55672/billing-tests-gw0") and third.rabbitmq.endswith(":55672/billing-tests-gw2")
+    named = urls_of_test_settings(PYTEST_XDIST_WORKER="gw1", RABBITMQ_URL="amqp://guest:guest@127.0.0.1:55672/h_ci")
+    assert named.rabbitmq == "amqp://guest:guest@127.0.0.1:55672/h_ci-gw1"
+    # A process a worker's test starts inherits the derived URLs and derives nothing more.
+    child = urls_of_test_settings(PYTEST_XDIST_WORKER="gw2", BILLING_TEST_WORKER="gw2", **third.as_env())
+    assert child == third
+
+
+class Urls(NamedTuple):
+    redis: str
+    rabbitmq: str
+
+    def as_env(self) -> dict[str, str]:
+        return {"REDIS_URL": self.redis, "RABBITMQ_URL": self.rabbitmq}
+
+
+def urls_of_test_settings(**env: str) -> Urls:
+    """REDIS_URL and RABBITMQ_URL as config.test_settings computes them in a fresh process with
+    `env` (and none of the project's variables, nor this session's xdist worker)."""
     out = subprocess.run(
-        [sys.executable, "-c", "import config.test_settings as s; print(s.REDIS_URL)"],
-        env={**bare_env("REDIS_URL"), "PYTHONPATH": str(REPO / "backend")},
+        [sys.executable, "-c", "import config.test_settings as s; print(s.REDIS_URL); print(s.RABBITMQ_URL)"],
+        env={
+            **bare_env("REDIS_URL", "RABBITMQ_URL", "PYTEST_XDIST_WORKER"),
+            "PYTHONPATH": str(REPO / "backend"),
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
-    assert out.strip().endswith("/1")
+    return Urls(*out.split())
 
 
 MACHINE_PATH = re.compile(r"/work/|/home/\w+/|/Users/\w+/")

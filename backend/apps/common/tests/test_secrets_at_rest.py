@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from apps.billing.models import BillingConfig
 from apps.billing.services.webhook_auth import WebhookAuthError, authenticate_webhook
-from apps.billing.tests.conftest import build_tenant, plain_static_storage, superuser_client  # noqa: F401
+from apps.billing.tests.support.builders import build_tenant
 from apps.common import encrypted_fields
 from apps.connections.models import WhatsAppInstance
 
@@ -89,7 +89,7 @@ def test_a_secret_no_key_decrypts_fails_loudly(instance, settings):
         call_command("rotate_field_encryption", stdout=io.StringIO())
 
 
-def test_the_admin_shows_hints_never_the_secrets(instance, superuser_client):  # noqa: F811
+def test_the_admin_shows_hints_never_the_secrets(instance, superuser_client):
     page = superuser_client.get(reverse("admin:connections_whatsappinstance_change", args=[instance.pk]))
     html = page.content.decode()
     assert PROVIDER_KEY not in html and instance.webhook_secret not in html
@@ -99,7 +99,7 @@ def test_the_admin_shows_hints_never_the_secrets(instance, superuser_client):  #
     assert config.callback_secret not in html and config.callback_secret[:4] + "…" in html
 
 
-def test_regenerating_the_callback_secret_shows_the_new_one_once(instance, superuser_client):  # noqa: F811
+def test_regenerating_the_callback_secret_shows_the_new_one_once(instance, superuser_client):
     config = BillingConfig.for_tenant(instance.tenant)
     response = superuser_client.post(
         reverse("admin:billing_billingconfig_changelist"),

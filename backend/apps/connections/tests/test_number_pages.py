@@ -16,19 +16,14 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.billing.services.webhook_auth import waha_hmac_key, webhook_jwt_key
-from apps.billing.tests.api.conftest import make_tenant
+from apps.billing.tests.support.api import make_tenant
 from apps.connections.models import NumberHealthSettings, WhatsAppInstance
 from apps.tenancy.models import Membership
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.each_provider]
 
 PAGES = ["pairing", "pairing_state", "health"]
 ACTIONS = ["restart", "logout", "skip_warm_up", "clear_protection"]
-
-
-@pytest.fixture(params=["evolution", "waha"])
-def provider(request) -> str:
-    return request.param
 
 
 @pytest.fixture

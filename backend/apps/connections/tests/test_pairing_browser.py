@@ -13,18 +13,12 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from apps.billing.tests.observability.test_progress_browser import browser, web_server  # noqa: F401 - fixtures
-from apps.billing.tests.pipeline.conftest import REPO, subprocess_env, wait_until
-from apps.billing.tests.replies.test_inbox_browser import plain_http_cookies  # noqa: F401 - fixture
+from apps.billing.tests.support.processes import REPO, subprocess_env, wait_until
 from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Membership, Tenant
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["evolution", "waha"])
-def provider(request) -> str:
-    return request.param
+# One worker: collectstatic writes the repository's staticfiles/ (two at once would race).
+pytestmark = [pytest.mark.slow, pytest.mark.each_provider, pytest.mark.xdist_group("collectstatic")]
 
 
 @pytest.fixture(scope="session")

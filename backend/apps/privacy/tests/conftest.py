@@ -10,9 +10,6 @@ from django.db import models
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 
-from apps.billing.tests.api.conftest import ApiTenant, api, other_api  # noqa: F401 - fixtures (tenants A and B)
-from apps.billing.tests.pipeline.conftest import pipeline_tenant, purge_broker  # noqa: F401 - shared fixtures
-
 
 def subject_url(phone: str) -> str:
     return f"/api/v1/billing/data-subjects/{quote(phone, safe='')}"

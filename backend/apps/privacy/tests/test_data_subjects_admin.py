@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from apps.audit.models import AuditAction, AuditEvent
 from apps.billing.models import BillingContact, SuppressedPhone
-from apps.billing.tests.conftest import build_staff, plain_static_storage  # noqa: F401 - fixture
+from apps.billing.tests.support.builders import build_staff
 
 PHONE = "+5511987654321"
 ADD = reverse("admin:privacy_datasubjectrequest_add")
@@ -40,7 +40,7 @@ def person(api):
     return BillingContact.objects.get(tenant=api.tenant)
 
 
-def test_staff_download_the_persons_data_as_json(api, person, plain_static_storage):  # noqa: F811
+def test_staff_download_the_persons_data_as_json(api, person):
     response = staff_of(api.tenant).post(ADD, {"phone": "(11) 98765-4321", "action": "export"})
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="data-subject.json"'
@@ -50,7 +50,7 @@ def test_staff_download_the_persons_data_as_json(api, person, plain_static_stora
     assert event.actor_kind == "user" and event.tenant_id == api.tenant.pk
 
 
-def test_staff_erase_and_see_the_request_listed_only_in_their_tenant(api, other_api, person, plain_static_storage):  # noqa: F811
+def test_staff_erase_and_see_the_request_listed_only_in_their_tenant(api, other_api, person):
     staff = staff_of(api.tenant)
     response = staff.post(ADD, {"phone": "11 98765 4321", "action": "erase"})
     assert response.status_code == 302 and response["Location"] == LIST
@@ -61,14 +61,14 @@ def test_staff_erase_and_see_the_request_listed_only_in_their_tenant(api, other_
     assert staff_of(other_api.tenant).get(LIST).context["cl"].result_count == 0
 
 
-def test_a_bad_phone_shows_on_the_form_and_records_nothing(api, plain_static_storage):  # noqa: F811
+def test_a_bad_phone_shows_on_the_form_and_records_nothing(api):
     response = staff_of(api.tenant).post(ADD, {"phone": "abc", "action": "erase"})
     assert response.status_code == 200
     assert "errorlist" in response.content.decode()
     assert not AuditEvent.objects.filter(action__startswith="data_subject.").exists()
 
 
-def test_staff_without_the_permission_cannot_answer_requests(api, plain_static_storage):  # noqa: F811
+def test_staff_without_the_permission_cannot_answer_requests(api):
     client = Client()
     client.force_login(build_staff(api.tenant))  # billing permissions only
     assert client.post(ADD, {"phone": PHONE, "action": "erase"}).status_code == 403

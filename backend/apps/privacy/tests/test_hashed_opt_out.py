@@ -8,7 +8,7 @@ import pytest
 
 from apps.billing.models import SuppressedPhone
 from apps.billing.services.opt_out import is_suppressed, suppress, suppressed_phones
-from apps.billing.tests.conftest import build_tenant
+from apps.billing.tests.support.builders import build_tenant
 from apps.common.keyed_hash import phone_hash
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingContact
-from apps.billing.tests.conftest import build_contact, build_queue, build_tenant
+from apps.billing.tests.support.builders import build_contact, build_queue, build_tenant
 from apps.chat.models import Conversation, Message
 from apps.privacy.models import RetentionProgress
 from apps.privacy.services.retention import run_retention

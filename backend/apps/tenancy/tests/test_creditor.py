@@ -11,13 +11,7 @@ from django.urls import reverse
 
 from apps.billing.models import BillingTemplate
 from apps.billing.templating.engine import BillingTemplateEngine, MissingVariablesError
-from apps.billing.tests.conftest import (  # noqa: F401
-    CREDITOR_LINE,
-    build_staff,
-    build_template,
-    plain_static_storage,
-)
-from apps.billing.tests.test_admin import template_post
+from apps.billing.tests.support.builders import CREDITOR_LINE, build_staff, build_template, template_post
 from apps.tenancy.creditor import creditor_variables
 from apps.tenancy.models import Tenant
 
@@ -47,7 +41,7 @@ def test_name_and_document_go_together():
         Tenant(name="Clínica", slug="c", creditor_legal_name="Clínica Ltda.").full_clean()
 
 
-def test_a_collection_template_without_the_creditor_is_refused_in_the_admin(client, plain_static_storage):  # noqa: F811
+def test_a_collection_template_without_the_creditor_is_refused_in_the_admin(client):
     tenant = Tenant.objects.create(name="Alpha", slug="alpha")
     client.force_login(build_staff(tenant))
     for template_type in ("overdue", "upcoming"):

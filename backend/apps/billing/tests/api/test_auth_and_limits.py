@@ -10,8 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.billing.models import BillingContact
-
-from .conftest import contacts
+from apps.billing.tests.support.api import contacts
 
 pytestmark = pytest.mark.django_db
 

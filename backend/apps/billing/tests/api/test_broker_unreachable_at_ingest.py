@@ -13,8 +13,7 @@ from apps.billing.broker import publisher as billing_publisher
 from apps.billing.broker.publisher import BillingQueuePublisher
 from apps.billing.models import BillingQueue
 from apps.billing.services.periodic import publish_waiting_queues
-
-from .conftest import contacts
+from apps.billing.tests.support.api import contacts
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
 from apps.billing.models import BillingContact
-
-from .conftest import make_tenant
+from apps.billing.tests.support.api import make_tenant
 
 pytestmark = pytest.mark.django_db
 

@@ -1,8 +1,7 @@
 """A number sent without its area code (DDD) is refused saying so, through the real API."""
 
 from apps.billing.models import BillingContact
-
-from .conftest import contacts
+from apps.billing.tests.support.api import contacts
 
 
 def test_a_contact_without_area_code_is_rejected_as_missing_area_code(api):

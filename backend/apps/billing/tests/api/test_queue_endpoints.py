@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.billing.models import BillingContact, BillingQueue
-
-from .conftest import contacts
+from apps.billing.tests.support.api import contacts
 
 pytestmark = pytest.mark.django_db
 

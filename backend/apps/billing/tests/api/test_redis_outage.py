@@ -11,8 +11,7 @@ import shutil
 import pytest
 
 from apps.billing.models import BillingCampaign, BillingContact
-
-from .conftest import contacts
+from apps.billing.tests.support.api import contacts
 
 pytestmark = [
     pytest.mark.django_db,

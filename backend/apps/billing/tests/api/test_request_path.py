@@ -10,9 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from apps.billing import tenant_context
 from apps.billing.models import BillingContact, BillingTemplate, BillingTemplateVariation
 from apps.billing.services.tenant_setup import setup_tenant
+from apps.billing.tests.support.api import contacts, make_tenant
 from apps.common.admin import TenantScopedAdmin
-
-from .conftest import contacts, make_tenant
 
 pytestmark = pytest.mark.django_db
 

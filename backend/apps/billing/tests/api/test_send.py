@@ -10,9 +10,8 @@ from django.db import connection
 
 from apps.billing.models import BillingCampaign, BillingContact, BillingQueue
 from apps.billing.templating.date_calculator import today_in
+from apps.billing.tests.support.api import contacts, future, make_tenant, past
 from apps.campaigns.models import Campaign, CampaignContact
-
-from .conftest import contacts, future, make_tenant, past
 
 pytestmark = pytest.mark.django_db
 

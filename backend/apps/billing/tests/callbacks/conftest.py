@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from apps.billing.models import BillingConfig
-from apps.billing.tests.api.conftest import ApiTenant, make_tenant
-from apps.billing.tests.conftest import build_queue
+from apps.billing.tests.support.api import ApiTenant, make_tenant
+from apps.billing.tests.support.builders import build_queue
 
 
 class InvalidSignature(Exception):

@@ -14,7 +14,7 @@ from django.core.management import call_command
 
 from apps.billing.constants import QueueStatus
 from apps.billing.services import callbacks
-from apps.billing.tests.api.conftest import make_tenant
+from apps.billing.tests.support.api import make_tenant
 from apps.common.health import default_process_id, read_process_heartbeats
 from apps.common.redis_client import get_redis
 from devtools.sandbox_process import wait_for

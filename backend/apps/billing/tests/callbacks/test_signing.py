@@ -61,7 +61,7 @@ def test_older_secrets_without_the_prefix_sign_with_their_bytes():
 
 
 def test_new_tenants_get_standard_webhooks_secrets(db):
-    from apps.billing.tests.api.conftest import make_tenant
+    from apps.billing.tests.support.api import make_tenant
 
     secret = BillingConfig.for_tenant(make_tenant("secret-form").tenant).callback_secret
     assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) == 32

@@ -8,7 +8,7 @@ import pytest
 
 from apps.billing.models import BillingCampaign
 from apps.billing.services.callback_delivery import callback_client
-from apps.billing.tests.api.conftest import contacts
+from apps.billing.tests.support.api import contacts
 from apps.common import http_client, url_safety
 from apps.common.http_client import HTTPCallError
 from apps.common.url_safety import UnsafeURL, validate_callback_url

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from apps.billing.services import callback_delivery, callbacks
-from apps.billing.tests.api.conftest import make_tenant
+from apps.billing.tests.support.api import make_tenant
 from apps.common.logging import JsonFormatter
 
 from .conftest import queue_for, set_callback

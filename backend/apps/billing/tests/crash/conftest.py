@@ -6,31 +6,22 @@ Every test here runs against `crash_broker`, a second RabbitMQ started for the s
 restart their broker, delete queues and count consumers, and other test runs (other checkouts,
 the pipeline tests' `purge_broker`) must neither disturb them nor be disturbed. The API side of
 the test process publishes there too: `settings.RABBITMQ_URL` points at it and the publisher
-singleton is rebuilt for each test.
+singleton is rebuilt for each test. Under pytest-xdist every test here is in the `crash` group
+(their modules' `pytestmark`), so one worker runs them all and one second broker starts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import pytest
 from django.db import connection
 
 from apps.billing.broker import publisher as billing_publisher
-from apps.billing.broker.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
-from apps.billing.tests.pipeline.conftest import (  # noqa: F401 - fixtures shared with the pipeline tests
-    notification_contacts,
-    pipeline_tenant,
-    purge_broker,
-    start_process,
-    subprocess_env,
-    wait_until,
-)
+from devtools.broker_purge import purge_billing_queues
 from devtools.second_broker import SecondBroker
 
 
@@ -65,45 +56,9 @@ def crash_broker(crash_broker_node: SecondBroker, settings) -> Iterator[SecondBr
         crash_broker_node.start()  # an earlier test stopped it
     settings.RABBITMQ_URL = crash_broker_node.url
     _reset_publisher()
-    asyncio.run(_purge(crash_broker_node.url))
+    purge_billing_queues(crash_broker_node.url)
     yield crash_broker_node
     _reset_publisher()
-
-
-async def _purge(url: str) -> None:
-    conn = await aio_pika.connect(url)
-    async with conn:
-        channel = await conn.channel()
-        queues = await declare_topology(channel)
-        for name in ALL_QUEUES:
-            await queues[name].purge()
-        await (await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)).purge()
-
-
-async def _queue_counts(url: str, names: tuple[str, ...]) -> dict[str, tuple[int, int]]:
-    conn = await aio_pika.connect(url, timeout=5)
-    counts = {}
-    async with conn:
-        channel = await conn.channel()
-        for name in names:
-            declared = await channel.declare_queue(name, passive=True)
-            counts[name] = (declared.declaration_result.consumer_count, declared.declaration_result.message_count)
-    return counts
-
-
-def queue_counts(url: str, names: tuple[str, ...] = ALL_QUEUES) -> dict[str, tuple[int, int]]:
-    """{queue: (consumers, ready messages)} as the broker reports them."""
-    return asyncio.run(_queue_counts(url, names))
-
-
-def publish_raw(url: str, routing_key: str, body: bytes) -> None:
-    async def publish() -> None:
-        conn = await aio_pika.connect(url)
-        async with conn:
-            channel = await conn.channel(publisher_confirms=True)
-            await channel.default_exchange.publish(aio_pika.Message(body), routing_key=routing_key)
-
-    asyncio.run(publish())
 
 
 def db_connections(pid: int | None = None) -> int:

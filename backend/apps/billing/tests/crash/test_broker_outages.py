@@ -13,11 +13,12 @@ import pytest
 from apps.billing.broker.topology import SEND_QUEUES
 from apps.billing.models import BillingQueue
 from apps.billing.rabbitmq.billing_consumer import EXIT_CONSUMERS_LOST, BillingConsumer
+from apps.billing.tests.support.broker import queue_counts
+from apps.billing.tests.support.processes import notification_contacts, wait_until
 
-from .conftest import notification_contacts, queue_counts, wait_until
 from .proxy import CuttableProxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]  # one worker, one second broker (conftest)
 
 PERIODIC = ("run_billing_periodic_tasks", "--interval", "0.5")
 PERIODIC_ENV = {"BILLING_REPUBLISH_AFTER_SECONDS": "2"}

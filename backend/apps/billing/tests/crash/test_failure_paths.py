@@ -11,11 +11,9 @@ from collections import Counter
 import pytest
 
 from apps.billing.models import BillingContact
+from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
 
-from ..pipeline.conftest import wait_started
-from .conftest import notification_contacts, wait_until
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]  # one worker, one second broker (conftest)
 
 PERIODIC = ("run_billing_periodic_tasks", "--interval", "0.5")
 PERIODIC_ENV = {

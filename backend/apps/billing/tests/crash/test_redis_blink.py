@@ -12,11 +12,11 @@ from datetime import datetime
 
 import pytest
 
-from ..pipeline.conftest import wait_started
-from .conftest import notification_contacts, wait_until
+from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("crash"),  # one worker, one second broker (conftest)
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary"),
 ]
 

@@ -10,8 +10,7 @@ from django.utils import timezone
 from apps.billing.dispatch import consumer_registry
 from apps.billing.models import BillingQueue, ConsumerProcess
 from apps.billing.services import queue_lease
-
-from ..conftest import build_queue, build_tenant
+from apps.billing.tests.support.builders import build_queue, build_tenant
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,8 @@ from django.utils import timezone
 from apps.billing.models import BillingConfig, BillingContact, BillingQueue, CallbackDelivery
 from apps.billing.services import periodic, queue_lease, reconciliation
 from apps.billing.services.webhook_events import handle_event
-
-from ..pipeline.conftest import notification_contacts
-from .conftest import make_engine, run_queue
+from apps.billing.tests.support.dispatch import make_engine, run_queue
+from apps.billing.tests.support.processes import notification_contacts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,7 +121,7 @@ def test_without_proof_a_contact_stays_unconfirmed_and_fails_as_unknown_when_the
 
 
 def test_the_providers_echo_settles_a_contact_at_once_even_when_it_arrived_first(tenant):
-    from ..webhooks.conftest import SEND_MESSAGE_V2, envelope
+    from apps.billing.tests.support.webhooks import SEND_MESSAGE_V2, envelope
 
     body = tenant.send("notification", notification_contacts(2))
     lease = queue_lease.claim_queue(body["queue_id"], "dead:1:a")

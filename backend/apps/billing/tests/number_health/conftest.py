@@ -1,5 +1,5 @@
 """Number-health fixtures: pipeline tenants (a fresh number unless said otherwise), its tenant's
-health settings, and the in-process runner of the dispatch tests."""
+health settings; they run queues with the dispatch tests' in-process runner (`support/dispatch.py`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-from apps.billing.tests.dispatch.conftest import run_queue  # noqa: F401 - shared helper
-from apps.billing.tests.pipeline.conftest import pipeline_tenant, purge_broker  # noqa: F401 - shared fixtures
 from apps.connections.models import NumberHealthSettings
 
 
@@ -23,7 +21,7 @@ def health_settings(tenant, **fields: Any) -> NumberHealthSettings:
 
 
 @pytest.fixture
-def fresh_tenant(pipeline_tenant):  # noqa: F811
+def fresh_tenant(pipeline_tenant):
     """A tenant whose number is brand new here (day 0 of its warm-up), sending fast."""
     tenant = pipeline_tenant(warmed_up=False)
     tenant.configure(messages_per_minute=60000)

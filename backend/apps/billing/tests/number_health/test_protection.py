@@ -10,12 +10,13 @@ from django.urls import reverse
 
 from apps.billing.models import BillingConfig, CallbackDelivery
 from apps.billing.services.instance_checker import InstanceRecoveryService, record_health
-from apps.billing.tests.pipeline.conftest import notification_contacts
+from apps.billing.tests.support.dispatch import run_queue
+from apps.billing.tests.support.processes import notification_contacts
 from apps.common.services.provider import client_for
 from apps.connections.models import WhatsAppInstance
 from apps.connections.services import clear_protection
 
-from .conftest import health_settings, run_queue
+from .conftest import health_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

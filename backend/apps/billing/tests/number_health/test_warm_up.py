@@ -15,12 +15,13 @@ from apps.billing.broker.messages import BillingMessage
 from apps.billing.dispatch import control
 from apps.billing.services.daily_cap import NumberQuota, number_key
 from apps.billing.services.eta import DailyCapPlan, estimate_completion
-from apps.billing.tests.pipeline.conftest import notification_contacts
+from apps.billing.tests.support.dispatch import run_queue
+from apps.billing.tests.support.processes import notification_contacts
 from apps.connections.models import WhatsAppInstance
 from apps.connections.services import skip_warm_up
 from apps.connections.warmup import WarmUp, WarmUpSchedule
 
-from .conftest import health_settings, run_queue
+from .conftest import health_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,8 +6,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from apps.billing import metrics
-from apps.billing.tests.api.conftest import contacts
-from apps.billing.tests.conftest import build_queue, build_template, build_tenant
+from apps.billing.tests.support.api import contacts
+from apps.billing.tests.support.builders import build_queue, build_template, build_tenant
 
 
 def sample(name: str, **labels: str) -> float:
@@ -90,6 +90,6 @@ def test_an_accepted_send_request_records_its_size(api):
 
 @pytest.fixture
 def api(db):
-    from apps.billing.tests.api.conftest import make_tenant
+    from apps.billing.tests.support.api import make_tenant
 
     return make_tenant("metricsapi")

@@ -19,7 +19,7 @@ import pytest
 from apps.billing.constants import API_KEY_PREFIX, QueueStatus
 from apps.billing.dispatch.engine import run_queue_here
 from apps.billing.models import BillingContact
-from apps.billing.tests.pipeline.conftest import PipelineTenant
+from apps.billing.tests.support.processes import PipelineTenant
 from apps.common.logging import JsonFormatter
 from apps.common.request_id import bind_request_id
 from apps.contacts.utils import normalize_phone

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from apps.billing.models import BillingAPIKey, BillingQueue
 from apps.billing.progress import issue_ws_token, publish_queue_progress
+from apps.billing.tests.support.ws_client import WebsocketCommunicator
 
 from .conftest import make_queue
-from .ws_client import WebsocketCommunicator
 
 TIMEOUT = 5
 
@@ -249,12 +249,15 @@ def test_tokens_expire(ws_tenant, settings):
 
 
 class TestPushConnections:
-    def test_pushes_reuse_one_loop_and_its_redis_connections(self, ws_tenant, settings):
-        """A push used to open new Redis connections each time (a new event loop per call)."""
+    def test_pushes_reuse_one_loop_and_its_redis_connections(self, ws_tenant, settings, private_redis):
+        """A push used to open new Redis connections each time (a new event loop per call).
+        Counted on a Redis of the test's own: the shared one counts every session's connections."""
         import redis
 
         from apps.billing import progress
 
+        layer = settings.CHANNEL_LAYERS["default"]
+        settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": [private_redis.url]}}}
         settings.BILLING_PROGRESS_MAX_PER_SECOND = 0  # no throttle: every push goes out
         queue = make_queue(ws_tenant, total=3, status="running")
         progress.mark_watched(queue.pk)  # pushes go out only for watched queues

@@ -7,7 +7,7 @@ import pytest
 
 from apps.billing.models import BillingContact, SuppressedPhone
 from apps.billing.services.opt_out import is_suppressed, suppress, suppressed_phones
-from apps.billing.tests.api.conftest import ApiTenant, contacts, make_tenant
+from apps.billing.tests.support.api import ApiTenant, contacts, make_tenant
 
 PHONES = [c["phone"] for c in contacts(3)]
 E164 = ["+551197000000" + str(i) for i in range(3)]  # what normalize_phone makes of PHONES

@@ -13,11 +13,10 @@ import pytest
 from django.utils import timezone
 
 from apps.billing.services.webhook_setup import configure_instance_webhook
+from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
 from apps.connections.models import NumberHealthSettings, WhatsAppInstance
 
-from .conftest import notification_contacts, wait_started, wait_until
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.each_provider]  # every path proven for Evolution and WAHA
 
 
 def test_a_new_number_stops_at_its_daily_cap_and_says_so(pipeline_tenant, start_process):

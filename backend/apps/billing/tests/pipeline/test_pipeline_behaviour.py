@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingContact
+from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
 from apps.chat.models import BusinessHours
 
-from .conftest import notification_contacts, wait_started, wait_until
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.each_provider]  # every path proven for Evolution and WAHA
 
 
 def sandbox_times(messages: list[dict]) -> list[datetime]:
@@ -25,6 +25,19 @@ def sandbox_times(messages: list[dict]) -> list[datetime]:
 
 def completed(tenant, queue_id: str):
     return lambda: (q := tenant.queue(queue_id)).status == "completed" and q
+
+
+def settled(tenant, queue_id: str):
+    """No send of the queue in flight, and the sandbox holds exactly the ones recorded as sent:
+    what was handed to the provider before a pause or a cancel has landed (ordering, not time)."""
+
+    def check() -> bool:
+        contacts = BillingContact.objects.filter(queue_id=queue_id)
+        return not contacts.filter(status=ContactStatus.SENDING).exists() and len(tenant.messages()) == (
+            contacts.filter(status=ContactStatus.SENT).count()
+        )
+
+    return check
 
 
 def holder_pid(queue) -> int:
@@ -191,18 +204,18 @@ def test_pause_resume_and_cancel_through_the_api_during_a_run(pipeline_tenant, s
     queue_id = body["queue_id"]
     wait_until(lambda: len(tenant.messages()) >= 2, timeout=30, what="first messages", alive=[consumer])
     assert tenant.control(queue_id, "pause").status_code == 200
-    time.sleep(0.5)  # a message already handed to the provider may still land
+    wait_until(settled(tenant, queue_id), timeout=30, what="the send in flight landed", alive=[consumer])
     paused_count = len(tenant.messages())
-    time.sleep(2.5)
+    time.sleep(2.5)  # a window in which nothing may be sent (two paces at 60 a minute)
     assert len(tenant.messages()) == paused_count, "sent while paused"
     assert tenant.queue(queue_id).status == "paused"
     assert tenant.control(queue_id, "resume").status_code == 200
     wait_until(lambda: len(tenant.messages()) >= paused_count + 2, timeout=30, what="sending again", alive=[consumer])
     response = tenant.control(queue_id, "cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    time.sleep(0.5)
+    wait_until(settled(tenant, queue_id), timeout=30, what="the send in flight landed", alive=[consumer])
     cancelled_count = len(tenant.messages())
-    time.sleep(2)
+    time.sleep(2)  # a window in which nothing may be sent
     assert len(tenant.messages()) == cancelled_count, "sent after cancel"
     statuses = Counter(BillingContact.objects.filter(queue_id=queue_id).values_list("status", flat=True))
     assert statuses["sent"] == cancelled_count and statuses["cancelled"] == 30 - cancelled_count

@@ -8,10 +8,9 @@ from collections import Counter
 import pytest
 
 from apps.billing.models import BillingContact
+from apps.billing.tests.support.processes import notification_contacts, wait_until
 
-from .conftest import notification_contacts, wait_until
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.each_provider]  # every path proven for Evolution and WAHA
 
 
 def test_fifty_notifications_are_each_sent_exactly_once(pipeline_tenant, start_process):

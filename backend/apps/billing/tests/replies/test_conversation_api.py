@@ -9,9 +9,9 @@ import pytest
 from django.utils import timezone
 
 from apps.billing.models import BillingAPIKey, BillingContact, ConversationReply, SuppressedPhone
+from apps.billing.tests.support.replies import PIX, post_reply, sent_collection
+from apps.billing.tests.support.webhooks import PHONE
 from apps.chat.models import Conversation
-
-from .conftest import PHONE, PIX, post_reply, sent_collection
 
 API = "/api/v1/billing/conversations"
 

@@ -13,9 +13,9 @@ from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.services import queue_lease
 from apps.billing.services.debtor_holds import hold_debtor, stop_debtor
 from apps.billing.services.reply_sending import send_staff_reply
+from apps.billing.tests.support.replies import pending_collection, queue_of, sent_collection, status_of
+from apps.billing.tests.support.webhooks import PHONE
 from apps.chat.models import Conversation
-
-from .conftest import PHONE, pending_collection, queue_of, sent_collection, status_of
 
 OTHER_PHONE = "+5511998760000"
 
@@ -105,9 +105,9 @@ def test_two_debtors_paying_at_once_each_held_where_the_other_is_credited_do_not
     from django.test import Client
 
     from apps.billing.services import reply_actions
-    from apps.billing.tests.conftest import build_contact
-
-    from .conftest import Hook, post_reply
+    from apps.billing.tests.support.builders import build_contact
+    from apps.billing.tests.support.replies import post_reply
+    from apps.billing.tests.support.webhooks import Hook
 
     phone_a, phone_b = "+5511998760101", "+5511998760202"
     credited = {phone_a: hook.sent_contact(phone=phone_a), phone_b: hook.sent_contact(phone=phone_b)}

@@ -20,20 +20,12 @@ from django.utils import timezone
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, ConversationReply, SuppressedPhone
 from apps.billing.services.callback_delivery import deliver_due
-from apps.billing.tests.pipeline.conftest import (  # noqa: F401 - fixtures (each test runs per provider)
-    PipelineTenant,
-    pipeline_tenant,
-    provider,
-    purge_broker,
-    start_process,
-    wait_until,
-)
+from apps.billing.tests.support.processes import PipelineTenant, wait_until
+from apps.billing.tests.support.replies import PIX
 from apps.chat.models import Message
 from apps.common.services.waha_lookup import message_key
 
-from .conftest import PIX
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.each_provider]
 
 DEBTOR = "+5511988887777"
 DEBTOR_DIGITS = DEBTOR.lstrip("+")

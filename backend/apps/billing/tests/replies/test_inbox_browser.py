@@ -16,28 +16,14 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from apps.billing.tests.conftest import build_staff
-from apps.billing.tests.observability.test_progress_browser import browser, web_server  # noqa: F401 - fixtures
-from apps.billing.tests.pipeline.conftest import (  # noqa: F401
-    pipeline_tenant,
-    purge_broker,
-    start_process,
-    wait_until,
-)
+from apps.billing.tests.support.builders import build_staff
+from apps.billing.tests.support.processes import wait_until
 from apps.chat.models import Conversation
 
 pytestmark = pytest.mark.slow
 
 DEBTOR_DIGITS = "5511966665555"
 REPLY = "Olá, Maria! Podemos parcelar em 3x de R$ 50,00 <sem juros>."
-
-
-@pytest.fixture
-def plain_http_cookies(monkeypatch) -> None:
-    """The web server runs production settings over plain http on loopback: let its session and
-    CSRF cookies travel without TLS (the subprocess inherits this environment)."""
-    monkeypatch.setenv("SESSION_COOKIE_SECURE", "0")
-    monkeypatch.setenv("CSRF_COOKIE_SECURE", "0")
 
 
 @pytest.fixture

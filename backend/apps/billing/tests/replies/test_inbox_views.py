@@ -10,11 +10,11 @@ from django.test import Client
 from apps.billing.conversations.consumers import authorized_tenant
 from apps.billing.conversations.live import issue_inbox_token, publish_conversation_update
 from apps.billing.models import ConversationReply, SuppressedPhone
-from apps.billing.tests.conftest import build_staff
-from apps.billing.tests.observability.ws_client import WebsocketCommunicator
+from apps.billing.tests.support.builders import build_staff
+from apps.billing.tests.support.replies import post_reply, sent_collection
+from apps.billing.tests.support.webhooks import PHONE
+from apps.billing.tests.support.ws_client import WebsocketCommunicator
 from apps.chat.models import Conversation
-
-from .conftest import PHONE, post_reply, sent_collection
 
 INBOX = "/inbox/"
 TIMEOUT = 5

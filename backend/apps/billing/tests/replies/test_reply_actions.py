@@ -17,10 +17,7 @@ from apps.billing.models import (
     ReplySettings,
     SuppressedPhone,
 )
-from apps.chat.models import Conversation, Message
-
-from .conftest import (
-    PHONE,
+from apps.billing.tests.support.replies import (
     PIX,
     pending_collection,
     post_reply,
@@ -29,6 +26,8 @@ from .conftest import (
     status_of,
     with_callback_url,
 )
+from apps.billing.tests.support.webhooks import PHONE
+from apps.chat.models import Conversation, Message
 
 
 def conversation(hook) -> Conversation:

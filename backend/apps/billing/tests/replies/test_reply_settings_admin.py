@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apps.billing.models import ReplySettings
-from apps.billing.tests.conftest import build_template
+from apps.billing.tests.support.builders import build_template
 
 
 def test_staff_change_their_tenants_reply_settings_with_its_notification_templates_only(

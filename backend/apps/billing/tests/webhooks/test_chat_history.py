@@ -13,9 +13,8 @@ from apps.billing.services.chat_history import (
     record_inbound_message,
     record_outbound_message,
 )
+from apps.billing.tests.support.webhooks import PHONE
 from apps.chat.models import Conversation, Message
-
-from .conftest import PHONE
 
 
 def test_a_billing_message_is_stored_linked_and_closes_a_new_conversation(hook):

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.billing.services.webhook_auth import webhook_jwt_key
-from apps.billing.tests.api.conftest import make_tenant
+from apps.billing.tests.support.api import make_tenant
 from apps.connections.models import WhatsAppInstance
 
 BASE = "https://billing.example.com"

@@ -9,10 +9,9 @@ from django.utils import timezone
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, CallbackDelivery
 from apps.billing.services import queue_lease
-from apps.billing.tests.conftest import build_contact, build_queue
+from apps.billing.tests.support.builders import build_contact, build_queue
+from apps.billing.tests.support.webhooks import CONNECTION_UPDATE_V2, envelope
 from apps.connections.models import WhatsAppInstance
-
-from .conftest import CONNECTION_UPDATE_V2, envelope
 
 
 def running_queue(hook, **fields) -> tuple[BillingQueue, queue_lease.Lease]:
@@ -74,7 +73,8 @@ def test_connecting_and_refused_states(hook):
 
 
 def test_other_instances_queues_are_left_alone(hook):
-    from .conftest import Hook, make_tenant
+    from apps.billing.tests.support.api import make_tenant
+    from apps.billing.tests.support.webhooks import Hook
 
     other = Hook(make_tenant("conn-other"), hook.client)
     theirs, _ = running_queue(other)

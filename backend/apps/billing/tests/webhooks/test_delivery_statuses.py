@@ -14,9 +14,8 @@ from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingContact, BillingQueue, BillingTemplateVariation
 from apps.billing.services.chat_history import record_outbound_message
 from apps.billing.services.delivery_status import apply_provider_status
+from apps.billing.tests.support.webhooks import MESSAGES_UPDATE_V1, MESSAGES_UPDATE_V2, SEND_MESSAGE_V2, envelope
 from apps.chat.models import Message
-
-from .conftest import MESSAGES_UPDATE_V1, MESSAGES_UPDATE_V2, SEND_MESSAGE_V2, envelope
 
 
 def counters(contact: BillingContact) -> dict[str, int]:
@@ -138,7 +137,8 @@ def test_receipts_for_an_inbound_message_are_ignored(hook):
 
 
 def test_another_tenants_message_id_is_not_touched(hook):
-    from .conftest import Hook, make_tenant
+    from apps.billing.tests.support.api import make_tenant
+    from apps.billing.tests.support.webhooks import Hook
 
     other = Hook(make_tenant("status-other"), hook.client)
     theirs = other.sent_contact()

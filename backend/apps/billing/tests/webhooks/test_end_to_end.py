@@ -16,22 +16,16 @@ from django.utils import timezone
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, BillingTemplate, SuppressedPhone
 from apps.billing.services.chat_history import record_outbound_message
-from apps.billing.tests.api.conftest import make_tenant
-from apps.billing.tests.conftest import build_contact, build_queue
+from apps.billing.tests.support.api import make_tenant
+from apps.billing.tests.support.builders import build_contact, build_queue
+from apps.billing.tests.support.replies import status_of
 from apps.chat.models import Conversation, Message
 from apps.common.services.provider import client_for
 from devtools.sandbox_process import wait_for
 
+pytestmark = pytest.mark.each_provider
+
 PHONE = "+5511987650001"
-
-
-@pytest.fixture(params=["evolution", "waha"])
-def provider(request) -> str:
-    return request.param
-
-
-def status_of(contact: BillingContact) -> str:
-    return BillingContact.objects.values_list("status", flat=True).get(pk=contact.pk)
 
 
 @pytest.mark.django_db(transaction=True)

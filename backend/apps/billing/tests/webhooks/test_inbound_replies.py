@@ -9,9 +9,8 @@ import pytest
 from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingQueue, BillingTemplateVariation, SuppressedPhone
 from apps.billing.services.chat_history import record_outbound_message
+from apps.billing.tests.support.webhooks import MESSAGES_UPSERT_V2, PHONE, envelope
 from apps.chat.models import Conversation, Message
-
-from .conftest import MESSAGES_UPSERT_V2, PHONE, envelope
 
 
 def upsert(
@@ -153,7 +152,8 @@ def inline_confirmation(settings):
 def test_sair_suppresses_the_phone_and_confirms_once(
     make_sandbox_whatsapp_instance, evolution_sandbox, client, inline_confirmation, django_capture_on_commit_callbacks
 ):
-    from .conftest import Hook, make_tenant
+    from apps.billing.tests.support.api import make_tenant
+    from apps.billing.tests.support.webhooks import Hook
 
     api = make_tenant("optout-sandbox")
     instance = make_sandbox_whatsapp_instance(tenant=api.tenant)
@@ -199,7 +199,8 @@ def test_a_failed_confirmation_keeps_the_suppression(hook, inline_confirmation, 
 
 
 def test_suppression_is_per_tenant(hook):
-    from .conftest import Hook, make_tenant
+    from apps.billing.tests.support.api import make_tenant
+    from apps.billing.tests.support.webhooks import Hook
 
     other = Hook(make_tenant("optout-other"), hook.client)
     upsert(hook, text="SAIR", message_id="3A5F0000000000A6")

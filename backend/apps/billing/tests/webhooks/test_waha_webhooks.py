@@ -19,11 +19,11 @@ from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, CallbackDelivery
 from apps.billing.services import queue_lease
 from apps.billing.services.webhook_auth import waha_hmac_key
-from apps.billing.tests.conftest import build_contact, build_queue
+from apps.billing.tests.support.api import make_tenant
+from apps.billing.tests.support.builders import build_contact, build_queue
+from apps.billing.tests.support.webhooks import PHONE, Hook
 from apps.chat.models import Message
 from apps.connections.models import WhatsAppInstance
-
-from .conftest import PHONE, Hook, make_tenant
 
 CHAT = "5511998765432@c.us"
 # Payloads as contract §6 and WAHA's docs print them (ids and the session filled in per test).

@@ -14,10 +14,9 @@ import pytest
 from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.services.webhook_auth import webhook_jwt_key
+from apps.billing.tests.support.webhooks import CONNECTION_UPDATE_V2, MESSAGES_UPDATE_V2, MESSAGES_UPSERT_V2, envelope
 from apps.chat.models import Conversation, Message
 from apps.connections.models import WhatsAppInstance
-
-from .conftest import CONNECTION_UPDATE_V2, MESSAGES_UPDATE_V2, MESSAGES_UPSERT_V2, envelope
 
 
 def jwt(key: str, **claims) -> str:
@@ -58,7 +57,8 @@ def test_an_unknown_or_malformed_secret_gets_401_and_nothing_is_written(hook, to
 
 
 def test_another_instances_secret_does_not_open_this_instance(hook, db):
-    from .conftest import Hook, make_tenant
+    from apps.billing.tests.support.api import make_tenant
+    from apps.billing.tests.support.webhooks import Hook
 
     other = Hook(make_tenant("hook-other"), hook.client)
     contact = hook.sent_contact()
@@ -141,7 +141,7 @@ def test_a_malformed_body_gets_400(hook, raw):
 
 
 def test_only_post_is_allowed(hook):
-    from .conftest import webhook_path
+    from apps.billing.tests.support.webhooks import webhook_path
 
     assert hook.client.get(webhook_path(hook.instance)).status_code == 405
 
@@ -177,7 +177,7 @@ def test_unknown_events_are_acknowledged_and_ignored(hook):
 
 
 def test_by_events_urls_work_too(hook):
-    from .conftest import webhook_path
+    from apps.billing.tests.support.webhooks import webhook_path
 
     contact = hook.sent_contact()
     body = envelope(MESSAGES_UPDATE_V2, hook.instance, keyId=contact.provider_message_id)

@@ -1,5 +1,5 @@
-"""End-to-end fixtures: billing's pipeline fixtures (the real consumer as an OS process, the
-broker, the sandbox, transactional tests) and helpers to drive charges through the real API."""
+"""End-to-end helpers to drive charges through the real API, with the root conftest's pipeline
+fixtures (the real consumer as an OS process, the broker, the sandbox, transactional tests)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from apps.billing.tests.pipeline.conftest import (  # noqa: F401 - fixtures used by this folder's tests
-    PipelineTenant,
-    pipeline_tenant,
-    purge_broker,
-    start_process,
-    wait_until,
-)
+from apps.billing.tests.support.processes import PipelineTenant
 from apps.chat.models import BusinessHours
 
 

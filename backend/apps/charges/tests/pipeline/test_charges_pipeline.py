@@ -16,12 +16,13 @@ from django.test import Client
 
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.templating.date_calculator import today_in
+from apps.billing.tests.support.processes import wait_until
 from apps.charges.asaas_sandbox import asaas_event
 from apps.charges.models import Charge, ChargeStepRun
 from apps.charges.services.asaas_setup import configure_asaas_webhook
 from apps.charges.services.periodic import run_cycle
 
-from .conftest import api_get, api_post, open_around_now, wait_until
+from .conftest import api_get, api_post, open_around_now
 
 pytestmark = pytest.mark.slow
 TOKEN = "pipeline-asaas-token-" + "k" * 20

@@ -1,5 +1,6 @@
-"""Webhook test helpers: a tenant with an instance (built by `setup_tenant`), billing contacts
-already handed to the provider, and a poster that sends envelopes to the real URL."""
+"""Webhook test helpers: the provider's documented payloads, a tenant with an instance (built by
+`setup_tenant`) and billing contacts already handed to the provider (`Hook`, the `hook` fixture
+of the billing conftest), and a poster that sends envelopes to the real URL."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from django.test import Client
 from django.urls import reverse
 
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, BillingTemplate
-from apps.billing.tests.api.conftest import ApiTenant, make_tenant
-from apps.billing.tests.conftest import build_contact, build_queue
 from apps.connections.models import WhatsAppInstance
+
+from .api import ApiTenant
+from .builders import build_contact, build_queue
 
 _ids = itertools.count(1)
 
@@ -169,8 +170,3 @@ class Hook:
             sent_at=timezone.now(),
             attempts=1,
         )
-
-
-@pytest.fixture
-def hook(db) -> Hook:
-    return Hook(make_tenant(f"hook{next(_ids)}"), Client())

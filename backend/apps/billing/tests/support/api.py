@@ -1,5 +1,6 @@
-"""API test fixtures: tenants built through the same setup service ops use, keys issued by the
-model's own `issue`, requests through DRF's test client with the real middleware stack."""
+"""API tenants built through the same setup service ops use, keys issued by the model's own
+`issue`, requests through DRF's test client with the real middleware stack (the `api` and
+`other_api` fixtures of the root conftest are two of them)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-import pytest
 from rest_framework.test import APIClient
 
 from apps.billing.models import BillingAPIKey
 from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
-from apps.billing.tests.conftest import CREDITOR
 from apps.connections.services import skip_warm_up
+
+from .builders import CREDITOR
 
 
 @dataclass
@@ -56,16 +57,6 @@ def make_tenant(slug: str) -> ApiTenant:
     )
     skip_warm_up(instance=result.instance, user=None, reason="a number with history (test tenant)")
     return ApiTenant(result.tenant, result.instance, result.config, result.api_key, result.raw_api_key, APIClient())
-
-
-@pytest.fixture
-def api(db) -> ApiTenant:
-    return make_tenant("alpha")
-
-
-@pytest.fixture
-def other_api(db) -> ApiTenant:
-    return make_tenant("beta")
 
 
 def past(days: int = 5) -> str:

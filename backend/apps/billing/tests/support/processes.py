@@ -1,8 +1,7 @@
-"""End-to-end fixtures: the real consumer as an OS process on the real broker, against the test
-database (transactional tests, so the subprocess sees committed rows) and the sandbox.
-
-Every test here runs once per provider (`provider`: the sandbox speaks Evolution or WAHA), so
-the whole path is proven for both in the same run."""
+"""End-to-end helpers: the project's processes (the consumer, uvicorn...) started by the tests
+against the test database (transactional tests, so a subprocess sees committed rows), the broker
+and the sandbox; a tenant set up for them (`PipelineTenant`, the `pipeline_tenant` fixture of the
+root conftest); polling with a deadline for what those processes do."""
 
 from __future__ import annotations
 
@@ -12,18 +11,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
 from apps.billing.models import BillingConfig, BillingQueue
 from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
-from apps.billing.tests.conftest import CREDITOR
+from devtools.second_broker import free_port  # noqa: F401 - re-exported for the browser helpers
+
+from .builders import CREDITOR
 
 REPO = Path(__file__).resolve().parents[5]
 
@@ -128,50 +128,9 @@ class ProcessHandle:
         return lines
 
 
-@pytest.fixture(params=["evolution", "waha"])
-def provider(request) -> str:
-    """The provider the tenants' sandbox numbers speak (the root conftest's, parametrized)."""
-    return request.param
-
-
 def health_check_path(provider: str) -> str:
     """What a health check of a number asks the sandbox, per provider."""
     return "/api/sessions/" if provider == "waha" else "connectionState"
-
-
-@pytest.fixture
-def start_process(tmp_path) -> Iterator[Callable[..., ProcessHandle]]:
-    handles: list[ProcessHandle] = []
-
-    def start(*args: str, **env_overrides: str) -> ProcessHandle:
-        handle = ProcessHandle(list(args), subprocess_env(**env_overrides), tmp_path / f"proc-{len(handles)}.log")
-        handles.append(handle)
-        return handle
-
-    yield start
-    for handle in handles:
-        handle.stop()
-
-
-@pytest.fixture
-def purge_broker() -> None:
-    """Wake-up calls left by earlier tests name queues this database never had: drop them."""
-    import asyncio
-
-    import aio_pika
-
-    from apps.billing.broker.topology import ALL_QUEUES, DEAD_LETTER_QUEUE, declare_topology
-
-    async def purge() -> None:
-        conn = await aio_pika.connect(settings.RABBITMQ_URL)
-        async with conn:
-            channel = await conn.channel()
-            queues = await declare_topology(channel)
-            for name in ALL_QUEUES:
-                await queues[name].purge()
-            await (await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)).purge()
-
-    asyncio.run(purge())
 
 
 class PipelineTenant:
@@ -226,22 +185,6 @@ class PipelineTenant:
     def messages(self) -> list[dict]:
         """What the sandbox accepted for this tenant's instance."""
         return self.sandbox.messages(instance=self.instance.instance_name)
-
-
-@pytest.fixture
-def pipeline_tenant(
-    transactional_db, make_sandbox_whatsapp_instance, evolution_sandbox, purge_broker
-) -> Callable[..., PipelineTenant]:
-    def make(messages_per_minute: int = 600, warmed_up: bool = True, **options: Any) -> PipelineTenant:
-        """`warmed_up=False`: a brand-new number, under its warm-up cap from day 0."""
-        return PipelineTenant(
-            make_sandbox_whatsapp_instance(warmed_up=warmed_up),
-            evolution_sandbox,
-            messages_per_minute=messages_per_minute,
-            **options,
-        )
-
-    return make
 
 
 def notification_contacts(n: int, start: int = 0) -> list[dict]:

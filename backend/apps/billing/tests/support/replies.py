@@ -1,19 +1,19 @@
-"""Reply tests: a tenant with an instance and sent collection messages (the webhook tests'
-builders), replies posted to the real webhook URL, and helpers to read what they did."""
+"""Reply helpers: sent collection messages (the webhook helpers' builders), replies posted to the
+real webhook URL, and readers of what they did."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
-import pytest
 from django.utils import timezone
 
 from apps.billing.constants import ContactStatus, QueueStatus
 from apps.billing.models import BillingContact, BillingQueue, CallbackDelivery
 from apps.billing.services.chat_history import record_outbound_message
-from apps.billing.tests.conftest import build_contact, build_queue
-from apps.billing.tests.webhooks.conftest import MESSAGES_UPSERT_V2, PHONE, Hook, envelope, hook  # noqa: F401
+
+from .builders import build_contact, build_queue
+from .webhooks import MESSAGES_UPSERT_V2, PHONE, Hook, envelope
 
 _ids = itertools.count(1)
 PIX = "00020126580014br.gov.bcb.pix0136a629532e-7693-4846-852d-1bbff817b5a8520400005303986540510.005802BR"
@@ -88,13 +88,3 @@ def queue_of(contact: BillingContact) -> BillingQueue:
 
 def soon(**delta: float):
     return timezone.now() + timezone.timedelta(**delta)
-
-
-@pytest.fixture
-def other_hook(db) -> Hook:
-    """Tenant B: sees nothing of `hook`'s tenant."""
-    from django.test import Client
-
-    from apps.billing.tests.api.conftest import make_tenant
-
-    return Hook(make_tenant(f"other{next(_ids)}"), Client())
