@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -189,12 +190,15 @@ def test_a_blocked_thread_wakes_when_an_entry_is_added_or_the_scheduler_closes()
 
 
 def test_ten_thousand_waiting_queues_cost_no_time_to_pick_from(clock):
+    """A pick looks at the best tenants, not all of them: draining 10,000 due queues of 1,000
+    tenants took 48 s when every pick scanned every tenant; the bound leaves a loaded box room."""
     scheduler = Scheduler(threads=8, clock=clock)
     for index in range(10_000):
         scheduler.add(entry(f"q{index}", tenant=f"t{index % 1000}"), at=clock.now + 1 + index * 0.001)
     clock.now += 11
-    taken = 0
+    taken, started = 0, time.process_time()
     while (item := scheduler.take(timeout=0)) is not None:
         scheduler.done(item, None)
         taken += 1
     assert taken == 10_000 and len(scheduler) == 0
+    assert time.process_time() - started < 10
