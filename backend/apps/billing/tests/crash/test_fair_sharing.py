@@ -176,7 +176,14 @@ def test_on_a_shared_number_overdue_goes_before_upcoming_before_notification(pip
         [{"phone": f"+55 11 9{7100_0000 + i:08d}", "name": "O", "due_date": past, "amount": "10.00"} for i in range(2)],
         external_id="o",
     )["queue_id"]
-    assert in_flight.exists(), "the three were posted while the number was busy"
+    waiting = BillingQueue.objects.filter(pk__in=[notification, upcoming, overdue])
+    wait_until(
+        lambda: waiting.filter(processing_by__isnull=False).count() == 3,
+        timeout=30,
+        what="the three queues claimed by the consumer",
+        alive=[consumer],
+    )
+    assert in_flight.exists(), "the three were waiting in the consumer while the number was busy"
     for queue_id in (blocker, notification, upcoming, overdue):
         wait_until(completed(tenant, queue_id), timeout=60, what="queue completed", alive=[consumer])
     last_sent = {
