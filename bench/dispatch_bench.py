@@ -1127,7 +1127,8 @@ def main(argv: list[str] | None = None) -> int:
             with consumers(sub_env, 1, args.concurrency, workdir, "latency", rabbitmq_url):
                 if not args.skip_latency:
                     entry = make_tenant(sandbox, "latency", THROTTLE_OFF)
-                    with common.web_server(env, "uvicorn", 1) as base:
+                    # Pooled, as `make run` and deploy/gunicorn.conf.py run the web process.
+                    with common.web_server({**env, "DB_POOL_MAX_SIZE": "4"}, "uvicorn", 1) as base:
                         log(f"POST to first send: {args.latency_requests} one-contact notifications")
                         report["post_to_first_send"] = post_to_first_send(ctx, base, entry, args.latency_requests)
                 if not args.skip_pace:
