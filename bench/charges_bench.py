@@ -281,7 +281,7 @@ def measure_webhook(base: str, tenant: Any, count: int) -> dict[str, Any]:
     }
 
 
-POOLED_SETTINGS = """from config.settings import *  # noqa: F401,F403
+POOLED_SETTINGS = """from config.settings import *  # noqa: F401,F403 - the settings file this bench writes layers on production's
 
 # Django's psycopg connection pool (Django >= 5.1): under ASGI a persistent connection is never
 # reused (each request runs in a new thread context), so every request connects anew.

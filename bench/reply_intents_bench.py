@@ -27,10 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "backend"))
 
-from apps.chat.services.reply_intents import INTENTS, classify  # noqa: E402
-from apps.chat.services.reply_intents.evaluation import RECEIPT_MEDIA, Report, evaluate, load_corpus  # noqa: E402
-from apps.chat.services.reply_intents.normalize import tokens  # noqa: E402
-from apps.chat.services.reply_intents.spelling import correct  # noqa: E402
+from apps.chat.services.reply_intents import INTENTS, classify  # noqa: E402 - after backend/ is on sys.path
+from apps.chat.services.reply_intents.evaluation import RECEIPT_MEDIA, Report, evaluate, load_corpus  # noqa: E402 - as above
+from apps.chat.services.reply_intents.normalize import tokens  # noqa: E402 - as above
+from apps.chat.services.reply_intents.spelling import correct  # noqa: E402 - as above
 
 DATA = REPO / "backend" / "apps" / "chat" / "tests" / "data"
 CORPORA = {

@@ -16,12 +16,12 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up first)
-from channels.security.websocket import OriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - needs Django set up first
+from channels.security.websocket import OriginValidator  # noqa: E402 - as above
+from django.conf import settings  # noqa: E402 - as above
 
-from apps.billing.routing import websocket_urlpatterns  # noqa: E402
-from apps.common.asgi_body_limit import RequestBodyLimit  # noqa: E402
+from apps.billing.routing import websocket_urlpatterns  # noqa: E402 - as above
+from apps.common.asgi_body_limit import RequestBodyLimit  # noqa: E402 - as above
 
 
 class BrowserOriginValidator(OriginValidator):

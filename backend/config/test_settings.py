@@ -50,7 +50,7 @@ if os.environ.get("PYTEST_XDIST_WORKER", "") not in ("", os.environ.get("BILLING
 from .dev_settings import *  # noqa: E402, F403 - after the per-worker environment, which the settings read
 
 # The manifest needs `collectstatic`; tests render admin pages without it.
-STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405 - from the settings imported above
 
 # Every test client comes from 127.0.0.1: the per-IP throttle would otherwise couple unrelated
 # tests. The throttle's own tests lower it with the `settings` fixture.

@@ -85,7 +85,7 @@ def test_put_replaces_steps_renames_and_drops_the_default(api):
 def test_delete_is_refused_while_open_charges_follow_the_cadence(api):
     make_cadence(api)
     upsert(api, [charge(1)])
-    delete = lambda: api.client.delete("/api/v1/billing/cadences/Padrão", HTTP_X_BILLING_API_KEY=api.raw_key)  # noqa: E731
+    delete = lambda: api.client.delete("/api/v1/billing/cadences/Padrão", HTTP_X_BILLING_API_KEY=api.raw_key)  # noqa: E731 - a one-line request, named where it is used twice
     refused = delete()
     assert refused.status_code == 409 and refused.json()["error"]["details"] == {"open_charges": 1, "default": True}
     api.post("/api/v1/billing/charges/INV-1/cancel", {})

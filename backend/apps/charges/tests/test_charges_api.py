@@ -100,7 +100,7 @@ def test_list_filters_by_status_due_range_and_debtor(api):
         ],
     )
     api.post("/api/v1/billing/charges/INV-3/pay", {})
-    ids = lambda **q: [c["external_id"] for c in api.get("/api/v1/billing/charges", **q).json()["results"]]  # noqa: E731
+    ids = lambda **q: [c["external_id"] for c in api.get("/api/v1/billing/charges", **q).json()["results"]]  # noqa: E731 - a one-line query, named where it is used several times
     assert ids() == ["INV-1", "INV-2", "INV-3"]
     assert ids(status="open") == ["INV-1", "INV-2"]
     assert ids(due_from="2030-02-01", due_to="10/03/2030") == ["INV-2", "INV-3"]

@@ -23,8 +23,8 @@ import django
 
 django.setup()
 
-from apps.common.services.evolution_api_service import EvolutionAPIService, ProviderError  # noqa: E402
-from apps.connections.models import WhatsAppInstance  # noqa: E402
+from apps.common.services.evolution_api_service import EvolutionAPIService, ProviderError  # noqa: E402 - after django.setup()
+from apps.connections.models import WhatsAppInstance  # noqa: E402 - after django.setup()
 
 
 def main() -> int:

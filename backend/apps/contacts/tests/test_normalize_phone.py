@@ -89,12 +89,12 @@ def test_mask_phone_hides_the_middle(phone, masked):
 # ----------------------------------------------------------------------------- the fast path
 # `normalize_phone` skips `phonenumbers.parse` for the common Brazilian shapes. It must never
 # answer differently from parse: generated inputs, Brazilian-looking and not, go both ways.
-from unittest import mock  # noqa: E402
+from unittest import mock  # noqa: E402 - the property tests' imports open their section
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402 - as above
+from hypothesis import strategies as st  # noqa: E402 - as above
 
-from apps.contacts import utils as phone_utils  # noqa: E402
+from apps.contacts import utils as phone_utils  # noqa: E402 - as above
 
 _PUNCTUATION = st.sampled_from(["", "", "", " ", "-", ".", "(", ")", "/", "  ", "\t"])
 
