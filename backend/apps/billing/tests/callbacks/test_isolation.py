@@ -49,7 +49,11 @@ class DrippingEndpoint:
                             return
                         self.wfile.write(bytes([byte]))
                         self.wfile.flush()
-                        if endpoint.stopping.wait(endpoint.interval):
+                        # Between two bytes, wake as soon as the client hangs up (its deadline):
+                        # the connection counts as gone then, not up to a second later, when a
+                        # loaded box may already have opened the tenant's next attempt.
+                        select.select([self.connection], [], [], endpoint.interval)
+                        if endpoint.stopping.is_set():
                             return
                 except OSError:
                     pass  # the client's deadline cut the call
