@@ -233,6 +233,7 @@ class QueueRunner:
         if contact is None:
             return self._finish_or_wait()
         slot = self._acquire_slot()
+        slot_read_at = self.ctx.monotonic()  # the next slot is counted from here, not from after the send
         if not slot.granted:
             return self._wait_for_slot(slot)
         quota = self.quota.take(self.ctx.now())
@@ -242,7 +243,9 @@ class QueueRunner:
         ended = self._send(contact, quota)
         if ended is not None:
             return ended
-        return Step(self.ctx.monotonic() + max(slot.seconds - ASK_EARLY, 0.0), "sent")
+        # From when the slot was read: a queue that waited for the same number wakes at the same
+        # instant as this one, and priority, not the length of this send, decides who goes next.
+        return Step(slot_read_at + max(slot.seconds - ASK_EARLY, 0.0), "sent")
 
     @property
     def number(self) -> WhatsAppInstance:
