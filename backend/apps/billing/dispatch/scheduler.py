@@ -16,7 +16,10 @@ Who goes first when more entries are due than threads are free:
    work) waits while another tenant has a due entry; and no tenant ever holds more than half
    the threads, even alone: a tenant arriving while another's provider hangs finds threads free
    at once, instead of waiting for a deadline to end;
-3. **priority** — overdue 10 > upcoming 5 > notification 1;
+3. **priority** — overdue 10 > upcoming 5 > notification 1; on one lane, an entry also waits
+   for a higher-priority entry of the same lane due within `lane_window` seconds (the slot is
+   shared: it could not send before that one anyway), so which queue of a number sends next
+   is decided by priority, not by whose clock read came a few milliseconds earlier;
 4. **least recently served tenant**, then the earliest due entry.
 
 Pure and in memory: no database, no Redis, the clock injected, so the rules are tested without
@@ -53,15 +56,30 @@ class Entry:
     seq: int = 0
     removed: bool = field(default=False, repr=False)
     in_flight: bool = field(default=False, repr=False)
+    timed: bool = field(default=False, repr=False)  # waiting in the heap of instants, not yet due
+
+
+# How far ahead a lane looks for a higher-priority entry before letting a lower one go: wider
+# than any wake-up noise of a loaded box, and short beside any send interval (the lower one
+# loses at most this much of a slot it could not have used first anyway).
+LANE_WINDOW = 0.5
 
 
 class Scheduler:
-    def __init__(self, *, threads: int, clock: Callable[[], float] = time.monotonic, gather: float = 0.0025) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int,
+        clock: Callable[[], float] = time.monotonic,
+        gather: float = 0.0025,
+        lane_window: float = LANE_WINDOW,
+    ) -> None:
         self.threads = max(1, int(threads))
         self.clock = clock
         # Entries due within `gather` seconds count as due together: queues waiting for the same
         # slot of a shared number wake as one group, and priority, not a microsecond, decides.
         self.gather = gather
+        self.lane_window = lane_window
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._seq = itertools.count()
@@ -72,6 +90,9 @@ class Scheduler:
         self._order: list[tuple[int, int, float, int, Hashable]] = []
         self._order_key: dict[Hashable, tuple[int, int, float, int, Hashable]] = {}
         self._blocked: dict[Hashable, list[Entry]] = {}  # lane → due entries waiting for their lane
+        # lane → priority → its timed entries by instant (lazy: an entry no longer timed is
+        # skipped), so a due entry finds a better one of its lane about to come in O(log n).
+        self._lane_timed: dict[Hashable, dict[int, list[tuple[float, int, Entry]]]] = {}
         self._entries: dict[Hashable, Entry] = {}
         self._busy_lanes: set[Hashable] = set()
         self._in_flight: dict[Hashable, int] = {}  # tenant → steps running
@@ -194,13 +215,43 @@ class Scheduler:
     def _schedule(self, entry: Entry, at: float) -> None:
         entry.due_at = at
         entry.seq = next(self._seq)
+        entry.timed = True
         heapq.heappush(self._timed, (at, entry.seq, entry))
+        by_priority = self._lane_timed.setdefault(entry.lane, {})
+        lane_heap = by_priority.setdefault(entry.priority, [])
+        _drop_stale_heads(lane_heap)
+        heapq.heappush(lane_heap, (at, entry.seq, entry))
+
+    def _better_coming(self, entry: Entry, within: float) -> float | None:
+        """The instant of the earliest higher-priority entry of `entry`'s lane that is due by
+        `within`, if any."""
+        best: float | None = None
+        by_priority = self._lane_timed.get(entry.lane)
+        if not by_priority:
+            return None
+        for priority, lane_heap in list(by_priority.items()):
+            _drop_stale_heads(lane_heap)
+            if not lane_heap:
+                del by_priority[priority]
+                continue
+            due_at = lane_heap[0][0]
+            if priority > entry.priority and due_at <= within and (best is None or due_at < best):
+                best = due_at
+        if not by_priority:
+            del self._lane_timed[entry.lane]
+        return best
 
     def _promote_due(self) -> None:
         now = self.clock() + self.gather
         while self._timed and self._timed[0][0] <= now:
             due_at, seq, entry = heapq.heappop(self._timed)
             if entry.removed or seq != entry.seq:
+                continue
+            entry.timed = False
+            better_at = self._better_coming(entry, now + self.lane_window)
+            if better_at is not None:
+                # Let the better one of the lane go first: come back just after its instant.
+                self._schedule(entry, max(better_at, due_at) + 1e-6)
                 continue
             if entry.lane in self._busy_lanes:
                 self._blocked.setdefault(entry.lane, []).append(entry)
@@ -277,3 +328,12 @@ class Scheduler:
             return None
         neg_priority, due_at, seq, _ = heap[0]
         return (neg_priority, self._served.get(tenant, 0), due_at, seq, tenant)
+
+
+def _drop_stale_heads(lane_heap: list[tuple[float, int, Entry]]) -> None:
+    while lane_heap:
+        _, seq, head = lane_heap[0]
+        if head.removed or not head.timed or seq != head.seq:
+            heapq.heappop(lane_heap)
+        else:
+            break

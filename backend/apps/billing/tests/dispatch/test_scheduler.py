@@ -66,6 +66,40 @@ def test_queues_waiting_for_the_same_slot_wake_together_and_priority_decides(clo
     assert scheduler.take(timeout=0).key == "overdue"
 
 
+def test_on_a_shared_number_a_better_queue_due_soon_goes_first_whoever_woke_earlier(clock):
+    """Under load the queues waiting for a number's slot wake milliseconds apart, and the slot is
+    granted a little early: the lower-priority one must not take it for having woken first."""
+    scheduler = Scheduler(threads=1, clock=clock)
+    scheduler.add(entry("notice", lane="shared", priority=1), at=clock.now)
+    scheduler.add(entry("upcoming", lane="shared", priority=5), at=clock.now + 0.2)
+    scheduler.add(entry("elsewhere", lane="other", priority=1), at=clock.now)
+    assert drain(scheduler) == ["elsewhere"], "only the shared number's lower queue waits"
+    clock.now += 0.2
+    upcoming = scheduler.take(timeout=0)
+    assert upcoming.key == "upcoming"
+    assert scheduler.take(timeout=0) is None, "the lane is busy"
+    scheduler.done(upcoming, clock.now + 1.0)  # it took the slot: next one in a second
+    assert scheduler.take(timeout=0).key == "notice", "waited once, not for every later step"
+
+
+def test_a_better_queue_far_off_or_on_another_number_does_not_hold_a_due_one(clock):
+    scheduler = Scheduler(threads=1, clock=clock, lane_window=0.5)
+    scheduler.add(entry("notice", lane="shared", priority=1), at=clock.now)
+    scheduler.add(entry("overdue", lane="shared", priority=10), at=clock.now + 0.6)
+    scheduler.add(entry("same", lane="shared", priority=1), at=clock.now + 0.1)
+    assert scheduler.take(timeout=0).key == "notice"
+
+
+def test_a_lower_queue_held_for_a_better_one_that_left_goes_at_once(clock):
+    scheduler = Scheduler(threads=1, clock=clock)
+    scheduler.add(entry("notice", lane="shared", priority=1), at=clock.now)
+    scheduler.add(entry("overdue", lane="shared", priority=10), at=clock.now + 0.3)
+    assert scheduler.take(timeout=0) is None
+    scheduler.remove("overdue")  # cancelled from the API meanwhile
+    clock.now += 0.3
+    assert drain(scheduler) == ["notice"]
+
+
 def test_one_step_in_flight_per_lane(clock):
     scheduler = Scheduler(threads=4, clock=clock)
     scheduler.add(entry("a1", lane="number-A"))
