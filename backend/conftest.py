@@ -230,12 +230,13 @@ def purge_broker() -> None:
 
 @pytest.fixture
 def start_process(tmp_path):
-    from apps.billing.tests.support.processes import ProcessHandle, subprocess_env
+    from apps.billing.tests.support.processes import subprocess_env
+    from devtools.processes import ManagedProcess
 
-    handles: list[ProcessHandle] = []
+    handles: list[ManagedProcess] = []
 
-    def start(*args: str, **env_overrides: str) -> ProcessHandle:
-        handle = ProcessHandle(list(args), subprocess_env(**env_overrides), tmp_path / f"proc-{len(handles)}.log")
+    def start(*args: str, **env_overrides: str) -> ManagedProcess:
+        handle = ManagedProcess(list(args), subprocess_env(**env_overrides), tmp_path / f"proc-{len(handles)}.log")
         handles.append(handle)
         return handle
 

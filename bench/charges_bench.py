@@ -110,36 +110,33 @@ def measure_upsert(base: str, raw_key: str, tenant: Any, size: int, repeat: int)
 
 
 def bare_copy(tenant: Any, size: int, due: str) -> float:
-    """The same rows straight into the charges table with COPY (normalised values, no checks)."""
+    """The same rows straight into the charges table with COPY (normalised values, no checks):
+    the columns the API's upsert copies (charge_upsert.CLIENT_COLUMNS), plus what it sets itself."""
     from django.db import connection, transaction
     from psycopg.types.json import Jsonb
 
     from apps.charges.models import Charge
+    from apps.charges.services.charge_upsert import CLIENT_COLUMNS
 
     run = f"c-{uuid.uuid4().hex[:6]}"
-    columns = [
-        "tenant_id",
-        "external_id",
-        "phone",
-        "name",
-        "document",
-        "debtor_external_id",
-        "debtor_key",
-        "amount",
-        "due_date",
-        "description",
-        "payment_link",
-        "pix_code",
-        "boleto_line",
-        "variables",
-        "asaas_payment_id",
-        "status",
-        "payment_source",
-        "payment_reference",
-        "created_at",
-        "updated_at",
-    ]
     now = datetime.now(UTC)
+    fixed = {"tenant_id": tenant.pk, "status": "open", "payment_source": "", "payment_reference": ""}
+    fixed |= {"created_at": now, "updated_at": now, "variables": Jsonb({}), "cadence_id": None}
+    columns = [*fixed, *(name for name in CLIENT_COLUMNS if name not in fixed)]
+
+    def row(i: int) -> tuple[Any, ...]:
+        values = {
+            "external_id": f"{run}-{i}",
+            "phone": f"+55{11 + i % 2}9{7000_0000 + i:08d}",
+            "name": f"Devedor {i}",
+            "debtor_external_id": f"PAC-{i}",
+            "debtor_key": f"id:PAC-{i}",
+            "amount": f"{100 + i % 900}.{i % 100:02d}",
+            "due_date": due,
+            "payment_link": f"https://pay.example.com/{run}/{i}",
+        }
+        return tuple(fixed[name] if name in fixed else values.get(name, "") for name in columns)
+
     start = time.perf_counter()
     with (
         transaction.atomic(),
@@ -147,31 +144,7 @@ def bare_copy(tenant: Any, size: int, due: str) -> float:
         wrapper.cursor.copy(f"COPY {Charge._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy,
     ):
         for i in range(size):
-            phone = f"+55{11 + i % 2}9{7000_0000 + i:08d}"
-            copy.write_row(
-                (
-                    tenant.pk,
-                    f"{run}-{i}",
-                    phone,
-                    f"Devedor {i}",
-                    "",
-                    f"PAC-{i}",
-                    f"id:PAC-{i}",
-                    f"{100 + i % 900}.{i % 100:02d}",
-                    due,
-                    "",
-                    f"https://pay.example.com/{run}/{i}",
-                    "",
-                    "",
-                    Jsonb({}),
-                    "",
-                    "open",
-                    "",
-                    "",
-                    now,
-                    now,
-                )
-            )
+            copy.write_row(row(i))
     return time.perf_counter() - start
 
 

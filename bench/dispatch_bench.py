@@ -42,7 +42,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -60,11 +59,13 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest_bench as common
 
+sys.path.insert(0, str(common.BACKEND))
+from devtools.processes import ManagedProcess, machine_busy, process_cpu
+
 ROOT = common.ROOT
 BACKEND = common.BACKEND
 RESULTS_PATH = ROOT / "bench" / "results" / "dispatch.json"
 VHOST = "billing_dispatch_bench"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 THROTTLE_OFF = 10_000_000  # messages/minute: update() bypasses the model's 600 cap
 TARGET_RATIO_VS_BARE = 1.0  # issue #14: one consumer process >= 1.0x the bare loop
@@ -80,62 +81,13 @@ def log(message: str) -> None:
     print(f"[dispatch-bench] {message}", file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------- processes and CPU
-def process_cpu(pid: int) -> float:
-    """utime + stime of a process (all its threads), seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine spent busy: everything, other people's work included."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
-
-
-class ConsumerProcess:
-    """`manage.py run_billing_consumer` started by the bench, stopped by its PID."""
-
-    def __init__(self, env: dict[str, str], concurrency: int, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_billing_consumer", "--concurrency", str(concurrency)],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
-
-    def cpu(self) -> float:
-        return process_cpu(self.pid)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        """SIGTERM (workers hand their queues back), SIGKILL if it takes too long."""
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._log.close()
-
-
 @contextmanager
 def consumers(
     env: dict[str, str], count: int, concurrency: int, workdir: Path, label: str, rabbitmq_url: str
-) -> Iterator[list[ConsumerProcess]]:
+) -> Iterator[list[ManagedProcess]]:
     """`count` consumer processes, yielded once each one consumes from the broker."""
-    started = [ConsumerProcess(env, concurrency, workdir / f"consumer-{label}-{i}.log") for i in range(count)]
+    command = ["run_billing_consumer", "--concurrency", str(concurrency)]
+    started = [ManagedProcess(command, env, workdir / f"consumer-{label}-{i}.log", append=True) for i in range(count)]
     try:
         deadline = time.monotonic() + 60
         while broker_consumers(rabbitmq_url) < count:
@@ -148,7 +100,7 @@ def consumers(
         yield started
     finally:
         for handle in started:
-            handle.stop()
+            handle.stop(grace=20)  # SIGTERM: workers hand their queues back
 
 
 # --------------------------------------------------------------------------- broker
@@ -320,7 +272,7 @@ def ingest(entry: dict[str, Any], n: int) -> str:
     return str(result.body["queue_id"])
 
 
-def wait_completed(queue_ids: list[str], timeout: float, processes: Sequence[ConsumerProcess] = ()) -> float:
+def wait_completed(queue_ids: list[str], timeout: float, processes: Sequence[ManagedProcess] = ()) -> float:
     """Poll until every queue is completed; returns time.time() when seen."""
     from apps.billing.models import BillingQueue
 
@@ -613,7 +565,7 @@ def consumer_run(
     )
     with consumers(ctx["env"], processes, concurrency, ctx["workdir"], label, ctx["rabbitmq_url"]) as started:
         time.sleep(0.5)  # let the idle start-up settle before the CPU snapshot
-        cpu0 = {h.pid: h.cpu() for h in started}
+        cpu0 = {h.pid: process_cpu(h.pid) for h in started}
         sandbox0, machine0 = process_cpu(ctx["sandbox_pid"]), machine_busy()
         pg0 = backend_cpu()
         wall0 = time.time()
@@ -622,7 +574,7 @@ def consumer_run(
                 raise RuntimeError("publish failed")
         done_at = wait_completed(queue_ids, timeout=180, processes=started)
         pg1 = backend_cpu()
-        cpu1 = {h.pid: h.cpu() for h in started}
+        cpu1 = {h.pid: process_cpu(h.pid) for h in started}
         sandbox1, machine1 = process_cpu(ctx["sandbox_pid"]), machine_busy()
     sent = BillingContact.objects.filter(queue_id__in=queue_ids, status="sent").count()
     instances = sorted({entry["instance_name"] for entry in tenants})

@@ -42,11 +42,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backend"))
+from devtools.processes import ManagedProcess, machine_busy, process_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = ROOT / "backend"
 RESULTS_PATH = ROOT / "bench" / "results" / "scale.json"
 FULL_PACE = 0.95  # a queue sent at least this share of what its pace allows
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def log(message: str) -> None:
@@ -80,59 +82,9 @@ def drop_database(db_url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class Process:
-    """A project process started by the bench, stopped by PID."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
-
-    def cpu_seconds(self) -> tuple[float, float]:
-        """(user, system) CPU seconds of the process, all its threads, from /proc."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def kill(self, signum: int = signal.SIGKILL) -> None:
-        if self.process.poll() is None:
-            os.kill(self.pid, signum)
-            self.process.wait(30)
-
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM if self.process.poll() is None else signal.SIGKILL)
-        self._log.close()
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_cpu() -> float:
-    """CPU seconds the whole machine spent busy (all processes: PostgreSQL, the sandbox, ...)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS
-
-
 # --------------------------------------------------------------------------- Django side
 def setup_django(env: dict[str, str]) -> None:
     os.environ.update(env)
-    sys.path.insert(0, str(BACKEND))
     import django
 
     django.setup()
@@ -257,7 +209,7 @@ def message_times(sandbox: Any) -> dict[str, list[float]]:
 # --------------------------------------------------------------------------- the measurements
 def measure_pace(
     args: argparse.Namespace,
-    consumer: Process,
+    consumer: ManagedProcess,
     sandbox_pid: int,
     sandbox: Any,
     tenants: list[dict[str, Any]],
@@ -271,7 +223,7 @@ def measure_pace(
         time.sleep(1)
     time.sleep(60 / args.rate)  # every queue past its first send: the window sees steady state
     log(f"warm-up done: {dict(queue_statuses(queue_ids))}; measuring {args.duration}s")
-    cpu0, wall0, start, machine0 = consumer.cpu_seconds(), time.monotonic(), time.time(), machine_cpu()
+    cpu0, wall0, start, machine0 = consumer.cpu_seconds(), time.monotonic(), time.time(), machine_busy()
     sandbox0 = process_cpu(sandbox_pid)
     peak_connections = peak_threads = 0
     while time.monotonic() - wall0 < args.duration:
@@ -312,7 +264,7 @@ def measure_pace(
         "consumer_cpu_cores": round(cpu / (wall1 - wall0), 3),
         "consumer_cpu_ms_per_message": round(1000 * cpu / max(sent_total, 1), 2),
         "consumer_cpu_system_share": round((cpu1[1] - cpu0[1]) / max(cpu, 1e-9), 3),
-        "machine_load_cores": round((machine_cpu() - machine0) / (wall1 - wall0), 2),
+        "machine_load_cores": round((machine_busy() - machine0) / (wall1 - wall0), 2),
         "sandbox_cpu_cores": round((process_cpu(sandbox_pid) - sandbox0) / (wall1 - wall0), 2),
         "consumer_rss_mb": round(consumer.rss_mb(), 1),
         "consumer_threads_peak": peak_threads,
@@ -323,12 +275,12 @@ def measure_pace(
 
 def measure_recovery(
     args: argparse.Namespace,
-    consumer: Process,
+    consumer: ManagedProcess,
     start_consumer: Any,
     sandbox: Any,
     tenants: list[dict[str, Any]],
     queue_ids: list[str],
-) -> tuple[dict[str, Any], Process]:
+) -> tuple[dict[str, Any], ManagedProcess]:
     from apps.billing.models import BillingContact
 
     killed_at = time.time()
@@ -402,7 +354,7 @@ def measure_isolation(args: argparse.Namespace, sandbox: Any, start_consumer: An
             "tenant_a_queues": dict(Counter(held.values_list("status", flat=True))),
             "tenant_a_pause_reasons": dict(Counter(held.values_list("pause_reason", flat=True))),
         }
-        consumer.stop()
+        consumer.stop(grace=30)
         log(f"isolation {round_name}: {results[round_name]}")
     return results
 
@@ -506,7 +458,6 @@ def main(argv: list[str] | None = None) -> int:
     if not base_db:
         log("DATABASE_URL is not set: run `source scripts/local_env.sh` first")
         return 2
-    sys.path.insert(0, str(BACKEND))
     from devtools.sandbox_process import SandboxProcess
     from devtools.second_broker import SecondBroker
 
@@ -515,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     broker = SecondBroker()
     sandbox_process = SandboxProcess(log_path=workdir / "sandbox.log")
-    processes: list[Process] = []
+    processes: list[ManagedProcess] = []
     report: dict[str, Any] = {}
     try:
         log("starting a private RabbitMQ node and the sandbox; creating the database")
@@ -552,15 +503,15 @@ def main(argv: list[str] | None = None) -> int:
         contacts = int(args.rate * (args.warmup + args.duration + 240) / 60) + 5
         runs = 0
 
-        def start_consumer() -> Process:
+        def start_consumer() -> ManagedProcess:
             nonlocal runs
             runs += 1
-            handle = Process(["run_billing_consumer"], consumer_env, workdir / f"consumer-{runs}.log")
+            handle = ManagedProcess(["run_billing_consumer"], consumer_env, workdir / f"consumer-{runs}.log")
             processes.append(handle)
             return handle
 
         consumer = start_consumer()
-        processes.append(Process(["run_billing_periodic_tasks"], env, workdir / "periodic.log"))
+        processes.append(ManagedProcess(["run_billing_periodic_tasks"], env, workdir / "periodic.log"))
         time.sleep(3)
         queue_ids: list[str] = []
         if tenants:
@@ -571,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_recovery:
             report["recovery"], consumer = measure_recovery(args, consumer, start_consumer, sandbox, tenants, queue_ids)
             log(json.dumps(report["recovery"]))
-        consumer.stop()
+        consumer.stop(grace=30)
         if not args.skip_isolation:
             from apps.billing.models import BillingQueue
 
@@ -597,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(rows)
     finally:
         for handle in processes:
-            handle.stop()
+            handle.stop(grace=30)
         sandbox_process.stop()
         if "apps.billing.broker.publisher" in sys.modules:  # our own wake-up calls' connection
             sys.modules["apps.billing.broker.publisher"].get_publisher().close()

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from redis.commands.core import Script
-
-from .redis_client import get_redis
+from .redis_client import run_script
 
 _HIT = """
 local t = redis.call('TIME')
@@ -100,19 +97,6 @@ return 1
 """
 
 
-_scripts: dict[tuple[str, int], Script] = {}
-
-
-def _run(source: str, key: str | list[str], *args: int) -> Any:  # the script's reply: a number or a list
-    """Run a script through EVALSHA on this process's client: the body travels only when Redis
-    does not know it yet (redis-py reloads it then), not on every call."""
-    client = get_redis()
-    script = _scripts.get((source, id(client)))
-    if script is None:
-        script = _scripts.setdefault((source, id(client)), client.register_script(source))
-    return script(keys=[key] if isinstance(key, str) else key, args=list(args))
-
-
 @dataclass(frozen=True)
 class RateLimitResult:
     allowed: bool
@@ -139,7 +123,7 @@ def hit_all(
         interval_us = int(period_seconds * 1_000_000 / limit)
         args += [interval_us, interval_us * (limit - 1)]
     keys = [f"ratelimit:{key}" for key, _ in limits] + list(read)
-    allowed, wait_us, refused, *values = _run(_HIT, keys, *args)
+    allowed, wait_us, refused, *values = run_script(_HIT, keys, *args)
     if not allowed:
         return RateLimitResult(False, int(wait_us) / 1_000_000, refused_by=limits[int(refused) - 1][0])
     return RateLimitResult(True, 0.0, tuple(values) + (None,) * (len(read) - len(values)))
@@ -168,7 +152,7 @@ def acquire_send_slot(
     Redis restart or flush never lets a number send faster than its pace."""
     seed = -1 if seed_epoch_seconds is None else max(0, int(seed_epoch_seconds * 1_000_000))
     interval_us = int(interval_seconds * 1_000_000)
-    granted, micros, reason = _run(
+    granted, micros, reason = run_script(
         _ACQUIRE,
         [f"pace:{key}", f"hold:{key}"],
         interval_us,
@@ -184,4 +168,4 @@ def acquire_send_slot(
 def hold_back(key: str, seconds: float) -> None:
     """No send through the number `key` for `seconds` (a provider's Retry-After, already capped
     by the caller); a longer hold already in place is kept."""
-    _run(_HOLD, f"hold:{key}", max(1, int(seconds * 1_000_000)))
+    run_script(_HOLD, f"hold:{key}", max(1, int(seconds * 1_000_000)))

@@ -18,13 +18,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from redis.commands.core import Script
-
 from apps.billing.models import BillingContact
-from apps.common.redis_client import get_redis
+from apps.common.redis_client import get_redis, run_script
 from apps.connections.models import NumberHealthSettings, WhatsAppInstance
 from apps.connections.warmup import WarmUp
 from apps.tenancy.models import Tenant
@@ -51,15 +48,6 @@ local count = tonumber(redis.call('GET', KEYS[1]) or 0)
 if count > 0 then redis.call('DECR', KEYS[1]) end
 return 1
 """
-_scripts: dict[tuple[str, int], Script] = {}
-
-
-def _run(source: str, key: str, *args: int) -> Any:  # the script's reply
-    client = get_redis()
-    script = _scripts.get((source, id(client)))
-    if script is None:
-        script = _scripts.setdefault((source, id(client)), client.register_script(source))
-    return script(keys=[key], args=list(args))
 
 
 @dataclass(frozen=True)
@@ -106,16 +94,16 @@ class NumberQuota:
         if cap is None:
             return QuotaAnswer(True, 0, None, day)
         key = self.counter_key(day)
-        granted, count = _run(_TAKE, key, cap, -1, KEY_TTL_SECONDS)
+        granted, count = run_script(_TAKE, key, cap, -1, KEY_TTL_SECONDS)
         if int(granted) == -1:
             seed = sends_started(instance_ids=self.instance_ids, day=day)
-            granted, count = _run(_TAKE, key, cap, seed, KEY_TTL_SECONDS)
+            granted, count = run_script(_TAKE, key, cap, seed, KEY_TTL_SECONDS)
         return QuotaAnswer(int(granted) == 1, int(count), cap, day)
 
     def give_back(self, answer: QuotaAnswer) -> None:
         """A unit taken for a send that did not start (or provably sent nothing)."""
         if answer.granted and answer.cap is not None:
-            _run(_GIVE_BACK, self.counter_key(answer.day))
+            run_script(_GIVE_BACK, self.counter_key(answer.day))
 
     def sent_today(self, now: datetime) -> int:
         """Today's count as Redis holds it (0 when it holds none): the status API's ETA."""

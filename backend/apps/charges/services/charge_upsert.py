@@ -29,7 +29,7 @@ from apps.tenancy.models import Tenant
 logger = logging.getLogger(__name__)
 
 # Columns the client sets, in COPY order (cadence_id is resolved from the cadence's name).
-_COLUMNS = (
+CLIENT_COLUMNS = (
     "external_id",
     "phone",
     "name",
@@ -64,7 +64,7 @@ _TYPES = (
     "text",
 )
 # Overwritten on conflict; an empty asaas_payment_id keeps the one learnt from Asaas.
-_UPDATED = [c for c in _COLUMNS if c not in ("external_id", "asaas_payment_id")]
+_UPDATED = [c for c in CLIENT_COLUMNS if c not in ("external_id", "asaas_payment_id")]
 
 
 @dataclass
@@ -182,9 +182,9 @@ def _write(tenant: Tenant, charges: list[ValidCharge], cadences: dict[str, int],
     table = Charge._meta.db_table
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor  # psycopg's, for COPY
-        columns = ", ".join(f"{name} {kind}" for name, kind in zip(_COLUMNS, _TYPES, strict=True))
+        columns = ", ".join(f"{name} {kind}" for name, kind in zip(CLIENT_COLUMNS, _TYPES, strict=True))
         cursor.execute(f"CREATE TEMPORARY TABLE charge_upsert ({columns})")
-        with cursor.copy(f"COPY charge_upsert ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY charge_upsert ({', '.join(CLIENT_COLUMNS)}) FROM STDIN") as copy:
             for c in charges:
                 copy.write_row(
                     (
@@ -217,8 +217,8 @@ def _write(tenant: Tenant, charges: list[ValidCharge], cadences: dict[str, int],
         incoming = ", ".join(f"EXCLUDED.{name}" for name in _UPDATED)
         cursor.execute(
             f"""INSERT INTO {table} (tenant_id, status, payment_source, payment_reference, created_at, updated_at,
-                                    {", ".join(_COLUMNS)})
-                SELECT %s, %s, '', '', now(), now(), {", ".join(_COLUMNS)} FROM charge_upsert
+                                    {", ".join(CLIENT_COLUMNS)})
+                SELECT %s, %s, '', '', now(), now(), {", ".join(CLIENT_COLUMNS)} FROM charge_upsert
                 ON CONFLICT (tenant_id, external_id) DO UPDATE SET {assignments},
                     asaas_payment_id = COALESCE(NULLIF(EXCLUDED.asaas_payment_id, ''), {table}.asaas_payment_id),
                     updated_at = now()

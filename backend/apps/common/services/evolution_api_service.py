@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from apps.common.http_client import HTTPCallError, HTTPStatusError
+from apps.common.http_client import HTTPCallError
 from apps.contacts.utils import mask_phone
 
 from .evolution_lookup import (
@@ -39,7 +39,6 @@ from .provider_client import (
     HEALTH_OPEN,
     HEALTH_PAIRING,
     HEALTH_UNKNOWN,
-    OPERATION_SEND,
     HealthResult,
     PairingState,
     ProviderClient,
@@ -58,8 +57,8 @@ from .provider_errors import (
     TransientProviderError,
     UnsafeProviderAddressError,
 )
-from .provider_http import HEALTH, LOOKUP, SEND, connect_timeout, deadline, provider_client
-from .provider_responses import error_for_lookup_transport, error_for_transport
+from .provider_http import LOOKUP, SEND, connect_timeout, deadline, provider_client
+from .provider_responses import error_for_lookup_transport
 
 _PROVIDER_STATE_TO_HEALTH = {
     "open": HEALTH_OPEN,
@@ -86,28 +85,15 @@ class EvolutionAPIService(ProviderClient):
         breaker's cool-down (the next send is its single probe).
         """
         started = time.monotonic()
-        try:
-            response = provider_client.request(
-                "GET",
-                self._url("instance/connectionState"),
-                headers=self._headers(),
-                deadline=deadline(HEALTH),
-                connect_timeout=connect_timeout(),
-            )
-        except HTTPCallError as exc:
-            return self._health_without_answer(exc, started)
+        response = self._health_answer(self._url("instance/connectionState"), started)
+        if isinstance(response, HealthResult):
+            return response
         status = response.status
-        unhealthy = self._health_refusal(status, started)
-        if unhealthy is not None:
-            return unhealthy
         body = response.json()
         inner = body.get("instance") if isinstance(body, dict) else None
         provider_state = inner.get("state") if isinstance(inner, dict) else None
         if provider_state == "open":
-            self.breaker.probe_now()
-            return self._health(
-                True, HEALTH_OPEN, "connected", started, status, provider_state=provider_state, outcome="healthy"
-            )
+            return self._healthy(started, status, provider_state)
         if not provider_state:
             return self._health(
                 False, HEALTH_UNKNOWN, "the provider reported no state (instance not loaded)", started, status
@@ -283,58 +269,29 @@ class EvolutionAPIService(ProviderClient):
 
     # ------------------------------------------------------------------ one send attempt
     def _send_once(self, number: str, message: str, masked: str, attempt: int) -> SendResult:
-        """One POST on a fresh connection (never a reused one: libcurl would silently re-send a
-        request whose reused connection died before answering), within EVOLUTION_SEND_DEADLINE."""
+        """One POST within EVOLUTION_SEND_DEADLINE; the id is the answer's `key.id`."""
         started = time.monotonic()
-        try:
-            response = provider_client.request(
-                "POST",
-                self._url("message/sendText"),
-                body=json.dumps(self._send_payload(number, message)).encode(),
-                headers=self._headers(body=True),
-                deadline=deadline(SEND),
-                connect_timeout=connect_timeout(),
-                reuse_connection=False,
-            )
-        except HTTPCallError as exc:
-            error = error_for_transport(exc)
-            self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
-            raise error from exc
-
-        if not 200 <= response.status < 300:
-            error = error_for_send_response(response)
-            self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
-            raise error from HTTPStatusError(response)
-
-        body = response.json()
+        response, body = self._post_send(
+            self._url("message/sendText"),
+            self._send_payload(number, message),
+            budget=deadline(SEND),
+            started=started,
+            masked=masked,
+            attempt=attempt,
+            error_for_response=error_for_send_response,
+        )
         key = body.get("key") if isinstance(body, dict) else None
         key = key if isinstance(key, dict) else {}
-        message_id = key.get("id")
-        if not message_id:
-            error = AmbiguousSendError(
-                "The provider accepted the request but returned no key.id; the message may have been sent.",
-                code="missing_message_id",
-                http_status=response.status,
-            )
-            self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
-            raise error from HTTPStatusError(response)
-        result = SendResult(
-            provider_message_id=str(message_id),
-            status=str(body.get("status") or "PENDING"),
+        return self._accepted(
+            response,
+            body,
+            message_id=str(key.get("id") or ""),
             remote_jid=str(key.get("remoteJid") or ""),
-            attempts=attempt,
-            response=body,
+            status=str(body.get("status") or "PENDING"),
+            started=started,
+            masked=masked,
+            attempt=attempt,
         )
-        self._record(
-            OPERATION_SEND,
-            "ok",
-            started,
-            masked,
-            attempt,
-            http_status=response.status,
-            message_id=result.provider_message_id,
-        )
-        return result
 
     # ------------------------------------------------------------------ helpers
     def _url(self, route: str) -> str:

@@ -34,6 +34,7 @@ from apps.contacts.utils import PhoneNumberError, e164_digits, mask_phone, norma
 from .circuit_breaker import CircuitBreaker
 from .evolution_lookup import MessageLookup
 from .provider_errors import (
+    AmbiguousSendError,
     CircuitOpenError,
     InstanceUnavailableError,
     InvalidNumberError,
@@ -238,6 +239,25 @@ class ProviderClient:
     def logout(self) -> None:
         raise NotImplementedError
 
+    def _health_answer(self, url: str, started: float) -> HealthResult | HTTPResponse:
+        """GET the provider's state within the health deadline. Answers a verdict already when
+        there is no state to read (no answer, a refused key, an unknown instance, an error),
+        else the 200 answer; never raises."""
+        try:
+            response = provider_client.request(
+                "GET", url, headers=self._headers(), deadline=deadline(HEALTH), connect_timeout=connect_timeout()
+            )
+        except HTTPCallError as exc:
+            return self._health_without_answer(exc, started)
+        return self._health_refusal(response.status, started) or response
+
+    def _healthy(self, started: float, status: int, provider_state: str) -> HealthResult:
+        """Connected: the breaker, if open, may probe with the next send at once."""
+        self.breaker.probe_now()
+        return self._health(
+            True, HEALTH_OPEN, "connected", started, status, provider_state=provider_state, outcome="healthy"
+        )
+
     def _health_without_answer(self, exc: HTTPCallError, started: float) -> HealthResult:
         """A health check that got no answer is unhealthy, with the reason kept."""
         error = error_for_transport(exc)
@@ -271,6 +291,67 @@ class ProviderClient:
     # ------------------------------------------------------------------ one send attempt
     def _send_once(self, number: str, message: str, masked: str, attempt: int) -> SendResult:
         raise NotImplementedError
+
+    def _post_send(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        *,
+        budget: float,
+        started: float,
+        masked: str,
+        attempt: int,
+        error_for_response: Callable[[HTTPResponse], ProviderError],
+    ) -> tuple[HTTPResponse, Any]:
+        """The send's POST on a fresh connection, never a reused one (libcurl would silently
+        re-send a request whose reused connection died before answering); a failure is recorded
+        and raised classified. Answers the response and its decoded body."""
+        try:
+            response = provider_client.request(
+                "POST",
+                url,
+                body=json.dumps(payload).encode("utf-8"),
+                headers=self._headers(body=True),
+                deadline=budget,
+                connect_timeout=connect_timeout(),
+                reuse_connection=False,
+            )
+        except HTTPCallError as exc:
+            raise self._send_failed(error_for_transport(exc), started, masked, attempt) from exc
+        if not 200 <= response.status < 300:
+            error = error_for_response(response)
+            raise self._send_failed(error, started, masked, attempt) from HTTPStatusError(response)
+        return response, response.json()
+
+    def _accepted(
+        self,
+        response: HTTPResponse,
+        body: Any,
+        *,
+        message_id: str,
+        remote_jid: str,
+        status: str,
+        started: float,
+        masked: str,
+        attempt: int,
+    ) -> SendResult:
+        """The provider's success answer as a result; one without a message id may still have
+        sent: ambiguous, settled later by reconciliation rather than sent twice."""
+        if not message_id:
+            error = AmbiguousSendError(
+                "The provider accepted the request but returned no message id; the message may have been sent.",
+                code="missing_message_id",
+                http_status=response.status,
+            )
+            raise self._send_failed(error, started, masked, attempt) from HTTPStatusError(response)
+        self._record(OPERATION_SEND, "ok", started, masked, attempt, http_status=response.status, message_id=message_id)
+        return SendResult(
+            provider_message_id=message_id, status=status, remote_jid=remote_jid, attempts=attempt, response=body
+        )
+
+    def _send_failed(self, error: ProviderError, started: float, masked: str, attempt: int) -> ProviderError:
+        self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
+        return error
 
     # ------------------------------------------------------------------ HTTP helpers
     def _headers(self, *, body: bool = False, api_key: str | None = None) -> dict[str, str]:

@@ -32,9 +32,9 @@ from .provider_client import (
     ProviderClient,
     SendResult,
 )
-from .provider_errors import AmbiguousSendError, InvalidNumberError, ProviderLookupError
+from .provider_errors import InvalidNumberError, ProviderLookupError
 from .provider_http import HEALTH, LOOKUP, SEND, connect_timeout, deadline, provider_client
-from .provider_responses import error_for_lookup_transport, error_for_transport
+from .provider_responses import error_for_lookup_transport
 from .waha_lookup import (
     chat_id,
     chat_id_candidates,
@@ -73,29 +73,16 @@ class WAHAAPIService(ProviderClient):
     def check_health(self) -> HealthResult:
         """`GET /api/sessions/{session}`: healthy iff `status == "WORKING"` (never raises)."""
         started = time.monotonic()
-        try:
-            response = provider_client.request(
-                "GET",
-                self._session_url(),
-                headers=self._headers(),
-                deadline=deadline(HEALTH),
-                connect_timeout=connect_timeout(),
-            )
-        except HTTPCallError as exc:
-            return self._health_without_answer(exc, started)
+        response = self._health_answer(self._session_url(), started)
+        if isinstance(response, HealthResult):
+            return response
         status = response.status
-        unhealthy = self._health_refusal(status, started)
-        if unhealthy is not None:
-            return unhealthy
         body = response.json()
         session_status = str(body.get("status") or "") if isinstance(body, dict) else ""
         if not session_status:
             return self._health(False, HEALTH_ERROR, f"unexpected HTTP {status} from the provider", started, status)
         if session_status == WORKING:
-            self.breaker.probe_now()
-            return self._health(
-                True, HEALTH_OPEN, "connected", started, status, provider_state=session_status, outcome="healthy"
-            )
+            return self._healthy(started, status, session_status)
         return self._health(
             False,
             _STATUS_TO_HEALTH.get(session_status, HEALTH_ERROR),
@@ -215,39 +202,25 @@ class WAHAAPIService(ProviderClient):
         budget = deadline(SEND)
         chat = self._check_exists(number, masked, attempt, started, min(deadline(HEALTH), budget * CHECK_SHARE))
         payload = {"session": self._session(), "chatId": chat, "text": message, "linkPreview": False}
-        try:
-            response = provider_client.request(
-                "POST",
-                f"{self.base_url}/api/sendText",
-                body=json.dumps(payload).encode("utf-8"),
-                headers=self._headers(body=True),
-                deadline=max(budget - (time.monotonic() - started), 0.001),
-                connect_timeout=connect_timeout(),
-                reuse_connection=False,
-            )
-        except HTTPCallError as exc:
-            error = error_for_transport(exc)
-            self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
-            raise error from exc
-        if not 200 <= response.status < 300:
-            error = error_for_send_response(response)
-            self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
-            raise error from HTTPStatusError(response)
-        body = response.json()
-        message_id = sent_message_id(body)
-        if not message_id:
-            error = AmbiguousSendError(
-                "The provider accepted the request but returned no message id; the message may have been sent.",
-                code="missing_message_id",
-                http_status=response.status,
-            )
-            self._record(OPERATION_SEND, error.outcome, started, masked, attempt, error=error)
-            raise error from HTTPStatusError(response)
-        result = SendResult(
-            provider_message_id=message_id, status="PENDING", remote_jid=chat, attempts=attempt, response=body
+        response, body = self._post_send(
+            f"{self.base_url}/api/sendText",
+            payload,
+            budget=max(budget - (time.monotonic() - started), 0.001),
+            started=started,
+            masked=masked,
+            attempt=attempt,
+            error_for_response=error_for_send_response,
         )
-        self._record(OPERATION_SEND, "ok", started, masked, attempt, http_status=response.status, message_id=message_id)
-        return result
+        return self._accepted(
+            response,
+            body,
+            message_id=sent_message_id(body) or "",
+            remote_jid=chat,
+            status="PENDING",
+            started=started,
+            masked=masked,
+            attempt=attempt,
+        )
 
     def _check_exists(self, number: str, masked: str, attempt: int, started: float, budget: float) -> str:
         """`GET /api/contacts/check-exists`: the chat id to send to, or `InvalidNumberError`."""

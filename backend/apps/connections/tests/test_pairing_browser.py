@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from apps.billing.tests.support.processes import REPO, subprocess_env, wait_until
+from apps.billing.tests.support.processes import subprocess_env, wait_until
 from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Membership, Tenant
+from devtools.processes import REPO
 
 # One worker: collectstatic writes the repository's staticfiles/ (two at once would race).
 pytestmark = [pytest.mark.slow, pytest.mark.each_provider, pytest.mark.xdist_group("collectstatic")]

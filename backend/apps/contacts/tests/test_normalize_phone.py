@@ -125,7 +125,7 @@ def _outcome(raw: str) -> str:
         return f"error:{exc.code}"
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(phone_like())
 def test_the_fast_path_agrees_with_phonenumbers_parse(raw):
     text = raw.strip()
@@ -138,7 +138,7 @@ def test_the_fast_path_agrees_with_phonenumbers_parse(raw):
         assert (fast.country_code, fast.national_number) == (parsed.country_code, parsed.national_number)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(phone_like())
 def test_normalize_phone_answers_the_same_without_the_fast_path(raw):
     """Both shortcuts off (`parse` skipped, and the 11-digit mobile answered from the metadata's

@@ -174,9 +174,11 @@ def test_business_hours_end_mid_run_and_the_queue_resumes_by_itself(pipeline_ten
 
 def test_instance_down_pauses_the_queue_and_it_resumes_on_recovery(pipeline_tenant, start_process):
     tenant = pipeline_tenant(messages_per_minute=120)
-    tenant.configure(health_cache_seconds=0)
+    # The send that met the closed instance is retried after the backoff; the recovery check is
+    # published again every 2 s, not 15: the test waits for the behaviour, not the defaults.
+    tenant.configure(health_cache_seconds=0, retry_backoff_seconds=1)
     consumer = start_process("run_billing_consumer", "--concurrency", "1")
-    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5")
+    periodic = start_process("run_billing_periodic_tasks", "--interval", "0.5", BILLING_CONTROL_REPUBLISH_SECONDS="2")
     body = tenant.send("notification", notification_contacts(12))
     wait_until(lambda: len(tenant.messages()) >= 3, timeout=30, what="first messages", alive=[consumer])
     tenant.sandbox.set_state(tenant.instance.instance_name, "close")

@@ -20,8 +20,7 @@ import aio_pika
 import aiormq
 
 from apps.billing.broker.topology import ALL_QUEUES
-
-from .processes import REPO
+from devtools.processes import REPO
 
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"  # Debian's /usr/sbin wrapper runs as user rabbitmq
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import requests
 
-from .processes import REPO, free_port, subprocess_env, wait_until
+from devtools.processes import REPO
+
+from .processes import free_port, subprocess_env, wait_until
 
 CHROMIUM_FLAGS = [
     "--headless",

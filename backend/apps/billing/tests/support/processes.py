@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -21,11 +17,10 @@ from rest_framework.test import APIClient
 
 from apps.billing.models import BillingConfig, BillingQueue
 from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
+from devtools.processes import ManagedProcess
 from devtools.second_broker import free_port  # noqa: F401 - re-exported for the browser helpers
 
 from .builders import CREDITOR
-
-REPO = Path(__file__).resolve().parents[5]
 
 
 def wait_until(
@@ -53,7 +48,7 @@ def wait_until(
         time.sleep(interval)
 
 
-def wait_started(*handles: ProcessHandle, timeout: float = 30.0) -> None:
+def wait_started(*handles: ManagedProcess, timeout: float = 30.0) -> None:
     """Until each consumer process has subscribed (its 'billing consumer started' line)."""
     for handle in handles:
         wait_until(
@@ -87,45 +82,6 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     env.pop("TEST_DATABASE_NAME", None)
     env.update(overrides)
     return env
-
-
-class ProcessHandle:
-    """A project process the test started; stopped by PID, never by name."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
-
-    def signal(self, signum: int) -> None:
-        if self.process.poll() is None:
-            os.kill(self.pid, signum)
-
-    def wait(self, timeout: float) -> int:
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self._log.close()
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                continue
-        return lines
 
 
 def health_check_path(provider: str) -> str:
