@@ -192,6 +192,7 @@ def measure_materialise(tenant: Any, *, total: int, spread_days: int) -> dict[st
 
 
 def new_tenant(name: str) -> tuple[Any, str]:
+    from apps.audit.services import Actor
     from apps.billing.models import BillingAPIKey
     from apps.billing.services.tenant_setup import ALWAYS_OPEN, setup_tenant
     from apps.charges.services.cadences import StepSpec, cadence_create
@@ -207,7 +208,13 @@ def new_tenant(name: str) -> tuple[Any, str]:
         key_name="bench-setup",
     )
     _key, raw = BillingAPIKey.issue(tenant=result.tenant, name="bench", rate_limit_per_minute=100_000_000)
-    cadence_create(tenant=result.tenant, name="Padrão", steps=[StepSpec(o) for o in OFFSETS], default=True)
+    cadence_create(
+        tenant=result.tenant,
+        name="Padrão",
+        steps=[StepSpec(o) for o in OFFSETS],
+        actor=Actor.command("charges_bench"),
+        default=True,
+    )
     return result.tenant, raw
 
 
