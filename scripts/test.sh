@@ -32,7 +32,12 @@ DEBUG=0 SECURE_SSL_REDIRECT=1 ALLOWED_HOSTS=billing.example.com SECRET_KEY="$(he
 # plus its number) and RabbitMQ vhost (config/test_settings.py). `loadgroup` keeps each
 # `xdist_group` (the crash tests' second broker, collectstatic) on one worker. The workers are
 # processes the tests start too: coverage measures them, and the processes they start, alike.
-WORKERS="${BILLING_TEST_WORKERS:-3}"
+# One migrated template database, rebuilt only when a migration changes; each worker's database
+# is a copy of it (backend/devtools/test_template_db.py), instead of every worker migrating.
+echo "[test] template database" >&2
+BILLING_TEST_TEMPLATE_DB="$(cd backend && "$PY" -m devtools.test_template_db)"
+export BILLING_TEST_TEMPLATE_DB
+WORKERS="${BILLING_TEST_WORKERS:-4}"
 echo "[test] pytest under coverage, $WORKERS workers" >&2
 "$PY" -m coverage erase
 status=0

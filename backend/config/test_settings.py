@@ -49,6 +49,11 @@ if os.environ.get("PYTEST_XDIST_WORKER", "") not in ("", os.environ.get("BILLING
 
 from .dev_settings import *  # noqa: E402, F403 - after the per-worker environment, which the settings read
 
+# scripts/test.sh migrates one template database first (devtools/test_template_db.py): each
+# worker's test database is a copy of it, with nothing left to migrate.
+if os.environ.get("BILLING_TEST_TEMPLATE_DB"):
+    DATABASES["default"].setdefault("TEST", {})["TEMPLATE"] = os.environ["BILLING_TEST_TEMPLATE_DB"]  # noqa: F405 - from the settings imported above
+
 # The manifest needs `collectstatic`; tests render admin pages without it.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405 - from the settings imported above
 

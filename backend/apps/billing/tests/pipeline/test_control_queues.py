@@ -3,6 +3,7 @@ to act on, a real consumer acts on it, and a duplicate message changes nothing."
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from datetime import timedelta
 
@@ -34,11 +35,19 @@ def later() -> str:
     return (timezone.now() + timedelta(days=1)).isoformat()
 
 
-def publish_twice(step) -> int:
-    """Publish a check, forget it was published, publish the same check again."""
-    first = step()
-    periodic.recently_published.clear()
-    return first + step()
+def publish_twice(step, consumer=None) -> int:
+    """Publish a check, forget it was published, publish the same check again. A running
+    consumer is stopped meanwhile (SIGSTOP), so it cannot act on the first before the second is
+    published (on a loaded box it did, and the second found nothing left to check)."""
+    if consumer is not None:
+        consumer.signal(signal.SIGSTOP)
+    try:
+        first = step()
+        periodic.recently_published.clear()
+        return first + step()
+    finally:
+        if consumer is not None:
+            consumer.signal(signal.SIGCONT)
 
 
 @pytest.fixture
@@ -59,7 +68,7 @@ def test_a_resume_message_resumes_the_queue_once_and_it_is_sent(pipeline_tenant,
         next_resume_at=timezone.now() - timedelta(seconds=1),
         scheduled_for=None,
     )
-    assert publish_twice(periodic.publish_due_resumes) == 2
+    assert publish_twice(periodic.publish_due_resumes, consumer) == 2
     wait_until(completed(tenant, body["queue_id"]), timeout=30, what="resumed and sent", alive=[consumer])
     assert len(tenant.messages()) == 3
     assert CallbackDelivery.objects.filter(queue_id=body["queue_id"], event="queue.resumed").count() == 1
@@ -78,7 +87,7 @@ def test_a_recovery_message_checks_the_instance_and_resumes_its_queues_once(pipe
         what="instance down",
         alive=[consumer],
     )
-    assert publish_twice(periodic.publish_recovery_checks) == 2
+    assert publish_twice(periodic.publish_recovery_checks, consumer) == 2
     checks = health_check_path(tenant.instance.provider)
     wait_until(
         lambda: len(tenant.sandbox.requests(tenant.instance.instance_name, path=checks)) >= 3,
@@ -89,7 +98,7 @@ def test_a_recovery_message_checks_the_instance_and_resumes_its_queues_once(pipe
     assert tenant.queue(body["queue_id"]).status == "instance_down", "still closed: nothing resumes"
     tenant.sandbox.set_state(tenant.instance.instance_name, "open")
     periodic.recently_published.clear()
-    assert publish_twice(periodic.publish_recovery_checks) == 2
+    assert publish_twice(periodic.publish_recovery_checks, consumer) == 2
     wait_until(completed(tenant, body["queue_id"]), timeout=30, what="recovered and sent", alive=[consumer])
     assert len(tenant.messages()) == 2
     assert CallbackDelivery.objects.filter(queue_id=body["queue_id"], event="queue.resumed").count() == 1
