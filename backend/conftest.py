@@ -81,11 +81,16 @@ def evolution_sandbox_process(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def evolution_sandbox(evolution_sandbox_process: SandboxProcess) -> SandboxClient:
-    """A clean sandbox for this test (reset: no instances, records or switches left over)."""
+def evolution_sandbox(evolution_sandbox_process: SandboxProcess) -> Iterator[SandboxClient]:
+    """A clean sandbox for this test (reset: no instances, records or switches left over).
+    Reset again when the test ends and waited for, before the test's database goes: a receipt
+    or webhook still scheduled (a loaded box runs late) would otherwise reach the live server
+    while the database is flushed, and its writes and the flush's locks can deadlock."""
     client = evolution_sandbox_process.client()
     client.reset()
-    return client
+    yield client
+    client.reset()
+    client.wait_idle(timeout=30)
 
 
 @pytest.fixture

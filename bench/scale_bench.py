@@ -367,7 +367,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pool", type=int, default=10, help="the consumer's DB_POOL_MAX_SIZE")
     parser.add_argument("--warmup", type=float, default=90, help="seconds allowed for every queue to start")
     parser.add_argument("--duration", type=float, default=120, help="measuring window, seconds")
-    parser.add_argument("--redis-db", type=int, default=4)
+    parser.add_argument("--redis-db", type=int, default=11)  # not 1–4: the test workers
     parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument("--skip-isolation", action="store_true")
     parser.add_argument("--only-isolation", action="store_true", help="skip the scale and recovery parts")

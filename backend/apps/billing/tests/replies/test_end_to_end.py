@@ -187,7 +187,7 @@ def test_me_manda_o_pix_gets_one_paced_recorded_answer_with_the_pix_code(replyin
     stored = Message.objects.get(pk=recorded.message_id)
     assert (stored.direction, stored.content, stored.provider_message_id) == ("outbound", answer["text"], answer["id"])
 
-    # Paced: no two sends through the instance closer than the tenant's interval (2 s), answer included.
+    # Paced: no two sends through the instance closer than the tenant's interval (1 s), answer included.
     wait_until(
         lambda: (
             BillingContact.objects.filter(tenant=tenant.tenant, status__in=["sent", "delivered", "read"]).count() == 7
