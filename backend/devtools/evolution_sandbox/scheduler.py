@@ -18,11 +18,15 @@ logger = logging.getLogger(__name__)
 
 class Scheduler:
     def __init__(self, workers: int = 4, name: str = "sandbox-scheduler") -> None:
-        self._heap: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]] = []
+        self._heap: list[tuple[float, int, int, Callable[..., Any], tuple[Any, ...]]] = []
+        # A reset starts a new generation: what a job of an older one schedules (a webhook retry,
+        # the next receipt) is dropped, so nothing of a finished test reaches the next one.
+        self._generation = 0
+        self._local = threading.local()
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._stopped = False
-        self._ready: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue()
+        self._ready: queue.Queue[tuple[int, Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue()
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._timer = threading.Thread(target=self._run_timer, name=f"{name}-timer", daemon=True)
@@ -35,9 +39,10 @@ class Scheduler:
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         with self._cond:
-            if self._stopped:
+            generation = getattr(self._local, "generation", self._generation)
+            if self._stopped or generation != self._generation:
                 return
-            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), next(self._seq), fn, args))
+            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), next(self._seq), generation, fn, args))
             self._cond.notify()
 
     def pending(self) -> int:
@@ -46,9 +51,11 @@ class Scheduler:
             return len(self._heap) + self._busy
 
     def clear(self) -> None:
-        """Drop every job not yet started (a sandbox reset)."""
+        """Drop every job not yet started, and what the running ones would schedule (a sandbox
+        reset)."""
         with self._cond:
             self._heap.clear()
+            self._generation += 1
 
     def stop(self) -> None:
         with self._cond:
@@ -66,19 +73,21 @@ class Scheduler:
                     self._cond.wait(timeout)
                 if self._stopped:
                     return
-                _due, _seq, fn, args = heapq.heappop(self._heap)
+                _due, _seq, generation, fn, args = heapq.heappop(self._heap)
                 with self._busy_lock:  # counted as busy from now until a worker finishes it
                     self._busy += 1
-                self._ready.put((fn, args))
+                self._ready.put((generation, fn, args))
 
     def _run_worker(self) -> None:
         while True:
             job = self._ready.get()
             if job is None:
                 return
-            fn, args = job
+            generation, fn, args = job
+            self._local.generation = generation
             try:
-                fn(*args)
+                if generation == self._generation:
+                    fn(*args)
             except Exception:  # a failing job must not kill the worker thread
                 logger.exception("sandbox scheduled job failed")
             finally:
