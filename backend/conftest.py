@@ -81,16 +81,22 @@ def evolution_sandbox_process(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def evolution_sandbox(evolution_sandbox_process: SandboxProcess) -> Iterator[SandboxClient]:
+def evolution_sandbox(
+    evolution_sandbox_process: SandboxProcess, request: pytest.FixtureRequest
+) -> Iterator[SandboxClient]:
     """A clean sandbox for this test (reset: no instances, records or switches left over).
     Reset again when the test ends, before its database goes: a receipt or webhook retry still
     scheduled (a loaded box runs late) would otherwise reach the live server while the database
-    is flushed, and its writes and the flush's locks can deadlock. The reset drops what is
-    scheduled and what the deliveries running at that moment would schedule next."""
+    is flushed, and its writes and the flush's locks deadlock (seen under load). The reset drops
+    what is scheduled and what the deliveries running at that moment would schedule next; with a
+    live server, those running deliveries are waited for too (the last inbound message of a test
+    may still be handled when the test ends)."""
     client = evolution_sandbox_process.client()
     client.reset()
     yield client
     client.reset()
+    if "live_server" in request.fixturenames:
+        client.wait_idle(timeout=30)
 
 
 @pytest.fixture
