@@ -123,12 +123,13 @@ def test_business_hours_end_mid_run_and_the_queue_resumes_by_itself(pipeline_ten
         what="consumer ready",
         alive=[consumer],
     )
-    # Open now, closed from +4 s to +9 s, open again: the hours are set once the consumer is
-    # ready, so the run really straddles the closing time.
+    # Open now, closed from +8 s to +13 s, open again: the hours are set once the consumer is
+    # ready, so the run really straddles the closing time (+4 s was too close under a CPU burner:
+    # the first send came after the closing), with twelve messages at one a second.
     tz = _zone_with_daytime_now()
     now_local = datetime.now(tz).replace(microsecond=0)
-    closes = now_local + timedelta(seconds=4)
-    reopens = now_local + timedelta(seconds=9)
+    closes = now_local + timedelta(seconds=8)
+    reopens = now_local + timedelta(seconds=13)
     tenant.tenant.timezone = tz.key
     tenant.tenant.save(update_fields=["timezone"])
     BusinessHours.objects.filter(tenant=tenant.tenant).delete()
@@ -152,7 +153,7 @@ def test_business_hours_end_mid_run_and_the_queue_resumes_by_itself(pipeline_ten
     due = (date.today() - timedelta(days=5)).isoformat()
     overdue = [
         {"phone": f"+55 21 9{8100_0000 + i:08d}", "name": f"Devedor {i}", "due_date": due, "amount": "99.90"}
-        for i in range(10)
+        for i in range(12)
     ]
     body = tenant.send("overdue", overdue)
     paused = wait_until(
@@ -167,7 +168,7 @@ def test_business_hours_end_mid_run_and_the_queue_resumes_by_itself(pipeline_ten
         completed(tenant, body["queue_id"]), timeout=60, what="resumed and completed", alive=[consumer, periodic]
     )
     times = sandbox_times(tenant.messages())
-    assert len(times) == 10 and queue.sent_count == 10
+    assert len(times) == 12 and queue.sent_count == 12
     assert not [t for t in times if closes <= t < reopens], "a message went out while closed"
     assert any(t < closes for t in times) and any(t >= reopens for t in times)
 
