@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from devtools.evolution_sandbox.scheduler import Scheduler
 
 
-def wait_idle(scheduler: Scheduler) -> None:
-    deadline = time.monotonic() + 5
-    while scheduler.pending():
-        assert time.monotonic() < deadline, "the scheduler never went idle"
-        time.sleep(0.005)
-
-
 def test_a_reset_drops_what_a_job_running_at_that_moment_would_schedule_next():
     scheduler = Scheduler(workers=1)
-    started, release = threading.Event(), threading.Event()
+    started, release, finished, next_ran = (threading.Event() for _ in range(4))
     ran: list[str] = []
 
     def delivery() -> None:  # a webhook delivery whose attempt ends after the reset, then retries
         started.set()
         release.wait(5)
         scheduler.call_later(0, lambda: ran.append("retry"))
+        finished.set()
+
+    def next_test() -> None:
+        ran.append("next test")
+        next_ran.set()
 
     try:
         scheduler.call_later(0, delivery)
@@ -31,10 +28,10 @@ def test_a_reset_drops_what_a_job_running_at_that_moment_would_schedule_next():
         assert started.wait(5)
         scheduler.clear()
         release.set()
-        wait_idle(scheduler)
-        assert ran == [], "neither the retry nor the scheduled receipt outlived the reset"
-        scheduler.call_later(0, lambda: ran.append("next test"))
-        wait_idle(scheduler)
-        assert ran == ["next test"]
+        assert finished.wait(5)
+        # One worker, jobs in order: a retry queued by the delivery would run before this one.
+        scheduler.call_later(0, next_test)
+        assert next_ran.wait(5)
+        assert ran == ["next test"], "neither the retry nor the scheduled receipt outlived the reset"
     finally:
         scheduler.stop()
