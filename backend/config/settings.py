@@ -180,10 +180,18 @@ CACHES = {
     }
 }
 
+# A socket's consumer waits for its group's messages with a blocking BZPOPMIN of 5 s
+# (channels_redis' `brpop_timeout`); redis-py 8 reads with a 5 s socket timeout by default, so an
+# idle socket's wait raised TimeoutError and the WebSocket closed every ~5 s (channels_redis#422):
+# pushes sent while the page reconnected were lost. The read timeout stays, above the wait.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 15.0
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNELS_PREFIX", "billing-asgi")},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
+            "prefix": env_str("CHANNELS_PREFIX", "billing-asgi"),
+        },
     }
 }
 

@@ -257,7 +257,8 @@ class TestPushConnections:
         from apps.billing import progress
 
         layer = settings.CHANNEL_LAYERS["default"]
-        settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": [private_redis.url]}}}
+        hosts = [{**layer["CONFIG"]["hosts"][0], "address": private_redis.url}]
+        settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": hosts}}}
         settings.BILLING_PROGRESS_MAX_PER_SECOND = 0  # no throttle: every push goes out
         queue = make_queue(ws_tenant, total=3, status="running")
         progress.mark_watched(queue.pk)  # pushes go out only for watched queues
@@ -270,3 +271,31 @@ class TestPushConnections:
         opened = int(client.info("stats")["total_connections_received"]) - before
         client.close()
         assert opened <= 2, f"{opened} Redis connections opened for 20 pushes"
+
+
+@pytest.mark.slow
+def test_a_quiet_socket_stays_open_past_the_layers_blocking_wait(ws_tenant):
+    """The consumer waits for its group with a blocking Redis read (BZPOPMIN, 5 s); with
+    redis-py 8's default 5 s socket timeout that read failed and the socket closed every ~5 s,
+    dropping the pushes sent while the page reconnected. Real time: the timeout is the socket's."""
+    from channels.layers import get_channel_layer
+
+    from apps.billing import progress
+
+    queue = make_queue(ws_tenant, total=4, status="running")
+    quiet = get_channel_layer().brpop_timeout + 2
+
+    async def run() -> tuple[bool, dict[str, Any]]:
+        communicator = _communicator(f"/ws/billing/queues/{queue.pk}/", _key_header(ws_tenant.raw_key))
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        assert connected
+        await communicator.receive_json_from(timeout=TIMEOUT)  # the snapshot
+        stayed = await communicator.receive_nothing(timeout=quiet, interval=0.2)
+        await sync_to_async(BillingQueue.objects.filter(pk=queue.pk).update)(sent_count=2)
+        await sync_to_async(progress.publish_queue_progress)(queue.pk, force=True)
+        pushed = await communicator.receive_json_from(timeout=TIMEOUT)
+        await communicator.disconnect()
+        return stayed, pushed
+
+    stayed, pushed = async_to_sync(run)()
+    assert stayed and pushed["sent"] == 2

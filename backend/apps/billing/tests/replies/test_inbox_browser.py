@@ -9,7 +9,9 @@ opens it, replies (the debtor — the sandbox — gets the words) and resolves i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +43,8 @@ def page_state(devtools) -> dict[str, Any]:
         """{
       path: location.pathname, live: window.billingInbox ? window.billingInbox.connection : null,
       updates: window.billingInbox ? window.billingInbox.updates : 0, marker: window.__stillTheSamePage || null,
+      opens: window.billingInbox ? window.billingInbox.opens : 0,
+      pushes: window.billingInbox ? window.billingInbox.pushes : 0,
       rows: Array.from(document.querySelectorAll('[data-conversation-id]')).map(r => r.dataset.conversationId),
       notices: Array.from(document.querySelectorAll('.notice')).map(n => n.textContent.trim())
     }""",
@@ -51,9 +55,21 @@ def navigate(devtools, url: str) -> None:
     devtools.call("Page.navigate", url=url)
 
 
+def wait_on_page(devtools, predicate: Callable[[], Any], *, server_log: Path, what: str, **kwargs: Any) -> Any:
+    """`wait_until`, and on a timeout what the page and the server saw (a CI run lost a live row
+    once; this says next time whether the socket closed, a push arrived or the server refused)."""
+    try:
+        return wait_until(predicate, what=what, **kwargs)
+    except AssertionError as failed:
+        state = page_state(devtools)
+        tail = server_log.read_text(errors="replace")[-4000:] if server_log.exists() else "(no log)"
+        raise AssertionError(f"{failed}\npage: {state}\nserver log:\n{tail}") from None
+
+
 def test_a_staff_member_sees_quero_parcelar_live_replies_and_the_debtor_gets_it(
-    pipeline_tenant, inbox_server, browser, start_process
+    pipeline_tenant, inbox_server, browser, start_process, tmp_path
 ):
+    server_log = tmp_path / "uvicorn.log"  # the web_server fixture's
     tenant = pipeline_tenant()
     build_staff(tenant.tenant, username="ana")
     # No JWT: the server's signing key is its own (the URL secret still authenticates the webhook).
@@ -117,8 +133,14 @@ def test_a_staff_member_sees_quero_parcelar_live_replies_and_the_debtor_gets_it(
         timeout=30,
         what="the conversation flagged",
     )
-    state = wait_until(lambda: (s := page_state(browser))["rows"] and s, timeout=30, what="the row appearing live")
-    assert state["rows"] == [str(conversation.pk)] and state["marker"] == "yes" and state["updates"] >= 1
+    state = wait_on_page(
+        browser,
+        lambda: (s := page_state(browser))["rows"] and s,
+        server_log=server_log,
+        timeout=30,
+        what="the row appearing live",
+    )
+    assert state["rows"] == [str(conversation.pk)] and state["marker"] == "yes" and state["pushes"] >= 1
     assert "Quer negociar" in browser.evaluate("document.getElementById('conversations').textContent")
 
     # Open it, read the thread, reply.
@@ -155,3 +177,19 @@ def test_a_staff_member_sees_quero_parcelar_live_replies_and_the_debtor_gets_it(
     )
     conversation.refresh_from_db()
     assert (conversation.needs_attention, conversation.closed_by) == (False, "agent")
+
+    # A change no push announced (none reaches a closed socket): the page catches up when its
+    # socket comes back.
+    Conversation.objects.filter(pk=conversation.pk).update(needs_attention=True)
+    before = wait_until(lambda: (s := page_state(browser))["live"] == "open" and s, timeout=30, what="live again")
+    assert before["rows"] == []
+    browser.evaluate("window.billingInbox.socket.close(); true")
+    after = wait_on_page(
+        browser,
+        lambda: (s := page_state(browser))["rows"] and s,
+        server_log=server_log,
+        timeout=30,
+        what="the row after the reconnection",
+    )
+    assert after["rows"] == [str(conversation.pk)] and after["opens"] == before["opens"] + 1
+    assert after["pushes"] == before["pushes"]
