@@ -41,7 +41,8 @@ WORKERS="${BILLING_TEST_WORKERS:-4}"
 echo "[test] pytest under coverage, $WORKERS workers" >&2
 "$PY" -m coverage erase
 status=0
-"$PY" -m coverage run -m pytest -n "$WORKERS" --dist loadgroup "$@" || status=$?
+# --durations: the slowest tests, the first place to look when the suite grows.
+"$PY" -m coverage run -m pytest -n "$WORKERS" --dist loadgroup --durations=15 "$@" || status=$?
 "$PY" -m coverage combine --quiet
 "$PY" -m coverage report
 [ "$status" = 0 ] || exit "$status"
