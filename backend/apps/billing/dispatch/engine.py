@@ -162,7 +162,7 @@ class DispatchEngine:
                 extra={"queue_id": str(runner.queue_id)},
             )
             outcome = self._after_crash(runner)
-        self.scheduler.done(entry, outcome.at)
+        self.scheduler.done(entry, outcome.at, sent=outcome.sent)
         if outcome.left:
             metrics.observe_held_queues(len(self.scheduler))
         return outcome

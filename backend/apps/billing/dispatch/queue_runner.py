@@ -132,6 +132,11 @@ class Step:
     def left(self) -> bool:
         return self.at is None
 
+    @property
+    def sent(self) -> bool:
+        """It sent a message: it used its number's pace slot (the scheduler's rule 3)."""
+        return self.outcome == "sent"
+
 
 class QueueRunner:
     def __init__(self, lease: Lease, *, context: DispatchContext) -> None:
@@ -235,7 +240,7 @@ class QueueRunner:
         slot = self._acquire_slot()
         slot_read_at = self.ctx.monotonic()  # the next slot is counted from here, not from after the send
         if not slot.granted:
-            return self._wait_for_slot(slot)
+            return self._wait_for_slot(slot, slot_read_at)
         quota = self.quota.take(self.ctx.now())
         if not quota.granted:
             return self._pause_for_daily_cap(quota)
@@ -385,7 +390,9 @@ class QueueRunner:
             self._hold_shown_until = None
         return answer
 
-    def _wait_for_slot(self, slot: SlotAnswer) -> Step:
+    def _wait_for_slot(self, slot: SlotAnswer, read_at: float) -> Step:
+        """Counted from when the slot was read, as a send's next instant is: a queue refused and
+        the queue that took the slot wake for the next one at the same instant."""
         if slot.held and slot.seconds >= SHOW_HOLD_AFTER:
             until = self.ctx.now() + timedelta(seconds=slot.seconds)
             if self._hold_shown_until is None or abs((until - self._hold_shown_until).total_seconds()) > 1:
@@ -393,7 +400,7 @@ class QueueRunner:
                 self._hold_shown_until = until
         metrics.observe_throttle_wait(slot.seconds, self.template_type)
         wake = slot.seconds if slot.held else max(slot.seconds - ASK_EARLY, 0.0)
-        return Step(self.ctx.monotonic() + wake, "provider_hold" if slot.held else "pace")
+        return Step(read_at + wake, "provider_hold" if slot.held else "pace")
 
     # ------------------------------------------------------------------ the number's daily quota
     def _lane(self) -> tuple[int, ...]:

@@ -19,7 +19,10 @@ Who goes first when more entries are due than threads are free:
 3. **priority** — overdue 10 > upcoming 5 > notification 1; on one lane, an entry also waits
    for a higher-priority entry of the same lane due within `lane_window` seconds (the slot is
    shared: it could not send before that one anyway), so which queue of a number sends next
-   is decided by priority, not by whose clock read came a few milliseconds earlier;
+   is decided by priority, not by whose clock read came a few milliseconds earlier; and an
+   entry that has just sent yields once to an entry of the same lane and priority due within
+   `lane_window` of it, so the queues of one number take turns whatever the noise in their
+   clocks (both wake for the same slot; the one that just had a slot lets the other have it);
 4. **least recently served tenant**, then the earliest due entry.
 
 Pure and in memory: no database, no Redis, the clock injected, so the rules are tested without
@@ -57,6 +60,7 @@ class Entry:
     removed: bool = field(default=False, repr=False)
     in_flight: bool = field(default=False, repr=False)
     timed: bool = field(default=False, repr=False)  # waiting in the heap of instants, not yet due
+    yields: bool = field(default=False, repr=False)  # it has just sent: its lane's peers go first once
 
 
 # How far ahead a lane looks for a higher-priority entry before letting a lower one go: wider
@@ -163,8 +167,9 @@ class Scheduler:
                 self._changed.wait(None if wait is None else max(wait, 0.0005))
             return None
 
-    def done(self, entry: Entry, next_at: float | None) -> None:
-        """The step is over: `next_at` is when the queue may act again, None when it left."""
+    def done(self, entry: Entry, next_at: float | None, *, sent: bool = False) -> None:
+        """The step is over: `next_at` is when the queue may act again, None when it left;
+        `sent` when the step used its lane's slot (rule 3: its peers go first next time)."""
         with self._lock:
             entry.in_flight = False
             self._busy_lanes.discard(entry.lane)
@@ -180,6 +185,7 @@ class Scheduler:
                 if self._entries.get(entry.key) is entry:
                     del self._entries[entry.key]
             else:
+                entry.yields = sent
                 self._schedule(entry, next_at)
             self._changed.notify_all()
 
@@ -241,6 +247,15 @@ class Scheduler:
             del self._lane_timed[entry.lane]
         return best
 
+    def _peer_coming(self, entry: Entry, within: float) -> float | None:
+        """The instant of the earliest other entry of `entry`'s lane and priority timed to act
+        by `within`, if any (`entry` is no longer timed: its own heap tuples are stale)."""
+        lane_heap = self._lane_timed.get(entry.lane, {}).get(entry.priority)
+        if not lane_heap:
+            return None
+        _drop_stale_heads(lane_heap)
+        return lane_heap[0][0] if lane_heap and lane_heap[0][0] <= within else None
+
     def _promote_due(self) -> None:
         now = self.clock() + self.gather
         while self._timed and self._timed[0][0] <= now:
@@ -249,6 +264,9 @@ class Scheduler:
                 continue
             entry.timed = False
             better_at = self._better_coming(entry, now + self.lane_window)
+            if better_at is None and entry.yields:
+                entry.yields = False  # once: two entries that both yield cannot defer for ever
+                better_at = self._peer_coming(entry, now + self.lane_window)
             if better_at is not None:
                 # Let the better one of the lane go first: come back just after its instant.
                 self._schedule(entry, max(better_at, due_at) + 1e-6)

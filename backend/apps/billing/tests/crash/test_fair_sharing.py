@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.tests.support.broker import publish_raw, queue_counts
-from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
+from apps.billing.tests.support.processes import notification_contacts, sandbox_times, wait_started, wait_until
 from apps.connections.models import WhatsAppInstance
 
 from .conftest import db_connections
@@ -24,10 +24,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]  # one worker,
 
 PERIODIC = ("run_billing_periodic_tasks", "--interval", "1")
 PERIODIC_ENV = {"BILLING_REPUBLISH_AFTER_SECONDS": "3"}
-
-
-def sandbox_times(messages: list[dict]) -> list[datetime]:
-    return sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")) for m in messages)
 
 
 def completed(tenant, queue_id: str):

@@ -100,6 +100,47 @@ def test_a_lower_queue_held_for_a_better_one_that_left_goes_at_once(clock):
     assert drain(scheduler) == ["notice"]
 
 
+def test_the_queues_of_one_number_take_turns_whoever_reads_the_clock_earlier(clock):
+    """Both wake for the number's next slot; the one refused reads its instant a little later
+    than the one that sent (a loaded box: tens of milliseconds). It must not lose every slot."""
+    scheduler = Scheduler(threads=1, clock=clock)
+    scheduler.add(entry("older", lane="shared"), at=clock.now)
+    scheduler.add(entry("newer", lane="shared"), at=clock.now + 0.001)
+    order = []
+    for _ in range(6):
+        while (taken := scheduler.take(timeout=0)) is None:
+            clock.now += 0.01
+        order.append(taken.key)
+        slot = clock.now + 1.0  # the number's next slot
+        # One sends (its next instant counted from the slot), the other one is refused and
+        # counts 30 ms later: without the rule, the sender's instant is always the earlier.
+        scheduler.done(taken, slot, sent=True)
+        other = scheduler.take(timeout=0)
+        if other is not None:
+            scheduler.done(other, slot + 0.03)  # refused by the pace: not sent
+    assert order == ["older", "newer", "older", "newer", "older", "newer"], order
+
+
+def test_an_entry_that_sent_does_not_yield_to_a_peer_far_off(clock):
+    scheduler = Scheduler(threads=1, clock=clock, lane_window=0.5)
+    scheduler.add(entry("a", lane="shared"), at=clock.now)
+    scheduler.add(entry("far", lane="shared"), at=clock.now + 1.7)  # a retry's backoff, say
+    scheduler.done(scheduler.take(timeout=0), clock.now + 1.0, sent=True)
+    clock.now += 1.0
+    assert scheduler.take(timeout=0).key == "a"
+
+
+def test_two_entries_that_both_sent_yield_once_each_and_one_goes(clock):
+    scheduler = Scheduler(threads=1, clock=clock)
+    scheduler.add(entry("a", lane="shared"), at=clock.now)
+    scheduler.add(entry("b", lane="shared"), at=clock.now + 0.001)
+    scheduler.done(scheduler.take(timeout=0), clock.now + 1.0, sent=True)
+    clock.now += 0.001
+    scheduler.done(scheduler.take(timeout=0), clock.now + 1.0, sent=True)
+    clock.now += 1.0
+    assert scheduler.take(timeout=0).key == "a", "a yielded to b, b to a, then a went"
+
+
 def test_one_step_in_flight_per_lane(clock):
     scheduler = Scheduler(threads=4, clock=clock)
     scheduler.add(entry("a1", lane="number-A"))

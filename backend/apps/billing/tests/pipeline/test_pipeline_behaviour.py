@@ -13,14 +13,10 @@ import pytest
 
 from apps.billing.constants import ContactStatus
 from apps.billing.models import BillingContact
-from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
+from apps.billing.tests.support.processes import notification_contacts, sandbox_times, wait_started, wait_until
 from apps.chat.models import BusinessHours
 
 pytestmark = [pytest.mark.slow, pytest.mark.each_provider]  # every path proven for Evolution and WAHA
-
-
-def sandbox_times(messages: list[dict]) -> list[datetime]:
-    return sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")) for m in messages)
 
 
 def completed(tenant, queue_id: str):

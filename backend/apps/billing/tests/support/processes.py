@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -141,6 +142,12 @@ class PipelineTenant:
     def messages(self) -> list[dict]:
         """What the sandbox accepted for this tenant's instance."""
         return self.sandbox.messages(instance=self.instance.instance_name)
+
+
+def sandbox_times(messages: list[dict]) -> list[datetime]:
+    """When each message reached the sandbox (its `created_at`), in order: the closest reading
+    of a pace grant a process test has (a send's own post jitter included)."""
+    return sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")) for m in messages)
 
 
 def notification_contacts(n: int, start: int = 0) -> list[dict]:
