@@ -270,7 +270,7 @@ def test_staff_without_membership_see_nothing(client, tenant):
 def test_staff_cannot_point_their_config_at_another_tenants_instance(staff_client, tenant, other_tenant):
     from apps.connections.models import WhatsAppInstance
 
-    theirs = WhatsAppInstance.objects.create(
+    WhatsAppInstance.objects.create(  # theirs: never offered
         tenant=other_tenant, name="x", base_url="http://127.0.0.1:1", api_key="k", instance_name="x"
     )
     mine = WhatsAppInstance.objects.create(

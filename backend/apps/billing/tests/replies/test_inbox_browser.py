@@ -66,6 +66,13 @@ def wait_on_page(devtools, predicate: Callable[[], Any], *, server_log: Path, wh
         raise AssertionError(f"{failed}\npage: {state}\nserver log:\n{tail}") from None
 
 
+def rows_shown(devtools, server_log: Path, *, what: str) -> dict[str, Any]:
+    """The page's state once it lists a conversation."""
+    return wait_on_page(
+        devtools, lambda: (s := page_state(devtools))["rows"] and s, server_log=server_log, timeout=30, what=what
+    )
+
+
 def test_a_staff_member_sees_quero_parcelar_live_replies_and_the_debtor_gets_it(
     pipeline_tenant, inbox_server, browser, start_process, tmp_path
 ):
@@ -133,13 +140,7 @@ def test_a_staff_member_sees_quero_parcelar_live_replies_and_the_debtor_gets_it(
         timeout=30,
         what="the conversation flagged",
     )
-    state = wait_on_page(
-        browser,
-        lambda: (s := page_state(browser))["rows"] and s,
-        server_log=server_log,
-        timeout=30,
-        what="the row appearing live",
-    )
+    state = rows_shown(browser, server_log, what="the row appearing live")
     assert state["rows"] == [str(conversation.pk)] and state["marker"] == "yes" and state["pushes"] >= 1
     assert "Quer negociar" in browser.evaluate("document.getElementById('conversations').textContent")
 
@@ -184,12 +185,6 @@ def test_a_staff_member_sees_quero_parcelar_live_replies_and_the_debtor_gets_it(
     before = wait_until(lambda: (s := page_state(browser))["live"] == "open" and s, timeout=30, what="live again")
     assert before["rows"] == []
     browser.evaluate("window.billingInbox.socket.close(); true")
-    after = wait_on_page(
-        browser,
-        lambda: (s := page_state(browser))["rows"] and s,
-        server_log=server_log,
-        timeout=30,
-        what="the row after the reconnection",
-    )
+    after = rows_shown(browser, server_log, what="the row after the reconnection")
     assert after["rows"] == [str(conversation.pk)] and after["opens"] == before["opens"] + 1
     assert after["pushes"] == before["pushes"]
