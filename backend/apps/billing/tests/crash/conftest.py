@@ -21,6 +21,7 @@ import pytest
 from django.db import connection
 
 from apps.billing.broker import publisher as billing_publisher
+from apps.billing.tests.support.processes import wait_until
 from devtools.broker_purge import purge_billing_queues
 from devtools.second_broker import SecondBroker
 
@@ -50,15 +51,37 @@ def _crash_broker_for_process_tests(request) -> None:
 
 
 @pytest.fixture
-def crash_broker(crash_broker_node: SecondBroker, settings) -> Iterator[SecondBroker]:
-    """The second broker, running and empty, used by this test's API side and processes."""
+def crash_broker(crash_broker_node: SecondBroker, settings, request) -> Iterator[SecondBroker]:
+    """The second broker, running and empty, used by this test's API side and processes; the
+    API side's publisher connected already, except in a module that says `OPEN_PUBLISHER =
+    False` (the broker-outage tests run the periodic task, which publishes what the API could
+    not, as deployed)."""
     if crash_broker_node.process is None or crash_broker_node.process.poll() is not None:
         crash_broker_node.start()  # an earlier test stopped it
     settings.RABBITMQ_URL = crash_broker_node.url
     _reset_publisher()
     purge_billing_queues(crash_broker_node.url)
+    if getattr(request.module, "OPEN_PUBLISHER", True):
+        _open_publisher()
     yield crash_broker_node
     _reset_publisher()
+
+
+def _open_publisher() -> None:
+    """Connect the API side's fresh publisher now, with time to spare: its first publish
+    connects and declares the topology within BILLING_PUBLISH_TIMEOUT (3 s), which a loaded box
+    once overran — and a queue whose publish failed is the periodic task's, which most tests
+    here do not run."""
+    publisher = billing_publisher.get_publisher()
+
+    def opened() -> bool:
+        try:
+            publisher._background.run(publisher._channel_ready(), 10)
+        except Exception:
+            return False
+        return True
+
+    wait_until(opened, timeout=60, interval=0.5, what="the publisher connected to the second broker")
 
 
 def db_connections(pid: int | None = None) -> int:
