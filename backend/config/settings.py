@@ -210,7 +210,9 @@ USE_TZ = True
 DEFAULT_TENANT_TIMEZONE = "America/Sao_Paulo"
 
 STATIC_URL = "static/"
-STATIC_ROOT = REPO_DIR / "staticfiles"
+# Where `collectstatic` writes (the image build's); the pairing browser test collects into a
+# folder of its own, so other test workers never read a folder being rewritten.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(REPO_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -18,25 +18,34 @@ from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Membership, Tenant
 from devtools.processes import REPO
 
-# One worker: collectstatic writes the repository's staticfiles/ (two at once would race).
+# One worker: one collectstatic (into a folder of its own, collected_static) serves every test here.
 pytestmark = [pytest.mark.slow, pytest.mark.each_provider, pytest.mark.xdist_group("collectstatic")]
 
 
 @pytest.fixture(scope="session")
-def collected_static() -> None:
+def collected_static(tmp_path_factory) -> str:
     """The admin's static files, collected as the image build does (production settings serve
-    them from the manifest; `staticfiles/` is ignored by git)."""
+    them from the manifest), into a folder of this session's: the repository's `staticfiles/`
+    rewritten mid-run made another worker's WhiteNoise, scanning it, find a file gone."""
+    root = str(tmp_path_factory.mktemp("staticfiles"))
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
         cwd=REPO,
         check=True,
-        env=subprocess_env(),
+        env=subprocess_env(STATIC_ROOT=root),
         timeout=300,
     )
+    return root
 
 
 @pytest.fixture
-def admin_server(collected_static, plain_http_cookies, web_server) -> str:
+def static_root_env(collected_static, monkeypatch) -> None:
+    """The web server (a subprocess: it inherits the environment) serves the collected folder."""
+    monkeypatch.setenv("STATIC_ROOT", collected_static)
+
+
+@pytest.fixture
+def admin_server(static_root_env, plain_http_cookies, web_server) -> str:
     return web_server
 
 
