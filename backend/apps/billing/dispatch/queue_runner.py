@@ -98,6 +98,7 @@ EARLY_RECEIPTS_EVERY_SECONDS = 0.5
 EARLY_RECEIPTS_BATCH = 50
 EARLY_RECEIPTS_KEPT = 1000  # ids kept for another look-up while Redis fails
 HOLD_REASON = "provider_rate_limited"
+SENT = "sent"  # the step outcome of a send: it used its number's pace slot
 # An answer that may mean "sent" is reconciled this long after it: the provider's echo usually
 # arrives first and settles it without asking.
 ECHO_GRACE_SECONDS = 5.0
@@ -135,7 +136,7 @@ class Step:
     @property
     def sent(self) -> bool:
         """It sent a message: it used its number's pace slot (the scheduler's rule 3)."""
-        return self.outcome == "sent"
+        return self.outcome == SENT
 
 
 class QueueRunner:
@@ -250,7 +251,7 @@ class QueueRunner:
             return ended
         # From when the slot was read: a queue that waited for the same number wakes at the same
         # instant as this one, and priority, not the length of this send, decides who goes next.
-        return Step(slot_read_at + max(slot.seconds - ASK_EARLY, 0.0), "sent")
+        return Step(slot_read_at + max(slot.seconds - ASK_EARLY, 0.0), SENT)
 
     @property
     def number(self) -> WhatsAppInstance:
