@@ -113,7 +113,7 @@ redis_down() {
 # ---------------------------------------------------------------- RabbitMQ
 # Debian's wrapper runs the broker as user `rabbitmq`; we call the real script directly, as that
 # user, in the foreground under setsid, so we own the PID and the logs.
-rmq_answers() { python3 "$ROOT/scripts/amqp_ping.py" 127.0.0.1 "$BILLING_RABBITMQ_PORT"; }
+rmq_answers() { python3 "$ROOT/backend/devtools/amqp_ping.py" 127.0.0.1 "$BILLING_RABBITMQ_PORT"; }
 
 # Loopback only, all three listeners: AMQP (rabbitmq.conf below), the Erlang distribution port
 # (inet_dist_use_interface) and epmd, which the node starts (ERL_EPMD_ADDRESS).

@@ -29,20 +29,23 @@ DEBUG=0 SECURE_SSL_REDIRECT=1 ALLOWED_HOSTS=billing.example.com SECRET_KEY="$(he
 # combined here; the report lists every file not fully covered, with its branch columns.
 # pytest-xdist: BILLING_TEST_WORKERS sessions side by side (the tests mostly wait on I/O, so
 # more workers than cores pay); each has its own test database, Redis database (BILLING_REDIS_DB
-# plus its number) and RabbitMQ vhost (config/test_settings.py). `loadgroup` keeps each
-# `xdist_group` (the crash tests' second broker, collectstatic) on one worker. The workers are
+# plus its number), RabbitMQ vhost (config/test_settings.py) and, for the crash tests, RabbitMQ
+# node, so any test runs on any worker (no `xdist_group`: pytest 9.2 broke it, backend/conftest.py).
+# `worksteal` hands each worker a contiguous run of tests and lets idle workers take from the
+# others' tails: the crash tests, contiguous, land on few workers (few second brokers boot, the
+# heaviest process tests do not all run at once) and the run ends evenly. The workers are
 # processes the tests start too: coverage measures them, and the processes they start, alike.
 # One migrated template database, rebuilt only when a migration changes; each worker's database
 # is a copy of it (backend/devtools/test_template_db.py), instead of every worker migrating.
 echo "[test] template database" >&2
 BILLING_TEST_TEMPLATE_DB="$(cd backend && "$PY" -m devtools.test_template_db)"
 export BILLING_TEST_TEMPLATE_DB
-WORKERS="${BILLING_TEST_WORKERS:-4}"
+WORKERS="${BILLING_TEST_WORKERS:-6}"
 echo "[test] pytest under coverage, $WORKERS workers" >&2
 "$PY" -m coverage erase
 status=0
 # --durations: the slowest tests, the first place to look when the suite grows.
-"$PY" -m coverage run -m pytest -n "$WORKERS" --dist loadgroup --durations=15 "$@" || status=$?
+"$PY" -m coverage run -m pytest -n "$WORKERS" --dist worksteal --durations=15 "$@" || status=$?
 "$PY" -m coverage combine --quiet
 "$PY" -m coverage report
 [ "$status" = 0 ] || exit "$status"

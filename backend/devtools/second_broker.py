@@ -14,12 +14,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from devtools.amqp_ping import answers
+
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 
 
@@ -30,13 +30,8 @@ def free_port() -> int:
 
 
 def amqp_answers(port: int) -> bool:
-    """A real AMQP handshake (scripts/amqp_ping.py): RabbitMQ accepts TCP before it can serve."""
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "amqp_ping.py"), "127.0.0.1", str(port)],
-        capture_output=True,
-        timeout=10,
-    )
-    return result.returncode == 0
+    """A real AMQP handshake (devtools/amqp_ping.py): RabbitMQ accepts TCP before it can serve."""
+    return answers("127.0.0.1", port)
 
 
 class SecondBroker:

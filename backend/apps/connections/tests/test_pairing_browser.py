@@ -18,8 +18,8 @@ from apps.connections.models import WhatsAppInstance
 from apps.tenancy.models import Membership, Tenant
 from devtools.processes import REPO
 
-# One worker: one collectstatic (into a folder of its own, collected_static) serves every test here.
-pytestmark = [pytest.mark.slow, pytest.mark.each_provider, pytest.mark.xdist_group("collectstatic")]
+# Real processes and a browser; each worker collects the static files once (collected_static).
+pytestmark = [pytest.mark.slow, pytest.mark.each_provider]
 
 
 @pytest.fixture(scope="session")

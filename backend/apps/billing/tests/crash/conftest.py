@@ -6,8 +6,9 @@ Every test here runs against `crash_broker`, a second RabbitMQ started for the s
 restart their broker, delete queues and count consumers, and other test runs (other checkouts,
 the pipeline tests' `purge_broker`) must neither disturb them nor be disturbed. The API side of
 the test process publishes there too: `settings.RABBITMQ_URL` points at it and the publisher
-singleton is rebuilt for each test. Under pytest-xdist every test here is in the `crash` group
-(their modules' `pytestmark`), so one worker runs them all and one second broker starts.
+singleton is rebuilt for each test. The node is per session, so under pytest-xdist each worker
+that draws a test from here starts a node of its own (its own name, ports and data): the tests
+spread over the workers like any others, and no two of them ever share a broker.
 """
 
 from __future__ import annotations

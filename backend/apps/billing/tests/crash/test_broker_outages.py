@@ -18,7 +18,7 @@ from apps.billing.tests.support.processes import notification_contacts, wait_unt
 
 from .proxy import CuttableProxy
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]  # one worker, one second broker (conftest)
+pytestmark = pytest.mark.slow  # real processes; the second broker is per worker (conftest)
 
 # The API side's publisher starts cold here (conftest): these tests are about what it does when
 # the broker is away, and the periodic task publishes what it could not.

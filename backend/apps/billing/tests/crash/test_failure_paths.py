@@ -13,7 +13,7 @@ import pytest
 from apps.billing.models import BillingContact
 from apps.billing.tests.support.processes import notification_contacts, wait_started, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]  # one worker, one second broker (conftest)
+pytestmark = pytest.mark.slow  # real processes; the second broker is per worker (conftest)
 
 PERIODIC = ("run_billing_periodic_tasks", "--interval", "0.5")
 PERIODIC_ENV = {

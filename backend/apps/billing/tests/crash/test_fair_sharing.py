@@ -20,7 +20,7 @@ from apps.connections.models import WhatsAppInstance
 
 from .conftest import db_connections
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]  # one worker, one second broker (conftest)
+pytestmark = pytest.mark.slow  # real processes; the second broker is per worker (conftest)
 
 PERIODIC = ("run_billing_periodic_tasks", "--interval", "1")
 PERIODIC_ENV = {"BILLING_REPUBLISH_AFTER_SECONDS": "3"}

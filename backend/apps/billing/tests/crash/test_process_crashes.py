@@ -17,7 +17,7 @@ from apps.billing.tests.support.processes import notification_contacts, wait_unt
 
 from .conftest import log_lines_after
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]  # one worker, one second broker (conftest)
+pytestmark = pytest.mark.slow  # real processes; the second broker is per worker (conftest)
 
 STALE_SECONDS = 3  # stale threshold of these tests' tenants (production: 10 min)
 PERIODIC = ("run_billing_periodic_tasks", "--interval", "0.5")

@@ -15,7 +15,6 @@ from apps.billing.tests.support.processes import notification_contacts, sandbox_
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.xdist_group("crash"),  # one worker, one second broker (conftest)
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary"),
 ]
 
