@@ -150,6 +150,22 @@ def sandbox_times(messages: list[dict]) -> list[datetime]:
     return sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")) for m in messages)
 
 
+def assert_paced(times: list[datetime], interval: float, *, jitter: float = 0.3) -> None:
+    """The pace grants sends at least 0.9 × `interval` apart (a late send wins back a tenth); the
+    arrival times a process test reads carry each post's own delay, which a loaded box stretches
+    for one send and not the next (a 0.32 s gap at a 0.5 s pace, seen under the burner). So every
+    run of k gaps must span k × 0.9 × interval less one `jitter`: a single gap may shrink by it,
+    but a burst the pace did not separate, or a pace lost over several sends, still fails."""
+    seconds = [t.timestamp() for t in times]
+    for i, first in enumerate(seconds):
+        for j in range(i + 1, len(seconds)):
+            floor = (j - i) * 0.9 * interval - jitter
+            assert seconds[j] - first >= floor, (
+                f"sends {i} to {j} span {seconds[j] - first:.3f} s, under {floor:.3f} s",
+                [round(b - a, 3) for a, b in zip(seconds, seconds[1:])],
+            )
+
+
 def notification_contacts(n: int, start: int = 0) -> list[dict]:
     return [
         {
