@@ -38,9 +38,9 @@ unset PYTHONDONTWRITEBYTECODE
 # more workers than cores pay); each has its own test database, Redis database (BILLING_REDIS_DB
 # plus its number), RabbitMQ vhost (config/test_settings.py) and, for the crash tests, RabbitMQ
 # node, so any test runs on any worker (no `xdist_group`: pytest 9.2 broke it, backend/conftest.py).
-# `worksteal` hands each worker a contiguous run of tests and lets idle workers take from the
-# others' tails: the crash tests, contiguous, land on few workers (few second brokers boot, the
-# heaviest process tests do not all run at once) and the run ends evenly. The workers are
+# `--maxschedchunk 1`: a worker is handed one test more whenever it finishes one, so the workers
+# end together (xdist's default chunks of up to ~200 tests, or `worksteal`'s contiguous runs,
+# left one worker finishing a minute after the others under load). The workers are
 # processes the tests start too: coverage measures them, and the processes they start, alike.
 # One migrated template database, rebuilt only when a migration changes; each worker's database
 # is a copy of it (backend/devtools/test_template_db.py), instead of every worker migrating.
@@ -53,7 +53,7 @@ echo "[test] pytest under coverage, $WORKERS workers" >&2
 "$PY" -m coverage erase
 status=0
 # --durations: the slowest tests, the first place to look when the suite grows.
-"$PY" -m coverage run -m pytest -n "$WORKERS" --dist worksteal --durations=15 "$@" || status=$?
+"$PY" -m coverage run -m pytest -n "$WORKERS" --dist load --maxschedchunk 1 --durations=15 "$@" || status=$?
 "$PY" -m coverage combine --quiet
 "$PY" -m coverage report
 [ "$status" = 0 ] || exit "$status"
