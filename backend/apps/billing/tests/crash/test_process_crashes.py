@@ -60,9 +60,13 @@ def test_sigkill_five_times_during_a_500_contact_queue_loses_and_duplicates_noth
     kills = 0
     for _ in range(5):
         before = len(tenant.messages())
+        # Generous: this test is about loss and duplicates, the recovery time has its own test
+        # (default settings, under a minute). A restart here is a new process under coverage, a
+        # dead-owner release, a republish and, for the contact the kill caught in flight, a
+        # reconciliation; a saturated box once took over 30 s for one of the five.
         wait_until(
             lambda before=before: len(tenant.messages()) >= before + 10,
-            timeout=30,
+            timeout=90,
             what=f"progress (seed {seed})",
             alive=[consumer, periodic],
         )
