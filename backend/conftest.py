@@ -60,6 +60,37 @@ from devtools.sandbox_process import SandboxClient, SandboxProcess, WebhookRecei
 
 
 @pytest.fixture(scope="session", autouse=True)
+def no_name_resolution() -> Iterator[None]:
+    """Names other than this machine's resolve to nothing, at once, as on a machine without
+    network. The tests' URLs name hosts that do not exist (`erp.example.com`); the resolver
+    answered that within milliseconds — and once in a while after a 5 s retry (a dropped
+    query): six such waits were half of the schema fuzz's time, and any timed test could
+    meet one. A test that needs a name to resolve replaces `getaddrinfo` itself."""
+    real_getaddrinfo = socket.getaddrinfo
+    local_names = {"localhost", socket.gethostname()}
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is None or _is_address(name) or name.lower().rstrip(".") in local_names:
+            return real_getaddrinfo(host, *args, **kwargs)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (tests resolve no names)")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", getaddrinfo)
+        yield
+
+
+def _is_address(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session", autouse=True)
 def broker_vhost() -> str:
     """This session's RabbitMQ vhost, created when missing (a fresh clone, a new xdist worker)."""
     from django.conf import settings

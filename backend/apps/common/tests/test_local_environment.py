@@ -1,17 +1,21 @@
 """What a newcomer meets on a fresh clone: scripts that work from any directory, `manage.py` by
 hand without inventing a SECRET_KEY, tests that stay out of the local run's Redis database, and
-instructions without paths of somebody else's machine."""
+instructions without paths of somebody else's machine; and the suite's own guards (no name
+resolution, no `xdist_group`)."""
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import pytest
 from django.conf import settings
 
 REPO = Path(__file__).resolve().parents[4]
@@ -124,3 +128,25 @@ def test_docs_scripts_and_benches_name_no_path_of_one_machine():
         if MACHINE_PATH.search(line)
     ]
     assert offending == []
+
+
+def test_the_tests_resolve_no_names_but_this_machines():
+    started = time.monotonic()
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("erp.example.com", 443, type=socket.SOCK_STREAM)
+    assert time.monotonic() - started < 0.5  # refused at once, never a resolver's retry
+    assert {info[4][0] for info in socket.getaddrinfo("localhost", 80, socket.AF_INET)} == {"127.0.0.1"}
+    assert socket.getaddrinfo("127.0.0.1", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4] == ("127.0.0.1", 80)
+
+
+def test_a_test_marked_xdist_group_fails_saying_why(request):
+    root_conftest = request.config.pluginmanager.get_plugin(str(REPO / "backend" / "conftest.py"))
+    pytest_runtest_setup = root_conftest.pytest_runtest_setup
+
+    class Marked:
+        def get_closest_marker(self, name: str) -> object | None:
+            return pytest.mark.xdist_group("crash").mark if name == "xdist_group" else None
+
+    with pytest.raises(pytest.fail.Exception, match="pytest-xdist#1386"):
+        pytest_runtest_setup(Marked())  # type: ignore[arg-type]
+    pytest_runtest_setup(request.node)  # an unmarked test runs
