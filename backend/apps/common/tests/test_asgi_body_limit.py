@@ -158,7 +158,7 @@ def test_a_200_mb_chunked_body_is_refused_at_once_with_memory_flat(web, path):
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
     assert body["error"]["code"] == "payload_too_large" and body["error"]["details"] == {"max_bytes": LIMIT}
-    assert seconds < 1.0
+    assert seconds < 5  # ~20 ms quiet; the margin is for a starved box (reading 200 MB is `sent`'s to rule out)
     assert sent < 40 * 1024 * 1024  # the limit plus the sockets' buffers, nowhere near 200 MB
     assert rss_kib(pid) - before < 20 * 1024  # KiB: the body was never held
 
@@ -169,7 +169,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_a_byte_is_read(web):
     answer, sent, seconds = push_chunked(port, "/api/v1/billing/send/overdue", content_length=TOTAL)
 
     assert answer.startswith(b"HTTP/1.1 413")
-    assert sent < 40 * 1024 * 1024 and seconds < 1.0
+    assert sent < 40 * 1024 * 1024 and seconds < 5  # margin for a starved box, as above
 
 
 def test_a_body_under_the_limit_still_reaches_django(web):

@@ -80,7 +80,8 @@ def test_the_consumer_keeps_consuming_across_two_broker_restarts(pipeline_tenant
     assert_sent_once(tenant, 150)
     wait_until(consumers_restored(crash_broker.url), timeout=20, what="one consumer on every queue", alive=[consumer])
     messages = log_messages(consumer)
-    assert messages.count("billing consumer reconnected to RabbitMQ; checking its consumers") == 2
+    # At least once per restart (a connection may also flap while the node boots).
+    assert messages.count("billing consumer reconnected to RabbitMQ; checking its consumers") >= 2
     assert "billing consumer started" in messages and consumer.process.poll() is None
 
 
@@ -211,7 +212,9 @@ async def _drop_consumer_behind_aio_pikas_back(consumer: BillingConsumer) -> str
     tag = consumer._tags[NOTIFICATION]
     underlay = await consumer.channel.get_underlay_channel()
     await underlay.basic_cancel(tag)
-    assert tag not in underlay.consumers and await _server_consumers(consumer.url) == 0
+    # Not asking the broker for its count now: the 0.2 s watchdog may already have resubscribed
+    # while a probe connects on a loaded box. The new tag is the proof (the test checks it).
+    assert tag not in underlay.consumers
     return tag
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from apps.billing.models import BillingContact, BillingQueue
 from apps.billing.services import queue_lease
 from apps.billing.tests.support.dispatch import finish, make_engine, run_queue
-from apps.billing.tests.support.processes import notification_contacts
+from apps.billing.tests.support.processes import assert_paced, notification_contacts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -166,11 +166,14 @@ def test_a_queue_waiting_for_its_slot_holds_nothing_and_its_next_contact_stays_p
     assert before + 0.4 <= step.at <= after + 0.5, "the next step is due at the next slot"
     statuses = sorted(BillingContact.objects.filter(queue_id=body["queue_id"]).values_list("status", flat=True))
     assert statuses == ["pending", "pending", "sent"]
-    assert engine.scheduler.take(timeout=0) is None, "not due yet: no thread is given to it"
+    # Back in the scheduler, due at that slot and held by no thread meanwhile (checking that
+    # `take` finds nothing due would race the slot itself on a box slower than half a second).
+    [waiting] = engine.scheduler.waiting()
+    assert waiting.due_at == pytest.approx(step.at) and not waiting.in_flight
     assert finish(engine, runner).outcome == "completed"
     sent_at = sorted(datetime.fromisoformat(m["created_at"].replace("Z", "+00:00")) for m in tenant.messages())
-    gaps = [(b - a).total_seconds() for a, b in zip(sent_at, sent_at[1:])]
-    assert len(sent_at) == 3 and min(gaps) >= 0.9 * 0.5 - 0.01, gaps  # a late send wins back <= 10 %
+    assert len(sent_at) == 3
+    assert_paced(sent_at, 0.5)  # arrival times: each carries its post's own delay
 
 
 def test_a_shutdown_between_two_steps_hands_the_queue_back_with_its_contacts_unsent(pipeline_tenant):

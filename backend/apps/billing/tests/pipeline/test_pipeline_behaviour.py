@@ -92,9 +92,9 @@ def test_pace_holds_across_two_consumer_processes(pipeline_tenant, start_process
         wait_until(completed(tenant, body["queue_id"]), timeout=60, what="queue completed", alive=consumers)
     times = sandbox_times(tenant.messages())
     assert len(times) == 22
-    assert_paced(times, 0.5)
-    rate = (len(times) - 1) / (times[-1] - times[0]).total_seconds()
-    assert abs(rate - 2.0) / 2.0 <= 0.05, rate
+    # One pace for both processes: never faster than it, and not much slower either (two sends'
+    # worth of lateness over 21 gaps, which a starved box adds up; two paces would halve the span).
+    assert_paced(times, 0.5, lag=1.0)
     senders = {
         line.get("holder") for c in consumers for line in c.log_lines() if line.get("message") == "billing message sent"
     }
