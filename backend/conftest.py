@@ -47,6 +47,7 @@ RabbitMQ vhost (config/test_settings.py); `broker_vhost` creates the vhost the f
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import subprocess
 import time
@@ -81,8 +82,6 @@ def no_name_resolution() -> Iterator[None]:
 
 
 def _is_address(name: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(name.split("%", 1)[0])
     except ValueError:

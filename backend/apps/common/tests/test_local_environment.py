@@ -10,7 +10,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -131,10 +130,9 @@ def test_docs_scripts_and_benches_name_no_path_of_one_machine():
 
 
 def test_the_tests_resolve_no_names_but_this_machines():
-    started = time.monotonic()
-    with pytest.raises(socket.gaierror):
+    # Refused by the guard (its message), so at once: the resolver is never asked.
+    with pytest.raises(socket.gaierror, match="tests resolve no names"):
         socket.getaddrinfo("erp.example.com", 443, type=socket.SOCK_STREAM)
-    assert time.monotonic() - started < 0.5  # refused at once, never a resolver's retry
     assert {info[4][0] for info in socket.getaddrinfo("localhost", 80, socket.AF_INET)} == {"127.0.0.1"}
     assert socket.getaddrinfo("127.0.0.1", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4] == ("127.0.0.1", 80)
 

@@ -16,6 +16,15 @@ def key() -> str:
     return f"test-{uuid.uuid4().hex}"
 
 
+def slot_due_in(key: str, seconds: float) -> None:
+    """Put the number's next slot `seconds` from now (negative: that long ago) on Redis' own
+    clock, the one the script reads: the test moves the stored slot instead of sleeping until
+    it comes (as the circuit-breaker tests move the stored end of the cool-down)."""
+    client = get_redis()
+    whole, micros = client.time()
+    client.set(f"pace:{key}", str(whole * 1_000_000 + micros + int(seconds * 1_000_000)), px=60_000)
+
+
 def test_a_slot_is_granted_once_and_the_next_caller_is_told_how_long_to_wait(key):
     first = acquire_send_slot(key, 2.0, seed_epoch_seconds=0)
     assert first.granted and 1.9 <= first.seconds <= 2.0
@@ -33,19 +42,19 @@ def test_a_number_redis_does_not_know_is_reported_so_postgresql_can_seed_it(key)
 
 
 def test_a_grant_up_to_the_tolerance_early_is_allowed(key):
-    acquire_send_slot(key, 0.2, seed_epoch_seconds=0)
-    time.sleep(0.19)
+    slot_due_in(key, 0.01)  # comes in 10 ms: inside the 20 ms tolerance
     assert acquire_send_slot(key, 0.2, tolerance_seconds=0.02).granted
+    slot_due_in(key, 0.5)  # well outside it
+    assert not acquire_send_slot(key, 0.2, tolerance_seconds=0.02).granted
 
 
 def test_a_late_grant_wins_back_at_most_a_tenth_of_an_interval(key):
     """A 2 s interval: a grant late by a whole interval counts as idle (a full interval next),
     so "very late" must stay under that however long this box stalls between two calls."""
-    acquire_send_slot(key, 2.0, seed_epoch_seconds=0)
-    time.sleep(2.05)  # at least 50 ms late (more on a stalled box: then up to the cap)
+    slot_due_in(key, -0.05)  # at least 50 ms late (more on a stalled box: then up to the cap)
     late = acquire_send_slot(key, 2.0)
     assert late.granted and 1.799 <= late.seconds <= 1.951, "the next slot wins the lateness back"
-    time.sleep(late.seconds + 0.6)  # 600 ms late: more than the tenth (0.2 s) it may win back
+    slot_due_in(key, -0.6)  # 600 ms late: more than the tenth (0.2 s) it may win back
     very_late = acquire_send_slot(key, 2.0)
     assert very_late.granted and 1.79 <= very_late.seconds <= 1.81
 

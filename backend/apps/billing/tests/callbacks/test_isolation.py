@@ -46,7 +46,7 @@ class DrippingEndpoint:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with endpoint.lock:
-                    endpoint.live = {sock for sock in endpoint.live if not endpoint.client_left(sock)}
+                    endpoint.live = endpoint.held()
                     endpoint.live.add(self.connection)
                     endpoint.most_open = max(endpoint.most_open, len(endpoint.live))
                 try:
@@ -76,10 +76,14 @@ class DrippingEndpoint:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
+    def held(self) -> set[socket.socket]:
+        """The live connections the client has not hung up on (call under `lock`)."""
+        return {sock for sock in self.live if not self.client_left(sock)}
+
     @property
     def open_now(self) -> int:
         with self.lock:
-            return sum(1 for sock in self.live if not self.client_left(sock))
+            return len(self.held())
 
     @staticmethod
     def client_left(sock: socket.socket) -> bool:
